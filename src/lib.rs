@@ -1,1 +1,111 @@
-pub fn x() -> u32 { 1 }
+//! hakozuna: a memory allocator with per-thread caches, one-owner heaps, and a remote-free
+//! path of sparse per-thread rings, per-owner MPSC stashes, a transfer cache and central
+//! lists — a re-creation of the hz3 design (see DESIGN.md in the project).
+//!
+//! Use it from Rust as
+//! ```ignore
+//! #[global_allocator]
+//! static A: hakozuna::Hakozuna = hakozuna::Hakozuna;
+//! ```
+//! or from anything as `LD_PRELOAD=libhakozuna.so`.
+//!
+//! Data flows one way: `tcache` → heap structures (`owner_stash`, `transfer_cache`, `mpsc`
+//! inbox/intake, central lists in `heap`) → page source (`heap` over `arena` segments) → `os`.
+//! The large tier (`large`) maps directly.
+
+#![no_std]
+#![allow(clippy::missing_safety_doc)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod alloc;
+mod arena;
+mod atomics;
+mod bitmap;
+#[cfg(feature = "capi")]
+mod capi;
+pub mod config;
+mod diag;
+mod heap;
+mod init;
+mod large;
+mod list;
+mod meta;
+mod mpsc;
+mod os;
+pub mod owner_stash;
+mod page_tag;
+// Both lanes' remote buffers are compiled in every build (so each is type-checked and unit
+// tested); only `config::RemoteBuf` is used.
+#[allow(dead_code)]
+mod remote_bank;
+#[allow(dead_code)]
+mod remote_ring;
+pub mod size_class;
+mod stats;
+mod sync;
+mod tcache;
+mod tls;
+pub mod transfer_cache;
+
+use core::alloc::{GlobalAlloc, Layout};
+
+/// The allocator as a Rust `GlobalAlloc`.
+pub struct Hakozuna;
+
+// SAFETY: every method forwards to the engine, which returns blocks of at least
+// `layout.size()` bytes aligned to `layout.align()` (normal path ≥ 16, `memalign` otherwise)
+// and accepts back exactly the pointers it returned.
+unsafe impl GlobalAlloc for Hakozuna {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= 16 {
+            alloc::malloc(layout.size())
+        } else {
+            alloc::memalign(layout.align(), layout.size())
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        alloc::free(p)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= 16 {
+            alloc::calloc(1, layout.size())
+        } else {
+            let p = alloc::memalign(layout.align(), layout.size());
+            if !p.is_null() {
+                core::ptr::write_bytes(p, 0, layout.size());
+            }
+            p
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= 16 {
+            return alloc::realloc(p, new_size);
+        }
+        if new_size <= alloc::usable_size(p) {
+            return p;
+        }
+        let q = alloc::memalign(layout.align(), new_size);
+        if !q.is_null() {
+            core::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+            alloc::free(p);
+        }
+        q
+    }
+}
+
+/// Prints the statistics summary at process exit when `HAKOZUNA_STATS=1`. A `.fini_array`
+/// entry rather than `atexit`, which may allocate.
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = fini;
+
+extern "C" fn fini() {
+    stats::report();
+}

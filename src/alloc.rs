@@ -1,0 +1,252 @@
+//! The allocator's operations, shared by the C API and `GlobalAlloc`: the malloc/free fast
+//! paths (DESIGN §5) and everything built on them (calloc, realloc, aligned allocation,
+//! usable size, trim). errno is set to ENOMEM on every failed allocation.
+
+use crate::arena;
+use crate::large;
+use crate::list;
+use crate::os::{self, PAGE};
+use crate::page_tag;
+use crate::size_class::{self as sc, MEDIUM_MAX, NUM_BINS};
+use crate::tcache::{self, ACTIVE, UNINIT};
+use crate::tls;
+
+/// malloc: size → bin, pop the thread bin, return. Everything else is `malloc_slow`.
+#[inline(always)]
+pub unsafe fn malloc(size: usize) -> *mut u8 {
+    if let Some(bin) = sc::bin_of(size) {
+        let tc = &mut *tls::tcache();
+        // SAFETY: `bin_of` returns bins below NUM_BINS.
+        let b = tc.bins.get_unchecked_mut(bin);
+        let p = b.head;
+        if !p.is_null() {
+            b.head = list::next(p);
+            b.count -= 1;
+            return p;
+        }
+    }
+    malloc_slow(size)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow(size: usize) -> *mut u8 {
+    let Some(bin) = sc::bin_of(size) else {
+        if size == 0 {
+            return malloc(1);
+        }
+        return large_alloc(size, 0);
+    };
+    let tc = &mut *tls::tcache();
+    if tc.activate() {
+        // Activation may itself have allocated into this bin.
+        let b = &mut tc.bins[bin];
+        if !b.head.is_null() {
+            let p = b.head;
+            b.head = list::next(p);
+            b.count -= 1;
+            return p;
+        }
+        let p = tc.refill(bin);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    // No heap or no arena (address-space limits, init recursion): degrade to the large tier.
+    large_alloc(sc::bin_size(bin), 0)
+}
+
+fn large_alloc(size: usize, align: usize) -> *mut u8 {
+    let (p, _) = large::alloc(size, align);
+    if p.is_null() {
+        os::set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// free: arena range check, one tag load, owner compare; mine → push on the bin.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    if let Some(off) = arena::offset(p) {
+        let tag = arena::tag_at(off);
+        let tc = &mut *tls::tcache();
+        let bin = page_tag::mine(tag, tc.owner_base);
+        if bin < NUM_BINS {
+            // SAFETY: checked just above.
+            let b = tc.bins.get_unchecked_mut(bin);
+            list::set_next(p, b.head);
+            b.head = p;
+            b.count += 1;
+            if b.count > b.limit {
+                tc.overflow(bin);
+            }
+            return;
+        }
+        free_other(p, tag);
+    } else if !p.is_null() {
+        free_outside(p);
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_other(p: *mut u8, tag: u32) {
+    let Some((dst, bin)) = page_tag::decode(tag) else {
+        bad_free(
+            p,
+            b"hakozuna: free of an arena pointer with no live page (double or wild free) ignored",
+        );
+        return;
+    };
+    let tc = &mut *tls::tcache();
+    if tc.state == ACTIVE || (tc.state == UNINIT && tc.activate()) {
+        if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
+            // Activation adopted the very heap this object belongs to.
+            return free(p);
+        }
+        tc.free_remote(p, dst, bin);
+    } else {
+        tcache::free_shared(p, dst, bin);
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_outside(p: *mut u8) {
+    if !large::free(p) {
+        // Not ours: memory from before the library was loaded, or a wild pointer. We cannot
+        // return it anywhere safely, so it is left alone (leaked).
+        bad_free(
+            p,
+            b"hakozuna: free of a pointer hakozuna did not allocate ignored",
+        );
+    }
+}
+
+fn bad_free(_p: *mut u8, msg: &[u8]) {
+    if crate::config::CHECKED {
+        crate::diag::Line::new().bytes(msg).emit();
+    }
+}
+
+/// What a pointer is, for usable-size and realloc.
+enum Block {
+    Arena(usize),
+    Large(usize),
+    Unknown,
+}
+
+fn classify(p: *mut u8) -> Block {
+    if let Some(off) = arena::offset(p) {
+        return match page_tag::decode(arena::tag_at(off)) {
+            Some((_, bin)) => Block::Arena(sc::bin_size(bin)),
+            None => Block::Unknown,
+        };
+    }
+    match large::usable(p) {
+        Some(len) => Block::Large(len),
+        None => Block::Unknown,
+    }
+}
+
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    match classify(p) {
+        Block::Arena(n) | Block::Large(n) => n,
+        Block::Unknown => 0,
+    }
+}
+
+pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
+    let Some(total) = n.checked_mul(size) else {
+        os::set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    if total > MEDIUM_MAX {
+        let (p, zero) = large::alloc(total, 0);
+        if p.is_null() {
+            os::set_errno(libc::ENOMEM);
+        } else if !zero {
+            core::ptr::write_bytes(p, 0, total);
+        }
+        return p;
+    }
+    let p = malloc(total);
+    if !p.is_null() {
+        core::ptr::write_bytes(p, 0, total);
+    }
+    p
+}
+
+/// glibc semantics: `realloc(NULL, n)` = malloc; `realloc(p, 0)` frees and returns NULL; on
+/// failure NULL with ENOMEM and the old block untouched.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        free(p);
+        return core::ptr::null_mut();
+    }
+    let old = match classify(p) {
+        Block::Arena(old) => {
+            // Same class, or a shrink that keeps at least half: stay in place.
+            if size <= old && (sc::bin_of(size) == sc::bin_of(old) || size > old / 2) {
+                return p;
+            }
+            old
+        }
+        Block::Large(old) => {
+            if size <= old && size > old / 2 {
+                return p;
+            }
+            if size > MEDIUM_MAX {
+                return match large::resize(p, size) {
+                    Some(q) => q,
+                    None => {
+                        os::set_errno(libc::ENOMEM);
+                        core::ptr::null_mut()
+                    }
+                };
+            }
+            old
+        }
+        Block::Unknown => {
+            // Not ours (see free_outside): its size is unknown, so it cannot be moved.
+            os::set_errno(libc::ENOMEM);
+            return core::ptr::null_mut();
+        }
+    };
+    let q = malloc(size);
+    if q.is_null() {
+        return q;
+    }
+    core::ptr::copy_nonoverlapping(p, q, old.min(size));
+    free(p);
+    q
+}
+
+/// Aligned allocation; `align` is a power of two. Alignments up to a page are served from the
+/// small classes (a class whose size is a multiple of `align`, carved from page-aligned runs)
+/// or medium runs (page aligned); only larger alignments take a large mapping.
+pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= 16 {
+        return malloc(size);
+    }
+    if size > large::MAX_REQUEST {
+        os::set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    }
+    if align <= PAGE {
+        let s = size.max(1).next_multiple_of(align);
+        return malloc(s);
+    }
+    large_alloc(size.max(1), align)
+}
+
+/// `malloc_trim`: returns free pages of this thread's heap and the large cache to the OS.
+pub unsafe fn trim() -> bool {
+    let tc = &mut *tls::tcache();
+    let n = tc.trim() + large::purge_cache();
+    n > 0
+}

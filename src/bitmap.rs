@@ -1,0 +1,146 @@
+//! The page bitmap of one segment: a set bit is a page in use. First-fit search for a run of
+//! free pages. Plain data; the owning heap is its only user.
+
+pub const BITS: usize = 256;
+const WORDS: usize = BITS / 64;
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PageBitmap {
+    words: [u64; WORDS],
+}
+
+impl PageBitmap {
+    pub const fn new() -> Self {
+        PageBitmap { words: [0; WORDS] }
+    }
+
+    pub fn get(&self, i: usize) -> bool {
+        self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    pub fn set_range(&mut self, start: usize, n: usize) {
+        for i in start..start + n {
+            self.words[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    pub fn clear_range(&mut self, start: usize, n: usize) {
+        for i in start..start + n {
+            self.words[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
+    /// Lowest index of `n` consecutive free pages, if any (`1 <= n <= BITS`).
+    pub fn find_run(&self, n: usize) -> Option<usize> {
+        let mut i = 0;
+        while i + n <= BITS {
+            // Skip used pages a word at a time.
+            let w = self.words[i / 64] >> (i % 64);
+            if w & 1 == 1 {
+                i += (w.trailing_ones() as usize).max(1);
+                continue;
+            }
+            // Measure the free run starting at i.
+            let mut len = 0;
+            let mut j = i;
+            while j < BITS && len < n {
+                let w = self.words[j / 64] >> (j % 64);
+                let free = if w == 0 {
+                    64 - j % 64
+                } else {
+                    w.trailing_zeros() as usize
+                };
+                len += free;
+                j += free;
+                if w != 0 {
+                    break;
+                }
+            }
+            if len >= n {
+                return Some(i);
+            }
+            i = j;
+        }
+        None
+    }
+
+    /// Free runs as `(start, len)`, in address order.
+    pub fn free_runs(&self) -> FreeRuns<'_> {
+        FreeRuns { map: self, i: 0 }
+    }
+}
+
+pub struct FreeRuns<'a> {
+    map: &'a PageBitmap,
+    i: usize,
+}
+
+impl Iterator for FreeRuns<'_> {
+    type Item = (usize, usize);
+    fn next(&mut self) -> Option<(usize, usize)> {
+        while self.i < BITS && self.map.get(self.i) {
+            self.i += 1;
+        }
+        if self.i >= BITS {
+            return None;
+        }
+        let start = self.i;
+        while self.i < BITS && !self.map.get(self.i) {
+            self.i += 1;
+        }
+        Some((start, self.i - start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+
+    fn naive(m: &PageBitmap, n: usize) -> Option<usize> {
+        (0..=BITS - n).find(|&s| (s..s + n).all(|i| !m.get(i)))
+    }
+
+    #[test]
+    fn find_run_matches_naive() {
+        let mut seed = 0x12345678u32;
+        for round in 0..2000 {
+            let mut m = PageBitmap::new();
+            let density = round % 7;
+            for i in 0..BITS {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                if (seed >> 16) % 8 < density {
+                    m.set_range(i, 1);
+                }
+            }
+            for n in [1, 2, 3, 7, 8, 16, 63, 64, 65, 130, 256] {
+                assert_eq!(m.find_run(n), naive(&m, n), "round {round} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn set_clear_runs() {
+        let mut m = PageBitmap::new();
+        assert!(m.is_empty());
+        assert_eq!(m.find_run(256), Some(0));
+        m.set_range(60, 10);
+        assert_eq!(m.find_run(60), Some(0));
+        assert_eq!(m.find_run(61), Some(70));
+        assert_eq!(
+            m.free_runs().collect::<std::vec::Vec<_>>(),
+            [(0, 60), (70, 186)]
+        );
+        m.clear_range(60, 10);
+        assert!(m.is_empty());
+        m.set_range(0, 256);
+        assert_eq!(m.find_run(1), None);
+        assert_eq!(m.free_runs().count(), 0);
+    }
+}

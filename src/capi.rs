@@ -1,0 +1,117 @@
+//! The C API (DESIGN §10) of the preload libraries, with glibc's documented semantics.
+//! Compiled only into the cdylib crates (feature `capi`).
+
+use crate::alloc;
+use crate::os::{self, PAGE};
+use core::ffi::{c_int, c_void};
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    alloc::malloc(size) as *mut c_void
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    alloc::free(p as *mut u8)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    alloc::calloc(n, size) as *mut c_void
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    alloc::realloc(p as *mut u8, size) as *mut c_void
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => alloc::realloc(p as *mut u8, total) as *mut c_void,
+        None => {
+            os::set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// glibc's memalign: alignments below 16 act as 16, a non-power of two is rounded up, and
+/// one that cannot be rounded is EINVAL.
+unsafe fn memalign_glibc(align: usize, size: usize) -> *mut c_void {
+    if align > usize::MAX / 2 + 1 {
+        os::set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    alloc::memalign(align.max(1).next_power_of_two(), size) as *mut c_void
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    memalign_glibc(align, size)
+}
+
+/// glibc ≤ 2.37 implements aligned_alloc as memalign; we match the system's behaviour.
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    memalign_glibc(align, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    let saved = os::errno();
+    let p = alloc::memalign(align, size);
+    if p.is_null() {
+        // posix_memalign reports through its return value and leaves errno alone.
+        os::set_errno(saved);
+        return libc::ENOMEM;
+    }
+    *out = p as *mut c_void;
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    alloc::memalign(PAGE, size) as *mut c_void
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    match size.max(1).checked_next_multiple_of(PAGE) {
+        Some(rounded) => alloc::memalign(PAGE, rounded) as *mut c_void,
+        None => {
+            os::set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    alloc::usable_size(p as *mut u8)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    alloc::trim() as c_int
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+    alloc::free(p as *mut u8)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+    alloc::free(p as *mut u8)
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // Never unwind across the C ABI; no formatting (it could allocate through us).
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}

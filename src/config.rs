@@ -1,0 +1,72 @@
+//! Compile-time configuration: the only module that reads cargo features.
+//!
+//! Every box of the design is a `const bool` here so the rest of the code branches on
+//! constants (dead code is removed by the compiler) and an A/B comparison is one flag.
+
+/// Fast lane: dense remote bank in TLS, sized for [`BANK_HEAPS`] destination heaps.
+pub const FAST_LANE: bool = cfg!(feature = "fast");
+/// Scale lane: sparse remote ring (S41). Ignored in the fast lane (the bank replaces it).
+pub const REMOTE_RING: bool = cfg!(feature = "remote-ring") && !FAST_LANE;
+/// Owner stash (S44) receives remote small frees.
+pub const STASH_PUSH: bool = cfg!(feature = "owner-stash") && cfg!(feature = "owner-stash-push");
+/// The owner pops its stash in batches (`pop_batch`); off = the stash is drained whole into
+/// the central list on a miss, so pushes are never stranded.
+pub const STASH_POP: bool = cfg!(feature = "owner-stash") && cfg!(feature = "owner-stash-pop");
+/// S44-3 FASTPOP: push the remainder back with a single CAS when the head is still empty.
+pub const STASH_FASTPOP: bool = cfg!(feature = "stash-fastpop");
+/// Maintain an approximate object count per stash.
+pub const STASH_COUNT: bool = cfg!(feature = "stash-count");
+/// S48: leftovers of a pop stay in a heap-resident spill consumed first.
+pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
+/// S42 transfer cache.
+pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
+/// Event-only statistics.
+pub const STATS: bool = cfg!(feature = "stats");
+/// Report wild/double frees of in-arena pointers.
+pub const CHECKED: bool = cfg!(feature = "checked");
+
+/// S44 STASH_MAX_OBJS: beyond this many objects a push goes to the transfer cache
+/// (0 = no cap). Only meaningful with `stash-count`.
+pub const STASH_MAX_OBJS: u32 = if cfg!(feature = "stash-max") { 256 } else { 0 };
+/// S44 drain limit: objects taken by one `pop_batch` (= the small refill batch).
+pub const STASH_DRAIN_LIMIT: u32 = SMALL_REFILL_BATCH;
+/// Whole-list slots per (heap, small bin) in the transfer cache.
+pub const TRANSFER_SLOTS: usize = 4;
+
+/// Small refill batch (objects moved into a thread bin per miss) *(hz3: 32)*.
+pub const SMALL_REFILL_BATCH: u32 = 32;
+/// Sparse ring length in 16-byte entries; power of two *(seeds: 256 = 4 KiB)*.
+pub const RING_LEN: usize = 256;
+/// Entries flushed when the ring is full *(hz3: 32)*.
+pub const RING_FULL_BUDGET: u32 = 32;
+/// Entries flushed on an alloc miss *(hz3: 128)*.
+pub const RING_MISS_BUDGET: u32 = 128;
+/// Destination heaps covered by the fast lane's dense bank *(seeds: 8)*.
+pub const BANK_HEAPS: usize = 8;
+/// A bank list is handed to its owner once it holds this many objects.
+pub const BANK_LIST_FLUSH: u32 = 32;
+/// Bank lists scanned per unit of flush budget (the ring's budgets count entries; the bank
+/// scans lists, most of them empty).
+pub const BANK_SCAN_FACTOR: usize = 4;
+
+/// The thread cache's remote buffer: the lane's one structural difference.
+#[cfg(feature = "fast")]
+pub type RemoteBuf = crate::remote_bank::RemoteBank;
+#[cfg(not(feature = "fast"))]
+pub type RemoteBuf = crate::remote_ring::RemoteRing;
+/// Slow-path calls between epochs (full ring flush) *(hz3: 1024)*.
+pub const EPOCH_PERIOD: u32 = 1024;
+
+/// Default arena reservation (GiB) *(hz3: 64)*; `HAKOZUNA_ARENA_GB` overrides.
+pub const ARENA_GB_DEFAULT: usize = 64;
+/// Segment size: the unit a heap takes from the arena *(hz3 scale: 1 MiB)*.
+pub const SEGMENT_SHIFT: u32 = 20;
+/// Page size the tag table and page runs are counted in.
+pub const PAGE_SHIFT: u32 = 12;
+
+/// Large blocks kept per large-cache shard, in bytes.
+pub const LARGE_CACHE_BYTES: usize = 64 << 20;
+/// Blocks above this size are never cached.
+pub const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
+/// Default decay (ms) after which a cached large block is unmapped; `HAKOZUNA_DECAY_MS`.
+pub const LARGE_DECAY_MS_DEFAULT: u64 = 1000;

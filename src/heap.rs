@@ -1,0 +1,485 @@
+//! Heaps (DESIGN §4, hz3 "shards"): an owner identity with its shared structures. A thread
+//! claims a heap id on first use and releases it at exit; the next claimant adopts whatever
+//! was queued meanwhile. Heaps live in metadata memory and are recycled, never destroyed, so a
+//! `&'static Heap` from [`get`] stays valid forever.
+//!
+//! Shared part: written by any thread through atomics (owner stash, transfer cache, central
+//! intake, medium inbox). Local part: touched only by the current owner (spills, central
+//! lists, carve pointers, segment list).
+
+use crate::arena::{self, PAGES_PER_SEGMENT};
+use crate::config::{self, STASH_MAX_OBJS, STASH_PUSH, TRANSFER_CACHE};
+use crate::list::{set_next, Chain, LocalList};
+use crate::mpsc::MpscStack;
+use crate::owner_stash::{OwnerStash, PopMode};
+use crate::page_tag::{self, MAX_OWNER};
+use crate::size_class::{self as sc, MEDIUM_BINS, NUM_BINS, SMALL_BINS};
+use crate::stats::{Counters, Ev};
+use crate::sync::SpinLock;
+use crate::transfer_cache::TransferCache;
+use core::cell::UnsafeCell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, Ordering::*};
+
+#[repr(C)]
+pub struct HeapShared {
+    pub stash: [OwnerStash; SMALL_BINS],
+    pub xfer: [TransferCache; SMALL_BINS],
+    /// Remote frees that neither the stash nor the transfer cache took; drained into central.
+    pub intake: [MpscStack; NUM_BINS],
+    /// Medium remote frees.
+    pub inbox: [MpscStack; MEDIUM_BINS],
+}
+
+#[repr(C)]
+struct SmallLocal {
+    spill: LocalList,
+    central: LocalList,
+    bump: *mut u8,
+    end: *mut u8,
+}
+
+#[repr(C)]
+pub struct HeapLocal {
+    small: [SmallLocal; SMALL_BINS],
+    medium: [LocalList; MEDIUM_BINS],
+    /// Owned segments as a list through `SegInner::next` (index + 1; 0 = none).
+    seg_head: u32,
+    /// Segment most likely to have room (index + 1).
+    seg_hint: u32,
+    next_free: *mut Heap,
+}
+
+#[repr(C, align(64))]
+pub struct Heap {
+    pub shared: HeapShared,
+    local: UnsafeCell<HeapLocal>,
+    pub stats: Counters,
+    pub id: u32,
+}
+
+pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
+
+static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+
+struct Registry {
+    free: *mut Heap,
+    next_id: u32,
+}
+
+// SAFETY: the raw pointer names a 'static heap; the registry lock serialises access.
+unsafe impl Send for Registry {}
+
+static REG: SpinLock<Registry> = SpinLock::new(Registry {
+    free: null_mut(),
+    next_id: 0,
+});
+
+/// Claims a heap for the calling thread: the most recently released one, else a new one.
+/// `None` only when 65,535 heaps are live or metadata memory is exhausted.
+pub fn claim() -> Option<&'static Heap> {
+    let mut r = REG.lock();
+    if !r.free.is_null() {
+        let h = r.free;
+        // SAFETY: heaps on the free list are 'static and unowned; we hold the registry lock.
+        unsafe {
+            r.free = (*(*h).local.get()).next_free;
+            (*h).stats.add(Ev::HeapsAdopted, 1);
+            return Some(&*h);
+        }
+    }
+    if r.next_id as usize >= MAX_HEAPS {
+        return None;
+    }
+    let id = r.next_id;
+    let p = crate::meta::alloc(core::mem::size_of::<Heap>(), 64)? as *mut Heap;
+    // SAFETY: fresh zeroed metadata memory; all-zero is a valid empty heap (null lists, zero
+    // counts, zero atomics), so only the id needs writing.
+    unsafe {
+        (*p).id = id;
+        (*p).stats.add(Ev::HeapsCreated, 1);
+    }
+    r.next_id = id + 1;
+    // Release: a thread that reads this slot (for a tag carrying `id`) sees the initialised heap.
+    HEAPS[id as usize].store(p, Release);
+    // SAFETY: `p` is 'static metadata memory.
+    Some(unsafe { &*p })
+}
+
+/// Returns a heap to the registry (thread exit). The caller must no longer use it as owner.
+pub fn release(h: &'static Heap) {
+    let mut r = REG.lock();
+    // SAFETY: we are the owner giving it up, under the registry lock.
+    unsafe { (*h.local.get()).next_free = r.free };
+    r.free = h as *const Heap as *mut Heap;
+}
+
+/// The heap with id `id`, which a page tag named.
+#[inline]
+pub fn get(id: u32) -> &'static Heap {
+    // SAFETY: a tag with owner `id` is written only after heap `id` was published (Release
+    // above); heaps are never freed.
+    unsafe { &*HEAPS[id as usize].load(Acquire) }
+}
+
+pub fn heap_count() -> usize {
+    REG.lock().next_id as usize
+}
+
+pub fn for_each_heap(mut f: impl FnMut(&Counters)) {
+    let n = heap_count();
+    for slot in HEAPS.iter().take(n) {
+        let p = slot.load(Acquire);
+        if !p.is_null() {
+            // SAFETY: published heaps are 'static.
+            f(unsafe { &(*p).stats });
+        }
+    }
+}
+
+pub fn lock_for_fork() {
+    REG.raw_lock();
+}
+
+/// # Safety
+/// Pairs with [`lock_for_fork`] in the parent, or runs in the single-threaded child.
+pub unsafe fn unlock_after_fork() {
+    REG.raw_unlock();
+}
+
+/// Hands a chain of free objects of heap `dst`, bin `bin` to that heap (any thread):
+/// small → owner stash, else transfer cache, else central intake; medium → inbox.
+/// `stats` are the sender's counters.
+///
+/// # Safety
+/// `c` is a non-empty chain of free objects whose page tags name `dst` and `bin`.
+pub unsafe fn send(dst: u32, bin: usize, c: Chain, stats: &Counters, shared_stats: bool) {
+    let h = get(dst);
+    let ev = |e: Ev, n: u64| {
+        if shared_stats {
+            stats.add_shared(e, n)
+        } else {
+            stats.add(e, n)
+        }
+    };
+    if !sc::is_small(bin) {
+        ev(Ev::InboxPushes, 1);
+        h.shared.inbox[bin - SMALL_BINS].push(c);
+        return;
+    }
+    let mut c = c;
+    if STASH_PUSH {
+        match h.shared.stash[bin].push_list(c, PopMode::CONFIGURED, STASH_MAX_OBJS) {
+            Ok(()) => {
+                ev(Ev::StashPushes, 1);
+                ev(Ev::StashPushObjs, c.n as u64);
+                return;
+            }
+            Err(back) => {
+                ev(Ev::StashRefused, 1);
+                c = back;
+            }
+        }
+    }
+    if TRANSFER_CACHE {
+        match h.shared.xfer[bin].push(c) {
+            Ok(()) => {
+                ev(Ev::XferPushes, 1);
+                return;
+            }
+            Err(back) => c = back,
+        }
+    }
+    ev(Ev::IntakePushes, 1);
+    h.shared.intake[bin].push(c);
+}
+
+/// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
+const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || STASH_MAX_OBJS > 0);
+
+impl Heap {
+    /// # Safety
+    /// Only the heap's current owner may call this, and must not hold two results at once.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn local(&self) -> &mut HeapLocal {
+        &mut *self.local.get()
+    }
+
+    /// Refill sources for a small bin in the seeds' order, up to the central list:
+    /// spill → owner stash → transfer cache → central (with its remote intake).
+    /// Returns an empty list when all are empty; the caller then flushes its ring and retries
+    /// [`pop_stash`](Self::pop_stash) before [`carve_small`](Self::carve_small).
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn refill_small_shared(&self, bin: usize, want: u32) -> LocalList {
+        let l = self.local();
+        if config::STASH_POP {
+            let got = self.pop_stash(bin, want);
+            if got.count > 0 {
+                return got;
+            }
+        } else if STASH_PUSH {
+            // Pops are switched off: drain the stash whole into central so nothing strands.
+            let all = self.shared.stash[bin].take_all();
+            if !all.is_null() {
+                l.small[bin].central.push_chain(Chain::measure(all));
+            }
+        }
+        if XFER_FED {
+            let got = self.shared.xfer[bin].pop();
+            if got.count > 0 {
+                self.stats.add(Ev::RefillXfer, 1);
+                return got;
+            }
+        }
+        let central = &mut l.small[bin].central;
+        let intake = self.shared.intake[bin].take_all();
+        if !intake.is_null() {
+            central.push_chain(Chain::measure(intake));
+        }
+        if central.count > 0 {
+            self.stats.add(Ev::RefillCentral, 1);
+            let c = central.take(want);
+            return LocalList {
+                head: c.head,
+                count: c.n,
+            };
+        }
+        LocalList {
+            head: null_mut(),
+            count: 0,
+        }
+    }
+
+    /// Spill first, then one `pop_batch` of the owner stash.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn pop_stash(&self, bin: usize, want: u32) -> LocalList {
+        if !config::STASH_POP {
+            return LocalList {
+                head: null_mut(),
+                count: 0,
+            };
+        }
+        let spill = &mut self.local().small[bin].spill;
+        let p = self.shared.stash[bin].pop_batch(
+            spill,
+            want.min(config::STASH_DRAIN_LIMIT),
+            PopMode::CONFIGURED,
+        );
+        if p.chain.n > 0 {
+            if p.from_spill {
+                self.stats.add(Ev::RefillSpill, 1);
+            } else {
+                self.stats.add(Ev::RefillStash, 1);
+                self.stats.add(Ev::StashPops, 1);
+                self.stats.add(Ev::StashPopObjs, p.chain.n as u64);
+            }
+        }
+        LocalList {
+            head: p.chain.head,
+            count: p.chain.n,
+        }
+    }
+
+    /// Carves up to `want` fresh objects of a small bin, taking a new page run when the
+    /// current one is used up. Empty only when the arena cannot supply a run.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn carve_small(&self, bin: usize, want: u32) -> LocalList {
+        let size = sc::bin_size(bin);
+        let l = &mut self.local().small[bin];
+        if l.bump == l.end {
+            let pages = sc::run_pages(bin);
+            let Some(run) = self.alloc_run(pages) else {
+                return LocalList {
+                    head: null_mut(),
+                    count: 0,
+                };
+            };
+            arena::set_tags(run, pages, page_tag::encode(self.id, bin));
+            l.bump = run;
+            l.end = run.add(sc::objs_per_run(bin) * size);
+            self.stats.add(Ev::PagesCarved, 1);
+        }
+        let avail = (l.end as usize - l.bump as usize) / size;
+        let n = (want as usize).min(avail);
+        let head = l.bump;
+        let mut p = head;
+        for _ in 1..n {
+            let nx = p.add(size);
+            set_next(p, nx);
+            p = nx;
+        }
+        set_next(p, null_mut());
+        l.bump = p.add(size);
+        self.stats.add(Ev::RefillNewPage, 1);
+        LocalList {
+            head,
+            count: n as u32,
+        }
+    }
+
+    /// Takes back objects from a thread bin (overflow or thread exit).
+    ///
+    /// # Safety
+    /// Owner only; `c` holds free objects of this heap and `bin`.
+    pub unsafe fn put_central(&self, bin: usize, c: Chain) {
+        if c.n == 0 {
+            return;
+        }
+        let l = self.local();
+        if sc::is_small(bin) {
+            l.small[bin].central.push_chain(c);
+            return;
+        }
+        let central = &mut l.medium[bin - SMALL_BINS];
+        central.push_chain(c);
+        let cap = sc::medium_central_cap(bin);
+        if central.count > cap {
+            // Give the surplus runs back to their segments so other classes can use the pages.
+            let extra = central.take(central.count - cap);
+            let mut p = extra.head;
+            while !p.is_null() {
+                let nx = crate::list::next(p);
+                self.free_run(p, sc::run_pages(bin));
+                p = nx;
+            }
+            self.stats.add(Ev::RunsReturned, extra.n as u64);
+        }
+    }
+
+    /// Medium refill: inbox (whole), then central, then new runs. `want` ≥ 1.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn refill_medium(&self, bin: usize, want: u32) -> LocalList {
+        let mi = bin - SMALL_BINS;
+        let inbox = self.shared.inbox[mi].take_all();
+        if !inbox.is_null() {
+            self.stats.add(Ev::InboxDrains, 1);
+            self.stats.add(Ev::MediumInbox, 1);
+            let c = Chain::measure(inbox);
+            self.put_central(bin, c);
+        }
+        let intake = self.shared.intake[bin].take_all();
+        if !intake.is_null() {
+            self.put_central(bin, Chain::measure(intake));
+        }
+        let central = &mut self.local().medium[mi];
+        if central.count > 0 {
+            self.stats.add(Ev::MediumCentral, 1);
+            let c = central.take(want);
+            return LocalList {
+                head: c.head,
+                count: c.n,
+            };
+        }
+        let pages = sc::run_pages(bin);
+        let tag = page_tag::encode(self.id, bin);
+        let mut out = LocalList {
+            head: null_mut(),
+            count: 0,
+        };
+        for _ in 0..want {
+            let Some(run) = self.alloc_run(pages) else {
+                break;
+            };
+            arena::set_tags(run, 1, tag);
+            out.push(run);
+        }
+        if out.count > 0 {
+            self.stats.add(Ev::MediumCarve, 1);
+        }
+        out
+    }
+
+    /// First-fit page run from this heap's segments, taking a new segment when none fits.
+    unsafe fn alloc_run(&self, pages: usize) -> Option<*mut u8> {
+        let l = self.local();
+        if l.seg_hint != 0 {
+            if let Some(p) = Self::alloc_in(l.seg_hint - 1, pages) {
+                return Some(p);
+            }
+        }
+        let mut s = l.seg_head;
+        while s != 0 {
+            if s != l.seg_hint {
+                if let Some(p) = Self::alloc_in(s - 1, pages) {
+                    l.seg_hint = s;
+                    return Some(p);
+                }
+            }
+            s = arena::seg_meta(s - 1).get().next;
+        }
+        let idx = arena::take_segment()?;
+        self.stats.add(Ev::SegmentsTaken, 1);
+        let m = arena::seg_meta(idx).get();
+        m.pages = crate::bitmap::PageBitmap::new();
+        m.next = l.seg_head;
+        l.seg_head = idx + 1;
+        l.seg_hint = idx + 1;
+        Self::alloc_in(idx, pages)
+    }
+
+    unsafe fn alloc_in(idx: u32, pages: usize) -> Option<*mut u8> {
+        let m = arena::seg_meta(idx).get();
+        let start = m.pages.find_run(pages)?;
+        m.pages.set_range(start, pages);
+        Some(arena::segment_base(idx).add(start << config::PAGE_SHIFT))
+    }
+
+    unsafe fn free_run(&self, p: *mut u8, pages: usize) {
+        arena::set_tags(p, 1, 0);
+        let (idx, page) = arena::locate(p);
+        debug_assert!(page + pages <= PAGES_PER_SEGMENT);
+        arena::seg_meta(idx).get().pages.clear_range(page, pages);
+    }
+
+    /// Thread exit: moves a spill back to central (the heap outlives the thread, but a spill
+    /// is a per-owner cursor and must not be left half-consumed).
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn retire(&self) {
+        let l = self.local();
+        for b in 0..SMALL_BINS {
+            let s = &mut l.small[b].spill;
+            if !s.head.is_null() {
+                let c = Chain::measure(s.head);
+                *s = LocalList {
+                    head: null_mut(),
+                    count: 0,
+                };
+                l.small[b].central.push_chain(c);
+            }
+        }
+    }
+
+    /// `malloc_trim`: returns the physical pages of every free page run of this heap's
+    /// segments to the OS. Returns bytes purged.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn purge_free_pages(&self) -> usize {
+        let mut bytes = 0;
+        let mut s = self.local().seg_head;
+        while s != 0 {
+            let m = arena::seg_meta(s - 1).get();
+            let base = arena::segment_base(s - 1);
+            for (start, len) in m.pages.free_runs() {
+                crate::os::purge(
+                    base.add(start << config::PAGE_SHIFT),
+                    len << config::PAGE_SHIFT,
+                );
+                bytes += len << config::PAGE_SHIFT;
+            }
+            s = m.next;
+        }
+        self.stats.add(Ev::BytesPurged, bytes as u64);
+        bytes
+    }
+}

@@ -1,0 +1,445 @@
+//! The large tier (DESIGN §9): requests above 64 KiB (and alignments above a page) get their
+//! own page-aligned mapping. Live blocks are recorded in a sharded address table, so `free`
+//! of a pointer outside the arena is recognised without reading memory around it (a foreign
+//! pointer simply misses). Freed blocks wait in per-thread-hashed cache shards by exact length
+//! (lengths are rounded to geometric classes, four per doubling) under a byte cap, and are
+//! unmapped once older than the decay interval.
+
+use crate::config::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_DECAY_MS_DEFAULT};
+use crate::os::{self, PAGE};
+use crate::stats::{Ev, GLOBAL};
+use crate::sync::SpinLock;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+const TABLE_SHARDS: usize = 64;
+const CACHE_SHARDS: usize = 8;
+const CACHE_ENTRIES: usize = 32;
+
+/// Largest request any tier accepts; beyond it allocation fails with ENOMEM.
+pub const MAX_REQUEST: usize = isize::MAX as usize - (1 << 30);
+
+/// Mapping length for a request: whole pages, rounded up to one of four classes per power of
+/// two while the block is small enough to cache.
+pub fn class_len(size: usize) -> usize {
+    let pages = size.div_ceil(PAGE).max(1);
+    let len = pages * PAGE;
+    if len > LARGE_CACHE_MAX_BLOCK || pages <= 4 {
+        return len;
+    }
+    let shift = usize::BITS - 1 - (len - 1).leading_zeros();
+    let step = 1usize << (shift - 2);
+    len.div_ceil(step) * step
+}
+
+/// Open-addressed (linear probing, backward-shift deletion) map from block address to length,
+/// in memory obtained from the OS. Address 0 marks an empty slot.
+pub struct AddrTable {
+    slots: *mut [usize; 2],
+    cap: usize,
+    len: usize,
+}
+
+// SAFETY: the table owns its slot memory; callers serialise access with a lock.
+unsafe impl Send for AddrTable {}
+
+impl AddrTable {
+    pub const fn new() -> Self {
+        AddrTable {
+            slots: core::ptr::null_mut(),
+            cap: 0,
+            len: 0,
+        }
+    }
+
+    fn hash(addr: usize, cap: usize) -> usize {
+        ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (cap - 1)
+    }
+
+    fn slot(&self, i: usize) -> &mut [usize; 2] {
+        // SAFETY: `i < cap` at every call site and the slot memory lives as long as the table.
+        unsafe { &mut *self.slots.add(i) }
+    }
+
+    /// Records a block; false when memory for growth is unavailable.
+    pub fn insert(&mut self, addr: usize, len: usize) -> bool {
+        if (self.len + 1) * 2 > self.cap && !self.grow() {
+            return false;
+        }
+        let mut i = Self::hash(addr, self.cap);
+        while self.slot(i)[0] != 0 {
+            i = (i + 1) & (self.cap - 1);
+        }
+        *self.slot(i) = [addr, len];
+        self.len += 1;
+        true
+    }
+
+    fn find(&self, addr: usize) -> Option<usize> {
+        if self.cap == 0 {
+            return None;
+        }
+        let mut i = Self::hash(addr, self.cap);
+        loop {
+            match self.slot(i)[0] {
+                0 => return None,
+                a if a == addr => return Some(i),
+                _ => i = (i + 1) & (self.cap - 1),
+            }
+        }
+    }
+
+    pub fn get(&self, addr: usize) -> Option<usize> {
+        self.find(addr).map(|i| self.slot(i)[1])
+    }
+
+    /// Removes a block, returning its length.
+    pub fn remove(&mut self, addr: usize) -> Option<usize> {
+        let mut i = self.find(addr)?;
+        let len = self.slot(i)[1];
+        // Backward-shift: pull later entries of the probe run into the hole.
+        let mask = self.cap - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let e = *self.slot(j);
+            if e[0] == 0 {
+                break;
+            }
+            let home = Self::hash(e[0], self.cap);
+            // Move e if its home is not cyclically within (i, j].
+            let between = if i <= j {
+                home > i && home <= j
+            } else {
+                home > i || home <= j
+            };
+            if !between {
+                *self.slot(i) = e;
+                i = j;
+            }
+        }
+        *self.slot(i) = [0, 0];
+        self.len -= 1;
+        Some(len)
+    }
+
+    fn grow(&mut self) -> bool {
+        let new_cap = (self.cap * 2).max(256);
+        let Some(mem) = os::map_rw(new_cap * 16) else {
+            return false;
+        };
+        let old = AddrTable {
+            slots: self.slots,
+            cap: self.cap,
+            len: self.len,
+        };
+        self.slots = mem as *mut [usize; 2];
+        self.cap = new_cap;
+        self.len = 0;
+        for i in 0..old.cap {
+            let e = *old.slot(i);
+            if e[0] != 0 {
+                self.insert(e[0], e[1]);
+            }
+        }
+        if old.cap > 0 {
+            // SAFETY: the old slot array was mapped by a previous `grow` and is no longer used.
+            unsafe { os::unmap(old.slots as *mut u8, old.cap * 16) };
+        }
+        true
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Cached {
+    addr: usize,
+    len: usize,
+    stamp: u64,
+}
+
+struct Cache {
+    entries: [Cached; CACHE_ENTRIES],
+    n: usize,
+    bytes: usize,
+}
+
+static TABLE: [SpinLock<AddrTable>; TABLE_SHARDS] =
+    [const { SpinLock::new(AddrTable::new()) }; TABLE_SHARDS];
+static CACHE: [SpinLock<Cache>; CACHE_SHARDS] = [const {
+    SpinLock::new(Cache {
+        entries: [Cached {
+            addr: 0,
+            len: 0,
+            stamp: 0,
+        }; CACHE_ENTRIES],
+        n: 0,
+        bytes: 0,
+    })
+}; CACHE_SHARDS];
+static DECAY_MS: AtomicU64 = AtomicU64::new(LARGE_DECAY_MS_DEFAULT);
+
+pub fn init() {
+    DECAY_MS.store(
+        crate::diag::env_u64(b"HAKOZUNA_DECAY_MS\0", LARGE_DECAY_MS_DEFAULT, 0, 1 << 40),
+        Relaxed,
+    );
+}
+
+fn table(addr: usize) -> &'static SpinLock<AddrTable> {
+    &TABLE[(addr >> 12) % TABLE_SHARDS]
+}
+
+fn cache_shard() -> &'static SpinLock<Cache> {
+    // Threads spread over shards by their TLS address (distinct per thread, no lookup needed).
+    &CACHE[(crate::tls::tcache() as usize >> 12) % CACHE_SHARDS]
+}
+
+/// A new large block of at least `size` bytes aligned to `align` (a power of two). Returns the
+/// block and whether its memory is known to be zero. Null on failure (caller sets errno).
+pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
+    if size > MAX_REQUEST || align > MAX_REQUEST / 2 {
+        return (core::ptr::null_mut(), false);
+    }
+    GLOBAL.add_shared(Ev::LargeAllocs, 1);
+    let len = class_len(size);
+    if align <= PAGE {
+        if let Some(p) = cache_take(len) {
+            GLOBAL.add_shared(Ev::LargeCacheHits, 1);
+            if register(p, len) {
+                return (p, false);
+            }
+            // SAFETY: `p` came out of the cache: an unused mapping of `len` bytes.
+            unsafe { os::unmap(p, len) };
+            return (core::ptr::null_mut(), false);
+        }
+        let Some(p) = os::map_rw(len) else {
+            return (core::ptr::null_mut(), false);
+        };
+        if register(p, len) {
+            return (p, true);
+        }
+        // SAFETY: fresh mapping, never handed out.
+        unsafe { os::unmap(p, len) };
+        return (core::ptr::null_mut(), false);
+    }
+    let Some(raw) = os::map_rw(len + align) else {
+        return (core::ptr::null_mut(), false);
+    };
+    let p = (raw as usize).next_multiple_of(align) as *mut u8;
+    // SAFETY: head and tail slack are parts of our fresh mapping outside [p, p+len).
+    unsafe {
+        let head = p as usize - raw as usize;
+        if head > 0 {
+            os::unmap(raw, head);
+        }
+        let tail = len + align - head - len;
+        if tail > 0 {
+            os::unmap(p.add(len), tail);
+        }
+    }
+    if register(p, len) {
+        (p, true)
+    } else {
+        // SAFETY: as above, `[p, p+len)` is ours and unused.
+        unsafe { os::unmap(p, len) };
+        (core::ptr::null_mut(), false)
+    }
+}
+
+fn register(p: *mut u8, len: usize) -> bool {
+    table(p as usize).lock().insert(p as usize, len)
+}
+
+/// Usable size of a live large block, `None` if `p` is not one.
+pub fn usable(p: *const u8) -> Option<usize> {
+    table(p as usize).lock().get(p as usize)
+}
+
+/// Frees a large block. Returns false (and does nothing) if `p` is not a live large block.
+///
+/// # Safety
+/// If `p` is a live large block, no one uses it after this call.
+pub unsafe fn free(p: *mut u8) -> bool {
+    let Some(len) = table(p as usize).lock().remove(p as usize) else {
+        return false;
+    };
+    cache_put(p, len);
+    true
+}
+
+/// Resizes a live large block to hold `new_size`, moving it if needed
+/// (`mremap`). `None` leaves the block intact.
+///
+/// # Safety
+/// `p` is a live large block.
+pub unsafe fn resize(p: *mut u8, new_size: usize) -> Option<*mut u8> {
+    if new_size > MAX_REQUEST {
+        return None;
+    }
+    let new_len = class_len(new_size);
+    let t = table(p as usize);
+    let old_len = t.lock().remove(p as usize)?;
+    match os::remap(p, old_len, new_len) {
+        Some(q) => {
+            // If the table cannot grow (the OS refused 4 KiB), the block stays valid but
+            // unrecorded: a later free of it is ignored (a leak under OOM, never corruption).
+            let _ = register(q, new_len);
+            Some(q)
+        }
+        None => {
+            let _ = register(p, old_len);
+            None
+        }
+    }
+}
+
+fn cache_take(len: usize) -> Option<*mut u8> {
+    if len > LARGE_CACHE_MAX_BLOCK {
+        return None;
+    }
+    let mut c = cache_shard().lock();
+    let n = c.n;
+    let i = (0..n).rev().find(|&i| c.entries[i].len == len)?;
+    let e = c.entries[i];
+    c.entries[i] = c.entries[n - 1];
+    c.n -= 1;
+    c.bytes -= len;
+    Some(e.addr as *mut u8)
+}
+
+unsafe fn cache_put(p: *mut u8, len: usize) {
+    if len > LARGE_CACHE_MAX_BLOCK || LARGE_CACHE_BYTES == 0 {
+        GLOBAL.add_shared(Ev::LargeUnmaps, 1);
+        os::unmap(p, len);
+        return;
+    }
+    let now = os::now_ms();
+    let decay = DECAY_MS.load(Relaxed);
+    let mut evict = [(0usize, 0usize); CACHE_ENTRIES + 1];
+    let mut ne = 0;
+    {
+        let mut c = cache_shard().lock();
+        // Decay: drop entries older than the interval, then the oldest while over the caps.
+        let mut i = 0;
+        while i < c.n {
+            if now.saturating_sub(c.entries[i].stamp) > decay {
+                let e = c.entries[i];
+                evict[ne] = (e.addr, e.len);
+                ne += 1;
+                c.bytes -= e.len;
+                c.n -= 1;
+                let last = c.n;
+                c.entries[i] = c.entries[last];
+            } else {
+                i += 1;
+            }
+        }
+        while c.n > 0 && (c.n == CACHE_ENTRIES || c.bytes + len > LARGE_CACHE_BYTES) {
+            let oldest = (0..c.n).min_by_key(|&i| c.entries[i].stamp).unwrap_or(0);
+            let e = c.entries[oldest];
+            evict[ne] = (e.addr, e.len);
+            ne += 1;
+            c.bytes -= e.len;
+            c.n -= 1;
+            let last = c.n;
+            c.entries[oldest] = c.entries[last];
+        }
+        if len <= LARGE_CACHE_BYTES {
+            let n = c.n;
+            c.entries[n] = Cached {
+                addr: p as usize,
+                len,
+                stamp: now,
+            };
+            c.n += 1;
+            c.bytes += len;
+        } else {
+            evict[ne] = (p as usize, len);
+            ne += 1;
+        }
+    }
+    for &(a, l) in &evict[..ne] {
+        GLOBAL.add_shared(Ev::LargeUnmaps, 1);
+        os::unmap(a as *mut u8, l);
+    }
+}
+
+/// Unmaps every cached block (`malloc_trim`). Returns bytes released.
+pub fn purge_cache() -> usize {
+    let mut bytes = 0;
+    for shard in &CACHE {
+        let mut c = shard.lock();
+        for i in 0..c.n {
+            let e = c.entries[i];
+            // SAFETY: cached blocks are unused mappings owned by the cache.
+            unsafe { os::unmap(e.addr as *mut u8, e.len) };
+            bytes += e.len;
+        }
+        c.n = 0;
+        c.bytes = 0;
+    }
+    bytes
+}
+
+pub fn lock_for_fork() {
+    for t in &TABLE {
+        t.raw_lock();
+    }
+    for c in &CACHE {
+        c.raw_lock();
+    }
+}
+
+/// # Safety
+/// Pairs with [`lock_for_fork`] (parent) or runs in the single-threaded child.
+pub unsafe fn unlock_after_fork() {
+    for c in &CACHE {
+        c.raw_unlock();
+    }
+    for t in &TABLE {
+        t.raw_unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::collections::HashMap;
+
+    #[test]
+    fn class_len_rounds_up_within_a_quarter() {
+        for size in (65537..(40 << 20)).step_by(12345) {
+            let l = class_len(size);
+            assert!(l >= size && l % PAGE == 0);
+            if l <= LARGE_CACHE_MAX_BLOCK {
+                assert!((l - size) * 4 <= size + 4 * PAGE, "size {size} len {l}");
+            }
+            assert_eq!(class_len(l), l, "classes are fixed points");
+        }
+    }
+
+    #[test]
+    fn addr_table_matches_hashmap() {
+        let mut t = AddrTable::new();
+        let mut m = HashMap::new();
+        let mut s = 0x12345678u32;
+        for i in 0..50_000usize {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            let addr = ((s as usize % 4096) + 1) << 12;
+            if s & 0x100 == 0 {
+                if let std::collections::hash_map::Entry::Vacant(e) = m.entry(addr) {
+                    e.insert(i);
+                    assert!(t.insert(addr, i));
+                }
+            } else {
+                assert_eq!(t.remove(addr), m.remove(&addr));
+            }
+            if i % 97 == 0 {
+                for (&a, &l) in &m {
+                    assert_eq!(t.get(a), Some(l));
+                }
+            }
+        }
+        assert_eq!(t.len, m.len());
+    }
+}

@@ -1,0 +1,200 @@
+//! Intrusive singly linked lists of free objects: the first word of a free object holds the
+//! next pointer. Every free object is at least 16 bytes, so the second word is free too and a
+//! list head may carry its length there (transfer-cache slots do).
+
+use core::ptr::null_mut;
+
+/// Next pointer of a free object.
+///
+/// # Safety
+/// `p` is a free object owned by the caller's list.
+#[inline(always)]
+pub unsafe fn next(p: *mut u8) -> *mut u8 {
+    *(p as *mut *mut u8)
+}
+
+/// # Safety
+/// `p` is a free object owned by the caller.
+#[inline(always)]
+pub unsafe fn set_next(p: *mut u8, n: *mut u8) {
+    *(p as *mut *mut u8) = n;
+}
+
+/// A detached list with its length; `tail` is valid when `n > 0`.
+#[derive(Clone, Copy)]
+pub struct Chain {
+    pub head: *mut u8,
+    pub tail: *mut u8,
+    pub n: u32,
+}
+
+impl Chain {
+    pub const EMPTY: Chain = Chain {
+        head: null_mut(),
+        tail: null_mut(),
+        n: 0,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Splits off up to `want` objects from the front of the list starting at `head`
+    /// (null-terminated). Returns the front chain and the rest.
+    ///
+    /// # Safety
+    /// `head` starts a well-formed null-terminated free list owned by the caller.
+    pub unsafe fn take(head: *mut u8, want: u32) -> (Chain, *mut u8) {
+        if head.is_null() || want == 0 {
+            return (Chain::EMPTY, head);
+        }
+        let mut tail = head;
+        let mut n = 1;
+        while n < want {
+            let nx = next(tail);
+            if nx.is_null() {
+                break;
+            }
+            tail = nx;
+            n += 1;
+        }
+        let rest = next(tail);
+        set_next(tail, null_mut());
+        (Chain { head, tail, n }, rest)
+    }
+
+    /// Measures a whole null-terminated list.
+    ///
+    /// # Safety
+    /// As for [`take`](Self::take).
+    pub unsafe fn measure(head: *mut u8) -> Chain {
+        Chain::take(head, u32::MAX).0
+    }
+}
+
+/// An owner-only list with a count (thread bins, central lists, spills).
+#[repr(C)]
+pub struct LocalList {
+    pub head: *mut u8,
+    pub count: u32,
+}
+
+impl LocalList {
+    /// # Safety
+    /// `c` is a well-formed chain no other list references.
+    pub unsafe fn push_chain(&mut self, c: Chain) {
+        if c.n == 0 {
+            return;
+        }
+        set_next(c.tail, self.head);
+        self.head = c.head;
+        self.count += c.n;
+    }
+
+    /// # Safety
+    /// `p` is a free object no other list references.
+    pub unsafe fn push(&mut self, p: *mut u8) {
+        set_next(p, self.head);
+        self.head = p;
+        self.count += 1;
+    }
+
+    /// # Safety
+    /// The list is well formed.
+    pub unsafe fn pop(&mut self) -> *mut u8 {
+        let p = self.head;
+        if !p.is_null() {
+            self.head = next(p);
+            self.count -= 1;
+        }
+        p
+    }
+
+    /// Detaches up to `want` objects from the front.
+    ///
+    /// # Safety
+    /// The list is well formed.
+    pub unsafe fn take(&mut self, want: u32) -> Chain {
+        let (c, rest) = Chain::take(self.head, want);
+        self.head = rest;
+        self.count -= c.n;
+        c
+    }
+
+    /// Detaches everything.
+    ///
+    /// # Safety
+    /// The list is well formed and `count` is exact.
+    pub unsafe fn take_all(&mut self) -> Chain {
+        let c = self.take(u32::MAX);
+        self.count = 0;
+        c
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    /// Makes `n` 16-byte "objects" in a leaked buffer, linked in order.
+    pub fn objects(n: usize) -> Vec<*mut u8> {
+        let buf: &'static mut [[u64; 2]] = std::vec![[0u64; 2]; n].leak();
+        buf.iter_mut().map(|o| o.as_mut_ptr() as *mut u8).collect()
+    }
+
+    pub unsafe fn link(objs: &[*mut u8]) -> Chain {
+        for w in objs.windows(2) {
+            set_next(w[0], w[1]);
+        }
+        set_next(objs[objs.len() - 1], null_mut());
+        Chain {
+            head: objs[0],
+            tail: objs[objs.len() - 1],
+            n: objs.len() as u32,
+        }
+    }
+
+    pub unsafe fn collect(mut p: *mut u8) -> Vec<*mut u8> {
+        let mut v = Vec::new();
+        while !p.is_null() {
+            v.push(p);
+            p = next(p);
+        }
+        v
+    }
+
+    #[test]
+    fn take_and_local_list() {
+        unsafe {
+            let o = objects(10);
+            let c = link(&o);
+            let (front, rest) = Chain::take(c.head, 4);
+            assert_eq!(front.n, 4);
+            assert_eq!(collect(front.head), &o[..4]);
+            assert_eq!(front.tail, o[3]);
+            assert_eq!(collect(rest), &o[4..]);
+            let (all, none) = Chain::take(rest, 100);
+            assert_eq!(all.n, 6);
+            assert!(none.is_null());
+            assert_eq!(Chain::take(null_mut(), 3).0.n, 0);
+
+            let mut l = LocalList {
+                head: null_mut(),
+                count: 0,
+            };
+            l.push_chain(front);
+            l.push_chain(all);
+            assert_eq!(l.count, 10);
+            assert_eq!(l.pop(), o[4]);
+            let t = l.take(3);
+            assert_eq!(t.n, 3);
+            assert_eq!(l.count, 6);
+            let rest = l.take_all();
+            assert_eq!(rest.n, 6);
+            assert!(l.head.is_null());
+            assert!(l.pop().is_null());
+        }
+    }
+}

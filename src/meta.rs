@@ -1,0 +1,40 @@
+//! Metadata memory: a bump allocator over mmap'd chunks for heaps and side tables. Never goes
+//! through `malloc`, never frees (heaps are recycled, not destroyed).
+
+use crate::os;
+use crate::sync::SpinLock;
+
+const CHUNK: usize = 4 << 20;
+
+struct Bump {
+    cur: usize,
+    end: usize,
+}
+
+static META: SpinLock<Bump> = SpinLock::new(Bump { cur: 0, end: 0 });
+
+/// Zeroed memory for `size` bytes aligned to `align` (a power of two ≤ 4096), or `None` when
+/// the OS refuses.
+pub fn alloc(size: usize, align: usize) -> Option<*mut u8> {
+    let mut m = META.lock();
+    let mut p = (m.cur + align - 1) & !(align - 1);
+    if m.cur == 0 || p + size > m.end {
+        let len = size.max(CHUNK).next_multiple_of(os::PAGE);
+        let c = os::map_rw(len)? as usize;
+        m.cur = c;
+        m.end = c + len;
+        p = c;
+    }
+    m.cur = p + size;
+    Some(p as *mut u8)
+}
+
+pub fn lock_for_fork() {
+    META.raw_lock();
+}
+
+/// # Safety
+/// Called after [`lock_for_fork`] in the same process image (parent or child).
+pub unsafe fn unlock_after_fork() {
+    META.raw_unlock();
+}

@@ -1,0 +1,70 @@
+//! A multi-producer, single-consumer intrusive stack: producers prepend whole chains with one
+//! CAS, the single consumer takes everything with one swap. Used for the medium inbox and for
+//! the central lists' remote intake; the owner stash builds its pop variants on it.
+//!
+//! ABA: producers only compare the head they linked their tail to, so a recycled head value
+//! still yields a correct list; the consumer never CASes a non-null head. Single-consumer is a
+//! precondition (one owning thread per heap, DESIGN §4).
+
+use crate::atomics::AtomicPtr;
+use crate::list::{set_next, Chain};
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering::*;
+
+#[repr(C)]
+pub struct MpscStack {
+    head: AtomicPtr<u8>,
+}
+
+impl MpscStack {
+    #[cfg(any(test, loom))]
+    pub fn new() -> Self {
+        MpscStack {
+            head: AtomicPtr::new(null_mut()),
+        }
+    }
+
+    /// Prepends a chain (any thread).
+    ///
+    /// # Safety
+    /// `c` is a well-formed non-empty chain the caller owns; ownership passes to the stack.
+    pub unsafe fn push(&self, c: Chain) {
+        let mut old = self.head.load(Relaxed);
+        loop {
+            set_next(c.tail, old);
+            // Release: the links written above (and the object contents the freeing thread
+            // wrote before freeing) are visible to the consumer's Acquire swap.
+            match self
+                .head
+                .compare_exchange_weak(old, c.head, Release, Relaxed)
+            {
+                Ok(_) => return,
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Tries to install `c` only if the stack is empty (one CAS; owner's FASTPOP push-back).
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push); `c.tail`'s next is already null.
+    pub unsafe fn push_if_empty(&self, c: Chain) -> bool {
+        self.head
+            .compare_exchange(null_mut(), c.head, Release, Relaxed)
+            .is_ok()
+    }
+
+    /// Cheap emptiness probe (may be stale).
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Relaxed).is_null()
+    }
+
+    /// Takes the whole stack (consumer only). Returns the head of a null-terminated list.
+    pub fn take_all(&self) -> *mut u8 {
+        if self.is_empty() {
+            return null_mut();
+        }
+        // Acquire: pairs with the producers' Release CAS so their links are visible.
+        self.head.swap(null_mut(), Acquire)
+    }
+}

@@ -1,0 +1,135 @@
+//! Platform layer: the only module that makes system calls. Every function is a thin safe
+//! wrapper that reports failure as `None`/`false`; nothing here allocates.
+
+use core::ptr::null_mut;
+
+pub const PAGE: usize = 4096;
+
+/// Reserves `len` bytes of address space with no access and no swap reservation.
+pub fn reserve(len: usize) -> Option<*mut u8> {
+    map(len, libc::PROT_NONE, libc::MAP_NORESERVE)
+}
+
+/// Maps `len` bytes of zeroed read/write memory.
+pub fn map_rw(len: usize) -> Option<*mut u8> {
+    map(len, libc::PROT_READ | libc::PROT_WRITE, 0)
+}
+
+/// Maps `len` bytes of lazily-faulted zeroed read/write memory that is not charged to
+/// overcommit accounting (side tables sized for the whole arena).
+pub fn map_rw_noreserve(len: usize) -> Option<*mut u8> {
+    map(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_NORESERVE)
+}
+
+fn map(len: usize, prot: i32, extra: i32) -> Option<*mut u8> {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address cannot alias any
+    // existing Rust object.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p as *mut u8)
+    }
+}
+
+/// Unmaps a range this crate mapped.
+///
+/// # Safety
+/// `[p, p+len)` was mapped by this module and holds no live object.
+pub unsafe fn unmap(p: *mut u8, len: usize) {
+    libc::munmap(p as *mut libc::c_void, len);
+}
+
+/// Makes a reserved range readable and writable.
+///
+/// # Safety
+/// `[p, p+len)` lies in a reservation made by [`reserve`].
+pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
+    libc::mprotect(
+        p as *mut libc::c_void,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+    ) == 0
+}
+
+/// Gives the physical pages of a range back to the OS; the range stays mapped and reads as zero.
+///
+/// # Safety
+/// `[p, p+len)` is mapped by this crate and holds no live object.
+pub unsafe fn purge(p: *mut u8, len: usize) -> bool {
+    libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0
+}
+
+/// Grows or shrinks a mapping, moving it if needed.
+///
+/// # Safety
+/// `[p, p+old)` is a whole mapping made by this module.
+pub unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
+    let q = libc::mremap(p as *mut libc::c_void, old, new, libc::MREMAP_MAYMOVE);
+    if q == libc::MAP_FAILED {
+        None
+    } else {
+        Some(q as *mut u8)
+    }
+}
+
+pub fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() = e }
+}
+
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub fn errno() -> i32 {
+    // SAFETY: as in `set_errno`.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn yield_now() {
+    // SAFETY: no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// Milliseconds of CLOCK_MONOTONIC_COARSE (a vDSO read, no syscall).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Writes bytes to stderr, ignoring errors (diagnostics only).
+pub fn write_stderr(b: &[u8]) {
+    // SAFETY: the slice is valid for reads of its length.
+    unsafe {
+        libc::write(2, b.as_ptr() as *const libc::c_void, b.len());
+    }
+}
+
+/// Reads an environment variable without allocating. `name` must end in NUL.
+pub fn getenv(name: &[u8]) -> Option<&'static [u8]> {
+    debug_assert_eq!(name.last(), Some(&0));
+    // SAFETY: `name` is NUL-terminated; getenv returns NULL or a NUL-terminated string owned by
+    // the environment, which we only read during start-up.
+    unsafe {
+        let p = libc::getenv(name.as_ptr() as *const libc::c_char);
+        if p.is_null() {
+            return None;
+        }
+        let len = libc::strlen(p);
+        Some(core::slice::from_raw_parts(p as *const u8, len))
+    }
+}

@@ -1,0 +1,62 @@
+//! Page tag encoding (hz3's PTAG32): one `u32` per arena page, `(owner + 1) << 16 | (bin + 1)`.
+//! Zero means "no object starts here". This is the single routing record for `free`.
+
+pub const OWNER_SHIFT: u32 = 16;
+/// Highest heap id a tag can carry (ids are 16 bits, `owner + 1` must fit).
+pub const MAX_OWNER: u32 = 0xFFFE;
+
+#[inline]
+pub const fn encode(owner: u32, bin: usize) -> u32 {
+    ((owner + 1) << OWNER_SHIFT) | (bin as u32 + 1)
+}
+
+/// The value a thread keeps to recognise its own tags: `(owner + 1) << 16`, or 0 for none.
+#[inline]
+pub const fn owner_base(owner: u32) -> u32 {
+    (owner + 1) << OWNER_SHIFT
+}
+
+/// `Some((owner, bin))` for a non-zero tag.
+#[inline]
+pub const fn decode(tag: u32) -> Option<(u32, usize)> {
+    let o = tag >> OWNER_SHIFT;
+    let b = tag & 0xFFFF;
+    if o == 0 || b == 0 {
+        None
+    } else {
+        Some((o - 1, (b - 1) as usize))
+    }
+}
+
+/// The free fast path's one compare: the bin if `tag` belongs to the owner with `base`,
+/// otherwise a value `>= NUM_BINS` (also for a zero tag and for `base == 0`).
+#[inline(always)]
+pub const fn mine(tag: u32, base: u32) -> usize {
+    tag.wrapping_sub(base).wrapping_sub(1) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::NUM_BINS;
+
+    #[test]
+    fn round_trip_and_mine() {
+        for owner in [0, 1, 7, 255, 1000, MAX_OWNER] {
+            for bin in [0, 1, 127, 128, NUM_BINS - 1] {
+                let t = encode(owner, bin);
+                assert_eq!(decode(t), Some((owner, bin)));
+                assert_eq!(mine(t, owner_base(owner)), bin);
+                if owner > 0 {
+                    assert!(mine(t, owner_base(owner - 1)) >= NUM_BINS);
+                }
+                assert!(mine(t, owner_base(owner + 1)) >= NUM_BINS);
+                // An uninitialised thread (base 0) never matches.
+                assert!(mine(t, 0) >= NUM_BINS);
+            }
+        }
+        assert_eq!(decode(0), None);
+        assert!(mine(0, 0) >= NUM_BINS);
+        assert!(mine(0, owner_base(3)) >= NUM_BINS);
+    }
+}

@@ -1,0 +1,128 @@
+//! Event-only statistics (DESIGN §11). Counters are bumped on slow paths only: per heap by its
+//! owner (a relaxed load+store, no shared cache line), globally for threads without a heap.
+//! With the `stats` feature off every call compiles to nothing. `HAKOZUNA_STATS=1` prints one
+//! summary when the process exits.
+
+use crate::config::STATS;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+macro_rules! events {
+    ($($name:ident = $label:literal,)*) => {
+        #[derive(Clone, Copy)]
+        #[repr(usize)]
+        pub enum Ev { $($name,)* }
+        const LABELS: &[&str] = &[$($label,)*];
+    };
+}
+
+events! {
+    RefillSpill = "small refills from spill",
+    RefillStash = "small refills from owner stash",
+    RefillXfer = "small refills from transfer cache",
+    RefillCentral = "small refills from central",
+    RefillNewPage = "small refills from new page",
+    MediumInbox = "medium refills from inbox",
+    MediumCentral = "medium refills from central",
+    MediumCarve = "medium refills from new runs",
+    BinOverflow = "thread-bin overflows to central",
+    RemoteQueued = "remote frees queued",
+    RemoteDirect = "remote frees sent directly",
+    RingFlushes = "ring/bank flushes",
+    RingFlushed = "ring/bank objects flushed",
+    StashPushes = "stash pushes",
+    StashPushObjs = "stash objects pushed",
+    StashRefused = "stash pushes refused (cap)",
+    StashPops = "stash pops",
+    StashPopObjs = "stash objects popped",
+    XferPushes = "transfer-cache pushes",
+    IntakePushes = "central intake pushes",
+    InboxPushes = "inbox pushes",
+    InboxDrains = "inbox drains",
+    Epochs = "epochs",
+    PagesCarved = "small page runs carved",
+    RunsReturned = "medium runs returned to segments",
+    SegmentsTaken = "segments taken",
+    HeapsCreated = "heaps created",
+    HeapsAdopted = "heaps adopted",
+    LargeAllocs = "large allocations",
+    LargeCacheHits = "large cache hits",
+    LargeUnmaps = "large blocks unmapped",
+    BytesPurged = "bytes purged",
+}
+
+const N: usize = LABELS.len();
+
+pub struct Counters([AtomicU64; N]);
+
+impl Counters {
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const fn new() -> Self {
+        const Z: AtomicU64 = AtomicU64::new(0);
+        Counters([Z; N])
+    }
+
+    /// Owner-only increment (no RMW).
+    #[inline(always)]
+    pub fn add(&self, e: Ev, n: u64) {
+        if STATS {
+            let c = &self.0[e as usize];
+            c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        }
+    }
+
+    /// Increment from any thread.
+    #[inline(always)]
+    pub fn add_shared(&self, e: Ev, n: u64) {
+        if STATS {
+            self.0[e as usize].fetch_add(n, Relaxed);
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.0[i].load(Relaxed)
+    }
+}
+
+pub static GLOBAL: Counters = Counters::new();
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Reads `HAKOZUNA_STATS` (at init).
+pub fn init() {
+    let on = crate::diag::env_flag(b"HAKOZUNA_STATS\0");
+    if on && !STATS {
+        crate::diag::Line::new()
+            .str("hakozuna: HAKOZUNA_STATS=1 but this build has no `stats` feature")
+            .emit();
+    }
+    ENABLED.store(on && STATS, Relaxed);
+}
+
+/// Prints the summary if enabled (process exit).
+pub fn report() {
+    if !ENABLED.load(Relaxed) {
+        return;
+    }
+    let mut sum = [0u64; N];
+    for (i, s) in sum.iter_mut().enumerate() {
+        *s = GLOBAL.get(i);
+    }
+    crate::heap::for_each_heap(|c| {
+        for (i, s) in sum.iter_mut().enumerate() {
+            *s += c.get(i);
+        }
+    });
+    let mut l = crate::diag::Line::new();
+    l.str("hakozuna stats: ")
+        .num(crate::heap::heap_count() as u64)
+        .str(" heaps, ");
+    l.num(crate::arena::committed_bytes() as u64 >> 20)
+        .str(" MiB of arena segments")
+        .emit();
+    for (i, label) in LABELS.iter().enumerate() {
+        l.str("hakozuna stats: ")
+            .str(label)
+            .str(": ")
+            .num(sum[i])
+            .emit();
+    }
+}

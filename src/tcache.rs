@@ -1,0 +1,269 @@
+//! The thread cache (DESIGN §5): per-bin LIFO lists reached through initial-exec TLS, the
+//! remote buffer (ring or bank by lane), and the slow paths that refill, overflow, flush and
+//! retire them. The malloc/free fast paths themselves are in `alloc`.
+
+use crate::config::{self, RemoteBuf, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
+use crate::heap::{self, Heap};
+use crate::list::{set_next, Chain, LocalList};
+use crate::page_tag;
+use crate::remote_ring::Sink;
+use crate::size_class::{self as sc, NUM_BINS};
+use crate::stats::{Counters, Ev, GLOBAL};
+use core::ptr::null_mut;
+
+pub const UNINIT: u32 = 0;
+pub const ACTIVE: u32 = 1;
+pub const DEAD: u32 = 2;
+pub const BUSY: u32 = 3;
+
+#[repr(C)]
+pub struct Bin {
+    pub head: *mut u8,
+    pub count: u32,
+    pub limit: u32,
+}
+
+/// All-zero is the valid "uninitialised" state.
+#[repr(C, align(64))]
+pub struct ThreadCache {
+    pub bins: [Bin; NUM_BINS],
+    /// `page_tag::owner_base` of the owned heap; 0 when none, so no tag matches.
+    pub owner_base: u32,
+    pub state: u32,
+    heap: *const Heap,
+    slow_calls: u32,
+    /// Remote frees buffered since the last flush (folded into stats at flush).
+    queued: u32,
+    remote: RemoteBuf,
+}
+
+/// Sends flushed chains to their owners, counting in the sender's heap.
+struct ToOwners<'a>(&'a Counters);
+
+impl Sink for ToOwners<'_> {
+    fn send(&mut self, dst: u32, bin: usize, chain: Chain) {
+        // SAFETY: the ring/bank only holds free objects tagged (dst, bin).
+        unsafe { heap::send(dst, bin, chain, self.0, false) }
+    }
+}
+
+impl ThreadCache {
+    #[inline(always)]
+    pub fn heap(&self) -> Option<&'static Heap> {
+        // SAFETY: non-null only while ACTIVE, pointing at a 'static heap.
+        unsafe { self.heap.as_ref() }
+    }
+
+    /// Makes the cache usable: global init, then a heap. False if either is impossible (the
+    /// caller falls back to the large tier) or if we are already inside activation.
+    pub fn activate(&mut self) -> bool {
+        match self.state {
+            ACTIVE => return true,
+            BUSY => return false,
+            _ => {}
+        }
+        if !crate::init::ensure() || crate::arena::len() == 0 {
+            return false;
+        }
+        let prev = self.state;
+        self.state = BUSY;
+        let Some(h) = heap::claim() else {
+            self.state = prev;
+            return false;
+        };
+        for (i, b) in self.bins.iter_mut().enumerate() {
+            *b = Bin {
+                head: null_mut(),
+                count: 0,
+                limit: sc::bin_limit(i),
+            };
+        }
+        self.heap = h;
+        self.slow_calls = 0;
+        self.owner_base = page_tag::owner_base(h.id);
+        self.state = ACTIVE;
+        // Last: may allocate (glibc's pthread_setspecific for high keys), which now works.
+        crate::init::register_thread_exit();
+        true
+    }
+
+    /// Refills an empty bin and returns one object, or null when memory is exhausted.
+    ///
+    /// # Safety
+    /// ACTIVE, and `bin` is empty.
+    pub unsafe fn refill(&mut self, bin: usize) -> *mut u8 {
+        let h = &*self.heap;
+        self.tick(h);
+        // The seeds flush at the slow-path entry so owners get their objects back even in
+        // workloads that never carve.
+        if !self.remote_is_empty() {
+            self.flush_remote(RING_MISS_BUDGET, h);
+        }
+        let want = sc::refill_batch(bin);
+        let got = if sc::is_small(bin) {
+            let mut g = h.refill_small_shared(bin, want);
+            if g.count == 0 {
+                g = h.carve_small(bin, want);
+            }
+            g
+        } else {
+            h.refill_medium(bin, want)
+        };
+        self.fill_from(bin, got)
+    }
+
+    unsafe fn fill_from(&mut self, bin: usize, got: LocalList) -> *mut u8 {
+        if got.count == 0 {
+            return null_mut();
+        }
+        let p = got.head;
+        let b = &mut self.bins[bin];
+        b.head = crate::list::next(p);
+        b.count = got.count - 1;
+        p
+    }
+
+    fn tick(&mut self, h: &Heap) {
+        self.slow_calls += 1;
+        if self.slow_calls >= EPOCH_PERIOD {
+            self.slow_calls = 0;
+            h.stats.add(Ev::Epochs, 1);
+            // SAFETY: ACTIVE (callers), so the remote buffer belongs to a live heap owner.
+            unsafe { self.flush_remote(u32::MAX, h) };
+        }
+    }
+
+    /// A free pushed bin `bin` past its limit: send the older half to the heap's central list.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    #[cold]
+    pub unsafe fn overflow(&mut self, bin: usize) {
+        let h = &*self.heap;
+        let b = &mut self.bins[bin];
+        let keep = b.limit / 2;
+        // The head holds the most recently freed (hottest) objects: keep those.
+        let mut l = LocalList {
+            head: b.head,
+            count: b.count,
+        };
+        let front = l.take(keep);
+        let back = l.take_all();
+        b.head = front.head;
+        b.count = front.n;
+        h.put_central(bin, back);
+        h.stats.add(Ev::BinOverflow, 1);
+    }
+
+    #[inline(always)]
+    fn remote_is_empty(&self) -> bool {
+        self.remote.is_empty()
+    }
+
+    /// Buffers or sends a free of another heap's object.
+    ///
+    /// # Safety
+    /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
+    pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
+        let h = &*self.heap;
+        if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
+            if self.remote.is_full() {
+                self.flush_remote(RING_FULL_BUDGET, h);
+            }
+            self.queued += 1;
+            self.remote.push(dst, bin, p, &mut ToOwners(&h.stats));
+            return;
+        }
+        h.stats.add(Ev::RemoteDirect, 1);
+        set_next(p, null_mut());
+        heap::send(
+            dst,
+            bin,
+            Chain {
+                head: p,
+                tail: p,
+                n: 1,
+            },
+            &h.stats,
+            false,
+        );
+    }
+
+    unsafe fn flush_remote(&mut self, budget: u32, h: &Heap) {
+        let n = self.remote.flush(budget, &mut ToOwners(&h.stats));
+        h.stats.add(Ev::RingFlushes, 1);
+        h.stats.add(Ev::RingFlushed, n as u64);
+        h.stats.add(Ev::RemoteQueued, self.queued as u64);
+        self.queued = 0;
+    }
+
+    /// Thread exit: flush the remote buffer, return every bin to the heap, give the heap up.
+    /// Later frees on this thread take the shared path; a later malloc re-activates.
+    ///
+    /// # Safety
+    /// Called on the owning thread.
+    pub unsafe fn retire(&mut self) {
+        if self.state != ACTIVE {
+            return;
+        }
+        let h = &*self.heap;
+        self.state = BUSY;
+        while !self.remote_is_empty() {
+            self.flush_remote(u32::MAX, h);
+        }
+        for bin in 0..NUM_BINS {
+            let b = &mut self.bins[bin];
+            let mut l = LocalList {
+                head: b.head,
+                count: b.count,
+            };
+            *b = Bin {
+                head: null_mut(),
+                count: 0,
+                limit: 0,
+            };
+            h.put_central(bin, l.take_all());
+        }
+        h.retire();
+        self.owner_base = 0;
+        self.heap = null_mut();
+        heap::release(h_static(h));
+        self.state = DEAD;
+    }
+
+    /// `malloc_trim`: give cached pages of this thread's heap back to the OS.
+    ///
+    /// # Safety
+    /// Called on the owning thread.
+    pub unsafe fn trim(&mut self) -> usize {
+        match self.heap() {
+            Some(h) if self.state == ACTIVE => h.purge_free_pages(),
+            _ => 0,
+        }
+    }
+}
+
+fn h_static(h: &Heap) -> &'static Heap {
+    heap::get(h.id)
+}
+
+/// The shared path for a thread without an active cache (exited, or no heap available):
+/// one push straight to the owner.
+///
+/// # Safety
+/// `p` is a free object tagged (dst, bin).
+pub unsafe fn free_shared(p: *mut u8, dst: u32, bin: usize) {
+    GLOBAL.add_shared(Ev::RemoteDirect, 1);
+    set_next(p, null_mut());
+    heap::send(
+        dst,
+        bin,
+        Chain {
+            head: p,
+            tail: p,
+            n: 1,
+        },
+        &GLOBAL,
+        true,
+    );
+}

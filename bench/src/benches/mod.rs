@@ -1,0 +1,50 @@
+//! The benchmark programs. Each has a `run(args)` that parses its positional arguments, runs,
+//! prints a human summary and one `RESULT ...` line on stdout, and returns the report.
+
+pub mod cache_scratch;
+pub mod larson;
+pub mod mt_remote;
+pub mod random_mixed;
+pub mod xmalloc_test;
+
+use crate::common::Report;
+
+/// A benchmark program: name (as the binary is called), usage text, entry point.
+pub struct Bench {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub run: fn(&[String]) -> Result<Report, String>,
+}
+
+/// Every benchmark, by binary name.
+pub const ALL: &[Bench] = &[
+    Bench {
+        name: "random-mixed",
+        usage: random_mixed::USAGE,
+        run: random_mixed::run,
+    },
+    Bench {
+        name: "mt-remote",
+        usage: mt_remote::USAGE,
+        run: mt_remote::run,
+    },
+    Bench {
+        name: "larson",
+        usage: larson::USAGE,
+        run: larson::run,
+    },
+    Bench {
+        name: "xmalloc-test",
+        usage: xmalloc_test::USAGE,
+        run: xmalloc_test::run,
+    },
+    Bench {
+        name: "cache-scratch",
+        usage: cache_scratch::USAGE,
+        run: cache_scratch::run,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Bench> {
+    ALL.iter().find(|b| b.name == name)
+}

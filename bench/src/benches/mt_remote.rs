@@ -1,0 +1,284 @@
+//! mt-remote, DESIGN §12.
+//!
+//! `mt-remote T ITERS WS MIN MAX REMOTE_PCT RING`
+//!
+//! T threads (thread `i` seeded `0x12345678 + 977·i`), each with WS private slots and a
+//! single-producer/single-consumer bounded ring (capacity RING) to thread `(i+1) % T`.
+//! Each iteration: drain my receive ring, freeing every pointer; draw `r`; slot = `r % WS`;
+//! occupied → with probability REMOTE_PCT % push the pointer into the next thread's ring
+//! (full → free locally and count a fallback), else free locally; empty → malloc
+//! `MIN + r % (MAX − MIN + 1)` bytes. The remote decision uses the high half of the same draw
+//! (`common::percent_of`), so the slot/size sequence does not depend on REMOTE_PCT.
+//!
+//! Timing runs from a start barrier until every thread has finished its loop *and* drained
+//! its ring (after a barrier, so no producer is still pushing); the final free of each
+//! thread's own slots is neither timed nor counted. Ops = mallocs + frees, a remote free
+//! counted once, by the thread that frees it. ITERS is per thread.
+
+use crate::common::*;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+pub const USAGE: &str = "usage: mt-remote T ITERS WS MIN MAX REMOTE_PCT RING\n\
+ITERS is per thread and accepts k/M/G suffixes. Valid only when the fallback rate < 0.1%.";
+
+/// Fallback rate at or above which a result is not valid (DESIGN §12: 0.1 %).
+pub const FALLBACK_LIMIT: f64 = 0.001;
+
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// Bounded single-producer/single-consumer ring of pointers.
+pub struct Ring {
+    buf: Box<[AtomicPtr<u8>]>,
+    mask: usize,
+    cap: usize,
+    /// Next index the consumer reads (written by the consumer only).
+    head: Padded<AtomicUsize>,
+    /// Next index the producer writes (written by the producer only).
+    tail: Padded<AtomicUsize>,
+}
+
+impl Ring {
+    pub fn new(cap: usize) -> Ring {
+        assert!(cap > 0);
+        let buf: Box<[AtomicPtr<u8>]> = (0..cap)
+            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+            .collect();
+        Ring {
+            buf,
+            mask: if cap.is_power_of_two() { cap - 1 } else { 0 },
+            cap,
+            head: Padded(AtomicUsize::new(0)),
+            tail: Padded(AtomicUsize::new(0)),
+        }
+    }
+
+    #[inline(always)]
+    fn idx(&self, i: usize) -> usize {
+        if self.mask != 0 || self.cap == 1 {
+            i & self.mask
+        } else {
+            i % self.cap
+        }
+    }
+
+    /// Producer side. `cached_head` is the producer's private copy of `head`.
+    #[inline(always)]
+    pub fn push(&self, p: *mut u8, cached_head: &Cell<usize>) -> bool {
+        let t = self.tail.0.load(Ordering::Relaxed);
+        if t.wrapping_sub(cached_head.get()) >= self.cap {
+            cached_head.set(self.head.0.load(Ordering::Acquire));
+            if t.wrapping_sub(cached_head.get()) >= self.cap {
+                return false;
+            }
+        }
+        self.buf[self.idx(t)].store(p, Ordering::Relaxed);
+        self.tail.0.store(t.wrapping_add(1), Ordering::Release);
+        true
+    }
+
+    /// Consumer side: hand every queued pointer to `f`; returns how many.
+    #[inline(always)]
+    pub fn drain(&self, mut f: impl FnMut(*mut u8)) -> u64 {
+        let h = self.head.0.load(Ordering::Relaxed);
+        let t = self.tail.0.load(Ordering::Acquire);
+        if h == t {
+            return 0;
+        }
+        let mut i = h;
+        while i != t {
+            f(self.buf[self.idx(i)].load(Ordering::Relaxed));
+            i = i.wrapping_add(1);
+        }
+        self.head.0.store(t, Ordering::Release);
+        t.wrapping_sub(h) as u64
+    }
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+struct Counts {
+    mallocs: u64,
+    local_frees: u64,
+    recv_frees: u64,
+    sends: u64,
+    fallbacks: u64,
+    sink: u8,
+}
+
+pub fn run(args: &[String]) -> Result<Report, String> {
+    if args.len() != 7 {
+        return Err("expected 7 arguments".into());
+    }
+    let threads = arg_u32(args, 0, "T")? as usize;
+    let iters = arg_count(args, 1, "ITERS")?;
+    let ws = arg_u32(args, 2, "WS")?;
+    let sizes = SizeRange::new(arg_u32(args, 3, "MIN")?, arg_u32(args, 4, "MAX")?)?;
+    let pct = arg_u32(args, 5, "REMOTE_PCT")?;
+    let ring_cap = arg_count(args, 6, "RING")? as usize;
+    if threads == 0 || ws == 0 || ring_cap == 0 || pct > 100 {
+        return Err("need T > 0, WS > 0, RING > 0, REMOTE_PCT <= 100".into());
+    }
+
+    let rings: Arc<Vec<Ring>> = Arc::new((0..threads).map(|_| Ring::new(ring_cap)).collect());
+    // Barriers: start, all loops done, all rings drained. Main takes part to time the run.
+    let bars: Arc<[Barrier; 3]> = Arc::new([
+        Barrier::new(threads + 1),
+        Barrier::new(threads + 1),
+        Barrier::new(threads + 1),
+    ]);
+
+    let mut handles = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let rings = Arc::clone(&rings);
+        let bars = Arc::clone(&bars);
+        let h = std::thread::Builder::new()
+            .name(format!("mt-remote-{i}"))
+            .spawn(move || {
+                let mut c = Counts::default();
+                let mut slots: Vec<*mut u8> = vec![std::ptr::null_mut(); ws as usize];
+                let mut rng = Lcg::for_thread(i);
+                let mine = &rings[i];
+                let next = &rings[(i + 1) % threads];
+                let cached_head = Cell::new(0usize);
+                let mut sink = 0u8;
+                bars[0].wait();
+                for _ in 0..iters {
+                    c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
+                    let r = rng.next_u32();
+                    let slot = unsafe { slots.get_unchecked_mut((r % ws) as usize) };
+                    if !slot.is_null() {
+                        let p = *slot;
+                        *slot = std::ptr::null_mut();
+                        if pct != 0 && percent_of(r) < pct {
+                            if next.push(p, &cached_head) {
+                                c.sends += 1;
+                                continue;
+                            }
+                            c.fallbacks += 1;
+                        }
+                        sink ^= unsafe { free_touch(p) };
+                        c.local_frees += 1;
+                    } else {
+                        *slot = alloc_touch(sizes.pick(r), r as u8);
+                        c.mallocs += 1;
+                    }
+                }
+                bars[1].wait();
+                c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
+                bars[2].wait();
+                for p in slots.iter_mut().filter(|p| !p.is_null()) {
+                    sink ^= unsafe { free_touch(*p) };
+                    *p = std::ptr::null_mut();
+                }
+                c.sink = sink;
+                c
+            })
+            .map_err(|e| format!("spawn thread {i}: {e}"))?;
+        handles.push(h);
+    }
+    bars[0].wait();
+    let t0 = Instant::now();
+    bars[1].wait();
+    bars[2].wait();
+    let secs = t0.elapsed().as_secs_f64();
+
+    let mut tot = Counts::default();
+    for h in handles {
+        let c = h
+            .join()
+            .map_err(|_| "a benchmark thread panicked".to_string())?;
+        tot.mallocs += c.mallocs;
+        tot.local_frees += c.local_frees;
+        tot.recv_frees += c.recv_frees;
+        tot.sends += c.sends;
+        tot.fallbacks += c.fallbacks;
+        tot.sink ^= c.sink;
+    }
+    std::hint::black_box(tot.sink);
+    debug_assert_eq!(tot.sends, tot.recv_frees);
+
+    let frees = tot.local_frees + tot.recv_frees;
+    let remote_ratio = if frees > 0 {
+        tot.sends as f64 / frees as f64
+    } else {
+        0.0
+    };
+    let attempts = tot.sends + tot.fallbacks;
+    let fallback_rate = if attempts > 0 {
+        tot.fallbacks as f64 / attempts as f64
+    } else {
+        0.0
+    };
+    let valid = fallback_rate < FALLBACK_LIMIT;
+    let range = format!("{}-{}", sizes.min, sizes.min + sizes.span - 1);
+
+    let rep = Report::new("mt-remote", tot.mallocs + frees, secs)
+        .kv("threads", threads)
+        .kv("ncpus", ncpus())
+        .kv("iters", iters)
+        .kv("ws", ws)
+        .kv("sizes", &range)
+        .kv("remote_pct", pct)
+        .kv("ring", ring_cap)
+        .kv("mallocs", tot.mallocs)
+        .kv("frees", frees)
+        .kv("remote_sends", tot.sends)
+        .kv("fallbacks", tot.fallbacks)
+        .kv("remote_ratio", format!("{remote_ratio:.6}"))
+        .kv("fallback_rate", format!("{fallback_rate:.6}"))
+        .kv("valid", u8::from(valid))
+        .kv("malloc_from", malloc_provider());
+    let mut human = format!(
+        "mt-remote: T={threads} ITERS={iters}/thread WS={ws} sizes={range} R={pct}% RING={ring_cap}; {}\n\
+         remote ratio {:.2}% (sends/frees), fallback rate {:.4}% ({} of {} remote attempts)",
+        oversub_note(threads),
+        remote_ratio * 100.0,
+        fallback_rate * 100.0,
+        tot.fallbacks,
+        attempts
+    );
+    if !valid {
+        human.push_str(&format!(
+            "\nWARNING: fallback rate {:.4}% >= {:.1}%: this result is NOT valid (DESIGN §12); \
+             use a larger RING or fewer threads",
+            fallback_rate * 100.0,
+            FALLBACK_LIMIT * 100.0
+        ));
+        eprintln!(
+            "WARNING: mt-remote fallback rate {:.4}% >= 0.1%: result not valid",
+            fallback_rate * 100.0
+        );
+    }
+    rep.print(&human);
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_fills_and_drains() {
+        for cap in [1usize, 3, 4] {
+            let r = Ring::new(cap);
+            let ch = Cell::new(0);
+            let mut v = vec![0u8; 8];
+            let base = v.as_mut_ptr();
+            for k in 0..cap {
+                assert!(r.push(unsafe { base.add(k) }, &ch));
+            }
+            assert!(!r.push(base, &ch), "cap {cap} must be full");
+            let mut got = Vec::new();
+            assert_eq!(
+                r.drain(|p| got.push(p as usize - base as usize)),
+                cap as u64
+            );
+            assert_eq!(got, (0..cap).collect::<Vec<_>>());
+            assert!(r.push(base, &ch));
+            assert_eq!(r.drain(|_| {}), 1);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! hakozuna-bench: allocator benchmark programs that allocate through the C `malloc`/`free`
+//! (so any allocator can be injected with `LD_PRELOAD`), and the runner that compares
+//! allocators on named matrices of benchmark rows (DESIGN §12).
+
+pub mod benches;
+pub mod common;
+pub mod runner;

@@ -1,0 +1,237 @@
+//! Named matrices of benchmark rows.
+
+/// One benchmark row: a program and its arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Short unique name, e.g. `mt-T32-R50-16-2048`.
+    pub name: String,
+    /// Benchmark program (binary name).
+    pub bench: &'static str,
+    pub args: Vec<String>,
+    /// Threads the row runs (1 for single-threaded rows).
+    pub threads: usize,
+    /// What the row measures, in words.
+    pub desc: String,
+}
+
+impl Row {
+    /// The standalone command line, e.g. `random-mixed 20000000 400 16 2048`.
+    pub fn command(&self) -> String {
+        let mut s = self.bench.to_string();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+
+    pub fn is_mt_remote(&self) -> bool {
+        self.bench == "mt-remote"
+    }
+}
+
+pub const MATRICES: &[(&str, &str)] = &[
+    ("quick", "a subset with reduced iteration counts: about one minute for ~6 allocators x 3 runs"),
+    ("seed", "the DESIGN §12 seed rows at full size (ST 20M iterations, MT 2.5M per thread) plus larson/xmalloc/cache-scratch"),
+    ("smoke", "tiny rows for tests: one of each program"),
+];
+
+/// Iteration count scaled by `scale`, never below 1.
+fn it(n: u64, scale: f64) -> String {
+    (((n as f64) * scale).round() as u64).max(1).to_string()
+}
+
+fn rm(name: &str, iters: u64, min: u32, max: u32, scale: f64) -> Row {
+    Row {
+        name: name.to_string(),
+        bench: "random-mixed",
+        args: vec![
+            it(iters, scale),
+            "400".into(),
+            min.to_string(),
+            max.to_string(),
+        ],
+        threads: 1,
+        desc: format!("random-mixed single thread, WS 400, sizes {min}-{max}"),
+    }
+}
+
+fn rm_dist(iters: u64, scale: f64) -> Row {
+    Row {
+        name: "rm-dist".into(),
+        bench: "random-mixed",
+        args: vec!["--dist".into(), it(iters, scale), "400".into()],
+        threads: 1,
+        desc: "random-mixed single thread, WS 400, sizes 80% 16-256 / 15% 257-2048 / 5% 2049-32768"
+            .into(),
+    }
+}
+
+fn mt(t: usize, r: u32, min: u32, max: u32, iters: u64, scale: f64) -> Row {
+    Row {
+        name: format!("mt-T{t}-R{r}-{min}-{max}"),
+        bench: "mt-remote",
+        args: vec![
+            t.to_string(),
+            it(iters, scale),
+            "400".into(),
+            min.to_string(),
+            max.to_string(),
+            r.to_string(),
+            "65536".into(),
+        ],
+        threads: t,
+        desc: format!("mt-remote T={t}, {r}% remote frees, sizes {min}-{max}, WS 400, ring 65536"),
+    }
+}
+
+fn larson(t: usize, gens: u64, ops: u64, slots: u32, scale: f64) -> Row {
+    Row {
+        name: format!("larson-T{t}"),
+        bench: "larson",
+        args: vec![t.to_string(), gens.to_string(), it(ops, scale), slots.to_string(), "8".into(), "1000".into()],
+        threads: t,
+        desc: format!("larson server simulation: {t} chains x {gens} thread generations, {slots} blocks, sizes 8-1000"),
+    }
+}
+
+fn xmalloc(t: usize, batches: u64, scale: f64) -> Row {
+    Row {
+        name: format!("xmalloc-T{t}"),
+        bench: "xmalloc-test",
+        args: vec![
+            t.to_string(),
+            it(batches, scale),
+            "100".into(),
+            "16".into(),
+            "512".into(),
+        ],
+        threads: t,
+        desc: format!(
+            "xmalloc-test: {} producers -> {} consumers, batches of 100, sizes 16-512",
+            t / 2,
+            t - t / 2
+        ),
+    }
+}
+
+fn scratch(t: usize, iters: u64, reps: u64, scale: f64) -> Row {
+    Row {
+        name: format!("scratch-T{t}"),
+        bench: "cache-scratch",
+        args: vec![t.to_string(), it(iters, scale), "8".into(), reps.to_string()],
+        threads: t,
+        desc: format!("cache-scratch (passive false sharing): {t} threads, 8-byte objects written {reps} times"),
+    }
+}
+
+/// The rows of a named matrix with iteration counts multiplied by `scale`.
+pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
+    let s = scale;
+    let rows = match name {
+        "seed" => {
+            let mut v = vec![
+                rm("rm-16-2048", 20_000_000, 16, 2048, s),
+                rm("rm-4096-32768", 20_000_000, 4096, 32768, s),
+                rm("rm-16-32768", 20_000_000, 16, 32768, s),
+                rm_dist(20_000_000, s),
+                mt(32, 50, 16, 2048, 2_500_000, s),
+                mt(32, 0, 16, 2048, 2_500_000, s),
+                mt(32, 50, 16, 32768, 2_500_000, s),
+            ];
+            for t in [1usize, 8, 32] {
+                for r in [0u32, 50, 90] {
+                    let row = mt(t, r, 16, 2048, 2_500_000, s);
+                    if !v.iter().any(|x| x.name == row.name) {
+                        v.push(row);
+                    }
+                }
+            }
+            v.push(larson(8, 20, 100_000, 5000, s));
+            v.push(xmalloc(8, 20_000, s));
+            v.push(scratch(2, 1000, 50_000, s));
+            v.push(scratch(8, 1000, 25_000, s));
+            v
+        }
+        "quick" => vec![
+            rm("rm-16-2048", 5_000_000, 16, 2048, s),
+            rm("rm-16-32768", 5_000_000, 16, 32768, s),
+            rm_dist(5_000_000, s),
+            mt(2, 50, 16, 2048, 800_000, s),
+            mt(8, 50, 16, 2048, 200_000, s),
+            mt(32, 50, 16, 2048, 50_000, s),
+            larson(8, 10, 40_000, 1000, s),
+            xmalloc(4, 4_000, s),
+            scratch(2, 400, 20_000, s),
+        ],
+        "smoke" => vec![
+            rm("rm-16-2048", 20_000, 16, 2048, s),
+            rm_dist(20_000, s),
+            mt(2, 50, 16, 2048, 10_000, s),
+            larson(2, 2, 2_000, 100, s),
+            xmalloc(2, 50, s),
+            scratch(2, 10, 100, s),
+        ],
+        _ => {
+            let names: Vec<&str> = MATRICES.iter().map(|m| m.0).collect();
+            return Err(format!(
+                "unknown matrix {name:?} (known: {})",
+                names.join(", ")
+            ));
+        }
+    };
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_has_the_design_rows() {
+        let rows = matrix("seed", 1.0).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        for n in [
+            "rm-16-2048",
+            "rm-4096-32768",
+            "rm-16-32768",
+            "rm-dist",
+            "mt-T32-R50-16-2048",
+            "mt-T32-R0-16-2048",
+            "mt-T32-R50-16-32768",
+            "mt-T1-R0-16-2048",
+            "mt-T8-R90-16-2048",
+            "mt-T32-R90-16-2048",
+            "larson-T8",
+            "xmalloc-T8",
+            "scratch-T2",
+        ] {
+            assert!(names.contains(&n), "{n} missing");
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "row names must be unique");
+        let r = rows
+            .iter()
+            .find(|r| r.name == "mt-T32-R50-16-2048")
+            .unwrap();
+        assert_eq!(r.command(), "mt-remote 32 2500000 400 16 2048 50 65536");
+        assert_eq!(rows[0].command(), "random-mixed 20000000 400 16 2048");
+    }
+
+    #[test]
+    fn scale_shrinks_iterations_only() {
+        let rows = matrix("seed", 0.01).unwrap();
+        assert_eq!(rows[0].command(), "random-mixed 200000 400 16 2048");
+        let r = rows.iter().find(|r| r.name == "mt-T32-R0-16-2048").unwrap();
+        assert_eq!(r.args, ["32", "25000", "400", "16", "2048", "0", "65536"]);
+        let tiny = matrix("quick", 1e-12).unwrap();
+        assert_eq!(tiny[0].args[0], "1");
+    }
+
+    #[test]
+    fn unknown_matrix_is_an_error() {
+        assert!(matrix("nope", 1.0).is_err());
+    }
+}

@@ -1,0 +1,761 @@
+//! LD_PRELOAD integration tests for the hakozuna C API (DESIGN.md section 10).
+//!
+//! Requires `cargo build --release` first: the tests use
+//! `target/release/libhakozuna.so` (scale lane) and `target/release/libhakozuna_fast.so`
+//! (fast lane) and fail — never skip — when they are missing.
+//!
+//! What runs:
+//! - `tests/capi/conformance.c` under plain glibc (must pass: the checks encode glibc
+//!   behaviour) and under each lane with `HZ_EXPECT_PRELOAD=1` (symbols must resolve into the
+//!   preloaded library);
+//! - `tests/capi/fork_test.c` under glibc and each lane;
+//! - real programs under each lane, each result checked: CPython's regression tests, git,
+//!   gcc (cc1/as/ld inherit the preload), sort, sqlite3.
+//!
+//! Environment overrides:
+//! - `HAKOZUNA_SO=/path/lib.so` replaces the scale-lane library (and the fast-lane one too
+//!   unless `HAKOZUNA_FAST_SO` is set); useful to check this harness against another
+//!   allocator, e.g. `HAKOZUNA_SO=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+//!   HZ_EXPECT_LIB=jemalloc cargo test --test preload`.
+//! - `HAKOZUNA_FAST_SO=/path/lib.so` replaces the fast-lane library.
+//! - `HZ_EXPECT_LIB` (read by conformance.c): substring the exporting library's path must
+//!   contain (default "hakozuna").
+//! - `HZ_PYTHON=/path/python3`: interpreter with the `test` package (default: the first of
+//!   `python3`, `/usr/bin/python3` that has it).
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// locations
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Lane {
+    Scale,
+    Fast,
+}
+
+impl Lane {
+    fn so(self) -> PathBuf {
+        let env_path = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let (path, overridden) = match self {
+            Lane::Scale => match env_path("HAKOZUNA_SO") {
+                Some(p) => (p, true),
+                None => (root().join("target/release/libhakozuna.so"), false),
+            },
+            Lane::Fast => match env_path("HAKOZUNA_FAST_SO").or_else(|| env_path("HAKOZUNA_SO")) {
+                Some(p) => (p, true),
+                None => (root().join("target/release/libhakozuna_fast.so"), false),
+            },
+        };
+        if !path.is_file() {
+            if overridden {
+                panic!(
+                    "{self:?} lane: override library {} does not exist",
+                    path.display()
+                );
+            }
+            panic!(
+                "{self:?} lane: {} not found — run `cargo build --release` first \
+                 (these tests never skip)",
+                path.display()
+            );
+        }
+        path.canonicalize().unwrap_or(path)
+    }
+}
+
+/// Per-process scratch directory under the system temp dir; stale ones from earlier runs
+/// (whose process is gone) are removed.
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        const PREFIX: &str = "hakozuna-preload-";
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_prefix(PREFIX) {
+                    let pid = rest.split('-').next().unwrap_or("");
+                    if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = tmp.join(format!("{PREFIX}{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        dir
+    })
+}
+
+/// A fresh, empty directory for one test.
+fn test_dir(name: &str) -> PathBuf {
+    let d = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create test dir");
+    d
+}
+
+// ---------------------------------------------------------------------------------------------
+// running commands with a deadline
+
+struct Run {
+    what: String,
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+    timed_out: bool,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        !self.timed_out && self.status.map(|s| s.success()).unwrap_or(false)
+    }
+
+    fn describe(&self) -> String {
+        fn tail(s: &str, n: usize) -> &str {
+            if s.len() <= n {
+                return s;
+            }
+            let mut i = s.len() - n;
+            while !s.is_char_boundary(i) {
+                i += 1;
+            }
+            &s[i..]
+        }
+        format!(
+            "{}\n  status: {}\n  elapsed: {:.1}s\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
+            self.what,
+            if self.timed_out {
+                "TIMED OUT (killed)".to_string()
+            } else {
+                format!("{:?}", self.status)
+            },
+            self.elapsed.as_secs_f64(),
+            tail(&self.stdout, 6000),
+            tail(&self.stderr, 6000)
+        )
+    }
+
+    /// Panics unless the command exited 0 within its deadline.
+    fn expect_ok(&self) -> &Self {
+        if !self.ok() {
+            panic!("command failed: {}", self.describe());
+        }
+        self
+    }
+
+    fn expect_stdout_contains(&self, needle: &str) -> &Self {
+        if !self.stdout.contains(needle) {
+            panic!("expected {needle:?} in stdout: {}", self.describe());
+        }
+        self
+    }
+}
+
+/// Runs `cmd` (stdin closed, output captured) in its own process group; on timeout the whole
+/// group is killed. Under a preload, a loader message saying the library was ignored is an
+/// error (the program would otherwise silently run on glibc).
+fn run(mut cmd: Command, timeout: Duration) -> Run {
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {what}: {e}"));
+    let pid = child.id() as i32;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            // SAFETY: plain kill(2) on the process group we created for this child.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Descendants that outlive the child (and keep the pipes open) are killed too.
+    // SAFETY: as above; the group id is our child's pid, which we have not reaped yet only
+    // if it timed out; a stale group simply yields ESRCH.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    let r = Run {
+        what,
+        status,
+        stdout,
+        stderr,
+        timed_out,
+        elapsed: start.elapsed(),
+    };
+    if r.stderr.contains("from LD_PRELOAD cannot be preloaded") {
+        panic!(
+            "the dynamic loader ignored the preload library: {}",
+            r.describe()
+        );
+    }
+    eprintln!("[{:.1}s] {}", r.elapsed.as_secs_f64(), r.what);
+    r
+}
+
+/// A command that runs on plain glibc (no inherited preload).
+fn plain(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(prog);
+    c.env_remove("LD_PRELOAD").env_remove("HZ_EXPECT_PRELOAD");
+    c
+}
+
+/// A command that runs with the lane's library preloaded.
+fn preloaded(prog: impl AsRef<std::ffi::OsStr>, lane: Lane) -> Command {
+    let mut c = Command::new(prog);
+    c.env("LD_PRELOAD", lane.so());
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// C programs
+
+struct CProgs {
+    conformance: PathBuf,
+    fork_test: PathBuf,
+    probe: PathBuf,
+}
+
+fn cprogs() -> &'static CProgs {
+    static P: OnceLock<Result<CProgs, String>> = OnceLock::new();
+    let r = P.get_or_init(|| {
+        let dir = scratch().join("capi");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let build = |name: &str| -> Result<PathBuf, String> {
+            let src = root().join("tests/capi").join(format!("{name}.c"));
+            let exe = dir.join(name);
+            let mut c = plain("gcc");
+            c.args(["-O1", "-pthread", "-Wall", "-o"])
+                .arg(&exe)
+                .arg(&src);
+            let r = run(c, Duration::from_secs(120));
+            if !r.ok() {
+                return Err(format!("compiling {}: {}", src.display(), r.describe()));
+            }
+            Ok(exe)
+        };
+        Ok(CProgs {
+            conformance: build("conformance")?,
+            fork_test: build("fork_test")?,
+            probe: build("probe")?,
+        })
+    });
+    match r {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const CONFORMANCE_TIMEOUT: Duration = Duration::from_secs(180);
+const FORK_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[test]
+fn conformance_glibc() {
+    // Plain glibc must pass: the program encodes glibc's documented/actual behaviour.
+    let r = run(plain(&cprogs().conformance), CONFORMANCE_TIMEOUT);
+    r.expect_ok().expect_stdout_contains("ALL OK");
+}
+
+fn conformance_lane(lane: Lane) {
+    let mut c = preloaded(&cprogs().conformance, lane);
+    c.env("HZ_EXPECT_PRELOAD", "1");
+    let r = run(c, CONFORMANCE_TIMEOUT);
+    r.expect_ok().expect_stdout_contains("ALL OK");
+}
+
+#[test]
+fn conformance_scale() {
+    conformance_lane(Lane::Scale);
+}
+
+#[test]
+fn conformance_fast() {
+    conformance_lane(Lane::Fast);
+}
+
+#[test]
+fn fork_glibc() {
+    let r = run(plain(&cprogs().fork_test), FORK_TIMEOUT);
+    r.expect_ok().expect_stdout_contains("FORK OK");
+}
+
+#[test]
+fn fork_scale() {
+    let r = run(preloaded(&cprogs().fork_test, Lane::Scale), FORK_TIMEOUT);
+    r.expect_ok().expect_stdout_contains("FORK OK");
+}
+
+#[test]
+fn fork_fast() {
+    let r = run(preloaded(&cprogs().fork_test, Lane::Fast), FORK_TIMEOUT);
+    r.expect_ok().expect_stdout_contains("FORK OK");
+}
+
+/// The loader maps the library and the allocator entry points resolve into it, so a
+/// real-program test cannot pass by silently running on glibc (e.g. with a stub library).
+fn assert_interposes(lane: Lane) {
+    let so = lane.so();
+    let mut c = preloaded("cat", lane);
+    c.arg("/proc/self/maps");
+    let r = run(c, Duration::from_secs(30));
+    r.expect_ok();
+    if !r.stdout.contains(&*so.to_string_lossy()) {
+        panic!(
+            "{} is not mapped into a preloaded process: {}",
+            so.display(),
+            r.describe()
+        );
+    }
+    let r = run(preloaded(&cprogs().probe, lane), Duration::from_secs(30));
+    r.expect_ok();
+    for line in r.stdout.lines() {
+        let (sym, path) = line.split_once(' ').unwrap_or((line, "?"));
+        let resolved = Path::new(path).canonicalize().ok();
+        if resolved.as_deref() != Some(so.as_path()) {
+            panic!(
+                "{sym} resolves into {path}, not into the preloaded {} — the library does not \
+                 interpose the allocator (stub build?): {}",
+                so.display(),
+                r.describe()
+            );
+        }
+    }
+}
+
+/// Runs [`assert_interposes`] once per lane for the real-program tests.
+fn guard(lane: Lane) {
+    static SCALE: OnceLock<Result<(), String>> = OnceLock::new();
+    static FAST: OnceLock<Result<(), String>> = OnceLock::new();
+    let cell = match lane {
+        Lane::Scale => &SCALE,
+        Lane::Fast => &FAST,
+    };
+    let r = cell.get_or_init(|| {
+        std::panic::catch_unwind(|| assert_interposes(lane)).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "interposition check failed".into())
+        })
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn preload_interposes_scale() {
+    assert_interposes(Lane::Scale);
+}
+
+#[test]
+fn preload_interposes_fast() {
+    assert_interposes(Lane::Fast);
+}
+
+// ---------------------------------------------------------------------------------------------
+// real programs
+
+/// An interpreter that has CPython's regression-test package.
+fn python() -> PathBuf {
+    static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = P.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(p) = std::env::var_os("HZ_PYTHON").filter(|v| !v.is_empty()) {
+            candidates.push(PathBuf::from(p));
+        }
+        candidates.push("python3".into());
+        candidates.push("/usr/bin/python3".into());
+        for cand in &candidates {
+            let mut c = plain(cand);
+            c.args([
+                "-c",
+                "import sys, test.support, test.test_dict; print(sys.executable)",
+            ]);
+            let r = run(c, Duration::from_secs(60));
+            let exe = r.stdout.trim();
+            if r.ok() && !exe.is_empty() {
+                // Run the real interpreter, not a wrapper script (e.g. a pyenv shim).
+                return Ok(PathBuf::from(exe));
+            }
+        }
+        Err(format!(
+            "no python3 with the `test` package found (tried {candidates:?}); \
+             install the CPython test suite or set HZ_PYTHON"
+        ))
+    });
+    match r {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// CPython regression tests (allocation-heavy: dict/list/set/json/re/unicode, plus threads
+/// and fork in test_threading). Sequential (no -j) so every test runs in the preloaded
+/// process. `test_import_from_another_thread` is excluded: on this machine it fails under
+/// plain glibc too, because a site-packages .pth file imports `threading` at startup.
+fn python_lane(lane: Lane) {
+    guard(lane);
+    let dir = test_dir(&format!("python-{lane:?}"));
+    let mut c = preloaded(python(), lane);
+    c.current_dir(&dir)
+        .env("TMPDIR", &dir)
+        .env_remove("PYTHONPATH")
+        .args([
+            "-m",
+            "test",
+            "-W",
+            "--timeout=300",
+            "-i",
+            "test_import_from_another_thread",
+            "test_dict",
+            "test_list",
+            "test_set",
+            "test_json",
+            "test_re",
+            "test_threading",
+            "test_unicode",
+        ]);
+    let r = run(c, Duration::from_secs(400));
+    r.expect_ok()
+        .expect_stdout_contains("Tests result: SUCCESS");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn python_regrtest_scale() {
+    python_lane(Lane::Scale);
+}
+
+#[test]
+fn python_regrtest_fast() {
+    python_lane(Lane::Fast);
+}
+
+/// git: init, many files, two commits, log, gc, fsck — all under the preload.
+fn git_lane(lane: Lane) {
+    guard(lane);
+    let dir = test_dir(&format!("git-{lane:?}"));
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut c = preloaded("git", lane);
+        c.current_dir(&repo)
+            .env("HOME", &dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("LC_ALL", "C")
+            .args(["-c", "gc.autoDetach=false"])
+            .args(args);
+        let r = run(c, Duration::from_secs(120));
+        r.expect_ok();
+        r
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.name", "Hakozuna Test"]);
+    git(&["config", "user.email", "hz@example.invalid"]);
+    for i in 0..400 {
+        let sub = repo.join(format!("d{}", i % 20));
+        std::fs::create_dir_all(&sub).unwrap();
+        let body: String = (0..50 + i % 200)
+            .map(|j| format!("line {j} of file {i}: {}\n", "x".repeat((i * 7 + j) % 90)))
+            .collect();
+        std::fs::write(sub.join(format!("f{i}.txt")), body).unwrap();
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "hakozuna first commit"]);
+    for i in (0..400).step_by(3) {
+        let p = repo.join(format!("d{}", i % 20)).join(format!("f{i}.txt"));
+        let mut s = std::fs::read_to_string(&p).unwrap();
+        s.push_str("appended by the second commit\n");
+        std::fs::write(&p, s).unwrap();
+    }
+    git(&["commit", "-q", "-a", "-m", "hakozuna second commit"]);
+    let log = git(&["log", "--oneline"]);
+    let lines: Vec<&str> = log.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "git log --oneline: {}", log.describe());
+    assert!(
+        lines[0].ends_with("hakozuna second commit"),
+        "{}",
+        log.describe()
+    );
+    assert!(
+        lines[1].ends_with("hakozuna first commit"),
+        "{}",
+        log.describe()
+    );
+    let stat = git(&["diff", "--shortstat", "HEAD~1", "HEAD"]);
+    assert!(
+        stat.stdout.contains("134 files changed, 134 insertions(+)"),
+        "unexpected diff stat: {}",
+        stat.describe()
+    );
+    git(&["gc", "-q"]);
+    git(&["fsck", "--full", "--strict"]);
+    let st = git(&["status", "--porcelain"]);
+    assert!(
+        st.stdout.trim().is_empty(),
+        "work tree not clean: {}",
+        st.describe()
+    );
+    let count = git(&["rev-list", "--count", "HEAD"]);
+    assert_eq!(count.stdout.trim(), "2", "{}", count.describe());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn git_scale() {
+    git_lane(Lane::Scale);
+}
+
+#[test]
+fn git_fast() {
+    git_lane(Lane::Fast);
+}
+
+/// gcc with the library preloaded into the driver and (by inheritance) cc1, as and collect2/ld;
+/// the produced binary runs without the preload and must print the expected result.
+fn gcc_lane(lane: Lane) {
+    guard(lane);
+    let dir = test_dir(&format!("gcc-{lane:?}"));
+    let mut src = String::from(
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
+         static int cmp(const void *a, const void *b) {\n\
+           return strcmp(*(char *const *)a, *(char *const *)b);\n}\n",
+    );
+    // Many functions and a large initializer to give cc1 some work.
+    for i in 0..300 {
+        src.push_str(&format!(
+            "static long f{i}(long x) {{ long s = {i}; for (int k = 0; k < (x & 7); k++) \
+             s = s * 31 + k + x; return s % 1000003; }}\n"
+        ));
+    }
+    src.push_str("static long (*const fns[])(long) = {");
+    for i in 0..300 {
+        src.push_str(&format!("f{i},"));
+    }
+    src.push_str(
+        "};\n\
+         int main(void) {\n\
+           enum { N = 100000 };\n\
+           char *sieve = calloc(N + 1, 1); int primes = 0;\n\
+           for (int i = 2; i <= N; i++) if (!sieve[i]) { primes++;\n\
+             for (long j = (long)i * i; j <= N; j += i) sieve[j] = 1; }\n\
+           free(sieve);\n\
+           char *words[5] = {\"pear\", \"apple\", \"fig\", \"kiwi\", \"banana\"};\n\
+           qsort(words, 5, sizeof words[0], cmp);\n\
+           long acc = 0;\n\
+           for (long i = 0; i < 300; i++) acc = (acc + fns[i](i)) % 1000003;\n\
+           printf(\"primes=%d first=%s last=%s acc=%ld\\n\", primes, words[0], words[4], acc);\n\
+           return 0;\n}\n",
+    );
+    std::fs::write(dir.join("prog.c"), &src).unwrap();
+    // Reference: the same source built and run entirely on glibc.
+    let build = |cc: Command, out: &str| {
+        let mut cc = cc;
+        cc.current_dir(&dir)
+            .args(["-O2", "-Wall", "-o", out, "prog.c"]);
+        run(cc, Duration::from_secs(180)).expect_ok();
+        let r = run(plain(dir.join(out)), Duration::from_secs(30));
+        r.expect_ok();
+        r.stdout
+    };
+    let want = build(plain("gcc"), "prog_ref");
+    assert!(
+        want.starts_with("primes=9592 first=apple last=pear acc="),
+        "reference program output: {want}"
+    );
+    let got = build(preloaded("gcc", lane), "prog");
+    assert_eq!(
+        got, want,
+        "binary built by preloaded gcc printed something else"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn gcc_scale() {
+    gcc_lane(Lane::Scale);
+}
+
+#[test]
+fn gcc_fast() {
+    gcc_lane(Lane::Fast);
+}
+
+/// sort(1) on a ~12 MB file with a small buffer (forces temp files and merging) and two
+/// threads; the output must equal a bytewise sort done in Rust.
+fn sort_lane(lane: Lane) {
+    guard(lane);
+    let dir = test_dir(&format!("sort-{lane:?}"));
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let mut lines: Vec<String> = Vec::with_capacity(300_000);
+    for i in 0..300_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 40) as usize;
+        let tail: String = (0..len)
+            .map(|k| (b'a' + ((x >> (k % 60)) % 26) as u8) as char)
+            .collect();
+        lines.push(format!("{:016x} {} {}", x, i % 977, tail));
+    }
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("in.txt"), &input).unwrap();
+    lines.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let want: String = lines.iter().map(|l| format!("{l}\n")).collect();
+
+    let mut c = preloaded("sort", lane);
+    c.current_dir(&dir)
+        .env("LC_ALL", "C")
+        .args(["--parallel=2", "-S", "2M", "-T"])
+        .arg(&dir)
+        .args(["-o", "out.txt", "in.txt"]);
+    run(c, Duration::from_secs(120)).expect_ok();
+    let got = std::fs::read_to_string(dir.join("out.txt")).unwrap();
+    assert!(
+        got == want,
+        "sort output differs from the reference ({} vs {} bytes)",
+        got.len(),
+        want.len()
+    );
+
+    // numeric key sort, stable, reversed: compare with Rust as well
+    let mut c = preloaded("sort", lane);
+    c.current_dir(&dir)
+        .env("LC_ALL", "C")
+        .args(["-s", "-k2,2nr", "-o", "out2.txt", "in.txt"]);
+    run(c, Duration::from_secs(120)).expect_ok();
+    let mut orig: Vec<&str> = input.lines().collect();
+    orig.sort_by_key(|l| std::cmp::Reverse(l.split(' ').nth(1).unwrap().parse::<u64>().unwrap()));
+    let want2: String = orig.iter().map(|l| format!("{l}\n")).collect();
+    let got2 = std::fs::read_to_string(dir.join("out2.txt")).unwrap();
+    assert!(
+        got2 == want2,
+        "sort -s -k2,2nr output differs from the reference"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sort_scale() {
+    sort_lane(Lane::Scale);
+}
+
+#[test]
+fn sort_fast() {
+    sort_lane(Lane::Fast);
+}
+
+/// sqlite3: 200k rows, an index, aggregates, GROUP BY, string building; results computed
+/// independently in Rust.
+fn sqlite_lane(lane: Lane) {
+    guard(lane);
+    let dir = test_dir(&format!("sqlite-{lane:?}"));
+    let n: u64 = 200_000;
+    let sql = format!(
+        "CREATE TABLE t(a INTEGER PRIMARY KEY, b INTEGER, c TEXT);\n\
+         WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n})\n\
+         INSERT INTO t SELECT x, (x * x) % 1000, printf('%08d-%s', x, substr('abcdefghijklmnopqrstuvwxyz', 1 + x % 26)) FROM s;\n\
+         CREATE INDEX tb ON t(b);\n\
+         SELECT count(*), sum(b), count(DISTINCT b), sum(length(c)) FROM t;\n\
+         SELECT b, count(*) FROM t WHERE b < 3 GROUP BY b ORDER BY b;\n\
+         SELECT length(group_concat(c, ',')) FROM (SELECT c FROM t ORDER BY b DESC, a LIMIT 5000);\n\
+         DELETE FROM t WHERE a % 2 = 0;\n\
+         VACUUM;\n\
+         SELECT count(*), sum(a) FROM t;\n"
+    );
+    // expected values
+    let (mut sum_b, mut sum_len) = (0u64, 0u64);
+    let mut distinct = std::collections::HashSet::new();
+    let mut small = [0u64; 3];
+    let mut rows: Vec<(u64, u64, usize)> = Vec::new();
+    for x in 1..=n {
+        let b = (x * x) % 1000;
+        let len = 9 + (26 - (x % 26)) as usize;
+        sum_b += b;
+        sum_len += len as u64;
+        distinct.insert(b);
+        if b < 3 {
+            small[b as usize] += 1;
+        }
+        rows.push((b, x, len));
+    }
+    rows.sort_by(|p, q| q.0.cmp(&p.0).then(p.1.cmp(&q.1)));
+    let gc_len: usize = rows[..5000].iter().map(|r| r.2).sum::<usize>() + 4999;
+    let odd = n.div_ceil(2);
+    let odd_sum = odd * odd;
+    let mut want = format!("{n}|{sum_b}|{}|{sum_len}\n", distinct.len());
+    for (b, cnt) in small.iter().enumerate() {
+        if *cnt > 0 {
+            want.push_str(&format!("{b}|{cnt}\n"));
+        }
+    }
+    want.push_str(&format!("{gc_len}\n{odd}|{odd_sum}\n"));
+
+    let mut c = preloaded("sqlite3", lane);
+    c.current_dir(&dir)
+        .args(["-batch", "-bail", "test.db"])
+        .arg(sql);
+    let r = run(c, Duration::from_secs(120));
+    r.expect_ok();
+    assert_eq!(r.stdout, want, "sqlite3 results differ: {}", r.describe());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sqlite_scale() {
+    sqlite_lane(Lane::Scale);
+}
+
+#[test]
+fn sqlite_fast() {
+    sqlite_lane(Lane::Fast);
+}

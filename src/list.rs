@@ -117,7 +117,8 @@ impl LocalList {
     pub unsafe fn take(&mut self, want: u32) -> Chain {
         let (c, rest) = Chain::take(self.head, want);
         self.head = rest;
-        self.count -= c.n;
+        // Saturating: a spill's count is only an estimate (see owner_stash).
+        self.count = self.count.saturating_sub(c.n);
         c
     }
 

@@ -31,6 +31,7 @@ mod heap;
 mod init;
 mod large;
 mod list;
+#[cfg(all(test, loom))] mod loom_tests;
 mod meta;
 mod mpsc;
 mod os;

@@ -1,0 +1,622 @@
+//! Loom model-checked tests of the lock-free hand-offs: `MpscStack`, `OwnerStash` (every pop
+//! variant), `TransferCache`, and the remote ring's flush into an owner stash.
+//!
+//! Compiled only under `--cfg loom` (then `crate::atomics` is loom's). Run with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test --release -p hakozuna --lib loom_tests -- --test-threads=1
+//! ```
+//!
+//! About 3 s of model checking (≈70k interleavings) plus the build. Each model's preemption
+//! bound is set below; `LOOM_MAX_PREEMPTIONS` overrides it (and the other `LOOM_*` variables
+//! work as usual, e.g. `LOOM_LOG=1` to print a failing interleaving). `--nocapture` shows each
+//! model's interleaving count and outcome set.
+//!
+//! Besides "every object arrives exactly once", each object carries a shadow
+//! `loom::cell::UnsafeCell` that its producer writes before handing the object over and its
+//! consumer reads on receipt, so loom also reports a hand-off whose Release/Acquire pairing
+//! does not order the producer's writes (the object's links and contents) before the
+//! consumer's reads. The intrusive links themselves are plain memory loom cannot see.
+
+extern crate std;
+
+use crate::list::{next, Chain, LocalList};
+use crate::mpsc::MpscStack;
+use crate::owner_stash::{OwnerStash, PopMode};
+use crate::remote_ring::{RemoteRing, Sink};
+use crate::transfer_cache::TransferCache;
+use core::sync::atomic::Ordering::Relaxed;
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::AtomicUsize;
+use loom::sync::Arc;
+use loom::thread;
+use std::boxed::Box;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::vec::Vec;
+
+/// Runs `f` under loom with `bound` preemptions unless `LOOM_MAX_PREEMPTIONS` is set, and
+/// returns the set of outcomes `f` reported across all explored interleavings (each model
+/// reports e.g. how many objects its owner received while the producers were still running;
+/// the tests assert that every possible value, from "nothing yet" to "everything already",
+/// was explored, which guards against loom silently exploring too little, as in
+/// tokio-rs/loom#392). Lowering `LOOM_MAX_PREEMPTIONS` below a model's bound may trip that.
+fn model<F: Fn() -> u32 + Sync + Send + 'static>(bound: usize, f: F) -> BTreeSet<u32> {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(bound);
+    }
+    let out = std::sync::Arc::new(Mutex::new((0usize, BTreeSet::new())));
+    let o = out.clone();
+    b.check(move || {
+        let r = f();
+        let mut g = o.lock().unwrap();
+        g.0 += 1;
+        g.1.insert(r);
+    });
+    let g = out.lock().unwrap();
+    // Shown with `--nocapture`.
+    std::eprintln!(
+        "loom: {} interleavings (preemption bound {:?}), outcomes {:?}",
+        g.0,
+        b.preemption_bound,
+        g.1
+    );
+    g.1.clone()
+}
+
+const MAGIC: u64 = 0x6861_6b6f_0000_0000;
+
+/// `n` 16-byte free objects for one model iteration, with a shadow cell each.
+struct Objs {
+    buf: *mut [[u64; 2]],
+    shadow: Vec<UnsafeCell<u64>>,
+    gate: AtomicUsize,
+}
+
+// SAFETY: the buffer is only reached through object pointers whose ownership the structures
+// under test pass between threads; the shadow cells are loom-checked.
+unsafe impl Send for Objs {}
+unsafe impl Sync for Objs {}
+
+impl Drop for Objs {
+    fn drop(&mut self) {
+        // SAFETY: `buf` came from `Box::into_raw` and every thread using it has been joined.
+        drop(unsafe { Box::from_raw(self.buf) });
+    }
+}
+
+impl Objs {
+    fn new(n: usize) -> Arc<Objs> {
+        let buf = Box::into_raw(std::vec![[0u64; 2]; n].into_boxed_slice());
+        Arc::new(Objs {
+            buf,
+            shadow: (0..n).map(|_| UnsafeCell::new(0)).collect(),
+            gate: AtomicUsize::new(0),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.shadow.len()
+    }
+
+    fn ptr(&self, i: usize) -> *mut u8 {
+        assert!(i < self.len());
+        unsafe { (self.buf as *mut [u64; 2]).add(i) as *mut u8 }
+    }
+
+    /// The index of an object pointer; panics on anything outside the buffer.
+    fn index(&self, p: *mut u8) -> usize {
+        let base = self.buf as *mut [u64; 2] as usize;
+        let a = p as usize;
+        assert!(
+            a >= base && a < base + 16 * self.len() && (a - base).is_multiple_of(16),
+            "foreign pointer {p:?} in a list"
+        );
+        (a - base) / 16
+    }
+
+    /// First step of every thread of a model: an RMW on a shared dummy, so loom's DPOR treats
+    /// thread starts as racing and explores producers running before the owner's first
+    /// (load-only) probe. Without it loom 0.7 never runs a producer ahead of the owner's
+    /// `is_empty` loads (tokio-rs/loom#392: a new thread whose first access is a load is
+    /// skipped), and the "concurrent" pops would only ever see empty structures.
+    fn start(&self) {
+        self.gate.fetch_add(1, Relaxed);
+    }
+
+    /// The producer's last write to object `i` before handing it over.
+    fn produce(&self, i: usize) {
+        self.shadow[i].with_mut(|v| unsafe { *v = MAGIC | i as u64 });
+    }
+
+    /// Produces objects `idx` and links them, in order, into a chain.
+    unsafe fn chain(&self, idx: &[usize]) -> Chain {
+        for &i in idx {
+            self.produce(i);
+        }
+        for w in idx.windows(2) {
+            crate::list::set_next(self.ptr(w[0]), self.ptr(w[1]));
+        }
+        let last = self.ptr(*idx.last().unwrap());
+        crate::list::set_next(last, core::ptr::null_mut());
+        Chain {
+            head: self.ptr(idx[0]),
+            tail: last,
+            n: idx.len() as u32,
+        }
+    }
+}
+
+/// The consumer's record of received objects.
+struct Seen {
+    objs: Arc<Objs>,
+    count: Vec<u32>,
+}
+
+impl Seen {
+    fn new(objs: &Arc<Objs>) -> Seen {
+        Seen {
+            objs: objs.clone(),
+            count: std::vec![0; objs.len()],
+        }
+    }
+
+    /// Receives a null-terminated list; returns its length.
+    unsafe fn list(&mut self, mut p: *mut u8) -> u32 {
+        let mut n = 0;
+        while !p.is_null() {
+            let i = self.objs.index(p);
+            // Must happen-after the producer's `produce(i)`; loom checks it.
+            let v = self.objs.shadow[i].with(|v| *v);
+            assert_eq!(
+                v,
+                MAGIC | i as u64,
+                "object {i} received before it was produced"
+            );
+            self.count[i] += 1;
+            assert_eq!(self.count[i], 1, "object {i} received twice");
+            n += 1;
+            assert!(n as usize <= self.objs.len(), "cycle in a list");
+            p = next(p);
+        }
+        n
+    }
+
+    /// Receives a chain, checking its length and tail.
+    unsafe fn chain(&mut self, c: Chain) {
+        if c.n == 0 {
+            assert!(c.head.is_null());
+            return;
+        }
+        let mut t = c.head;
+        while !next(t).is_null() {
+            t = next(t);
+        }
+        assert_eq!(t, c.tail, "chain tail is not the last object");
+        assert_eq!(self.list(c.head), c.n, "chain length mismatch");
+    }
+
+    /// How many objects were received so far.
+    fn total(&self) -> u32 {
+        self.count.iter().sum()
+    }
+
+    fn all_once(&self) {
+        for (i, &c) in self.count.iter().enumerate() {
+            assert_eq!(c, 1, "object {i} lost");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MpscStack
+
+/// Producer A prepends chains [0, 1] and [2], producer B [3], while the consumer takes
+/// everything twice; after the joins the consumer drains the rest. Every object exactly once, with its producer's writes visible.
+#[test]
+fn mpsc_push_vs_take_all() {
+    let out = model(3, || {
+        let objs = Objs::new(4);
+        let st = Arc::new(MpscStack::new());
+        let producers: Vec<_> = [&[0usize, 1][..], &[2], &[3]]
+            .chunks(2)
+            .map(|chunks| {
+                let chunks: Vec<Vec<usize>> = chunks.iter().map(|c| c.to_vec()).collect();
+                let (objs, st) = (objs.clone(), st.clone());
+                thread::spawn(move || unsafe {
+                    objs.start();
+                    for c in &chunks {
+                        st.push(objs.chain(c));
+                    }
+                })
+            })
+            .collect();
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        for _ in 0..2 {
+            unsafe { seen.list(st.take_all()) };
+        }
+        let early = seen.total();
+        for p in producers {
+            p.join().unwrap();
+        }
+        unsafe { seen.list(st.take_all()) };
+        assert!(st.is_empty());
+        seen.all_once();
+        early
+    });
+    assert_eq!(out, BTreeSet::from([0, 1, 2, 3, 4]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// OwnerStash
+
+const ORIGINAL: PopMode = PopMode {
+    fastpop: false,
+    spill: false,
+    count: false,
+};
+const FASTPOP: PopMode = PopMode {
+    fastpop: true,
+    spill: false,
+    count: false,
+};
+const FASTPOP_COUNT: PopMode = PopMode {
+    fastpop: true,
+    spill: false,
+    count: true,
+};
+const SPILL: PopMode = PopMode {
+    fastpop: false,
+    spill: true,
+    count: false,
+};
+const SPILL_COUNT: PopMode = PopMode {
+    fastpop: true,
+    spill: true,
+    count: true,
+};
+
+fn empty_list() -> LocalList {
+    LocalList {
+        head: core::ptr::null_mut(),
+        count: 0,
+    }
+}
+
+/// Owner-side drain: pops `want` at a time until both the spill and the stash are empty.
+unsafe fn drain(s: &OwnerStash, spill: &mut LocalList, want: u32, mode: PopMode, seen: &mut Seen) {
+    loop {
+        let p = s.pop_batch(spill, want, mode);
+        if p.chain.n == 0 {
+            break;
+        }
+        assert!(p.chain.n <= want);
+        assert!(!p.from_spill || mode.spill);
+        seen.chain(p.chain);
+    }
+    assert!(s.is_empty() && spill.head.is_null());
+}
+
+/// Producer A pushes a chain of 2, producer B a chain of 1; the owner pops `want = 1` twice
+/// concurrently (so pops leave a remainder to push back or spill), then drains after joins.
+fn stash_pop_vs_push(mode: PopMode, bound: usize) {
+    let out = model(bound, move || {
+        let objs = Objs::new(3);
+        let s = Arc::new(OwnerStash::new());
+        let producers: Vec<_> = [std::vec![0usize, 1], std::vec![2]]
+            .into_iter()
+            .map(|idx| {
+                let (objs, s) = (objs.clone(), s.clone());
+                thread::spawn(move || unsafe {
+                    objs.start();
+                    assert!(s.push_list(objs.chain(&idx), mode, 0).is_ok());
+                })
+            })
+            .collect();
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        let mut spill = empty_list();
+        for _ in 0..2 {
+            let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+            assert!(p.chain.n <= 1);
+            unsafe { seen.chain(p.chain) };
+        }
+        let early = seen.total();
+        for p in producers {
+            p.join().unwrap();
+        }
+        unsafe { drain(&s, &mut spill, 1, mode, &mut seen) };
+        seen.all_once();
+        early
+    });
+    assert_eq!(out, BTreeSet::from([0, 1, 2]), "{mode:?}");
+}
+
+#[test]
+fn stash_original() {
+    stash_pop_vs_push(ORIGINAL, 4);
+}
+
+#[test]
+fn stash_fastpop() {
+    stash_pop_vs_push(FASTPOP, 4);
+}
+
+#[test]
+fn stash_fastpop_count() {
+    stash_pop_vs_push(FASTPOP_COUNT, 4);
+}
+
+#[test]
+fn stash_spill() {
+    stash_pop_vs_push(SPILL, 4);
+}
+
+#[test]
+fn stash_spill_fastpop_count() {
+    stash_pop_vs_push(SPILL_COUNT, 4);
+}
+
+/// Two producers each push two single-object chains while the owner pops once with a larger
+/// `want` (the remainder push-back then races more pushes).
+fn stash_many_pushes(mode: PopMode, bound: usize) {
+    let out = model(bound, move || {
+        let objs = Objs::new(4);
+        let s = Arc::new(OwnerStash::new());
+        let producers: Vec<_> = [[0usize, 1], [2, 3]]
+            .into_iter()
+            .map(|idx| {
+                let (objs, s) = (objs.clone(), s.clone());
+                thread::spawn(move || unsafe {
+                    objs.start();
+                    for i in idx {
+                        assert!(s.push_list(objs.chain(&[i]), mode, 0).is_ok());
+                    }
+                })
+            })
+            .collect();
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        let mut spill = empty_list();
+        let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+        unsafe { seen.chain(p.chain) };
+        let early = seen.total();
+        for p in producers {
+            p.join().unwrap();
+        }
+        unsafe { drain(&s, &mut spill, 2, mode, &mut seen) };
+        seen.all_once();
+        early
+    });
+    assert_eq!(out, BTreeSet::from([0, 1]), "{mode:?}");
+}
+
+#[test]
+fn stash_many_pushes_all_modes() {
+    for mode in [ORIGINAL, FASTPOP, FASTPOP_COUNT, SPILL] {
+        stash_many_pushes(mode, 3);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TransferCache
+
+/// A producer parks two chains (2 and 1 objects) in an empty cache while the owner pops twice
+/// concurrently; the owner then drains. Checks the park/take hand-off (links and the length in
+/// the head's second word are visible to the owner) and that nothing is lost or duplicated.
+#[test]
+fn transfer_cache_park_vs_concurrent_pop() {
+    let out = model(4, || {
+        let objs = Objs::new(3);
+        let t = Arc::new(TransferCache::new());
+        let producer = {
+            let (objs, t) = (objs.clone(), t.clone());
+            thread::spawn(move || unsafe {
+                objs.start();
+                assert!(t.push(objs.chain(&[0, 1])).is_ok());
+                assert!(t.push(objs.chain(&[2])).is_ok());
+            })
+        };
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        for _ in 0..2 {
+            let l = t.pop();
+            assert_eq!(unsafe { seen.list(l.head) }, l.count);
+        }
+        let early = seen.total();
+        producer.join().unwrap();
+        loop {
+            let l = t.pop();
+            if l.head.is_null() {
+                break;
+            }
+            assert_eq!(unsafe { seen.list(l.head) }, l.count);
+        }
+        seen.all_once();
+        early
+    });
+    assert_eq!(out, BTreeSet::from([0, 1, 2, 3]));
+}
+
+/// All but one slot are pre-filled; a producer parks two chains while the owner pops once.
+/// The second park is refused unless the pop freed a slot first; a refused chain must come back
+/// intact. Everything is received exactly once (from a pop, or as the refused chain).
+#[test]
+fn transfer_cache_refusal_vs_pop() {
+    use crate::config::TRANSFER_SLOTS;
+    let out = model(4, || {
+        let pre = TRANSFER_SLOTS - 1;
+        // Pre-filled chains of 1, then chains X = [pre, pre+1] and Y = [pre+2, pre+3].
+        let objs = Objs::new(pre + 4);
+        let t = Arc::new(TransferCache::new());
+        for i in 0..pre {
+            unsafe { assert!(t.push(objs.chain(&[i])).is_ok()) };
+        }
+        let producer = {
+            let (objs, t) = (objs.clone(), t.clone());
+            thread::spawn(move || unsafe {
+                objs.start();
+                let x = objs.chain(&[pre, pre + 1]);
+                assert!(t.push(x).is_ok(), "a free slot refused X");
+                let y = objs.chain(&[pre + 2, pre + 3]);
+                match t.push(y) {
+                    Ok(()) => None,
+                    Err(back) => {
+                        assert!(back.head == y.head && back.tail == y.tail && back.n == y.n);
+                        Some((back.head as usize, back.tail as usize, back.n))
+                    }
+                }
+            })
+        };
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        let l = t.pop();
+        let n = unsafe { seen.list(l.head) };
+        assert_eq!(n, l.count);
+        let refused = producer.join().unwrap();
+        if let Some((h, tl, n)) = refused {
+            // The refused chain is intact: its links, tail and length are unchanged.
+            unsafe {
+                seen.chain(Chain {
+                    head: h as *mut u8,
+                    tail: tl as *mut u8,
+                    n,
+                })
+            };
+        }
+        loop {
+            let l = t.pop();
+            if l.head.is_null() {
+                break;
+            }
+            assert_eq!(unsafe { seen.list(l.head) }, l.count);
+        }
+        seen.all_once();
+        refused.is_some() as u32
+    });
+    // Both a refused and an accepted second park were explored.
+    assert_eq!(out, BTreeSet::from([0, 1]));
+}
+
+/// Two producers race for the last free slot: exactly one wins, the other gets its chain back.
+#[test]
+fn transfer_cache_last_slot_race() {
+    use crate::config::TRANSFER_SLOTS;
+    let out = model(4, || {
+        let pre = TRANSFER_SLOTS - 1;
+        let objs = Objs::new(pre + 2);
+        let t = Arc::new(TransferCache::new());
+        for i in 0..pre {
+            unsafe { assert!(t.push(objs.chain(&[i])).is_ok()) };
+        }
+        let racers: Vec<_> = [pre, pre + 1]
+            .into_iter()
+            .map(|i| {
+                let (objs, t) = (objs.clone(), t.clone());
+                thread::spawn(move || unsafe {
+                    objs.start();
+                    let c = objs.chain(&[i]);
+                    t.push(c).err().map(|b| {
+                        assert!(b.head == c.head && b.tail == c.tail && b.n == 1);
+                        b.head as usize
+                    })
+                })
+            })
+            .collect();
+        let back: Vec<usize> = racers
+            .into_iter()
+            .filter_map(|r| r.join().unwrap())
+            .collect();
+        assert_eq!(back.len(), 1, "exactly one racer is refused");
+        let mut seen = Seen::new(&objs);
+        unsafe { seen.list(back[0] as *mut u8) };
+        loop {
+            let l = t.pop();
+            if l.head.is_null() {
+                break;
+            }
+            assert_eq!(unsafe { seen.list(l.head) }, l.count);
+        }
+        seen.all_once();
+        objs.index(back[0] as *mut u8) as u32 - pre as u32
+    });
+    // Either racer can lose.
+    assert_eq!(out, BTreeSet::from([0, 1]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// RemoteRing flush → OwnerStash
+
+struct StashSink<'a> {
+    stash: &'a OwnerStash,
+    mode: PopMode,
+    sent: u32,
+}
+
+impl Sink for StashSink<'_> {
+    fn send(&mut self, dst: u32, bin: usize, chain: Chain) {
+        assert_eq!((dst, bin), (5, 3));
+        self.sent += chain.n;
+        unsafe { assert!(self.stash.push_list(chain, self.mode, 0).is_ok()) };
+    }
+}
+
+/// A remote thread buffers four frees for one destination in its ring and flushes them in
+/// three hand-offs (budget 1, 1, then the last two grouped into one chain) while the owner pops
+/// `want = 1` twice concurrently (so a push-back or spill can race a later flush).
+fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
+    let out = model(bound, move || {
+        let objs = Objs::new(4);
+        let s = Arc::new(OwnerStash::new());
+        let remote = {
+            let (objs, s) = (objs.clone(), s.clone());
+            thread::spawn(move || unsafe {
+                objs.start();
+                // SAFETY: all-zero is the documented empty ring.
+                let mut ring: Box<RemoteRing> = Box::new(core::mem::zeroed());
+                let mut sink = StashSink {
+                    stash: &s,
+                    mode,
+                    sent: 0,
+                };
+                for i in 0..4 {
+                    objs.produce(i);
+                    ring.push(5, 3, objs.ptr(i), &mut sink);
+                }
+                assert_eq!(ring.flush(1, &mut sink), 1);
+                assert_eq!(ring.flush(1, &mut sink), 1);
+                assert_eq!(ring.flush(u32::MAX, &mut sink), 2);
+                assert!(ring.is_empty());
+                assert_eq!(sink.sent, 4);
+            })
+        };
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        let mut spill = empty_list();
+        for _ in 0..2 {
+            let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+            unsafe { seen.chain(p.chain) };
+        }
+        let early = seen.total();
+        remote.join().unwrap();
+        unsafe { drain(&s, &mut spill, 1, mode, &mut seen) };
+        seen.all_once();
+        early
+    });
+    assert_eq!(out, BTreeSet::from([0, 1, 2]), "{mode:?}");
+}
+
+#[test]
+fn ring_flush_configured_mode() {
+    ring_flush_vs_pop(PopMode::CONFIGURED, 4);
+}
+
+#[test]
+fn ring_flush_other_modes() {
+    ring_flush_vs_pop(ORIGINAL, 4);
+    ring_flush_vs_pop(FASTPOP, 4);
+    ring_flush_vs_pop(FASTPOP_COUNT, 4);
+}

@@ -31,7 +31,8 @@ mod heap;
 mod init;
 mod large;
 mod list;
-#[cfg(all(test, loom))] mod loom_tests;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod meta;
 mod mpsc;
 mod os;

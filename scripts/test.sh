@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test"; CI runs exactly this).
+# Builds both preload libraries, runs every test of the workspace against them, then the
+# engine's tests under the other lane and the switch combinations CI must keep working, and
+# the loom models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "build (both .so files, benchmark runner)"
+cargo build --release
+
+step "workspace tests: unit, stress on Hakozuna, .so checks, C API conformance, fork, real programs, bench smoke"
+cargo test --release --workspace
+
+# The engine's unit and stress tests under each lane and with boxes switched off. Each
+# combination is a feature set of the `hakozuna` package; a separate target dir keeps the
+# default build above untouched.
+combo() {
+    step "engine tests with features: $1"
+    CARGO_TARGET_DIR=target/combos cargo test --release -p hakozuna --no-default-features --features "$1" --lib --test stress
+}
+combo "fast-defaults"
+combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,transfer-cache,stats"   # spill off
+combo "remote-ring,transfer-cache,stats"                                                           # stash off
+combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,checked" # capped stash feeds the transfer cache
+combo ""                                                                                           # every box off
+
+step "loom models of the lock-free structures"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p hakozuna --lib loom_tests -- --test-threads=1
+
+step "all tests passed"

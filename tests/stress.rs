@@ -53,7 +53,14 @@ impl Block {
     fn check(&self) {
         let size = self.data.len();
         for i in (0..size).step_by(61).chain([size - 1]) {
-            assert_eq!(self.data[i], pattern(self.id, i), "block {} size {} byte {}", self.id, size, i);
+            assert_eq!(
+                self.data[i],
+                pattern(self.id, i),
+                "block {} size {} byte {}",
+                self.id,
+                size,
+                i
+            );
         }
     }
 }
@@ -98,7 +105,8 @@ fn producer_consumer_cross_thread_frees() {
         hs.push(thread::spawn(move || {
             let mut rng = Lcg(0x12345678 + 977 * p);
             for i in 0..per {
-                tx.send(Block::new((p * per + i) as u64, rng.size())).unwrap();
+                tx.send(Block::new((p * per + i) as u64, rng.size()))
+                    .unwrap();
             }
         }));
     }
@@ -106,7 +114,10 @@ fn producer_consumer_cross_thread_frees() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(checked.load(Ordering::Relaxed), producers as usize * per as usize);
+    assert_eq!(
+        checked.load(Ordering::Relaxed),
+        producers as usize * per as usize
+    );
 }
 
 #[test]
@@ -156,7 +167,8 @@ fn thread_churn_over_generations() {
 fn thousand_live_threads() {
     let n = 1000;
     let barrier = Arc::new(Barrier::new(n));
-    let shelf: Arc<Vec<Mutex<Option<Block>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+    let shelf: Arc<Vec<Mutex<Option<Block>>>> =
+        Arc::new((0..n).map(|_| Mutex::new(None)).collect());
     let hs: Vec<_> = (0..n)
         .map(|i| {
             let barrier = barrier.clone();
@@ -165,7 +177,9 @@ fn thousand_live_threads() {
                 .stack_size(128 << 10)
                 .spawn(move || {
                     let mut rng = Lcg(i as u32);
-                    let own: Vec<Block> = (0..20).map(|k| Block::new((i * 100 + k) as u64, rng.size() % 3000 + 1)).collect();
+                    let own: Vec<Block> = (0..20)
+                        .map(|k| Block::new((i * 100 + k) as u64, rng.size() % 3000 + 1))
+                        .collect();
                     *shelf[i].lock().unwrap() = Some(Block::new(i as u64, 100 + i));
                     // All 1000 threads are alive (and own a heap) here.
                     barrier.wait();
@@ -238,7 +252,11 @@ fn aligned_layouts_and_zeroed() {
         let layout = Layout::from_size_align(size, align).unwrap();
         // SAFETY: non-zero size; freed below with the same layout.
         unsafe {
-            let p = if round % 5 == 0 { A.alloc_zeroed(layout) } else { A.alloc(layout) };
+            let p = if round % 5 == 0 {
+                A.alloc_zeroed(layout)
+            } else {
+                A.alloc(layout)
+            };
             assert!(!p.is_null());
             assert_eq!(p as usize % align, 0, "align {align} size {size}");
             if round % 5 == 0 {
@@ -262,7 +280,22 @@ fn aligned_layouts_and_zeroed() {
 
 #[test]
 fn realloc_preserves_contents_across_tiers() {
-    let sizes = [1usize, 16, 17, 2048, 2049, 4096, 65_536, 65_537, 1 << 20, 8 << 20, 100, 3000, 70_000, 1];
+    let sizes = [
+        1usize,
+        16,
+        17,
+        2048,
+        2049,
+        4096,
+        65_536,
+        65_537,
+        1 << 20,
+        8 << 20,
+        100,
+        3000,
+        70_000,
+        1,
+    ];
     let mut v: Vec<u8> = Vec::new();
     for w in sizes.windows(2) {
         let (from, to) = (w[0], w[1]);

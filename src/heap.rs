@@ -352,11 +352,11 @@ impl Heap {
         }
     }
 
-    /// Medium refill: inbox (whole), then central, then new runs. `want` ≥ 1.
+    /// Medium refill: inbox (whole), then up to `want` runs from central, else `carve` new runs.
     ///
     /// # Safety
     /// Owner only.
-    pub unsafe fn refill_medium(&self, bin: usize, want: u32) -> LocalList {
+    pub unsafe fn refill_medium(&self, bin: usize, want: u32, carve: u32) -> LocalList {
         let mi = bin - SMALL_BINS;
         let inbox = self.shared.inbox[mi].take_all();
         if !inbox.is_null() {
@@ -384,7 +384,7 @@ impl Heap {
             head: null_mut(),
             count: 0,
         };
-        for _ in 0..want {
+        for _ in 0..carve {
             let Some(run) = self.alloc_run(pages) else {
                 break;
             };

@@ -95,24 +95,30 @@ pub const fn refill_batch(bin: usize) -> u32 {
 }
 
 /// Thread-bin cap: beyond it a free sends half the bin back to the heap's central list.
-/// At least two refills (no ping-pong), at most ~64 KiB per small bin.
+/// At least two refills (no ping-pong); otherwise ~64 KiB per small bin (at most 256 objects)
+/// and ~256 KiB per medium bin.
 pub const fn bin_limit(bin: usize) -> u32 {
     let two = 2 * refill_batch(bin);
-    if bin >= SMALL_BINS {
-        return two;
-    }
-    let by_bytes = (65536 / bin_size(bin)) as u32;
+    let (bytes, max) = if bin >= SMALL_BINS { (256 << 10, u32::MAX) } else { (64 << 10, 256) };
+    let by_bytes = (bytes / bin_size(bin)) as u32;
     let l = if by_bytes > two { by_bytes } else { two };
-    if l > 256 {
-        256
+    if l > max {
+        max
     } else {
         l
     }
 }
 
-/// Medium runs kept in a heap's central list per bin before runs go back to the page source.
+/// Medium runs a heap keeps in its central list per bin (~1 MiB, at least four refills)
+/// before the surplus goes back to the segments' page bitmaps.
 pub const fn medium_central_cap(bin: usize) -> u32 {
-    4 * refill_batch(bin)
+    let by_bytes = ((1 << 20) / bin_size(bin)) as u32;
+    let four = 4 * refill_batch(bin);
+    if by_bytes > four {
+        by_bytes
+    } else {
+        four
+    }
 }
 
 #[cfg(test)]

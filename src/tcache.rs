@@ -99,15 +99,16 @@ impl ThreadCache {
         if !self.remote_is_empty() {
             self.flush_remote(RING_MISS_BUDGET, h);
         }
-        let want = sc::refill_batch(bin);
         let got = if sc::is_small(bin) {
+            let want = sc::refill_batch(bin);
             let mut g = h.refill_small_shared(bin, want);
             if g.count == 0 {
                 g = h.carve_small(bin, want);
             }
             g
         } else {
-            h.refill_medium(bin, want)
+            // Medium: half a bin from the (owner-local) central list, a refill batch of new runs.
+            h.refill_medium(bin, self.bins[bin].limit / 2, sc::refill_batch(bin))
         };
         self.fill_from(bin, got)
     }
@@ -133,7 +134,9 @@ impl ThreadCache {
         }
     }
 
-    /// A free pushed bin `bin` past its limit: send the older half to the heap's central list.
+    /// A free pushed bin `bin` past its limit: send half of it to the heap's central list.
+    /// The half sent is the front — the most recently freed objects, whose links are still in
+    /// cache — so the split costs one walk over warm memory and none over the cold tail.
     ///
     /// # Safety
     /// ACTIVE.
@@ -141,17 +144,11 @@ impl ThreadCache {
     pub unsafe fn overflow(&mut self, bin: usize) {
         let h = &*self.heap;
         let b = &mut self.bins[bin];
-        let keep = b.limit / 2;
-        // The head holds the most recently freed (hottest) objects: keep those.
-        let mut l = LocalList {
-            head: b.head,
-            count: b.count,
-        };
-        let front = l.take(keep);
-        let back = l.take_all();
-        b.head = front.head;
-        b.count = front.n;
-        h.put_central(bin, back);
+        let mut l = LocalList { head: b.head, count: b.count };
+        let front = l.take(b.count - b.limit / 2);
+        b.head = l.head;
+        b.count = l.count;
+        h.put_central(bin, front);
         h.stats.add(Ev::BinOverflow, 1);
     }
 

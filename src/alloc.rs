@@ -7,7 +7,7 @@ use crate::large;
 use crate::list;
 use crate::os::{self, PAGE};
 use crate::page_tag;
-use crate::size_class::{self as sc, MEDIUM_MAX, NUM_BINS};
+use crate::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::tcache::{self, ACTIVE, UNINIT};
 use crate::tls;
 
@@ -31,7 +31,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
-    let Some(bin) = sc::bin_of(size) else {
+    let Some(bin) = sc::bin_of_any(size) else {
         if size == 0 {
             return malloc(1);
         }
@@ -161,7 +161,7 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
         os::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
     };
-    if total > MEDIUM_MAX {
+    if total > ARENA_MAX {
         let (p, zero) = large::alloc(total, 0);
         if p.is_null() {
             os::set_errno(libc::ENOMEM);
@@ -190,7 +190,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let old = match classify(p) {
         Block::Arena(old) => {
             // Same class, or a shrink that keeps at least half: stay in place.
-            if size <= old && (sc::bin_of(size) == sc::bin_of(old) || size > old / 2) {
+            if size <= old && (sc::bin_of_any(size) == sc::bin_of_any(old) || size > old / 2) {
                 return p;
             }
             old
@@ -199,7 +199,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             if size <= old && size > old / 2 {
                 return p;
             }
-            if size > MEDIUM_MAX {
+            if size > ARENA_MAX {
                 return match large::resize(p, size) {
                     Some(q) => q,
                     None => {

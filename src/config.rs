@@ -65,7 +65,7 @@ pub const SEGMENT_SHIFT: u32 = 20;
 pub const PAGE_SHIFT: u32 = 12;
 
 /// Large blocks kept per large-cache shard, in bytes.
-pub const LARGE_CACHE_BYTES: usize = 64 << 20;
+pub const LARGE_CACHE_BYTES: usize = 128 << 20;
 /// Blocks above this size are never cached.
 pub const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
 /// Default decay (ms) after which a cached large block is unmapped; `HAKOZUNA_DECAY_MS`.

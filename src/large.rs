@@ -13,7 +13,8 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const TABLE_SHARDS: usize = 64;
 const CACHE_SHARDS: usize = 8;
-const CACHE_ENTRIES: usize = 32;
+const _: () = assert!(CACHE_SHARDS.is_power_of_two());
+const CACHE_ENTRIES: usize = 128;
 
 /// Largest request any tier accepts; beyond it allocation fails with ENOMEM.
 pub const MAX_REQUEST: usize = isize::MAX as usize - (1 << 30);
@@ -189,8 +190,11 @@ fn table(addr: usize) -> &'static SpinLock<AddrTable> {
 }
 
 fn cache_shard() -> &'static SpinLock<Cache> {
-    // Threads spread over shards by their TLS address (distinct per thread, no lookup needed).
-    &CACHE[(crate::tls::tcache() as usize >> 12) % CACHE_SHARDS]
+    // Threads spread over shards by a hash of their TLS address (distinct per thread, no lookup
+    // needed). The low bits alone are useless: thread stacks, and so TLS blocks, sit at
+    // identical offsets of equal-sized mappings.
+    let h = (crate::tls::tcache() as usize >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    &CACHE[h >> (usize::BITS - CACHE_SHARDS.trailing_zeros())]
 }
 
 /// A new large block of at least `size` bytes aligned to `align` (a power of two). Returns the
@@ -202,13 +206,13 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     GLOBAL.add_shared(Ev::LargeAllocs, 1);
     let len = class_len(size);
     if align <= PAGE {
-        if let Some(p) = cache_take(len) {
+        if let Some((p, got)) = cache_take(len) {
             GLOBAL.add_shared(Ev::LargeCacheHits, 1);
-            if register(p, len) {
+            if register(p, got) {
                 return (p, false);
             }
-            // SAFETY: `p` came out of the cache: an unused mapping of `len` bytes.
-            unsafe { os::unmap(p, len) };
+            // SAFETY: `p` came out of the cache: an unused mapping of `got` bytes.
+            unsafe { os::unmap(p, got) };
             return (core::ptr::null_mut(), false);
         }
         let Some(p) = os::map_rw(len) else {
@@ -292,18 +296,32 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> Option<*mut u8> {
     }
 }
 
-fn cache_take(len: usize) -> Option<*mut u8> {
+/// A cached block for a request of mapping length `len`: `(block, its length)`.
+fn cache_take(len: usize) -> Option<(*mut u8, usize)> {
     if len > LARGE_CACHE_MAX_BLOCK {
         return None;
     }
     let mut c = cache_shard().lock();
-    let n = c.n;
-    let i = (0..n).rev().find(|&i| c.entries[i].len == len)?;
+    // Best fit among blocks of this class or up to half as large again (the next class or
+    // two): reuse beats a fresh mapping, whose pages all fault again.
+    let limit = len + len / 2;
+    let mut best: Option<usize> = None;
+    for i in 0..c.n {
+        let l = c.entries[i].len;
+        if l >= len && l <= limit && best.is_none_or(|b| l < c.entries[b].len) {
+            best = Some(i);
+            if l == len {
+                break;
+            }
+        }
+    }
+    let i = best?;
     let e = c.entries[i];
-    c.entries[i] = c.entries[n - 1];
-    c.n -= 1;
-    c.bytes -= len;
-    Some(e.addr as *mut u8)
+    let last = c.n - 1;
+    c.entries[i] = c.entries[last];
+    c.n = last;
+    c.bytes -= e.len;
+    Some((e.addr as *mut u8, e.len))
 }
 
 unsafe fn cache_put(p: *mut u8, len: usize) {

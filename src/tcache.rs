@@ -144,7 +144,10 @@ impl ThreadCache {
     pub unsafe fn overflow(&mut self, bin: usize) {
         let h = &*self.heap;
         let b = &mut self.bins[bin];
-        let mut l = LocalList { head: b.head, count: b.count };
+        let mut l = LocalList {
+            head: b.head,
+            count: b.count,
+        };
         let front = l.take(b.count - b.limit / 2);
         b.head = l.head;
         b.count = l.count;

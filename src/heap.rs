@@ -207,13 +207,16 @@ impl Heap {
 
     /// Refill sources for a small bin in the seeds' order, up to the central list:
     /// spill → owner stash → transfer cache → central (with its remote intake).
-    /// Returns an empty list when all are empty; the caller then flushes its ring and retries
-    /// [`pop_stash`](Self::pop_stash) before [`carve_small`](Self::carve_small).
+    /// Returns an empty list when all are empty; the caller then carves
+    /// ([`carve_small`](Self::carve_small)). (The caller flushes its own remote ring at the
+    /// entry of every refill, as the seeds do, rather than between central and carving.)
+    ///
+    /// `self.local()` is re-borrowed in each step and never held across a call that borrows
+    /// it again, so no two `&mut HeapLocal` are ever live at once.
     ///
     /// # Safety
     /// Owner only.
     pub unsafe fn refill_small_shared(&self, bin: usize, want: u32) -> LocalList {
-        let l = self.local();
         if config::STASH_POP {
             let got = self.pop_stash(bin, want);
             if got.count > 0 {
@@ -223,7 +226,9 @@ impl Heap {
             // Pops are switched off: drain the stash whole into central so nothing strands.
             let all = self.shared.stash[bin].take_all();
             if !all.is_null() {
-                l.small[bin].central.push_chain(Chain::measure(all));
+                self.local().small[bin]
+                    .central
+                    .push_chain(Chain::measure(all));
             }
         }
         if XFER_FED {
@@ -233,7 +238,7 @@ impl Heap {
                 return got;
             }
         }
-        let central = &mut l.small[bin].central;
+        let central = &mut self.local().small[bin].central;
         let intake = self.shared.intake[bin].take_all();
         if !intake.is_null() {
             central.push_chain(Chain::measure(intake));
@@ -291,8 +296,11 @@ impl Heap {
     /// Owner only.
     pub unsafe fn carve_small(&self, bin: usize, want: u32) -> LocalList {
         let size = sc::bin_size(bin);
-        let l = &mut self.local().small[bin];
-        if l.bump == l.end {
+        let exhausted = {
+            let l = &self.local().small[bin];
+            l.bump == l.end
+        };
+        if exhausted {
             let pages = sc::run_pages(bin);
             let Some(run) = self.alloc_run(pages) else {
                 return LocalList {
@@ -301,10 +309,12 @@ impl Heap {
                 };
             };
             arena::set_tags(run, pages, page_tag::encode(self.id, bin));
+            let l = &mut self.local().small[bin];
             l.bump = run;
             l.end = run.add(sc::objs_per_run(bin) * size);
             self.stats.add(Ev::PagesCarved, 1);
         }
+        let l = &mut self.local().small[bin];
         let avail = (l.end as usize - l.bump as usize) / size;
         let n = (want as usize).min(avail);
         let head = l.bump;

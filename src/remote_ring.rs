@@ -1,7 +1,7 @@
 //! The sparse remote ring (S41): a thread-local ring of 16-byte `(dst, bin, ptr)` entries that
 //! buffers frees of other heaps' objects. Push is O(1); flushing hands the oldest entries to
-//! their owners, grouping consecutive entries with the same `(dst, bin)` into one chain so a
-//! run of frees to one destination costs one CAS. Plain data: only its thread touches it.
+//! their owners, grouping entries with the same `(dst, bin)` into one chain so frees to one
+//! destination cost one CAS per group. Plain data: only its thread touches it.
 
 use crate::config::RING_LEN;
 use crate::list::{set_next, Chain};
@@ -67,40 +67,66 @@ impl RemoteRing {
         self.tail = self.tail.wrapping_add(1);
     }
 
-    /// Dispatches up to `budget` oldest entries. Returns how many were flushed.
+    /// Dispatches up to `budget` oldest entries. Entries are taken in groups of
+    /// [`GROUP`]; within a group all entries with the same `(dst, bin)` become one chain, so a
+    /// destination that recurs in the group costs one CAS instead of one per object.
     ///
     /// # Safety
     /// Every buffered `ptr` is a free object of heap `dst`, bin `bin`, owned by this ring.
     pub unsafe fn flush(&mut self, budget: u32, sink: &mut impl Sink) -> u32 {
         let n = budget.min(self.len());
-        let mut cur: Option<(u16, u16)> = None;
-        let mut chain = Chain::EMPTY;
-        for _ in 0..n {
+        let mut left = n;
+        while left > 0 {
+            let g = left.min(GROUP as u32);
+            self.flush_group(g, sink);
+            left -= g;
+        }
+        n
+    }
+
+    /// One group: an open-addressed table of chains keyed by `(dst, bin)`, with twice as many
+    /// slots as entries so it never fills.
+    unsafe fn flush_group(&mut self, g: u32, sink: &mut impl Sink) {
+        let mut keys = [u32::MAX; SLOTS];
+        let mut chains = [Chain::EMPTY; SLOTS];
+        let mut used = [0u8; GROUP];
+        let mut nused = 0;
+        for _ in 0..g {
             let e = self.entries[(self.head & MASK) as usize];
             self.head = self.head.wrapping_add(1);
-            if cur != Some((e.dst, e.bin)) {
-                if let Some((d, b)) = cur {
-                    sink.send(d as u32, b as usize, chain);
-                }
-                cur = Some((e.dst, e.bin));
+            let key = (e.dst as u32) << 16 | e.bin as u32;
+            let mut i = (key.wrapping_mul(0x9E37_79B9) >> (32 - SLOTS.trailing_zeros())) as usize;
+            while keys[i] != key && keys[i] != u32::MAX {
+                i = (i + 1) & (SLOTS - 1);
+            }
+            let c = &mut chains[i];
+            if keys[i] == u32::MAX {
+                keys[i] = key;
+                used[nused] = i as u8;
+                nused += 1;
                 set_next(e.ptr, null_mut());
-                chain = Chain {
+                *c = Chain {
                     head: e.ptr,
                     tail: e.ptr,
                     n: 1,
                 };
             } else {
-                set_next(e.ptr, chain.head);
-                chain.head = e.ptr;
-                chain.n += 1;
+                set_next(e.ptr, c.head);
+                c.head = e.ptr;
+                c.n += 1;
             }
         }
-        if let Some((d, b)) = cur {
-            sink.send(d as u32, b as usize, chain);
+        for &i in &used[..nused] {
+            let key = keys[i as usize];
+            sink.send(key >> 16, (key & 0xFFFF) as usize, chains[i as usize]);
         }
-        n
     }
 }
+
+/// Entries grouped per table (bounded stack use: 2 KiB of keys and chains).
+const GROUP: usize = 64;
+const SLOTS: usize = 2 * GROUP;
+const _: () = assert!(SLOTS <= 256 && SLOTS.is_power_of_two());
 
 #[cfg(test)]
 mod tests {
@@ -173,6 +199,25 @@ mod tests {
         unsafe { r.flush(100, &mut rec) };
         assert_eq!(rec.0.len(), 1);
         assert_eq!(rec.0[0].2.len(), 10);
+    }
+
+    #[test]
+    fn interleaved_destinations_group_per_flush_group() {
+        let mut r = ring();
+        let o = objects(GROUP);
+        for (i, &p) in o.iter().enumerate() {
+            r.push((i % 4) as u32, 9, p, &mut Rec(Vec::new()));
+        }
+        let mut rec = Rec(Vec::new());
+        unsafe { r.flush(GROUP as u32, &mut rec) };
+        assert_eq!(rec.0.len(), 4, "one chain per (dst, bin)");
+        for (dst, bin, v) in &rec.0 {
+            assert_eq!(*bin, 9);
+            assert_eq!(v.len(), GROUP / 4);
+            for p in v {
+                assert_eq!(o.iter().position(|q| q == p).unwrap() % 4, *dst as usize);
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::list;
 use crate::os::{self, PAGE};
 use crate::page_tag;
 use crate::size_class::{self as sc, ARENA_MAX, NUM_BINS};
-use crate::tcache::{self, ACTIVE, UNINIT};
+use crate::tcache::{self, ThreadCache, ACTIVE, UNINIT};
 use crate::tls;
 
 /// malloc: size → bin, pop the thread bin, return. Everything else is `malloc_slow`.
@@ -37,8 +37,8 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         }
         return large_alloc(size, 0);
     };
-    let tc = &mut *tls::tcache();
-    if tc.activate() {
+    if ThreadCache::activate(tls::tcache()) {
+        let tc = &mut *tls::tcache();
         // Activation may itself have allocated into this bin.
         let b = &mut tc.bins[bin];
         if !b.head.is_null() {
@@ -98,8 +98,9 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
         );
         return;
     };
-    let tc = &mut *tls::tcache();
-    if tc.state == ACTIVE || (tc.state == UNINIT && tc.activate()) {
+    let state = (*tls::tcache()).state;
+    if state == ACTIVE || (state == UNINIT && ThreadCache::activate(tls::tcache())) {
+        let tc = &mut *tls::tcache();
         if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
             // Activation adopted the very heap this object belongs to.
             return free(p);

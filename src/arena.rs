@@ -14,8 +14,8 @@ pub const SEGMENT: usize = 1 << SEGMENT_SHIFT;
 pub const PAGES_PER_SEGMENT: usize = SEGMENT >> PAGE_SHIFT;
 const _: () = assert!(PAGES_PER_SEGMENT == crate::bitmap::BITS);
 
-// Written once by `init` (Release on LEN); read on every free (Relaxed: a thread that holds an
-// arena pointer learnt of it through the allocator, which already synchronised with init).
+// Written once by `init`: BASE, TAGS and SEGS, then LEN with Release. Readers load LEN with
+// Acquire before the others.
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
@@ -88,8 +88,11 @@ fn try_reserve(len: usize) -> bool {
 /// Arena byte offset of `p` if `p` lies in the arena.
 #[inline(always)]
 pub fn offset(p: *const u8) -> Option<usize> {
+    // LEN first, with Acquire: a non-zero LEN guarantees we see BASE and the tag table that
+    // `try_reserve` stored before its Release. (Both are plain loads on x86-64.)
+    let len = LEN.load(Acquire);
     let off = (p as usize).wrapping_sub(BASE.load(Relaxed));
-    if off < LEN.load(Relaxed) {
+    if off < len {
         Some(off)
     } else {
         None

@@ -43,6 +43,9 @@ struct SmallLocal {
 pub struct HeapLocal {
     small: [SmallLocal; SMALL_BINS],
     medium: [LocalList; MEDIUM_BINS],
+    /// Fewest runs each medium central held since the last epoch: runs nobody needed for a
+    /// whole epoch, released at the next one.
+    medium_low: [u32; MEDIUM_BINS],
     /// Owned segments as a list through `SegInner::next` (index + 1; 0 = none).
     seg_head: u32,
     /// Segment most likely to have room (index + 1).
@@ -60,10 +63,16 @@ pub struct Heap {
 
 pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
 
+/// Returned runs at least this long (32 KiB) are purged.
+const PURGE_PAGES: usize = 8;
+
 static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
 
+/// Released heaps wait in a FIFO queue, so every one is adopted again in turn and what other
+/// threads keep freeing into it is reclaimed (a LIFO stack could strand a heap forever).
 struct Registry {
     free: *mut Heap,
+    free_tail: *mut Heap,
     next_id: u32,
 }
 
@@ -72,10 +81,11 @@ unsafe impl Send for Registry {}
 
 static REG: SpinLock<Registry> = SpinLock::new(Registry {
     free: null_mut(),
+    free_tail: null_mut(),
     next_id: 0,
 });
 
-/// Claims a heap for the calling thread: the most recently released one, else a new one.
+/// Claims a heap for the calling thread: the longest-released one, else a new one.
 /// `None` only when 65,535 heaps are live or metadata memory is exhausted.
 pub fn claim() -> Option<&'static Heap> {
     let mut r = REG.lock();
@@ -84,6 +94,9 @@ pub fn claim() -> Option<&'static Heap> {
         // SAFETY: heaps on the free list are 'static and unowned; we hold the registry lock.
         unsafe {
             r.free = (*(*h).local.get()).next_free;
+            if r.free.is_null() {
+                r.free_tail = null_mut();
+            }
             (*h).stats.add(Ev::HeapsAdopted, 1);
             return Some(&*h);
         }
@@ -109,9 +122,18 @@ pub fn claim() -> Option<&'static Heap> {
 /// Returns a heap to the registry (thread exit). The caller must no longer use it as owner.
 pub fn release(h: &'static Heap) {
     let mut r = REG.lock();
-    // SAFETY: we are the owner giving it up, under the registry lock.
-    unsafe { (*h.local.get()).next_free = r.free };
-    r.free = h as *const Heap as *mut Heap;
+    let hp = h as *const Heap as *mut Heap;
+    // SAFETY: we are the owner giving it up, under the registry lock; heaps on the queue are
+    // 'static and touched only under this lock.
+    unsafe {
+        (*h.local.get()).next_free = null_mut();
+        if r.free_tail.is_null() {
+            r.free = hp;
+        } else {
+            (*(*r.free_tail).local.get()).next_free = hp;
+        }
+    }
+    r.free_tail = hp;
 }
 
 /// The heap with id `id`, which a page tag named.
@@ -352,14 +374,18 @@ impl Heap {
         if central.count > cap {
             // Give the surplus runs back to their segments so other classes can use the pages.
             let extra = central.take(central.count - cap);
-            let mut p = extra.head;
-            while !p.is_null() {
-                let nx = crate::list::next(p);
-                self.free_run(p, sc::run_pages(bin));
-                p = nx;
-            }
-            self.stats.add(Ev::RunsReturned, extra.n as u64);
+            self.free_runs(bin, extra);
         }
+    }
+
+    unsafe fn free_runs(&self, bin: usize, c: Chain) {
+        let mut p = c.head;
+        for _ in 0..c.n {
+            let nx = crate::list::next(p);
+            self.free_run(p, sc::run_pages(bin));
+            p = nx;
+        }
+        self.stats.add(Ev::RunsReturned, c.n as u64);
     }
 
     /// Medium refill: inbox (whole), then up to `want` runs from central, else `carve` new runs.
@@ -379,10 +405,12 @@ impl Heap {
         if !intake.is_null() {
             self.put_central(bin, Chain::measure(intake));
         }
-        let central = &mut self.local().medium[mi];
+        let l = self.local();
+        let central = &mut l.medium[mi];
         if central.count > 0 {
             self.stats.add(Ev::MediumCentral, 1);
             let c = central.take(want);
+            l.medium_low[mi] = l.medium_low[mi].min(central.count);
             return LocalList {
                 head: c.head,
                 count: c.n,
@@ -442,29 +470,89 @@ impl Heap {
         Some(arena::segment_base(idx).add(start << config::PAGE_SHIFT))
     }
 
+    /// Gives a run back to its segment's bitmap. Runs of [`PURGE_PAGES`] or more also give
+    /// their memory back to the OS: only runs beyond a central cap come here, so this is
+    /// rate-limited, and it keeps freed large blocks from pinning RSS.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
         arena::set_tags(p, 1, 0);
         let (idx, page) = arena::locate(p);
         debug_assert!(page + pages <= PAGES_PER_SEGMENT);
+        if pages >= PURGE_PAGES {
+            crate::os::purge(p, pages << config::PAGE_SHIFT);
+            self.stats
+                .add(Ev::BytesPurged, (pages << config::PAGE_SHIFT) as u64);
+        }
         arena::seg_meta(idx).get().pages.clear_range(page, pages);
     }
 
-    /// Thread exit: moves a spill back to central (the heap outlives the thread, but a spill
-    /// is a per-owner cursor and must not be left half-consumed).
+    /// Moves everything other threads queued for this heap (medium inboxes, central intakes,
+    /// and at retirement the owner stashes and transfer caches too) into the central lists,
+    /// whose caps then return surplus runs to the segments. Called at each epoch and at
+    /// thread exit, so queued frees of bins the owner no longer allocates cannot pile up.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn drain_queues(&self) {
+        self.drain_inboxes();
+        // Decay: give back the medium runs that sat unused in central for a whole epoch.
+        for mi in 0..MEDIUM_BINS {
+            let l = self.local();
+            let idle = l.medium_low[mi];
+            if idle > 0 {
+                let c = l.medium[mi].take(idle);
+                self.free_runs(SMALL_BINS + mi, c);
+            }
+            let l = self.local();
+            l.medium_low[mi] = l.medium[mi].count;
+        }
+    }
+
+    unsafe fn drain_inboxes(&self) {
+        for mi in 0..MEDIUM_BINS {
+            let all = self.shared.inbox[mi].take_all();
+            if !all.is_null() {
+                self.stats.add(Ev::InboxDrains, 1);
+                self.put_central(SMALL_BINS + mi, Chain::measure(all));
+            }
+        }
+        for bin in 0..NUM_BINS {
+            let all = self.shared.intake[bin].take_all();
+            if !all.is_null() {
+                self.put_central(bin, Chain::measure(all));
+            }
+        }
+    }
+
+    /// Thread exit: moves the spill (a per-owner cursor) and everything queued for the heap
+    /// into its central lists, so a released heap holds no backlog while it waits.
     ///
     /// # Safety
     /// Owner only.
     pub unsafe fn retire(&self) {
-        let l = self.local();
+        self.drain_queues();
         for b in 0..SMALL_BINS {
-            let s = &mut l.small[b].spill;
+            let l = &mut self.local().small[b];
+            let s = &mut l.spill;
             if !s.head.is_null() {
                 let c = Chain::measure(s.head);
                 *s = LocalList {
                     head: null_mut(),
                     count: 0,
                 };
-                l.small[b].central.push_chain(c);
+                l.central.push_chain(c);
+            }
+            let stash = self.shared.stash[b].take_all();
+            if !stash.is_null() {
+                l.central.push_chain(Chain::measure(stash));
+            }
+            if TRANSFER_CACHE {
+                loop {
+                    let x = self.shared.xfer[b].pop();
+                    if x.head.is_null() {
+                        break;
+                    }
+                    l.central.push_chain(Chain::measure(x.head));
+                }
             }
         }
     }

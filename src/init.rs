@@ -13,6 +13,8 @@ const DONE: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(NONE);
 /// TLS address of the initialising thread, to recognise re-entry from inside start-up.
 static INITIALISER: AtomicUsize = AtomicUsize::new(0);
+/// Process that ran start-up, to recognise a fork child whose start-up thread is gone.
+static INIT_PID: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
 static KEY_OK: AtomicU8 = AtomicU8::new(0);
 
@@ -26,6 +28,8 @@ pub fn ensure() -> bool {
     match STATE.compare_exchange(NONE, RUNNING, Acquire, Acquire) {
         Ok(_) => {
             INITIALISER.store(me, Relaxed);
+            // SAFETY: getpid has no preconditions.
+            INIT_PID.store(unsafe { libc::getpid() } as u32, Relaxed);
             crate::stats::init();
             crate::large::init();
             crate::arena::init();
@@ -47,6 +51,19 @@ pub fn ensure() -> bool {
                 return false;
             }
             while STATE.load(Acquire) != DONE {
+                // A fork taken while another thread was starting up leaves a child in which
+                // nobody will finish: start over there (a second reservation is harmless).
+                // SAFETY: getpid has no preconditions.
+                let pid = unsafe { libc::getpid() } as u32;
+                let init_pid = INIT_PID.load(Relaxed);
+                if init_pid != 0
+                    && init_pid != pid
+                    && STATE
+                        .compare_exchange(RUNNING, NONE, AcqRel, Acquire)
+                        .is_ok()
+                {
+                    return ensure();
+                }
                 crate::os::yield_now();
             }
             true

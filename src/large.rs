@@ -330,36 +330,15 @@ unsafe fn cache_put(p: *mut u8, len: usize) {
         os::unmap(p, len);
         return;
     }
-    let now = os::now_ms();
-    let decay = DECAY_MS.load(Relaxed);
-    let mut evict = [(0usize, 0usize); CACHE_ENTRIES + 1];
-    let mut ne = 0;
+    let mut evict = Evicted::new();
     {
         let mut c = cache_shard().lock();
-        // Decay: drop entries older than the interval, then the oldest while over the caps.
-        let mut i = 0;
-        while i < c.n {
-            if now.saturating_sub(c.entries[i].stamp) > decay {
-                let e = c.entries[i];
-                evict[ne] = (e.addr, e.len);
-                ne += 1;
-                c.bytes -= e.len;
-                c.n -= 1;
-                let last = c.n;
-                c.entries[i] = c.entries[last];
-            } else {
-                i += 1;
-            }
-        }
+        let now = os::now_ms();
+        expire(&mut c, now, &mut evict);
+        // Then the oldest while over the caps.
         while c.n > 0 && (c.n == CACHE_ENTRIES || c.bytes + len > LARGE_CACHE_BYTES) {
             let oldest = (0..c.n).min_by_key(|&i| c.entries[i].stamp).unwrap_or(0);
-            let e = c.entries[oldest];
-            evict[ne] = (e.addr, e.len);
-            ne += 1;
-            c.bytes -= e.len;
-            c.n -= 1;
-            let last = c.n;
-            c.entries[oldest] = c.entries[last];
+            evict.take(&mut c, oldest);
         }
         if len <= LARGE_CACHE_BYTES {
             let n = c.n;
@@ -371,14 +350,67 @@ unsafe fn cache_put(p: *mut u8, len: usize) {
             c.n += 1;
             c.bytes += len;
         } else {
-            evict[ne] = (p as usize, len);
-            ne += 1;
+            evict.push(p as usize, len);
         }
     }
-    for &(a, l) in &evict[..ne] {
-        GLOBAL.add_shared(Ev::LargeUnmaps, 1);
-        os::unmap(a as *mut u8, l);
+    evict.unmap();
+}
+
+/// Blocks taken out of a cache shard under its lock, unmapped after it is released.
+struct Evicted {
+    list: [(usize, usize); CACHE_ENTRIES + 1],
+    n: usize,
+}
+
+impl Evicted {
+    fn new() -> Self {
+        Evicted {
+            list: [(0, 0); CACHE_ENTRIES + 1],
+            n: 0,
+        }
     }
+
+    fn push(&mut self, addr: usize, len: usize) {
+        self.list[self.n] = (addr, len);
+        self.n += 1;
+    }
+
+    fn take(&mut self, c: &mut Cache, i: usize) {
+        let e = c.entries[i];
+        self.push(e.addr, e.len);
+        c.bytes -= e.len;
+        c.n -= 1;
+        let last = c.n;
+        c.entries[i] = c.entries[last];
+    }
+
+    fn unmap(&self) {
+        for &(a, l) in &self.list[..self.n] {
+            GLOBAL.add_shared(Ev::LargeUnmaps, 1);
+            // SAFETY: evicted blocks are unused mappings the cache owned.
+            unsafe { os::unmap(a as *mut u8, l) };
+        }
+    }
+}
+
+/// Moves entries older than the decay interval into `evict`.
+fn expire(c: &mut Cache, now: u64, evict: &mut Evicted) {
+    let decay = DECAY_MS.load(Relaxed);
+    let mut i = 0;
+    while i < c.n {
+        if now.saturating_sub(c.entries[i].stamp) > decay {
+            evict.take(c, i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Unmaps the calling thread's shard's blocks older than the decay interval (epoch).
+pub fn decay() {
+    let mut evict = Evicted::new();
+    expire(&mut cache_shard().lock(), os::now_ms(), &mut evict);
+    evict.unmap();
 }
 
 /// Unmaps every cached block (`malloc_trim`). Returns bytes released.

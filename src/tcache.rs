@@ -55,34 +55,48 @@ impl ThreadCache {
     }
 
     /// Makes the cache usable: global init, then a heap. False if either is impossible (the
-    /// caller falls back to the large tier) or if we are already inside activation.
-    pub fn activate(&mut self) -> bool {
-        match self.state {
+    /// caller falls back to the large tier), if we are already inside activation, or if the
+    /// thread has retired: a heap claimed in glibc's last destructor round would never be
+    /// released, so allocations after our destructor ran take the large tier instead.
+    ///
+    /// Works through a raw pointer and holds no `&mut` across the external calls (`ensure`,
+    /// `claim`, `pthread_setspecific`), any of which may re-enter malloc on this thread.
+    ///
+    /// # Safety
+    /// `tc` is the calling thread's cache.
+    pub unsafe fn activate(tc: *mut ThreadCache) -> bool {
+        match (*tc).state {
             ACTIVE => return true,
-            BUSY => return false,
-            _ => {}
+            UNINIT => {}
+            _ => return false,
         }
         if !crate::init::ensure() || crate::arena::len() == 0 {
             return false;
         }
-        let prev = self.state;
-        self.state = BUSY;
+        // Start-up may have allocated on this thread and activated it already.
+        if (*tc).state != UNINIT {
+            return (*tc).state == ACTIVE;
+        }
+        (*tc).state = BUSY;
         let Some(h) = heap::claim() else {
-            self.state = prev;
+            (*tc).state = UNINIT;
             return false;
         };
-        for (i, b) in self.bins.iter_mut().enumerate() {
-            *b = Bin {
-                head: null_mut(),
-                count: 0,
-                limit: sc::bin_limit(i),
-            };
+        {
+            let t = &mut *tc;
+            for (i, b) in t.bins.iter_mut().enumerate() {
+                *b = Bin {
+                    head: null_mut(),
+                    count: 0,
+                    limit: sc::bin_limit(i),
+                };
+            }
+            t.heap = h;
+            t.slow_calls = 0;
+            t.owner_base = page_tag::owner_base(h.id);
+            t.state = ACTIVE;
         }
-        self.heap = h;
-        self.slow_calls = 0;
-        self.owner_base = page_tag::owner_base(h.id);
-        self.state = ACTIVE;
-        // Last: may allocate (glibc's pthread_setspecific for high keys), which now works.
+        // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
         crate::init::register_thread_exit();
         true
     }
@@ -108,7 +122,11 @@ impl ThreadCache {
             g
         } else {
             // Medium: half a bin from the (owner-local) central list, a refill batch of new runs.
-            h.refill_medium(bin, self.bins[bin].limit / 2, sc::refill_batch(bin))
+            h.refill_medium(
+                bin,
+                (self.bins[bin].limit / 2).max(sc::refill_batch(bin)),
+                sc::refill_batch(bin),
+            )
         };
         self.fill_from(bin, got)
     }
@@ -129,8 +147,12 @@ impl ThreadCache {
         if self.slow_calls >= EPOCH_PERIOD {
             self.slow_calls = 0;
             h.stats.add(Ev::Epochs, 1);
-            // SAFETY: ACTIVE (callers), so the remote buffer belongs to a live heap owner.
-            unsafe { self.flush_remote(u32::MAX, h) };
+            // SAFETY: ACTIVE (callers): we own `h` and the remote buffer.
+            unsafe {
+                self.flush_remote(u32::MAX, h);
+                h.drain_queues();
+            }
+            crate::large::decay();
         }
     }
 

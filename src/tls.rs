@@ -30,8 +30,10 @@ const _: () = assert!(core::mem::align_of::<ThreadCache>() <= 64);
 #[inline(always)]
 pub fn tcache() -> *mut ThreadCache {
     let p: *mut ThreadCache;
-    // SAFETY: reads the thread pointer and the GOT entry the dynamic linker filled with the
-    // symbol's static-TLS offset; touches no other memory. `pure`: same thread, same result.
+    // SAFETY: reads the thread pointer (%fs:0) and the GOT entry the dynamic linker filled
+    // with the symbol's static-TLS offset, and touches no other memory. Both are constant for
+    // the life of the thread, which is why `pure, nomem` (reads the compiler need not order
+    // against any store) is sound: same thread, same result.
     unsafe {
         core::arch::asm!(
             "movq %fs:0, {0}",

@@ -15,18 +15,14 @@
 # Each variant has its own CARGO_TARGET_DIR (target/ab/<name>); the library is copied to
 # target/ab/<name>.so. The main target/release build is not touched.
 #
-# Outputs: bench-results/ab/results.{md,json,svg}   T=32 and T=8 mt-remote rows + 2 ST rows
-#          bench-results/ab/t2/results.{md,json,svg} T=2 mt-remote row (another matrix, see below)
+# Outputs: bench-results/ab/results.{md,json,svg}   T=32, T=8, T=2 mt-remote rows + 2 ST rows
 #          bench-results/ab/stats/<variant>.txt     HAKOZUNA_STATS=1 output of one T=32 R=50 run
 #          bench-results/ab/conditions.txt          source snapshot, features, load before/after
 #
 # Rows (ITERS = 250,000 per thread, WS 400, ring 65536 for every mt-remote row):
 #   seed matrix at --scale 0.1 (2.5M x 0.1): mt-T32-R50-16-2048, mt-T32-R0-16-2048,
-#     mt-T32-R50-16-32768, mt-T8-R50-16-2048; rm-16-2048, rm-16-32768 (2M iterations, the
-#     single-thread fixed-cost check)
-#   quick matrix at --scale 0.3125 (800k x 0.3125): mt-T2-R50-16-2048
-# The runner takes one matrix and one scale per invocation and no matrix has a T=2 row at
-# 2.5M, so T=2 is a second invocation (same allocators, same interleaving, run after the rest).
+#     mt-T32-R50-16-32768, mt-T8-R50-16-2048, mt-T2-R50-16-2048; rm-16-2048, rm-16-32768
+#     (2M iterations, the single-thread fixed-cost check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -153,12 +149,8 @@ T0=$(date +%s)
 
 step "runner: seed rows at --scale 0.1 ($RUNS runs per cell, interleaved)"
 "$RUNNER" compare --matrix seed --scale 0.1 \
-  --rows mt-T32-R50-16-2048,mt-T32-R0-16-2048,mt-T32-R50-16-32768,mt-T8-R50-16-2048,rm-16-2048,rm-16-32768 \
+  --rows mt-T32-R50-16-2048,mt-T32-R0-16-2048,mt-T32-R50-16-32768,mt-T8-R50-16-2048,mt-T2-R50-16-2048,rm-16-2048,rm-16-32768 \
   "${COMMON[@]}" --out "$OUT"
-
-step "runner: T=2 row at --scale 0.3125"
-"$RUNNER" compare --matrix quick --scale 0.3125 --rows mt-T2-R50-16-2048 \
-  "${COMMON[@]}" --out "$OUT/t2"
 
 if [ "${AB_STATS:-1}" = 1 ]; then
   step "HAKOZUNA_STATS=1, one run of mt-remote 32 250000 400 16 2048 50 65536 per variant"

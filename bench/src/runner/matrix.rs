@@ -138,6 +138,8 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
                 mt(32, 50, 16, 2048, 2_500_000, s),
                 mt(32, 0, 16, 2048, 2_500_000, s),
                 mt(32, 50, 16, 32768, 2_500_000, s),
+                // The remote-free A/B record also compares two threads (one per CPU).
+                mt(2, 50, 16, 2048, 2_500_000, s),
             ];
             for t in [1usize, 8, 32] {
                 for r in [0u32, 50, 90] {
@@ -199,6 +201,7 @@ mod tests {
             "mt-T32-R50-16-2048",
             "mt-T32-R0-16-2048",
             "mt-T32-R50-16-32768",
+            "mt-T2-R50-16-2048",
             "mt-T1-R0-16-2048",
             "mt-T8-R90-16-2048",
             "mt-T32-R90-16-2048",

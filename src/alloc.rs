@@ -15,17 +15,21 @@ use crate::tls;
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if let Some(bin) = sc::bin_of(size) {
-        let tc = &mut *tls::tcache();
+        // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread (all-zero =
+        // UNINIT, whose bins are empty); no other reference to it is held across this call.
+        let tc = unsafe { &mut *tls::tcache() };
         // SAFETY: `bin_of` returns bins below NUM_BINS.
-        let b = tc.bins.get_unchecked_mut(bin);
+        let b = unsafe { tc.bins.get_unchecked_mut(bin) };
         let p = b.head;
         if !p.is_null() {
-            b.head = list::next(p);
+            // SAFETY: `p` is the non-null head of this thread's bin, a free object the bin owns.
+            b.head = unsafe { list::next(p) };
             b.count -= 1;
             return p;
         }
     }
-    malloc_slow(size)
+    // SAFETY: same caller contract as ours (not re-entered from inside the allocator).
+    unsafe { malloc_slow(size) }
 }
 
 #[cold]
@@ -33,21 +37,27 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
     let Some(bin) = sc::bin_of_any(size) else {
         if size == 0 {
-            return malloc(1);
+            // SAFETY: same caller contract as ours (not re-entered from inside the allocator).
+            return unsafe { malloc(1) };
         }
         return large_alloc(size, 0);
     };
-    if ThreadCache::activate(tls::tcache()) {
-        let tc = &mut *tls::tcache();
+    // SAFETY: `tls::tcache()` is the calling thread's cache (activate's contract).
+    if unsafe { ThreadCache::activate(tls::tcache()) } {
+        // SAFETY: this thread's cache; activation returned and holds no reference to it.
+        let tc = unsafe { &mut *tls::tcache() };
         // Activation may itself have allocated into this bin.
         let b = &mut tc.bins[bin];
         if !b.head.is_null() {
             let p = b.head;
-            b.head = list::next(p);
+            // SAFETY: `p` is the non-null head of this thread's bin, a free object it owns.
+            b.head = unsafe { list::next(p) };
             b.count -= 1;
             return p;
         }
-        let p = tc.refill(bin);
+        // SAFETY: activate returned true, so the cache is ACTIVE; the bin is empty (checked
+        // just above), as `refill` requires.
+        let p = unsafe { tc.refill(bin) };
         if !p.is_null() {
             return p;
         }
@@ -69,22 +79,31 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 pub unsafe fn free(p: *mut u8) {
     if let Some(off) = arena::offset(p) {
         let tag = arena::tag_at(off);
-        let tc = &mut *tls::tcache();
+        // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
+        // reference to it is held across this call.
+        let tc = unsafe { &mut *tls::tcache() };
         let bin = page_tag::mine(tag, tc.owner_base);
         if bin < NUM_BINS {
-            // SAFETY: checked just above.
-            let b = tc.bins.get_unchecked_mut(bin);
-            list::set_next(p, b.head);
+            // SAFETY: bin < NUM_BINS: checked just above.
+            let b = unsafe { tc.bins.get_unchecked_mut(bin) };
+            // SAFETY: `p` is being freed (caller contract: a live block of ours, not used
+            // again), and its tag names our heap, so it becomes a free object of this bin.
+            unsafe { list::set_next(p, b.head) };
             b.head = p;
             b.count += 1;
             if b.count > b.limit {
-                tc.overflow(bin);
+                // SAFETY: a tag matched `owner_base`, which is non-zero only while the cache
+                // owns a heap (set with ACTIVE in `activate`, cleared before `heap` in `retire`),
+                // which is what `overflow` relies on.
+                unsafe { tc.overflow(bin) };
             }
             return;
         }
-        free_other(p, tag);
+        // SAFETY: `p` is an arena pointer being freed (caller contract) and `tag` its page tag.
+        unsafe { free_other(p, tag) };
     } else if !p.is_null() {
-        free_outside(p);
+        // SAFETY: `p` is being freed (caller contract) and lies outside the arena.
+        unsafe { free_outside(p) };
     }
 }
 
@@ -98,23 +117,32 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
         );
         return;
     };
-    let state = (*tls::tcache()).state;
-    if state == ACTIVE || (state == UNINIT && ThreadCache::activate(tls::tcache())) {
-        let tc = &mut *tls::tcache();
+    // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread.
+    let state = unsafe { (*tls::tcache()).state };
+    // SAFETY: `tls::tcache()` is the calling thread's cache (activate's contract).
+    if state == ACTIVE || (state == UNINIT && unsafe { ThreadCache::activate(tls::tcache()) }) {
+        // SAFETY: this thread's cache; activation returned and holds no reference to it.
+        let tc = unsafe { &mut *tls::tcache() };
         if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
             // Activation adopted the very heap this object belongs to.
-            return free(p);
+            // SAFETY: `p` is still the block being freed (caller contract).
+            return unsafe { free(p) };
         }
-        tc.free_remote(p, dst, bin);
+        // SAFETY: ACTIVE (checked or just activated); `p` is being freed (caller contract) and
+        // its tag decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
+        unsafe { tc.free_remote(p, dst, bin) };
     } else {
-        tcache::free_shared(p, dst, bin);
+        // SAFETY: `p` is being freed (caller contract) and its tag decodes to (dst, bin).
+        unsafe { tcache::free_shared(p, dst, bin) };
     }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn free_outside(p: *mut u8) {
-    if !large::free(p) {
+    // SAFETY: `p` is being freed (caller contract): if it is a live large block, nobody uses it
+    // after this call.
+    if !unsafe { large::free(p) } {
         // Not ours: memory from before the library was loaded, or a wild pointer. We cannot
         // return it anywhere safely, so it is left alone (leaked).
         bad_free(
@@ -167,13 +195,16 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
         if p.is_null() {
             os::set_errno(libc::ENOMEM);
         } else if !zero {
-            core::ptr::write_bytes(p, 0, total);
+            // SAFETY: `p` is a fresh large block of at least `total` bytes.
+            unsafe { core::ptr::write_bytes(p, 0, total) };
         }
         return p;
     }
-    let p = malloc(total);
+    // SAFETY: same caller contract as ours (not re-entered from inside the allocator).
+    let p = unsafe { malloc(total) };
     if !p.is_null() {
-        core::ptr::write_bytes(p, 0, total);
+        // SAFETY: `p` is a fresh block of at least `total` bytes.
+        unsafe { core::ptr::write_bytes(p, 0, total) };
     }
     p
 }
@@ -182,10 +213,12 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 /// failure NULL with ENOMEM and the old block untouched.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
-        return malloc(size);
+        // SAFETY: same caller contract as ours.
+        return unsafe { malloc(size) };
     }
     if size == 0 {
-        free(p);
+        // SAFETY: `p` is a block of ours the caller gives up (realloc(p, 0) frees it).
+        unsafe { free(p) };
         return core::ptr::null_mut();
     }
     let old = match classify(p) {
@@ -201,7 +234,8 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
                 return p;
             }
             if size > ARENA_MAX {
-                return match large::resize(p, size) {
+                // SAFETY: `classify` found `p` in the large table: a live large block.
+                return match unsafe { large::resize(p, size) } {
                     Some(q) => q,
                     None => {
                         os::set_errno(libc::ENOMEM);
@@ -217,12 +251,17 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             return core::ptr::null_mut();
         }
     };
-    let q = malloc(size);
+    // SAFETY: same caller contract as ours.
+    let q = unsafe { malloc(size) };
     if q.is_null() {
         return q;
     }
-    core::ptr::copy_nonoverlapping(p, q, old.min(size));
-    free(p);
+    // SAFETY: `p` is live with `old` usable bytes, `q` is a fresh block of at least `size`
+    // bytes, and distinct live blocks do not overlap; then the caller gives `p` up to us.
+    unsafe {
+        core::ptr::copy_nonoverlapping(p, q, old.min(size));
+        free(p);
+    }
     q
 }
 
@@ -232,7 +271,8 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if align <= 16 {
-        return malloc(size);
+        // SAFETY: same caller contract as ours.
+        return unsafe { malloc(size) };
     }
     if size > large::MAX_REQUEST {
         os::set_errno(libc::ENOMEM);
@@ -240,14 +280,18 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     }
     if align <= PAGE {
         let s = size.max(1).next_multiple_of(align);
-        return malloc(s);
+        // SAFETY: same caller contract as ours.
+        return unsafe { malloc(s) };
     }
     large_alloc(size.max(1), align)
 }
 
 /// `malloc_trim`: returns free pages of this thread's heap and the large cache to the OS.
 pub unsafe fn trim() -> bool {
-    let tc = &mut *tls::tcache();
-    let n = tc.trim() + large::purge_cache();
+    // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
+    // reference to it is live (not called from inside the allocator).
+    let tc = unsafe { &mut *tls::tcache() };
+    // SAFETY: `tc` is the calling thread's own cache.
+    let n = unsafe { tc.trim() } + large::purge_cache();
     n > 0
 }

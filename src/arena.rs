@@ -40,7 +40,9 @@ impl SegMeta {
     /// Only the owner of the heap that took this segment may call this, and not re-entrantly.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get(&self) -> &mut SegInner {
-        &mut *self.inner.get()
+        // SAFETY: only the owning heap's owner calls this, never re-entrantly (caller
+        // contract), so this `&mut` is the only access to the segment's metadata.
+        unsafe { &mut *self.inner.get() }
     }
 }
 
@@ -121,7 +123,9 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
     for i in first..first + n {
         // Relaxed: an object's tag is published to other threads by whatever synchronisation
         // hands them the object.
-        (*t.add(i)).store(tag, Relaxed);
+        // SAFETY: `[p, p + n pages)` is an arena run (caller contract), so page `i` is inside
+        // the tag table, mapped for the whole arena before LEN became non-zero.
+        unsafe { (*t.add(i)).store(tag, Relaxed) };
     }
 }
 

@@ -166,7 +166,9 @@ pub fn lock_for_fork() {
 /// # Safety
 /// Pairs with [`lock_for_fork`] in the parent, or runs in the single-threaded child.
 pub unsafe fn unlock_after_fork() {
-    REG.raw_unlock();
+    // SAFETY: caller contract: we hold the lock from `lock_for_fork`, or are the only thread
+    // left in the child.
+    unsafe { REG.raw_unlock() };
 }
 
 /// Hands a chain of free objects of heap `dst`, bin `bin` to that heap (any thread):
@@ -186,12 +188,16 @@ pub unsafe fn send(dst: u32, bin: usize, c: Chain, stats: &Counters, shared_stat
     };
     if !sc::is_small(bin) {
         ev(Ev::InboxPushes, 1);
-        h.shared.inbox[bin - SMALL_BINS].push(c);
+        // SAFETY: `c` is a non-empty chain of free objects of `dst`/`bin` the caller hands over
+        // (caller contract); the inbox is `dst`'s stack for this medium bin.
+        unsafe { h.shared.inbox[bin - SMALL_BINS].push(c) };
         return;
     }
     let mut c = c;
     if STASH_PUSH {
-        match h.shared.stash[bin].push_list(c, PopMode::CONFIGURED, STASH_MAX_OBJS) {
+        // SAFETY: `c` is a non-empty chain of free objects of `dst`'s small bin `bin` (caller
+        // contract), so it belongs in this stash.
+        match unsafe { h.shared.stash[bin].push_list(c, PopMode::CONFIGURED, STASH_MAX_OBJS) } {
             Ok(()) => {
                 ev(Ev::StashPushes, 1);
                 ev(Ev::StashPushObjs, c.n as u64);
@@ -204,7 +210,9 @@ pub unsafe fn send(dst: u32, bin: usize, c: Chain, stats: &Counters, shared_stat
         }
     }
     if TRANSFER_CACHE {
-        match h.shared.xfer[bin].push(c) {
+        // SAFETY: `c` is a non-empty null-terminated chain we own (caller contract; a refused
+        // stash push hands it back untouched).
+        match unsafe { h.shared.xfer[bin].push(c) } {
             Ok(()) => {
                 ev(Ev::XferPushes, 1);
                 return;
@@ -213,7 +221,9 @@ pub unsafe fn send(dst: u32, bin: usize, c: Chain, stats: &Counters, shared_stat
         }
     }
     ev(Ev::IntakePushes, 1);
-    h.shared.intake[bin].push(c);
+    // SAFETY: `c` is a non-empty chain of free objects of `dst`/`bin` we own (caller contract;
+    // refusals above hand it back untouched).
+    unsafe { h.shared.intake[bin].push(c) };
 }
 
 /// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
@@ -224,7 +234,9 @@ impl Heap {
     /// Only the heap's current owner may call this, and must not hold two results at once.
     #[allow(clippy::mut_from_ref)]
     unsafe fn local(&self) -> &mut HeapLocal {
-        &mut *self.local.get()
+        // SAFETY: owner only and one result at a time (caller contract): nothing else reads or
+        // writes the local part while this `&mut` is live.
+        unsafe { &mut *self.local.get() }
     }
 
     /// Refill sources for a small bin in the seeds' order, up to the central list:
@@ -240,7 +252,8 @@ impl Heap {
     /// Owner only.
     pub unsafe fn refill_small_shared(&self, bin: usize, want: u32) -> LocalList {
         if config::STASH_POP {
-            let got = self.pop_stash(bin, want);
+            // SAFETY: owner only (caller contract).
+            let got = unsafe { self.pop_stash(bin, want) };
             if got.count > 0 {
                 return got;
             }
@@ -248,9 +261,13 @@ impl Heap {
             // Pops are switched off: drain the stash whole into central so nothing strands.
             let all = self.shared.stash[bin].take_all();
             if !all.is_null() {
-                self.local().small[bin]
-                    .central
-                    .push_chain(Chain::measure(all));
+                // SAFETY: owner only (caller contract), no other `local()` result is live; `all`
+                // is a null-terminated list of free objects the swap made exclusively ours.
+                unsafe {
+                    self.local().small[bin]
+                        .central
+                        .push_chain(Chain::measure(all));
+                }
             }
         }
         if XFER_FED {
@@ -260,14 +277,18 @@ impl Heap {
                 return got;
             }
         }
-        let central = &mut self.local().small[bin].central;
+        // SAFETY: owner only (caller contract); no other `local()` result is live, and none is
+        // taken while `central` is.
+        let central = unsafe { &mut self.local().small[bin].central };
         let intake = self.shared.intake[bin].take_all();
         if !intake.is_null() {
-            central.push_chain(Chain::measure(intake));
+            // SAFETY: `intake` is a null-terminated list of free objects the swap made ours.
+            unsafe { central.push_chain(Chain::measure(intake)) };
         }
         if central.count > 0 {
             self.stats.add(Ev::RefillCentral, 1);
-            let c = central.take(want);
+            // SAFETY: the owner-only central list is well formed.
+            let c = unsafe { central.take(want) };
             return LocalList {
                 head: c.head,
                 count: c.n,
@@ -290,12 +311,17 @@ impl Heap {
                 count: 0,
             };
         }
-        let spill = &mut self.local().small[bin].spill;
-        let p = self.shared.stash[bin].pop_batch(
-            spill,
-            want.min(config::STASH_DRAIN_LIMIT),
-            PopMode::CONFIGURED,
-        );
+        // SAFETY: owner only (caller contract); no other `local()` result is live.
+        let spill = unsafe { &mut self.local().small[bin].spill };
+        // SAFETY: owner only, so we are the stash's single consumer; `spill` is this heap's
+        // owner-only spill for `bin`.
+        let p = unsafe {
+            self.shared.stash[bin].pop_batch(
+                spill,
+                want.min(config::STASH_DRAIN_LIMIT),
+                PopMode::CONFIGURED,
+            )
+        };
         if p.chain.n > 0 {
             if p.from_spill {
                 self.stats.add(Ev::RefillSpill, 1);
@@ -319,35 +345,46 @@ impl Heap {
     pub unsafe fn carve_small(&self, bin: usize, want: u32) -> LocalList {
         let size = sc::bin_size(bin);
         let exhausted = {
-            let l = &self.local().small[bin];
+            // SAFETY: owner only (caller contract); the borrow ends with this block.
+            let l = unsafe { &self.local().small[bin] };
             l.bump == l.end
         };
         if exhausted {
             let pages = sc::run_pages(bin);
-            let Some(run) = self.alloc_run(pages) else {
+            // SAFETY: owner only (caller contract); no `local()` result is live here.
+            let Some(run) = (unsafe { self.alloc_run(pages) }) else {
                 return LocalList {
                     head: null_mut(),
                     count: 0,
                 };
             };
-            arena::set_tags(run, pages, page_tag::encode(self.id, bin));
-            let l = &mut self.local().small[bin];
+            // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this heap.
+            unsafe { arena::set_tags(run, pages, page_tag::encode(self.id, bin)) };
+            // SAFETY: owner only (caller contract); no other `local()` result is live.
+            let l = unsafe { &mut self.local().small[bin] };
             l.bump = run;
-            l.end = run.add(sc::objs_per_run(bin) * size);
+            // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.
+            l.end = unsafe { run.add(sc::objs_per_run(bin) * size) };
             self.stats.add(Ev::PagesCarved, 1);
         }
-        let l = &mut self.local().small[bin];
+        // SAFETY: owner only (caller contract); no other `local()` result is live.
+        let l = unsafe { &mut self.local().small[bin] };
         let avail = (l.end as usize - l.bump as usize) / size;
         let n = (want as usize).min(avail);
         let head = l.bump;
         let mut p = head;
-        for _ in 1..n {
-            let nx = p.add(size);
-            set_next(p, nx);
-            p = nx;
+        // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and the
+        // `n <= avail` objects of `size` bytes linked here all lie inside it; `p.add(size)` of
+        // the last one is at most `end`.
+        unsafe {
+            for _ in 1..n {
+                let nx = p.add(size);
+                set_next(p, nx);
+                p = nx;
+            }
+            set_next(p, null_mut());
+            l.bump = p.add(size);
         }
-        set_next(p, null_mut());
-        l.bump = p.add(size);
         self.stats.add(Ev::RefillNewPage, 1);
         LocalList {
             head,
@@ -363,27 +400,40 @@ impl Heap {
         if c.n == 0 {
             return;
         }
-        let l = self.local();
+        // SAFETY: owner only (caller contract); `free_runs` below takes no `local()` result.
+        let l = unsafe { self.local() };
         if sc::is_small(bin) {
-            l.small[bin].central.push_chain(c);
+            // SAFETY: `c` holds free objects of this heap and `bin` (caller contract).
+            unsafe { l.small[bin].central.push_chain(c) };
             return;
         }
         let central = &mut l.medium[bin - SMALL_BINS];
-        central.push_chain(c);
+        // SAFETY: `c` holds free runs of this heap and `bin` (caller contract).
+        unsafe { central.push_chain(c) };
         let cap = sc::medium_central_cap(bin);
         if central.count > cap {
             // Give the surplus runs back to their segments so other classes can use the pages.
-            let extra = central.take(central.count - cap);
-            self.free_runs(bin, extra);
+            // SAFETY: owner only; the central list is well formed and `extra` is detached from
+            // it, free runs of this heap's medium `bin`.
+            unsafe {
+                let extra = central.take(central.count - cap);
+                self.free_runs(bin, extra);
+            }
         }
     }
 
+    /// # Safety
+    /// Owner only; `c` is a detached chain of free runs of this heap and medium `bin`.
     unsafe fn free_runs(&self, bin: usize, c: Chain) {
         let mut p = c.head;
         for _ in 0..c.n {
-            let nx = crate::list::next(p);
-            self.free_run(p, sc::run_pages(bin));
-            p = nx;
+            // SAFETY: `p` is one of the `c.n` free runs of `c` (caller contract): its link is
+            // read before the run goes back to its segment, and nothing else references it.
+            unsafe {
+                let nx = crate::list::next(p);
+                self.free_run(p, sc::run_pages(bin));
+                p = nx;
+            }
         }
         self.stats.add(Ev::RunsReturned, c.n as u64);
     }
@@ -398,18 +448,26 @@ impl Heap {
         if !inbox.is_null() {
             self.stats.add(Ev::InboxDrains, 1);
             self.stats.add(Ev::MediumInbox, 1);
-            let c = Chain::measure(inbox);
-            self.put_central(bin, c);
+            // SAFETY: owner only (caller contract); `inbox` is a null-terminated list of free
+            // runs of this heap and `bin` that the swap made exclusively ours.
+            unsafe {
+                let c = Chain::measure(inbox);
+                self.put_central(bin, c);
+            }
         }
         let intake = self.shared.intake[bin].take_all();
         if !intake.is_null() {
-            self.put_central(bin, Chain::measure(intake));
+            // SAFETY: as for the inbox: owner only, and the list is ours after the swap.
+            unsafe { self.put_central(bin, Chain::measure(intake)) };
         }
-        let l = self.local();
+        // SAFETY: owner only (caller contract); no other `local()` result is live, and `l` is
+        // dead before `alloc_run` below takes one.
+        let l = unsafe { self.local() };
         let central = &mut l.medium[mi];
         if central.count > 0 {
             self.stats.add(Ev::MediumCentral, 1);
-            let c = central.take(want);
+            // SAFETY: the owner-only central list is well formed.
+            let c = unsafe { central.take(want) };
             l.medium_low[mi] = l.medium_low[mi].min(central.count);
             return LocalList {
                 head: c.head,
@@ -423,11 +481,16 @@ impl Heap {
             count: 0,
         };
         for _ in 0..carve {
-            let Some(run) = self.alloc_run(pages) else {
+            // SAFETY: owner only (caller contract); no `local()` result is live.
+            let Some(run) = (unsafe { self.alloc_run(pages) }) else {
                 break;
             };
-            arena::set_tags(run, 1, tag);
-            out.push(run);
+            // SAFETY: `run` is a fresh page run of this heap (its first page is tagged), and
+            // no other list references it.
+            unsafe {
+                arena::set_tags(run, 1, tag);
+                out.push(run);
+            }
         }
         if out.count > 0 {
             self.stats.add(Ev::MediumCarve, 1);
@@ -436,53 +499,76 @@ impl Heap {
     }
 
     /// First-fit page run from this heap's segments, taking a new segment when none fits.
+    ///
+    /// # Safety
+    /// Owner only, with no `local()` result live.
     unsafe fn alloc_run(&self, pages: usize) -> Option<*mut u8> {
-        let l = self.local();
+        // SAFETY: owner only, and no other `local()` result is live (caller contract).
+        let l = unsafe { self.local() };
         if l.seg_hint != 0 {
-            if let Some(p) = Self::alloc_in(l.seg_hint - 1, pages) {
+            // SAFETY: `seg_hint - 1` is one of this heap's segments, and we are its owner.
+            if let Some(p) = unsafe { Self::alloc_in(l.seg_hint - 1, pages) } {
                 return Some(p);
             }
         }
         let mut s = l.seg_head;
         while s != 0 {
             if s != l.seg_hint {
-                if let Some(p) = Self::alloc_in(s - 1, pages) {
+                // SAFETY: `s - 1` is on this heap's segment list, and we are its owner.
+                if let Some(p) = unsafe { Self::alloc_in(s - 1, pages) } {
                     l.seg_hint = s;
                     return Some(p);
                 }
             }
-            s = arena::seg_meta(s - 1).get().next;
+            // SAFETY: as above: our segment, owner only, no other `SegInner` borrow is live.
+            s = unsafe { arena::seg_meta(s - 1).get() }.next;
         }
         let idx = arena::take_segment()?;
         self.stats.add(Ev::SegmentsTaken, 1);
-        let m = arena::seg_meta(idx).get();
+        // SAFETY: `take_segment` gave segment `idx` to us alone; `m` is dead before
+        // `alloc_in` takes its own borrow.
+        let m = unsafe { arena::seg_meta(idx).get() };
         m.pages = crate::bitmap::PageBitmap::new();
         m.next = l.seg_head;
         l.seg_head = idx + 1;
         l.seg_hint = idx + 1;
-        Self::alloc_in(idx, pages)
+        // SAFETY: `idx` is now on this heap's segment list, and we are its owner.
+        unsafe { Self::alloc_in(idx, pages) }
     }
 
+    /// # Safety
+    /// Segment `idx` belongs to the calling owner's heap; no other `SegInner` borrow is live.
     unsafe fn alloc_in(idx: u32, pages: usize) -> Option<*mut u8> {
-        let m = arena::seg_meta(idx).get();
+        // SAFETY: our segment, owner only, not re-entrant (caller contract).
+        let m = unsafe { arena::seg_meta(idx).get() };
         let start = m.pages.find_run(pages)?;
         m.pages.set_range(start, pages);
-        Some(arena::segment_base(idx).add(start << config::PAGE_SHIFT))
+        // SAFETY: `find_run` returned a run inside the segment, so the offset stays within it.
+        Some(unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) })
     }
 
     /// Gives a run back to its segment's bitmap. Runs of [`PURGE_PAGES`] or more also give
     /// their memory back to the OS: only runs beyond a central cap come here, so this is
     /// rate-limited, and it keeps freed large blocks from pinning RSS.
+    ///
+    /// # Safety
+    /// Owner only; `p` is a free run of `pages` pages of this heap that no list references.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
-        arena::set_tags(p, 1, 0);
+        // SAFETY: `p` starts a run of this heap (caller contract); only its first page is tagged.
+        unsafe { arena::set_tags(p, 1, 0) };
         let (idx, page) = arena::locate(p);
         debug_assert!(page + pages <= PAGES_PER_SEGMENT);
         if pages >= PURGE_PAGES {
-            crate::os::purge(p, pages << config::PAGE_SHIFT);
+            // SAFETY: the run is mapped arena memory and holds no live object (caller contract).
+            unsafe { crate::os::purge(p, pages << config::PAGE_SHIFT) };
             self.stats
                 .add(Ev::BytesPurged, (pages << config::PAGE_SHIFT) as u64);
         }
-        arena::seg_meta(idx).get().pages.clear_range(page, pages);
+        // SAFETY: segment `idx` holds our run, so it is this heap's and we are its owner; no
+        // other `SegInner` borrow is live.
+        unsafe { arena::seg_meta(idx).get() }
+            .pages
+            .clear_range(page, pages);
     }
 
     /// Moves everything other threads queued for this heap (medium inboxes, central intakes,
@@ -493,32 +579,44 @@ impl Heap {
     /// # Safety
     /// Owner only.
     pub unsafe fn drain_queues(&self) {
-        self.drain_inboxes();
+        // SAFETY: owner only (caller contract).
+        unsafe { self.drain_inboxes() };
         // Decay: give back the medium runs that sat unused in central for a whole epoch.
         for mi in 0..MEDIUM_BINS {
-            let l = self.local();
+            // SAFETY: owner only (caller contract); no other `local()` result is live.
+            let l = unsafe { self.local() };
             let idle = l.medium_low[mi];
             if idle > 0 {
-                let c = l.medium[mi].take(idle);
-                self.free_runs(SMALL_BINS + mi, c);
+                // SAFETY: the owner-only central list is well formed; `c` is detached from it:
+                // free runs of this heap's medium bin.
+                unsafe {
+                    let c = l.medium[mi].take(idle);
+                    self.free_runs(SMALL_BINS + mi, c);
+                }
             }
-            let l = self.local();
+            // SAFETY: owner only; the previous `l` is dead.
+            let l = unsafe { self.local() };
             l.medium_low[mi] = l.medium[mi].count;
         }
     }
 
+    /// # Safety
+    /// Owner only.
     unsafe fn drain_inboxes(&self) {
         for mi in 0..MEDIUM_BINS {
             let all = self.shared.inbox[mi].take_all();
             if !all.is_null() {
                 self.stats.add(Ev::InboxDrains, 1);
-                self.put_central(SMALL_BINS + mi, Chain::measure(all));
+                // SAFETY: owner only (caller contract); `all` is a null-terminated list of free
+                // runs of this heap's medium bin that the swap made exclusively ours.
+                unsafe { self.put_central(SMALL_BINS + mi, Chain::measure(all)) };
             }
         }
         for bin in 0..NUM_BINS {
             let all = self.shared.intake[bin].take_all();
             if !all.is_null() {
-                self.put_central(bin, Chain::measure(all));
+                // SAFETY: as above, for this heap's `bin`.
+                unsafe { self.put_central(bin, Chain::measure(all)) };
             }
         }
     }
@@ -529,21 +627,30 @@ impl Heap {
     /// # Safety
     /// Owner only.
     pub unsafe fn retire(&self) {
-        self.drain_queues();
+        // SAFETY: owner only (caller contract).
+        unsafe { self.drain_queues() };
         for b in 0..SMALL_BINS {
-            let l = &mut self.local().small[b];
+            // SAFETY: owner only (caller contract); no other `local()` result is live, and none
+            // is taken while `l` is.
+            let l = unsafe { &mut self.local().small[b] };
             let s = &mut l.spill;
             if !s.head.is_null() {
-                let c = Chain::measure(s.head);
-                *s = LocalList {
-                    head: null_mut(),
-                    count: 0,
-                };
-                l.central.push_chain(c);
+                // SAFETY: the spill is an owner-only, null-terminated list of free objects of
+                // this bin; it is emptied before its objects move to central.
+                unsafe {
+                    let c = Chain::measure(s.head);
+                    *s = LocalList {
+                        head: null_mut(),
+                        count: 0,
+                    };
+                    l.central.push_chain(c);
+                }
             }
             let stash = self.shared.stash[b].take_all();
             if !stash.is_null() {
-                l.central.push_chain(Chain::measure(stash));
+                // SAFETY: `stash` is a null-terminated list of this bin's free objects that the
+                // swap made exclusively ours.
+                unsafe { l.central.push_chain(Chain::measure(stash)) };
             }
             if TRANSFER_CACHE {
                 loop {
@@ -551,7 +658,8 @@ impl Heap {
                     if x.head.is_null() {
                         break;
                     }
-                    l.central.push_chain(Chain::measure(x.head));
+                    // SAFETY: `x` is a parked null-terminated chain the swap made ours.
+                    unsafe { l.central.push_chain(Chain::measure(x.head)) };
                 }
             }
         }
@@ -564,15 +672,22 @@ impl Heap {
     /// Owner only.
     pub unsafe fn purge_free_pages(&self) -> usize {
         let mut bytes = 0;
-        let mut s = self.local().seg_head;
+        // SAFETY: owner only (caller contract); the borrow ends with this statement.
+        let mut s = unsafe { self.local() }.seg_head;
         while s != 0 {
-            let m = arena::seg_meta(s - 1).get();
+            // SAFETY: `s - 1` is on this heap's segment list and we are its owner; no other
+            // `SegInner` borrow is live.
+            let m = unsafe { arena::seg_meta(s - 1).get() };
             let base = arena::segment_base(s - 1);
             for (start, len) in m.pages.free_runs() {
-                crate::os::purge(
-                    base.add(start << config::PAGE_SHIFT),
-                    len << config::PAGE_SHIFT,
-                );
+                // SAFETY: a run the bitmap marks free lies inside segment `s - 1`, is mapped
+                // (committed) arena memory, and holds no live object.
+                unsafe {
+                    crate::os::purge(
+                        base.add(start << config::PAGE_SHIFT),
+                        len << config::PAGE_SHIFT,
+                    )
+                };
                 bytes += len << config::PAGE_SHIFT;
             }
             s = m.next;

@@ -80,8 +80,9 @@ pub fn register_thread_exit() {
 }
 
 unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
-    // SAFETY: destructors run on the exiting thread, which owns its cache.
-    (*crate::tls::tcache()).retire();
+    // SAFETY: destructors run on the exiting thread, which owns its cache, and outside any
+    // allocator call, so no other reference to the cache is live.
+    unsafe { (*crate::tls::tcache()).retire() };
 }
 
 // Lock order (also the nesting order everywhere else): registry → metadata → large tier.
@@ -92,13 +93,18 @@ unsafe extern "C" fn prepare() {
 }
 
 unsafe extern "C" fn parent() {
-    crate::large::unlock_after_fork();
-    crate::meta::unlock_after_fork();
-    crate::heap::unlock_after_fork();
+    // SAFETY: runs after `prepare` took these locks in this process image (pthread_atfork
+    // pairing), released in the reverse order.
+    unsafe {
+        crate::large::unlock_after_fork();
+        crate::meta::unlock_after_fork();
+        crate::heap::unlock_after_fork();
+    }
 }
 
 unsafe extern "C" fn child() {
     // The child has only the forking thread; other threads' heaps stay claimed (and their
     // memory unreachable), which is what every allocator does.
-    parent();
+    // SAFETY: the child is single-threaded and inherited the locks `prepare` took.
+    unsafe { parent() };
 }

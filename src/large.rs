@@ -266,7 +266,9 @@ pub unsafe fn free(p: *mut u8) -> bool {
     let Some(len) = table(p as usize).lock().remove(p as usize) else {
         return false;
     };
-    cache_put(p, len);
+    // SAFETY: the table recorded `p` as a live block of mapping length `len`; removing it made
+    // the mapping ours, and nobody uses it after this call (caller contract).
+    unsafe { cache_put(p, len) };
     true
 }
 
@@ -282,7 +284,9 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> Option<*mut u8> {
     let new_len = class_len(new_size);
     let t = table(p as usize);
     let old_len = t.lock().remove(p as usize)?;
-    match os::remap(p, old_len, new_len) {
+    // SAFETY: `p` is a live large block (caller contract), so `[p, p+old_len)` is the whole
+    // mapping we made for it (the table records exact mapping lengths).
+    match unsafe { os::remap(p, old_len, new_len) } {
         Some(q) => {
             // If the table cannot grow (the OS refused 4 KiB), the block stays valid but
             // unrecorded: a later free of it is ignored (a leak under OOM, never corruption).
@@ -324,10 +328,13 @@ fn cache_take(len: usize) -> Option<(*mut u8, usize)> {
     Some((e.addr as *mut u8, e.len))
 }
 
+/// # Safety
+/// `[p, p+len)` is a whole large mapping of ours, no longer recorded in the table and unused.
 unsafe fn cache_put(p: *mut u8, len: usize) {
     if len > LARGE_CACHE_MAX_BLOCK || LARGE_CACHE_BYTES == 0 {
         GLOBAL.add_shared(Ev::LargeUnmaps, 1);
-        os::unmap(p, len);
+        // SAFETY: an unused mapping of ours (caller contract).
+        unsafe { os::unmap(p, len) };
         return;
     }
     let mut evict = Evicted::new();
@@ -442,11 +449,15 @@ pub fn lock_for_fork() {
 /// # Safety
 /// Pairs with [`lock_for_fork`] (parent) or runs in the single-threaded child.
 pub unsafe fn unlock_after_fork() {
-    for c in &CACHE {
-        c.raw_unlock();
-    }
-    for t in &TABLE {
-        t.raw_unlock();
+    // SAFETY: caller contract: we hold every shard lock from `lock_for_fork`, or are the only
+    // thread left in the child.
+    unsafe {
+        for c in &CACHE {
+            c.raw_unlock();
+        }
+        for t in &TABLE {
+            t.raw_unlock();
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 #![no_std]
 #![allow(clippy::missing_safety_doc)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(test)]
 extern crate std;
@@ -63,24 +64,30 @@ unsafe impl GlobalAlloc for Hakozuna {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= 16 {
-            alloc::malloc(layout.size())
+            // SAFETY: called by Rust code, outside the allocator.
+            unsafe { alloc::malloc(layout.size()) }
         } else {
-            alloc::memalign(layout.align(), layout.size())
+            // SAFETY: outside the allocator; a `Layout`'s alignment is a power of two.
+            unsafe { alloc::memalign(layout.align(), layout.size()) }
         }
     }
 
     #[inline(always)]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
-        alloc::free(p)
+        // SAFETY: `GlobalAlloc` contract: `p` is a live block from this allocator.
+        unsafe { alloc::free(p) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= 16 {
-            alloc::calloc(1, layout.size())
+            // SAFETY: called by Rust code, outside the allocator.
+            unsafe { alloc::calloc(1, layout.size()) }
         } else {
-            let p = alloc::memalign(layout.align(), layout.size());
+            // SAFETY: outside the allocator; a `Layout`'s alignment is a power of two.
+            let p = unsafe { alloc::memalign(layout.align(), layout.size()) };
             if !p.is_null() {
-                core::ptr::write_bytes(p, 0, layout.size());
+                // SAFETY: `p` is a fresh block of at least `layout.size()` bytes.
+                unsafe { core::ptr::write_bytes(p, 0, layout.size()) };
             }
             p
         }
@@ -88,15 +95,22 @@ unsafe impl GlobalAlloc for Hakozuna {
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= 16 {
-            return alloc::realloc(p, new_size);
+            // SAFETY: `GlobalAlloc` contract: `p` is a live block from this allocator.
+            return unsafe { alloc::realloc(p, new_size) };
         }
-        if new_size <= alloc::usable_size(p) {
+        // SAFETY: `p` is a live block from this allocator (`GlobalAlloc` contract).
+        if new_size <= unsafe { alloc::usable_size(p) } {
             return p;
         }
-        let q = alloc::memalign(layout.align(), new_size);
+        // SAFETY: outside the allocator; a `Layout`'s alignment is a power of two.
+        let q = unsafe { alloc::memalign(layout.align(), new_size) };
         if !q.is_null() {
-            core::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-            alloc::free(p);
+            // SAFETY: `p` is live for `layout.size()` bytes, `q` fresh for `new_size`, and live
+            // blocks do not overlap; then `p` is given up (`GlobalAlloc` realloc contract).
+            unsafe {
+                core::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                alloc::free(p);
+            }
         }
         q
     }

@@ -10,14 +10,18 @@ use core::ptr::null_mut;
 /// `p` is a free object owned by the caller's list.
 #[inline(always)]
 pub unsafe fn next(p: *mut u8) -> *mut u8 {
-    *(p as *mut *mut u8)
+    // SAFETY: `p` is a free object owned by the caller's list (caller contract): at least 16
+    // bytes, suitably aligned, and its first word is the link.
+    unsafe { *(p as *mut *mut u8) }
 }
 
 /// # Safety
 /// `p` is a free object owned by the caller.
 #[inline(always)]
 pub unsafe fn set_next(p: *mut u8, n: *mut u8) {
-    *(p as *mut *mut u8) = n;
+    // SAFETY: `p` is a free object owned by the caller (caller contract): at least 16 bytes,
+    // suitably aligned, and nobody else reads or writes its first word.
+    unsafe { *(p as *mut *mut u8) = n };
 }
 
 /// A detached list with its length; `tail` is valid when `n > 0`.
@@ -51,15 +55,21 @@ impl Chain {
         let mut tail = head;
         let mut n = 1;
         while n < want {
-            let nx = next(tail);
+            // SAFETY: `tail` is a non-null member of the well-formed list the caller owns.
+            let nx = unsafe { next(tail) };
             if nx.is_null() {
                 break;
             }
             tail = nx;
             n += 1;
         }
-        let rest = next(tail);
-        set_next(tail, null_mut());
+        // SAFETY: `tail` is a non-null member of the caller's list; cutting after it leaves
+        // two well-formed null-terminated lists, both still the caller's.
+        let rest = unsafe {
+            let rest = next(tail);
+            set_next(tail, null_mut());
+            rest
+        };
         (Chain { head, tail, n }, rest)
     }
 
@@ -68,7 +78,8 @@ impl Chain {
     /// # Safety
     /// As for [`take`](Self::take).
     pub unsafe fn measure(head: *mut u8) -> Chain {
-        Chain::take(head, u32::MAX).0
+        // SAFETY: same contract as `take` (caller contract).
+        unsafe { Chain::take(head, u32::MAX).0 }
     }
 }
 
@@ -86,7 +97,9 @@ impl LocalList {
         if c.n == 0 {
             return;
         }
-        set_next(c.tail, self.head);
+        // SAFETY: `c.n > 0`, so `c.tail` is a free object of `c`, which no other list
+        // references (caller contract).
+        unsafe { set_next(c.tail, self.head) };
         self.head = c.head;
         self.count += c.n;
     }
@@ -94,7 +107,8 @@ impl LocalList {
     /// # Safety
     /// `p` is a free object no other list references.
     pub unsafe fn push(&mut self, p: *mut u8) {
-        set_next(p, self.head);
+        // SAFETY: `p` is a free object no other list references (caller contract).
+        unsafe { set_next(p, self.head) };
         self.head = p;
         self.count += 1;
     }
@@ -104,7 +118,8 @@ impl LocalList {
     pub unsafe fn pop(&mut self) -> *mut u8 {
         let p = self.head;
         if !p.is_null() {
-            self.head = next(p);
+            // SAFETY: `p` is the non-null head of this well-formed list (caller contract).
+            self.head = unsafe { next(p) };
             self.count -= 1;
         }
         p
@@ -115,7 +130,8 @@ impl LocalList {
     /// # Safety
     /// The list is well formed.
     pub unsafe fn take(&mut self, want: u32) -> Chain {
-        let (c, rest) = Chain::take(self.head, want);
+        // SAFETY: the list is well formed (caller contract) and owned by `self`.
+        let (c, rest) = unsafe { Chain::take(self.head, want) };
         self.head = rest;
         // Saturating: a spill's count is only an estimate (see owner_stash).
         self.count = self.count.saturating_sub(c.n);
@@ -127,7 +143,8 @@ impl LocalList {
     /// # Safety
     /// The list is well formed and `count` is exact.
     pub unsafe fn take_all(&mut self) -> Chain {
-        let c = self.take(u32::MAX);
+        // SAFETY: the list is well formed (caller contract).
+        let c = unsafe { self.take(u32::MAX) };
         self.count = 0;
         c
     }
@@ -146,10 +163,13 @@ pub mod tests {
     }
 
     pub unsafe fn link(objs: &[*mut u8]) -> Chain {
-        for w in objs.windows(2) {
-            set_next(w[0], w[1]);
+        // SAFETY: `objs` are distinct unused 16-byte objects from `objects`.
+        unsafe {
+            for w in objs.windows(2) {
+                set_next(w[0], w[1]);
+            }
+            set_next(objs[objs.len() - 1], null_mut());
         }
-        set_next(objs[objs.len() - 1], null_mut());
         Chain {
             head: objs[0],
             tail: objs[objs.len() - 1],
@@ -161,13 +181,15 @@ pub mod tests {
         let mut v = Vec::new();
         while !p.is_null() {
             v.push(p);
-            p = next(p);
+            // SAFETY: `p` is a non-null member of a list built by `link`.
+            p = unsafe { next(p) };
         }
         v
     }
 
     #[test]
     fn take_and_local_list() {
+        // SAFETY: every list is built by `link` over objects from `objects`.
         unsafe {
             let o = objects(10);
             let c = link(&o);

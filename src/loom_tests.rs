@@ -78,6 +78,7 @@ struct Objs {
 // SAFETY: the buffer is only reached through object pointers whose ownership the structures
 // under test pass between threads; the shadow cells are loom-checked.
 unsafe impl Send for Objs {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for Objs {}
 
 impl Drop for Objs {
@@ -103,6 +104,7 @@ impl Objs {
 
     fn ptr(&self, i: usize) -> *mut u8 {
         assert!(i < self.len());
+        // SAFETY: `i < len` (asserted above), so the offset stays inside the buffer.
         unsafe { (self.buf as *mut [u64; 2]).add(i) as *mut u8 }
     }
 
@@ -128,6 +130,7 @@ impl Objs {
 
     /// The producer's last write to object `i` before handing it over.
     fn produce(&self, i: usize) {
+        // SAFETY: loom's cell pointer is valid; loom itself checks the access for races.
         self.shadow[i].with_mut(|v| unsafe { *v = MAGIC | i as u64 });
     }
 
@@ -136,11 +139,14 @@ impl Objs {
         for &i in idx {
             self.produce(i);
         }
-        for w in idx.windows(2) {
-            crate::list::set_next(self.ptr(w[0]), self.ptr(w[1]));
-        }
         let last = self.ptr(*idx.last().unwrap());
-        crate::list::set_next(last, core::ptr::null_mut());
+        // SAFETY: objects `idx` are this producer's own, not yet handed over (caller contract).
+        unsafe {
+            for w in idx.windows(2) {
+                crate::list::set_next(self.ptr(w[0]), self.ptr(w[1]));
+            }
+            crate::list::set_next(last, core::ptr::null_mut());
+        }
         Chain {
             head: self.ptr(idx[0]),
             tail: last,
@@ -169,7 +175,8 @@ impl Seen {
         while !p.is_null() {
             let i = self.objs.index(p);
             // Must happen-after the producer's `produce(i)`; loom checks it.
-            let v = self.objs.shadow[i].with(|v| *v);
+            // SAFETY: loom's cell pointer is valid; loom itself checks the access for races.
+            let v = self.objs.shadow[i].with(|v| unsafe { *v });
             assert_eq!(
                 v,
                 MAGIC | i as u64,
@@ -179,7 +186,8 @@ impl Seen {
             assert_eq!(self.count[i], 1, "object {i} received twice");
             n += 1;
             assert!(n as usize <= self.objs.len(), "cycle in a list");
-            p = next(p);
+            // SAFETY: `p` is a non-null member of a list we received (caller contract).
+            p = unsafe { next(p) };
         }
         n
     }
@@ -191,11 +199,15 @@ impl Seen {
             return;
         }
         let mut t = c.head;
-        while !next(t).is_null() {
-            t = next(t);
+        // SAFETY: `c` is a non-empty null-terminated chain we received (caller contract).
+        unsafe {
+            while !next(t).is_null() {
+                t = next(t);
+            }
         }
         assert_eq!(t, c.tail, "chain tail is not the last object");
-        assert_eq!(self.list(c.head), c.n, "chain length mismatch");
+        // SAFETY: as above.
+        assert_eq!(unsafe { self.list(c.head) }, c.n, "chain length mismatch");
     }
 
     /// How many objects were received so far.
@@ -225,6 +237,7 @@ fn mpsc_push_vs_take_all() {
             .map(|chunks| {
                 let chunks: Vec<Vec<usize>> = chunks.iter().map(|c| c.to_vec()).collect();
                 let (objs, st) = (objs.clone(), st.clone());
+                // SAFETY: the producer links only its own objects, each handed over once.
                 thread::spawn(move || unsafe {
                     objs.start();
                     for c in &chunks {
@@ -236,12 +249,14 @@ fn mpsc_push_vs_take_all() {
         objs.start();
         let mut seen = Seen::new(&objs);
         for _ in 0..2 {
+            // SAFETY: the list came out of the structure under test and is now ours.
             unsafe { seen.list(st.take_all()) };
         }
         let early = seen.total();
         for p in producers {
             p.join().unwrap();
         }
+        // SAFETY: the list came out of the structure under test and is now ours.
         unsafe { seen.list(st.take_all()) };
         assert!(st.is_empty());
         seen.all_once();
@@ -289,13 +304,15 @@ fn empty_list() -> LocalList {
 /// Owner-side drain: pops `want` at a time until both the spill and the stash are empty.
 unsafe fn drain(s: &OwnerStash, spill: &mut LocalList, want: u32, mode: PopMode, seen: &mut Seen) {
     loop {
-        let p = s.pop_batch(spill, want, mode);
+        // SAFETY: this thread is the stash's only consumer and owns `spill` (caller contract).
+        let p = unsafe { s.pop_batch(spill, want, mode) };
         if p.chain.n == 0 {
             break;
         }
         assert!(p.chain.n <= want);
         assert!(!p.from_spill || mode.spill);
-        seen.chain(p.chain);
+        // SAFETY: the popped chain is null-terminated and now ours.
+        unsafe { seen.chain(p.chain) };
     }
     assert!(s.is_empty() && spill.head.is_null());
 }
@@ -310,6 +327,7 @@ fn stash_pop_vs_push(mode: PopMode, bound: usize) {
             .into_iter()
             .map(|idx| {
                 let (objs, s) = (objs.clone(), s.clone());
+                // SAFETY: the producer links only its own objects, each handed over once.
                 thread::spawn(move || unsafe {
                     objs.start();
                     assert!(s.push_list(objs.chain(&idx), mode, 0).is_ok());
@@ -320,14 +338,17 @@ fn stash_pop_vs_push(mode: PopMode, bound: usize) {
         let mut seen = Seen::new(&objs);
         let mut spill = empty_list();
         for _ in 0..2 {
+            // SAFETY: this thread is the only consumer and owns `spill`.
             let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
             assert!(p.chain.n <= 1);
+            // SAFETY: the list came out of the structure under test and is now ours.
             unsafe { seen.chain(p.chain) };
         }
         let early = seen.total();
         for p in producers {
             p.join().unwrap();
         }
+        // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
         unsafe { drain(&s, &mut spill, 1, mode, &mut seen) };
         seen.all_once();
         early
@@ -370,6 +391,7 @@ fn stash_many_pushes(mode: PopMode, bound: usize) {
             .into_iter()
             .map(|idx| {
                 let (objs, s) = (objs.clone(), s.clone());
+                // SAFETY: the producer links only its own objects, each handed over once.
                 thread::spawn(move || unsafe {
                     objs.start();
                     for i in idx {
@@ -381,12 +403,15 @@ fn stash_many_pushes(mode: PopMode, bound: usize) {
         objs.start();
         let mut seen = Seen::new(&objs);
         let mut spill = empty_list();
+        // SAFETY: this thread is the only consumer and owns `spill`.
         let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+        // SAFETY: the list came out of the structure under test and is now ours.
         unsafe { seen.chain(p.chain) };
         let early = seen.total();
         for p in producers {
             p.join().unwrap();
         }
+        // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
         unsafe { drain(&s, &mut spill, 2, mode, &mut seen) };
         seen.all_once();
         early
@@ -414,6 +439,7 @@ fn transfer_cache_park_vs_concurrent_pop() {
         let t = Arc::new(TransferCache::new());
         let producer = {
             let (objs, t) = (objs.clone(), t.clone());
+            // SAFETY: the producer links only its own objects, each handed over once.
             thread::spawn(move || unsafe {
                 objs.start();
                 assert!(t.push(objs.chain(&[0, 1])).is_ok());
@@ -424,6 +450,7 @@ fn transfer_cache_park_vs_concurrent_pop() {
         let mut seen = Seen::new(&objs);
         for _ in 0..2 {
             let l = t.pop();
+            // SAFETY: the list came out of the structure under test and is now ours.
             assert_eq!(unsafe { seen.list(l.head) }, l.count);
         }
         let early = seen.total();
@@ -433,6 +460,7 @@ fn transfer_cache_park_vs_concurrent_pop() {
             if l.head.is_null() {
                 break;
             }
+            // SAFETY: the list came out of the structure under test and is now ours.
             assert_eq!(unsafe { seen.list(l.head) }, l.count);
         }
         seen.all_once();
@@ -453,10 +481,12 @@ fn transfer_cache_refusal_vs_pop() {
         let objs = Objs::new(pre + 4);
         let t = Arc::new(TransferCache::new());
         for i in 0..pre {
+            // SAFETY: pre-filled chains of distinct objects, each handed over once.
             unsafe { assert!(t.push(objs.chain(&[i])).is_ok()) };
         }
         let producer = {
             let (objs, t) = (objs.clone(), t.clone());
+            // SAFETY: the producer links only its own objects, each handed over once.
             thread::spawn(move || unsafe {
                 objs.start();
                 let x = objs.chain(&[pre, pre + 1]);
@@ -474,11 +504,13 @@ fn transfer_cache_refusal_vs_pop() {
         objs.start();
         let mut seen = Seen::new(&objs);
         let l = t.pop();
+        // SAFETY: the list came out of the structure under test and is now ours.
         let n = unsafe { seen.list(l.head) };
         assert_eq!(n, l.count);
         let refused = producer.join().unwrap();
         if let Some((h, tl, n)) = refused {
             // The refused chain is intact: its links, tail and length are unchanged.
+            // SAFETY: the refused chain came back to the producer intact; it is now ours.
             unsafe {
                 seen.chain(Chain {
                     head: h as *mut u8,
@@ -492,6 +524,7 @@ fn transfer_cache_refusal_vs_pop() {
             if l.head.is_null() {
                 break;
             }
+            // SAFETY: the list came out of the structure under test and is now ours.
             assert_eq!(unsafe { seen.list(l.head) }, l.count);
         }
         seen.all_once();
@@ -510,12 +543,14 @@ fn transfer_cache_last_slot_race() {
         let objs = Objs::new(pre + 2);
         let t = Arc::new(TransferCache::new());
         for i in 0..pre {
+            // SAFETY: pre-filled chains of distinct objects, each handed over once.
             unsafe { assert!(t.push(objs.chain(&[i])).is_ok()) };
         }
         let racers: Vec<_> = [pre, pre + 1]
             .into_iter()
             .map(|i| {
                 let (objs, t) = (objs.clone(), t.clone());
+                // SAFETY: the producer links only its own objects, each handed over once.
                 thread::spawn(move || unsafe {
                     objs.start();
                     let c = objs.chain(&[i]);
@@ -532,12 +567,14 @@ fn transfer_cache_last_slot_race() {
             .collect();
         assert_eq!(back.len(), 1, "exactly one racer is refused");
         let mut seen = Seen::new(&objs);
+        // SAFETY: the list came out of the structure under test and is now ours.
         unsafe { seen.list(back[0] as *mut u8) };
         loop {
             let l = t.pop();
             if l.head.is_null() {
                 break;
             }
+            // SAFETY: the list came out of the structure under test and is now ours.
             assert_eq!(unsafe { seen.list(l.head) }, l.count);
         }
         seen.all_once();
@@ -560,6 +597,7 @@ impl Sink for StashSink<'_> {
     fn send(&mut self, dst: u32, bin: usize, chain: Chain) {
         assert_eq!((dst, bin), (5, 3));
         self.sent += chain.n;
+        // SAFETY: the ring hands over chains of objects it owned.
         unsafe { assert!(self.stash.push_list(chain, self.mode, 0).is_ok()) };
     }
 }
@@ -573,6 +611,7 @@ fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
         let s = Arc::new(OwnerStash::new());
         let remote = {
             let (objs, s) = (objs.clone(), s.clone());
+            // SAFETY: the producer links only its own objects, each handed over once.
             thread::spawn(move || unsafe {
                 objs.start();
                 // SAFETY: all-zero is the documented empty ring.
@@ -597,11 +636,14 @@ fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
         let mut seen = Seen::new(&objs);
         let mut spill = empty_list();
         for _ in 0..2 {
+            // SAFETY: this thread is the only consumer and owns `spill`.
             let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+            // SAFETY: the list came out of the structure under test and is now ours.
             unsafe { seen.chain(p.chain) };
         }
         let early = seen.total();
         remote.join().unwrap();
+        // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
         unsafe { drain(&s, &mut spill, 1, mode, &mut seen) };
         seen.all_once();
         early

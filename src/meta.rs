@@ -36,5 +36,7 @@ pub fn lock_for_fork() {
 /// # Safety
 /// Called after [`lock_for_fork`] in the same process image (parent or child).
 pub unsafe fn unlock_after_fork() {
-    META.raw_unlock();
+    // SAFETY: caller contract: we hold the lock from `lock_for_fork`, or are the only thread
+    // left in the child.
+    unsafe { META.raw_unlock() };
 }

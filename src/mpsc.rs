@@ -31,7 +31,9 @@ impl MpscStack {
     pub unsafe fn push(&self, c: Chain) {
         let mut old = self.head.load(Relaxed);
         loop {
-            set_next(c.tail, old);
+            // SAFETY: `c` is a non-empty chain the caller owns (caller contract), so `c.tail`
+            // is a free object we may write until the CAS publishes the chain.
+            unsafe { set_next(c.tail, old) };
             // Release: the links written above (and the object contents the freeing thread
             // wrote before freeing) are visible to the consumer's Acquire swap.
             match self

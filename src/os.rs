@@ -46,7 +46,9 @@ fn map(len: usize, prot: i32, extra: i32) -> Option<*mut u8> {
 /// # Safety
 /// `[p, p+len)` was mapped by this module and holds no live object.
 pub unsafe fn unmap(p: *mut u8, len: usize) {
-    libc::munmap(p as *mut libc::c_void, len);
+    // SAFETY: `[p, p+len)` was mapped by this module and holds no live object (caller
+    // contract), so no Rust reference points into it.
+    unsafe { libc::munmap(p as *mut libc::c_void, len) };
 }
 
 /// Makes a reserved range readable and writable.
@@ -54,11 +56,15 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
 /// # Safety
 /// `[p, p+len)` lies in a reservation made by [`reserve`].
 pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
-    libc::mprotect(
-        p as *mut libc::c_void,
-        len,
-        libc::PROT_READ | libc::PROT_WRITE,
-    ) == 0
+    // SAFETY: `[p, p+len)` lies in our own `PROT_NONE` reservation (caller contract); making
+    // it readable and writable affects no existing object.
+    unsafe {
+        libc::mprotect(
+            p as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+        ) == 0
+    }
 }
 
 /// Gives the physical pages of a range back to the OS; the range stays mapped and reads as zero.
@@ -66,7 +72,9 @@ pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
 /// # Safety
 /// `[p, p+len)` is mapped by this crate and holds no live object.
 pub unsafe fn purge(p: *mut u8, len: usize) -> bool {
-    libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0
+    // SAFETY: `[p, p+len)` is mapped by this crate and holds no live object (caller contract),
+    // so zeroing its pages loses nothing.
+    unsafe { libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
 /// Grows or shrinks a mapping, moving it if needed.
@@ -74,7 +82,9 @@ pub unsafe fn purge(p: *mut u8, len: usize) -> bool {
 /// # Safety
 /// `[p, p+old)` is a whole mapping made by this module.
 pub unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
-    let q = libc::mremap(p as *mut libc::c_void, old, new, libc::MREMAP_MAYMOVE);
+    // SAFETY: `[p, p+old)` is a whole mapping made by this module (caller contract); moving
+    // or resizing it invalidates only that mapping, which the caller then replaces.
+    let q = unsafe { libc::mremap(p as *mut libc::c_void, old, new, libc::MREMAP_MAYMOVE) };
     if q == libc::MAP_FAILED {
         None
     } else {

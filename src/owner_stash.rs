@@ -58,7 +58,8 @@ impl OwnerStash {
         if mode.count && cap > 0 && self.count.load(Relaxed) >= cap {
             return Err(c);
         }
-        self.stack.push(c);
+        // SAFETY: `c` is a well-formed non-empty chain the caller owns (caller contract).
+        unsafe { self.stack.push(c) };
         if mode.count {
             self.count.fetch_add(c.n, Relaxed);
         }
@@ -73,7 +74,8 @@ impl OwnerStash {
     pub unsafe fn pop_batch(&self, spill: &mut LocalList, want: u32, mode: PopMode) -> Popped {
         if mode.spill && !spill.head.is_null() {
             return Popped {
-                chain: spill.take(want),
+                // SAFETY: the spill is the consumer's own well-formed list (caller contract).
+                chain: unsafe { spill.take(want) },
                 from_spill: true,
             };
         }
@@ -89,16 +91,22 @@ impl OwnerStash {
         } else {
             0
         };
-        let (chain, rest) = Chain::take(all, want);
+        // SAFETY: `all` is a null-terminated list the swap made exclusively ours.
+        let (chain, rest) = unsafe { Chain::take(all, want) };
         if !rest.is_null() {
             if mode.spill {
                 spill.head = rest;
                 spill.count = seen.saturating_sub(chain.n);
             } else {
-                let back = Chain::measure(rest);
-                let pushed_fast = mode.fastpop && self.stack.push_if_empty(back);
-                if !pushed_fast {
-                    self.stack.push(back);
+                // SAFETY: `rest` is the non-empty null-terminated remainder of our list.
+                let back = unsafe { Chain::measure(rest) };
+                // SAFETY: `back` is a well-formed non-empty chain we own whose tail link is null,
+                // as both pushes require; ownership passes back to the stack.
+                unsafe {
+                    let pushed_fast = mode.fastpop && self.stack.push_if_empty(back);
+                    if !pushed_fast {
+                        self.stack.push(back);
+                    }
                 }
                 if mode.count {
                     self.count.fetch_add(back.n, Relaxed);
@@ -168,6 +176,8 @@ mod tests {
     #[test]
     fn pop_batch_returns_everything_once_in_every_mode() {
         for mode in MODES {
+            // SAFETY: every chain is built by `link` over distinct objects from `objects`, and
+            // this thread is the only consumer.
             unsafe {
                 let s = OwnerStash::new();
                 let o = objects(100);
@@ -200,6 +210,8 @@ mod tests {
 
     #[test]
     fn cap_refuses_when_counted() {
+        // SAFETY: every chain is built by `link` over distinct objects from `objects`, and
+        // this thread is the only consumer.
         unsafe {
             let mode = PopMode {
                 fastpop: true,
@@ -237,6 +249,7 @@ mod tests {
                 .into_iter()
                 .map(|v| {
                     let s = s.clone();
+                    // SAFETY: each producer links its own distinct objects from `objects`.
                     std::thread::spawn(move || unsafe {
                         for chunk in v.chunks(3) {
                             let ptrs: Vec<*mut u8> = chunk.iter().map(|&p| p as *mut u8).collect();
@@ -252,7 +265,9 @@ mod tests {
             };
             let total = per * producers;
             while seen.len() < total {
+                // SAFETY: this thread is the stash's only consumer and owns `spill`.
                 let p = unsafe { s.pop_batch(&mut spill, 32, mode) };
+                // SAFETY: the popped chain is null-terminated and now ours.
                 for x in unsafe { collect(p.chain.head) } {
                     assert!(seen.insert(x as usize));
                 }

@@ -44,7 +44,8 @@ impl RemoteBank {
     pub unsafe fn push(&mut self, dst: u32, bin: usize, p: *mut u8, sink: &mut impl Sink) {
         let l = &mut self.lists[dst as usize][bin];
         if l.n == 0 {
-            set_next(p, core::ptr::null_mut());
+            // SAFETY: `p` is a free object now owned by the bank (caller contract).
+            unsafe { set_next(p, core::ptr::null_mut()) };
             *l = Chain {
                 head: p,
                 tail: p,
@@ -52,7 +53,8 @@ impl RemoteBank {
             };
             self.pending += 1;
         } else {
-            set_next(p, l.head);
+            // SAFETY: `p` is a free object now owned by the bank (caller contract).
+            unsafe { set_next(p, l.head) };
             l.head = p;
             l.n += 1;
         }
@@ -100,6 +102,7 @@ mod tests {
     struct Rec(Vec<(u32, usize, usize)>);
     impl Sink for Rec {
         fn send(&mut self, dst: u32, bin: usize, c: Chain) {
+            // SAFETY: the bank hands over null-terminated chains of test objects.
             let v = unsafe { collect(c.head) };
             assert_eq!(v.len() as u32, c.n);
             assert_eq!(*v.last().unwrap(), c.tail);
@@ -114,10 +117,12 @@ mod tests {
         let o = objects(1000);
         let mut rec = Rec(Vec::new());
         for (i, &p) in o.iter().enumerate() {
+            // SAFETY: each `p` is a distinct unused object from `objects`.
             unsafe { b.push((i % BANK_HEAPS) as u32, i % 3, p, &mut rec) };
         }
         assert!(rec.0.iter().all(|&(_, _, n)| n == BANK_LIST_FLUSH as usize));
         assert!(!b.is_empty());
+        // SAFETY: the bank owns every buffered object.
         unsafe { b.flush(u32::MAX, &mut rec) };
         assert!(b.is_empty());
         let n: usize = rec.0.iter().map(|x| x.2).sum();

@@ -78,7 +78,9 @@ impl RemoteRing {
         let mut left = n;
         while left > 0 {
             let g = left.min(GROUP as u32);
-            self.flush_group(g, sink);
+            // SAFETY: `g <= len()` entries remain, each a free object the ring owns, tagged
+            // with its (dst, bin) (caller contract).
+            unsafe { self.flush_group(g, sink) };
             left -= g;
         }
         n
@@ -86,6 +88,10 @@ impl RemoteRing {
 
     /// One group: an open-addressed table of chains keyed by `(dst, bin)`, with twice as many
     /// slots as entries so it never fills.
+    ///
+    /// # Safety
+    /// At least `g` entries are buffered, each a free object of its `(dst, bin)` that the ring
+    /// owns.
     unsafe fn flush_group(&mut self, g: u32, sink: &mut impl Sink) {
         let mut keys = [u32::MAX; SLOTS];
         let mut chains = [Chain::EMPTY; SLOTS];
@@ -104,14 +110,16 @@ impl RemoteRing {
                 keys[i] = key;
                 used[nused] = i as u8;
                 nused += 1;
-                set_next(e.ptr, null_mut());
+                // SAFETY: `e.ptr` is a buffered free object the ring owns (caller contract).
+                unsafe { set_next(e.ptr, null_mut()) };
                 *c = Chain {
                     head: e.ptr,
                     tail: e.ptr,
                     n: 1,
                 };
             } else {
-                set_next(e.ptr, c.head);
+                // SAFETY: `e.ptr` is a buffered free object the ring owns (caller contract).
+                unsafe { set_next(e.ptr, c.head) };
                 c.head = e.ptr;
                 c.n += 1;
             }
@@ -139,6 +147,7 @@ mod tests {
     struct Rec(Vec<(u32, usize, Vec<*mut u8>)>);
     impl Sink for Rec {
         fn send(&mut self, dst: u32, bin: usize, c: Chain) {
+            // SAFETY: the ring hands over null-terminated chains of test objects.
             let v = unsafe { collect(c.head) };
             assert_eq!(v.len() as u32, c.n);
             assert_eq!(*v.last().unwrap(), c.tail);
@@ -162,6 +171,7 @@ mod tests {
         }
         assert!(r.is_full());
         let mut rec = Rec(Vec::new());
+        // SAFETY: every buffered pointer is a distinct object from `objects`.
         assert_eq!(unsafe { r.flush(32, &mut rec) }, 32);
         assert_eq!(r.len(), RING_LEN as u32 - 32);
         // Oldest first, and every object exactly once.
@@ -183,8 +193,10 @@ mod tests {
             }
         }
         let mut rec = Rec(Vec::new());
+        // SAFETY: as above.
         assert_eq!(unsafe { r.flush(u32::MAX, &mut rec) }, RING_LEN as u32 - 32);
         assert!(r.is_empty());
+        // SAFETY: the ring is empty.
         assert_eq!(unsafe { r.flush(8, &mut rec) }, 0);
     }
 
@@ -196,6 +208,7 @@ mod tests {
             r.push(3, 7, p, &mut Rec(Vec::new()));
         }
         let mut rec = Rec(Vec::new());
+        // SAFETY: every buffered pointer is a distinct object from `objects`.
         unsafe { r.flush(100, &mut rec) };
         assert_eq!(rec.0.len(), 1);
         assert_eq!(rec.0[0].2.len(), 10);
@@ -209,6 +222,7 @@ mod tests {
             r.push((i % 4) as u32, 9, p, &mut Rec(Vec::new()));
         }
         let mut rec = Rec(Vec::new());
+        // SAFETY: every buffered pointer is a distinct object from `objects`.
         unsafe { r.flush(GROUP as u32, &mut rec) };
         assert_eq!(rec.0.len(), 4, "one chain per (dst, bin)");
         for (dst, bin, v) in &rec.0 {
@@ -227,10 +241,12 @@ mod tests {
         let mut rec = Rec(Vec::new());
         for &p in &o {
             if r.is_full() {
+                // SAFETY: every buffered pointer is a distinct object from `objects`.
                 unsafe { r.flush(5, &mut rec) };
             }
             r.push(1, 1, p, &mut Rec(Vec::new()));
         }
+        // SAFETY: as above.
         unsafe { r.flush(u32::MAX, &mut rec) };
         let n: usize = rec.0.iter().map(|x| x.2.len()).sum();
         assert_eq!(n, o.len());

@@ -65,7 +65,9 @@ impl ThreadCache {
     /// # Safety
     /// `tc` is the calling thread's cache.
     pub unsafe fn activate(tc: *mut ThreadCache) -> bool {
-        match (*tc).state {
+        // SAFETY: `tc` is the calling thread's cache (caller contract), valid for the thread's
+        // life; this is a plain read through the raw pointer.
+        match unsafe { (*tc).state } {
             ACTIVE => return true,
             UNINIT => {}
             _ => return false,
@@ -74,16 +76,23 @@ impl ThreadCache {
             return false;
         }
         // Start-up may have allocated on this thread and activated it already.
-        if (*tc).state != UNINIT {
-            return (*tc).state == ACTIVE;
+        // SAFETY: as above: our own thread's cache, accessed through the raw pointer with no
+        // reference held across `ensure`, `claim` or the re-reads here.
+        unsafe {
+            if (*tc).state != UNINIT {
+                return (*tc).state == ACTIVE;
+            }
+            (*tc).state = BUSY;
         }
-        (*tc).state = BUSY;
         let Some(h) = heap::claim() else {
-            (*tc).state = UNINIT;
+            // SAFETY: as above.
+            unsafe { (*tc).state = UNINIT };
             return false;
         };
         {
-            let t = &mut *tc;
+            // SAFETY: our own thread's cache; this `&mut` lives only for this block, which
+            // makes no call that could re-enter the allocator.
+            let t = unsafe { &mut *tc };
             for (i, b) in t.bins.iter_mut().enumerate() {
                 *b = Bin {
                     head: null_mut(),
@@ -106,38 +115,52 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, and `bin` is empty.
     pub unsafe fn refill(&mut self, bin: usize) -> *mut u8 {
-        let h = &*self.heap;
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
         self.tick(h);
         // The seeds flush at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
         if !self.remote_is_empty() {
-            self.flush_remote(RING_MISS_BUDGET, h);
+            // SAFETY: ACTIVE (caller contract): `h` is our heap and the remote buffer is ours.
+            unsafe { self.flush_remote(RING_MISS_BUDGET, h) };
         }
+        // Both arms: ACTIVE (caller contract), so this thread owns `h`.
         let got = if sc::is_small(bin) {
             let want = sc::refill_batch(bin);
-            let mut g = h.refill_small_shared(bin, want);
+            // SAFETY: owner only: see above.
+            let mut g = unsafe { h.refill_small_shared(bin, want) };
             if g.count == 0 {
-                g = h.carve_small(bin, want);
+                // SAFETY: owner only: see above.
+                g = unsafe { h.carve_small(bin, want) };
             }
             g
         } else {
             // Medium: half a bin from the (owner-local) central list, a refill batch of new runs.
-            h.refill_medium(
-                bin,
-                (self.bins[bin].limit / 2).max(sc::refill_batch(bin)),
-                sc::refill_batch(bin),
-            )
+            // SAFETY: owner only: see above.
+            unsafe {
+                h.refill_medium(
+                    bin,
+                    (self.bins[bin].limit / 2).max(sc::refill_batch(bin)),
+                    sc::refill_batch(bin),
+                )
+            }
         };
-        self.fill_from(bin, got)
+        // SAFETY: `got` is a well-formed list of free objects of `bin` now ours, and the bin is
+        // empty (caller contract).
+        unsafe { self.fill_from(bin, got) }
     }
 
+    /// # Safety
+    /// `got` is a well-formed list of `got.count` free objects of `bin` that nothing else
+    /// references, and bin `bin` is empty.
     unsafe fn fill_from(&mut self, bin: usize, got: LocalList) -> *mut u8 {
         if got.count == 0 {
             return null_mut();
         }
         let p = got.head;
         let b = &mut self.bins[bin];
-        b.head = crate::list::next(p);
+        // SAFETY: `got.count > 0`, so `p` is a free object of the list (caller contract).
+        b.head = unsafe { crate::list::next(p) };
         b.count = got.count - 1;
         p
     }
@@ -164,16 +187,20 @@ impl ThreadCache {
     /// ACTIVE.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
-        let h = &*self.heap;
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
         let b = &mut self.bins[bin];
         let mut l = LocalList {
             head: b.head,
             count: b.count,
         };
-        let front = l.take(b.count - b.limit / 2);
+        // SAFETY: a thread bin is a well-formed list of `count` free objects.
+        let front = unsafe { l.take(b.count - b.limit / 2) };
         b.head = l.head;
         b.count = l.count;
-        h.put_central(bin, front);
+        // SAFETY: ACTIVE, so we own `h`; `front` is detached from the bin and holds free
+        // objects of our heap and `bin` (only our own objects enter our bins).
+        unsafe { h.put_central(bin, front) };
         h.stats.add(Ev::BinOverflow, 1);
     }
 
@@ -187,32 +214,49 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
     pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
-        let h = &*self.heap;
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
         if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
             if self.remote.is_full() {
-                self.flush_remote(RING_FULL_BUDGET, h);
+                // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
+                unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
             }
             self.queued += 1;
-            self.remote.push(dst, bin, p, &mut ToOwners(&h.stats));
+            // The `allow` keeps this one statement unchanged across lanes: the ring's `push`
+            // is safe, the bank's is `unsafe`.
+            // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); ownership
+            // passes to the buffer; `covers(dst)` holds (checked above).
+            #[allow(unused_unsafe)]
+            unsafe {
+                self.remote.push(dst, bin, p, &mut ToOwners(&h.stats))
+            };
             return;
         }
         h.stats.add(Ev::RemoteDirect, 1);
-        set_next(p, null_mut());
-        heap::send(
-            dst,
-            bin,
-            Chain {
-                head: p,
-                tail: p,
-                n: 1,
-            },
-            &h.stats,
-            false,
-        );
+        // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); as a one-object
+        // null-terminated chain it goes to its owner.
+        unsafe {
+            set_next(p, null_mut());
+            heap::send(
+                dst,
+                bin,
+                Chain {
+                    head: p,
+                    tail: p,
+                    n: 1,
+                },
+                &h.stats,
+                false,
+            );
+        }
     }
 
+    /// # Safety
+    /// ACTIVE, and `h` is our heap.
     unsafe fn flush_remote(&mut self, budget: u32, h: &Heap) {
-        let n = self.remote.flush(budget, &mut ToOwners(&h.stats));
+        // SAFETY: the buffer holds only free objects tagged with their (dst, bin), handed to it
+        // by `free_remote`, which the buffer owns.
+        let n = unsafe { self.remote.flush(budget, &mut ToOwners(&h.stats)) };
         h.stats.add(Ev::RingFlushes, 1);
         h.stats.add(Ev::RingFlushed, n as u64);
         h.stats.add(Ev::RemoteQueued, self.queued as u64);
@@ -228,10 +272,12 @@ impl ThreadCache {
         if self.state != ACTIVE {
             return;
         }
-        let h = &*self.heap;
+        // SAFETY: ACTIVE (checked above), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
         self.state = BUSY;
         while !self.remote_is_empty() {
-            self.flush_remote(u32::MAX, h);
+            // SAFETY: we own `h` and the remote buffer (owning thread, caller contract).
+            unsafe { self.flush_remote(u32::MAX, h) };
         }
         for bin in 0..NUM_BINS {
             let b = &mut self.bins[bin];
@@ -244,9 +290,12 @@ impl ThreadCache {
                 count: 0,
                 limit: 0,
             };
-            h.put_central(bin, l.take_all());
+            // SAFETY: we own `h`; a thread bin is a well-formed list with an exact count,
+            // holding only free objects of our heap and `bin`.
+            unsafe { h.put_central(bin, l.take_all()) };
         }
-        h.retire();
+        // SAFETY: we are still `h`'s owner (it is released only below).
+        unsafe { h.retire() };
         self.owner_base = 0;
         self.heap = null_mut();
         heap::release(h_static(h));
@@ -259,7 +308,8 @@ impl ThreadCache {
     /// Called on the owning thread.
     pub unsafe fn trim(&mut self) -> usize {
         match self.heap() {
-            Some(h) if self.state == ACTIVE => h.purge_free_pages(),
+            // SAFETY: ACTIVE on the owning thread (caller contract): we own `h`.
+            Some(h) if self.state == ACTIVE => unsafe { h.purge_free_pages() },
             _ => 0,
         }
     }
@@ -276,16 +326,20 @@ fn h_static(h: &Heap) -> &'static Heap {
 /// `p` is a free object tagged (dst, bin).
 pub unsafe fn free_shared(p: *mut u8, dst: u32, bin: usize) {
     GLOBAL.add_shared(Ev::RemoteDirect, 1);
-    set_next(p, null_mut());
-    heap::send(
-        dst,
-        bin,
-        Chain {
-            head: p,
-            tail: p,
-            n: 1,
-        },
-        &GLOBAL,
-        true,
-    );
+    // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); as a one-object
+    // null-terminated chain it goes to its owner.
+    unsafe {
+        set_next(p, null_mut());
+        heap::send(
+            dst,
+            bin,
+            Chain {
+                head: p,
+                tail: p,
+                n: 1,
+            },
+            &GLOBAL,
+            true,
+        );
+    }
 }

@@ -16,12 +16,19 @@ pub struct TransferCache {
     slots: [AtomicPtr<u8>; TRANSFER_SLOTS],
 }
 
+/// # Safety
+/// `head` is a free object the caller owns (every free object is at least 16 bytes).
 unsafe fn set_len(head: *mut u8, n: u32) {
-    *(head as *mut usize).add(1) = n as usize;
+    // SAFETY: the second word of a free object we own is unused (caller contract; list.rs).
+    unsafe { *(head as *mut usize).add(1) = n as usize };
 }
 
+/// # Safety
+/// `head` is a chain head parked by [`TransferCache::push`] and now owned by the caller.
 unsafe fn get_len(head: *mut u8) -> u32 {
-    *(head as *mut usize).add(1) as u32
+    // SAFETY: `push` wrote the length into the head's second word before publishing it, and
+    // the caller's Acquire take makes that write visible (caller contract).
+    unsafe { *(head as *mut usize).add(1) as u32 }
 }
 
 impl TransferCache {
@@ -37,7 +44,9 @@ impl TransferCache {
     /// # Safety
     /// `c` is a well-formed non-empty null-terminated chain the caller owns.
     pub unsafe fn push(&self, c: Chain) -> Result<(), Chain> {
-        set_len(c.head, c.n);
+        // SAFETY: `c` is non-empty and ours (caller contract), so `c.head` is a free object we
+        // own; a refused chain gets back only an unused word changed.
+        unsafe { set_len(c.head, c.n) };
         for s in &self.slots {
             // Release: the chain's links and length are visible to the owner's Acquire swap.
             if s.load(Relaxed).is_null()
@@ -58,9 +67,10 @@ impl TransferCache {
                 // Acquire: pairs with the producer's Release CAS.
                 let h = s.swap(null_mut(), Acquire);
                 if !h.is_null() {
-                    // SAFETY: `h` is a chain head parked by `push`, which wrote its length.
                     return LocalList {
                         head: h,
+                        // SAFETY: `h` is a chain head parked by `push`, which wrote its length
+                        // before its Release CAS; our Acquire swap made the chain ours.
                         count: unsafe { get_len(h) },
                     };
                 }
@@ -80,6 +90,7 @@ mod tests {
 
     #[test]
     fn slots_fill_and_drain() {
+        // SAFETY: every chain is built by `link` over objects from `objects`.
         unsafe {
             let t = TransferCache::new();
             let o = objects(TRANSFER_SLOTS * 2 + 2);

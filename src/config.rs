@@ -27,7 +27,9 @@ pub const CHECKED: bool = cfg!(feature = "checked");
 
 /// S44 STASH_MAX_OBJS: beyond this many objects a push goes to the transfer cache
 /// (0 = no cap). Only meaningful with `stash-count`.
-pub const STASH_MAX_OBJS: u32 = if cfg!(feature = "stash-max") { 256 } else { 0 };
+pub const STASH_MAX_OBJS: u32 = if STASH_CAPPED { 256 } else { 0 };
+/// Whether the stash has a cap (and so may refuse a push).
+pub const STASH_CAPPED: bool = cfg!(feature = "stash-max");
 /// S44 drain limit: objects taken by one `pop_batch` (= the small refill batch).
 pub const STASH_DRAIN_LIMIT: u32 = SMALL_REFILL_BATCH;
 /// Whole-list slots per (heap, small bin) in the transfer cache.

@@ -227,7 +227,7 @@ pub unsafe fn send(dst: u32, bin: usize, c: Chain, stats: &Counters, shared_stat
 }
 
 /// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
-const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || STASH_MAX_OBJS > 0);
+const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
 
 impl Heap {
     /// # Safety

@@ -75,7 +75,9 @@ pub fn ensure() -> bool {
 pub fn register_thread_exit() {
     if KEY_OK.load(Relaxed) == 1 {
         // SAFETY: the key was created by `ensure`; a non-null value makes the destructor run.
-        unsafe { libc::pthread_setspecific(KEY.load(Relaxed), 1 as *const libc::c_void) };
+        unsafe {
+            libc::pthread_setspecific(KEY.load(Relaxed), core::ptr::dangling::<libc::c_void>())
+        };
     }
 }
 

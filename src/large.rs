@@ -56,9 +56,19 @@ impl AddrTable {
         ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (cap - 1)
     }
 
-    fn slot(&self, i: usize) -> &mut [usize; 2] {
-        // SAFETY: `i < cap` at every call site and the slot memory lives as long as the table.
-        unsafe { &mut *self.slots.add(i) }
+    /// Slot `i` by value. Every index is `hash & (cap - 1)`, a probe step masked the same way,
+    /// or below `old.cap` while rehashing, so it is in range.
+    fn slot(&self, i: usize) -> [usize; 2] {
+        debug_assert!(i < self.cap);
+        // SAFETY: `i < cap`, and the slot array holds `cap` initialised slots for the table's
+        // lifetime.
+        unsafe { *self.slots.add(i) }
+    }
+
+    fn set_slot(&mut self, i: usize, v: [usize; 2]) {
+        debug_assert!(i < self.cap);
+        // SAFETY: as in `slot`; `&mut self` makes this the only access.
+        unsafe { *self.slots.add(i) = v }
     }
 
     /// Records a block; false when memory for growth is unavailable.
@@ -70,7 +80,7 @@ impl AddrTable {
         while self.slot(i)[0] != 0 {
             i = (i + 1) & (self.cap - 1);
         }
-        *self.slot(i) = [addr, len];
+        self.set_slot(i, [addr, len]);
         self.len += 1;
         true
     }
@@ -102,7 +112,7 @@ impl AddrTable {
         let mut j = i;
         loop {
             j = (j + 1) & mask;
-            let e = *self.slot(j);
+            let e = self.slot(j);
             if e[0] == 0 {
                 break;
             }
@@ -114,11 +124,11 @@ impl AddrTable {
                 home > i || home <= j
             };
             if !between {
-                *self.slot(i) = e;
+                self.set_slot(i, e);
                 i = j;
             }
         }
-        *self.slot(i) = [0, 0];
+        self.set_slot(i, [0, 0]);
         self.len -= 1;
         Some(len)
     }
@@ -137,7 +147,7 @@ impl AddrTable {
         self.cap = new_cap;
         self.len = 0;
         for i in 0..old.cap {
-            let e = *old.slot(i);
+            let e = old.slot(i);
             if e[0] != 0 {
                 self.insert(e[0], e[1]);
             }

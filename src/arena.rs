@@ -30,7 +30,12 @@ pub struct SegMeta {
 
 #[repr(C)]
 pub struct SegInner {
+    /// Pages in use.
     pub pages: PageBitmap,
+    /// Free pages freed since the last epoch (still resident).
+    pub dirty: PageBitmap,
+    /// Free pages that were already dirty at the last epoch: purged at the next one.
+    pub aged: PageBitmap,
     /// Next segment of the same heap, as index + 1 (0 ends the list).
     pub next: u32,
 }

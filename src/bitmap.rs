@@ -70,18 +70,38 @@ impl PageBitmap {
         None
     }
 
+    /// Word-wise combination of two bitmaps.
+    pub fn combine(&self, other: &PageBitmap, f: impl Fn(u64, u64) -> u64) -> PageBitmap {
+        let mut out = PageBitmap::new();
+        for i in 0..WORDS {
+            out.words[i] = f(self.words[i], other.words[i]);
+        }
+        out
+    }
+
+    /// Runs of set bits as `(start, len)`, in address order.
+    pub fn set_runs(&self) -> FreeRuns {
+        // The runs of set bits of `self` are the runs of clear bits of its complement.
+        FreeRuns {
+            map: self.combine(self, |a, _| !a),
+            i: 0,
+        }
+    }
+
     /// Free runs as `(start, len)`, in address order.
-    pub fn free_runs(&self) -> FreeRuns<'_> {
-        FreeRuns { map: self, i: 0 }
+    #[cfg(test)]
+    pub fn free_runs(&self) -> FreeRuns {
+        FreeRuns { map: *self, i: 0 }
     }
 }
 
-pub struct FreeRuns<'a> {
-    map: &'a PageBitmap,
+/// Iterator over runs of clear bits of a snapshot of a bitmap.
+pub struct FreeRuns {
+    map: PageBitmap,
     i: usize,
 }
 
-impl Iterator for FreeRuns<'_> {
+impl Iterator for FreeRuns {
     type Item = (usize, usize);
     fn next(&mut self) -> Option<(usize, usize)> {
         while self.i < BITS && self.map.get(self.i) {

@@ -70,5 +70,6 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const LARGE_CACHE_BYTES: usize = 128 << 20;
 /// Blocks above this size are never cached.
 pub const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
-/// Default decay (ms) after which a cached large block is unmapped; `HAKOZUNA_DECAY_MS`.
+/// Default decay (ms): a cached large block older than this is unmapped, and arena pages and
+/// medium runs unused this long are given back; `HAKOZUNA_DECAY_MS`.
 pub const LARGE_DECAY_MS_DEFAULT: u64 = 1000;

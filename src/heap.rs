@@ -7,7 +7,8 @@
 //! intake, medium inbox). Local part: touched only by the current owner (spills, central
 //! lists, carve pointers, segment list).
 
-use crate::arena::{self, PAGES_PER_SEGMENT};
+use crate::arena::{self, SegInner, PAGES_PER_SEGMENT};
+use crate::bitmap::PageBitmap;
 use crate::config::{self, STASH_MAX_OBJS, STASH_PUSH, TRANSFER_CACHE};
 use crate::list::{set_next, Chain, LocalList};
 use crate::mpsc::MpscStack;
@@ -43,9 +44,11 @@ struct SmallLocal {
 pub struct HeapLocal {
     small: [SmallLocal; SMALL_BINS],
     medium: [LocalList; MEDIUM_BINS],
-    /// Fewest runs each medium central held since the last epoch: runs nobody needed for a
-    /// whole epoch, released at the next one.
+    /// Fewest runs each medium central held since the last decay pass: runs nobody needed for
+    /// a whole interval, released at the next one.
     medium_low: [u32; MEDIUM_BINS],
+    /// Clock (ms) of the last decay pass.
+    last_decay_ms: u64,
     /// Owned segments as a list through `SegInner::next` (index + 1; 0 = none).
     seg_head: u32,
     /// Segment most likely to have room (index + 1).
@@ -62,9 +65,6 @@ pub struct Heap {
 }
 
 pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
-
-/// Returned runs at least this long (32 KiB) are purged.
-const PURGE_PAGES: usize = 8;
 
 static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
 
@@ -528,7 +528,9 @@ impl Heap {
         // SAFETY: `take_segment` gave segment `idx` to us alone; `m` is dead before
         // `alloc_in` takes its own borrow.
         let m = unsafe { arena::seg_meta(idx).get() };
-        m.pages = crate::bitmap::PageBitmap::new();
+        m.pages = PageBitmap::new();
+        m.dirty = PageBitmap::new();
+        m.aged = PageBitmap::new();
         m.next = l.seg_head;
         l.seg_head = idx + 1;
         l.seg_hint = idx + 1;
@@ -543,32 +545,105 @@ impl Heap {
         let m = unsafe { arena::seg_meta(idx).get() };
         let start = m.pages.find_run(pages)?;
         m.pages.set_range(start, pages);
+        // Reused: resident again, nothing to purge.
+        m.dirty.clear_range(start, pages);
+        m.aged.clear_range(start, pages);
         // SAFETY: `find_run` returned a run inside the segment, so the offset stays within it.
         Some(unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) })
     }
 
-    /// Gives a run back to its segment's bitmap. Runs of [`PURGE_PAGES`] or more also give
-    /// their memory back to the OS: only runs beyond a central cap come here, so this is
-    /// rate-limited, and it keeps freed large blocks from pinning RSS.
+    /// Gives a run back to its segment's bitmap, marking its pages dirty. The memory goes
+    /// back to the OS only if the pages stay free for a decay interval ([`decay_pages`]):
+    /// purging at once cost a `madvise` and a refault per run in remote-free-heavy programs
+    /// (mt-remote T=32 16–32768 fell from 2.9 M to 1.7 M ops/s, mostly in TLB shootdowns).
+    ///
+    /// [`decay_pages`]: Self::decay_pages
     ///
     /// # Safety
-    /// Owner only; `p` is a free run of `pages` pages of this heap that no list references.
+    /// Owner only; `p` starts a run of `pages` pages of this heap that holds no live object.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
         // SAFETY: `p` starts a run of this heap (caller contract); only its first page is tagged.
         unsafe { arena::set_tags(p, 1, 0) };
         let (idx, page) = arena::locate(p);
         debug_assert!(page + pages <= PAGES_PER_SEGMENT);
-        if pages >= PURGE_PAGES {
-            // SAFETY: the run is mapped arena memory and holds no live object (caller contract).
-            unsafe { crate::os::purge(p, pages << config::PAGE_SHIFT) };
-            self.stats
-                .add(Ev::BytesPurged, (pages << config::PAGE_SHIFT) as u64);
-        }
         // SAFETY: segment `idx` holds our run, so it is this heap's and we are its owner; no
         // other `SegInner` borrow is live.
-        unsafe { arena::seg_meta(idx).get() }
-            .pages
-            .clear_range(page, pages);
+        let m = unsafe { arena::seg_meta(idx).get() };
+        m.pages.clear_range(page, pages);
+        m.dirty.set_range(page, pages);
+    }
+
+    /// Decay of free pages: purges the free pages that were already dirty at the last pass
+    /// (free for at least a whole interval), and ages the pages dirtied since.
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn decay_pages(&self) {
+        // SAFETY: owner only (caller contract).
+        unsafe {
+            self.purge_segments(
+                |m| m.aged.combine(&m.pages, |aged, used| aged & !used),
+                |m| {
+                    m.aged = m.dirty.combine(&m.pages, |dirty, used| dirty & !used);
+                    m.dirty = PageBitmap::new();
+                },
+            )
+        };
+    }
+
+    /// Purges every dirty free page now (`malloc_trim`, thread exit). Returns bytes purged.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn purge_free_pages(&self) -> usize {
+        // SAFETY: owner only (caller contract).
+        unsafe {
+            self.purge_segments(
+                |m| {
+                    m.dirty
+                        .combine(&m.aged, |d, a| d | a)
+                        .combine(&m.pages, |da, used| da & !used)
+                },
+                |m| {
+                    m.dirty = PageBitmap::new();
+                    m.aged = PageBitmap::new();
+                },
+            )
+        }
+    }
+
+    /// For each segment of this heap: purges the page runs `pick` selects (which must all be
+    /// free), then lets `after` update the segment's dirty/aged maps. Returns bytes purged.
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn purge_segments(
+        &self,
+        pick: impl Fn(&SegInner) -> PageBitmap,
+        after: impl Fn(&mut SegInner),
+    ) -> usize {
+        // SAFETY: owner only (caller contract); the borrow ends with this statement.
+        let mut s = unsafe { self.local() }.seg_head;
+        let mut bytes = 0;
+        while s != 0 {
+            // SAFETY: `s - 1` is on this heap's segment list and we are its owner; no other
+            // `SegInner` borrow is live.
+            let m = unsafe { arena::seg_meta(s - 1).get() };
+            let base = arena::segment_base(s - 1);
+            for (start, len) in pick(m).set_runs() {
+                let b = len << config::PAGE_SHIFT;
+                // SAFETY: `pick` selects free pages of segment `s - 1`: mapped arena memory that
+                // holds no live object.
+                unsafe { crate::os::purge(base.add(start << config::PAGE_SHIFT), b) };
+                bytes += b;
+            }
+            after(m);
+            s = m.next;
+        }
+        if bytes > 0 {
+            self.stats.add(Ev::BytesPurged, bytes as u64);
+        }
+        bytes
     }
 
     /// Moves everything other threads queued for this heap (medium inboxes, central intakes,
@@ -581,7 +656,26 @@ impl Heap {
     pub unsafe fn drain_queues(&self) {
         // SAFETY: owner only (caller contract).
         unsafe { self.drain_inboxes() };
-        // Decay: give back the medium runs that sat unused in central for a whole epoch.
+    }
+
+    /// Time-based decay (DESIGN §8), run from the epoch at most once per decay interval
+    /// (`HAKOZUNA_DECAY_MS`, default 1 s): medium runs that sat unused in central for a whole
+    /// interval go back to their segments, and free pages that stayed free for a whole interval
+    /// go back to the OS. (Per-epoch decay without the clock purged 3 GB in a 2 s mt-remote
+    /// run and refaulted it.)
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn decay_if_due(&self) {
+        let now = crate::os::now_ms();
+        // SAFETY: owner only (caller contract); the borrow ends with this block.
+        {
+            let l = unsafe { self.local() };
+            if now.saturating_sub(l.last_decay_ms) < crate::large::decay_ms() {
+                return;
+            }
+            l.last_decay_ms = now;
+        }
         for mi in 0..MEDIUM_BINS {
             // SAFETY: owner only (caller contract); no other `local()` result is live.
             let l = unsafe { self.local() };
@@ -598,6 +692,8 @@ impl Heap {
             let l = unsafe { self.local() };
             l.medium_low[mi] = l.medium[mi].count;
         }
+        // SAFETY: owner only (caller contract).
+        unsafe { self.decay_pages() };
     }
 
     /// # Safety
@@ -663,36 +759,8 @@ impl Heap {
                 }
             }
         }
-    }
-
-    /// `malloc_trim`: returns the physical pages of every free page run of this heap's
-    /// segments to the OS. Returns bytes purged.
-    ///
-    /// # Safety
-    /// Owner only.
-    pub unsafe fn purge_free_pages(&self) -> usize {
-        let mut bytes = 0;
-        // SAFETY: owner only (caller contract); the borrow ends with this statement.
-        let mut s = unsafe { self.local() }.seg_head;
-        while s != 0 {
-            // SAFETY: `s - 1` is on this heap's segment list and we are its owner; no other
-            // `SegInner` borrow is live.
-            let m = unsafe { arena::seg_meta(s - 1).get() };
-            let base = arena::segment_base(s - 1);
-            for (start, len) in m.pages.free_runs() {
-                // SAFETY: a run the bitmap marks free lies inside segment `s - 1`, is mapped
-                // (committed) arena memory, and holds no live object.
-                unsafe {
-                    crate::os::purge(
-                        base.add(start << config::PAGE_SHIFT),
-                        len << config::PAGE_SHIFT,
-                    )
-                };
-                bytes += len << config::PAGE_SHIFT;
-            }
-            s = m.next;
-        }
-        self.stats.add(Ev::BytesPurged, bytes as u64);
-        bytes
+        // A released heap may wait long for adoption: its free pages go back to the OS now.
+        // SAFETY: owner only (caller contract); no `local()` result is live.
+        unsafe { self.purge_free_pages() };
     }
 }

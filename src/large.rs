@@ -195,6 +195,11 @@ pub fn init() {
     );
 }
 
+/// The decay interval (ms) for cached blocks and for the arena's free pages.
+pub fn decay_ms() -> u64 {
+    DECAY_MS.load(Relaxed)
+}
+
 fn table(addr: usize) -> &'static SpinLock<AddrTable> {
     &TABLE[(addr >> 12) % TABLE_SHARDS]
 }

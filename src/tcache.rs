@@ -174,6 +174,7 @@ impl ThreadCache {
             unsafe {
                 self.flush_remote(u32::MAX, h);
                 h.drain_queues();
+                h.decay_if_due();
             }
             crate::large::decay();
         }

@@ -226,6 +226,29 @@ pub unsafe fn send(dst: u32, bin: usize, c: Chain, stats: &Counters, shared_stat
     unsafe { h.shared.intake[bin].push(c) };
 }
 
+/// [`send`] for a single object.
+///
+/// # Safety
+/// `p` is a free object whose page tag names `dst` and `bin`; ownership passes to the heap.
+pub unsafe fn send_one(p: *mut u8, dst: u32, bin: usize, stats: &Counters, shared_stats: bool) {
+    // SAFETY: `p` is free and ours to link (caller contract); as a one-object null-terminated
+    // chain it satisfies `send`'s contract.
+    unsafe {
+        set_next(p, null_mut());
+        send(
+            dst,
+            bin,
+            Chain {
+                head: p,
+                tail: p,
+                n: 1,
+            },
+            stats,
+            shared_stats,
+        );
+    }
+}
+
 /// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
 const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
 

@@ -4,7 +4,7 @@
 
 use crate::config::{self, RemoteBuf, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::heap::{self, Heap};
-use crate::list::{set_next, Chain, LocalList};
+use crate::list::{Chain, LocalList};
 use crate::page_tag;
 use crate::remote_ring::Sink;
 use crate::size_class::{self as sc, NUM_BINS};
@@ -234,22 +234,8 @@ impl ThreadCache {
             return;
         }
         h.stats.add(Ev::RemoteDirect, 1);
-        // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); as a one-object
-        // null-terminated chain it goes to its owner.
-        unsafe {
-            set_next(p, null_mut());
-            heap::send(
-                dst,
-                bin,
-                Chain {
-                    head: p,
-                    tail: p,
-                    n: 1,
-                },
-                &h.stats,
-                false,
-            );
-        }
+        // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
+        unsafe { heap::send_one(p, dst, bin, &h.stats, false) };
     }
 
     /// # Safety
@@ -327,20 +313,6 @@ fn h_static(h: &Heap) -> &'static Heap {
 /// `p` is a free object tagged (dst, bin).
 pub unsafe fn free_shared(p: *mut u8, dst: u32, bin: usize) {
     GLOBAL.add_shared(Ev::RemoteDirect, 1);
-    // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); as a one-object
-    // null-terminated chain it goes to its owner.
-    unsafe {
-        set_next(p, null_mut());
-        heap::send(
-            dst,
-            bin,
-            Chain {
-                head: p,
-                tail: p,
-                n: 1,
-            },
-            &GLOBAL,
-            true,
-        );
-    }
+    // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
+    unsafe { heap::send_one(p, dst, bin, &GLOBAL, true) };
 }

@@ -4,7 +4,8 @@
 # side by side (interleaved, AB_RUNS runs per cell) and prints the runner's markdown.
 # The numbers and verdicts live in docs/ab.md (paste the printed tables there).
 #
-#   scripts/ab.sh                  # build + run (about 15 minutes on 2 cores, 9 runs per cell)
+#   scripts/ab.sh                  # build + run (9 runs per cell; 5 runs took ~4 min of
+#                                  # benchmarking plus ~1 min of builds on 2 cores)
 #   AB_RUNS=11 scripts/ab.sh       # more runs per cell
 #   AB_SOURCE=head scripts/ab.sh   # build the committed HEAD instead of the working tree
 #   AB_BUILD_ONLY=1 scripts/ab.sh  # only build target/ab/<variant>.so

@@ -17,6 +17,29 @@ enum Sizes {
     Dist,
 }
 
+/// The timed loop: returns (mallocs, frees, sink).
+#[inline(always)]
+fn churn(slots: &mut [*mut u8], iters: u64, size: impl Fn(u32) -> usize) -> (u64, u64, u8) {
+    let ws = slots.len() as u32;
+    let mut rng = Lcg(SEED);
+    let (mut mallocs, mut frees) = (0u64, 0u64);
+    let mut sink = 0u8;
+    for _ in 0..iters {
+        let r = rng.next_u32();
+        // SAFETY: `r % ws` < slots.len().
+        let slot = unsafe { slots.get_unchecked_mut((r % ws) as usize) };
+        if !slot.is_null() {
+            sink ^= unsafe { free_touch(*slot) };
+            *slot = std::ptr::null_mut();
+            frees += 1;
+        } else {
+            *slot = alloc_touch(size(r), r as u8);
+            mallocs += 1;
+        }
+    }
+    (mallocs, frees, sink)
+}
+
 pub fn run(args: &[String]) -> Result<Report, String> {
     let (dist, args) = match args.first().map(String::as_str) {
         Some("--dist") | Some("dist") => (true, &args[1..]),
@@ -43,41 +66,12 @@ pub fn run(args: &[String]) -> Result<Report, String> {
     };
 
     let mut slots: Vec<*mut u8> = vec![std::ptr::null_mut(); ws as usize];
-    let mut rng = Lcg(SEED);
-    let (mut mallocs, mut frees) = (0u64, 0u64);
-    let mut sink = 0u8;
-
     let t0 = Instant::now();
-    match sizes {
-        Sizes::Range(sr) => {
-            for _ in 0..iters {
-                let r = rng.next_u32();
-                let slot = unsafe { slots.get_unchecked_mut((r % ws) as usize) };
-                if !slot.is_null() {
-                    sink ^= unsafe { free_touch(*slot) };
-                    *slot = std::ptr::null_mut();
-                    frees += 1;
-                } else {
-                    *slot = alloc_touch(sr.pick(r), r as u8);
-                    mallocs += 1;
-                }
-            }
-        }
-        Sizes::Dist => {
-            for _ in 0..iters {
-                let r = rng.next_u32();
-                let slot = unsafe { slots.get_unchecked_mut((r % ws) as usize) };
-                if !slot.is_null() {
-                    sink ^= unsafe { free_touch(*slot) };
-                    *slot = std::ptr::null_mut();
-                    frees += 1;
-                } else {
-                    *slot = alloc_touch(dist_size(r), r as u8);
-                    mallocs += 1;
-                }
-            }
-        }
-    }
+    // One monomorphic loop per size mode, so the size draw inlines into the hot loop.
+    let (mallocs, frees, mut sink) = match sizes {
+        Sizes::Range(sr) => churn(&mut slots, iters, |r| sr.pick(r)),
+        Sizes::Dist => churn(&mut slots, iters, dist_size),
+    };
     let secs = t0.elapsed().as_secs_f64();
 
     for p in slots.iter_mut().filter(|p| !p.is_null()) {

@@ -18,13 +18,9 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
         // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread (all-zero =
         // UNINIT, whose bins are empty); no other reference to it is held across this call.
         let tc = unsafe { &mut *tls::tcache() };
-        // SAFETY: `bin_of` returns bins below NUM_BINS.
-        let b = unsafe { tc.bins.get_unchecked_mut(bin) };
-        let p = b.head;
+        // SAFETY: `bin_of` returns bins below NUM_BINS; a thread bin is a well-formed list.
+        let p = unsafe { tc.bins.get_unchecked_mut(bin).pop() };
         if !p.is_null() {
-            // SAFETY: `p` is the non-null head of this thread's bin, a free object the bin owns.
-            b.head = unsafe { list::next(p) };
-            b.count -= 1;
             return p;
         }
     }
@@ -47,12 +43,9 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.
         let tc = unsafe { &mut *tls::tcache() };
         // Activation may itself have allocated into this bin.
-        let b = &mut tc.bins[bin];
-        if !b.head.is_null() {
-            let p = b.head;
-            // SAFETY: `p` is the non-null head of this thread's bin, a free object it owns.
-            b.head = unsafe { list::next(p) };
-            b.count -= 1;
+        // SAFETY: a thread bin is a well-formed list with an exact count.
+        let p = unsafe { tc.bins[bin].pop() };
+        if !p.is_null() {
             return p;
         }
         // SAFETY: activate returned true, so the cache is ACTIVE; the bin is empty (checked

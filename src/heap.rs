@@ -300,14 +300,12 @@ impl Heap {
                 return got;
             }
         }
+        // SAFETY: owner only (caller contract); the intake of `bin` holds free objects of this
+        // heap and `bin`.
+        unsafe { self.absorb(&self.shared.intake[bin], bin) };
         // SAFETY: owner only (caller contract); no other `local()` result is live, and none is
         // taken while `central` is.
         let central = unsafe { &mut self.local().small[bin].central };
-        let intake = self.shared.intake[bin].take_all();
-        if !intake.is_null() {
-            // SAFETY: `intake` is a null-terminated list of free objects the swap made ours.
-            unsafe { central.push_chain(Chain::measure(intake)) };
-        }
         if central.count > 0 {
             self.stats.add(Ev::RefillCentral, 1);
             // SAFETY: the owner-only central list is well formed.
@@ -467,21 +465,14 @@ impl Heap {
     /// Owner only.
     pub unsafe fn refill_medium(&self, bin: usize, want: u32, carve: u32) -> LocalList {
         let mi = bin - SMALL_BINS;
-        let inbox = self.shared.inbox[mi].take_all();
-        if !inbox.is_null() {
-            self.stats.add(Ev::InboxDrains, 1);
-            self.stats.add(Ev::MediumInbox, 1);
-            // SAFETY: owner only (caller contract); `inbox` is a null-terminated list of free
-            // runs of this heap and `bin` that the swap made exclusively ours.
-            unsafe {
-                let c = Chain::measure(inbox);
-                self.put_central(bin, c);
+        // SAFETY: owner only (caller contract); the inbox and intake of `bin` hold free runs of
+        // this heap and `bin`.
+        unsafe {
+            if self.absorb(&self.shared.inbox[mi], bin) {
+                self.stats.add(Ev::InboxDrains, 1);
+                self.stats.add(Ev::MediumInbox, 1);
             }
-        }
-        let intake = self.shared.intake[bin].take_all();
-        if !intake.is_null() {
-            // SAFETY: as for the inbox: owner only, and the list is ours after the swap.
-            unsafe { self.put_central(bin, Chain::measure(intake)) };
+            self.absorb(&self.shared.intake[bin], bin);
         }
         // SAFETY: owner only (caller contract); no other `local()` result is live, and `l` is
         // dead before `alloc_run` below takes one.
@@ -677,8 +668,31 @@ impl Heap {
     /// # Safety
     /// Owner only.
     pub unsafe fn drain_queues(&self) {
-        // SAFETY: owner only (caller contract).
-        unsafe { self.drain_inboxes() };
+        for mi in 0..MEDIUM_BINS {
+            // SAFETY: owner only (caller contract); a medium inbox holds free runs of its bin.
+            if unsafe { self.absorb(&self.shared.inbox[mi], SMALL_BINS + mi) } {
+                self.stats.add(Ev::InboxDrains, 1);
+            }
+        }
+        for bin in 0..NUM_BINS {
+            // SAFETY: as above; an intake holds free objects of its bin.
+            unsafe { self.absorb(&self.shared.intake[bin], bin) };
+        }
+    }
+
+    /// Moves everything queued in `q` into the central list of `bin`. True if it held any.
+    ///
+    /// # Safety
+    /// Owner only (the single consumer of `q`); `q` holds free objects of this heap and `bin`.
+    unsafe fn absorb(&self, q: &MpscStack, bin: usize) -> bool {
+        let all = q.take_all();
+        if all.is_null() {
+            return false;
+        }
+        // SAFETY: `all` is a null-terminated list the swap made exclusively ours (caller
+        // contract for its contents); owner only.
+        unsafe { self.put_central(bin, Chain::measure(all)) };
+        true
     }
 
     /// Time-based decay (DESIGN §8), run from the epoch at most once per decay interval
@@ -717,27 +731,6 @@ impl Heap {
         }
         // SAFETY: owner only (caller contract).
         unsafe { self.decay_pages() };
-    }
-
-    /// # Safety
-    /// Owner only.
-    unsafe fn drain_inboxes(&self) {
-        for mi in 0..MEDIUM_BINS {
-            let all = self.shared.inbox[mi].take_all();
-            if !all.is_null() {
-                self.stats.add(Ev::InboxDrains, 1);
-                // SAFETY: owner only (caller contract); `all` is a null-terminated list of free
-                // runs of this heap's medium bin that the swap made exclusively ours.
-                unsafe { self.put_central(SMALL_BINS + mi, Chain::measure(all)) };
-            }
-        }
-        for bin in 0..NUM_BINS {
-            let all = self.shared.intake[bin].take_all();
-            if !all.is_null() {
-                // SAFETY: as above, for this heap's `bin`.
-                unsafe { self.put_central(bin, Chain::measure(all)) };
-            }
-        }
     }
 
     /// Thread exit: moves the spill (a per-owner cursor) and everything queued for the heap

@@ -23,6 +23,23 @@ pub struct Bin {
     pub limit: u32,
 }
 
+impl Bin {
+    /// Pops the most recently freed object, or returns null when the bin is empty.
+    ///
+    /// # Safety
+    /// The bin is a well-formed list of free objects with an exact count.
+    #[inline(always)]
+    pub unsafe fn pop(&mut self) -> *mut u8 {
+        let p = self.head;
+        if !p.is_null() {
+            // SAFETY: `p` is the non-null head of the bin, a free object it owns.
+            self.head = unsafe { crate::list::next(p) };
+            self.count -= 1;
+        }
+        p
+    }
+}
+
 /// All-zero is the valid "uninitialised" state.
 #[repr(C, align(64))]
 pub struct ThreadCache {
@@ -154,15 +171,11 @@ impl ThreadCache {
     /// `got` is a well-formed list of `got.count` free objects of `bin` that nothing else
     /// references, and bin `bin` is empty.
     unsafe fn fill_from(&mut self, bin: usize, got: LocalList) -> *mut u8 {
-        if got.count == 0 {
-            return null_mut();
-        }
-        let p = got.head;
         let b = &mut self.bins[bin];
-        // SAFETY: `got.count > 0`, so `p` is a free object of the list (caller contract).
-        b.head = unsafe { crate::list::next(p) };
-        b.count = got.count - 1;
-        p
+        b.head = got.head;
+        b.count = got.count;
+        // SAFETY: the bin was empty (caller contract) and now holds exactly the list `got`.
+        unsafe { b.pop() }
     }
 
     fn tick(&mut self, h: &Heap) {
@@ -260,7 +273,7 @@ impl ThreadCache {
             return;
         }
         // SAFETY: ACTIVE (checked above), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
+        let h: &'static Heap = unsafe { &*self.heap };
         self.state = BUSY;
         while !self.remote_is_empty() {
             // SAFETY: we own `h` and the remote buffer (owning thread, caller contract).
@@ -285,7 +298,7 @@ impl ThreadCache {
         unsafe { h.retire() };
         self.owner_base = 0;
         self.heap = null_mut();
-        heap::release(h_static(h));
+        heap::release(h);
         self.state = DEAD;
     }
 
@@ -300,10 +313,6 @@ impl ThreadCache {
             _ => 0,
         }
     }
-}
-
-fn h_static(h: &Heap) -> &'static Heap {
-    heap::get(h.id)
 }
 
 /// The shared path for a thread without an active cache (exited, or no heap available):

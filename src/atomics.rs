@@ -2,7 +2,7 @@
 //! model checker sees every load, store and CAS.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicPtr, AtomicU32};
+pub use loom::sync::atomic::{AtomicPtr, AtomicU64};
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{AtomicPtr, AtomicU32};
+pub use core::sync::atomic::{AtomicPtr, AtomicU64};

@@ -14,7 +14,8 @@ pub const STASH_PUSH: bool = cfg!(feature = "owner-stash") && cfg!(feature = "ow
 pub const STASH_POP: bool = cfg!(feature = "owner-stash") && cfg!(feature = "owner-stash-pop");
 /// S44-3 FASTPOP: push the remainder back with a single CAS when the head is still empty.
 pub const STASH_FASTPOP: bool = cfg!(feature = "stash-fastpop");
-/// Maintain an approximate object count per stash.
+/// The stash head carries its exact object count (ptr | count << 48): a pop that finds at most
+/// a bin's limit installs the list whole, without walking it; also what the cap reads.
 pub const STASH_COUNT: bool = cfg!(feature = "stash-count");
 /// S48: leftovers of a pop stay in a heap-resident spill consumed first.
 pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");

@@ -340,22 +340,20 @@ impl Heap {
             self.shared.stash[bin].pop_batch(
                 spill,
                 want.min(config::STASH_DRAIN_LIMIT),
+                sc::bin_limit(bin),
                 PopMode::CONFIGURED,
             )
         };
-        if p.chain.n > 0 {
+        if p.list.count > 0 {
             if p.from_spill {
                 self.stats.add(Ev::RefillSpill, 1);
             } else {
                 self.stats.add(Ev::RefillStash, 1);
                 self.stats.add(Ev::StashPops, 1);
-                self.stats.add(Ev::StashPopObjs, p.chain.n as u64);
+                self.stats.add(Ev::StashPopObjs, p.list.count as u64);
             }
         }
-        LocalList {
-            head: p.chain.head,
-            count: p.chain.n,
-        }
+        p.list
     }
 
     /// Carves up to `want` fresh objects of a small bin, taking a new page run when the

@@ -210,6 +210,12 @@ impl Seen {
         assert_eq!(unsafe { self.list(c.head) }, c.n, "chain length mismatch");
     }
 
+    /// Receives an owner list, checking its count.
+    unsafe fn local(&mut self, l: LocalList) {
+        // SAFETY: `l` is a null-terminated list we received (caller contract).
+        assert_eq!(unsafe { self.list(l.head) }, l.count, "list count mismatch");
+    }
+
     /// How many objects were received so far.
     fn total(&self) -> u32 {
         self.count.iter().sum()
@@ -301,24 +307,33 @@ fn empty_list() -> LocalList {
     }
 }
 
-/// Owner-side drain: pops `want` at a time until both the spill and the stash are empty.
-unsafe fn drain(s: &OwnerStash, spill: &mut LocalList, want: u32, mode: PopMode, seen: &mut Seen) {
+/// Owner-side drain: pops `want` (or `whole`) at a time until both the spill and the stash
+/// are empty.
+unsafe fn drain(
+    s: &OwnerStash,
+    spill: &mut LocalList,
+    want: u32,
+    whole: u32,
+    mode: PopMode,
+    seen: &mut Seen,
+) {
     loop {
         // SAFETY: this thread is the stash's only consumer and owns `spill` (caller contract).
-        let p = unsafe { s.pop_batch(spill, want, mode) };
-        if p.chain.n == 0 {
+        let p = unsafe { s.pop_batch(spill, want, whole, mode) };
+        if p.list.count == 0 {
             break;
         }
-        assert!(p.chain.n <= want);
+        assert!(p.list.count <= if mode.count { want.max(whole) } else { want });
         assert!(!p.from_spill || mode.spill);
-        // SAFETY: the popped chain is null-terminated and now ours.
-        unsafe { seen.chain(p.chain) };
+        // SAFETY: the popped list is null-terminated and now ours.
+        unsafe { seen.local(p.list) };
     }
     assert!(s.is_empty() && spill.head.is_null());
 }
 
 /// Producer A pushes a chain of 2, producer B a chain of 1; the owner pops `want = 1` twice
-/// concurrently (so pops leave a remainder to push back or spill), then drains after joins.
+/// concurrently (so pops leave a remainder to push back or spill; counted pops take up to
+/// two whole), then drains after joins.
 fn stash_pop_vs_push(mode: PopMode, bound: usize) {
     let out = model(bound, move || {
         let objs = Objs::new(3);
@@ -339,21 +354,22 @@ fn stash_pop_vs_push(mode: PopMode, bound: usize) {
         let mut spill = empty_list();
         for _ in 0..2 {
             // SAFETY: this thread is the only consumer and owns `spill`.
-            let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
-            assert!(p.chain.n <= 1);
+            let p = unsafe { s.pop_batch(&mut spill, 1, 2, mode) };
+            assert!(p.list.count <= if mode.count { 2 } else { 1 });
             // SAFETY: the list came out of the structure under test and is now ours.
-            unsafe { seen.chain(p.chain) };
+            unsafe { seen.local(p.list) };
         }
         let early = seen.total();
         for p in producers {
             p.join().unwrap();
         }
         // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
-        unsafe { drain(&s, &mut spill, 1, mode, &mut seen) };
+        unsafe { drain(&s, &mut spill, 1, 2, mode, &mut seen) };
         seen.all_once();
         early
     });
-    assert_eq!(out, BTreeSet::from([0, 1, 2]), "{mode:?}");
+    let expect = if mode.count { 0..=3 } else { 0..=2 };
+    assert_eq!(out, expect.collect::<BTreeSet<u32>>(), "{mode:?}");
 }
 
 #[test]
@@ -381,8 +397,9 @@ fn stash_spill_fastpop_count() {
     stash_pop_vs_push(SPILL_COUNT, 4);
 }
 
-/// Two producers each push two single-object chains while the owner pops once with a larger
-/// `want` (the remainder push-back then races more pushes).
+/// Two producers each push two single-object chains while the owner pops once (the remainder
+/// push-back then races more pushes; a counted pop takes up to two whole), then drains with a
+/// larger `want`.
 fn stash_many_pushes(mode: PopMode, bound: usize) {
     let out = model(bound, move || {
         let objs = Objs::new(4);
@@ -404,19 +421,20 @@ fn stash_many_pushes(mode: PopMode, bound: usize) {
         let mut seen = Seen::new(&objs);
         let mut spill = empty_list();
         // SAFETY: this thread is the only consumer and owns `spill`.
-        let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+        let p = unsafe { s.pop_batch(&mut spill, 1, 2, mode) };
         // SAFETY: the list came out of the structure under test and is now ours.
-        unsafe { seen.chain(p.chain) };
+        unsafe { seen.local(p.list) };
         let early = seen.total();
         for p in producers {
             p.join().unwrap();
         }
         // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
-        unsafe { drain(&s, &mut spill, 2, mode, &mut seen) };
+        unsafe { drain(&s, &mut spill, 2, 2, mode, &mut seen) };
         seen.all_once();
         early
     });
-    assert_eq!(out, BTreeSet::from([0, 1]), "{mode:?}");
+    let expect = if mode.count { 0..=2 } else { 0..=1 };
+    assert_eq!(out, expect.collect::<BTreeSet<u32>>(), "{mode:?}");
 }
 
 #[test]
@@ -637,14 +655,14 @@ fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
         let mut spill = empty_list();
         for _ in 0..2 {
             // SAFETY: this thread is the only consumer and owns `spill`.
-            let p = unsafe { s.pop_batch(&mut spill, 1, mode) };
+            let p = unsafe { s.pop_batch(&mut spill, 1, 1, mode) };
             // SAFETY: the list came out of the structure under test and is now ours.
-            unsafe { seen.chain(p.chain) };
+            unsafe { seen.local(p.list) };
         }
         let early = seen.total();
         remote.join().unwrap();
         // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
-        unsafe { drain(&s, &mut spill, 1, mode, &mut seen) };
+        unsafe { drain(&s, &mut spill, 1, 1, mode, &mut seen) };
         seen.all_once();
         early
     });

@@ -1,6 +1,7 @@
 //! A multi-producer, single-consumer intrusive stack: producers prepend whole chains with one
 //! CAS, the single consumer takes everything with one swap. Used for the medium inbox and for
-//! the central lists' remote intake; the owner stash builds its pop variants on it.
+//! the central lists' remote intake. (The owner stash is the same stack with a count packed
+//! into the head word: `owner_stash`.)
 //!
 //! ABA: producers only compare the head they linked their tail to, so a recycled head value
 //! still yields a correct list; the consumer never CASes a non-null head. Single-consumer is a
@@ -44,16 +45,6 @@ impl MpscStack {
                 Err(cur) => old = cur,
             }
         }
-    }
-
-    /// Tries to install `c` only if the stack is empty (one CAS; owner's FASTPOP push-back).
-    ///
-    /// # Safety
-    /// As for [`push`](Self::push); `c.tail`'s next is already null.
-    pub unsafe fn push_if_empty(&self, c: Chain) -> bool {
-        self.head
-            .compare_exchange(null_mut(), c.head, Release, Relaxed)
-            .is_ok()
     }
 
     /// Cheap emptiness probe (may be stale).

@@ -85,6 +85,7 @@ VARIANTS=(
   "default|-|"
   "no-stash|S44|-owner-stash -owner-stash-push -owner-stash-pop"
   "no-stash-no-xfer|S42|-owner-stash -owner-stash-push -owner-stash-pop -transfer-cache"
+  "no-count|S44-3|-stash-count"
   "no-fastpop-count|S44-3|-stash-fastpop -stash-spill +stash-count"
   "fastpop|S44-3|-stash-spill -stash-count"
   "fastpop-count|S44-3|-stash-spill +stash-count"

@@ -33,8 +33,10 @@ impl Bin {
         let p = self.head;
         if !p.is_null() {
             // SAFETY: `p` is the non-null head of the bin, a free object it owns.
-            self.head = unsafe { crate::list::next(p) };
+            let n = unsafe { crate::list::next(p) };
+            self.head = n;
             self.count -= 1;
+            crate::os::prefetch(n);
         }
         p
     }

@@ -279,12 +279,13 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: returns free pages of this thread's heap and the large cache to the OS.
+/// `malloc_trim`: returns free pages of this thread's heap, the arena's segment pool and the
+/// large cache to the OS.
 pub unsafe fn trim() -> bool {
     // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
     // reference to it is live (not called from inside the allocator).
     let tc = unsafe { &mut *tls::tcache() };
     // SAFETY: `tc` is the calling thread's own cache.
-    let n = unsafe { tc.trim() } + large::purge_cache();
+    let n = unsafe { tc.trim() } + crate::arena::purge_pool() + large::purge_cache();
     n > 0
 }

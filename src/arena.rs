@@ -3,10 +3,16 @@
 //!
 //! Set up once by [`init`]; before that (or if reservation failed) the arena is empty and
 //! every range check fails, which sends callers to the large tier.
+//!
+//! Segments a heap no longer uses come back to a global pool (DESIGN §8: whole segments go
+//! back), so any heap can reuse them: without it, a heap's free pages served only that heap,
+//! and remote-free-heavy programs committed a new segment (and faulted it in) in one heap
+//! while another heap sat on free ones.
 
 use crate::bitmap::PageBitmap;
 use crate::config::{ARENA_GB_DEFAULT, PAGE_SHIFT, SEGMENT_SHIFT};
 use crate::os;
+use crate::sync::SpinLock;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 
@@ -36,13 +42,16 @@ pub struct SegInner {
     pub dirty: PageBitmap,
     /// Free pages that were already dirty at the last epoch: purged at the next one.
     pub aged: PageBitmap,
-    /// Next segment of the same heap, as index + 1 (0 ends the list).
+    /// Next segment of the same heap (or of the same pool list), as index + 1 (0 ends it).
     pub next: u32,
+    /// Previous segment of the same heap, as index + 1 (0 = first); unused in the pool.
+    pub prev: u32,
 }
 
 impl SegMeta {
     /// # Safety
-    /// Only the owner of the heap that took this segment may call this, and not re-entrantly.
+    /// Only the owner of the heap that took this segment may call this (or, for a pooled
+    /// segment, the holder of the pool lock), and not re-entrantly.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get(&self) -> &mut SegInner {
         // SAFETY: only the owning heap's owner calls this, never re-entrantly (caller
@@ -134,9 +143,57 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
     }
 }
 
-/// Takes a fresh segment and commits it. `None` when the arena is exhausted or the OS
-/// refuses to commit.
-pub fn take_segment() -> Option<u32> {
+/// The pool of given-back segments: LIFO lists through `SegInner::next` (index + 1).
+/// `hot` were given back since the last decay pass and may be resident; `old` were given back
+/// before it and are purged at the next pass; `cold` are purged (committed, not resident).
+struct Pool {
+    hot: u32,
+    old: u32,
+    cold: u32,
+    last_decay_ms: u64,
+}
+
+static POOL: SpinLock<Pool> = SpinLock::new(Pool {
+    hot: 0,
+    old: 0,
+    cold: 0,
+    last_decay_ms: 0,
+});
+
+/// A segment handed to a heap: `resident` if its pages may still be in memory (a reused hot
+/// segment), so the heap's page decay must consider them all.
+pub struct Taken {
+    pub idx: u32,
+    pub resident: bool,
+}
+
+/// Pops the first segment of a pool list.
+fn pop(list: &mut u32) -> Option<u32> {
+    let idx = list.checked_sub(1)?;
+    // SAFETY: pooled segments belong to the pool, whose lock the caller holds (`list` is
+    // borrowed from the locked pool).
+    *list = unsafe { seg_meta(idx).get() }.next;
+    Some(idx)
+}
+
+/// Takes a segment: the most recently given-back one, else a fresh one, committed. `None`
+/// when the arena is exhausted or the OS refuses to commit.
+pub fn take_segment() -> Option<Taken> {
+    {
+        let mut p = POOL.lock();
+        if let Some(idx) = pop(&mut p.hot).or_else(|| pop(&mut p.old)) {
+            return Some(Taken {
+                idx,
+                resident: true,
+            });
+        }
+        if let Some(idx) = pop(&mut p.cold) {
+            return Some(Taken {
+                idx,
+                resident: false,
+            });
+        }
+    }
     let nsegs = len() / SEGMENT;
     let idx = NEXT_SEG.fetch_add(1, Relaxed);
     if idx >= nsegs {
@@ -145,10 +202,90 @@ pub fn take_segment() -> Option<u32> {
     }
     // SAFETY: the segment lies inside our reservation and nobody else was given index `idx`.
     if unsafe { os::commit(segment_base(idx as u32), SEGMENT) } {
-        Some(idx as u32)
+        Some(Taken {
+            idx: idx as u32,
+            resident: false,
+        })
     } else {
         None
     }
+}
+
+/// Gives a segment back to the pool; `resident` if its pages may still be in memory.
+///
+/// # Safety
+/// The caller's heap owns segment `idx`, has unlinked it, and no page of it holds a live
+/// object or a page tag; ownership passes to the pool.
+pub unsafe fn give_back_segment(idx: u32, resident: bool) {
+    let mut p = POOL.lock();
+    let list = if resident { &mut p.hot } else { &mut p.cold };
+    // SAFETY: the segment is now the pool's (caller contract) and we hold the pool lock.
+    unsafe { seg_meta(idx).get() }.next = *list;
+    *list = idx + 1;
+}
+
+/// Purges a detached pool list (owned by the caller, outside the lock) and moves it to `cold`.
+/// Returns bytes purged.
+fn purge_list(mut list: u32) -> usize {
+    let (head, mut tail, mut bytes) = (list, 0, 0);
+    while list != 0 {
+        let idx = list - 1;
+        // SAFETY: the segment is on a list detached from the pool by our caller, so nothing
+        // else uses it or its metadata; it holds no live object.
+        unsafe { os::purge(segment_base(idx), SEGMENT) };
+        bytes += SEGMENT;
+        tail = idx;
+        // SAFETY: as above.
+        list = unsafe { seg_meta(idx).get() }.next;
+    }
+    if head != 0 {
+        let mut p = POOL.lock();
+        // SAFETY: `tail` ends the detached list; relinking it happens under the pool lock.
+        unsafe { seg_meta(tail).get() }.next = p.cold;
+        p.cold = head;
+    }
+    bytes
+}
+
+/// Decay of the pool, at most once per `interval_ms` whatever the number of callers:
+/// segments given back before the previous pass (so unused for at least a whole interval)
+/// are purged. Returns bytes purged.
+pub fn decay_pool(now_ms: u64, interval_ms: u64) -> usize {
+    let old = {
+        let mut p = POOL.lock();
+        if now_ms.saturating_sub(p.last_decay_ms) < interval_ms {
+            return 0;
+        }
+        p.last_decay_ms = now_ms;
+        let old = p.old;
+        p.old = p.hot;
+        p.hot = 0;
+        old
+    };
+    purge_list(old)
+}
+
+/// Purges every pooled segment now (`malloc_trim`). Returns bytes purged.
+pub fn purge_pool() -> usize {
+    let (hot, old) = {
+        let mut p = POOL.lock();
+        let lists = (p.hot, p.old);
+        p.hot = 0;
+        p.old = 0;
+        lists
+    };
+    purge_list(hot) + purge_list(old)
+}
+
+pub fn lock_for_fork() {
+    POOL.raw_lock();
+}
+
+/// # Safety
+/// Pairs with [`lock_for_fork`] (parent) or runs in the single-threaded child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: caller contract: we hold the pool lock, or are the only thread in the child.
+    unsafe { POOL.raw_unlock() };
 }
 
 pub fn segment_base(idx: u32) -> *mut u8 {

@@ -31,7 +31,13 @@ impl PageBitmap {
         }
     }
 
-    #[cfg(test)]
+    /// Every page set (a reused segment whose pages may all be resident).
+    pub const fn full() -> Self {
+        PageBitmap {
+            words: [u64::MAX; WORDS],
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)
     }

@@ -49,10 +49,11 @@ pub struct HeapLocal {
     medium_low: [u32; MEDIUM_BINS],
     /// Clock (ms) of the last decay pass.
     last_decay_ms: u64,
-    /// Owned segments as a list through `SegInner::next` (index + 1; 0 = none).
-    seg_head: u32,
-    /// Segment most likely to have room (index + 1).
-    seg_hint: u32,
+    /// Owned segments by kind ([`SMALL_SEGS`], [`RUN_SEGS`]) as doubly linked lists through
+    /// `SegInner::next`/`prev` (index + 1; 0 = none).
+    seg_head: [u32; 2],
+    /// Per kind, the segment most likely to have room (index + 1).
+    seg_hint: [u32; 2],
     next_free: *mut Heap,
 }
 
@@ -65,6 +66,13 @@ pub struct Heap {
 }
 
 pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
+
+/// Segment kinds. Small page runs never go back to their segment (objects of a run are not
+/// counted), so they get segments of their own: mixed in, they would pin segments whose
+/// medium runs all came back, which can then return to the arena's pool.
+const SMALL_SEGS: usize = 0;
+/// Medium and large-class runs: given back run by run, and the segment once all are back.
+const RUN_SEGS: usize = 1;
 
 static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
 
@@ -371,7 +379,7 @@ impl Heap {
         if exhausted {
             let pages = sc::run_pages(bin);
             // SAFETY: owner only (caller contract); no `local()` result is live here.
-            let Some(run) = (unsafe { self.alloc_run(pages) }) else {
+            let Some(run) = (unsafe { self.alloc_run(pages, SMALL_SEGS) }) else {
                 return LocalList {
                     head: null_mut(),
                     count: 0,
@@ -494,7 +502,7 @@ impl Heap {
         };
         for _ in 0..carve {
             // SAFETY: owner only (caller contract); no `local()` result is live.
-            let Some(run) = (unsafe { self.alloc_run(pages) }) else {
+            let Some(run) = (unsafe { self.alloc_run(pages, RUN_SEGS) }) else {
                 break;
             };
             // SAFETY: `run` is a fresh page run of this heap (its first page is tagged), and
@@ -510,44 +518,95 @@ impl Heap {
         out
     }
 
-    /// First-fit page run from this heap's segments, taking a new segment when none fits.
+    /// First-fit page run from this heap's segments of `kind`, taking a segment from the
+    /// arena (pooled or fresh) when none fits.
     ///
     /// # Safety
     /// Owner only, with no `local()` result live.
-    unsafe fn alloc_run(&self, pages: usize) -> Option<*mut u8> {
+    unsafe fn alloc_run(&self, pages: usize, kind: usize) -> Option<*mut u8> {
         // SAFETY: owner only, and no other `local()` result is live (caller contract).
         let l = unsafe { self.local() };
-        if l.seg_hint != 0 {
-            // SAFETY: `seg_hint - 1` is one of this heap's segments, and we are its owner.
-            if let Some(p) = unsafe { Self::alloc_in(l.seg_hint - 1, pages) } {
+        let hint = l.seg_hint[kind];
+        if hint != 0 {
+            // SAFETY: `hint - 1` is one of this heap's segments, and we are its owner.
+            if let Some(p) = unsafe { Self::alloc_in(hint - 1, pages) } {
                 return Some(p);
             }
         }
-        let mut s = l.seg_head;
+        let mut s = l.seg_head[kind];
         while s != 0 {
-            if s != l.seg_hint {
+            if s != hint {
                 // SAFETY: `s - 1` is on this heap's segment list, and we are its owner.
                 if let Some(p) = unsafe { Self::alloc_in(s - 1, pages) } {
-                    l.seg_hint = s;
+                    l.seg_hint[kind] = s;
                     return Some(p);
                 }
             }
             // SAFETY: as above: our segment, owner only, no other `SegInner` borrow is live.
             s = unsafe { arena::seg_meta(s - 1).get() }.next;
         }
-        let idx = arena::take_segment()?;
-        self.stats.add(Ev::SegmentsTaken, 1);
+        let t = arena::take_segment()?;
+        let idx = t.idx;
+        self.stats.add(
+            if t.resident {
+                Ev::SegmentsReused
+            } else {
+                Ev::SegmentsTaken
+            },
+            1,
+        );
         // SAFETY: `take_segment` gave segment `idx` to us alone; `m` is dead before
         // `alloc_in` takes its own borrow.
         let m = unsafe { arena::seg_meta(idx).get() };
         m.pages = PageBitmap::new();
-        m.dirty = PageBitmap::new();
+        // A reused segment's pages may be resident: let page decay consider them all.
+        m.dirty = if t.resident {
+            PageBitmap::full()
+        } else {
+            PageBitmap::new()
+        };
         m.aged = PageBitmap::new();
-        m.next = l.seg_head;
-        l.seg_head = idx + 1;
-        l.seg_hint = idx + 1;
+        m.prev = 0;
+        m.next = l.seg_head[kind];
+        if m.next != 0 {
+            // SAFETY: the old head is our segment (owner only); `m` belongs to another segment.
+            unsafe { arena::seg_meta(m.next - 1).get() }.prev = idx + 1;
+        }
+        l.seg_head[kind] = idx + 1;
+        l.seg_hint[kind] = idx + 1;
         // SAFETY: `idx` is now on this heap's segment list, and we are its owner.
         unsafe { Self::alloc_in(idx, pages) }
+    }
+
+    /// Unlinks an empty run segment and gives it back to the arena's pool.
+    ///
+    /// # Safety
+    /// Owner only, no `local()` result or `SegInner` borrow live; segment `idx` is on this
+    /// heap's [`RUN_SEGS`] list and has no page in use (so no live object and no page tag).
+    unsafe fn release_segment(&self, idx: u32, resident: bool) {
+        // SAFETY: owner only (caller contract).
+        let l = unsafe { self.local() };
+        // SAFETY: our segment (caller contract); the borrow ends before the neighbours'.
+        let (prev, next) = {
+            let m = unsafe { arena::seg_meta(idx).get() };
+            (m.prev, m.next)
+        };
+        if prev != 0 {
+            // SAFETY: a neighbour on our list: our segment, owner only.
+            unsafe { arena::seg_meta(prev - 1).get() }.next = next;
+        } else {
+            l.seg_head[RUN_SEGS] = next;
+        }
+        if next != 0 {
+            // SAFETY: as above.
+            unsafe { arena::seg_meta(next - 1).get() }.prev = prev;
+        }
+        if l.seg_hint[RUN_SEGS] == idx + 1 {
+            l.seg_hint[RUN_SEGS] = l.seg_head[RUN_SEGS];
+        }
+        self.stats.add(Ev::SegmentsReturned, 1);
+        // SAFETY: unlinked above, empty (caller contract); ownership passes to the pool.
+        unsafe { arena::give_back_segment(idx, resident) };
     }
 
     /// # Safety
@@ -583,6 +642,13 @@ impl Heap {
         let m = unsafe { arena::seg_meta(idx).get() };
         m.pages.clear_range(page, pages);
         m.dirty.set_range(page, pages);
+        // The segment the heap carves from next stays, so a heap at the edge of needing one
+        // does not give it back and take it again.
+        // SAFETY: owner only (caller contract); `m` is dead, and no `local()` result is live.
+        if m.pages.is_empty() && unsafe { self.local() }.seg_hint[RUN_SEGS] != idx + 1 {
+            // SAFETY: segment `idx` is one of our run segments with no page in use.
+            unsafe { self.release_segment(idx, true) };
+        }
     }
 
     /// Decay of free pages: purges the free pages that were already dirty at the last pass
@@ -635,22 +701,24 @@ impl Heap {
         after: impl Fn(&mut SegInner),
     ) -> usize {
         // SAFETY: owner only (caller contract); the borrow ends with this statement.
-        let mut s = unsafe { self.local() }.seg_head;
+        let heads = unsafe { self.local() }.seg_head;
         let mut bytes = 0;
-        while s != 0 {
-            // SAFETY: `s - 1` is on this heap's segment list and we are its owner; no other
-            // `SegInner` borrow is live.
-            let m = unsafe { arena::seg_meta(s - 1).get() };
-            let base = arena::segment_base(s - 1);
-            for (start, len) in pick(m).set_runs() {
-                let b = len << config::PAGE_SHIFT;
-                // SAFETY: `pick` selects free pages of segment `s - 1`: mapped arena memory that
-                // holds no live object.
-                unsafe { crate::os::purge(base.add(start << config::PAGE_SHIFT), b) };
-                bytes += b;
+        for mut s in heads {
+            while s != 0 {
+                // SAFETY: `s - 1` is on this heap's segment list and we are its owner; no other
+                // `SegInner` borrow is live.
+                let m = unsafe { arena::seg_meta(s - 1).get() };
+                let base = arena::segment_base(s - 1);
+                for (start, len) in pick(m).set_runs() {
+                    let b = len << config::PAGE_SHIFT;
+                    // SAFETY: `pick` selects free pages of segment `s - 1`: mapped arena memory that
+                    // holds no live object.
+                    unsafe { crate::os::purge(base.add(start << config::PAGE_SHIFT), b) };
+                    bytes += b;
+                }
+                after(m);
+                s = m.next;
             }
-            after(m);
-            s = m.next;
         }
         if bytes > 0 {
             self.stats.add(Ev::BytesPurged, bytes as u64);
@@ -729,6 +797,10 @@ impl Heap {
         }
         // SAFETY: owner only (caller contract).
         unsafe { self.decay_pages() };
+        let pooled = arena::decay_pool(now, crate::large::decay_ms());
+        if pooled > 0 {
+            self.stats.add(Ev::BytesPurged, pooled as u64);
+        }
     }
 
     /// Thread exit: moves the spill (a per-owner cursor) and everything queued for the heap
@@ -773,8 +845,33 @@ impl Heap {
                 }
             }
         }
-        // A released heap may wait long for adoption: its free pages go back to the OS now.
+        // A released heap may wait long for adoption: its free pages go back to the OS now,
+        // and its empty run segments to the arena's pool for other heaps.
         // SAFETY: owner only (caller contract); no `local()` result is live.
-        unsafe { self.purge_free_pages() };
+        unsafe {
+            self.purge_free_pages();
+            self.release_empty_segments();
+        }
+    }
+
+    /// Gives every empty run segment back to the arena's pool (after a purge: not resident).
+    ///
+    /// # Safety
+    /// Owner only, no `local()` result live.
+    unsafe fn release_empty_segments(&self) {
+        // SAFETY: owner only (caller contract); the borrow ends with this statement.
+        let mut s = unsafe { self.local() }.seg_head[RUN_SEGS];
+        while s != 0 {
+            // SAFETY: our segment, owner only; the borrow ends with this statement.
+            let (next, empty) = {
+                let m = unsafe { arena::seg_meta(s - 1).get() };
+                (m.next, m.pages.is_empty())
+            };
+            if empty {
+                // SAFETY: one of our run segments with no page in use.
+                unsafe { self.release_segment(s - 1, false) };
+            }
+            s = next;
+        }
     }
 }

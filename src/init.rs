@@ -87,9 +87,11 @@ unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     unsafe { (*crate::tls::tcache()).retire() };
 }
 
-// Lock order (also the nesting order everywhere else): registry → metadata → large tier.
+// Lock order (also the nesting order everywhere else): registry → segment pool → metadata →
+// large tier.
 unsafe extern "C" fn prepare() {
     crate::heap::lock_for_fork();
+    crate::arena::lock_for_fork();
     crate::meta::lock_for_fork();
     crate::large::lock_for_fork();
 }
@@ -100,6 +102,7 @@ unsafe extern "C" fn parent() {
     unsafe {
         crate::large::unlock_after_fork();
         crate::meta::unlock_after_fork();
+        crate::arena::unlock_after_fork();
         crate::heap::unlock_after_fork();
     }
 }

@@ -316,11 +316,17 @@ impl Heap {
         let central = unsafe { &mut self.local().small[bin].central };
         if central.count > 0 {
             self.stats.add(Ev::RefillCentral, 1);
-            // SAFETY: the owner-only central list is well formed.
-            let c = unsafe { central.take(want) };
-            return LocalList {
-                head: c.head,
-                count: c.n,
+            return if central.count <= sc::bin_limit(bin) {
+                // Fits in the bin: taken whole, without walking it (its objects are often
+                // cold: frees of other threads, or a bin handed back at thread exit).
+                core::mem::replace(central, LocalList::EMPTY)
+            } else {
+                // SAFETY: the owner-only central list is well formed.
+                let c = unsafe { central.take(want) };
+                LocalList {
+                    head: c.head,
+                    count: c.n,
+                }
             };
         }
         LocalList {
@@ -449,6 +455,25 @@ impl Heap {
         }
     }
 
+    /// A thread bin coming back at thread exit: like [`put_central`](Self::put_central), but
+    /// a small bin is appended without walking it when the central list is the shorter (the
+    /// objects of a bin filled whole from the stash were never touched, and walking them at
+    /// every thread exit was a cache miss per object).
+    ///
+    /// # Safety
+    /// Owner only; `list` is a well-formed list of free objects of this heap and `bin` with
+    /// an exact count, shared with no other list.
+    pub unsafe fn take_back(&self, bin: usize, mut list: LocalList) {
+        if sc::is_small(bin) {
+            // SAFETY: owner only (caller contract); no other `local()` result is live. Both
+            // lists are well formed with exact counts and share no object.
+            unsafe { self.local().small[bin].central.append(&mut list) };
+        } else {
+            // SAFETY: as the caller contract; `take_all` detaches the whole list.
+            unsafe { self.put_central(bin, list.take_all()) };
+        }
+    }
+
     /// # Safety
     /// Owner only; `c` is a detached chain of free runs of this heap and medium `bin`.
     unsafe fn free_runs(&self, bin: usize, c: Chain) {
@@ -486,13 +511,19 @@ impl Heap {
         let central = &mut l.medium[mi];
         if central.count > 0 {
             self.stats.add(Ev::MediumCentral, 1);
-            // SAFETY: the owner-only central list is well formed.
-            let c = unsafe { central.take(want) };
-            l.medium_low[mi] = l.medium_low[mi].min(central.count);
-            return LocalList {
-                head: c.head,
-                count: c.n,
+            let got = if central.count <= want {
+                // Taken whole, without walking a page per run.
+                core::mem::replace(central, LocalList::EMPTY)
+            } else {
+                // SAFETY: the owner-only central list is well formed.
+                let c = unsafe { central.take(want) };
+                LocalList {
+                    head: c.head,
+                    count: c.n,
+                }
             };
+            l.medium_low[mi] = l.medium_low[mi].min(central.count);
+            return got;
         }
         let pages = sc::run_pages(bin);
         let tag = page_tag::encode(self.id, bin);
@@ -726,9 +757,8 @@ impl Heap {
         bytes
     }
 
-    /// Moves everything other threads queued for this heap (medium inboxes, central intakes,
-    /// and at retirement the owner stashes and transfer caches too) into the central lists,
-    /// whose caps then return surplus runs to the segments. Called at each epoch and at
+    /// Moves everything other threads queued in the medium inboxes and central intakes into
+    /// the central lists, whose caps then return surplus runs to the segments. Called at each epoch and at
     /// thread exit, so queued frees of bins the owner no longer allocates cannot pile up.
     ///
     /// # Safety
@@ -803,8 +833,11 @@ impl Heap {
         }
     }
 
-    /// Thread exit: moves the spill (a per-owner cursor) and everything queued for the heap
-    /// into its central lists, so a released heap holds no backlog while it waits.
+    /// Thread exit: moves the spill into the central lists (the seeds flush it at thread
+    /// exit) and absorbs the medium inboxes and central intakes, whose surplus runs go back to
+    /// their segments. The owner stashes and transfer caches stay as they are: they are the
+    /// heap's, and the next owner pops them in the usual order (moving them cost a walk over
+    /// every cold object at each thread exit).
     ///
     /// # Safety
     /// Owner only.
@@ -815,34 +848,17 @@ impl Heap {
             // SAFETY: owner only (caller contract); no other `local()` result is live, and none
             // is taken while `l` is.
             let l = unsafe { &mut self.local().small[b] };
-            let s = &mut l.spill;
-            if !s.head.is_null() {
-                // SAFETY: the spill is an owner-only, null-terminated list of free objects of
-                // this bin; it is emptied before its objects move to central.
-                unsafe {
-                    let c = Chain::measure(s.head);
-                    *s = LocalList {
-                        head: null_mut(),
-                        count: 0,
-                    };
-                    l.central.push_chain(c);
-                }
+            if l.spill.head.is_null() {
+                continue;
             }
-            let stash = self.shared.stash[b].take_all();
-            if !stash.is_null() {
-                // SAFETY: `stash` is a null-terminated list of this bin's free objects that the
-                // swap made exclusively ours.
-                unsafe { l.central.push_chain(Chain::measure(stash)) };
-            }
-            if TRANSFER_CACHE {
-                loop {
-                    let x = self.shared.xfer[b].pop();
-                    if x.head.is_null() {
-                        break;
-                    }
-                    // SAFETY: `x` is a parked null-terminated chain the swap made ours.
-                    unsafe { l.central.push_chain(Chain::measure(x.head)) };
+            // SAFETY: the spill and central are owner-only, null-terminated lists of free
+            // objects of this bin that share no object. Counted stashes keep the spill's count
+            // exact; otherwise it is an estimate and the spill is measured first.
+            unsafe {
+                if !config::STASH_COUNT {
+                    l.spill.count = Chain::measure(l.spill.head).n;
                 }
+                l.central.append(&mut l.spill);
             }
         }
         // A released heap may wait long for adoption: its free pages go back to the OS now,

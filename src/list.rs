@@ -91,6 +91,11 @@ pub struct LocalList {
 }
 
 impl LocalList {
+    pub const EMPTY: LocalList = LocalList {
+        head: null_mut(),
+        count: 0,
+    };
+
     /// # Safety
     /// `c` is a well-formed chain no other list references.
     pub unsafe fn push_chain(&mut self, c: Chain) {
@@ -136,6 +141,23 @@ impl LocalList {
         // Saturating: a spill's count is only an estimate (see owner_stash).
         self.count = self.count.saturating_sub(c.n);
         c
+    }
+
+    /// Moves every object of `other` (exact count) into this list (exact count), walking only
+    /// the shorter of the two to find a tail to link through.
+    ///
+    /// # Safety
+    /// Both lists are well formed, their counts exact, and they share no object.
+    pub unsafe fn append(&mut self, other: &mut LocalList) {
+        if self.count < other.count {
+            core::mem::swap(self, other);
+        }
+        // SAFETY: `other` is now the shorter list, well formed with an exact count (caller
+        // contract).
+        let c = unsafe { other.take_all() };
+        // SAFETY: `c` was detached from `other` and shares no object with `self` (caller
+        // contract).
+        unsafe { self.push_chain(c) };
     }
 
     /// Detaches everything.
@@ -214,6 +236,24 @@ pub mod tests {
             let t = l.take(3);
             assert_eq!(t.n, 3);
             assert_eq!(l.count, 6);
+            let mut big = LocalList {
+                head: null_mut(),
+                count: 0,
+            };
+            big.push_chain(link(&objects(5)));
+            let mut small = LocalList {
+                head: null_mut(),
+                count: 0,
+            };
+            small.push_chain(l.take(2));
+            small.append(&mut big);
+            assert_eq!((small.count, big.count), (7, 0));
+            assert!(big.head.is_null());
+            assert_eq!(collect(small.head).len(), 7);
+            l.append(&mut small);
+            assert_eq!(collect(l.head).len() as u32, l.count);
+            assert_eq!(l.count, 11);
+            l.take(5);
             let rest = l.take_all();
             assert_eq!(rest.n, 6);
             assert!(l.head.is_null());

@@ -283,7 +283,7 @@ impl ThreadCache {
         }
         for bin in 0..NUM_BINS {
             let b = &mut self.bins[bin];
-            let mut l = LocalList {
+            let l = LocalList {
                 head: b.head,
                 count: b.count,
             };
@@ -293,8 +293,8 @@ impl ThreadCache {
                 limit: 0,
             };
             // SAFETY: we own `h`; a thread bin is a well-formed list with an exact count,
-            // holding only free objects of our heap and `bin`.
-            unsafe { h.put_central(bin, l.take_all()) };
+            // holding only free objects of our heap and `bin`, and it is detached above.
+            unsafe { h.take_back(bin, l) };
         }
         // SAFETY: we are still `h`'s owner (it is released only below).
         unsafe { h.retire() };

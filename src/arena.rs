@@ -50,8 +50,9 @@ pub struct SegInner {
 
 impl SegMeta {
     /// # Safety
-    /// Only the owner of the heap that took this segment may call this (or, for a pooled
-    /// segment, the holder of the pool lock), and not re-entrantly.
+    /// Only the owner of the heap that took this segment may call this — for a pooled segment
+    /// the holder of the pool lock, for a list `purge_list` detached from the pool the thread
+    /// that detached it — and not re-entrantly.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get(&self) -> &mut SegInner {
         // SAFETY: only the owning heap's owner calls this, never re-entrantly (caller
@@ -79,6 +80,13 @@ fn try_reserve(len: usize) -> bool {
     let Some(raw) = os::reserve(len + SEGMENT) else {
         return false;
     };
+    // Owner stashes pack arena pointers into 48 bits (`owner_stash`): refuse a reservation
+    // reaching above that (Linux never places one there without an address hint).
+    if raw as usize + len + SEGMENT > 1 << 48 {
+        // SAFETY: `raw` is our fresh reservation.
+        unsafe { os::unmap(raw, len + SEGMENT) };
+        return false;
+    }
     let Some(tags) = os::map_rw_noreserve(pages * 4) else {
         // SAFETY: `raw` is our fresh reservation.
         unsafe { os::unmap(raw, len + SEGMENT) };
@@ -307,7 +315,7 @@ pub fn seg_meta(idx: u32) -> &'static SegMeta {
     unsafe { &*SEGS.load(Relaxed).add(idx as usize) }
 }
 
-/// Bytes of arena handed to heaps so far.
+/// High-water mark of arena bytes committed (segments ever taken fresh; pooled ones included).
 pub fn committed_bytes() -> usize {
     NEXT_SEG.load(Relaxed).min(len() / SEGMENT) * SEGMENT
 }

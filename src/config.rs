@@ -31,7 +31,8 @@ pub const CHECKED: bool = cfg!(feature = "checked");
 pub const STASH_MAX_OBJS: u32 = if STASH_CAPPED { 256 } else { 0 };
 /// Whether the stash has a cap (and so may refuse a push).
 pub const STASH_CAPPED: bool = cfg!(feature = "stash-max");
-/// S44 drain limit: objects taken by one `pop_batch` (= the small refill batch).
+/// S44 drain limit: objects one `pop_batch` takes by walking (= the small refill batch); a
+/// counted pop takes a stash of at most the bin's limit whole instead.
 pub const STASH_DRAIN_LIMIT: u32 = SMALL_REFILL_BATCH;
 /// Whole-list slots per (heap, small bin) in the transfer cache.
 pub const TRANSFER_SLOTS: usize = 4;

@@ -433,7 +433,8 @@ impl Heap {
         if c.n == 0 {
             return;
         }
-        // SAFETY: owner only (caller contract); `free_runs` below takes no `local()` result.
+        // SAFETY: owner only (caller contract); `l` is last used before `free_runs` below
+        // takes its own `local()` result.
         let l = unsafe { self.local() };
         if sc::is_small(bin) {
             // SAFETY: `c` holds free objects of this heap and `bin` (caller contract).
@@ -620,8 +621,15 @@ impl Heap {
         // SAFETY: our segment (caller contract); the borrow ends before the neighbours'.
         let (prev, next) = {
             let m = unsafe { arena::seg_meta(idx).get() };
+            debug_assert!(m.pages.is_empty());
             (m.prev, m.next)
         };
+        // Only run segments come back, and a run tags only its first page, which `free_run`
+        // cleared: a pooled segment must route no `free` anywhere.
+        debug_assert!((0..arena::PAGES_PER_SEGMENT).all(|i| {
+            arena::tag_at(((idx as usize) << config::SEGMENT_SHIFT) + (i << config::PAGE_SHIFT))
+                == 0
+        }));
         if prev != 0 {
             // SAFETY: a neighbour on our list: our segment, owner only.
             unsafe { arena::seg_meta(prev - 1).get() }.next = next;
@@ -662,7 +670,8 @@ impl Heap {
     /// [`decay_pages`]: Self::decay_pages
     ///
     /// # Safety
-    /// Owner only; `p` starts a run of `pages` pages of this heap that holds no live object.
+    /// Owner only, with no `local()` result or `SegInner` borrow live; `p` starts a run of
+    /// `pages` pages of this heap that holds no live object.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
         // SAFETY: `p` starts a run of this heap (caller contract); only its first page is tagged.
         unsafe { arena::set_tags(p, 1, 0) };

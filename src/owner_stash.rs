@@ -198,7 +198,9 @@ impl OwnerStash {
                 if !(mode.fastpop && self.push_back_if_empty(rest, back.n, mode)) {
                     // SAFETY: `back` is a well-formed non-empty chain we own; ownership passes
                     // back to the stack.
-                    unsafe { self.push_list(back, mode, 0) }.ok();
+                    let r = unsafe { self.push_list(back, mode, 0) };
+                    // Cap 0: a push is never refused, so nothing is dropped here.
+                    debug_assert!(r.is_ok());
                 }
             }
         }

@@ -18,7 +18,7 @@ pub struct MpscStack {
 }
 
 impl MpscStack {
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     pub fn new() -> Self {
         MpscStack {
             head: AtomicPtr::new(null_mut()),

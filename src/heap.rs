@@ -316,18 +316,10 @@ impl Heap {
         let central = unsafe { &mut self.local().small[bin].central };
         if central.count > 0 {
             self.stats.add(Ev::RefillCentral, 1);
-            return if central.count <= sc::bin_limit(bin) {
-                // Fits in the bin: taken whole, without walking it (its objects are often
-                // cold: frees of other threads, or a bin handed back at thread exit).
-                core::mem::replace(central, LocalList::EMPTY)
-            } else {
-                // SAFETY: the owner-only central list is well formed.
-                let c = unsafe { central.take(want) };
-                LocalList {
-                    head: c.head,
-                    count: c.n,
-                }
-            };
+            // Whole if it fits in the bin: its objects are often cold (frees of other threads,
+            // or a bin handed back at thread exit).
+            // SAFETY: the owner-only central list is well formed with an exact count.
+            return unsafe { central.take_whole_or(sc::bin_limit(bin), want) };
         }
         LocalList {
             head: null_mut(),
@@ -512,17 +504,9 @@ impl Heap {
         let central = &mut l.medium[mi];
         if central.count > 0 {
             self.stats.add(Ev::MediumCentral, 1);
-            let got = if central.count <= want {
-                // Taken whole, without walking a page per run.
-                core::mem::replace(central, LocalList::EMPTY)
-            } else {
-                // SAFETY: the owner-only central list is well formed.
-                let c = unsafe { central.take(want) };
-                LocalList {
-                    head: c.head,
-                    count: c.n,
-                }
-            };
+            // Whole when it is at most a refill: no walk over a page per run.
+            // SAFETY: the owner-only central list is well formed with an exact count.
+            let got = unsafe { central.take_whole_or(want, want) };
             l.medium_low[mi] = l.medium_low[mi].min(central.count);
             return got;
         }

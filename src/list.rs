@@ -160,6 +160,23 @@ impl LocalList {
         unsafe { self.push_chain(c) };
     }
 
+    /// Detaches the whole list if it holds at most `whole` objects — without walking it, which
+    /// matters when its objects are cold — else the first `want` (walking those).
+    ///
+    /// # Safety
+    /// The list is well formed and `count` is exact.
+    pub unsafe fn take_whole_or(&mut self, whole: u32, want: u32) -> LocalList {
+        if self.count <= whole {
+            return core::mem::replace(self, LocalList::EMPTY);
+        }
+        // SAFETY: the list is well formed (caller contract).
+        let c = unsafe { self.take(want) };
+        LocalList {
+            head: c.head,
+            count: c.n,
+        }
+    }
+
     /// Detaches everything.
     ///
     /// # Safety
@@ -254,8 +271,19 @@ pub mod tests {
             assert_eq!(collect(l.head).len() as u32, l.count);
             assert_eq!(l.count, 11);
             l.take(5);
+            let big = l.take_whole_or(3, 2);
+            assert_eq!((big.count, l.count), (2, 4));
+            assert_eq!(collect(big.head).len(), 2);
+            let mut l2 = LocalList {
+                head: null_mut(),
+                count: 0,
+            };
+            l2.push_chain(l.take(2));
+            let whole = l2.take_whole_or(3, 1);
+            assert_eq!((whole.count, l2.count), (2, 0));
+            assert!(l2.head.is_null());
             let rest = l.take_all();
-            assert_eq!(rest.n, 6);
+            assert_eq!(rest.n, 2);
             assert!(l.head.is_null());
             assert!(l.pop().is_null());
         }

@@ -331,28 +331,42 @@ unsafe fn drain(
     assert!(s.is_empty() && spill.head.is_null());
 }
 
-/// Producer A pushes a chain of 2, producer B a chain of 1; the owner pops `want = 1` twice
-/// concurrently (so pops leave a remainder to push back or spill; counted pops take up to
-/// two whole), then drains after joins.
-fn stash_pop_vs_push(mode: PopMode, bound: usize) {
-    let out = model(bound, move || {
-        let objs = Objs::new(3);
+/// The stash models: each producer pushes its chains (lists of object indices) in order while
+/// the owner pops `pops` times with `want = 1`, `whole = 2` (so pops leave a remainder to push
+/// back or spill, and counted pops take up to two whole), then drains with `drain_want` after
+/// the joins. Returns the set of object counts the owner could see before the joins.
+fn stash_model(
+    mode: PopMode,
+    bound: usize,
+    producers: &'static [&'static [&'static [usize]]],
+    pops: usize,
+    drain_want: u32,
+) -> BTreeSet<u32> {
+    let total = producers
+        .iter()
+        .flat_map(|p| p.iter())
+        .map(|c| c.len())
+        .sum();
+    model(bound, move || {
+        let objs = Objs::new(total);
         let s = Arc::new(OwnerStash::new());
-        let producers: Vec<_> = [std::vec![0usize, 1], std::vec![2]]
-            .into_iter()
-            .map(|idx| {
+        let threads: Vec<_> = producers
+            .iter()
+            .map(|&chains| {
                 let (objs, s) = (objs.clone(), s.clone());
                 // SAFETY: the producer links only its own objects, each handed over once.
                 thread::spawn(move || unsafe {
                     objs.start();
-                    assert!(s.push_list(objs.chain(&idx), mode, 0).is_ok());
+                    for &c in chains {
+                        assert!(s.push_list(objs.chain(c), mode, 0).is_ok());
+                    }
                 })
             })
             .collect();
         objs.start();
         let mut seen = Seen::new(&objs);
         let mut spill = empty_list();
-        for _ in 0..2 {
+        for _ in 0..pops {
             // SAFETY: this thread is the only consumer and owns `spill`.
             let p = unsafe { s.pop_batch(&mut spill, 1, 2, mode) };
             assert!(p.list.count <= if mode.count { 2 } else { 1 });
@@ -360,14 +374,20 @@ fn stash_pop_vs_push(mode: PopMode, bound: usize) {
             unsafe { seen.local(p.list) };
         }
         let early = seen.total();
-        for p in producers {
-            p.join().unwrap();
+        for t in threads {
+            t.join().unwrap();
         }
         // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
-        unsafe { drain(&s, &mut spill, 1, 2, mode, &mut seen) };
+        unsafe { drain(&s, &mut spill, drain_want, 2, mode, &mut seen) };
         seen.all_once();
         early
-    });
+    })
+}
+
+/// Producer A pushes a chain of 2, producer B a chain of 1; the owner pops twice concurrently,
+/// then drains one at a time.
+fn stash_pop_vs_push(mode: PopMode, bound: usize) {
+    let out = stash_model(mode, bound, &[&[&[0, 1]], &[&[2]]], 2, 1);
     let expect = if mode.count { 0..=3 } else { 0..=2 };
     assert_eq!(out, expect.collect::<BTreeSet<u32>>(), "{mode:?}");
 }
@@ -398,41 +418,9 @@ fn stash_spill_fastpop_count() {
 }
 
 /// Two producers each push two single-object chains while the owner pops once (the remainder
-/// push-back then races more pushes; a counted pop takes up to two whole), then drains with a
-/// larger `want`.
+/// push-back then races more pushes), then drains with a larger `want`.
 fn stash_many_pushes(mode: PopMode, bound: usize) {
-    let out = model(bound, move || {
-        let objs = Objs::new(4);
-        let s = Arc::new(OwnerStash::new());
-        let producers: Vec<_> = [[0usize, 1], [2, 3]]
-            .into_iter()
-            .map(|idx| {
-                let (objs, s) = (objs.clone(), s.clone());
-                // SAFETY: the producer links only its own objects, each handed over once.
-                thread::spawn(move || unsafe {
-                    objs.start();
-                    for i in idx {
-                        assert!(s.push_list(objs.chain(&[i]), mode, 0).is_ok());
-                    }
-                })
-            })
-            .collect();
-        objs.start();
-        let mut seen = Seen::new(&objs);
-        let mut spill = empty_list();
-        // SAFETY: this thread is the only consumer and owns `spill`.
-        let p = unsafe { s.pop_batch(&mut spill, 1, 2, mode) };
-        // SAFETY: the list came out of the structure under test and is now ours.
-        unsafe { seen.local(p.list) };
-        let early = seen.total();
-        for p in producers {
-            p.join().unwrap();
-        }
-        // SAFETY: producers are joined; this thread is the only consumer and owns `spill`.
-        unsafe { drain(&s, &mut spill, 2, 2, mode, &mut seen) };
-        seen.all_once();
-        early
-    });
+    let out = stash_model(mode, bound, &[&[&[0], &[1]], &[&[2], &[3]]], 1, 2);
     let expect = if mode.count { 0..=2 } else { 0..=1 };
     assert_eq!(out, expect.collect::<BTreeSet<u32>>(), "{mode:?}");
 }

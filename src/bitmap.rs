@@ -1,7 +1,7 @@
 //! The page bitmap of one segment: a set bit is a page in use. First-fit search for a run of
 //! free pages. Plain data; the owning heap is its only user.
 
-pub const BITS: usize = 256;
+pub const BITS: usize = 1 << (crate::config::SEGMENT_SHIFT - crate::config::PAGE_SHIFT);
 const WORDS: usize = BITS / 64;
 
 #[derive(Clone, Copy)]

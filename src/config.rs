@@ -19,6 +19,10 @@ pub const STASH_FASTPOP: bool = cfg!(feature = "stash-fastpop");
 pub const STASH_COUNT: bool = cfg!(feature = "stash-count");
 /// S48: leftovers of a pop stay in a heap-resident spill consumed first.
 pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
+/// A remote free of a medium run goes into the freeing thread's own bin (the run keeps its
+/// owner's tag) instead of travelling back to the owner; runs leave a heap's central for their
+/// segments only through their owner (DESIGN §6 deviation, see docs/ab.md).
+pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
 /// Event-only statistics.
@@ -67,6 +71,15 @@ pub const ARENA_GB_DEFAULT: usize = 64;
 pub const SEGMENT_SHIFT: u32 = 20;
 /// Page size the tag table and page runs are counted in.
 pub const PAGE_SHIFT: u32 = 12;
+
+/// Bytes of free runs a heap keeps per medium bin in its central list; the surplus goes back
+/// to the segments, and runs idle for a decay interval go back too. Remote frees arrive in
+/// bursts (a descheduled owner's whole backlog at once), and a central that could not hold a
+/// burst sent adopted runs back to owners that were not running: mt-remote T=32 16–32768
+/// used 3.4 GB at 1 MiB, 1.5 GB at 16 MiB (docs/ab.md).
+pub const MEDIUM_CENTRAL_BYTES: usize = 16 << 20;
+/// What a heap keeps per medium bin when its thread exits (the next owner's warm start).
+pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
 
 /// Large blocks kept per large-cache shard, in bytes.
 pub const LARGE_CACHE_BYTES: usize = 128 << 20;

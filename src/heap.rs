@@ -420,7 +420,8 @@ impl Heap {
     /// Takes back objects from a thread bin (overflow or thread exit).
     ///
     /// # Safety
-    /// Owner only; `c` holds free objects of this heap and `bin`.
+    /// Owner only; `c` holds free objects of `bin`, all of this heap except that a medium
+    /// chain may hold adopted runs of other heaps ([`config::MEDIUM_ADOPT`]).
     pub unsafe fn put_central(&self, bin: usize, c: Chain) {
         if c.n == 0 {
             return;
@@ -434,13 +435,13 @@ impl Heap {
             return;
         }
         let central = &mut l.medium[bin - SMALL_BINS];
-        // SAFETY: `c` holds free runs of this heap and `bin` (caller contract).
+        // SAFETY: `c` holds free runs of `bin` (caller contract).
         unsafe { central.push_chain(c) };
-        let cap = sc::medium_central_cap(bin);
+        let cap = sc::medium_central_cap(bin, config::MEDIUM_CENTRAL_BYTES);
         if central.count > cap {
             // Give the surplus runs back to their segments so other classes can use the pages.
             // SAFETY: owner only; the central list is well formed and `extra` is detached from
-            // it, free runs of this heap's medium `bin`.
+            // it, free runs of medium `bin` (ours or adopted).
             unsafe {
                 let extra = central.take(central.count - cap);
                 self.free_runs(bin, extra);
@@ -454,8 +455,8 @@ impl Heap {
     /// every thread exit was a cache miss per object).
     ///
     /// # Safety
-    /// Owner only; `list` is a well-formed list of free objects of this heap and `bin` with
-    /// an exact count, shared with no other list.
+    /// Owner only; `list` is a well-formed list of free objects of `bin` with an exact count,
+    /// shared with no other list, as [`put_central`](Self::put_central) accepts them.
     pub unsafe fn take_back(&self, bin: usize, mut list: LocalList) {
         if sc::is_small(bin) {
             // SAFETY: owner only (caller contract); no other `local()` result is live. Both
@@ -467,20 +468,77 @@ impl Heap {
         }
     }
 
+    /// Gives runs back to their segments; an adopted run of another heap goes to its owner's
+    /// inbox instead, since only the owner touches a segment's bitmap.
+    ///
     /// # Safety
-    /// Owner only; `c` is a detached chain of free runs of this heap and medium `bin`.
+    /// Owner only; `c` is a detached chain of free runs of medium `bin` (ours or adopted).
     unsafe fn free_runs(&self, bin: usize, c: Chain) {
         let mut p = c.head;
+        let mut home = 0;
         for _ in 0..c.n {
             // SAFETY: `p` is one of the `c.n` free runs of `c` (caller contract): its link is
-            // read before the run goes back to its segment, and nothing else references it.
+            // read before the run is handed on, and nothing else references it.
             unsafe {
                 let nx = crate::list::next(p);
-                self.free_run(p, sc::run_pages(bin));
+                match self.foreign_owner(p) {
+                    // The run's tag names `dst` and `bin`; it is free and now the inbox's.
+                    Some(dst) => {
+                        send_one(p, dst, bin, &self.stats, false);
+                        home += 1;
+                    }
+                    None => self.free_run(p, sc::run_pages(bin)),
+                }
                 p = nx;
             }
         }
-        self.stats.add(Ev::RunsReturned, c.n as u64);
+        self.stats.add(Ev::RunsReturned, (c.n - home) as u64);
+        self.stats.add(Ev::RunsSentHome, home as u64);
+    }
+
+    /// The owner of a medium run held by this heap when that is another heap (an adopted run).
+    fn foreign_owner(&self, run: *mut u8) -> Option<u32> {
+        if !config::MEDIUM_ADOPT {
+            return None;
+        }
+        let off = arena::offset(run)?;
+        match page_tag::decode(arena::tag_at(off)) {
+            Some((owner, _)) if owner != self.id => Some(owner),
+            _ => None,
+        }
+    }
+
+    /// Thread exit: each medium central list shrinks to what a heap keeps while it waits for
+    /// a new owner ([`config::MEDIUM_RETIRE_BYTES`]), and adopted runs go home, so a released
+    /// heap pins no other heap's segment.
+    ///
+    /// # Safety
+    /// Owner only, no `local()` result live.
+    unsafe fn shrink_medium_for_exit(&self) {
+        for mi in 0..MEDIUM_BINS {
+            let bin = SMALL_BINS + mi;
+            let keep = sc::medium_central_cap(bin, config::MEDIUM_RETIRE_BYTES);
+            // SAFETY: owner only (caller contract); the borrow ends with this statement.
+            let all = unsafe { self.local().medium[mi].take_all() };
+            let mut p = all.head;
+            for _ in 0..all.n {
+                // SAFETY: `p` is one of the `all.n` free runs of `bin` just detached from the
+                // central list (ours or adopted); its link is read before it is handed on, and
+                // the `local()` borrow ends within the statement.
+                unsafe {
+                    let nx = crate::list::next(p);
+                    if self.foreign_owner(p).is_none() && self.local().medium[mi].count < keep {
+                        self.local().medium[mi].push(p);
+                    } else {
+                        self.free_runs(bin, Chain { head: p, tail: p, n: 1 });
+                    }
+                    p = nx;
+                }
+            }
+            // SAFETY: owner only; the borrows above have ended.
+            let l = unsafe { self.local() };
+            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+        }
     }
 
     /// Medium refill: inbox (whole), then up to `want` runs from central, else `carve` new runs.
@@ -657,6 +715,7 @@ impl Heap {
     /// Owner only, with no `local()` result or `SegInner` borrow live; `p` starts a run of
     /// `pages` pages of this heap that holds no live object.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
+        debug_assert!(self.foreign_owner(p).is_none(), "an adopted run reached free_run");
         // SAFETY: `p` starts a run of this heap (caller contract); only its first page is tagged.
         unsafe { arena::set_tags(p, 1, 0) };
         let (idx, page) = arena::locate(p);
@@ -835,8 +894,11 @@ impl Heap {
     /// # Safety
     /// Owner only.
     pub unsafe fn retire(&self) {
-        // SAFETY: owner only (caller contract).
-        unsafe { self.drain_queues() };
+        // SAFETY: owner only (caller contract), no `local()` result live.
+        unsafe {
+            self.drain_queues();
+            self.shrink_medium_for_exit();
+        }
         for b in 0..SMALL_BINS {
             // SAFETY: owner only (caller contract); no other `local()` result is live, and none
             // is taken while `l` is.

@@ -156,10 +156,10 @@ pub const fn bin_limit(bin: usize) -> u32 {
     }
 }
 
-/// Medium runs a heap keeps in its central list per bin (~1 MiB, at least two) before the
-/// surplus goes back to the segments' page bitmaps.
-pub const fn medium_central_cap(bin: usize) -> u32 {
-    let by_bytes = ((1 << 20) / bin_size(bin)) as u32;
+/// Medium runs a heap keeps in its central list per bin (about `bytes`, at least two) before
+/// the surplus goes back to the segments' page bitmaps (or, for adopted runs, to their owner).
+pub const fn medium_central_cap(bin: usize, bytes: usize) -> u32 {
+    let by_bytes = (bytes / bin_size(bin)) as u32;
     if by_bytes > 2 {
         by_bytes
     } else {

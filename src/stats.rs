@@ -50,6 +50,8 @@ events! {
     LargeCacheHits = "large cache hits",
     LargeUnmaps = "large blocks unmapped",
     BytesPurged = "bytes purged",
+    MediumAdopted = "medium remote frees kept by the freeing thread",
+    RunsSentHome = "adopted medium runs sent back to their owner",
 }
 
 const N: usize = LABELS.len();

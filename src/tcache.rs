@@ -215,7 +215,7 @@ impl ThreadCache {
         b.head = l.head;
         b.count = l.count;
         // SAFETY: ACTIVE, so we own `h`; `front` is detached from the bin and holds free
-        // objects of our heap and `bin` (only our own objects enter our bins).
+        // objects of `bin`: ours, or adopted medium runs, which `put_central` accepts.
         unsafe { h.put_central(bin, front) };
         h.stats.add(Ev::BinOverflow, 1);
     }
@@ -232,6 +232,22 @@ impl ThreadCache {
     pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
         // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
         let h = unsafe { &*self.heap };
+        if config::MEDIUM_ADOPT && !sc::is_small(bin) {
+            // The run is reused here, where memory is being allocated now, instead of waiting in
+            // the inbox of an owner that may not run for a while. It keeps its owner's tag;
+            // `Heap::free_runs` sends it home when it leaves our central list.
+            let b = &mut self.bins[bin];
+            // SAFETY: `p` is a free run of `bin` (caller contract), now owned by this bin.
+            unsafe { crate::list::set_next(p, b.head) };
+            b.head = p;
+            b.count += 1;
+            h.stats.add(Ev::MediumAdopted, 1);
+            if b.count > b.limit {
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.overflow(bin) };
+            }
+            return;
+        }
         if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
             if self.remote.is_full() {
                 // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
@@ -293,7 +309,8 @@ impl ThreadCache {
                 limit: 0,
             };
             // SAFETY: we own `h`; a thread bin is a well-formed list with an exact count,
-            // holding only free objects of our heap and `bin`, and it is detached above.
+            // holding free objects of `bin` (ours, or adopted medium runs, which `take_back`
+            // accepts), and it is detached above.
             unsafe { h.take_back(bin, l) };
         }
         // SAFETY: we are still `h`'s owner (it is released only below).

@@ -120,6 +120,58 @@ fn producer_consumer_cross_thread_frees() {
     );
 }
 
+/// Medium blocks passed around a ring of threads (mt-remote's shape): each thread frees what
+/// its predecessor sent (a remote medium free, kept by the freeing thread with
+/// `medium-adopt`), allocates medium blocks of every class (reusing adopted runs), and some
+/// threads exit midway, so adopted runs travel home while their owners' heaps are recycled.
+#[test]
+fn medium_ring_adopt_reuse_and_exit() {
+    let t = 4;
+    for round in 0..3u32 {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..t).map(|_| mpsc::channel::<Block>()).unzip();
+        let mut rxs: Vec<Option<mpsc::Receiver<Block>>> = rxs.into_iter().map(Some).collect();
+        let hs: Vec<_> = (0..t)
+            .map(|i| {
+                let rx = rxs[i].take().unwrap();
+                let tx = txs[(i + 1) % t].clone();
+                thread::spawn(move || {
+                    let mut rng = Lcg(round * 100 + i as u32);
+                    let mut slots: Vec<Option<Block>> = (0..64).map(|_| None).collect();
+                    // The first thread leaves early, while blocks it allocated are in flight.
+                    let iters = if i == 0 { 2_000 } else { 8_000 };
+                    for k in 0..iters {
+                        while let Ok(b) = rx.try_recv() {
+                            b.check();
+                        }
+                        let s = rng.next() as usize % slots.len();
+                        match slots[s].take() {
+                            Some(b) if rng.next() % 2 == 0 => {
+                                // The first thread may be gone: free it here instead.
+                                if let Err(back) = tx.send(b) {
+                                    back.0.check();
+                                }
+                            }
+                            Some(b) => b.check(),
+                            None => {
+                                let size = 2049 + rng.next() as usize % (65_536 - 2048);
+                                let id = (round as u64) << 40 | (i as u64) << 32 | k as u64;
+                                slots[s] = Some(Block::new(id, size));
+                            }
+                        }
+                    }
+                    slots.iter().flatten().for_each(Block::check);
+                    // Whatever is still queued for us is checked when the receiver drops.
+                    rx.try_iter().for_each(|b| b.check());
+                })
+            })
+            .collect();
+        drop(txs);
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+}
+
 #[test]
 fn thread_churn_over_generations() {
     // Each generation frees what the previous (now exited) generation allocated, so heaps are

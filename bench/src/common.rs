@@ -171,6 +171,30 @@ pub fn arg_u32(args: &[String], i: usize, name: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("{name}: {v} is too large"))
 }
 
+/// The timed span of a multi-threaded run, from the workers' own clocks: the earliest moment a
+/// worker left the start barrier to the latest moment one finished. The main thread's clock
+/// is not used: on an oversubscribed machine it can be descheduled just after the barrier
+/// (measured runs of 2 ms for 15 ms of work) or before it reads the end time.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
+}
+
+impl Span {
+    /// Smallest span covering all of `spans`; None when there are none.
+    pub fn covering(spans: impl IntoIterator<Item = Span>) -> Option<Span> {
+        spans.into_iter().reduce(|a, b| Span {
+            start: a.start.min(b.start),
+            end: a.end.max(b.end),
+        })
+    }
+
+    pub fn secs(&self) -> f64 {
+        self.end.saturating_duration_since(self.start).as_secs_f64()
+    }
+}
+
 /// One benchmark result: printed as a single machine-parseable line
 /// `RESULT bench=NAME ops=N secs=S ops_per_sec=X key=value ...`.
 #[derive(Clone, Debug)]

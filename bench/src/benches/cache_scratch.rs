@@ -43,6 +43,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 .name(format!("scratch-{i}"))
                 .spawn(move || {
                     start.wait();
+                    let t0 = Instant::now();
                     let mut sink = unsafe { free_touch(first as *mut u8) };
                     for _ in 0..iters {
                         let p = alloc_touch(objsize, 0);
@@ -57,20 +58,26 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                         }
                         sink ^= unsafe { free_touch(p) };
                     }
-                    sink
+                    let span = Span {
+                        start: t0,
+                        end: Instant::now(),
+                    };
+                    (sink, span)
                 })
                 .map_err(|e| format!("spawn: {e}"))?,
         );
     }
     start.wait();
-    let t0 = Instant::now();
     let mut sink = 0u8;
+    let mut spans = Vec::with_capacity(threads);
     for h in handles {
-        sink ^= h
+        let (s, span) = h
             .join()
             .map_err(|_| "a benchmark thread panicked".to_string())?;
+        sink ^= s;
+        spans.push(span);
     }
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = Span::covering(spans).ok_or("no thread ran")?.secs();
     std::hint::black_box(sink);
 
     let ops = threads as u64 * (1 + 2 * iters);

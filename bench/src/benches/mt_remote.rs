@@ -10,9 +10,10 @@
 //! `MIN + r % (MAX − MIN + 1)` bytes. The remote decision uses the high half of the same draw
 //! (`common::percent_of`), so the slot/size sequence does not depend on REMOTE_PCT.
 //!
-//! Timing runs from a start barrier until every thread has finished its loop *and* drained
-//! its ring (after a barrier, so no producer is still pushing); the final free of each
-//! thread's own slots is neither timed nor counted. Ops = mallocs + frees, a remote free
+//! Timing runs from the first thread leaving the start barrier until the last thread has
+//! finished its loop *and* drained its ring (after a barrier, so no producer is still
+//! pushing), read from the workers' own clocks ([`Span`]); the final free of each thread's
+//! own slots is neither timed nor counted. Ops = mallocs + frees, a remote free
 //! counted once, by the thread that frees it. ITERS is per thread.
 
 use crate::common::*;
@@ -106,6 +107,7 @@ struct Counts {
     sends: u64,
     fallbacks: u64,
     sink: u8,
+    span: Option<Span>,
 }
 
 pub fn run(args: &[String]) -> Result<Report, String> {
@@ -145,6 +147,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 let cached_head = Cell::new(0usize);
                 let mut sink = 0u8;
                 bars[0].wait();
+                let start = Instant::now();
                 for _ in 0..iters {
                     c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
                     let r = rng.next_u32();
@@ -168,6 +171,10 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 }
                 bars[1].wait();
                 c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
+                c.span = Some(Span {
+                    start,
+                    end: Instant::now(),
+                });
                 bars[2].wait();
                 for p in slots.iter_mut().filter(|p| !p.is_null()) {
                     sink ^= unsafe { free_touch(*p) };
@@ -180,12 +187,11 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         handles.push(h);
     }
     bars[0].wait();
-    let t0 = Instant::now();
     bars[1].wait();
     bars[2].wait();
-    let secs = t0.elapsed().as_secs_f64();
 
     let mut tot = Counts::default();
+    let mut spans = Vec::with_capacity(threads);
     for h in handles {
         let c = h
             .join()
@@ -196,7 +202,9 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         tot.sends += c.sends;
         tot.fallbacks += c.fallbacks;
         tot.sink ^= c.sink;
+        spans.extend(c.span);
     }
+    let secs = Span::covering(spans).ok_or("no thread ran")?.secs();
     std::hint::black_box(tot.sink);
     debug_assert_eq!(tot.sends, tot.recv_frees);
 

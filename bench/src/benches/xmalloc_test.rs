@@ -66,6 +66,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 .spawn(move || {
                     let mut rng = Lcg::for_thread(i);
                     start.wait();
+                    let t0 = Instant::now();
                     for _ in 0..batches {
                         let mut buf = {
                             let mut q = sh.q.lock().unwrap();
@@ -85,7 +86,11 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                     }
                     sh.q.lock().unwrap().producers_done += 1;
                     sh.have_full.notify_all();
-                    (batches * batch as u64, 0u64, 0u8)
+                    let span = Span {
+                        start: t0,
+                        end: Instant::now(),
+                    };
+                    (batches * batch as u64, 0u64, 0u8, span)
                 })
                 .map_err(|e| format!("spawn: {e}"))?,
         );
@@ -100,6 +105,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                     let mut frees = 0u64;
                     let mut sink = 0u8;
                     start.wait();
+                    let t0 = Instant::now();
                     loop {
                         let mut buf = {
                             let mut q = sh.q.lock().unwrap();
@@ -122,25 +128,30 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                         sh.q.lock().unwrap().empty.push_back(buf.take().unwrap());
                         sh.have_empty.notify_one();
                     }
-                    (0u64, frees, sink)
+                    let span = Span {
+                        start: t0,
+                        end: Instant::now(),
+                    };
+                    (0u64, frees, sink, span)
                 })
                 .map_err(|e| format!("spawn: {e}"))?,
         );
     }
     start.wait();
-    let t0 = Instant::now();
+    let mut spans = Vec::with_capacity(threads);
     let mut mallocs = 0u64;
     let mut frees = 0u64;
     let mut sink = 0u8;
     for h in handles {
-        let (m, f, s) = h
+        let (m, f, s, span) = h
             .join()
             .map_err(|_| "a benchmark thread panicked".to_string())?;
         mallocs += m;
         frees += f;
         sink ^= s;
+        spans.push(span);
     }
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = Span::covering(spans).ok_or("no thread ran")?.secs();
     std::hint::black_box(sink);
     if mallocs != frees {
         return Err(format!(

@@ -38,11 +38,6 @@ impl PageBitmap {
         }
     }
 
-    /// Whether any of pages `start .. start + n` is set.
-    pub fn any_in(&self, start: usize, n: usize) -> bool {
-        (start..start + n).any(|i| self.get(i))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)
     }

@@ -25,12 +25,6 @@ pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
 pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
-/// A page run taken from pages that are not resident (fresh or purged) is faulted in with one
-/// `madvise(MADV_POPULATE_WRITE)` together with the free pages after it, up to
-/// [`POPULATE_PAGES`], instead of one page fault per page at first touch.
-pub const POPULATE: bool = cfg!(feature = "populate");
-/// Pages a populating run take faults in at once (the run itself, and free pages after it).
-pub const POPULATE_PAGES: usize = 16;
 /// Event-only statistics.
 pub const STATS: bool = cfg!(feature = "stats");
 /// Report wild/double frees of in-arena pointers.

@@ -696,30 +696,12 @@ impl Heap {
         // SAFETY: our segment, owner only, not re-entrant (caller contract).
         let m = unsafe { arena::seg_meta(idx).get() };
         let start = m.pages.find_run(pages)?;
-        // A free page is resident exactly when it is dirty or aged (freed since a decay pass
-        // that has not purged it yet); otherwise it is fresh or purged.
-        let resident = m.dirty.any_in(start, pages) || m.aged.any_in(start, pages);
         m.pages.set_range(start, pages);
         // Reused: resident again, nothing to purge.
         m.dirty.clear_range(start, pages);
         m.aged.clear_range(start, pages);
         // SAFETY: `find_run` returned a run inside the segment, so the offset stays within it.
-        let run = unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) };
-        if config::POPULATE && !resident {
-            // Also the free, non-resident pages right after the run: the next runs of this
-            // segment are usually carved there. They become resident free pages (dirty), so
-            // decay purges them if they stay unused.
-            let limit = (start + config::POPULATE_PAGES).min(PAGES_PER_SEGMENT);
-            let mut end = start + pages;
-            while end < limit && !m.pages.get(end) && !m.dirty.get(end) && !m.aged.get(end) {
-                end += 1;
-            }
-            m.dirty.set_range(start + pages, end - (start + pages));
-            // SAFETY: pages `start .. end` of our committed segment: the run just taken, and
-            // free pages after it, none holding a live object.
-            unsafe { crate::os::populate(run, (end - start) << config::PAGE_SHIFT) };
-        }
-        Some(run)
+        Some(unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) })
     }
 
     /// Gives a run back to its segment's bitmap, marking its pages dirty. The memory goes

@@ -10,7 +10,7 @@
 //! while another heap sat on free ones.
 
 use crate::bitmap::PageBitmap;
-use crate::config::{ARENA_GB_DEFAULT, PAGE_SHIFT, SEGMENT_SHIFT};
+use crate::config::{self, ARENA_GB_DEFAULT, PAGE_SHIFT, SEGMENT_SHIFT};
 use crate::os;
 use crate::sync::SpinLock;
 use core::cell::UnsafeCell;
@@ -159,6 +159,8 @@ struct Pool {
     old: u32,
     cold: u32,
     last_decay_ms: u64,
+    /// Segments `0 .. committed` of the arena are readable and writable.
+    committed: usize,
 }
 
 static POOL: SpinLock<Pool> = SpinLock::new(Pool {
@@ -166,6 +168,7 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     old: 0,
     cold: 0,
     last_decay_ms: 0,
+    committed: 0,
 });
 
 /// A segment handed to a heap: `resident` if its pages may still be in memory (a reused hot
@@ -187,36 +190,49 @@ fn pop(list: &mut u32) -> Option<u32> {
 /// Takes a segment: the most recently given-back one, else a fresh one, committed. `None`
 /// when the arena is exhausted or the OS refuses to commit.
 pub fn take_segment() -> Option<Taken> {
-    {
-        let mut p = POOL.lock();
-        if let Some(idx) = pop(&mut p.hot).or_else(|| pop(&mut p.old)) {
-            return Some(Taken {
-                idx,
-                resident: true,
-            });
-        }
-        if let Some(idx) = pop(&mut p.cold) {
-            return Some(Taken {
-                idx,
-                resident: false,
-            });
-        }
+    let mut p = POOL.lock();
+    if let Some(idx) = pop(&mut p.hot).or_else(|| pop(&mut p.old)) {
+        return Some(Taken {
+            idx,
+            resident: true,
+        });
+    }
+    if let Some(idx) = pop(&mut p.cold) {
+        return Some(Taken {
+            idx,
+            resident: false,
+        });
     }
     let nsegs = len() / SEGMENT;
-    let idx = NEXT_SEG.fetch_add(1, Relaxed);
+    let idx = NEXT_SEG.load(Relaxed);
     if idx >= nsegs {
-        NEXT_SEG.store(nsegs, Relaxed);
         return None;
     }
-    // SAFETY: the segment lies inside our reservation and nobody else was given index `idx`.
-    if unsafe { os::commit(segment_base(idx as u32), SEGMENT) } {
-        Some(Taken {
-            idx: idx as u32,
-            resident: false,
-        })
-    } else {
-        None
+    if idx >= p.committed {
+        // Commit [`config::COMMIT_SEGMENTS`] segments at once: each `mprotect` changes the arena's
+        // mapping, which stalls every thread faulting in it meanwhile; one per segment
+        // idled a fifth of the CPU time of mt-remote T=32 (threads asleep on the mapping).
+        // The pages are still faulted in only when touched.
+        // The OS may refuse the larger range (a mapping-count limit): then the one segment.
+        let mut end = (idx + config::COMMIT_SEGMENTS).min(nsegs);
+        loop {
+            // SAFETY: segments `idx .. end` lie inside our reservation and none was handed
+            // out (`idx` is the next fresh one, and we hold the pool lock).
+            if unsafe { os::commit(segment_base(idx as u32), (end - idx) * SEGMENT) } {
+                break;
+            }
+            if end == idx + 1 {
+                return None;
+            }
+            end = idx + 1;
+        }
+        p.committed = end;
     }
+    NEXT_SEG.store(idx + 1, Relaxed);
+    Some(Taken {
+        idx: idx as u32,
+        resident: false,
+    })
 }
 
 /// Gives a segment back to the pool; `resident` if its pages may still be in memory.

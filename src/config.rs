@@ -69,6 +69,8 @@ pub const EPOCH_PERIOD: u32 = 1024;
 pub const ARENA_GB_DEFAULT: usize = 64;
 /// Segment size: the unit a heap takes from the arena *(hz3 scale: 1 MiB)*.
 pub const SEGMENT_SHIFT: u32 = 20;
+/// Fresh segments made readable and writable per `mprotect` of the arena.
+pub const COMMIT_SEGMENTS: usize = 64;
 /// Page size the tag table and page runs are counted in.
 pub const PAGE_SHIFT: u32 = 12;
 

@@ -20,6 +20,8 @@ pub struct Outcome {
     pub stderr: String,
     /// Peak resident set of the child (`ru_maxrss`, KiB).
     pub maxrss_kb: u64,
+    /// CPU time of the child, user + system (`ru_utime + ru_stime`), whole process.
+    pub cpu_secs: f64,
     pub wall_secs: f64,
 }
 
@@ -69,6 +71,10 @@ pub fn command(prefix: &[String], exe: &Path, args: &[String], preload: Option<&
         cmd.env("LD_PRELOAD", lib);
     }
     cmd
+}
+
+fn tv_secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 * 1e-6
 }
 
 /// Run `cmd` to completion or until `timeout`, collecting output and the child's rusage.
@@ -133,6 +139,7 @@ pub fn run(mut cmd: Command, timeout: Duration) -> std::io::Result<Outcome> {
         stdout,
         stderr,
         maxrss_kb: ru.ru_maxrss.max(0) as u64,
+        cpu_secs: tv_secs(ru.ru_utime) + tv_secs(ru.ru_stime),
         wall_secs,
     })
 }

@@ -236,6 +236,7 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
                                 run,
                                 result: res,
                                 maxrss_kb: out.maxrss_kb,
+                                cpu_secs: out.cpu_secs,
                                 wall_secs: out.wall_secs,
                             });
                             s

@@ -18,7 +18,18 @@ pub struct Sample {
     pub result: ResultLine,
     /// Peak RSS of the child, KiB (`wait4` ru_maxrss).
     pub maxrss_kb: u64,
+    /// User + system CPU time of the whole child process.
+    pub cpu_secs: f64,
     pub wall_secs: f64,
+}
+
+impl Sample {
+    /// CPU nanoseconds per counted operation. The whole process is charged (set-up and exit
+    /// too), but on an oversubscribed machine it is far steadier than ops/s, which also
+    /// measures how the scheduler happened to interleave the threads.
+    pub fn cpu_ns_per_op(&self) -> Option<f64> {
+        (self.result.ops > 0).then(|| self.cpu_secs * 1e9 / self.result.ops as f64)
+    }
 }
 
 /// All runs of one (row, allocator) pair.
@@ -36,6 +47,8 @@ pub struct CellSummary {
     pub ops: Option<Summary>,
     pub ratio: Option<f64>,
     pub peak_rss_kb: Option<u64>,
+    /// Median over runs of [`Sample::cpu_ns_per_op`].
+    pub cpu_ns_per_op: Option<f64>,
     pub fallback_max: Option<f64>,
     pub remote_ratio: Option<f64>,
     pub invalid: bool,
@@ -105,6 +118,8 @@ impl CompareReport {
             _ => None,
         };
         let peak_rss_kb = cell.samples.iter().map(|s| s.maxrss_kb).max();
+        let cpu: Vec<f64> = cell.samples.iter().filter_map(Sample::cpu_ns_per_op).collect();
+        let cpu_ns_per_op = summarize(&cpu).map(|s| s.median);
         let fb: Vec<f64> = cell
             .samples
             .iter()
@@ -142,6 +157,7 @@ impl CompareReport {
             ops,
             ratio,
             peak_rss_kb,
+            cpu_ns_per_op,
             fallback_max,
             remote_ratio,
             invalid,
@@ -166,7 +182,7 @@ impl CompareReport {
         );
         let _ = writeln!(
             s,
-            "- Figures: median ops/s (ops = mallocs + frees), min–max over runs, ratio = median / median of `{}`, peak RSS = max ru_maxrss of the child",
+            "- Figures: median ops/s (ops = mallocs + frees), min–max over runs, ratio = median / median of `{}`, peak RSS = max ru_maxrss of the child, CPU ns/op = median of the child's user + system time per op (whole process)",
             self.baseline
         );
         let allocs: Vec<String> = self
@@ -237,12 +253,47 @@ impl CompareReport {
             );
         }
 
+        let _ = writeln!(
+            s,
+            "\n## CPU time per operation (median ns, user + system of the whole process)\n\n\
+             Steadier than ops/s on an oversubscribed machine, where throughput also depends on how \
+             the scheduler interleaved the threads; lower is better.\n"
+        );
+        let _ = write!(s, "| row | threads |");
+        for a in &self.allocs {
+            let _ = write!(s, " {} |", a.name);
+        }
+        let _ = write!(s, "\n|---|---|");
+        for _ in &self.allocs {
+            let _ = write!(s, "---:|");
+        }
+        s.push('\n');
+        for (r, row) in self.rows.iter().enumerate() {
+            let _ = write!(
+                s,
+                "| {} | {} |",
+                row.name,
+                threads_note(row.threads, self.machine.nproc)
+            );
+            for a in 0..self.allocs.len() {
+                match self.summary(r, a).cpu_ns_per_op {
+                    Some(ns) => {
+                        let _ = write!(s, " {ns:.1} |");
+                    }
+                    None => {
+                        let _ = write!(s, " - |");
+                    }
+                }
+            }
+            s.push('\n');
+        }
+
         let _ = writeln!(s, "\n## Details\n");
         let _ = writeln!(
             s,
-            "| row | allocator | median ops/s | min–max ops/s | ratio | peak RSS MiB | remote ratio | fallback (max) | notes |"
+            "| row | allocator | median ops/s | min–max ops/s | ratio | CPU ns/op | peak RSS MiB | remote ratio | fallback (max) | notes |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for (r, row) in self.rows.iter().enumerate() {
             for (a, al) in self.allocs.iter().enumerate() {
                 let c = self.summary(r, a);
@@ -254,6 +305,10 @@ impl CompareReport {
                     None => ("-".into(), "-".into()),
                 };
                 let rss = c.peak_rss_kb.map(mib).unwrap_or_else(|| "-".into());
+                let cpu = c
+                    .cpu_ns_per_op
+                    .map(|x| format!("{x:.1}"))
+                    .unwrap_or_else(|| "-".into());
                 let rr = c
                     .remote_ratio
                     .map(|x| format!("{:.1}%", x * 100.0))
@@ -265,7 +320,7 @@ impl CompareReport {
                 let notes = c.notes.join("; ").replace('|', "/");
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {med} | {mm} | {} | {rss} | {rr} | {fb} | {notes} |",
+                    "| {} | {} | {med} | {mm} | {} | {cpu} | {rss} | {rr} | {fb} | {notes} |",
                     row.name,
                     al.name,
                     fmt_ratio(c.ratio)
@@ -317,6 +372,7 @@ impl CompareReport {
                             "secs": s.result.secs,
                             "ops_per_sec": s.result.ops_per_sec,
                             "maxrss_kb": s.maxrss_kb,
+                            "cpu_secs": s.cpu_secs,
                             "wall_secs": s.wall_secs,
                             "fields": s.result.fields,
                         })
@@ -326,6 +382,7 @@ impl CompareReport {
                     "row": row.name,
                     "allocator": al.name,
                     "median_ops_per_sec": c.ops.map(|o| o.median),
+                    "median_cpu_ns_per_op": c.cpu_ns_per_op,
                     "min_ops_per_sec": c.ops.map(|o| o.min),
                     "max_ops_per_sec": c.ops.map(|o| o.max),
                     "runs_ok": c.ops.map(|o| o.n).unwrap_or(0),
@@ -561,6 +618,7 @@ pub(crate) mod tests {
             run,
             result: ResultLine::parse(line.trim()).unwrap(),
             maxrss_kb: 2048 * run as u64,
+            cpu_secs: 0.5 * run as f64,
             wall_secs: 1.0,
         }
     }
@@ -636,6 +694,8 @@ pub(crate) mod tests {
         assert!((g.ops.unwrap().max - 110.0).abs() < 1e-9);
         assert_eq!(g.ratio, Some(1.0));
         assert_eq!(g.peak_rss_kb, Some(6144));
+        // Runs 1..=3 used 0.5, 1.0, 1.5 CPU seconds for 100 ops each.
+        assert_eq!(g.cpu_ns_per_op, Some(1e7));
         let o = rep.summary(0, 1);
         assert_eq!(o.ops.unwrap().median, 250.0);
         assert_eq!(o.ratio, Some(2.5));
@@ -662,6 +722,8 @@ pub(crate) mod tests {
             "jemalloc: not installed",
             "2.50x",
             "⚠",
+            "CPU time per operation",
+            "10000000.0",
         ] {
             assert!(md.contains(needle), "markdown lacks {needle:?}:\n{md}");
         }

@@ -474,26 +474,59 @@ impl Heap {
     /// # Safety
     /// Owner only; `c` is a detached chain of free runs of medium `bin` (ours or adopted).
     unsafe fn free_runs(&self, bin: usize, c: Chain) {
+        // SAFETY: `c` is a detached chain of free runs of `bin` (caller contract).
+        let own = unsafe { self.send_foreign_home(bin, c) };
+        let mut p = own.head;
+        for _ in 0..own.n {
+            // SAFETY: `p` is one of the `own.n` free runs of this heap in `own`: its link is
+            // read before the run goes back to its segment, and nothing else references it.
+            unsafe {
+                let nx = crate::list::next(p);
+                self.free_run(p, sc::run_pages(bin));
+                p = nx;
+            }
+        }
+        self.stats.add(Ev::RunsReturned, own.n as u64);
+    }
+
+    /// Sends the adopted runs of `c` (other heaps' runs) to their owners' inboxes and returns
+    /// the rest, this heap's own runs, as a chain (in reverse order).
+    ///
+    /// # Safety
+    /// Owner only; `c` is a detached chain of free runs of medium `bin`.
+    pub unsafe fn send_foreign_home(&self, bin: usize, c: Chain) -> Chain {
+        if !config::MEDIUM_ADOPT {
+            return c;
+        }
+        let mut own = LocalList::EMPTY;
+        let mut tail = null_mut();
         let mut p = c.head;
-        let mut home = 0;
         for _ in 0..c.n {
             // SAFETY: `p` is one of the `c.n` free runs of `c` (caller contract): its link is
-            // read before the run is handed on, and nothing else references it.
+            // read before the run is relinked or handed on, and nothing else references it.
             unsafe {
                 let nx = crate::list::next(p);
                 match self.foreign_owner(p) {
                     // The run's tag names `dst` and `bin`; it is free and now the inbox's.
                     Some(dst) => {
                         send_one(p, dst, bin, &self.stats, false);
-                        home += 1;
+                        self.stats.add(Ev::RunsSentHome, 1);
                     }
-                    None => self.free_run(p, sc::run_pages(bin)),
+                    None => {
+                        if own.count == 0 {
+                            tail = p;
+                        }
+                        own.push(p);
+                    }
                 }
                 p = nx;
             }
         }
-        self.stats.add(Ev::RunsReturned, (c.n - home) as u64);
-        self.stats.add(Ev::RunsSentHome, home as u64);
+        Chain {
+            head: own.head,
+            tail,
+            n: own.count,
+        }
     }
 
     /// The owner of a medium run held by this heap when that is another heap (an adopted run).

@@ -205,11 +205,15 @@ fn table(addr: usize) -> &'static SpinLock<AddrTable> {
 }
 
 fn cache_shard() -> &'static SpinLock<Cache> {
+    &CACHE[shard_index()]
+}
+
+fn shard_index() -> usize {
     // Threads spread over shards by a hash of their TLS address (distinct per thread, no lookup
     // needed). The low bits alone are useless: thread stacks, and so TLS blocks, sit at
     // identical offsets of equal-sized mappings.
     let h = (crate::tls::tcache() as usize >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    &CACHE[h >> (usize::BITS - CACHE_SHARDS.trailing_zeros())]
+    h >> (usize::BITS - CACHE_SHARDS.trailing_zeros())
 }
 
 /// A new large block of at least `size` bytes aligned to `align` (a power of two). Returns the
@@ -320,7 +324,16 @@ fn cache_take(len: usize) -> Option<(*mut u8, usize)> {
     if len > LARGE_CACHE_MAX_BLOCK {
         return None;
     }
-    let mut c = cache_shard().lock();
+    // Our shard first, then the others: where one thread frees what another allocates (a
+    // queue between threads), the freed blocks sit in the freeing thread's shard, and a miss
+    // here costs a fresh mapping whose pages all fault again.
+    let own = shard_index();
+    (0..CACHE_SHARDS).find_map(|k| take_from(&CACHE[(own + k) % CACHE_SHARDS], len))
+}
+
+/// Best-fit take from one cache shard.
+fn take_from(shard: &SpinLock<Cache>, len: usize) -> Option<(*mut u8, usize)> {
+    let mut c = shard.lock();
     // Best fit among blocks of this class or up to half as large again (the next class or
     // two): reuse beats a fresh mapping, whose pages all fault again.
     let limit = len + len / 2;

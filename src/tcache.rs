@@ -53,6 +53,10 @@ pub struct ThreadCache {
     slow_calls: u32,
     /// Remote frees buffered since the last flush (folded into stats at flush).
     queued: u32,
+    /// Medium bins (bit `bin - SMALL_BINS`) this thread refilled in the current epoch and in
+    /// the previous one: where it allocates, so where adopting a remote free pays.
+    demand: u32,
+    demand_prev: u32,
     remote: RemoteBuf,
 }
 
@@ -154,6 +158,7 @@ impl ThreadCache {
             }
             g
         } else {
+            self.demand |= medium_bit(bin);
             // Medium: half a bin from the (owner-local) central list, a refill batch of new runs.
             // SAFETY: owner only: see above.
             unsafe {
@@ -184,6 +189,8 @@ impl ThreadCache {
         self.slow_calls += 1;
         if self.slow_calls >= EPOCH_PERIOD {
             self.slow_calls = 0;
+            self.demand_prev = self.demand;
+            self.demand = 0;
             h.stats.add(Ev::Epochs, 1);
             // SAFETY: ACTIVE (callers): we own `h` and the remote buffer.
             unsafe {
@@ -211,9 +218,18 @@ impl ThreadCache {
             count: b.count,
         };
         // SAFETY: a thread bin is a well-formed list of `count` free objects.
-        let front = unsafe { l.take(b.count - b.limit / 2) };
+        let mut front = unsafe { l.take(b.count - b.limit / 2) };
         b.head = l.head;
         b.count = l.count;
+        if config::MEDIUM_ADOPT
+            && !sc::is_small(bin)
+            && (self.demand | self.demand_prev) & medium_bit(bin) == 0
+        {
+            // A class this thread has not allocated lately (a queue's consumer): adopted runs
+            // would only be hoarded in our central list, so they go home now.
+            // SAFETY: ACTIVE, so we own `h`; `front` is a detached chain of free runs of `bin`.
+            front = unsafe { h.send_foreign_home(bin, front) };
+        }
         // SAFETY: ACTIVE, so we own `h`; `front` is detached from the bin and holds free
         // objects of `bin`: ours, or adopted medium runs, which `put_central` accepts.
         unsafe { h.put_central(bin, front) };
@@ -234,8 +250,9 @@ impl ThreadCache {
         let h = unsafe { &*self.heap };
         if config::MEDIUM_ADOPT && !sc::is_small(bin) {
             // The run is reused here, where memory is being allocated now, instead of waiting in
-            // the inbox of an owner that may not run for a while. It keeps its owner's tag;
-            // `Heap::free_runs` sends it home when it leaves our central list.
+            // the inbox of an owner that may not run for a while. It keeps its owner's tag, and
+            // goes home when it leaves the bin for a class this thread does not allocate
+            // (`overflow`) or leaves our central list (`Heap::free_runs`).
             let b = &mut self.bins[bin];
             // SAFETY: `p` is a free run of `bin` (caller contract), now owned by this bin.
             unsafe { crate::list::set_next(p, b.head) };
@@ -333,6 +350,13 @@ impl ThreadCache {
         }
     }
 }
+
+/// A medium bin's bit in [`ThreadCache::demand`].
+#[inline]
+fn medium_bit(bin: usize) -> u32 {
+    1 << (bin - sc::SMALL_BINS)
+}
+const _: () = assert!(sc::MEDIUM_BINS <= 32);
 
 /// The shared path for a thread without an active cache (exited, or no heap available):
 /// one push straight to the owner.

@@ -916,6 +916,7 @@ impl Heap {
         if pooled > 0 {
             self.stats.add(Ev::BytesPurged, pooled as u64);
         }
+        crate::large::decay();
     }
 
     /// Thread exit: moves the spill into the central lists (the seeds flush it at thread

@@ -198,7 +198,6 @@ impl ThreadCache {
                 h.drain_queues();
                 h.decay_if_due();
             }
-            crate::large::decay();
         }
     }
 

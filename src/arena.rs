@@ -331,7 +331,8 @@ pub fn seg_meta(idx: u32) -> &'static SegMeta {
     unsafe { &*SEGS.load(Relaxed).add(idx as usize) }
 }
 
-/// High-water mark of arena bytes committed (segments ever taken fresh; pooled ones included).
+/// High-water mark of arena bytes handed out as segments (fresh ones ever taken; pooled ones
+/// included). Up to [`config::COMMIT_SEGMENTS`] - 1 more segments may be committed ahead.
 pub fn committed_bytes() -> usize {
     NEXT_SEG.load(Relaxed).min(len() / SEGMENT) * SEGMENT
 }

@@ -557,7 +557,8 @@ impl Heap {
             for _ in 0..all.n {
                 // SAFETY: `p` is one of the `all.n` free runs of `bin` just detached from the
                 // central list (ours or adopted); its link is read before it is handed on, and
-                // the `local()` borrow ends within the statement.
+                // the `local()` borrow ends within the statement. The one-run chain's link
+                // still points into `all`, but `free_runs` walks only `n` runs and relinks it.
                 unsafe {
                     let nx = crate::list::next(p);
                     if self.foreign_owner(p).is_none() && self.local().medium[mi].count < keep {
@@ -748,7 +749,11 @@ impl Heap {
     /// Owner only, with no `local()` result or `SegInner` borrow live; `p` starts a run of
     /// `pages` pages of this heap that holds no live object.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
-        debug_assert!(self.foreign_owner(p).is_none(), "an adopted run reached free_run");
+        debug_assert_eq!(
+            arena::offset(p).and_then(|off| page_tag::decode(arena::tag_at(off))).map(|t| t.0),
+            Some(self.id),
+            "free_run of a run that is not this heap's (adopted, or already free)"
+        );
         // SAFETY: `p` starts a run of this heap (caller contract); only its first page is tagged.
         unsafe { arena::set_tags(p, 1, 0) };
         let (idx, page) = arena::locate(p);
@@ -843,7 +848,8 @@ impl Heap {
     }
 
     /// Moves everything other threads queued in the medium inboxes and central intakes into
-    /// the central lists, whose caps then return surplus runs to the segments. Called at each epoch and at
+    /// the central lists, whose caps then return surplus runs to the segments (adopted ones to
+    /// their owners). Called at each epoch and at
     /// thread exit, so queued frees of bins the owner no longer allocates cannot pile up.
     ///
     /// # Safety
@@ -878,8 +884,9 @@ impl Heap {
 
     /// Time-based decay (DESIGN §8), run from the epoch at most once per decay interval
     /// (`HAKOZUNA_DECAY_MS`, default 1 s): medium runs that sat unused in central for a whole
-    /// interval go back to their segments, and free pages that stayed free for a whole interval
-    /// go back to the OS. (Per-epoch decay without the clock purged 3 GB in a 2 s mt-remote
+    /// interval go back to their segments (adopted ones to their owners), free pages that
+    /// stayed free for a whole interval go back to the OS, and the arena's segment pool and the
+    /// thread's large-cache shard expire their old entries. (Per-epoch decay without the clock purged 3 GB in a 2 s mt-remote
     /// run and refaulted it.)
     ///
     /// # Safety
@@ -900,7 +907,7 @@ impl Heap {
             let idle = l.medium_low[mi];
             if idle > 0 {
                 // SAFETY: the owner-only central list is well formed; `c` is detached from it:
-                // free runs of this heap's medium bin.
+                // free runs of this medium bin (ours, or adopted ones `free_runs` sends home).
                 unsafe {
                     let c = l.medium[mi].take(idle);
                     self.free_runs(SMALL_BINS + mi, c);
@@ -920,8 +927,9 @@ impl Heap {
     }
 
     /// Thread exit: moves the spill into the central lists (the seeds flush it at thread
-    /// exit) and absorbs the medium inboxes and central intakes, whose surplus runs go back to
-    /// their segments. The owner stashes and transfer caches stay as they are: they are the
+    /// exit), absorbs the medium inboxes and central intakes, shrinks each medium central list
+    /// to [`config::MEDIUM_RETIRE_BYTES`] and sends adopted runs home; surplus own runs go back
+    /// to their segments, whose free pages are then purged. The owner stashes and transfer caches stay as they are: they are the
     /// heap's, and the next owner pops them in the usual order (moving them cost a walk over
     /// every cold object at each thread exit).
     ///

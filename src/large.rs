@@ -441,7 +441,8 @@ fn expire(c: &mut Cache, now: u64, evict: &mut Evicted) {
     }
 }
 
-/// Unmaps the calling thread's shard's blocks older than the decay interval (epoch).
+/// Unmaps the calling thread's shard's blocks older than the decay interval (from the heap's
+/// decay pass, at most once per interval; `cache_put` also expires its shard).
 pub fn decay() {
     let mut evict = Evicted::new();
     expire(&mut cache_shard().lock(), os::now_ms(), &mut evict);

@@ -139,7 +139,7 @@ impl RemoteRing {
     }
 }
 
-/// Entries grouped per table (bounded stack use: 2 KiB of keys and chains).
+/// Entries grouped per table (bounded stack use: 512 B of keys, 3 KiB of chain slots).
 const GROUP: usize = 64;
 const SLOTS: usize = 2 * GROUP;
 const _: () = assert!(SLOTS <= 256 && SLOTS.is_power_of_two());

@@ -201,7 +201,8 @@ impl ThreadCache {
         }
     }
 
-    /// A free pushed bin `bin` past its limit: send half of it to the heap's central list.
+    /// A free pushed bin `bin` past its limit: send half of it to the heap's central list
+    /// (adopted medium runs of a class this thread has not refilled lately go home instead).
     /// The half sent is the front — the most recently freed objects, whose links are still in
     /// cache — so the split costs one walk over warm memory and none over the cold tail.
     ///
@@ -240,7 +241,8 @@ impl ThreadCache {
         self.remote.is_empty()
     }
 
-    /// Buffers or sends a free of another heap's object.
+    /// A free of another heap's object: adopted into our bin (a medium run, `medium-adopt`),
+    /// or buffered in the remote ring/bank, or sent.
     ///
     /// # Safety
     /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
@@ -298,7 +300,8 @@ impl ThreadCache {
     }
 
     /// Thread exit: flush the remote buffer, return every bin to the heap, give the heap up.
-    /// Later frees on this thread take the shared path; a later malloc re-activates.
+    /// Later frees on this thread take the shared path; later mallocs are served by the large
+    /// tier (a retired cache does not re-activate).
     ///
     /// # Safety
     /// Called on the owning thread.

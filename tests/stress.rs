@@ -120,7 +120,7 @@ fn producer_consumer_cross_thread_frees() {
     );
 }
 
-/// Medium blocks passed around a ring of threads (mt-remote's shape): each thread frees what
+/// Medium and arena-large blocks passed around a ring of threads (mt-remote's shape): each thread frees what
 /// its predecessor sent (a remote medium free, kept by the freeing thread with
 /// `medium-adopt`), allocates medium blocks of every class (reusing adopted runs), and some
 /// threads exit midway, so adopted runs travel home while their owners' heaps are recycled.
@@ -153,7 +153,8 @@ fn medium_ring_adopt_reuse_and_exit() {
                             }
                             Some(b) => b.check(),
                             None => {
-                                let size = 2049 + rng.next() as usize % (65_536 - 2048);
+                                // Medium (to 64 KiB) and arena-large (to 256 KiB) classes.
+                                let size = 2049 + rng.next() as usize % (262_144 - 2048);
                                 let id = (round as u64) << 40 | (i as u64) << 32 | k as u64;
                                 slots[s] = Some(Block::new(id, size));
                             }

@@ -25,6 +25,7 @@ events! {
     MediumCentral = "medium refills from central",
     MediumCarve = "medium refills from new runs",
     BinOverflow = "thread-bin overflows to central",
+    BinTrims = "idle thread bins trimmed at an epoch",
     RemoteQueued = "remote frees queued",
     RemoteDirect = "remote frees sent directly",
     RingFlushes = "ring/bank flushes",

@@ -53,10 +53,11 @@ pub struct ThreadCache {
     slow_calls: u32,
     /// Remote frees buffered since the last flush (folded into stats at flush).
     queued: u32,
-    /// Medium bins (bit `bin - SMALL_BINS`) this thread refilled in the current epoch and in
-    /// the previous one: where it allocates, so where adopting a remote free pays.
-    demand: u32,
-    demand_prev: u32,
+    /// Bins this thread refilled in the current epoch and in the previous one: the classes it
+    /// allocates from its heap. Adopted runs are kept only for these, and the others' bins are
+    /// trimmed at each epoch.
+    demand: [u64; DEMAND_WORDS],
+    demand_prev: [u64; DEMAND_WORDS],
     remote: RemoteBuf,
 }
 
@@ -141,6 +142,7 @@ impl ThreadCache {
         // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
         let h = unsafe { &*self.heap };
         self.tick(h);
+        self.demand[bin / 64] |= 1 << (bin % 64);
         // The seeds flush at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
         if !self.remote_is_empty() {
@@ -158,7 +160,6 @@ impl ThreadCache {
             }
             g
         } else {
-            self.demand |= medium_bit(bin);
             // Medium: half a bin from the (owner-local) central list, a refill batch of new runs.
             // SAFETY: owner only: see above.
             unsafe {
@@ -189,16 +190,50 @@ impl ThreadCache {
         self.slow_calls += 1;
         if self.slow_calls >= EPOCH_PERIOD {
             self.slow_calls = 0;
-            self.demand_prev = self.demand;
-            self.demand = 0;
             h.stats.add(Ev::Epochs, 1);
-            // SAFETY: ACTIVE (callers): we own `h` and the remote buffer.
+            // SAFETY: ACTIVE (callers): we own `h`, the remote buffer and the bins.
             unsafe {
+                self.trim_idle_bins(h);
                 self.flush_remote(u32::MAX, h);
                 h.drain_queues();
                 h.decay_if_due();
             }
         }
+    }
+
+    /// Epoch (DESIGN §8, "trim bins to targets"): a bin this thread has not refilled for two
+    /// epochs keeps a quarter of its limit; the rest goes to the heap's central list (adopted
+    /// medium runs go home), where decay can return it. Then the epochs of demand rotate.
+    ///
+    /// # Safety
+    /// ACTIVE, and `h` is our heap.
+    unsafe fn trim_idle_bins(&mut self, h: &Heap) {
+        for bin in 0..NUM_BINS {
+            let target = self.bins[bin].limit / 4;
+            if self.in_demand(bin) || self.bins[bin].count <= target {
+                continue;
+            }
+            let b = &mut self.bins[bin];
+            let mut l = LocalList {
+                head: b.head,
+                count: b.count,
+            };
+            // SAFETY: a thread bin is a well-formed list of `count` free objects.
+            let mut front = unsafe { l.take(b.count - target) };
+            b.head = l.head;
+            b.count = l.count;
+            if config::MEDIUM_ADOPT && !sc::is_small(bin) {
+                // SAFETY: we own `h` (caller contract); `front` is a detached chain of free
+                // runs of `bin`.
+                front = unsafe { h.send_foreign_home(bin, front) };
+            }
+            // SAFETY: we own `h`; `front` is detached from the bin and holds free objects of
+            // `bin` (ours; adopted medium runs were just sent home).
+            unsafe { h.put_central(bin, front) };
+            h.stats.add(Ev::BinTrims, 1);
+        }
+        self.demand_prev = self.demand;
+        self.demand = [0; DEMAND_WORDS];
     }
 
     /// A free pushed bin `bin` past its limit: send half of it to the heap's central list
@@ -223,7 +258,7 @@ impl ThreadCache {
         b.count = l.count;
         if config::MEDIUM_ADOPT
             && !sc::is_small(bin)
-            && (self.demand | self.demand_prev) & medium_bit(bin) == 0
+            && !self.in_demand(bin)
         {
             // A class this thread has not allocated lately (a queue's consumer): adopted runs
             // would only be hoarded in our central list, so they go home now.
@@ -353,12 +388,15 @@ impl ThreadCache {
     }
 }
 
-/// A medium bin's bit in [`ThreadCache::demand`].
-#[inline]
-fn medium_bit(bin: usize) -> u32 {
-    1 << (bin - sc::SMALL_BINS)
+const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
+
+impl ThreadCache {
+    /// Whether this thread refilled `bin` in the current or the previous epoch.
+    #[inline]
+    fn in_demand(&self, bin: usize) -> bool {
+        (self.demand[bin / 64] | self.demand_prev[bin / 64]) >> (bin % 64) & 1 != 0
+    }
 }
-const _: () = assert!(sc::MEDIUM_BINS <= 32);
 
 /// The shared path for a thread without an active cache (exited, or no heap available):
 /// one push straight to the owner.

@@ -261,6 +261,7 @@ struct CProgs {
     conformance: PathBuf,
     fork_test: PathBuf,
     probe: PathBuf,
+    stats_probe: PathBuf,
 }
 
 fn cprogs() -> &'static CProgs {
@@ -285,6 +286,7 @@ fn cprogs() -> &'static CProgs {
             conformance: build("conformance")?,
             fork_test: build("fork_test")?,
             probe: build("probe")?,
+            stats_probe: build("stats_probe")?,
         })
     });
     match r {
@@ -336,6 +338,46 @@ fn fork_scale() {
 fn fork_fast() {
     let r = run(preloaded(&cprogs().fork_test, Lane::Fast), FORK_TIMEOUT);
     r.expect_ok().expect_stdout_contains("FORK OK");
+}
+
+/// The value of one `hakozuna stats: LABEL: N` line of the exit summary.
+fn stat(stderr: &str, label: &str) -> u64 {
+    let prefix = format!("hakozuna stats: {label}: ");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {label:?} line in the stats summary:\n{stderr}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `HAKOZUNA_STATS=1` under a multi-threaded program: the summary shows the owner stash
+/// serving refills, medium runs adopted by the freeing thread, and idle bins trimmed at an
+/// epoch — each counted only when its path really ran (tests/capi/stats_probe.c).
+fn stats_lane(lane: Lane) {
+    let mut c = preloaded(&cprogs().stats_probe, lane);
+    c.env("HAKOZUNA_STATS", "1");
+    let r = run(c, Duration::from_secs(60));
+    r.expect_ok().expect_stdout_contains("stats_probe done");
+    for label in [
+        "small refills from owner stash",
+        "stash objects popped",
+        "medium remote frees kept by the freeing thread",
+        "idle thread bins trimmed at an epoch",
+    ] {
+        assert!(stat(&r.stderr, label) > 0, "{label} is 0:\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn stats_scale() {
+    stats_lane(Lane::Scale);
+}
+
+#[test]
+fn stats_fast() {
+    stats_lane(Lane::Fast);
 }
 
 /// The loader maps the library and the allocator entry points resolve into it, so a

@@ -564,7 +564,14 @@ impl Heap {
                     if self.foreign_owner(p).is_none() && self.local().medium[mi].count < keep {
                         self.local().medium[mi].push(p);
                     } else {
-                        self.free_runs(bin, Chain { head: p, tail: p, n: 1 });
+                        self.free_runs(
+                            bin,
+                            Chain {
+                                head: p,
+                                tail: p,
+                                n: 1,
+                            },
+                        );
                     }
                     p = nx;
                 }
@@ -750,7 +757,9 @@ impl Heap {
     /// `pages` pages of this heap that holds no live object.
     unsafe fn free_run(&self, p: *mut u8, pages: usize) {
         debug_assert_eq!(
-            arena::offset(p).and_then(|off| page_tag::decode(arena::tag_at(off))).map(|t| t.0),
+            arena::offset(p)
+                .and_then(|off| page_tag::decode(arena::tag_at(off)))
+                .map(|t| t.0),
             Some(self.id),
             "free_run of a run that is not this heap's (adopted, or already free)"
         );

@@ -256,10 +256,7 @@ impl ThreadCache {
         let mut front = unsafe { l.take(b.count - b.limit / 2) };
         b.head = l.head;
         b.count = l.count;
-        if config::MEDIUM_ADOPT
-            && !sc::is_small(bin)
-            && !self.in_demand(bin)
-        {
+        if config::MEDIUM_ADOPT && !sc::is_small(bin) && !self.in_demand(bin) {
             // A class this thread has not allocated lately (a queue's consumer): adopted runs
             // would only be hoarded in our central list, so they go home now.
             // SAFETY: ACTIVE, so we own `h`; `front` is a detached chain of free runs of `bin`.

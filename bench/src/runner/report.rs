@@ -118,7 +118,11 @@ impl CompareReport {
             _ => None,
         };
         let peak_rss_kb = cell.samples.iter().map(|s| s.maxrss_kb).max();
-        let cpu: Vec<f64> = cell.samples.iter().filter_map(Sample::cpu_ns_per_op).collect();
+        let cpu: Vec<f64> = cell
+            .samples
+            .iter()
+            .filter_map(Sample::cpu_ns_per_op)
+            .collect();
         let cpu_ns_per_op = summarize(&cpu).map(|s| s.median);
         let fb: Vec<f64> = cell
             .samples

@@ -169,6 +169,31 @@ impl CompareReport {
         }
     }
 
+    /// A rows × allocators table (row name and thread note, then one cell per allocator).
+    fn grid(&self, s: &mut String, cell: impl Fn(&CellSummary) -> String) {
+        let _ = write!(s, "| row | threads |");
+        for a in &self.allocs {
+            let _ = write!(s, " {} |", a.name);
+        }
+        let _ = write!(s, "\n|---|---|");
+        for _ in &self.allocs {
+            let _ = write!(s, "---:|");
+        }
+        s.push('\n');
+        for (r, row) in self.rows.iter().enumerate() {
+            let _ = write!(
+                s,
+                "| {} | {} |",
+                row.name,
+                threads_note(row.threads, self.machine.nproc)
+            );
+            for a in 0..self.allocs.len() {
+                let _ = write!(s, " {} |", cell(&self.summary(r, a)));
+            }
+            s.push('\n');
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# hakozuna-bench compare: matrix `{}`\n", self.matrix);
@@ -215,41 +240,13 @@ impl CompareReport {
             "\n## Summary: median ops/s (ratio to {})\n",
             self.baseline
         );
-        let _ = write!(s, "| row | threads |");
-        for a in &self.allocs {
-            let _ = write!(s, " {} |", a.name);
-        }
-        let _ = write!(s, "\n|---|---|");
-        for _ in &self.allocs {
-            let _ = write!(s, "---:|");
-        }
-        s.push('\n');
-        for (r, row) in self.rows.iter().enumerate() {
-            let _ = write!(
-                s,
-                "| {} | {} |",
-                row.name,
-                threads_note(row.threads, self.machine.nproc)
-            );
-            for a in 0..self.allocs.len() {
-                let c = self.summary(r, a);
-                match c.ops {
-                    Some(o) => {
-                        let flag = if c.invalid { " ⚠" } else { "" };
-                        let _ = write!(
-                            s,
-                            " {} ({}){flag} |",
-                            human_rate(o.median),
-                            fmt_ratio(c.ratio)
-                        );
-                    }
-                    None => {
-                        let _ = write!(s, " failed |");
-                    }
-                }
+        self.grid(&mut s, |c| match c.ops {
+            Some(o) => {
+                let flag = if c.invalid { " ⚠" } else { "" };
+                format!("{} ({}){flag}", human_rate(o.median), fmt_ratio(c.ratio))
             }
-            s.push('\n');
-        }
+            None => "failed".into(),
+        });
         if self.rows.iter().any(|r| r.is_mt_remote()) {
             let _ = writeln!(
                 s,
@@ -263,34 +260,10 @@ impl CompareReport {
              Steadier than ops/s on an oversubscribed machine, where throughput also depends on how \
              the scheduler interleaved the threads; lower is better.\n"
         );
-        let _ = write!(s, "| row | threads |");
-        for a in &self.allocs {
-            let _ = write!(s, " {} |", a.name);
-        }
-        let _ = write!(s, "\n|---|---|");
-        for _ in &self.allocs {
-            let _ = write!(s, "---:|");
-        }
-        s.push('\n');
-        for (r, row) in self.rows.iter().enumerate() {
-            let _ = write!(
-                s,
-                "| {} | {} |",
-                row.name,
-                threads_note(row.threads, self.machine.nproc)
-            );
-            for a in 0..self.allocs.len() {
-                match self.summary(r, a).cpu_ns_per_op {
-                    Some(ns) => {
-                        let _ = write!(s, " {ns:.1} |");
-                    }
-                    None => {
-                        let _ = write!(s, " - |");
-                    }
-                }
-            }
-            s.push('\n');
-        }
+        self.grid(&mut s, |c| match c.cpu_ns_per_op {
+            Some(ns) => format!("{ns:.1}"),
+            None => "-".into(),
+        });
 
         let _ = writeln!(s, "\n## Details\n");
         let _ = writeln!(

@@ -321,10 +321,7 @@ impl Heap {
             // SAFETY: the owner-only central list is well formed with an exact count.
             return unsafe { central.take_whole_or(sc::bin_limit(bin), want) };
         }
-        LocalList {
-            head: null_mut(),
-            count: 0,
-        }
+        LocalList::EMPTY
     }
 
     /// Spill first, then one `pop_batch` of the owner stash.
@@ -333,10 +330,7 @@ impl Heap {
     /// Owner only.
     pub unsafe fn pop_stash(&self, bin: usize, want: u32) -> LocalList {
         if !config::STASH_POP {
-            return LocalList {
-                head: null_mut(),
-                count: 0,
-            };
+            return LocalList::EMPTY;
         }
         // SAFETY: owner only (caller contract); no other `local()` result is live.
         let spill = unsafe { &mut self.local().small[bin].spill };
@@ -378,10 +372,7 @@ impl Heap {
             let pages = sc::run_pages(bin);
             // SAFETY: owner only (caller contract); no `local()` result is live here.
             let Some(run) = (unsafe { self.alloc_run(pages, SMALL_SEGS) }) else {
-                return LocalList {
-                    head: null_mut(),
-                    count: 0,
-                };
+                return LocalList::EMPTY;
             };
             // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this heap.
             unsafe { arena::set_tags(run, pages, page_tag::encode(self.id, bin)) };
@@ -611,10 +602,7 @@ impl Heap {
         }
         let pages = sc::run_pages(bin);
         let tag = page_tag::encode(self.id, bin);
-        let mut out = LocalList {
-            head: null_mut(),
-            count: 0,
-        };
+        let mut out = LocalList::EMPTY;
         for _ in 0..carve {
             // SAFETY: owner only (caller contract); no `local()` result is live.
             let Some(run) = (unsafe { self.alloc_run(pages, RUN_SEGS) }) else {

@@ -300,13 +300,6 @@ const SPILL_COUNT: PopMode = PopMode {
     count: true,
 };
 
-fn empty_list() -> LocalList {
-    LocalList {
-        head: core::ptr::null_mut(),
-        count: 0,
-    }
-}
-
 /// Owner-side drain: pops `want` (or `whole`) at a time until both the spill and the stash
 /// are empty.
 unsafe fn drain(
@@ -365,7 +358,7 @@ fn stash_model(
             .collect();
         objs.start();
         let mut seen = Seen::new(&objs);
-        let mut spill = empty_list();
+        let mut spill = LocalList::EMPTY;
         for _ in 0..pops {
             // SAFETY: this thread is the only consumer and owns `spill`.
             let p = unsafe { s.pop_batch(&mut spill, 1, 2, mode) };
@@ -640,7 +633,7 @@ fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
         };
         objs.start();
         let mut seen = Seen::new(&objs);
-        let mut spill = empty_list();
+        let mut spill = LocalList::EMPTY;
         for _ in 0..2 {
             // SAFETY: this thread is the only consumer and owns `spill`.
             let p = unsafe { s.pop_batch(&mut spill, 1, 1, mode) };

@@ -277,13 +277,6 @@ mod tests {
         },
     ];
 
-    fn empty() -> LocalList {
-        LocalList {
-            head: null_mut(),
-            count: 0,
-        }
-    }
-
     /// Drains `s` (and `spill`), checking every pop's count against its list; returns the
     /// objects seen.
     unsafe fn drain(
@@ -332,7 +325,7 @@ mod tests {
                     } else {
                         assert_eq!(s.approx_count(), 0);
                     }
-                    let mut spill = empty();
+                    let mut spill = LocalList::EMPTY;
                     let seen = drain(&s, &mut spill, want, whole, mode);
                     assert_eq!(seen.len(), 100, "{mode:?}");
                     assert!(spill.head.is_null() && s.is_empty());
@@ -355,7 +348,7 @@ mod tests {
             let o = objects(300);
             s.push_list(link(&o[..40]), mode, 0).ok().unwrap();
             s.push_list(link(&o[40..50]), mode, 0).ok().unwrap();
-            let mut spill = empty();
+            let mut spill = LocalList::EMPTY;
             let p = s.pop_batch(&mut spill, 32, 64, mode);
             assert_eq!(p.list.count, 50);
             assert_eq!(collect(p.list.head).len(), 50);
@@ -398,7 +391,7 @@ mod tests {
                     s.push_list(link(chunk), mode, 0).ok().unwrap();
                 }
                 assert_eq!(s.approx_count(), COUNT_UNKNOWN);
-                let mut spill = empty();
+                let mut spill = LocalList::EMPTY;
                 let seen = drain(&s, &mut spill, 32, u32::MAX, mode);
                 assert_eq!(seen.len(), total);
             }
@@ -420,7 +413,7 @@ mod tests {
             s.push_list(link(&o[..10]), mode, 10).ok().unwrap();
             assert_eq!(s.approx_count(), 10);
             assert!(s.push_list(link(&o[10..]), mode, 10).is_err());
-            let mut spill = empty();
+            let mut spill = LocalList::EMPTY;
             let p = s.pop_batch(&mut spill, 4, 4, mode);
             assert_eq!(p.list.count, 4);
             assert_eq!(s.approx_count(), 6);
@@ -454,7 +447,7 @@ mod tests {
                 })
                 .collect();
             let mut seen = HashSet::new();
-            let mut spill = empty();
+            let mut spill = LocalList::EMPTY;
             let total = per * producers;
             while seen.len() < total {
                 // SAFETY: this thread is the stash's only consumer and owns `spill`.

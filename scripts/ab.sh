@@ -93,6 +93,7 @@ VARIANTS=(
   "no-xfer|S42|-transfer-cache"
   "stash-max|S42|+stash-max"
   "no-ring|S41|-remote-ring"
+  "no-coalesce|ring-coalesce|-ring-coalesce"
   "no-adopt|medium-adopt|-medium-adopt"
 )
 

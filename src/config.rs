@@ -7,6 +7,9 @@
 pub const FAST_LANE: bool = cfg!(feature = "fast");
 /// Scale lane: sparse remote ring (S41). Ignored in the fast lane (the bank replaces it).
 pub const REMOTE_RING: bool = cfg!(feature = "remote-ring") && !FAST_LANE;
+/// Ring entries hold chains: a remote free joins a buffered entry with the same (dst, bin),
+/// so the flush hands over batches instead of single objects (scale lane; docs/ab.md).
+pub const RING_COALESCE: bool = cfg!(feature = "ring-coalesce");
 /// Owner stash (S44) receives remote small frees.
 pub const STASH_PUSH: bool = cfg!(feature = "owner-stash") && cfg!(feature = "owner-stash-push");
 /// The owner pops its stash in batches (`pop_batch`); off = the stash is drained whole into
@@ -47,6 +50,9 @@ pub const SMALL_REFILL_BATCH: u32 = 32;
 pub const RING_LEN: usize = 256;
 /// Entries flushed when the ring is full *(hz3: 32)*.
 pub const RING_FULL_BUDGET: u32 = 32;
+/// A coalesced ring chain goes to its owner when it reaches this many objects (as the fast
+/// lane's bank lists do at [`BANK_LIST_FLUSH`]).
+pub const RING_CHAIN_MAX: u32 = 32;
 /// Entries flushed on an alloc miss *(hz3: 128)*.
 pub const RING_MISS_BUDGET: u32 = 128;
 /// Destination heaps covered by the fast lane's dense bank *(seeds: 8)*.

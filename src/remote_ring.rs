@@ -2,29 +2,45 @@
 //! buffers frees of other heaps' objects. Push is O(1); flushing hands the oldest entries to
 //! their owners, grouping entries with the same `(dst, bin)` into one chain so frees to one
 //! destination cost one CAS per group. Plain data: only its thread touches it.
+//!
+//! With `ring-coalesce`, an entry holds a chain: a push whose `(dst, bin)` already has a live
+//! entry links the object onto that entry's chain instead of taking a slot, and a chain that
+//! reaches [`RING_CHAIN_MAX`] goes to its owner at once (one CAS for the batch). A small
+//! table remembers which slot last took each key; it is only a hint, checked against the slot.
 
-use crate::config::RING_LEN;
+use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
 use crate::list::{set_next, Chain};
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
 
 const MASK: u32 = RING_LEN as u32 - 1;
 const _: () = assert!(RING_LEN.is_power_of_two() && RING_LEN <= 1 << 16);
+const _: () = assert!(RING_CHAIN_MAX >= 1);
 
+/// One buffered chain of frees to `(dst, bin)`: `ptr` is its head and `n` its length; the tail
+/// is kept in the head object's second word once `n > 1`. `n == 0` is an entry whose chain was
+/// already handed over (it still occupies its slot until the flush passes it).
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Entry {
     pub dst: u16,
     pub bin: u16,
-    _pad: u32,
+    n: u32,
     pub ptr: *mut u8,
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 16);
+
+/// Slots of the key → entry hint table (`ring-coalesce`); one per ring entry.
+const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
 
 /// All-zero is a valid empty ring.
 #[repr(C)]
 pub struct RemoteRing {
     entries: [Entry; RING_LEN],
+    /// Ring position (low 16 bits of `tail` when pushed) of the entry that last took a key
+    /// hashing here. Stale or colliding values are harmless: the entry's key is compared and
+    /// its position checked to be live before a push joins it.
+    hint: [u16; HINTS],
     head: u32,
     tail: u32,
 }
@@ -32,6 +48,27 @@ pub struct RemoteRing {
 /// Where flushed chains go: `(dst, bin, chain)`.
 pub trait Sink {
     fn send(&mut self, dst: u32, bin: usize, chain: Chain);
+}
+
+#[inline(always)]
+fn key(dst: u32, bin: usize) -> u32 {
+    dst << 16 | bin as u32
+}
+
+#[inline(always)]
+fn hash(key: u32, bits: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize
+}
+
+/// Second word of a chain's head object: the chain's tail.
+///
+/// # Safety
+/// `p` is a free object (at least 16 bytes) owned by the ring.
+#[inline(always)]
+unsafe fn tail_slot(p: *mut u8) -> *mut *mut u8 {
+    // SAFETY: every free object is at least 16 bytes and 16-byte aligned (list.rs), so its
+    // second word is in bounds, aligned, and unused while the ring owns the object.
+    unsafe { (p as *mut *mut u8).add(1) }
 }
 
 impl RemoteRing {
@@ -56,35 +93,82 @@ impl RemoteRing {
         true
     }
 
-    /// Appends an entry; the caller flushes first when [`is_full`](Self::is_full). (`_sink`
-    /// keeps the signature shared with the fast lane's bank.)
+    /// Buffers a free; the caller flushes first when [`is_full`](Self::is_full). With
+    /// `ring-coalesce` the object joins a live entry of the same `(dst, bin)` when the hint
+    /// finds one, and a chain that reaches [`RING_CHAIN_MAX`] goes to `sink` at once.
+    ///
+    /// # Safety
+    /// `ptr` is a free object of heap `dst`, bin `bin`, now owned by the ring.
     #[inline(always)]
-    pub fn push(&mut self, dst: u32, bin: usize, ptr: *mut u8, _sink: &mut impl Sink) {
+    pub unsafe fn push(&mut self, dst: u32, bin: usize, ptr: *mut u8, sink: &mut impl Sink) {
         debug_assert!(!self.is_full());
-        let e = &mut self.entries[(self.tail & MASK) as usize];
-        e.dst = dst as u16;
-        e.bin = bin as u16;
-        e.ptr = ptr;
+        if RING_COALESCE {
+            let k = key(dst, bin);
+            let h = hash(k, HINTS.trailing_zeros());
+            let pos = self.hint[h] as u32;
+            // Live iff it lies in [head, tail), compared in the hint's 16-bit arithmetic.
+            let live = (self.tail as u16).wrapping_sub(pos as u16) as u32 <= self.len()
+                && pos as u16 != self.tail as u16;
+            let e = &mut self.entries[(pos & MASK) as usize];
+            if live && key(e.dst as u32, e.bin as usize) == k {
+                if e.n == 0 {
+                    // SAFETY: `ptr` is now owned by the ring (caller contract).
+                    unsafe { set_next(ptr, null_mut()) };
+                    e.ptr = ptr;
+                    e.n = 1;
+                    return;
+                }
+                // SAFETY: `ptr` and the chain's objects are owned by the ring (caller
+                // contract); the chain's tail is in its head's second word once n > 1.
+                unsafe {
+                    let tail = if e.n == 1 { e.ptr } else { *tail_slot(e.ptr) };
+                    set_next(ptr, e.ptr);
+                    *tail_slot(ptr) = tail;
+                    e.ptr = ptr;
+                    e.n += 1;
+                    if e.n >= RING_CHAIN_MAX {
+                        let c = Chain {
+                            head: ptr,
+                            tail,
+                            n: e.n,
+                        };
+                        e.n = 0;
+                        sink.send(dst, bin, c);
+                    }
+                }
+                return;
+            }
+            self.hint[h] = self.tail as u16;
+        }
+        // SAFETY: `ptr` is now owned by the ring (caller contract).
+        unsafe { set_next(ptr, null_mut()) };
+        self.entries[(self.tail & MASK) as usize] = Entry {
+            dst: dst as u16,
+            bin: bin as u16,
+            n: 1,
+            ptr,
+        };
         self.tail = self.tail.wrapping_add(1);
     }
 
-    /// Dispatches up to `budget` oldest entries. Entries are taken in groups of
-    /// [`GROUP`]; within a group all entries with the same `(dst, bin)` become one chain, so a
-    /// destination that recurs in the group costs one CAS instead of one per object.
+    /// Dispatches up to `budget` oldest entries and returns the objects handed over. Entries
+    /// are taken in groups of [`GROUP`]; within a group all entries with the same `(dst, bin)`
+    /// become one chain, so a destination that recurs in the group costs one CAS instead of
+    /// one per entry.
     ///
     /// # Safety
-    /// Every buffered `ptr` is a free object of heap `dst`, bin `bin`, owned by this ring.
+    /// Every buffered chain holds free objects of its `(dst, bin)`, owned by this ring.
     pub unsafe fn flush(&mut self, budget: u32, sink: &mut impl Sink) -> u32 {
-        let n = budget.min(self.len());
-        let mut left = n;
+        let mut left = budget.min(self.len());
+        let mut sent = 0;
         while left > 0 {
             let g = left.min(GROUP as u32);
-            // SAFETY: `g <= len()` entries remain, each a free object the ring owns, tagged
-            // with its (dst, bin) (caller contract).
-            unsafe { self.flush_group(g, sink) };
+            // SAFETY: `g <= len()` entries remain, each a chain of free objects the ring
+            // owns, tagged with its (dst, bin) (caller contract).
+            sent += unsafe { self.flush_group(g, sink) };
             left -= g;
         }
-        n
+        sent
     }
 
     /// One group: an open-addressed table of chains keyed by `(dst, bin)`, with twice as many
@@ -93,49 +177,59 @@ impl RemoteRing {
     /// a third of xmalloc-test's instructions).
     ///
     /// # Safety
-    /// At least `g` entries are buffered, each a free object of its `(dst, bin)` that the ring
-    /// owns.
-    unsafe fn flush_group(&mut self, g: u32, sink: &mut impl Sink) {
+    /// At least `g` entries are buffered, each a chain of free objects of its `(dst, bin)`
+    /// that the ring owns.
+    unsafe fn flush_group(&mut self, g: u32, sink: &mut impl Sink) -> u32 {
         let mut keys = [u32::MAX; SLOTS];
         let mut chains = [const { MaybeUninit::<Chain>::uninit() }; SLOTS];
         let mut used = [0u8; GROUP];
         let mut nused = 0;
+        let mut sent = 0;
         for _ in 0..g {
             let e = self.entries[(self.head & MASK) as usize];
             self.head = self.head.wrapping_add(1);
-            let key = (e.dst as u32) << 16 | e.bin as u32;
-            let mut i = (key.wrapping_mul(0x9E37_79B9) >> (32 - SLOTS.trailing_zeros())) as usize;
-            while keys[i] != key && keys[i] != u32::MAX {
+            if e.n == 0 {
+                continue;
+            }
+            sent += e.n;
+            let tail = if e.n == 1 {
+                e.ptr
+            } else {
+                // SAFETY: a chain longer than one keeps its tail in its head's second word.
+                unsafe { *tail_slot(e.ptr) }
+            };
+            let k = key(e.dst as u32, e.bin as usize);
+            let mut i = hash(k, SLOTS.trailing_zeros());
+            while keys[i] != k && keys[i] != u32::MAX {
                 i = (i + 1) & (SLOTS - 1);
             }
             if keys[i] == u32::MAX {
-                keys[i] = key;
+                keys[i] = k;
                 used[nused] = i as u8;
                 nused += 1;
-                // SAFETY: `e.ptr` is a buffered free object the ring owns (caller contract).
-                unsafe { set_next(e.ptr, null_mut()) };
                 chains[i].write(Chain {
                     head: e.ptr,
-                    tail: e.ptr,
-                    n: 1,
+                    tail,
+                    n: e.n,
                 });
             } else {
                 // SAFETY: slot `i`'s key was claimed earlier in this group, which wrote its
-                // chain; `e.ptr` is a buffered free object the ring owns (caller contract).
+                // chain; `tail` ends a chain the ring owns (caller contract).
                 unsafe {
                     let c = chains[i].assume_init_mut();
-                    set_next(e.ptr, c.head);
+                    set_next(tail, c.head);
                     c.head = e.ptr;
-                    c.n += 1;
+                    c.n += e.n;
                 }
             }
         }
         for &i in &used[..nused] {
-            let key = keys[i as usize];
+            let k = keys[i as usize];
             // SAFETY: every slot in `used` had its key claimed, which wrote its chain.
             let c = unsafe { chains[i as usize].assume_init_read() };
-            sink.send(key >> 16, (key & 0xFFFF) as usize, c);
+            sink.send(k >> 16, (k & 0xFFFF) as usize, c);
         }
+        sent
     }
 }
 
@@ -152,6 +246,7 @@ mod tests {
     use std::boxed::Box;
     use std::vec::Vec;
 
+    /// Records every chain handed over, checking its length and tail.
     struct Rec(Vec<(u32, usize, Vec<*mut u8>)>);
     impl Sink for Rec {
         fn send(&mut self, dst: u32, bin: usize, c: Chain) {
@@ -163,47 +258,56 @@ mod tests {
         }
     }
 
+    impl Rec {
+        fn objects(&self) -> Vec<*mut u8> {
+            let mut v: Vec<*mut u8> = self.0.iter().flat_map(|x| x.2.iter().copied()).collect();
+            v.sort();
+            v
+        }
+    }
+
     fn ring() -> Box<RemoteRing> {
         // SAFETY: all-zero is the documented empty state.
         unsafe { Box::new(core::mem::zeroed()) }
     }
 
+    fn push(r: &mut RemoteRing, dst: u32, bin: usize, p: *mut u8, rec: &mut Rec) {
+        assert!(!r.is_full());
+        // SAFETY: tests hand each object from `objects` to the ring once.
+        unsafe { r.push(dst, bin, p, rec) };
+    }
+
+    fn sorted(v: &[*mut u8]) -> Vec<*mut u8> {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    }
+
     #[test]
     fn fifo_budget_and_grouping() {
         let mut r = ring();
+        let mut rec = Rec(Vec::new());
         assert!(r.is_empty());
         let o = objects(RING_LEN);
+        // Distinct keys: nothing coalesces, every push takes a slot.
         for (i, &p) in o.iter().enumerate() {
-            assert!(!r.is_full());
-            r.push((i / 10) as u32, i % 2, p, &mut Rec(Vec::new()));
+            push(&mut r, i as u32, i % 2, p, &mut rec);
         }
         assert!(r.is_full());
-        let mut rec = Rec(Vec::new());
+        assert!(rec.0.is_empty());
         // SAFETY: every buffered pointer is a distinct object from `objects`.
         assert_eq!(unsafe { r.flush(32, &mut rec) }, 32);
         assert_eq!(r.len(), RING_LEN as u32 - 32);
-        // Oldest first, and every object exactly once.
-        let flushed: Vec<*mut u8> = rec
-            .0
-            .iter()
-            .flat_map(|(_, _, v)| v.iter().copied())
-            .collect();
-        let mut sorted = flushed.clone();
-        sorted.sort();
-        let mut want = o[..32].to_vec();
-        want.sort();
-        assert_eq!(sorted, want);
+        // Oldest first, and every object exactly once, to its own key.
+        assert_eq!(rec.objects(), sorted(&o[..32]));
         for (dst, bin, v) in &rec.0 {
-            for p in v {
-                let i = o.iter().position(|q| q == p).unwrap();
-                assert_eq!((i / 10) as u32, *dst);
-                assert_eq!(i % 2, *bin);
-            }
+            let i = o.iter().position(|q| *q == v[0]).unwrap();
+            assert_eq!((i as u32, i % 2), (*dst, *bin));
         }
-        let mut rec = Rec(Vec::new());
         // SAFETY: as above.
         assert_eq!(unsafe { r.flush(u32::MAX, &mut rec) }, RING_LEN as u32 - 32);
         assert!(r.is_empty());
+        assert_eq!(rec.objects(), sorted(&o));
         // SAFETY: the ring is empty.
         assert_eq!(unsafe { r.flush(8, &mut rec) }, 0);
     }
@@ -211,27 +315,29 @@ mod tests {
     #[test]
     fn consecutive_same_destination_is_one_chain() {
         let mut r = ring();
+        let mut rec = Rec(Vec::new());
         let o = objects(10);
         for &p in &o {
-            r.push(3, 7, p, &mut Rec(Vec::new()));
+            push(&mut r, 3, 7, p, &mut rec);
         }
-        let mut rec = Rec(Vec::new());
         // SAFETY: every buffered pointer is a distinct object from `objects`.
         unsafe { r.flush(100, &mut rec) };
         assert_eq!(rec.0.len(), 1);
         assert_eq!(rec.0[0].2.len(), 10);
+        assert!(r.is_empty());
     }
 
     #[test]
     fn interleaved_destinations_group_per_flush_group() {
         let mut r = ring();
+        let mut rec = Rec(Vec::new());
         let o = objects(GROUP);
         for (i, &p) in o.iter().enumerate() {
-            r.push((i % 4) as u32, 9, p, &mut Rec(Vec::new()));
+            push(&mut r, (i % 4) as u32, 9, p, &mut rec);
         }
-        let mut rec = Rec(Vec::new());
         // SAFETY: every buffered pointer is a distinct object from `objects`.
         unsafe { r.flush(GROUP as u32, &mut rec) };
+        assert!(r.is_empty());
         assert_eq!(rec.0.len(), 4, "one chain per (dst, bin)");
         for (dst, bin, v) in &rec.0 {
             assert_eq!(*bin, 9);
@@ -243,20 +349,81 @@ mod tests {
     }
 
     #[test]
+    fn coalesced_entries_take_one_slot_and_hand_over_full_chains() {
+        if !RING_COALESCE {
+            return;
+        }
+        let mut r = ring();
+        let mut rec = Rec(Vec::new());
+        let max = RING_CHAIN_MAX as usize;
+        let o = objects(3 * max + 5);
+        for &p in &o {
+            push(&mut r, 2, 5, p, &mut rec);
+        }
+        // Three full chains went over at once; the rest waits in the one entry.
+        assert_eq!(r.len(), 1);
+        assert_eq!(rec.0.len(), 3);
+        assert!(rec
+            .0
+            .iter()
+            .all(|(d, b, v)| (*d, *b, v.len()) == (2, 5, max)));
+        // SAFETY: every buffered pointer is a distinct object from `objects`.
+        assert_eq!(unsafe { r.flush(1, &mut rec) }, 5, "objects, not entries");
+        assert!(r.is_empty());
+        assert_eq!(rec.0.len(), 4);
+        assert_eq!(rec.0[3].2.len(), 5);
+        assert_eq!(rec.objects(), sorted(&o));
+    }
+
+    #[test]
+    fn coalescing_never_joins_a_flushed_entry() {
+        if !RING_COALESCE {
+            return;
+        }
+        let mut r = ring();
+        let mut rec = Rec(Vec::new());
+        let o = objects(6);
+        push(&mut r, 1, 1, o[0], &mut rec);
+        push(&mut r, 1, 2, o[1], &mut rec);
+        push(&mut r, 1, 1, o[2], &mut rec);
+        assert_eq!(r.len(), 2);
+        // SAFETY: every buffered pointer is a distinct object from `objects`.
+        unsafe { r.flush(1, &mut rec) };
+        assert_eq!(rec.0.len(), 1);
+        assert_eq!(sorted(&rec.0[0].2), sorted(&[o[0], o[2]]));
+        // Key (1, 1)'s hint now points below `head`: a new entry is taken.
+        push(&mut r, 1, 1, o[3], &mut rec);
+        push(&mut r, 1, 2, o[4], &mut rec);
+        push(&mut r, 1, 1, o[5], &mut rec);
+        assert_eq!(r.len(), 2);
+        // SAFETY: as above.
+        unsafe { r.flush(u32::MAX, &mut rec) };
+        assert_eq!(rec.objects(), sorted(&o));
+        let chains: Vec<_> = rec.0.iter().map(|x| (x.0, x.1, sorted(&x.2))).collect();
+        assert!(chains.contains(&(1, 2, sorted(&[o[1], o[4]]))));
+        assert!(chains.contains(&(1, 1, sorted(&[o[3], o[5]]))));
+    }
+
+    #[test]
     fn wraps_around() {
         let mut r = ring();
-        let o = objects(3 * RING_LEN);
         let mut rec = Rec(Vec::new());
-        for &p in &o {
+        let o = objects(3 * RING_LEN);
+        for (i, &p) in o.iter().enumerate() {
             if r.is_full() {
                 // SAFETY: every buffered pointer is a distinct object from `objects`.
                 unsafe { r.flush(5, &mut rec) };
             }
-            r.push(1, 1, p, &mut Rec(Vec::new()));
+            push(&mut r, (i % 7) as u32, i % 50, p, &mut rec);
         }
         // SAFETY: as above.
         unsafe { r.flush(u32::MAX, &mut rec) };
-        let n: usize = rec.0.iter().map(|x| x.2.len()).sum();
-        assert_eq!(n, o.len());
+        assert_eq!(rec.objects(), sorted(&o));
+        for (dst, bin, v) in &rec.0 {
+            for p in v {
+                let i = o.iter().position(|q| q == p).unwrap();
+                assert_eq!(((i % 7) as u32, i % 50), (*dst, *bin));
+            }
+        }
     }
 }

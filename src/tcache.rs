@@ -304,14 +304,9 @@ impl ThreadCache {
                 unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
             }
             self.queued += 1;
-            // The `allow` keeps this one statement unchanged across lanes: the ring's `push`
-            // is safe, the bank's is `unsafe`.
             // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); ownership
             // passes to the buffer; `covers(dst)` holds (checked above).
-            #[allow(unused_unsafe)]
-            unsafe {
-                self.remote.push(dst, bin, p, &mut ToOwners(&h.stats))
-            };
+            unsafe { self.remote.push(dst, bin, p, &mut ToOwners(&h.stats)) };
             return;
         }
         h.stats.add(Ev::RemoteDirect, 1);
@@ -321,6 +316,8 @@ impl ThreadCache {
 
     /// # Safety
     /// ACTIVE, and `h` is our heap.
+    #[cold]
+    #[inline(never)]
     unsafe fn flush_remote(&mut self, budget: u32, h: &Heap) {
         // SAFETY: the buffer holds only free objects tagged with their (dst, bin), handed to it
         // by `free_remote`, which the buffer owns.

@@ -6,10 +6,13 @@
 //! With `ring-coalesce`, an entry holds a chain: a push whose `(dst, bin)` already has a live
 //! entry links the object onto that entry's chain instead of taking a slot, and a chain that
 //! reaches [`RING_CHAIN_MAX`] goes to its owner at once (one CAS for the batch). A small
-//! table remembers which slot last took each key; it is only a hint, checked against the slot.
+//! table remembers which slot last took each key; it is only a hint, checked against the
+//! slot's key. A flush clears the keys of the slots it empties, so every slot outside the live
+//! range has key 0, which no `(dst, bin)` encodes to: a matching key is always a live entry.
 
 use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
 use crate::list::{set_next, Chain};
+use crate::size_class::NUM_BINS;
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
 
@@ -17,16 +20,16 @@ const MASK: u32 = RING_LEN as u32 - 1;
 const _: () = assert!(RING_LEN.is_power_of_two() && RING_LEN <= 1 << 16);
 const _: () = assert!(RING_CHAIN_MAX >= 1);
 
-/// One buffered chain of frees to `(dst, bin)`: `ptr` is its head and `n` its length; the tail
-/// is kept in the head object's second word once `n > 1`. `n == 0` is an entry whose chain was
-/// already handed over (it still occupies its slot until the flush passes it).
+/// One buffered chain of frees to `(dst, bin)` (encoded in `key`): `ptr` is its head and `n`
+/// its length; the tail is kept in the head object's second word once `n > 1`. `n == 0` is an
+/// entry whose chain was already handed over (it still occupies its slot until the flush
+/// passes it). Key 0 marks a slot outside the live range.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Entry {
-    pub dst: u16,
-    pub bin: u16,
+    key: u32,
     n: u32,
-    pub ptr: *mut u8,
+    ptr: *mut u8,
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 
@@ -37,9 +40,8 @@ const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
 #[repr(C)]
 pub struct RemoteRing {
     entries: [Entry; RING_LEN],
-    /// Ring position (low 16 bits of `tail` when pushed) of the entry that last took a key
-    /// hashing here. Stale or colliding values are harmless: the entry's key is compared and
-    /// its position checked to be live before a push joins it.
+    /// Slot of the entry that last took a key hashing here. Stale or colliding values are
+    /// harmless: a push joins the slot only if the slot's key is its own.
     hint: [u16; HINTS],
     head: u32,
     tail: u32,
@@ -50,9 +52,18 @@ pub trait Sink {
     fn send(&mut self, dst: u32, bin: usize, chain: Chain);
 }
 
+/// Never 0 (nor `u32::MAX`): heaps and bins are below 0xFFFF, so `+ 1` cannot carry out of
+/// the bin's 16 bits.
 #[inline(always)]
 fn key(dst: u32, bin: usize) -> u32 {
-    dst << 16 | bin as u32
+    (dst << 16 | bin as u32) + 1
+}
+
+const _: () = assert!(crate::page_tag::MAX_OWNER < 0xFFFF && NUM_BINS < 0xFFFF);
+
+#[inline(always)]
+fn unkey(k: u32) -> (u32, usize) {
+    ((k - 1) >> 16, ((k - 1) & 0xFFFF) as usize)
 }
 
 #[inline(always)]
@@ -102,15 +113,11 @@ impl RemoteRing {
     #[inline(always)]
     pub unsafe fn push(&mut self, dst: u32, bin: usize, ptr: *mut u8, sink: &mut impl Sink) {
         debug_assert!(!self.is_full());
+        let k = key(dst, bin);
         if RING_COALESCE {
-            let k = key(dst, bin);
             let h = hash(k, HINTS.trailing_zeros());
-            let pos = self.hint[h] as u32;
-            // Live iff it lies in [head, tail), compared in the hint's 16-bit arithmetic.
-            let live = (self.tail as u16).wrapping_sub(pos as u16) as u32 <= self.len()
-                && pos as u16 != self.tail as u16;
-            let e = &mut self.entries[(pos & MASK) as usize];
-            if live && key(e.dst as u32, e.bin as usize) == k {
+            let e = &mut self.entries[self.hint[h] as usize & MASK as usize];
+            if e.key == k {
                 if e.n == 0 {
                     // SAFETY: `ptr` is now owned by the ring (caller contract).
                     unsafe { set_next(ptr, null_mut()) };
@@ -138,16 +145,11 @@ impl RemoteRing {
                 }
                 return;
             }
-            self.hint[h] = self.tail as u16;
+            self.hint[h] = (self.tail & MASK) as u16;
         }
         // SAFETY: `ptr` is now owned by the ring (caller contract).
         unsafe { set_next(ptr, null_mut()) };
-        self.entries[(self.tail & MASK) as usize] = Entry {
-            dst: dst as u16,
-            bin: bin as u16,
-            n: 1,
-            ptr,
-        };
+        self.entries[(self.tail & MASK) as usize] = Entry { key: k, n: 1, ptr };
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -186,7 +188,9 @@ impl RemoteRing {
         let mut nused = 0;
         let mut sent = 0;
         for _ in 0..g {
-            let e = self.entries[(self.head & MASK) as usize];
+            let slot = &mut self.entries[(self.head & MASK) as usize];
+            let e = *slot;
+            slot.key = 0;
             self.head = self.head.wrapping_add(1);
             if e.n == 0 {
                 continue;
@@ -198,7 +202,7 @@ impl RemoteRing {
                 // SAFETY: a chain longer than one keeps its tail in its head's second word.
                 unsafe { *tail_slot(e.ptr) }
             };
-            let k = key(e.dst as u32, e.bin as usize);
+            let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
             while keys[i] != k && keys[i] != u32::MAX {
                 i = (i + 1) & (SLOTS - 1);
@@ -227,7 +231,8 @@ impl RemoteRing {
             let k = keys[i as usize];
             // SAFETY: every slot in `used` had its key claimed, which wrote its chain.
             let c = unsafe { chains[i as usize].assume_init_read() };
-            sink.send(k >> 16, (k & 0xFFFF) as usize, c);
+            let (dst, bin) = unkey(k);
+            sink.send(dst, bin, c);
         }
         sent
     }
@@ -391,7 +396,8 @@ mod tests {
         unsafe { r.flush(1, &mut rec) };
         assert_eq!(rec.0.len(), 1);
         assert_eq!(sorted(&rec.0[0].2), sorted(&[o[0], o[2]]));
-        // Key (1, 1)'s hint now points below `head`: a new entry is taken.
+        // Key (1, 1)'s hint points at the flushed slot, whose key the flush cleared: a new
+        // entry is taken.
         push(&mut r, 1, 1, o[3], &mut rec);
         push(&mut r, 1, 2, o[4], &mut rec);
         push(&mut r, 1, 1, o[5], &mut rec);

@@ -59,9 +59,6 @@ pub const RING_MISS_BUDGET: u32 = 128;
 pub const BANK_HEAPS: usize = 8;
 /// A bank list is handed to its owner once it holds this many objects.
 pub const BANK_LIST_FLUSH: u32 = 32;
-/// Bank lists scanned per unit of flush budget (the ring's budgets count entries; the bank
-/// scans lists, most of them empty).
-pub const BANK_SCAN_FACTOR: usize = 4;
 
 /// The thread cache's remote buffer: the lane's one structural difference.
 #[cfg(feature = "fast")]

@@ -1,21 +1,28 @@
 //! The fast lane's dense remote bank: a thread-local list per (destination heap, bin) for the
 //! first [`BANK_HEAPS`] heaps, so a remote free is a plain push with no atomics. A list goes to
-//! its owner when it reaches [`BANK_LIST_FLUSH`] objects, on a budgeted round-robin scan, and
-//! at thread exit. Frees for heaps beyond the bank's width are dispatched directly by the
-//! caller (one CAS), never refused.
+//! its owner when it reaches [`BANK_LIST_FLUSH`] objects, on a budgeted round-robin flush, and
+//! at thread exit. A bitmap of the non-empty lists keeps a flush from scanning empty ones (a
+//! scan of every list at each refill was three quarters of larson's instructions). Frees for
+//! heaps beyond the bank's width are dispatched directly by the caller (one CAS), never
+//! refused.
 
-use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH, BANK_SCAN_FACTOR};
+use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH};
 use crate::list::{set_next, Chain};
 use crate::remote_ring::Sink;
 use crate::size_class::NUM_BINS;
+
+/// Bitmap words per destination heap.
+const WORDS: usize = NUM_BINS.div_ceil(64);
 
 /// All-zero is a valid empty bank.
 #[repr(C)]
 pub struct RemoteBank {
     lists: [[Chain; NUM_BINS]; BANK_HEAPS],
+    /// Bit `bin % 64` of word `bin / 64` of row `dst`: list `(dst, bin)` holds objects.
+    nonempty: [[u64; WORDS]; BANK_HEAPS],
     /// Lists holding objects (a cheap hint that makes empty flushes free).
     pending: u32,
-    /// Round-robin scan position over `BANK_HEAPS * NUM_BINS` lists.
+    /// Round-robin flush position over the `BANK_HEAPS * WORDS` bitmap words.
     cursor: u32,
 }
 
@@ -52,6 +59,7 @@ impl RemoteBank {
                 n: 1,
             };
             self.pending += 1;
+            self.nonempty[dst as usize][bin / 64] |= 1 << (bin % 64);
         } else {
             // SAFETY: `p` is a free object now owned by the bank (caller contract).
             unsafe { set_next(p, l.head) };
@@ -61,30 +69,39 @@ impl RemoteBank {
         if l.n >= BANK_LIST_FLUSH {
             let c = core::mem::replace(l, Chain::EMPTY);
             self.pending -= 1;
+            self.nonempty[dst as usize][bin / 64] &= !(1 << (bin % 64));
             sink.send(dst, bin, c);
         }
     }
 
-    /// Scans up to `budget` lists round-robin, handing over the non-empty ones.
+    /// Hands over up to `budget` non-empty lists, round-robin over the bitmap; returns the
+    /// objects handed over.
     ///
     /// # Safety
     /// As for [`push`](Self::push): the bank owns every buffered object.
     pub unsafe fn flush(&mut self, budget: u32, sink: &mut impl Sink) -> u32 {
-        let total = BANK_HEAPS * NUM_BINS;
-        let budget = (budget as usize).saturating_mul(BANK_SCAN_FACTOR);
+        const TOTAL: usize = BANK_HEAPS * WORDS;
+        let mut left = budget;
         let mut sent = 0;
-        for _ in 0..budget.min(total) {
-            if self.pending == 0 {
+        for _ in 0..TOTAL {
+            if self.pending == 0 || left == 0 {
                 break;
             }
-            let i = self.cursor as usize % total;
-            self.cursor = ((i + 1) % total) as u32;
-            let l = &mut self.lists[i / NUM_BINS][i % NUM_BINS];
-            if l.n > 0 {
-                let c = core::mem::replace(l, Chain::EMPTY);
+            let w = self.cursor as usize % TOTAL;
+            let (dst, word) = (w / WORDS, w % WORDS);
+            let mut bits = self.nonempty[dst][word];
+            while bits != 0 && left > 0 {
+                let bin = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let c = core::mem::replace(&mut self.lists[dst][bin], Chain::EMPTY);
                 self.pending -= 1;
+                left -= 1;
                 sent += c.n;
-                sink.send((i / NUM_BINS) as u32, i % NUM_BINS, c);
+                sink.send(dst as u32, bin, c);
+            }
+            self.nonempty[dst][word] = bits;
+            if bits == 0 {
+                self.cursor = ((w + 1) % TOTAL) as u32;
             }
         }
         sent
@@ -128,5 +145,35 @@ mod tests {
         let n: usize = rec.0.iter().map(|x| x.2).sum();
         assert_eq!(n, 1000);
         assert!(RemoteBank::covers(0) && !RemoteBank::covers(BANK_HEAPS as u32));
+    }
+
+    #[test]
+    fn budget_counts_lists_and_resumes() {
+        // SAFETY: all-zero is the documented empty state.
+        let mut b: Box<RemoteBank> = unsafe { Box::new(core::mem::zeroed()) };
+        let o = objects(2 * NUM_BINS);
+        let mut rec = Rec(Vec::new());
+        // Every bin of heaps 1 and 6 (the highest bins too), one object each.
+        for (i, &p) in o.iter().enumerate() {
+            let dst = if i < NUM_BINS { 1 } else { 6 };
+            // SAFETY: each `p` is a distinct unused object from `objects`.
+            unsafe { b.push(dst, i % NUM_BINS, p, &mut rec) };
+        }
+        assert!(rec.0.is_empty());
+        // SAFETY: the bank owns every buffered object.
+        assert_eq!(unsafe { b.flush(5, &mut rec) }, 5);
+        assert_eq!(rec.0.len(), 5);
+        let mut flushed = 5;
+        while !b.is_empty() {
+            // SAFETY: as above.
+            flushed += unsafe { b.flush(7, &mut rec) } as usize;
+        }
+        assert_eq!(flushed, 2 * NUM_BINS);
+        let mut lists: Vec<(u32, usize)> = rec.0.iter().map(|x| (x.0, x.1)).collect();
+        lists.sort();
+        lists.dedup();
+        assert_eq!(lists.len(), 2 * NUM_BINS, "every list exactly once");
+        // SAFETY: the bank is empty.
+        assert_eq!(unsafe { b.flush(u32::MAX, &mut rec) }, 0);
     }
 }

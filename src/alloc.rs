@@ -100,6 +100,8 @@ pub unsafe fn free(p: *mut u8) {
     }
 }
 
+/// A free of an arena block whose tag is not our heap's: a remote free on an active cache
+/// (kept free of calls that need saved registers: its slow paths are tail calls).
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: u32) {
@@ -110,10 +112,31 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
         );
         return;
     };
-    // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread.
-    let state = unsafe { (*tls::tcache()).state };
+    // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
+    // reference to it is held across this call.
+    let tc = unsafe { &mut *tls::tcache() };
+    if tc.state == ACTIVE {
+        // SAFETY: ACTIVE, and `free` found that the tag does not name our heap (`owner_base`
+        // cannot change in between: only this thread changes it); `p` is being freed (caller
+        // contract) and its tag decodes to (dst, bin).
+        return unsafe { tc.free_remote(p, dst, bin) };
+    }
+    // SAFETY: as above; `state` is not ACTIVE.
+    unsafe { free_inactive(p, tag, dst, bin) }
+}
+
+/// `free_other` on a cache that is not active: activate it (first call of the thread) or take
+/// the shared path (thread exiting or exited).
+///
+/// # Safety
+/// `p` is an arena block being freed, `tag` its page tag, decoding to (dst, bin).
+#[cold]
+#[inline(never)]
+unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
     // SAFETY: `tls::tcache()` is the calling thread's cache (activate's contract).
-    if state == ACTIVE || (state == UNINIT && unsafe { ThreadCache::activate(tls::tcache()) }) {
+    if unsafe { (*tls::tcache()).state } == UNINIT
+        && unsafe { ThreadCache::activate(tls::tcache()) }
+    {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.
         let tc = unsafe { &mut *tls::tcache() };
         if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
@@ -121,8 +144,8 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
             // SAFETY: `p` is still the block being freed (caller contract).
             return unsafe { free(p) };
         }
-        // SAFETY: ACTIVE (checked or just activated); `p` is being freed (caller contract) and
-        // its tag decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
+        // SAFETY: ACTIVE (just activated); `p` is being freed (caller contract) and its tag
+        // decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
         unsafe { tc.free_remote(p, dst, bin) };
     } else {
         // SAFETY: `p` is being freed (caller contract) and its tag decodes to (dst, bin).

@@ -71,6 +71,14 @@ fn hash(key: u32, bits: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize
 }
 
+/// Hands over a chain that reached [`RING_CHAIN_MAX`]; out of line so a push saves no
+/// registers for it.
+#[cold]
+#[inline(never)]
+fn send_full(sink: &mut impl Sink, dst: u32, bin: usize, c: Chain) {
+    sink.send(dst, bin, c);
+}
+
 /// Second word of a chain's head object: the chain's tail.
 ///
 /// # Safety
@@ -140,7 +148,7 @@ impl RemoteRing {
                             n: e.n,
                         };
                         e.n = 0;
-                        sink.send(dst, bin, c);
+                        return send_full(sink, dst, bin, c);
                     }
                 }
                 return;

@@ -300,8 +300,8 @@ impl ThreadCache {
         }
         if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
             if self.remote.is_full() {
-                // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
-                unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
+                // SAFETY: as for this function (caller contract).
+                return unsafe { self.free_remote_full(p, dst, bin) };
             }
             self.queued += 1;
             // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); ownership
@@ -312,6 +312,22 @@ impl ThreadCache {
         h.stats.add(Ev::RemoteDirect, 1);
         // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
         unsafe { heap::send_one(p, dst, bin, &h.stats, false) };
+    }
+
+    /// [`free_remote`](Self::free_remote) with a full ring: flush the oldest entries, then
+    /// buffer. Out of line so the common path saves no registers.
+    ///
+    /// # Safety
+    /// As for `free_remote`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_remote_full(&mut self, p: *mut u8, dst: u32, bin: usize) {
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
+        // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
+        unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
+        // SAFETY: as for `free_remote` (caller contract); the flush made room.
+        unsafe { self.free_remote(p, dst, bin) };
     }
 
     /// # Safety

@@ -33,6 +33,22 @@ pub struct Entry {
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 
+impl Entry {
+    /// The chain's tail.
+    ///
+    /// # Safety
+    /// `n > 0`, and the chain's objects are owned by the ring.
+    #[inline(always)]
+    unsafe fn tail(&self) -> *mut u8 {
+        if self.n == 1 {
+            self.ptr
+        } else {
+            // SAFETY: a chain longer than one keeps its tail in its head's second word.
+            unsafe { *tail_slot(self.ptr) }
+        }
+    }
+}
+
 /// Slots of the key → entry hint table (`ring-coalesce`); one per ring entry.
 const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
 
@@ -134,9 +150,9 @@ impl RemoteRing {
                     return;
                 }
                 // SAFETY: `ptr` and the chain's objects are owned by the ring (caller
-                // contract); the chain's tail is in its head's second word once n > 1.
+                // contract), and `n > 0` (the empty case returned above).
                 unsafe {
-                    let tail = if e.n == 1 { e.ptr } else { *tail_slot(e.ptr) };
+                    let tail = e.tail();
                     set_next(ptr, e.ptr);
                     *tail_slot(ptr) = tail;
                     e.ptr = ptr;
@@ -204,12 +220,8 @@ impl RemoteRing {
                 continue;
             }
             sent += e.n;
-            let tail = if e.n == 1 {
-                e.ptr
-            } else {
-                // SAFETY: a chain longer than one keeps its tail in its head's second word.
-                unsafe { *tail_slot(e.ptr) }
-            };
+            // SAFETY: `n > 0` (checked above); the ring owns the chain (caller contract).
+            let tail = unsafe { e.tail() };
             let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
             while keys[i] != k && keys[i] != u32::MAX {

@@ -213,23 +213,8 @@ impl ThreadCache {
             if self.in_demand(bin) || self.bins[bin].count <= target {
                 continue;
             }
-            let b = &mut self.bins[bin];
-            let mut l = LocalList {
-                head: b.head,
-                count: b.count,
-            };
-            // SAFETY: a thread bin is a well-formed list of `count` free objects.
-            let mut front = unsafe { l.take(b.count - target) };
-            b.head = l.head;
-            b.count = l.count;
-            if config::MEDIUM_ADOPT && !sc::is_small(bin) {
-                // SAFETY: we own `h` (caller contract); `front` is a detached chain of free
-                // runs of `bin`.
-                front = unsafe { h.send_foreign_home(bin, front) };
-            }
-            // SAFETY: we own `h`; `front` is detached from the bin and holds free objects of
-            // `bin` (ours; adopted medium runs were just sent home).
-            unsafe { h.put_central(bin, front) };
+            // SAFETY: `h` is our heap (caller contract); `bin` is not in demand.
+            unsafe { self.shed(h, bin, target) };
             h.stats.add(Ev::BinTrims, 1);
         }
         self.demand_prev = self.demand;
@@ -247,25 +232,35 @@ impl ThreadCache {
     pub unsafe fn overflow(&mut self, bin: usize) {
         // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
         let h = unsafe { &*self.heap };
+        // SAFETY: `h` is our heap.
+        unsafe { self.shed(h, bin, self.bins[bin].limit / 2) };
+        h.stats.add(Ev::BinOverflow, 1);
+    }
+
+    /// Moves all but `keep` objects of bin `bin` (the front: the most recently freed) to the
+    /// heap's central list. Adopted medium runs of a class this thread has not refilled lately
+    /// (a queue's consumer) go home instead: kept, they would only be hoarded there.
+    ///
+    /// # Safety
+    /// ACTIVE, `h` is our heap, and the bin holds more than `keep` objects.
+    unsafe fn shed(&mut self, h: &Heap, bin: usize, keep: u32) {
         let b = &mut self.bins[bin];
         let mut l = LocalList {
             head: b.head,
             count: b.count,
         };
         // SAFETY: a thread bin is a well-formed list of `count` free objects.
-        let mut front = unsafe { l.take(b.count - b.limit / 2) };
+        let mut front = unsafe { l.take(b.count - keep) };
         b.head = l.head;
         b.count = l.count;
         if config::MEDIUM_ADOPT && !sc::is_small(bin) && !self.in_demand(bin) {
-            // A class this thread has not allocated lately (a queue's consumer): adopted runs
-            // would only be hoarded in our central list, so they go home now.
-            // SAFETY: ACTIVE, so we own `h`; `front` is a detached chain of free runs of `bin`.
+            // SAFETY: we own `h` (caller contract); `front` is a detached chain of free runs of
+            // `bin`.
             front = unsafe { h.send_foreign_home(bin, front) };
         }
-        // SAFETY: ACTIVE, so we own `h`; `front` is detached from the bin and holds free
-        // objects of `bin`: ours, or adopted medium runs, which `put_central` accepts.
+        // SAFETY: we own `h`; `front` is detached from the bin and holds free objects of `bin`:
+        // ours, or adopted medium runs of a class in demand, which `put_central` accepts.
         unsafe { h.put_central(bin, front) };
-        h.stats.add(Ev::BinOverflow, 1);
     }
 
     #[inline(always)]

@@ -25,12 +25,13 @@ combo "fast-defaults"
 combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,transfer-cache,stats"   # spill off
 combo "remote-ring,transfer-cache,stats"                                                           # stash off
 combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,checked" # capped stash feeds the transfer cache
+combo "scale-defaults,small-adopt,checked"                                                         # small-adopt (off by default)
 combo ""                                                                                           # every box off
 
 # Debug build: the engine's debug assertions (an adopted run never reaches its non-owner's
 # segment bitmap, pooled segments are empty and untagged) on the cross-thread stress tests.
 step "cross-thread stress tests with debug assertions"
-cargo test -p hakozuna --test stress -- medium_ring producer_consumer
+cargo test -p hakozuna --test stress -- medium_ring small_ring producer_consumer
 
 step "loom models of the lock-free structures"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p hakozuna --lib loom_tests -- --test-threads=1

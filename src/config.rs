@@ -26,6 +26,11 @@ pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
 /// owner's tag) instead of travelling back to the owner; runs leave a heap's central for their
 /// segments only through their owner (DESIGN §6 deviation, see docs/ab.md).
 pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
+/// A remote small free of a class the freeing thread allocates goes into that thread's own
+/// bin (the object keeps its owner's tag) and travels the remote ring/bank to its owner only
+/// when it leaves the bin (overflow, epoch trim): medium-adopt for small objects. Off by
+/// default: it wins T=2 and larson but loses T=8 R=50 (docs/ab.md).
+pub const SMALL_ADOPT: bool = cfg!(feature = "small-adopt");
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
 /// Event-only statistics.

@@ -53,6 +53,7 @@ events! {
     BytesPurged = "bytes purged",
     MediumAdopted = "medium remote frees kept by the freeing thread",
     RunsSentHome = "adopted medium runs sent back to their owner",
+    SmallSentHome = "adopted small objects sent back to their owner",
 }
 
 const N: usize = LABELS.len();

@@ -5,10 +5,10 @@
 use crate::config::{self, RemoteBuf, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::heap::{self, Heap};
 use crate::list::{Chain, LocalList};
-use crate::page_tag;
 use crate::remote_ring::Sink;
 use crate::size_class::{self as sc, NUM_BINS};
 use crate::stats::{Counters, Ev, GLOBAL};
+use crate::{arena, page_tag};
 use core::ptr::null_mut;
 
 pub const UNINIT: u32 = 0;
@@ -253,7 +253,13 @@ impl ThreadCache {
         let mut front = unsafe { l.take(b.count - keep) };
         b.head = l.head;
         b.count = l.count;
-        if config::MEDIUM_ADOPT && !sc::is_small(bin) && !self.in_demand(bin) {
+        if sc::is_small(bin) {
+            if config::SMALL_ADOPT {
+                // SAFETY: ACTIVE, `h` is ours (caller contract); `front` is a detached chain of
+                // free objects of small `bin`.
+                front = unsafe { self.send_foreign_small(h, bin, front) };
+            }
+        } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
             // SAFETY: we own `h` (caller contract); `front` is a detached chain of free runs of
             // `bin`.
             front = unsafe { h.send_foreign_home(bin, front) };
@@ -268,31 +274,54 @@ impl ThreadCache {
         self.remote.is_empty()
     }
 
-    /// A free of another heap's object: adopted into our bin (a medium run, `medium-adopt`),
-    /// or buffered in the remote ring/bank, or sent.
+    /// A free of another heap's object: adopted into our bin (a medium run with
+    /// `medium-adopt`, a small object with `small-adopt`), or buffered in the remote ring/bank,
+    /// or sent.
     ///
     /// # Safety
     /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
     pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
-        if config::MEDIUM_ADOPT && !sc::is_small(bin) {
-            // The run is reused here, where memory is being allocated now, instead of waiting in
-            // the inbox of an owner that may not run for a while. It keeps its owner's tag, and
-            // goes home when it leaves the bin for a class this thread does not allocate
-            // (`overflow`) or leaves our central list (`Heap::free_runs`).
+        let adopt = if sc::is_small(bin) {
+            // Only for a class this thread refilled lately: a pure freer (a queue's consumer)
+            // would otherwise hold a bin of every class its producers use, and pay a second
+            // pass over each object when the bin overflows and sends it home.
+            config::SMALL_ADOPT && self.in_demand(bin)
+        } else {
+            config::MEDIUM_ADOPT
+        };
+        if adopt {
+            // The object is reused here, where memory is being allocated now, instead of
+            // waiting in the stash or inbox of an owner that may not run for a while. It keeps
+            // its owner's tag, and goes home when it leaves the bin (`shed`; for a medium run
+            // also `Heap::free_runs`).
+            if !sc::is_small(bin) {
+                // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+                unsafe { &*self.heap }.stats.add(Ev::MediumAdopted, 1);
+            }
             let b = &mut self.bins[bin];
-            // SAFETY: `p` is a free run of `bin` (caller contract), now owned by this bin.
+            // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
             unsafe { crate::list::set_next(p, b.head) };
             b.head = p;
             b.count += 1;
-            h.stats.add(Ev::MediumAdopted, 1);
             if b.count > b.limit {
                 // SAFETY: ACTIVE (caller contract).
                 unsafe { self.overflow(bin) };
             }
             return;
         }
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
+        // SAFETY: as for this function (caller contract).
+        unsafe { self.send_remote(h, p, dst, bin) }
+    }
+
+    /// Buffers a free object of another heap in the remote ring/bank, or sends it straight to
+    /// its owner when the bank does not cover `dst`.
+    ///
+    /// # Safety
+    /// ACTIVE, `h` is our heap; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
+    #[inline(always)]
+    unsafe fn send_remote(&mut self, h: &Heap, p: *mut u8, dst: u32, bin: usize) {
         if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
             if self.remote.is_full() {
                 // SAFETY: as for this function (caller contract).
@@ -309,11 +338,11 @@ impl ThreadCache {
         unsafe { heap::send_one(p, dst, bin, &h.stats, false) };
     }
 
-    /// [`free_remote`](Self::free_remote) with a full ring: flush the oldest entries, then
+    /// [`send_remote`](Self::send_remote) with a full ring: flush the oldest entries, then
     /// buffer. Out of line so the common path saves no registers.
     ///
     /// # Safety
-    /// As for `free_remote`.
+    /// As for `send_remote`.
     #[cold]
     #[inline(never)]
     unsafe fn free_remote_full(&mut self, p: *mut u8, dst: u32, bin: usize) {
@@ -321,8 +350,46 @@ impl ThreadCache {
         let h = unsafe { &*self.heap };
         // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
         unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
-        // SAFETY: as for `free_remote` (caller contract); the flush made room.
-        unsafe { self.free_remote(p, dst, bin) };
+        // SAFETY: as for `send_remote` (caller contract); the flush made room.
+        unsafe { self.send_remote(h, p, dst, bin) };
+    }
+
+    /// `small-adopt`: the objects of `c` that belong to other heaps leave through the remote
+    /// ring/bank (and so reach their owners' stashes as any remote free does); the rest, this
+    /// heap's own, come back as a chain (in reverse order).
+    ///
+    /// # Safety
+    /// ACTIVE, `h` is our heap; `c` is a detached chain of free objects of small `bin`.
+    unsafe fn send_foreign_small(&mut self, h: &Heap, bin: usize, c: Chain) -> Chain {
+        let mut own = LocalList::EMPTY;
+        let mut tail = null_mut();
+        let mut home = 0u64;
+        let mut p = c.head;
+        for _ in 0..c.n {
+            // SAFETY: `p` is one of the `c.n` free objects of `c` (caller contract): its link
+            // is read before it is relinked or handed on, and nothing else references it.
+            let nx = unsafe { crate::list::next(p) };
+            let tag = arena::offset(p).map_or(0, arena::tag_at);
+            if page_tag::mine(tag, self.owner_base) < NUM_BINS {
+                if own.count == 0 {
+                    tail = p;
+                }
+                // SAFETY: `p` is ours alone (see above).
+                unsafe { own.push(p) };
+            } else if let Some((dst, _)) = page_tag::decode(tag) {
+                home += 1;
+                // SAFETY: ACTIVE, `h` is ours (caller contract); `p` is a free object of
+                // `bin` tagged with another heap `dst`.
+                unsafe { self.send_remote(h, p, dst, bin) };
+            }
+            p = nx;
+        }
+        h.stats.add(Ev::SmallSentHome, home);
+        Chain {
+            head: own.head,
+            tail,
+            n: own.count,
+        }
     }
 
     /// # Safety

@@ -124,8 +124,24 @@ fn producer_consumer_cross_thread_frees() {
 /// its predecessor sent (a remote medium free, kept by the freeing thread with
 /// `medium-adopt`), allocates medium blocks of every class (reusing adopted runs), and some
 /// threads exit midway, so adopted runs travel home while their owners' heaps are recycled.
+/// Remote medium frees (`medium-adopt` keeps them in the freeing thread's bin).
 #[test]
 fn medium_ring_adopt_reuse_and_exit() {
+    // Medium (to 64 KiB) and arena-large (to 256 KiB) classes.
+    ring_of_threads(|rng| 2049 + rng.next() as usize % (262_144 - 2048));
+}
+
+/// Remote small frees in a ring of threads that allocate the same classes (`small-adopt`
+/// keeps them in the freeing thread's bin, and sends them home when the bin overflows).
+#[test]
+fn small_ring_adopt_reuse_and_exit() {
+    ring_of_threads(|rng| 1 + rng.next() as usize % 2048);
+}
+
+/// Four threads in a ring: each allocates blocks of `size`, frees half itself and sends half
+/// to the next thread, which frees them; the first thread exits early, while blocks it
+/// allocated are still in flight. Every block is verified before it is freed.
+fn ring_of_threads(size: fn(&mut Lcg) -> usize) {
     let t = 4;
     for round in 0..3u32 {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..t).map(|_| mpsc::channel::<Block>()).unzip();
@@ -153,10 +169,8 @@ fn medium_ring_adopt_reuse_and_exit() {
                             }
                             Some(b) => b.check(),
                             None => {
-                                // Medium (to 64 KiB) and arena-large (to 256 KiB) classes.
-                                let size = 2049 + rng.next() as usize % (262_144 - 2048);
                                 let id = (round as u64) << 40 | (i as u64) << 32 | k as u64;
-                                slots[s] = Some(Block::new(id, size));
+                                slots[s] = Some(Block::new(id, size(&mut rng)));
                             }
                         }
                     }

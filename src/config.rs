@@ -26,11 +26,15 @@ pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
 /// owner's tag) instead of travelling back to the owner; runs leave a heap's central for their
 /// segments only through their owner (DESIGN §6 deviation, see docs/ab.md).
 pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
-/// A remote small free of a class the freeing thread allocates goes into that thread's own
-/// bin (the object keeps its owner's tag) and travels the remote ring/bank to its owner only
-/// when it leaves the bin (overflow, epoch trim): medium-adopt for small objects. Off by
-/// default: it wins T=2 and larson but loses T=8 R=50 (docs/ab.md).
+/// A remote small free of a class the freeing thread refilled lately goes into that thread's
+/// own bin (the object keeps its owner's tag): medium-adopt for small objects. When the bin
+/// overflows, adopted objects go to central with the thread's own while central holds at
+/// most [`ADOPT_CENTRAL_MAX`] bin limits; beyond that, or at an epoch trim of an idle class,
+/// they travel the remote ring/bank to their owners (docs/ab.md).
 pub const SMALL_ADOPT: bool = cfg!(feature = "small-adopt");
+/// `small-adopt`: bin limits of a small class its central list may hold before adopted
+/// objects shed from the bin go home instead of joining it.
+pub const ADOPT_CENTRAL_MAX: u32 = 4;
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
 /// Event-only statistics.

@@ -408,11 +408,22 @@ impl Heap {
         }
     }
 
+    /// Objects in the central list of small `bin`.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn small_central_len(&self, bin: usize) -> u32 {
+        // SAFETY: owner only (caller contract); the borrow ends with this expression.
+        unsafe { self.local().small[bin].central.count }
+    }
+
     /// Takes back objects from a thread bin (overflow or thread exit).
     ///
     /// # Safety
-    /// Owner only; `c` holds free objects of `bin`, all of this heap except that a medium
-    /// chain may hold adopted runs of other heaps ([`config::MEDIUM_ADOPT`]).
+    /// Owner only; `c` holds free objects of `bin`, all of this heap except adopted ones of
+    /// other heaps ([`config::MEDIUM_ADOPT`], [`config::SMALL_ADOPT`]). A small object is
+    /// simply a free object of its class wherever it is kept: small pages never go back to
+    /// their segment, so nothing needs an owner's bitmap for it.
     pub unsafe fn put_central(&self, bin: usize, c: Chain) {
         if c.n == 0 {
             return;
@@ -421,7 +432,7 @@ impl Heap {
         // takes its own `local()` result.
         let l = unsafe { self.local() };
         if sc::is_small(bin) {
-            // SAFETY: `c` holds free objects of this heap and `bin` (caller contract).
+            // SAFETY: `c` holds free objects of `bin` (caller contract).
             unsafe { l.small[bin].central.push_chain(c) };
             return;
         }

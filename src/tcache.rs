@@ -2,7 +2,9 @@
 //! remote buffer (ring or bank by lane), and the slow paths that refill, overflow, flush and
 //! retire them. The malloc/free fast paths themselves are in `alloc`.
 
-use crate::config::{self, RemoteBuf, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
+use crate::config::{
+    self, RemoteBuf, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET,
+};
 use crate::heap::{self, Heap};
 use crate::list::{Chain, LocalList};
 use crate::remote_ring::Sink;
@@ -238,13 +240,15 @@ impl ThreadCache {
     }
 
     /// Moves all but `keep` objects of bin `bin` (the front: the most recently freed) to the
-    /// heap's central list. Adopted medium runs of a class this thread has not refilled lately
-    /// (a queue's consumer) go home instead: kept, they would only be hoarded there.
+    /// heap's central list. Adopted objects of a class this thread has not refilled lately (a
+    /// queue's consumer) go home instead: kept, they would only be hoarded here. So do adopted
+    /// small objects once central holds [`ADOPT_CENTRAL_MAX`] bin limits of the class.
     ///
     /// # Safety
     /// ACTIVE, `h` is our heap, and the bin holds more than `keep` objects.
     unsafe fn shed(&mut self, h: &Heap, bin: usize, keep: u32) {
         let b = &mut self.bins[bin];
+        let cap = ADOPT_CENTRAL_MAX * b.limit;
         let mut l = LocalList {
             head: b.head,
             count: b.count,
@@ -254,7 +258,14 @@ impl ThreadCache {
         b.head = l.head;
         b.count = l.count;
         if sc::is_small(bin) {
-            if config::SMALL_ADOPT {
+            // SAFETY: we own `h` (caller contract).
+            if config::SMALL_ADOPT
+                && !(self.in_demand(bin) && unsafe { h.small_central_len(bin) } + front.n <= cap)
+            {
+                // This thread frees the class faster than it allocates it (a consumer that
+                // allocated the class once): it adopts the class again only after its next
+                // refill of it.
+                self.forget_demand(bin);
                 // SAFETY: ACTIVE, `h` is ours (caller contract); `front` is a detached chain of
                 // free objects of small `bin`.
                 front = unsafe { self.send_foreign_small(h, bin, front) };
@@ -265,7 +276,7 @@ impl ThreadCache {
             front = unsafe { h.send_foreign_home(bin, front) };
         }
         // SAFETY: we own `h`; `front` is detached from the bin and holds free objects of `bin`:
-        // ours, or adopted medium runs of a class in demand, which `put_central` accepts.
+        // ours, or adopted objects of a class in demand, which `put_central` accepts.
         unsafe { h.put_central(bin, front) };
     }
 
@@ -467,6 +478,13 @@ impl ThreadCache {
     #[inline]
     fn in_demand(&self, bin: usize) -> bool {
         (self.demand[bin / 64] | self.demand_prev[bin / 64]) >> (bin % 64) & 1 != 0
+    }
+
+    /// Treats `bin` as not refilled lately, until its next refill.
+    fn forget_demand(&mut self, bin: usize) {
+        let bit = 1u64 << (bin % 64);
+        self.demand[bin / 64] &= !bit;
+        self.demand_prev[bin / 64] &= !bit;
     }
 }
 

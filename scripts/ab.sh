@@ -95,7 +95,7 @@ VARIANTS=(
   "no-ring|S41|-remote-ring"
   "no-coalesce|ring-coalesce|-ring-coalesce"
   "no-adopt|medium-adopt|-medium-adopt"
-  "small-adopt|small-adopt|+small-adopt"
+  "no-small-adopt|small-adopt|-small-adopt"
 )
 
 CONDS=$OUT/conditions.txt

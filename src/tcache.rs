@@ -295,8 +295,13 @@ impl ThreadCache {
         let adopt = if sc::is_small(bin) {
             // Only for a class this thread refilled lately: a pure freer (a queue's consumer)
             // would otherwise hold a bin of every class its producers use, and pay a second
-            // pass over each object when the bin overflows and sends it home.
-            config::SMALL_ADOPT && self.in_demand(bin)
+            // pass over each object when the bin overflows and sends it home. And not below a
+            // cache line: such an object shares its line with neighbours that may be live on
+            // the owner's thread, and reusing it here would make both threads write that
+            // line (passive false sharing; cache-scratch halved).
+            config::SMALL_ADOPT
+                && sc::bin_size(bin) >= config::ADOPT_MIN_SIZE
+                && self.in_demand(bin)
         } else {
             config::MEDIUM_ADOPT
         };

@@ -28,6 +28,12 @@ pub const fn decode(tag: u32) -> Option<(u32, usize)> {
     }
 }
 
+/// The bin of any tag, ignoring its owner; a value `>= NUM_BINS` for a zero tag.
+#[inline(always)]
+pub const fn bin_of(tag: u32) -> usize {
+    (tag & 0xFFFF).wrapping_sub(1) as usize
+}
+
 /// The free fast path's one compare: the bin if `tag` belongs to the owner with `base`,
 /// otherwise a value `>= NUM_BINS` (also for a zero tag and for `base == 0`).
 #[inline(always)]
@@ -47,6 +53,7 @@ mod tests {
                 let t = encode(owner, bin);
                 assert_eq!(decode(t), Some((owner, bin)));
                 assert_eq!(mine(t, owner_base(owner)), bin);
+                assert_eq!(bin_of(t), bin);
                 if owner > 0 {
                     assert!(mine(t, owner_base(owner - 1)) >= NUM_BINS);
                 }
@@ -56,6 +63,7 @@ mod tests {
             }
         }
         assert_eq!(decode(0), None);
+        assert!(bin_of(0) >= NUM_BINS);
         assert!(mine(0, 0) >= NUM_BINS);
         assert!(mine(0, owner_base(3)) >= NUM_BINS);
     }

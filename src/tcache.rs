@@ -8,7 +8,7 @@ use crate::config::{
 use crate::heap::{self, Heap};
 use crate::list::{Chain, LocalList};
 use crate::remote_ring::Sink;
-use crate::size_class::{self as sc, NUM_BINS};
+use crate::size_class::{self as sc, NUM_BINS, SMALL_BINS};
 use crate::stats::{Counters, Ev, GLOBAL};
 use crate::{arena, page_tag};
 use core::ptr::null_mut;
@@ -50,6 +50,11 @@ pub struct ThreadCache {
     pub bins: [Bin; NUM_BINS],
     /// `page_tag::owner_base` of the owned heap; 0 when none, so no tag matches.
     pub owner_base: u32,
+    /// `small-adopt`: how many bins from [`ADOPT_MIN_BIN`] on the free fast path adopts:
+    /// [`ADOPTING`] (the rest of the small bins), or 0 when the cache is not ACTIVE (the
+    /// all-zero start included) or an overflowing bin just sent adopted objects home (a pure
+    /// freer of the class, such as a queue's consumer). Set again at the next refill.
+    adopt_range: u32,
     pub state: u32,
     heap: *const Heap,
     slow_calls: u32,
@@ -129,6 +134,7 @@ impl ThreadCache {
             t.heap = h;
             t.slow_calls = 0;
             t.owner_base = page_tag::owner_base(h.id);
+            t.adopt_range = ADOPTING;
             t.state = ACTIVE;
         }
         // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
@@ -145,6 +151,7 @@ impl ThreadCache {
         let h = unsafe { &*self.heap };
         self.tick(h);
         self.demand[bin / 64] |= 1 << (bin % 64);
+        self.adopt_range = ADOPTING;
         // The seeds flush at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
         if !self.remote_is_empty() {
@@ -263,12 +270,18 @@ impl ThreadCache {
                 && !(self.in_demand(bin) && unsafe { h.small_central_len(bin) } + front.n <= cap)
             {
                 // This thread frees the class faster than it allocates it (a consumer that
-                // allocated the class once): it adopts the class again only after its next
-                // refill of it.
+                // allocated the class once): its adopted objects go home, and it keeps none of
+                // the class in central until its next refill of it.
                 self.forget_demand(bin);
+                let n = front.n;
                 // SAFETY: ACTIVE, `h` is ours (caller contract); `front` is a detached chain of
                 // free objects of small `bin`.
                 front = unsafe { self.send_foreign_small(h, bin, front) };
+                if front.n < n {
+                    // Adopting only to send home again costs a second pass per object: the
+                    // fast path stops adopting until this thread refills anything.
+                    self.adopt_range = 0;
+                }
             }
         } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
             // SAFETY: we own `h` (caller contract); `front` is a detached chain of free runs of
@@ -285,6 +298,37 @@ impl ThreadCache {
         self.remote.is_empty()
     }
 
+    /// `small-adopt`: whether a free of another heap's object of `bin` stays in this thread's
+    /// bin: for every small class of at least a cache line, while the cache is active and
+    /// adopting. A smaller object shares its line with neighbours that may be live on the
+    /// owner's thread, and reusing it here would make both threads write that line (passive
+    /// false sharing; cache-scratch halved). A thread that sends adopted objects home from an
+    /// overflowing bin (a queue's consumer) stops adopting until its next refill (`adopt_range`).
+    /// Any `bin` is accepted (a zero tag's included), and the test has no branches: the free
+    /// fast path folds it into its own.
+    #[inline(always)]
+    pub fn adopts_small(&self, bin: usize) -> bool {
+        config::SMALL_ADOPT && (bin as u32).wrapping_sub(ADOPT_MIN_BIN) < self.adopt_range
+    }
+
+    /// Pushes a freed object onto its bin, sending half the bin on when it passes its limit.
+    ///
+    /// # Safety
+    /// ACTIVE; `p` is a free object of `bin` that nothing else references: this heap's, or
+    /// another heap's that the bin may adopt (`adopts_small`, `medium-adopt`).
+    #[inline(always)]
+    pub unsafe fn push_free(&mut self, p: *mut u8, bin: usize) {
+        let b = &mut self.bins[bin];
+        // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
+        unsafe { crate::list::set_next(p, b.head) };
+        b.head = p;
+        b.count += 1;
+        if b.count > b.limit {
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.overflow(bin) };
+        }
+    }
+
     /// A free of another heap's object: adopted into our bin (a medium run with
     /// `medium-adopt`, a small object with `small-adopt`), or buffered in the remote ring/bank,
     /// or sent.
@@ -292,38 +336,16 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
     pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
-        let adopt = if sc::is_small(bin) {
-            // Only for a class this thread refilled lately: a pure freer (a queue's consumer)
-            // would otherwise hold a bin of every class its producers use, and pay a second
-            // pass over each object when the bin overflows and sends it home. And not below a
-            // cache line: such an object shares its line with neighbours that may be live on
-            // the owner's thread, and reusing it here would make both threads write that
-            // line (passive false sharing; cache-scratch halved).
-            config::SMALL_ADOPT
-                && sc::bin_size(bin) >= config::ADOPT_MIN_SIZE
-                && self.in_demand(bin)
-        } else {
-            config::MEDIUM_ADOPT
-        };
-        if adopt {
+        // A small object was already offered to `small-adopt` by `free`.
+        if config::MEDIUM_ADOPT && !sc::is_small(bin) {
             // The object is reused here, where memory is being allocated now, instead of
             // waiting in the stash or inbox of an owner that may not run for a while. It keeps
             // its owner's tag, and goes home when it leaves the bin (`shed`; for a medium run
             // also `Heap::free_runs`).
-            if !sc::is_small(bin) {
-                // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-                unsafe { &*self.heap }.stats.add(Ev::MediumAdopted, 1);
-            }
-            let b = &mut self.bins[bin];
-            // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
-            unsafe { crate::list::set_next(p, b.head) };
-            b.head = p;
-            b.count += 1;
-            if b.count > b.limit {
-                // SAFETY: ACTIVE (caller contract).
-                unsafe { self.overflow(bin) };
-            }
-            return;
+            // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+            unsafe { &*self.heap }.stats.add(Ev::MediumAdopted, 1);
+            // SAFETY: ACTIVE, and `p` is a free object of `bin` (caller contract).
+            return unsafe { self.push_free(p, bin) };
         }
         // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
         let h = unsafe { &*self.heap };
@@ -458,6 +480,7 @@ impl ThreadCache {
         // SAFETY: we are still `h`'s owner (it is released only below).
         unsafe { h.retire() };
         self.owner_base = 0;
+        self.adopt_range = 0;
         self.heap = null_mut();
         heap::release(h);
         self.state = DEAD;
@@ -477,6 +500,16 @@ impl ThreadCache {
 }
 
 const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
+
+/// The bin of the smallest class `small-adopt` takes: a cache line (`config::ADOPT_MIN_SIZE`).
+const ADOPT_MIN_BIN: u32 = (config::ADOPT_MIN_SIZE / 16 - 1) as u32;
+const _: () = assert!(sc::bin_size(ADOPT_MIN_BIN as usize) == config::ADOPT_MIN_SIZE);
+/// `adopt_range` of an adopting cache: every small bin from `ADOPT_MIN_BIN` on.
+const ADOPTING: u32 = if config::SMALL_ADOPT {
+    SMALL_BINS as u32 - ADOPT_MIN_BIN
+} else {
+    0
+};
 
 impl ThreadCache {
     /// Whether this thread refilled `bin` in the current or the previous epoch.

@@ -76,17 +76,23 @@ pub unsafe fn free(p: *mut u8) {
         let tc = unsafe { &mut *tls::tcache() };
         // `small-adopt` is decided here, without a branch of its own: a thread whose bins mix
         // its own and adopted objects would otherwise mispredict the owner test at every
-        // other free (larson: 10x the mispredictions, +50 % user time). So the two tests are
-        // folded into the bin index, which only a kept object leaves below `NUM_BINS`.
-        let keep = (page_tag::mine(tag, tc.owner_base) < NUM_BINS) as usize
-            | (crate::config::SMALL_ADOPT && tc.adopts_small(page_tag::bin_of(tag))) as usize;
-        let bin = page_tag::bin_of(tag) | (keep ^ 1) << 20;
-        if bin < NUM_BINS {
+        // other free (larson: 10x the mispredictions, +50 % user time). An adopted object is
+        // tested against its own tag's owner instead of ours, so one compare serves both.
+        // (A conditional move: a branch here would follow the mix of classes below and above
+        // a cache line instead.)
+        let adopt = crate::config::SMALL_ADOPT && tc.adopts_small(page_tag::bin_of(tag));
+        let base =
+            core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), tc.owner_base);
+        if page_tag::mine(tag, base) < NUM_BINS {
+            // The same value as `mine` gave (`base` has no bin bits), but computed from the
+            // tag alone, so the push does not wait for the select.
+            let bin = page_tag::bin_of(tag);
             // SAFETY: either the tag matched `owner_base`, which is non-zero only while the
             // cache owns a heap (set with ACTIVE in `activate`, cleared before `heap` in
             // `retire`), and names our heap and `bin`; or `adopts_small` found the cache
-            // active and `bin` a small class this thread adopts. `p` is being freed (caller
-            // contract: a live block, not used again).
+            // active and `bin` a small class this thread adopts. Either way `bin < NUM_BINS`
+            // (the compare above). `p` is being freed (caller contract: a live block, not
+            // used again).
             return unsafe { tc.push_free(p, bin) };
         }
         // SAFETY: `p` is an arena pointer being freed (caller contract) and `tag` its page tag.

@@ -34,6 +34,13 @@ pub const fn bin_of(tag: u32) -> usize {
     (tag & 0xFFFF).wrapping_sub(1) as usize
 }
 
+/// The owner half of a tag, as [`owner_base`] gives it: `mine(tag, owner_bits(tag))` is the
+/// tag's bin.
+#[inline(always)]
+pub const fn owner_bits(tag: u32) -> u32 {
+    tag & !0xFFFF
+}
+
 /// The free fast path's one compare: the bin if `tag` belongs to the owner with `base`,
 /// otherwise a value `>= NUM_BINS` (also for a zero tag and for `base == 0`).
 #[inline(always)]
@@ -54,6 +61,7 @@ mod tests {
                 assert_eq!(decode(t), Some((owner, bin)));
                 assert_eq!(mine(t, owner_base(owner)), bin);
                 assert_eq!(bin_of(t), bin);
+                assert_eq!(owner_bits(t), owner_base(owner));
                 if owner > 0 {
                     assert!(mine(t, owner_base(owner - 1)) >= NUM_BINS);
                 }

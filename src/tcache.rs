@@ -314,11 +314,12 @@ impl ThreadCache {
     /// Pushes a freed object onto its bin, sending half the bin on when it passes its limit.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object of `bin` that nothing else references: this heap's, or
-    /// another heap's that the bin may adopt (`adopts_small`, `medium-adopt`).
+    /// ACTIVE; `bin < NUM_BINS`; `p` is a free object of `bin` that nothing else references:
+    /// this heap's, or another heap's that the bin may adopt (`adopts_small`, `medium-adopt`).
     #[inline(always)]
     pub unsafe fn push_free(&mut self, p: *mut u8, bin: usize) {
-        let b = &mut self.bins[bin];
+        // SAFETY: `bin < NUM_BINS` (caller contract).
+        let b = unsafe { self.bins.get_unchecked_mut(bin) };
         // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
         unsafe { crate::list::set_next(p, b.head) };
         b.head = p;

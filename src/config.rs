@@ -34,6 +34,10 @@ pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
 pub const SMALL_ADOPT: bool = cfg!(feature = "small-adopt");
 /// `small-adopt`: the smallest class adopted, a cache line (smaller objects share lines).
 pub const ADOPT_MIN_SIZE: usize = 64;
+/// `small-adopt`: refills a thread makes before it adopts. A queue's consumer refills only
+/// for its start-up allocations and so never adopts what it frees; a thread that allocates
+/// passes this in its first few hundred allocations.
+pub const ADOPT_WARMUP: u32 = 64;
 /// `small-adopt`: bin limits of a small class its central list may hold before adopted
 /// objects shed from the bin go home instead of joining it.
 pub const ADOPT_CENTRAL_MAX: u32 = 4;

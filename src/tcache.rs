@@ -55,6 +55,8 @@ pub struct ThreadCache {
     /// all-zero start included) or an overflowing bin just sent adopted objects home (a pure
     /// freer of the class, such as a queue's consumer). Set again at the next refill.
     adopt_range: u32,
+    /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
+    refills: u32,
     pub state: u32,
     heap: *const Heap,
     slow_calls: u32,
@@ -134,7 +136,8 @@ impl ThreadCache {
             t.heap = h;
             t.slow_calls = 0;
             t.owner_base = page_tag::owner_base(h.id);
-            t.adopt_range = ADOPTING;
+            t.adopt_range = 0;
+            t.refills = 0;
             t.state = ACTIVE;
         }
         // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
@@ -151,7 +154,11 @@ impl ThreadCache {
         let h = unsafe { &*self.heap };
         self.tick(h);
         self.demand[bin / 64] |= 1 << (bin % 64);
-        self.adopt_range = ADOPTING;
+        if self.refills < config::ADOPT_WARMUP {
+            self.refills += 1;
+        } else {
+            self.adopt_range = ADOPTING;
+        }
         // The seeds flush at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
         if !self.remote_is_empty() {

@@ -26,11 +26,12 @@ pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
 /// owner's tag) instead of travelling back to the owner; runs leave a heap's central for their
 /// segments only through their owner (DESIGN §6 deviation, see docs/ab.md).
 pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
-/// A remote small free (of at least [`ADOPT_MIN_SIZE`] bytes) of a class the freeing thread
-/// refilled lately goes into that thread's own bin (the object keeps its owner's tag): medium-adopt for small objects. When the bin
-/// overflows, adopted objects go to central with the thread's own while central holds at
-/// most [`ADOPT_CENTRAL_MAX`] bin limits; beyond that, or at an epoch trim of an idle class,
-/// they travel the remote ring/bank to their owners (docs/ab.md).
+/// A free of another heap's small object (of at least [`ADOPT_MIN_SIZE`] bytes) goes into the
+/// freeing thread's own bin, once that thread has made [`ADOPT_WARMUP`] refills; the object
+/// keeps its owner's tag (medium-adopt for small objects). An overflowing bin sheds to central
+/// whole while the class is in demand and central holds at most [`ADOPT_CENTRAL_MAX`] bin
+/// limits; otherwise its adopted objects travel the remote ring/bank to their owners and the
+/// thread stops adopting until its next refill (docs/ab.md).
 pub const SMALL_ADOPT: bool = cfg!(feature = "small-adopt");
 /// `small-adopt`: the smallest class adopted, a cache line (smaller objects share lines).
 pub const ADOPT_MIN_SIZE: usize = 64;

@@ -276,17 +276,15 @@ impl ThreadCache {
             if config::SMALL_ADOPT
                 && !(self.in_demand(bin) && unsafe { h.small_central_len(bin) } + front.n <= cap)
             {
-                // This thread frees the class faster than it allocates it (a consumer that
-                // allocated the class once): its adopted objects go home, and it keeps none of
-                // the class in central until its next refill of it.
-                self.forget_demand(bin);
                 let n = front.n;
                 // SAFETY: ACTIVE, `h` is ours (caller contract); `front` is a detached chain of
                 // free objects of small `bin`.
                 front = unsafe { self.send_foreign_small(h, bin, front) };
                 if front.n < n {
-                    // Adopting only to send home again costs a second pass per object: the
-                    // fast path stops adopting until this thread refills anything.
+                    // This thread adopts faster than it allocates: adopted objects went home
+                    // after a second pass over each. Until its next refill it keeps no more of
+                    // this class in central, and the fast path stops adopting.
+                    self.forget_demand(bin);
                     self.adopt_range = 0;
                 }
             }
@@ -465,6 +463,7 @@ impl ThreadCache {
         // SAFETY: ACTIVE (checked above), so `heap` points at the 'static heap we own.
         let h: &'static Heap = unsafe { &*self.heap };
         self.state = BUSY;
+        self.adopt_range = 0;
         while !self.remote_is_empty() {
             // SAFETY: we own `h` and the remote buffer (owning thread, caller contract).
             unsafe { self.flush_remote(u32::MAX, h) };
@@ -488,7 +487,6 @@ impl ThreadCache {
         // SAFETY: we are still `h`'s owner (it is released only below).
         unsafe { h.retire() };
         self.owner_base = 0;
-        self.adopt_range = 0;
         self.heap = null_mut();
         heap::release(h);
         self.state = DEAD;

@@ -500,35 +500,18 @@ impl Heap {
         if !config::MEDIUM_ADOPT {
             return c;
         }
-        let mut own = LocalList::EMPTY;
-        let mut tail = null_mut();
-        let mut p = c.head;
-        for _ in 0..c.n {
-            // SAFETY: `p` is one of the `c.n` free runs of `c` (caller contract): its link is
-            // read before the run is relinked or handed on, and nothing else references it.
-            unsafe {
-                let nx = crate::list::next(p);
-                match self.foreign_owner(p) {
-                    // The run's tag names `dst` and `bin`; it is free and now the inbox's.
-                    Some(dst) => {
-                        send_one(p, dst, bin, &self.stats, false);
-                        self.stats.add(Ev::RunsSentHome, 1);
-                    }
-                    None => {
-                        if own.count == 0 {
-                            tail = p;
-                        }
-                        own.push(p);
-                    }
-                }
-                p = nx;
+        let keep = |p: *mut u8| match self.foreign_owner(p) {
+            Some(dst) => {
+                // SAFETY: the run's tag names `dst` and `bin`; it is free and, handed to us by
+                // `retain`, now the inbox's.
+                unsafe { send_one(p, dst, bin, &self.stats, false) };
+                self.stats.add(Ev::RunsSentHome, 1);
+                false
             }
-        }
-        Chain {
-            head: own.head,
-            tail,
-            n: own.count,
-        }
+            None => true,
+        };
+        // SAFETY: `c` is a detached chain of free runs the caller owns (caller contract).
+        unsafe { c.retain(keep) }
     }
 
     /// The owner of a medium run held by this heap when that is another heap (an adopted run).

@@ -73,6 +73,38 @@ impl Chain {
         (Chain { head, tail, n }, rest)
     }
 
+    /// Walks the chain once: the objects `keep` returns true for come back as a chain (in
+    /// reverse order); the others are `keep`'s from the moment it is called on them (it may
+    /// relink or hand them on: each link is read before).
+    ///
+    /// # Safety
+    /// `self` is a well-formed chain of `n` objects the caller owns and nothing else
+    /// references.
+    pub unsafe fn retain(self, mut keep: impl FnMut(*mut u8) -> bool) -> Chain {
+        let mut kept = LocalList::EMPTY;
+        let mut tail = null_mut();
+        let mut p = self.head;
+        for _ in 0..self.n {
+            // SAFETY: `p` is one of the chain's `n` objects (caller contract), not yet handed
+            // to `keep`, so its link is intact.
+            let nx = unsafe { next(p) };
+            if keep(p) {
+                if kept.count == 0 {
+                    tail = p;
+                }
+                // SAFETY: `p` is the caller's alone and detached from the walk (its link was
+                // read above).
+                unsafe { kept.push(p) };
+            }
+            p = nx;
+        }
+        Chain {
+            head: kept.head,
+            tail,
+            n: kept.count,
+        }
+    }
+
     /// Measures a whole null-terminated list.
     ///
     /// # Safety
@@ -224,6 +256,33 @@ pub mod tests {
             p = unsafe { next(p) };
         }
         v
+    }
+
+    #[test]
+    fn retain_splits_in_one_walk() {
+        // SAFETY: the chain is built by `link` over objects from `objects`; `retain` hands the
+        // objects it does not keep to the closure, which only records them.
+        unsafe {
+            let o = objects(9);
+            let mut given = Vec::new();
+            let kept = link(&o).retain(|p| {
+                let i = o.iter().position(|&q| q == p).unwrap();
+                if i % 3 == 0 {
+                    return true;
+                }
+                given.push(p);
+                false
+            });
+            assert_eq!(kept.n, 3);
+            assert_eq!(collect(kept.head), [o[6], o[3], o[0]]);
+            assert_eq!(kept.tail, o[0]);
+            assert_eq!(given, [o[1], o[2], o[4], o[5], o[7], o[8]]);
+            let none = link(&o).retain(|_| false);
+            assert!(none.is_empty() && none.head.is_null());
+            let all = link(&o).retain(|_| true);
+            assert_eq!(all.n, 9);
+            assert_eq!(collect(all.head).len(), 9);
+        }
     }
 
     #[test]

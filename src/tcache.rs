@@ -405,35 +405,24 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, `h` is our heap; `c` is a detached chain of free objects of small `bin`.
     unsafe fn send_foreign_small(&mut self, h: &Heap, bin: usize, c: Chain) -> Chain {
-        let mut own = LocalList::EMPTY;
-        let mut tail = null_mut();
         let mut home = 0u64;
-        let mut p = c.head;
-        for _ in 0..c.n {
-            // SAFETY: `p` is one of the `c.n` free objects of `c` (caller contract): its link
-            // is read before it is relinked or handed on, and nothing else references it.
-            let nx = unsafe { crate::list::next(p) };
+        let keep = |p: *mut u8| {
             let tag = arena::offset(p).map_or(0, arena::tag_at);
             if page_tag::mine(tag, self.owner_base) < NUM_BINS {
-                if own.count == 0 {
-                    tail = p;
-                }
-                // SAFETY: `p` is ours alone (see above).
-                unsafe { own.push(p) };
-            } else if let Some((dst, _)) = page_tag::decode(tag) {
+                return true;
+            }
+            if let Some((dst, _)) = page_tag::decode(tag) {
                 home += 1;
-                // SAFETY: ACTIVE, `h` is ours (caller contract); `p` is a free object of
-                // `bin` tagged with another heap `dst`.
+                // SAFETY: ACTIVE, `h` is ours (caller contract); `p` is a free object of `bin`
+                // tagged with another heap `dst`, handed to us by `retain`.
                 unsafe { self.send_remote(h, p, dst, bin) };
             }
-            p = nx;
-        }
+            false
+        };
+        // SAFETY: `c` is a detached chain of free objects we own (caller contract).
+        let own = unsafe { c.retain(keep) };
         h.stats.add(Ev::SmallSentHome, home);
-        Chain {
-            head: own.head,
-            tail,
-            n: own.count,
-        }
+        own
     }
 
     /// # Safety

@@ -80,7 +80,7 @@ pub unsafe fn free(p: *mut u8) {
         // tested against its own tag's owner instead of ours, so one compare serves both.
         // (A conditional move: a branch here would follow the mix of classes below and above
         // a cache line instead.)
-        let adopt = crate::config::SMALL_ADOPT && tc.adopts_small(page_tag::bin_of(tag));
+        let adopt = tc.adopts_small(page_tag::bin_of(tag));
         let base =
             core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), tc.owner_base);
         if page_tag::mine(tag, base) < NUM_BINS {
@@ -141,16 +141,16 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
         && unsafe { ThreadCache::activate(tls::tcache()) }
     {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.
-        let tc = unsafe { &*tls::tcache() };
-        if page_tag::mine(tag, tc.owner_base) < NUM_BINS || tc.adopts_small(bin) {
-            // Activation claimed the very heap this object belongs to, or the bin adopts it.
+        let tc = unsafe { &mut *tls::tcache() };
+        if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
+            // Activation claimed the very heap this object belongs to.
             // SAFETY: `p` is still the block being freed (caller contract).
             return unsafe { free(p) };
         }
+        // A just-activated cache does not adopt (`small-adopt` waits for its first refills).
         // SAFETY: ACTIVE (just activated); `p` is being freed (caller contract) and its tag
-        // decodes to (dst, bin); `dst` is not our heap (`mine` failed just above) and the
-        // object is not adopted.
-        unsafe { (*tls::tcache()).free_remote(p, dst, bin) };
+        // decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
+        unsafe { tc.free_remote(p, dst, bin) };
     } else {
         // SAFETY: `p` is being freed (caller contract) and its tag decodes to (dst, bin).
         unsafe { tcache::free_shared(p, dst, bin) };

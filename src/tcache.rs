@@ -342,7 +342,8 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
     pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
-        // A small object was already offered to `small-adopt` by `free`.
+        // A small object was already offered to `small-adopt` by `free` (a cache that just
+        // activated does not adopt yet).
         if config::MEDIUM_ADOPT && !sc::is_small(bin) {
             // The object is reused here, where memory is being allocated now, instead of
             // waiting in the stash or inbox of an owner that may not run for a while. It keeps

@@ -96,6 +96,7 @@ VARIANTS=(
   "no-coalesce|ring-coalesce|-ring-coalesce"
   "no-adopt|medium-adopt|-medium-adopt"
   "no-small-adopt|small-adopt|-small-adopt"
+  "no-shared-pool|shared-pool|-shared-pool"
 )
 
 CONDS=$OUT/conditions.txt

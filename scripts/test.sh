@@ -24,8 +24,9 @@ combo() {
 combo "fast-defaults"
 combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,transfer-cache,stats"   # spill off
 combo "remote-ring,transfer-cache,stats"                                                           # stash off
-combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,checked" # capped stash feeds the transfer cache
-combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,medium-adopt,checked" # small-adopt off
+combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,shared-pool,checked" # capped stash feeds the transfer cache
+combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,medium-adopt,checked" # small-adopt and shared-pool off
+combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,medium-adopt,shared-pool,checked" # shared-pool without small-adopt
 combo ""                                                                                           # every box off
 
 # Debug build: the engine's debug assertions (an adopted run never reaches its non-owner's

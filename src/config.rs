@@ -42,6 +42,15 @@ pub const ADOPT_WARMUP: u32 = 64;
 /// `small-adopt`: bin limits of a small class its central list may hold before adopted
 /// objects shed from the bin go home instead of joining it.
 pub const ADOPT_CENTRAL_MAX: u32 = 4;
+/// Free small objects beyond [`SHARED_KEEP`] bin limits in a heap's central list go to a pool
+/// every heap refills from before carving a new page (`shared_pool`; an extension beyond the
+/// seeds, docs/ab.md).
+pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
+/// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
+pub const SHARED_KEEP: u32 = 1;
+/// `shared-pool`: chains parked per small class. With shed chains of half a bin limit this is
+/// at most about 2 MiB per class.
+pub const SHARED_POOL_SLOTS: usize = 64;
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
 /// Event-only statistics.

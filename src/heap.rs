@@ -14,6 +14,7 @@ use crate::list::{set_next, Chain, LocalList};
 use crate::mpsc::MpscStack;
 use crate::owner_stash::{OwnerStash, PopMode};
 use crate::page_tag::{self, MAX_OWNER};
+use crate::shared_pool;
 use crate::size_class::{self as sc, MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::{Counters, Ev};
 use crate::sync::SpinLock;
@@ -110,6 +111,9 @@ pub fn claim() -> Option<&'static Heap> {
         }
     }
     if r.next_id as usize >= MAX_HEAPS {
+        return None;
+    }
+    if config::SHARED_POOL && !shared_pool::init() {
         return None;
     }
     let id = r.next_id;
@@ -321,6 +325,13 @@ impl Heap {
             // SAFETY: the owner-only central list is well formed with an exact count.
             return unsafe { central.take_whole_or(sc::bin_limit(bin), want) };
         }
+        if config::SHARED_POOL {
+            let got = shared_pool::take(bin);
+            if got.count > 0 {
+                self.stats.add(Ev::RefillPool, 1);
+                return got;
+            }
+        }
         LocalList::EMPTY
     }
 
@@ -432,8 +443,27 @@ impl Heap {
         // takes its own `local()` result.
         let l = unsafe { self.local() };
         if sc::is_small(bin) {
+            let central = &mut l.small[bin].central;
+            let limit = sc::bin_limit(bin);
+            // Chains of at most a bin limit only: a taker installs one as its bin.
+            let c = if config::SHARED_POOL
+                && c.n <= limit
+                && central.count + c.n > config::SHARED_KEEP * limit
+            {
+                // SAFETY: `c` is a non-empty chain of free objects of small `bin` that we own
+                // (caller contract).
+                match unsafe { shared_pool::park(bin, c) } {
+                    Ok(()) => {
+                        self.stats.add(Ev::PoolParks, 1);
+                        return;
+                    }
+                    Err(c) => c,
+                }
+            } else {
+                c
+            };
             // SAFETY: `c` holds free objects of `bin` (caller contract).
-            unsafe { l.small[bin].central.push_chain(c) };
+            unsafe { central.push_chain(c) };
             return;
         }
         let central = &mut l.medium[bin - SMALL_BINS];

@@ -1,5 +1,6 @@
 //! Loom model-checked tests of the lock-free hand-offs: `MpscStack`, `OwnerStash` (every pop
-//! variant), `TransferCache`, and the remote ring's flush into an owner stash.
+//! variant), `TransferCache` (with one consumer, and with several as the shared pool uses it),
+//! and the remote ring's flush into an owner stash.
 //!
 //! Compiled only under `--cfg loom` (then `crate::atomics` is loom's). Run with
 //!
@@ -435,7 +436,7 @@ fn stash_many_pushes_all_modes() {
 fn transfer_cache_park_vs_concurrent_pop() {
     let out = model(4, || {
         let objs = Objs::new(3);
-        let t = Arc::new(TransferCache::new());
+        let t = Arc::new(<TransferCache>::new());
         let producer = {
             let (objs, t) = (objs.clone(), t.clone());
             // SAFETY: the producer links only its own objects, each handed over once.
@@ -478,7 +479,7 @@ fn transfer_cache_refusal_vs_pop() {
         let pre = TRANSFER_SLOTS - 1;
         // Pre-filled chains of 1, then chains X = [pre, pre+1] and Y = [pre+2, pre+3].
         let objs = Objs::new(pre + 4);
-        let t = Arc::new(TransferCache::new());
+        let t = Arc::new(<TransferCache>::new());
         for i in 0..pre {
             // SAFETY: pre-filled chains of distinct objects, each handed over once.
             unsafe { assert!(t.push(objs.chain(&[i])).is_ok()) };
@@ -540,7 +541,7 @@ fn transfer_cache_last_slot_race() {
     let out = model(4, || {
         let pre = TRANSFER_SLOTS - 1;
         let objs = Objs::new(pre + 2);
-        let t = Arc::new(TransferCache::new());
+        let t = Arc::new(<TransferCache>::new());
         for i in 0..pre {
             // SAFETY: pre-filled chains of distinct objects, each handed over once.
             unsafe { assert!(t.push(objs.chain(&[i])).is_ok()) };
@@ -581,6 +582,61 @@ fn transfer_cache_last_slot_race() {
     });
     // Either racer can lose.
     assert_eq!(out, BTreeSet::from([0, 1]));
+}
+
+/// The shared pool's use of the slots: several consumers. One chain is parked before the
+/// model; a producer parks a second while two consumers pop once each. Each consumer checks
+/// the hand-off of what it took (links, length, the producer's writes); together they must
+/// never receive an object twice, and a final drain must find the rest.
+#[test]
+fn transfer_cache_two_consumers() {
+    let out = model(3, || {
+        let objs = Objs::new(3);
+        let t = Arc::new(<TransferCache>::new());
+        // SAFETY: a pre-parked chain of distinct objects, handed over once.
+        unsafe { assert!(t.push(objs.chain(&[0, 1])).is_ok()) };
+        let producer = {
+            let (objs, t) = (objs.clone(), t.clone());
+            // SAFETY: the producer links only its own object, handed over once.
+            thread::spawn(move || unsafe {
+                objs.start();
+                assert!(t.push(objs.chain(&[2])).is_ok());
+            })
+        };
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let (objs, t) = (objs.clone(), t.clone());
+                thread::spawn(move || {
+                    objs.start();
+                    let mut seen = Seen::new(&objs);
+                    let l = t.pop();
+                    // SAFETY: the list came out of the structure under test and is now ours.
+                    assert_eq!(unsafe { seen.list(l.head) }, l.count);
+                    seen.count
+                })
+            })
+            .collect();
+        let got: Vec<Vec<u32>> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        producer.join().unwrap();
+        let mut seen = Seen::new(&objs);
+        for (i, c) in seen.count.iter_mut().enumerate() {
+            *c = got[0][i] + got[1][i];
+            assert!(*c <= 1, "object {i} taken by both consumers");
+        }
+        let early = seen.total();
+        loop {
+            let l = t.pop();
+            if l.head.is_null() {
+                break;
+            }
+            // SAFETY: the list came out of the structure under test and is now ours.
+            assert_eq!(unsafe { seen.list(l.head) }, l.count);
+        }
+        seen.all_once();
+        early
+    });
+    // The pre-parked pair always reaches a consumer; the producer's object only sometimes.
+    assert_eq!(out, BTreeSet::from([2, 3]));
 }
 
 // ---------------------------------------------------------------------------------------------

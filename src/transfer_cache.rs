@@ -1,7 +1,9 @@
 //! The transfer cache (S42): per (heap, small bin) a few slots each holding one whole chain.
-//! Producers park a chain in an empty slot (one CAS); the owner takes a slot with one swap.
+//! Producers park a chain in an empty slot (one CAS); a consumer takes a slot with one swap.
 //! It is insurance for when the owner stash refuses a push; with an uncapped stash it can never
-//! be fed, and the allocator then never probes it (`config::XFER_FED`).
+//! be fed, and the allocator then never probes it (`config::XFER_FED`). The same slots, more
+//! of them, make the shared pool (`shared_pool`), where every heap is a consumer: a swap
+//! hands a chain to exactly one taker, so any number of consumers is safe.
 //!
 //! A parked chain's length travels in its head object's second word.
 
@@ -12,8 +14,8 @@ use core::ptr::null_mut;
 use core::sync::atomic::Ordering::*;
 
 #[repr(C)]
-pub struct TransferCache {
-    slots: [AtomicPtr<u8>; TRANSFER_SLOTS],
+pub struct TransferCache<const N: usize = TRANSFER_SLOTS> {
+    slots: [AtomicPtr<u8>; N],
 }
 
 /// # Safety
@@ -31,7 +33,7 @@ unsafe fn get_len(head: *mut u8) -> u32 {
     unsafe { *(head as *mut usize).add(1) as u32 }
 }
 
-impl TransferCache {
+impl<const N: usize> TransferCache<N> {
     #[cfg(any(test, loom))]
     pub fn new() -> Self {
         TransferCache {
@@ -59,7 +61,7 @@ impl TransferCache {
         Err(c)
     }
 
-    /// Takes one parked chain (owner only). The chain's tail is not tracked: the result is a
+    /// Takes one parked chain (any thread). The chain's tail is not tracked: the result is a
     /// `LocalList` ready to become a thread bin.
     pub fn pop(&self) -> LocalList {
         for s in &self.slots {
@@ -92,7 +94,7 @@ mod tests {
     fn slots_fill_and_drain() {
         // SAFETY: every chain is built by `link` over objects from `objects`.
         unsafe {
-            let t = TransferCache::new();
+            let t = <TransferCache>::new();
             let o = objects(TRANSFER_SLOTS * 2 + 2);
             for i in 0..TRANSFER_SLOTS {
                 t.push(link(&o[2 * i..2 * i + 2])).ok().unwrap();

@@ -74,6 +74,11 @@ impl SizeRange {
         })
     }
 
+    /// Mean request size of `pick` over uniform `r`.
+    pub fn mean(&self) -> f64 {
+        self.min as f64 + (self.span - 1) as f64 / 2.0
+    }
+
     #[inline(always)]
     pub fn pick(&self, r: u32) -> usize {
         (self.min + r % self.span) as usize

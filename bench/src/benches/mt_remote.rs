@@ -18,7 +18,7 @@
 
 use crate::common::*;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
@@ -29,6 +29,7 @@ ITERS is per thread and accepts k/M/G suffixes. Valid only when the fallback rat
 pub const FALLBACK_LIMIT: f64 = 0.001;
 
 #[repr(align(128))]
+#[derive(Default)]
 struct Padded<T>(T);
 
 /// Bounded single-producer/single-consumer ring of pointers.
@@ -99,6 +100,34 @@ impl Ring {
     }
 }
 
+/// Objects sent and not yet freed by their receiver, summed over all rings: the memory the
+/// benchmark itself holds beyond its working sets, which on an oversubscribed machine depends
+/// on how long receivers stay descheduled (and so differs between allocators and runs). Each
+/// thread publishes its net count every [`InFlight::EVERY`] iterations, so the peak is
+/// sampled, not exact: it can miss up to `EVERY / 2` objects per thread. Reported in objects
+/// and in MiB of requested bytes (objects × mean size).
+#[derive(Default)]
+struct InFlight {
+    now: Padded<AtomicI64>,
+    peak: Padded<AtomicI64>,
+}
+
+impl InFlight {
+    const EVERY: u64 = 256;
+
+    fn publish(&self, pending: &mut i64) {
+        if *pending != 0 {
+            let v = self.now.0.fetch_add(*pending, Ordering::Relaxed) + *pending;
+            self.peak.0.fetch_max(v, Ordering::Relaxed);
+            *pending = 0;
+        }
+    }
+
+    fn peak(&self) -> i64 {
+        self.peak.0.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Default, Clone, Copy, Debug)]
 struct Counts {
     mallocs: u64,
@@ -132,9 +161,12 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         Barrier::new(threads + 1),
     ]);
 
+    let flight = Arc::new(InFlight::default());
+
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let rings = Arc::clone(&rings);
+        let flight = Arc::clone(&flight);
         let bars = Arc::clone(&bars);
         let h = std::thread::Builder::new()
             .name(format!("mt-remote-{i}"))
@@ -146,10 +178,16 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 let next = &rings[(i + 1) % threads];
                 let cached_head = Cell::new(0usize);
                 let mut sink = 0u8;
+                let mut pending = 0i64;
                 bars[0].wait();
                 let start = Instant::now();
-                for _ in 0..iters {
-                    c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
+                for it in 0..iters {
+                    let got = mine.drain(|p| sink ^= unsafe { free_touch(p) });
+                    c.recv_frees += got;
+                    pending -= got as i64;
+                    if it % InFlight::EVERY == 0 {
+                        flight.publish(&mut pending);
+                    }
                     let r = rng.next_u32();
                     let slot = unsafe { slots.get_unchecked_mut((r % ws) as usize) };
                     if !slot.is_null() {
@@ -158,6 +196,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                         if pct != 0 && percent_of(r) < pct {
                             if next.push(p, &cached_head) {
                                 c.sends += 1;
+                                pending += 1;
                                 continue;
                             }
                             c.fallbacks += 1;
@@ -237,6 +276,14 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         .kv("fallbacks", tot.fallbacks)
         .kv("remote_ratio", format!("{remote_ratio:.6}"))
         .kv("fallback_rate", format!("{fallback_rate:.6}"))
+        .kv("peak_in_flight", flight.peak())
+        .kv(
+            "peak_in_flight_mib",
+            format!(
+                "{:.1}",
+                flight.peak() as f64 * sizes.mean() / (1 << 20) as f64
+            ),
+        )
         .kv("valid", u8::from(valid))
         .kv("malloc_from", malloc_provider());
     let mut human = format!(

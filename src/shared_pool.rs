@@ -1,0 +1,76 @@
+//! The shared pool: per small class, whole chains of free objects that any heap may take
+//! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a class;
+//! a chain that would take it past that is parked here instead, and a refill that finds the
+//! heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
+//! before it carves a new page.
+//!
+//! Why: a heap's central list is reachable only by its owner. With many threads per CPU the
+//! owners that hold free memory are mostly descheduled while the running threads carve fresh
+//! pages; at 16 threads per CPU the central lists held up to 150 MiB of free objects at the
+//! moments other threads carved (docs/ab.md). Objects keep their owner's tag: a small object
+//! is a free object of its class wherever it is kept (small pages never go back to their
+//! segment), and a later free of it follows its tag as any remote free does.
+//!
+//! The slots are a [`TransferCache`] per class: a park is one CAS on an empty slot, a take is
+//! one swap, so takers need no lock and cannot see a chain twice.
+//!
+//! [`SHARED_KEEP`]: crate::config::SHARED_KEEP
+
+use crate::config::SHARED_POOL_SLOTS;
+use crate::list::{Chain, LocalList};
+use crate::size_class::SMALL_BINS;
+use crate::transfer_cache::TransferCache;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, Ordering::*};
+
+#[repr(C)]
+pub struct SharedPool {
+    classes: [TransferCache<SHARED_POOL_SLOTS>; SMALL_BINS],
+}
+
+static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
+
+/// Creates the pool (once, before the first heap is published; the caller holds the heap
+/// registry's lock). False when metadata memory is exhausted.
+pub fn init() -> bool {
+    if !POOL.load(Relaxed).is_null() {
+        return true;
+    }
+    let Some(p) = crate::meta::alloc(core::mem::size_of::<SharedPool>(), 64) else {
+        return false;
+    };
+    // Release: pairs with `get`'s Acquire. (Every taker also got its heap through the registry
+    // lock after this store; the Acquire makes `get` correct without relying on that.)
+    POOL.store(p as *mut SharedPool, Release);
+    true
+}
+
+/// The pool; `None` until the first heap exists.
+#[inline]
+fn get() -> Option<&'static SharedPool> {
+    let p = POOL.load(Acquire);
+    // SAFETY: `p` is null or fresh zeroed metadata memory that is never freed; all-zero is a
+    // pool of empty slots (null atomics), and only atomics are ever written to it.
+    unsafe { p.as_ref() }
+}
+
+/// Parks `c` for any heap to take; gives it back when the class's slots are all taken.
+///
+/// # Safety
+/// `c` is a well-formed, non-empty, null-terminated chain of free objects of small `bin` that
+/// the caller owns.
+pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
+    match get() {
+        // SAFETY: as the caller contract.
+        Some(pool) => unsafe { pool.classes[bin].push(c) },
+        None => Err(c),
+    }
+}
+
+/// Takes one parked chain of small `bin`, or an empty list.
+pub fn take(bin: usize) -> LocalList {
+    match get() {
+        Some(pool) => pool.classes[bin].pop(),
+        None => LocalList::EMPTY,
+    }
+}

@@ -51,6 +51,10 @@ pub struct CellSummary {
     pub cpu_ns_per_op: Option<f64>,
     pub fallback_max: Option<f64>,
     pub remote_ratio: Option<f64>,
+    /// mt-remote: median over runs of peak RSS minus the benchmark's own peak in-flight
+    /// objects (`peak_in_flight_mib`), so the memory the allocator adds can be compared even
+    /// though in-flight varies between runs and allocators.
+    pub rss_over_flight_mib: Option<f64>,
     pub invalid: bool,
     pub notes: Vec<String>,
 }
@@ -136,6 +140,15 @@ impl CompareReport {
             .filter_map(|s| s.result.get_f64("remote_ratio"))
             .collect();
         let remote_ratio = summarize(&rr).map(|s| s.median);
+        let over: Vec<f64> = cell
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let f = s.result.get_f64("peak_in_flight_mib")?;
+                Some(s.maxrss_kb as f64 / 1024.0 - f)
+            })
+            .collect();
+        let rss_over_flight_mib = summarize(&over).map(|s| s.median);
         let invalid = fallback_max.map(|f| f >= FALLBACK_LIMIT).unwrap_or(false);
         let mut notes = Vec::new();
         if invalid {
@@ -164,6 +177,7 @@ impl CompareReport {
             cpu_ns_per_op,
             fallback_max,
             remote_ratio,
+            rss_over_flight_mib,
             invalid,
             notes,
         }
@@ -211,7 +225,7 @@ impl CompareReport {
         );
         let _ = writeln!(
             s,
-            "- Figures: median ops/s (ops = mallocs + frees), min–max over runs, ratio = median / median of `{}`, peak RSS = max ru_maxrss of the child, CPU ns/op = median of the child's user + system time per op (whole process)",
+            "- Figures: median ops/s (ops = mallocs + frees), min–max over runs, ratio = median / median of `{}`, peak RSS = max ru_maxrss of the child, CPU ns/op = median of the child's user + system time per op (whole process), RSS − in flight = median over runs of the child's peak RSS minus mt-remote's `peak_in_flight_mib` (what the benchmark itself held in its rings at most; varies between runs)",
             self.baseline
         );
         let allocs: Vec<String> = self
@@ -268,9 +282,9 @@ impl CompareReport {
         let _ = writeln!(s, "\n## Details\n");
         let _ = writeln!(
             s,
-            "| row | allocator | median ops/s | min–max ops/s | ratio | CPU ns/op | peak RSS MiB | remote ratio | fallback (max) | notes |"
+            "| row | allocator | median ops/s | min–max ops/s | ratio | CPU ns/op | peak RSS MiB | RSS − in flight MiB | remote ratio | fallback (max) | notes |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for (r, row) in self.rows.iter().enumerate() {
             for (a, al) in self.allocs.iter().enumerate() {
                 let c = self.summary(r, a);
@@ -286,6 +300,10 @@ impl CompareReport {
                     .cpu_ns_per_op
                     .map(|x| format!("{x:.1}"))
                     .unwrap_or_else(|| "-".into());
+                let over = c
+                    .rss_over_flight_mib
+                    .map(|x| format!("{x:.0}"))
+                    .unwrap_or_else(|| "-".into());
                 let rr = c
                     .remote_ratio
                     .map(|x| format!("{:.1}%", x * 100.0))
@@ -297,7 +315,7 @@ impl CompareReport {
                 let notes = c.notes.join("; ").replace('|', "/");
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {med} | {mm} | {} | {cpu} | {rss} | {rr} | {fb} | {notes} |",
+                    "| {} | {} | {med} | {mm} | {} | {cpu} | {rss} | {over} | {rr} | {fb} | {notes} |",
                     row.name,
                     al.name,
                     fmt_ratio(c.ratio)
@@ -366,6 +384,7 @@ impl CompareReport {
                     "ratio_to_baseline": c.ratio,
                     "peak_rss_kb": c.peak_rss_kb,
                     "remote_ratio": c.remote_ratio,
+                    "rss_over_flight_mib": c.rss_over_flight_mib,
                     "fallback_rate_max": c.fallback_max,
                     "invalid": c.invalid,
                     "failures": cell.failures,

@@ -429,6 +429,18 @@ fn stash_many_pushes_all_modes() {
 // ---------------------------------------------------------------------------------------------
 // TransferCache
 
+/// Takes every chain left in `t`, checking each with `seen`.
+fn drain_xfer<const N: usize>(t: &TransferCache<N>, seen: &mut Seen) {
+    loop {
+        let l = t.pop();
+        if l.head.is_null() {
+            break;
+        }
+        // SAFETY: the list came out of the structure under test and is now ours.
+        assert_eq!(unsafe { seen.list(l.head) }, l.count);
+    }
+}
+
 /// A producer parks two chains (2 and 1 objects) in an empty cache while the owner pops twice
 /// concurrently; the owner then drains. Checks the park/take hand-off (links and the length in
 /// the head's second word are visible to the owner) and that nothing is lost or duplicated.
@@ -455,14 +467,7 @@ fn transfer_cache_park_vs_concurrent_pop() {
         }
         let early = seen.total();
         producer.join().unwrap();
-        loop {
-            let l = t.pop();
-            if l.head.is_null() {
-                break;
-            }
-            // SAFETY: the list came out of the structure under test and is now ours.
-            assert_eq!(unsafe { seen.list(l.head) }, l.count);
-        }
+        drain_xfer(&t, &mut seen);
         seen.all_once();
         early
     });
@@ -519,14 +524,7 @@ fn transfer_cache_refusal_vs_pop() {
                 })
             };
         }
-        loop {
-            let l = t.pop();
-            if l.head.is_null() {
-                break;
-            }
-            // SAFETY: the list came out of the structure under test and is now ours.
-            assert_eq!(unsafe { seen.list(l.head) }, l.count);
-        }
+        drain_xfer(&t, &mut seen);
         seen.all_once();
         refused.is_some() as u32
     });
@@ -569,14 +567,7 @@ fn transfer_cache_last_slot_race() {
         let mut seen = Seen::new(&objs);
         // SAFETY: the list came out of the structure under test and is now ours.
         unsafe { seen.list(back[0] as *mut u8) };
-        loop {
-            let l = t.pop();
-            if l.head.is_null() {
-                break;
-            }
-            // SAFETY: the list came out of the structure under test and is now ours.
-            assert_eq!(unsafe { seen.list(l.head) }, l.count);
-        }
+        drain_xfer(&t, &mut seen);
         seen.all_once();
         objs.index(back[0] as *mut u8) as u32 - pre as u32
     });
@@ -624,14 +615,7 @@ fn transfer_cache_two_consumers() {
             assert!(*c <= 1, "object {i} taken by both consumers");
         }
         let early = seen.total();
-        loop {
-            let l = t.pop();
-            if l.head.is_null() {
-                break;
-            }
-            // SAFETY: the list came out of the structure under test and is now ours.
-            assert_eq!(unsafe { seen.list(l.head) }, l.count);
-        }
+        drain_xfer(&t, &mut seen);
         seen.all_once();
         early
     });

@@ -10,7 +10,8 @@
 //! or from anything as `LD_PRELOAD=libhakozuna.so`.
 //!
 //! Data flows one way: `tcache` → heap structures (`owner_stash`, `transfer_cache`, `mpsc`
-//! inbox/intake, central lists in `heap`, the `shared_pool` they overflow to) → page source (`heap` over `arena` segments) → `os`.
+//! inbox/intake, central lists in `heap`, the `shared_pool` they overflow to) → page source
+//! (`heap` over `arena` segments) → `os`.
 //! The large tier (`large`) maps directly.
 
 #![no_std]

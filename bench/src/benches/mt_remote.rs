@@ -104,7 +104,7 @@ impl Ring {
 /// benchmark itself holds beyond its working sets, which on an oversubscribed machine depends
 /// on how long receivers stay descheduled (and so differs between allocators and runs). Each
 /// thread publishes its net count every [`InFlight::EVERY`] iterations, so the peak is
-/// sampled, not exact: it can miss up to `EVERY / 2` objects per thread. Reported in objects
+/// sampled, not exact: it can miss the sends of up to `EVERY` iterations per thread. Reported in objects
 /// and in MiB of requested bytes (objects × mean size).
 #[derive(Default)]
 struct InFlight {

@@ -122,7 +122,7 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
         // SAFETY: ACTIVE, and `free` found that the tag does not name our heap (`owner_base`
         // cannot change in between: only this thread changes it); `p` is being freed (caller
         // contract) and its tag decodes to (dst, bin).
-        return unsafe { tc.free_remote(p, dst, bin) };
+        return unsafe { tc.free_remote(p, tag, dst, bin) };
     }
     // SAFETY: as above; `state` is not ACTIVE.
     unsafe { free_inactive(p, tag, dst, bin) }
@@ -150,7 +150,7 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
         // A just-activated cache does not adopt (`small-adopt` waits for its first refills).
         // SAFETY: ACTIVE (just activated); `p` is being freed (caller contract) and its tag
         // decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
-        unsafe { tc.free_remote(p, dst, bin) };
+        unsafe { tc.free_remote(p, tag, dst, bin) };
     } else {
         // SAFETY: `p` is being freed (caller contract) and its tag decodes to (dst, bin).
         unsafe { tcache::free_shared(p, dst, bin) };

@@ -500,7 +500,7 @@ mod tests {
     fn class_len_rounds_up_within_a_quarter() {
         for size in (65537..(40 << 20)).step_by(12345) {
             let l = class_len(size);
-            assert!(l >= size && l % PAGE == 0);
+            assert!(l >= size && l.is_multiple_of(PAGE));
             if l <= LARGE_CACHE_MAX_BLOCK {
                 assert!((l - size) * 4 <= size + 4 * PAGE, "size {size} len {l}");
             }

@@ -644,6 +644,9 @@ impl Sink for StashSink<'_> {
 /// A remote thread buffers four frees for one destination in its ring and flushes them in
 /// three hand-offs (budget 1, 1, then the last two grouped into one chain) while the owner pops
 /// `want = 1` twice concurrently (so a push-back or spill can race a later flush).
+/// The ring's key for (heap 5, bin 3): the page tag of such an object.
+const KEY53: u32 = crate::page_tag::encode(5, 3);
+
 fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
     let out = model(bound, move || {
         let objs = Objs::new(4);
@@ -665,12 +668,12 @@ fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
                 // (one coalesced entry, or two entries grouped by the flush).
                 for i in 0..2 {
                     objs.produce(i);
-                    ring.push(5, 3, objs.ptr(i), &mut sink);
+                    assert!(ring.push(5, 3, KEY53, objs.ptr(i)).is_none());
                     assert_eq!(ring.flush(1, &mut sink), 1);
                 }
                 for i in 2..4 {
                     objs.produce(i);
-                    ring.push(5, 3, objs.ptr(i), &mut sink);
+                    assert!(ring.push(5, 3, KEY53, objs.ptr(i)).is_none());
                 }
                 assert_eq!(ring.flush(u32::MAX, &mut sink), 2);
                 assert!(ring.is_empty());

@@ -43,12 +43,14 @@ impl RemoteBank {
         false
     }
 
-    /// Buffers a free for `dst < BANK_HEAPS`; hands the list over when it is long enough.
+    /// Buffers a free for `dst < BANK_HEAPS`; returns the list when it is long enough, for
+    /// the caller to hand to `dst` at once. `tag` is unused (the ring's key; same signature).
     ///
     /// # Safety
     /// `p` is a free object of heap `dst`, bin `bin`, now owned by the bank.
     #[inline]
-    pub unsafe fn push(&mut self, dst: u32, bin: usize, p: *mut u8, sink: &mut impl Sink) {
+    #[must_use]
+    pub unsafe fn push(&mut self, dst: u32, bin: usize, _tag: u32, p: *mut u8) -> Option<Chain> {
         let l = &mut self.lists[dst as usize][bin];
         if l.n == 0 {
             // SAFETY: `p` is a free object now owned by the bank (caller contract).
@@ -70,8 +72,9 @@ impl RemoteBank {
             let c = core::mem::replace(l, Chain::EMPTY);
             self.pending -= 1;
             self.nonempty[dst as usize][bin / 64] &= !(1 << (bin % 64));
-            sink.send(dst, bin, c);
+            return Some(c);
         }
+        None
     }
 
     /// Hands over up to `budget` non-empty lists, round-robin over the bitmap; returns the
@@ -134,8 +137,11 @@ mod tests {
         let o = objects(1000);
         let mut rec = Rec(Vec::new());
         for (i, &p) in o.iter().enumerate() {
+            let (dst, bin) = ((i % BANK_HEAPS) as u32, i % 3);
             // SAFETY: each `p` is a distinct unused object from `objects`.
-            unsafe { b.push((i % BANK_HEAPS) as u32, i % 3, p, &mut rec) };
+            if let Some(c) = unsafe { b.push(dst, bin, 0, p) } {
+                rec.send(dst, bin, c);
+            }
         }
         assert!(rec.0.iter().all(|&(_, _, n)| n == BANK_LIST_FLUSH as usize));
         assert!(!b.is_empty());
@@ -157,7 +163,7 @@ mod tests {
         for (i, &p) in o.iter().enumerate() {
             let dst = if i < NUM_BINS { 1 } else { 6 };
             // SAFETY: each `p` is a distinct unused object from `objects`.
-            unsafe { b.push(dst, i % NUM_BINS, p, &mut rec) };
+            assert!(unsafe { b.push(dst, i % NUM_BINS, 0, p) }.is_none());
         }
         assert!(rec.0.is_empty());
         // SAFETY: the bank owns every buffered object.

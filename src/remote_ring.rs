@@ -12,6 +12,7 @@
 
 use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
 use crate::list::{set_next, Chain};
+use crate::page_tag;
 use crate::size_class::NUM_BINS;
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
@@ -68,31 +69,26 @@ pub trait Sink {
     fn send(&mut self, dst: u32, bin: usize, chain: Chain);
 }
 
-/// Never 0 (nor `u32::MAX`): heaps and bins are below 0xFFFF, so `+ 1` cannot carry out of
-/// the bin's 16 bits.
+/// The object's page tag: never 0 (which marks a slot outside the live range) nor `u32::MAX`
+/// (a free slot in `flush_group`), and the free path usually has it in a register already.
 #[inline(always)]
 fn key(dst: u32, bin: usize) -> u32 {
-    (dst << 16 | bin as u32) + 1
+    page_tag::encode(dst, bin)
 }
 
-const _: () = assert!(crate::page_tag::MAX_OWNER < 0xFFFF && NUM_BINS < 0xFFFF);
+const _: () = assert!(page_tag::MAX_OWNER < 0xFFFF && NUM_BINS < 0xFFFF);
 
 #[inline(always)]
 fn unkey(k: u32) -> (u32, usize) {
-    ((k - 1) >> 16, ((k - 1) & 0xFFFF) as usize)
+    (
+        (k >> page_tag::OWNER_SHIFT) - 1,
+        ((k & 0xFFFF) - 1) as usize,
+    )
 }
 
 #[inline(always)]
 fn hash(key: u32, bits: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize
-}
-
-/// Hands over a chain that reached [`RING_CHAIN_MAX`]; out of line so a push saves no
-/// registers for it.
-#[cold]
-#[inline(never)]
-fn send_full(sink: &mut impl Sink, dst: u32, bin: usize, c: Chain) {
-    sink.send(dst, bin, c);
 }
 
 /// Second word of a chain's head object: the chain's tail.
@@ -130,14 +126,19 @@ impl RemoteRing {
 
     /// Buffers a free; the caller flushes first when [`is_full`](Self::is_full). With
     /// `ring-coalesce` the object joins a live entry of the same `(dst, bin)` when the hint
-    /// finds one, and a chain that reaches [`RING_CHAIN_MAX`] goes to `sink` at once.
+    /// finds one, and a chain that reaches [`RING_CHAIN_MAX`] is returned, for the caller to
+    /// hand to `dst` at once (one CAS for the batch). The entry's key is `tag`, the object's
+    /// page tag, which the free path already holds: nothing is computed from `dst` and `bin`.
     ///
     /// # Safety
-    /// `ptr` is a free object of heap `dst`, bin `bin`, now owned by the ring.
+    /// `ptr` is a free object of heap `dst`, bin `bin`, now owned by the ring;
+    /// `tag == page_tag::encode(dst, bin)`.
     #[inline(always)]
-    pub unsafe fn push(&mut self, dst: u32, bin: usize, ptr: *mut u8, sink: &mut impl Sink) {
+    #[must_use]
+    pub unsafe fn push(&mut self, dst: u32, bin: usize, tag: u32, ptr: *mut u8) -> Option<Chain> {
         debug_assert!(!self.is_full());
-        let k = key(dst, bin);
+        debug_assert_eq!(tag, key(dst, bin));
+        let k = tag;
         if RING_COALESCE {
             let h = hash(k, HINTS.trailing_zeros());
             let e = &mut self.entries[self.hint[h] as usize & MASK as usize];
@@ -147,7 +148,7 @@ impl RemoteRing {
                     unsafe { set_next(ptr, null_mut()) };
                     e.ptr = ptr;
                     e.n = 1;
-                    return;
+                    return None;
                 }
                 // SAFETY: `ptr` and the chain's objects are owned by the ring (caller
                 // contract), and `n > 0` (the empty case returned above).
@@ -158,16 +159,11 @@ impl RemoteRing {
                     e.ptr = ptr;
                     e.n += 1;
                     if e.n >= RING_CHAIN_MAX {
-                        let c = Chain {
-                            head: ptr,
-                            tail,
-                            n: e.n,
-                        };
-                        e.n = 0;
-                        return send_full(sink, dst, bin, c);
+                        let n = core::mem::replace(&mut e.n, 0);
+                        return Some(Chain { head: ptr, tail, n });
                     }
                 }
-                return;
+                return None;
             }
             self.hint[h] = (self.tail & MASK) as u16;
         }
@@ -175,6 +171,7 @@ impl RemoteRing {
         unsafe { set_next(ptr, null_mut()) };
         self.entries[(self.tail & MASK) as usize] = Entry { key: k, n: 1, ptr };
         self.tail = self.tail.wrapping_add(1);
+        None
     }
 
     /// Dispatches up to `budget` oldest entries and returns the objects handed over. Entries
@@ -298,8 +295,10 @@ mod tests {
 
     fn push(r: &mut RemoteRing, dst: u32, bin: usize, p: *mut u8, rec: &mut Rec) {
         assert!(!r.is_full());
-        // SAFETY: tests hand each object from `objects` to the ring once.
-        unsafe { r.push(dst, bin, p, rec) };
+        // SAFETY: tests hand each object from `objects` to the ring once, with its key.
+        if let Some(c) = unsafe { r.push(dst, bin, key(dst, bin), p) } {
+            rec.send(dst, bin, c);
+        }
     }
 
     fn sorted(v: &[*mut u8]) -> Vec<*mut u8> {

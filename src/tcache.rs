@@ -340,8 +340,9 @@ impl ThreadCache {
     /// or sent.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
-    pub unsafe fn free_remote(&mut self, p: *mut u8, dst: u32, bin: usize) {
+    /// ACTIVE; `p` is a free object tagged `tag`, which decodes to (dst, bin), and `dst` is
+    /// not our heap.
+    pub unsafe fn free_remote(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
         // A small object was already offered to `small-adopt` by `free` (a cache that just
         // activated does not adopt yet).
         if config::MEDIUM_ADOPT && !sc::is_small(bin) {
@@ -354,30 +355,61 @@ impl ThreadCache {
             // SAFETY: ACTIVE, and `p` is a free object of `bin` (caller contract).
             return unsafe { self.push_free(p, bin) };
         }
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
         // SAFETY: as for this function (caller contract).
-        unsafe { self.send_remote(h, p, dst, bin) }
+        unsafe { self.send_remote(p, tag, dst, bin) }
     }
 
     /// Buffers a free object of another heap in the remote ring/bank, or sends it straight to
-    /// its owner when the bank does not cover `dst`.
+    /// its owner when the bank does not cover `dst`. The common path touches only the buffer:
+    /// the heap (for its counters) is read on the paths that send.
     ///
     /// # Safety
-    /// ACTIVE, `h` is our heap; `p` is a free object tagged (dst, bin) and `dst` is not our heap.
+    /// ACTIVE; `p` is a free object tagged `tag`, which decodes to (dst, bin), and `dst` is
+    /// not our heap.
     #[inline(always)]
-    unsafe fn send_remote(&mut self, h: &Heap, p: *mut u8, dst: u32, bin: usize) {
+    unsafe fn send_remote(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
         if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
             if self.remote.is_full() {
                 // SAFETY: as for this function (caller contract).
-                return unsafe { self.free_remote_full(p, dst, bin) };
+                return unsafe { self.free_remote_full(p, tag, dst, bin) };
             }
             self.queued += 1;
-            // SAFETY: `p` is a free object tagged (dst, bin) (caller contract); ownership
-            // passes to the buffer; `covers(dst)` holds (checked above).
-            unsafe { self.remote.push(dst, bin, p, &mut ToOwners(&h.stats)) };
+            // SAFETY: `p` is a free object tagged `tag` = (dst, bin) (caller contract);
+            // ownership passes to the buffer; `covers(dst)` holds (checked above).
+            if let Some(c) = unsafe { self.remote.push(dst, bin, tag, p) } {
+                // SAFETY: ACTIVE (caller contract); the buffer handed back a chain of free
+                // objects tagged (dst, bin), now ours to send.
+                unsafe { self.send_chain(dst, bin, c) };
+            }
             return;
         }
+        // SAFETY: as for this function (caller contract).
+        unsafe { self.send_direct(p, dst, bin) }
+    }
+
+    /// A chain the remote buffer returned full: to its owner now. Out of line so the common
+    /// push saves no registers for it.
+    ///
+    /// # Safety
+    /// ACTIVE; `c` is a chain of free objects tagged (dst, bin) that we own.
+    #[cold]
+    #[inline(never)]
+    unsafe fn send_chain(&mut self, dst: u32, bin: usize, c: Chain) {
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
+        // SAFETY: `c` holds free objects tagged (dst, bin) (caller contract).
+        unsafe { heap::send(dst, bin, c, &h.stats, false) }
+    }
+
+    /// A free to a heap the bank does not cover: straight to its owner.
+    ///
+    /// # Safety
+    /// ACTIVE; `p` is a free object tagged (dst, bin).
+    #[cold]
+    #[inline(never)]
+    unsafe fn send_direct(&mut self, p: *mut u8, dst: u32, bin: usize) {
+        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
+        let h = unsafe { &*self.heap };
         h.stats.add(Ev::RemoteDirect, 1);
         // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
         unsafe { heap::send_one(p, dst, bin, &h.stats, false) };
@@ -390,13 +422,13 @@ impl ThreadCache {
     /// As for `send_remote`.
     #[cold]
     #[inline(never)]
-    unsafe fn free_remote_full(&mut self, p: *mut u8, dst: u32, bin: usize) {
+    unsafe fn free_remote_full(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
         // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
         let h = unsafe { &*self.heap };
         // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
         unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
         // SAFETY: as for `send_remote` (caller contract); the flush made room.
-        unsafe { self.send_remote(h, p, dst, bin) };
+        unsafe { self.send_remote(p, tag, dst, bin) };
     }
 
     /// `small-adopt`: the objects of `c` that belong to other heaps leave through the remote
@@ -412,11 +444,12 @@ impl ThreadCache {
             if page_tag::mine(tag, self.owner_base) < NUM_BINS {
                 return true;
             }
-            if let Some((dst, _)) = page_tag::decode(tag) {
+            if let Some((dst, b)) = page_tag::decode(tag) {
+                debug_assert_eq!(b, bin);
                 home += 1;
-                // SAFETY: ACTIVE, `h` is ours (caller contract); `p` is a free object of `bin`
-                // tagged with another heap `dst`, handed to us by `retain`.
-                unsafe { self.send_remote(h, p, dst, bin) };
+                // SAFETY: ACTIVE (caller contract); `p` is a free object of `bin` tagged `tag`
+                // = (dst, bin), of another heap `dst`, handed to us by `retain`.
+                unsafe { self.send_remote(p, tag, dst, b) };
             }
             false
         };

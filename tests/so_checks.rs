@@ -2,7 +2,7 @@
 //! TLS only (no `__tls_get_addr` anywhere), the scale lane's per-thread TLS within 8 KiB, and
 //! the exported C API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn lib(name: &str) -> PathBuf {
@@ -31,7 +31,7 @@ fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 /// Size of the PT_TLS segment (MemSiz) from `readelf -lW`.
-fn tls_size(so: &PathBuf) -> usize {
+fn tls_size(so: &Path) -> usize {
     let text = run("readelf", &["-lW", so.to_str().unwrap()]);
     let line = text
         .lines()

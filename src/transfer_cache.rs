@@ -6,8 +6,15 @@
 //! hands a chain to exactly one taker, so any number of consumers is safe.
 //!
 //! A parked chain's length travels in its head object's second word.
+//!
+//! An occupancy word says which slots may hold a chain, so a take from an empty cache is one
+//! load, not a scan of every slot (the shared pool is probed before every new-page refill).
+//! It is a hint, kept safe by its order: a producer sets a slot's bit after its CAS filled the
+//! slot, and a taker clears the bit before its swap empties it. So whenever a slot holds a
+//! chain, either its bit is set or a taker has cleared the bit and has still to swap, and that
+//! swap takes whatever the slot holds: no chain can sit in a slot unseen.
 
-use crate::atomics::AtomicPtr;
+use crate::atomics::{AtomicPtr, AtomicU64};
 use crate::config::TRANSFER_SLOTS;
 use crate::list::{Chain, LocalList};
 use core::ptr::null_mut;
@@ -15,6 +22,8 @@ use core::sync::atomic::Ordering::*;
 
 #[repr(C)]
 pub struct TransferCache<const N: usize = TRANSFER_SLOTS> {
+    /// Bit `i`: slot `i` may hold a chain (see the module doc for why a hint is enough).
+    occupied: AtomicU64,
     slots: [AtomicPtr<u8>; N],
 }
 
@@ -37,24 +46,36 @@ impl<const N: usize> TransferCache<N> {
     #[cfg(any(test, loom))]
     pub fn new() -> Self {
         TransferCache {
+            occupied: AtomicU64::new(0),
             slots: core::array::from_fn(|_| AtomicPtr::new(null_mut())),
         }
     }
+
+    const FITS: () = assert!(N >= 1 && N <= 64);
 
     /// Parks a chain in a free slot (any thread); gives it back when all slots are taken.
     ///
     /// # Safety
     /// `c` is a well-formed non-empty null-terminated chain the caller owns.
     pub unsafe fn push(&self, c: Chain) -> Result<(), Chain> {
+        let () = Self::FITS;
         // SAFETY: `c` is non-empty and ours (caller contract), so `c.head` is a free object we
         // own; a refused chain gets back only an unused word changed.
         unsafe { set_len(c.head, c.n) };
-        for s in &self.slots {
-            // Release: the chain's links and length are visible to the owner's Acquire swap.
-            if s.load(Relaxed).is_null()
-                && s.compare_exchange(null_mut(), c.head, Release, Relaxed)
-                    .is_ok()
+        // Relaxed: the word is a hint; the slot's CAS carries the chain (module doc).
+        let mut free = !self.occupied.load(Relaxed) & Self::ALL;
+        while free != 0 {
+            let i = free.trailing_zeros() as usize;
+            free &= free - 1;
+            // Release: the chain's links and length are visible to the taker's Acquire swap.
+            if self.slots[i]
+                .compare_exchange(null_mut(), c.head, Release, Relaxed)
+                .is_ok()
             {
+                // After the CAS (module doc). Release, with the taker's Acquire clear: a taker
+                // whose clear comes after this set in the word's order then swaps after our
+                // CAS, so it cannot miss the chain (the module doc's "still to swap").
+                self.occupied.fetch_or(1 << i, Release);
                 return Ok(());
             }
         }
@@ -64,18 +85,23 @@ impl<const N: usize> TransferCache<N> {
     /// Takes one parked chain (any thread). The chain's tail is not tracked: the result is a
     /// `LocalList` ready to become a thread bin.
     pub fn pop(&self) -> LocalList {
-        for s in &self.slots {
-            if !s.load(Relaxed).is_null() {
-                // Acquire: pairs with the producer's Release CAS.
-                let h = s.swap(null_mut(), Acquire);
-                if !h.is_null() {
-                    return LocalList {
-                        head: h,
-                        // SAFETY: `h` is a chain head parked by `push`, which wrote its length
-                        // before its Release CAS; our Acquire swap made the chain ours.
-                        count: unsafe { get_len(h) },
-                    };
-                }
+        // Relaxed: a stale read only skips a chain or tries an empty slot; the slot's swap
+        // carries the chain (module doc).
+        let mut bits = self.occupied.load(Relaxed);
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            // Before the swap (module doc). Acquire: pairs with the producer's Release set.
+            self.occupied.fetch_and(!(1 << i), Acquire);
+            // Acquire: pairs with the producer's Release CAS.
+            let h = self.slots[i].swap(null_mut(), Acquire);
+            if !h.is_null() {
+                return LocalList {
+                    head: h,
+                    // SAFETY: `h` is a chain head parked by `push`, which wrote its length
+                    // before its Release CAS; our Acquire swap made the chain ours.
+                    count: unsafe { get_len(h) },
+                };
             }
         }
         LocalList {
@@ -83,6 +109,9 @@ impl<const N: usize> TransferCache<N> {
             count: 0,
         }
     }
+
+    /// One bit per slot.
+    const ALL: u64 = if N == 64 { u64::MAX } else { (1 << N) - 1 };
 }
 
 #[cfg(all(test, not(loom)))]

@@ -37,10 +37,12 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         }
         return large_alloc(size, 0);
     };
-    // SAFETY: `tls::tcache()` is the calling thread's cache (activate's contract).
-    if unsafe { ThreadCache::activate(tls::tcache()) } {
+    let tc = tls::tcache();
+    // The state test inline: `activate` is a call with a frame, and every refill passes here.
+    // SAFETY: `tc` is the calling thread's cache (activate's contract); a plain read.
+    if unsafe { (*tc).state == ACTIVE || ThreadCache::activate(tc) } {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.
-        let tc = unsafe { &mut *tls::tcache() };
+        let tc = unsafe { &mut *tc };
         // Activation may itself have allocated into this bin.
         // SAFETY: a thread bin is a well-formed list with an exact count.
         let p = unsafe { tc.bins[bin].pop() };

@@ -39,11 +39,6 @@ struct SmallLocal {
     central: LocalList,
     bump: *mut u8,
     end: *mut u8,
-    /// Slow start of carving: the most objects the next new-page refill may carve (0 = a
-    /// page's worth), doubled by each carve up to a refill batch. A class a thread uses
-    /// little takes a page at a time, as hz3's one-page runs gave; one it keeps carving (a
-    /// heap whose objects are in flight elsewhere) soon takes whole batches.
-    carve: u32,
 }
 
 #[repr(C)]
@@ -372,75 +367,56 @@ impl Heap {
         p.list
     }
 
-    /// Carves up to `want` fresh objects of a small bin (fewer while the class's slow start
-    /// lasts: `SmallLocal::carve`), taking new page runs as the current one is used up, so a
-    /// refill is not cut short by the end of a run. Empty only when the arena cannot supply
-    /// a run.
+    /// Carves up to `want` fresh objects of a small bin, taking a new page run when the
+    /// current one is used up. Empty only when the arena cannot supply a run.
     ///
     /// # Safety
     /// Owner only.
     pub unsafe fn carve_small(&self, bin: usize, want: u32) -> LocalList {
         let size = sc::bin_size(bin);
-        let want = {
+        let exhausted = {
             // SAFETY: owner only (caller contract); the borrow ends with this block.
-            let l = unsafe { &mut self.local().small[bin] };
-            let quota = if l.carve == 0 {
-                (crate::os::PAGE / size) as u32
-            } else {
-                l.carve
-            };
-            l.carve = quota.saturating_mul(2).min(want);
-            want.min(quota)
+            let l = unsafe { &self.local().small[bin] };
+            l.bump == l.end
         };
-        let mut out = LocalList::EMPTY;
-        while out.count < want {
-            let exhausted = {
-                // SAFETY: owner only (caller contract); the borrow ends with this block.
-                let l = unsafe { &self.local().small[bin] };
-                l.bump == l.end
+        if exhausted {
+            let pages = sc::run_pages(bin);
+            // SAFETY: owner only (caller contract); no `local()` result is live here.
+            let Some(run) = (unsafe { self.alloc_run(pages, SMALL_SEGS) }) else {
+                return LocalList::EMPTY;
             };
-            if exhausted {
-                let pages = sc::run_pages(bin);
-                // SAFETY: owner only (caller contract); no `local()` result is live here.
-                let Some(run) = (unsafe { self.alloc_run(pages, SMALL_SEGS) }) else {
-                    break;
-                };
-                // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this
-                // heap.
-                unsafe { arena::set_tags(run, pages, page_tag::encode(self.id, bin)) };
-                // SAFETY: owner only (caller contract); no other `local()` result is live.
-                let l = unsafe { &mut self.local().small[bin] };
-                l.bump = run;
-                // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)`
-                // pages.
-                l.end = unsafe { run.add(sc::objs_per_run(bin) * size) };
-                self.stats.add(Ev::PagesCarved, 1);
-            }
+            // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this heap.
+            unsafe { arena::set_tags(run, pages, page_tag::encode(self.id, bin)) };
             // SAFETY: owner only (caller contract); no other `local()` result is live.
             let l = unsafe { &mut self.local().small[bin] };
-            let avail = (l.end as usize - l.bump as usize) / size;
-            let n = ((want - out.count) as usize).min(avail);
-            let head = l.bump;
-            let mut p = head;
-            // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and
-            // the `n <= avail` objects of `size` bytes linked here all lie inside it; `p.add(size)`
-            // of the last one is at most `end`. The last links to what earlier rounds carved.
-            unsafe {
-                for _ in 1..n {
-                    let nx = p.add(size);
-                    set_next(p, nx);
-                    p = nx;
-                }
-                set_next(p, out.head);
-                l.bump = p.add(size);
+            l.bump = run;
+            // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.
+            l.end = unsafe { run.add(sc::objs_per_run(bin) * size) };
+            self.stats.add(Ev::PagesCarved, 1);
+        }
+        // SAFETY: owner only (caller contract); no other `local()` result is live.
+        let l = unsafe { &mut self.local().small[bin] };
+        let avail = (l.end as usize - l.bump as usize) / size;
+        let n = (want as usize).min(avail);
+        let head = l.bump;
+        let mut p = head;
+        // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and the
+        // `n <= avail` objects of `size` bytes linked here all lie inside it; `p.add(size)` of
+        // the last one is at most `end`.
+        unsafe {
+            for _ in 1..n {
+                let nx = p.add(size);
+                set_next(p, nx);
+                p = nx;
             }
-            out.head = head;
-            out.count += n as u32;
+            set_next(p, null_mut());
+            l.bump = p.add(size);
         }
-        if out.count > 0 {
-            self.stats.add(Ev::RefillNewPage, 1);
+        self.stats.add(Ev::RefillNewPage, 1);
+        LocalList {
+            head,
+            count: n as u32,
         }
-        out
     }
 
     /// Objects in the central list of small `bin`.

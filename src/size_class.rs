@@ -82,11 +82,7 @@ pub const fn bin_size(bin: usize) -> usize {
 }
 
 /// Pages in one run of a bin: medium = the object; small = the shortest run of 1, 2, 4 or 8
-/// pages whose tail waste is under 1/8 (hz3 always used one page, wasting up to half of it)
-/// and that holds a refill batch, if 8 pages can. With one page, a class of 2 KiB got two
-/// objects per run, so a thread allocating it took a new run, and a slow path, every second
-/// malloc (mt-remote T=8: 36 k new-page refills for 1 M mallocs). A run's pages are only
-/// touched as its objects are carved, so a longer run costs address space, not memory.
+/// pages whose tail waste is under 1/8 (hz3 always used one page, wasting up to half of it).
 pub const fn run_pages(bin: usize) -> usize {
     if bin >= SMALL_BINS {
         return bin_size(bin) / PAGE;
@@ -98,7 +94,7 @@ const fn small_run_pages(size: usize) -> u8 {
     let mut pages = 1;
     while pages < 8 {
         let bytes = pages * PAGE;
-        if (bytes % size) * 8 < bytes && bytes / size >= SMALL_REFILL_BATCH as usize {
+        if (bytes % size) * 8 < bytes {
             break;
         }
         pages *= 2;
@@ -220,20 +216,12 @@ mod tests {
             let waste = bytes - objs_per_run(b) * bin_size(b);
             assert!(waste * 8 < bytes, "bin {b}: {waste} of {bytes}");
             assert!(run_pages(b).is_power_of_two() && run_pages(b) <= 8);
-            // A refill batch per run where 8 pages hold one.
-            let batch = SMALL_REFILL_BATCH as usize;
-            assert!(objs_per_run(b) >= batch || run_pages(b) == 8, "bin {b}");
-            // And no longer than that needs (or the waste bound).
-            if run_pages(b) > 1 {
-                let half = run_pages(b) / 2 * PAGE;
-                let size = bin_size(b);
-                assert!(half / size < batch || (half % size) * 8 >= half, "bin {b}");
-            }
+            assert!(objs_per_run(b) >= 2);
         }
         assert_eq!(run_pages(0), 1);
-        assert_eq!(run_pages(bin_of(128).unwrap()), 1);
-        assert_eq!(run_pages(bin_of(256).unwrap()), 2);
-        assert_eq!(run_pages(127), 8);
+        assert_eq!(run_pages(127), 1);
+        // 1376-byte objects waste a third of one page; four pages bring it under 1/8.
+        assert_eq!(run_pages(bin_of(1376).unwrap()), 4);
     }
 
     #[test]

@@ -97,6 +97,7 @@ VARIANTS=(
   "no-adopt|medium-adopt|-medium-adopt"
   "no-small-adopt|small-adopt|-small-adopt"
   "no-shared-pool|shared-pool|-shared-pool"
+  "no-stash-steal|stash-steal|-stash-steal"
 )
 
 CONDS=$OUT/conditions.txt

@@ -19,14 +19,15 @@ cargo test --release --workspace
 # default build above untouched.
 combo() {
     step "engine tests with features: $1"
-    CARGO_TARGET_DIR=target/combos cargo test --release -p hakozuna --no-default-features --features "$1" --lib --test stress
+    CARGO_TARGET_DIR=target/combos cargo test --release -p hakozuna --no-default-features --features "$1" --lib --test stress --test stash_steal --test shared_pool
 }
 combo "fast-defaults"
-combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,transfer-cache,stats"   # spill off
+combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,transfer-cache,stash-steal,stats"   # spill and count off (steals walk)
 combo "remote-ring,transfer-cache,stats"                                                           # stash off
-combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,shared-pool,checked" # capped stash feeds the transfer cache
+combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,shared-pool,stash-steal,checked" # capped stash feeds the transfer cache
 combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,medium-adopt,checked" # small-adopt and shared-pool off
-combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,medium-adopt,shared-pool,checked" # shared-pool without small-adopt
+combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,medium-adopt,shared-pool,checked" # shared-pool without small-adopt (and stash-steal off)
+combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,stash-count,stash-spill,transfer-cache,stash-steal,checked" # stash-steal without small-adopt or shared-pool
 combo ""                                                                                           # every box off
 
 # Debug build: the engine's debug assertions (an adopted run never reaches its non-owner's

@@ -51,6 +51,12 @@ pub const SHARED_KEEP: u32 = 1;
 /// `shared-pool`: chains parked per small class. With shed chains of half a bin limit this is
 /// at most about 2 MiB per class.
 pub const SHARED_POOL_SLOTS: usize = 64;
+/// A refill that finds every source of its own heap empty (spill, stash, transfer cache,
+/// central, shared pool) takes objects from other heaps' owner stashes before it carves a new
+/// page (`stash_steal`; an extension beyond the seeds, docs/ab.md).
+pub const STASH_STEAL: bool = cfg!(feature = "stash-steal");
+/// `stash-steal`: other heaps' stashes one refill probes (round robin over all heaps).
+pub const STEAL_PROBES: u32 = 4;
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
 /// Event-only statistics.

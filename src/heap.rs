@@ -21,7 +21,7 @@ use crate::sync::SpinLock;
 use crate::transfer_cache::TransferCache;
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
 
 #[repr(C)]
 pub struct HeapShared {
@@ -56,6 +56,8 @@ pub struct HeapLocal {
     /// Per kind, the segment most likely to have room (index + 1).
     seg_hint: [u32; 2],
     next_free: *mut Heap,
+    /// `stash-steal`: the heap id the next probe starts at (round robin).
+    steal_next: u32,
 }
 
 #[repr(C, align(64))]
@@ -76,6 +78,8 @@ const SMALL_SEGS: usize = 0;
 const RUN_SEGS: usize = 1;
 
 static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+/// Heaps published in [`HEAPS`] (ids `0..PUBLISHED`), for `stash-steal`'s lock-free probe.
+static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 
 /// Released heaps wait in a FIFO queue, so every one is adopted again in turn and what other
 /// threads keep freeing into it is reclaimed (a LIFO stack could strand a heap forever).
@@ -127,6 +131,8 @@ pub fn claim() -> Option<&'static Heap> {
     r.next_id = id + 1;
     // Release: a thread that reads this slot (for a tag carrying `id`) sees the initialised heap.
     HEAPS[id as usize].store(p, Release);
+    // Release: a thread that reads the count finds the slots below it published.
+    PUBLISHED.store(id + 1, Release);
     // SAFETY: `p` is 'static metadata memory.
     Some(unsafe { &*p })
 }
@@ -329,6 +335,51 @@ impl Heap {
             let got = shared_pool::take(bin);
             if got.count > 0 {
                 self.stats.add(Ev::RefillPool, 1);
+                return got;
+            }
+        }
+        if config::STASH_STEAL {
+            // SAFETY: owner only (caller contract).
+            return unsafe { self.steal_small(bin, want) };
+        }
+        LocalList::EMPTY
+    }
+
+    /// `stash-steal`: probes up to [`STEAL_PROBES`] other heaps' stashes of `bin`, round robin,
+    /// and takes from the first that holds objects. The objects keep their owner's tag, as
+    /// shared-pool objects do. Why: an owner that is descheduled (or no longer allocates the
+    /// class) cannot take what other threads freed to it, while running threads carve pages.
+    ///
+    /// [`STEAL_PROBES`]: config::STEAL_PROBES
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn steal_small(&self, bin: usize, want: u32) -> LocalList {
+        // Acquire: pairs with `claim`'s Release, so the slots below `n` are published.
+        let n = PUBLISHED.load(Acquire);
+        if n < 2 {
+            return LocalList::EMPTY;
+        }
+        // SAFETY: owner only (caller contract); no other `local()` result is live.
+        let l = unsafe { self.local() };
+        for _ in 0..config::STEAL_PROBES.min(n - 1) {
+            let mut v = l.steal_next % n;
+            if v == self.id {
+                v = (v + 1) % n;
+            }
+            l.steal_next = v + 1;
+            // SAFETY: `v < PUBLISHED`, so heap `v` is published (Acquire above) and 'static.
+            let victim = unsafe { &*HEAPS[v as usize].load(Relaxed) };
+            // SAFETY: any thread may steal (`OwnerStash::steal`); the objects become ours.
+            let got = unsafe {
+                victim.shared.stash[bin].steal(
+                    want.min(config::STASH_DRAIN_LIMIT),
+                    sc::bin_limit(bin),
+                    PopMode::CONFIGURED,
+                )
+            };
+            if got.count > 0 {
+                self.stats.add(Ev::RefillSteal, 1);
                 return got;
             }
         }

@@ -426,6 +426,62 @@ fn stash_many_pushes_all_modes() {
     }
 }
 
+/// `stash-steal`: a producer pushes chains of 2 and 1 while the owner pops once (spill mode)
+/// and a thief on another thread steals once; the owner then drains. The thief's swap races
+/// the owner's swap and both push-backs: no object may be received twice or lost. Returns
+/// how many objects the thief got.
+#[test]
+fn stash_steal_vs_owner_pop() {
+    let mode = SPILL_COUNT;
+    let out = model(3, move || {
+        let objs = Objs::new(3);
+        let s = Arc::new(OwnerStash::new());
+        let producer = {
+            let (objs, s) = (objs.clone(), s.clone());
+            // SAFETY: the producer links only its own objects, each handed over once.
+            thread::spawn(move || unsafe {
+                objs.start();
+                assert!(s.push_list(objs.chain(&[0, 1]), mode, 0).is_ok());
+                assert!(s.push_list(objs.chain(&[2]), mode, 0).is_ok());
+            })
+        };
+        let thief = {
+            let (objs, s) = (objs.clone(), s.clone());
+            thread::spawn(move || {
+                objs.start();
+                let mut seen = Seen::new(&objs);
+                // SAFETY: any thread may steal; the list is now ours.
+                let l = unsafe { s.steal(1, 2, mode) };
+                assert!(l.count <= 2);
+                // SAFETY: the list came out of the structure under test and is now ours.
+                unsafe { seen.local(l) };
+                seen.count
+            })
+        };
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        let mut spill = LocalList::EMPTY;
+        // SAFETY: this thread is the owner (the only popping consumer) and owns `spill`.
+        let p = unsafe { s.pop_batch(&mut spill, 1, 2, mode) };
+        // SAFETY: the popped list is null-terminated and now ours.
+        unsafe { seen.local(p.list) };
+        producer.join().unwrap();
+        let stolen = thief.join().unwrap();
+        let mut got = 0;
+        for (c, t) in seen.count.iter_mut().zip(&stolen) {
+            *c += t;
+            got += t;
+            assert!(*c <= 1, "an object reached both the owner and the thief");
+        }
+        // SAFETY: every other thread is joined; this thread is the owner and owns `spill`.
+        unsafe { drain(&s, &mut spill, 1, 2, mode, &mut seen) };
+        seen.all_once();
+        got
+    });
+    // The thief found nothing, a single chain, or everything (counted, at most `whole`).
+    assert_eq!(out, BTreeSet::from([0, 1, 2]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // TransferCache
 

@@ -17,8 +17,9 @@
 //!
 //! ABA: producers only compare the head word they linked their tail to, so a recycled value
 //! still yields a correct list (with the right count, since the count is part of the value);
-//! the consumer swaps the whole word and CASes only from zero. Single consumer is a
-//! precondition (one owning thread per heap, DESIGN §4).
+//! a consumer swaps the whole word and CASes only from zero. The owner is the only thread
+//! with a spill (DESIGN §4); with `stash-steal` other heaps' refills also take, through the
+//! same swap and CAS from zero ([`OwnerStash::steal`]), so no step assumes one taker.
 
 use crate::atomics::AtomicU64;
 use crate::config;
@@ -219,6 +220,27 @@ impl OwnerStash {
         let w = pack(head, if mode.count { n } else { 0 });
         // Release: as for `push_list` (the owner's own writes to the list are published).
         self.head.compare_exchange(0, w, Release, Relaxed).is_ok()
+    }
+
+    /// `stash-steal`: objects for a refill of another heap (any thread): the whole stash when
+    /// its exact count is at most `whole`, else `want` of them with the rest pushed back.
+    /// `mode` is the owner's (its spill is ignored).
+    /// Any number of threads may call this beside the owner's pops: it is `pop_batch` without
+    /// the spill, whose only operations on the word are the swap of the whole word, a CAS from
+    /// zero and a producer's push, none of which assumes one consumer (see the ABA note).
+    ///
+    /// # Safety
+    /// None beyond the stash's own invariant (every pushed chain is a well-formed list of free
+    /// objects); the result is the caller's.
+    pub unsafe fn steal(&self, want: u32, whole: u32, mode: PopMode) -> LocalList {
+        let mut no_spill = LocalList::EMPTY;
+        let mode = PopMode {
+            spill: false,
+            ..mode
+        };
+        // SAFETY: without the spill, `pop_batch` is safe for any thread (above); `no_spill` is
+        // ours and unused.
+        unsafe { self.pop_batch(&mut no_spill, want, whole, mode) }.list
     }
 
     /// Everything in the stash (owner only): used when pops are switched off and at adoption.

@@ -21,6 +21,7 @@ events! {
     RefillXfer = "small refills from transfer cache",
     RefillCentral = "small refills from central",
     RefillPool = "small refills from the shared pool",
+    RefillSteal = "small refills from another heap's stash",
     RefillNewPage = "small refills from new page",
     MediumInbox = "medium refills from inbox",
     MediumCentral = "medium refills from central",

@@ -280,8 +280,9 @@ impl Heap {
         unsafe { &mut *self.local.get() }
     }
 
-    /// Refill sources for a small bin in the seeds' order, up to the central list:
-    /// spill → owner stash → transfer cache → central (with its remote intake).
+    /// Refill sources for a small bin, in the seeds' order up to the central list, then ours:
+    /// spill → owner stash → transfer cache → central (with its remote intake) → shared pool →
+    /// other heaps' stashes (`stash-steal`).
     /// Returns an empty list when all are empty; the caller then carves
     /// ([`carve_small`](Self::carve_small)). (The caller flushes its own remote ring at the
     /// entry of every refill, as the seeds do, rather than between central and carving.)

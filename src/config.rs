@@ -53,7 +53,8 @@ pub const SHARED_KEEP: u32 = 1;
 pub const SHARED_POOL_SLOTS: usize = 64;
 /// A refill that finds every source of its own heap empty (spill, stash, transfer cache,
 /// central, shared pool) takes objects from other heaps' owner stashes before it carves a new
-/// page (`stash_steal`; an extension beyond the seeds, docs/ab.md).
+/// page, for classes of at least [`ADOPT_MIN_SIZE`] (`stash_steal`; an extension beyond the
+/// seeds, docs/ab.md).
 pub const STASH_STEAL: bool = cfg!(feature = "stash-steal");
 /// `stash-steal`: other heaps' stashes one refill probes (round robin over all heaps).
 pub const STEAL_PROBES: u32 = 4;

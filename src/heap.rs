@@ -339,7 +339,9 @@ impl Heap {
                 return got;
             }
         }
-        if config::STASH_STEAL {
+        // Not below a cache line, as `small-adopt`: a smaller object shares its line with
+        // neighbours that may be live on the owner's thread (passive false sharing).
+        if config::STASH_STEAL && sc::bin_size(bin) >= config::ADOPT_MIN_SIZE {
             // SAFETY: owner only (caller contract).
             return unsafe { self.steal_small(bin, want) };
         }

@@ -2,8 +2,10 @@
 //! without it they stay with their heap. Its own test binary (its own process), so no other
 //! test parks chains of the class used here.
 
+mod reuse;
+
 use hakozuna::Hakozuna;
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::Layout;
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::thread;
@@ -23,51 +25,13 @@ fn surplus_of_one_heap_serves_another() {
     let (freed_tx, freed_rx) = mpsc::channel::<Vec<usize>>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let a = thread::spawn(move || {
-        // SAFETY: every pointer comes from `alloc` with `layout` and is freed once.
-        let ptrs: Vec<usize> = (0..N)
-            .map(|i| unsafe {
-                let p = A.alloc(layout);
-                assert!(!p.is_null());
-                p.write_bytes(i as u8, SIZE);
-                p as usize
-            })
-            .collect();
-        for &p in &ptrs {
-            // SAFETY: allocated above with `layout`, freed once.
-            unsafe { A.dealloc(p as *mut u8, layout) };
-        }
+        let ptrs = reuse::alloc_check_free(&A, layout, N);
         freed_tx.send(ptrs).unwrap();
         // Keep this thread's heap owned until B is done.
         done_rx.recv().unwrap();
     });
     let freed: HashSet<usize> = freed_rx.recv().unwrap().into_iter().collect();
-    let b = thread::spawn(move || {
-        // SAFETY: every pointer comes from `alloc` with `layout`; each is written whole (so a
-        // pointer handed out twice, or overlapping another, is caught below) and freed once.
-        let ptrs: Vec<usize> = (0..N)
-            .map(|i| unsafe {
-                let p = A.alloc(layout);
-                assert!(!p.is_null());
-                p.write_bytes((i % 251) as u8, SIZE);
-                p as usize
-            })
-            .collect();
-        for (i, &p) in ptrs.iter().enumerate() {
-            // SAFETY: allocated above, still live.
-            let s = unsafe { std::slice::from_raw_parts(p as *const u8, SIZE) };
-            assert!(
-                s.iter().all(|&x| x == (i % 251) as u8),
-                "object {i} was overwritten"
-            );
-        }
-        let distinct: HashSet<usize> = ptrs.iter().copied().collect();
-        assert_eq!(distinct.len(), N, "a pointer was handed out twice");
-        for &p in &ptrs {
-            // SAFETY: allocated above with `layout`, freed once.
-            unsafe { A.dealloc(p as *mut u8, layout) };
-        }
-        ptrs
-    });
+    let b = thread::spawn(move || reuse::alloc_check_free(&A, layout, N));
     let got = b.join().unwrap();
     done_tx.send(()).unwrap();
     a.join().unwrap();

@@ -2,6 +2,8 @@
 //! without it the objects wait for their owner. Its own test binary (its own process), so no
 //! other test's objects of the class used here are in any stash.
 
+mod reuse;
+
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashSet;
@@ -25,15 +27,8 @@ fn idle_owners_stash_serves_another_heap() {
     let (ptrs_tx, ptrs_rx) = mpsc::channel::<Vec<usize>>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let a = thread::spawn(move || {
-        // SAFETY: every pointer comes from `alloc` with `layout`; thread C frees each once.
-        let ptrs: Vec<usize> = (0..N)
-            .map(|i| unsafe {
-                let p = A.alloc(layout);
-                assert!(!p.is_null());
-                p.write_bytes(i as u8, SIZE);
-                p as usize
-            })
-            .collect();
+        // Thread C frees each once.
+        let ptrs = reuse::alloc_filled(&A, layout, N);
         ptrs_tx.send(ptrs).unwrap();
         // Keep this thread's heap owned (and idle) until B is done.
         done_rx.recv().unwrap();
@@ -48,33 +43,7 @@ fn idle_owners_stash_serves_another_heap() {
     })
     .join()
     .unwrap();
-    let b = thread::spawn(move || {
-        // SAFETY: every pointer comes from `alloc` with `layout`; each is written whole (so a
-        // pointer handed out twice, or overlapping another, is caught below) and freed once.
-        let ptrs: Vec<usize> = (0..N)
-            .map(|i| unsafe {
-                let p = A.alloc(layout);
-                assert!(!p.is_null());
-                p.write_bytes((i % 251) as u8, SIZE);
-                p as usize
-            })
-            .collect();
-        for (i, &p) in ptrs.iter().enumerate() {
-            // SAFETY: allocated above, still live.
-            let s = unsafe { std::slice::from_raw_parts(p as *const u8, SIZE) };
-            assert!(
-                s.iter().all(|&x| x == (i % 251) as u8),
-                "object {i} was overwritten"
-            );
-        }
-        let distinct: HashSet<usize> = ptrs.iter().copied().collect();
-        assert_eq!(distinct.len(), N, "a pointer was handed out twice");
-        for &p in &ptrs {
-            // SAFETY: allocated above with `layout`, freed once.
-            unsafe { A.dealloc(p as *mut u8, layout) };
-        }
-        ptrs
-    });
+    let b = thread::spawn(move || reuse::alloc_check_free(&A, layout, N));
     let got = b.join().unwrap();
     done_tx.send(()).unwrap();
     a.join().unwrap();

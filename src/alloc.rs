@@ -91,8 +91,10 @@ pub unsafe fn free(p: *mut u8) {
             let bin = page_tag::bin_of(tag);
             // SAFETY: either the tag matched `owner_base`, which is non-zero only while the
             // cache owns a heap (set with ACTIVE in `activate`, cleared before `heap` in
-            // `retire`), and names our heap and `bin`; or `adopts_small` found the cache
-            // active and `bin` a small class this thread adopts. Either way `bin < NUM_BINS`
+            // `retire`), and names our heap and `bin`; or `adopts_small` found `bin` a small
+            // class this thread adopts, and `adopt_range` too is non-zero only while ACTIVE
+            // (zeroed in `activate` and before `heap` in `retire`, set only by `refill`, which
+            // needs ACTIVE). Either way `bin < NUM_BINS`
             // (the compare above). `p` is being freed (caller contract: a live block, not
             // used again).
             return unsafe { tc.push_free(p, bin) };
@@ -138,8 +140,9 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
 #[cold]
 #[inline(never)]
 unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
-    // SAFETY: `tls::tcache()` is the calling thread's cache (activate's contract).
+    // SAFETY: `tls::tcache()` is the calling thread's cache, a plain read of its state.
     if unsafe { (*tls::tcache()).state } == UNINIT
+        // SAFETY: the calling thread's cache, not yet active (activate's contract).
         && unsafe { ThreadCache::activate(tls::tcache()) }
     {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.

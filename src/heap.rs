@@ -486,7 +486,8 @@ impl Heap {
     ///
     /// # Safety
     /// Owner only; `c` holds free objects of `bin`, all of this heap except adopted ones of
-    /// other heaps ([`config::MEDIUM_ADOPT`], [`config::SMALL_ADOPT`]). A small object is
+    /// other heaps ([`config::MEDIUM_ADOPT`], [`config::SMALL_ADOPT`]) and small ones a
+    /// refill took from the shared pool or another heap's stash. A small object is
     /// simply a free object of its class wherever it is kept: small pages never go back to
     /// their segment, so nothing needs an owner's bitmap for it.
     pub unsafe fn put_central(&self, bin: usize, c: Chain) {

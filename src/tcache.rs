@@ -272,9 +272,10 @@ impl ThreadCache {
         b.head = l.head;
         b.count = l.count;
         if sc::is_small(bin) {
-            // SAFETY: we own `h` (caller contract).
             if config::SMALL_ADOPT
-                && !(self.in_demand(bin) && unsafe { h.small_central_len(bin) } + front.n <= cap)
+                && !(self.in_demand(bin)
+                    // SAFETY: we own `h` (caller contract).
+                    && unsafe { h.small_central_len(bin) } + front.n <= cap)
             {
                 let n = front.n;
                 // SAFETY: ACTIVE, `h` is ours (caller contract); `front` is a detached chain of
@@ -294,7 +295,9 @@ impl ThreadCache {
             front = unsafe { h.send_foreign_home(bin, front) };
         }
         // SAFETY: we own `h`; `front` is detached from the bin and holds free objects of `bin`:
-        // ours, or adopted objects of a class in demand, which `put_central` accepts.
+        // ours, or adopted objects of a class in demand, or (small) other heaps' objects a
+        // refill took from the shared pool or another heap's stash. `put_central` accepts
+        // them all: a small object is a free object of its class wherever it is kept.
         unsafe { h.put_central(bin, front) };
     }
 
@@ -323,6 +326,7 @@ impl ThreadCache {
     /// this heap's, or another heap's that the bin may adopt (`adopts_small`, `medium-adopt`).
     #[inline(always)]
     pub unsafe fn push_free(&mut self, p: *mut u8, bin: usize) {
+        debug_assert!(self.state == ACTIVE);
         // SAFETY: `bin < NUM_BINS` (caller contract).
         let b = unsafe { self.bins.get_unchecked_mut(bin) };
         // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
@@ -450,6 +454,10 @@ impl ThreadCache {
                 // SAFETY: ACTIVE (caller contract); `p` is a free object of `bin` tagged `tag`
                 // = (dst, bin), of another heap `dst`, handed to us by `retain`.
                 unsafe { self.send_remote(p, tag, dst, b) };
+            } else {
+                // A free object in a bin always lies on a live page; were it not, leaking it
+                // is the only safe thing left to do.
+                debug_assert!(false, "bin object without a live page");
             }
             false
         };

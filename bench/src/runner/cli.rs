@@ -17,6 +17,8 @@ COMPARE OPTIONS:
   --runs N             runs per (row, allocator); default 3 for quick, 5 for seed
   --scale F            multiply iteration counts by F (default 1; callgrind default 0.2)
   --rows A,B,...       only these rows (exact names, see `list`)
+  --ring N             mt-remote rows: the benchmark's ring capacity (default 65536); a
+                       ring of more slots than ITERS cannot overflow (no fallbacks)
   --allocs A,B,...     only these allocators (default: all known plus --alloc ones)
   --alloc NAME=PATH    add an allocator given as a .so path (repeatable)
   --baseline NAME      ratio baseline (default glibc)
@@ -46,6 +48,8 @@ pub struct CompareOpts {
     pub out: Option<PathBuf>,
     pub timeout: Option<f64>,
     pub callgrind: Option<String>,
+    /// Overrides the mt-remote rows' ring capacity.
+    pub ring: Option<u64>,
 }
 
 impl Default for CompareOpts {
@@ -63,6 +67,7 @@ impl Default for CompareOpts {
             out: None,
             timeout: None,
             callgrind: None,
+            ring: None,
         }
     }
 }
@@ -178,6 +183,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--root" => o.root = Some(PathBuf::from(&val)),
             "--out" => o.out = Some(PathBuf::from(&val)),
             "--callgrind" => o.callgrind = Some(val.clone()),
+            "--ring" => {
+                let n: u64 = val
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--ring: not a positive count: {val:?}"))?;
+                o.ring = Some(n);
+            }
             _ => return Err(format!("unknown option {flag:?} (try --help)")),
         }
         i += 1;
@@ -220,7 +233,7 @@ mod tests {
         let Command::Compare(o) = p(
             "compare --matrix=seed --runs 7 --scale 0.1 --rows rm-dist,mt-T1-R0-16-2048 \
              --allocs glibc,jemalloc --alloc my=/tmp/libmy.so --alloc x=/y.so --baseline jemalloc \
-             --install --root /r --out /o --timeout 30 --callgrind rm-dist",
+             --install --root /r --out /o --timeout 30 --callgrind rm-dist --ring 262144",
         )
         .unwrap() else {
             panic!()
@@ -249,6 +262,7 @@ mod tests {
         assert_eq!(o.out, Some(PathBuf::from("/o")));
         assert_eq!(o.timeout_secs(), 30.0);
         assert_eq!(o.callgrind.as_deref(), Some("rm-dist"));
+        assert_eq!(o.ring, Some(262144));
     }
 
     #[test]
@@ -258,6 +272,7 @@ mod tests {
             "compare --runs 0",
             "compare --runs x",
             "compare --scale -1",
+            "compare --ring 0",
             "compare --alloc nopath",
             "compare --alloc glibc=/x.so",
             "compare --bogus 1",

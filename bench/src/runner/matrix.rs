@@ -85,6 +85,20 @@ fn mt(t: usize, r: u32, min: u32, max: u32, iters: u64, scale: f64) -> Row {
     }
 }
 
+/// The rows with every mt-remote ring set to `ring` slots. A ring longer than the row's
+/// iterations per thread cannot fill, so its results have no fallbacks on any machine.
+pub fn with_ring(rows: Vec<Row>, ring: u64) -> Vec<Row> {
+    rows.into_iter()
+        .map(|mut r| {
+            if r.is_mt_remote() {
+                r.args[6] = ring.to_string();
+                r.desc = r.desc.replace("ring 65536", &format!("ring {ring}"));
+            }
+            r
+        })
+        .collect()
+}
+
 fn larson(t: usize, gens: u64, ops: u64, slots: u32, scale: f64) -> Row {
     Row {
         name: format!("larson-T{t}"),
@@ -221,6 +235,19 @@ mod tests {
             .unwrap();
         assert_eq!(r.command(), "mt-remote 32 2500000 400 16 2048 50 65536");
         assert_eq!(rows[0].command(), "random-mixed 20000000 400 16 2048");
+    }
+
+    #[test]
+    fn ring_override_touches_mt_remote_rows_only() {
+        let rows = with_ring(matrix("seed", 0.1).unwrap(), 262144);
+        let mt = rows
+            .iter()
+            .find(|r| r.name == "mt-T32-R90-16-2048")
+            .unwrap();
+        assert_eq!(mt.command(), "mt-remote 32 250000 400 16 2048 90 262144");
+        assert!(mt.desc.ends_with("ring 262144"));
+        let rm = rows.iter().find(|r| r.name == "rm-16-2048").unwrap();
+        assert_eq!(rm, &matrix("seed", 0.1).unwrap()[0]);
     }
 
     #[test]

@@ -135,7 +135,10 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
     let root = find_root(o.root.as_deref());
     let callgrind = o.callgrind.is_some();
     let scale = o.scale.unwrap_or(if callgrind { 0.2 } else { 1.0 });
-    let rows = matrix::matrix(&o.matrix, scale)?;
+    let mut rows = matrix::matrix(&o.matrix, scale)?;
+    if let Some(ring) = o.ring {
+        rows = matrix::with_ring(rows, ring);
+    }
     let out_dir = o
         .out
         .clone()

@@ -83,7 +83,9 @@ impl Popped {
 }
 
 impl OwnerStash {
+    /// Tests' constructor: the allocator's live in zeroed static memory, so no `Default`.
     #[cfg(any(test, loom))]
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         OwnerStash {
             head: AtomicU64::new(0),

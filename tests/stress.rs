@@ -42,9 +42,8 @@ fn pattern(id: u64, i: usize) -> u8 {
 
 impl Block {
     fn new(id: u64, size: usize) -> Block {
-        let mut data = Vec::with_capacity(size);
+        let mut data = vec![0u8; size];
         // Touch first, last and a stride of bytes: enough to catch overlap, cheap for large.
-        data.resize(size, 0);
         for i in (0..size).step_by(61).chain([size - 1]) {
             data[i] = pattern(id, i);
         }
@@ -89,7 +88,7 @@ fn producer_consumer_cross_thread_frees() {
                 b.check();
                 checked.fetch_add(1, Ordering::Relaxed);
                 drop(b);
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     mine.push(Block::new(rng.next() as u64, rng.size() % 4096 + 1));
                     if mine.len() > 64 {
                         let b = mine.swap_remove(rng.next() as usize % mine.len());
@@ -161,7 +160,7 @@ fn ring_of_threads(size: fn(&mut Lcg) -> usize) {
                         }
                         let s = rng.next() as usize % slots.len();
                         match slots[s].take() {
-                            Some(b) if rng.next() % 2 == 0 => {
+                            Some(b) if rng.next().is_multiple_of(2) => {
                                 // The first thread may be gone: free it here instead.
                                 if let Err(back) = tx.send(b) {
                                     back.0.check();
@@ -212,7 +211,7 @@ fn thread_churn_over_generations() {
                     let mut rng = Lcg(gen * 1000 + t as u32);
                     let mut live: Vec<Block> = Vec::new();
                     for i in 0..3000u64 {
-                        if live.len() < 200 || rng.next() % 2 == 0 {
+                        if live.len() < 200 || rng.next().is_multiple_of(2) {
                             live.push(Block::new(i ^ (t as u64) << 32, rng.size()));
                         } else {
                             let b = live.swap_remove(rng.next() as usize % live.len());
@@ -277,7 +276,7 @@ fn random_sizes_all_tiers_with_realloc() {
                     match slots[s].take() {
                         Some(mut b) => {
                             b.check();
-                            if r % 3 == 0 {
+                            if r.is_multiple_of(3) {
                                 // realloc through Vec growth/shrink keeps the checked prefix.
                                 let new = rng.size();
                                 if new > b.data.len() {

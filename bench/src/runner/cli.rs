@@ -86,7 +86,7 @@ impl CompareOpts {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    Compare(CompareOpts),
+    Compare(Box<CompareOpts>),
     List { matrix: Option<String>, scale: f64 },
     Bench { program: String, args: Vec<String> },
     Help,
@@ -202,7 +202,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             scale: o.scale.unwrap_or(1.0),
         });
     }
-    Ok(Command::Compare(o))
+    Ok(Command::Compare(Box::new(o)))
 }
 
 #[cfg(test)]
@@ -219,7 +219,7 @@ mod tests {
         let Command::Compare(o) = p("compare").unwrap() else {
             panic!()
         };
-        assert_eq!(o, CompareOpts::default());
+        assert_eq!(*o, CompareOpts::default());
         assert_eq!(o.runs(), 3);
         let Command::Compare(o) = p("compare --matrix seed").unwrap() else {
             panic!()

@@ -28,7 +28,7 @@ events! {
     MediumCarve = "medium refills from new runs",
     BinOverflow = "thread-bin overflows to central",
     BinTrims = "idle thread bins trimmed at an epoch",
-    RemoteQueued = "remote frees queued",
+    RemoteQueued = "remote frees queued (with foreign objects a bin sent home)",
     RemoteDirect = "remote frees sent directly",
     RingFlushes = "ring/bank flushes",
     RingFlushed = "ring/bank objects flushed",
@@ -56,7 +56,7 @@ events! {
     BytesPurged = "bytes purged",
     MediumAdopted = "medium remote frees kept by the freeing thread",
     RunsSentHome = "adopted medium runs sent back to their owner",
-    SmallSentHome = "adopted small objects sent back to their owner",
+    SmallSentHome = "foreign small objects a bin sent home (adopted, pooled or stolen)",
 }
 
 const N: usize = LABELS.len();

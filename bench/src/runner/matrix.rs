@@ -67,6 +67,10 @@ fn rm_dist(iters: u64, scale: f64) -> Row {
     }
 }
 
+/// The seeds' mt-remote ring capacity, and where `mt-remote` takes it (its 7th argument).
+const SEED_RING: u64 = 65536;
+const RING_ARG: usize = 6;
+
 fn mt(t: usize, r: u32, min: u32, max: u32, iters: u64, scale: f64) -> Row {
     Row {
         name: format!("mt-T{t}-R{r}-{min}-{max}"),
@@ -78,10 +82,12 @@ fn mt(t: usize, r: u32, min: u32, max: u32, iters: u64, scale: f64) -> Row {
             min.to_string(),
             max.to_string(),
             r.to_string(),
-            "65536".into(),
+            SEED_RING.to_string(),
         ],
         threads: t,
-        desc: format!("mt-remote T={t}, {r}% remote frees, sizes {min}-{max}, WS 400, ring 65536"),
+        desc: format!(
+            "mt-remote T={t}, {r}% remote frees, sizes {min}-{max}, WS 400, ring {SEED_RING}"
+        ),
     }
 }
 
@@ -91,8 +97,10 @@ pub fn with_ring(rows: Vec<Row>, ring: u64) -> Vec<Row> {
     rows.into_iter()
         .map(|mut r| {
             if r.is_mt_remote() {
-                r.args[6] = ring.to_string();
-                r.desc = r.desc.replace("ring 65536", &format!("ring {ring}"));
+                r.args[RING_ARG] = ring.to_string();
+                r.desc = r
+                    .desc
+                    .replace(&format!("ring {SEED_RING}"), &format!("ring {ring}"));
             }
             r
         })

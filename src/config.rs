@@ -92,11 +92,6 @@ pub const BANK_HEAPS: usize = 8;
 /// A bank list is handed to its owner once it holds this many objects.
 pub const BANK_LIST_FLUSH: u32 = 32;
 
-/// The thread cache's remote buffer: the lane's one structural difference.
-#[cfg(feature = "fast")]
-pub type RemoteBuf = crate::remote_bank::RemoteBank;
-#[cfg(not(feature = "fast"))]
-pub type RemoteBuf = crate::remote_ring::RemoteRing;
 /// Slow-path calls between epochs (full ring flush) *(hz3: 1024)*.
 pub const EPOCH_PERIOD: u32 = 1024;
 
@@ -124,4 +119,4 @@ pub const LARGE_CACHE_BYTES: usize = 128 << 20;
 pub const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
 /// Default decay (ms): a cached large block older than this is unmapped, and arena pages and
 /// medium runs unused this long are given back; `HAKOZUNA_DECAY_MS`.
-pub const LARGE_DECAY_MS_DEFAULT: u64 = 1000;
+pub const DECAY_MS_DEFAULT: u64 = 1000;

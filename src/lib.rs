@@ -1,6 +1,6 @@
 //! hakozuna: a memory allocator with per-thread caches, one-owner heaps, and a remote-free
 //! path of sparse per-thread rings, per-owner MPSC stashes, a transfer cache and central
-//! lists — a re-creation of the hz3 design (see DESIGN.md in the project).
+//! lists — a re-creation of the hz3 design (docs/design.md).
 //!
 //! Use it from Rust as
 //! ```ignore
@@ -9,50 +9,31 @@
 //! ```
 //! or from anything as `LD_PRELOAD=libhakozuna.so`.
 //!
-//! Data flows one way: `tcache` → heap structures (`owner_stash`, `transfer_cache`, `mpsc`
-//! inbox/intake, central lists in `heap`, the `shared_pool` they overflow to) → page source
-//! (`heap` over `arena` segments) → `os`.
-//! The large tier (`large`) maps directly.
+//! The source is in layers, each a folder that may use only the layers below it
+//! (design.md §2; `tests/layers.rs` checks it): `front` (operations, C API, thread cache,
+//! lifecycle) → `remote` (the thread-side remote-free buffers) → `heap` (heaps and their
+//! refill, central, medium, segment and decay jobs) → `ds` (lists and lock-free containers) →
+//! `page` (arena, segments, page tags, size classes, large tier) → `sys` (OS, locks, metadata
+//! memory, options), with `config` and `stats` at the bottom.
 
 #![no_std]
-#![allow(clippy::missing_safety_doc)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(test)]
 extern crate std;
 
-pub mod alloc;
-mod arena;
-mod atomics;
-mod bitmap;
-#[cfg(feature = "capi")]
-mod capi;
-pub mod config;
-mod diag;
+mod config;
+mod ds;
+mod front;
 mod heap;
-mod init;
-mod large;
-mod list;
 #[cfg(all(test, loom))]
 mod loom_tests;
-mod meta;
-mod mpsc;
-mod os;
-pub mod owner_stash;
-mod page_tag;
-// Both lanes' remote buffers are compiled in every build (so each is type-checked and unit
-// tested); only `config::RemoteBuf` is used.
-#[allow(dead_code)]
-mod remote_bank;
-#[allow(dead_code)]
-mod remote_ring;
-mod shared_pool;
-pub mod size_class;
+mod page;
+mod remote;
 mod stats;
-mod sync;
-mod tcache;
-mod tls;
-pub mod transfer_cache;
+mod sys;
+
+pub use front::alloc;
 
 use core::alloc::{GlobalAlloc, Layout};
 
@@ -125,5 +106,5 @@ unsafe impl GlobalAlloc for Hakozuna {
 static FINI: extern "C" fn() = fini;
 
 extern "C" fn fini() {
-    stats::report();
+    front::report::print();
 }

@@ -2,7 +2,7 @@
 //! variant), `TransferCache` (with one consumer, and with several as the shared pool uses it),
 //! and the remote ring's flush into an owner stash.
 //!
-//! Compiled only under `--cfg loom` (then `crate::atomics` is loom's). Run with
+//! Compiled only under `--cfg loom` (then `crate::sys::atomics` is loom's). Run with
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
@@ -22,11 +22,12 @@
 
 extern crate std;
 
-use crate::list::{next, Chain, LocalList};
-use crate::mpsc::MpscStack;
-use crate::owner_stash::{OwnerStash, PopMode};
-use crate::remote_ring::{RemoteRing, Sink};
-use crate::transfer_cache::TransferCache;
+use crate::ds::list::{next, Chain, LocalList};
+use crate::ds::mpsc::MpscStack;
+use crate::ds::owner_stash::{OwnerStash, PopMode};
+use crate::ds::transfer_cache::TransferCache;
+use crate::remote::ring::RemoteRing;
+use crate::remote::Sink;
 use core::sync::atomic::Ordering::Relaxed;
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::AtomicUsize;
@@ -144,9 +145,9 @@ impl Objs {
         // SAFETY: objects `idx` are this producer's own, not yet handed over (caller contract).
         unsafe {
             for w in idx.windows(2) {
-                crate::list::set_next(self.ptr(w[0]), self.ptr(w[1]));
+                crate::ds::list::set_next(self.ptr(w[0]), self.ptr(w[1]));
             }
-            crate::list::set_next(last, core::ptr::null_mut());
+            crate::ds::list::set_next(last, core::ptr::null_mut());
         }
         Chain {
             head: self.ptr(idx[0]),
@@ -706,7 +707,7 @@ impl Sink for StashSink<'_> {
 /// three hand-offs (budget 1, 1, then the last two grouped into one chain) while the owner pops
 /// `want = 1` twice concurrently (so a push-back or spill can race a later flush).
 /// The ring's key for (heap 5, bin 3): the page tag of such an object.
-const KEY53: u32 = crate::page_tag::encode(5, 3);
+const KEY53: u32 = crate::page::page_tag::encode(5, 3);
 
 fn ring_flush_vs_pop(mode: PopMode, bound: usize) {
     let out = model(bound, move || {

@@ -1,17 +1,18 @@
-//! Event-only statistics (DESIGN §11). Counters are bumped on slow paths only: per heap by its
+//! Event counters (design.md §13). Counters are bumped on slow paths only: per heap by its
 //! owner (a relaxed load+store, no shared cache line), globally for threads without a heap.
-//! With the `stats` feature off every call compiles to nothing. `HAKOZUNA_STATS=1` prints one
-//! summary when the process exits.
+//! With the `stats` feature off every call compiles to nothing. The summary printed at exit
+//! (`HAKOZUNA_STATS=1`) is `front::report`'s.
 
 use crate::config::STATS;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! events {
     ($($name:ident = $label:literal,)*) => {
         #[derive(Clone, Copy)]
         #[repr(usize)]
         pub enum Ev { $($name,)* }
-        const LABELS: &[&str] = &[$($label,)*];
+        /// Each event's label in the summary, in [`Ev`] order.
+        pub const LABELS: &[&str] = &[$($label,)*];
     };
 }
 
@@ -59,7 +60,8 @@ events! {
     SmallSentHome = "foreign small objects a bin sent home (adopted, pooled or stolen)",
 }
 
-const N: usize = LABELS.len();
+/// Number of events.
+pub const N: usize = LABELS.len();
 
 pub struct Counters([AtomicU64; N]);
 
@@ -87,51 +89,11 @@ impl Counters {
         }
     }
 
-    fn get(&self, i: usize) -> u64 {
+    /// Event `i`'s count (any thread; a relaxed read).
+    pub fn get(&self, i: usize) -> u64 {
         self.0[i].load(Relaxed)
     }
 }
 
+/// Counters of threads without a heap (exited, or before activation).
 pub static GLOBAL: Counters = Counters::new();
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Reads `HAKOZUNA_STATS` (at init).
-pub fn init() {
-    let on = crate::diag::env_flag(b"HAKOZUNA_STATS\0");
-    if on && !STATS {
-        crate::diag::Line::new()
-            .str("hakozuna: HAKOZUNA_STATS=1 but this build has no `stats` feature")
-            .emit();
-    }
-    ENABLED.store(on && STATS, Relaxed);
-}
-
-/// Prints the summary if enabled (process exit).
-pub fn report() {
-    if !ENABLED.load(Relaxed) {
-        return;
-    }
-    let mut sum = [0u64; N];
-    for (i, s) in sum.iter_mut().enumerate() {
-        *s = GLOBAL.get(i);
-    }
-    crate::heap::for_each_heap(|c| {
-        for (i, s) in sum.iter_mut().enumerate() {
-            *s += c.get(i);
-        }
-    });
-    let mut l = crate::diag::Line::new();
-    l.str("hakozuna stats: ")
-        .num(crate::heap::heap_count() as u64)
-        .str(" heaps, ");
-    l.num(crate::arena::committed_bytes() as u64 >> 20)
-        .str(" MiB of arena segments")
-        .emit();
-    for (i, label) in LABELS.iter().enumerate() {
-        l.str("hakozuna stats: ")
-            .str(label)
-            .str(": ")
-            .num(sum[i])
-            .emit();
-    }
-}

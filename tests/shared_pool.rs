@@ -36,7 +36,7 @@ fn surplus_of_one_heap_serves_another() {
     done_tx.send(()).unwrap();
     a.join().unwrap();
     let reused = got.iter().filter(|p| freed.contains(p)).count();
-    if hakozuna::config::SHARED_POOL {
+    if cfg!(feature = "shared-pool") {
         assert!(
             reused > 0,
             "no object A freed reached B through the shared pool"

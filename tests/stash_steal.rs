@@ -48,7 +48,10 @@ fn idle_owners_stash_serves_another_heap() {
     done_tx.send(()).unwrap();
     a.join().unwrap();
     let reused = got.iter().filter(|p| freed.contains(p)).count();
-    if hakozuna::config::STASH_STEAL && hakozuna::config::STASH_PUSH {
+    if cfg!(feature = "stash-steal")
+        && cfg!(feature = "owner-stash")
+        && cfg!(feature = "owner-stash-push")
+    {
         assert!(reused > 0, "no object of A's idle stash reached B");
     } else {
         assert_eq!(reused, 0, "A's stashed objects reached another heap");

@@ -7,9 +7,9 @@
 //! refused.
 
 use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH};
-use crate::list::{set_next, Chain};
-use crate::remote_ring::Sink;
-use crate::size_class::NUM_BINS;
+use crate::ds::list::{set_next, Chain};
+use crate::page::size_class::NUM_BINS;
+use crate::remote::Sink;
 
 /// Bitmap words per destination heap.
 const WORDS: usize = NUM_BINS.div_ceil(64);
@@ -114,7 +114,7 @@ impl RemoteBank {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::list::tests::{collect, objects};
+    use crate::ds::list::tests::{collect, objects};
     extern crate std;
     use std::boxed::Box;
     use std::vec::Vec;

@@ -39,6 +39,7 @@ impl Chain {
         n: 0,
     };
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -152,6 +153,7 @@ impl LocalList {
 
     /// # Safety
     /// The list is well formed.
+    #[cfg(test)]
     pub unsafe fn pop(&mut self) -> *mut u8 {
         let p = self.head;
         if !p.is_null() {

@@ -17,9 +17,9 @@
 //! [`SHARED_KEEP`]: crate::config::SHARED_KEEP
 
 use crate::config::SHARED_POOL_SLOTS;
-use crate::list::{Chain, LocalList};
-use crate::size_class::SMALL_BINS;
-use crate::transfer_cache::TransferCache;
+use crate::ds::list::{Chain, LocalList};
+use crate::ds::transfer_cache::TransferCache;
+use crate::page::size_class::SMALL_BINS;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, Ordering::*};
 
@@ -36,7 +36,7 @@ pub fn init() -> bool {
     if !POOL.load(Relaxed).is_null() {
         return true;
     }
-    let Some(p) = crate::meta::alloc(core::mem::size_of::<SharedPool>(), 64) else {
+    let Some(p) = crate::sys::meta::alloc(core::mem::size_of::<SharedPool>(), 64) else {
         return false;
     };
     // Release: pairs with `get`'s Acquire. (Every taker also got its heap through the registry

@@ -11,9 +11,10 @@
 //! range has key 0, which no `(dst, bin)` encodes to: a matching key is always a live entry.
 
 use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
-use crate::list::{set_next, Chain};
-use crate::page_tag;
-use crate::size_class::NUM_BINS;
+use crate::ds::list::{set_next, Chain};
+use crate::page::page_tag;
+use crate::page::size_class::NUM_BINS;
+use crate::remote::Sink;
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
 
@@ -62,11 +63,6 @@ pub struct RemoteRing {
     hint: [u16; HINTS],
     head: u32,
     tail: u32,
-}
-
-/// Where flushed chains go: `(dst, bin, chain)`.
-pub trait Sink {
-    fn send(&mut self, dst: u32, bin: usize, chain: Chain);
 }
 
 /// The object's page tag: never 0 (which marks a slot outside the live range) nor `u32::MAX`
@@ -263,7 +259,7 @@ const _: () = assert!(SLOTS <= 256 && SLOTS.is_power_of_two());
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::list::tests::{collect, objects};
+    use crate::ds::list::tests::{collect, objects};
     extern crate std;
     use std::boxed::Box;
     use std::vec::Vec;

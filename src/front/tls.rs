@@ -6,7 +6,7 @@
 //! glibc zero-fills the static TLS block of every new thread, and all-zero is the thread
 //! cache's "uninitialised" state, so no per-access check is needed.
 
-use crate::tcache::ThreadCache;
+use crate::front::tcache::ThreadCache;
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("hakozuna's initial-exec TLS access is implemented for x86-64 Linux only");

@@ -51,7 +51,7 @@ pub const fn mine(tag: u32, base: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::size_class::NUM_BINS;
+    use crate::page::size_class::NUM_BINS;
 
     #[test]
     fn round_trip_and_mine() {

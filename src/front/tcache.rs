@@ -2,15 +2,14 @@
 //! remote buffer (ring or bank by lane), and the slow paths that refill, overflow, flush and
 //! retire them. The malloc/free fast paths themselves are in `alloc`.
 
-use crate::config::{
-    self, RemoteBuf, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET,
-};
-use crate::heap::{self, Heap};
-use crate::list::{Chain, LocalList};
-use crate::remote_ring::Sink;
-use crate::size_class::{self as sc, NUM_BINS, SMALL_BINS};
+use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
+use crate::ds::list::{Chain, LocalList};
+use crate::heap::send::{send, send_one};
+use crate::heap::{Heap, OwnedHeap};
+use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
+use crate::page::{arena, page_tag};
+use crate::remote::{RemoteBuf, Sink};
 use crate::stats::{Counters, Ev, GLOBAL};
-use crate::{arena, page_tag};
 use core::ptr::null_mut;
 
 pub const UNINIT: u32 = 0;
@@ -35,10 +34,10 @@ impl Bin {
         let p = self.head;
         if !p.is_null() {
             // SAFETY: `p` is the non-null head of the bin, a free object it owns.
-            let n = unsafe { crate::list::next(p) };
+            let n = unsafe { crate::ds::list::next(p) };
             self.head = n;
             self.count -= 1;
-            crate::os::prefetch(n);
+            crate::sys::os::prefetch(n);
         }
         p
     }
@@ -58,7 +57,8 @@ pub struct ThreadCache {
     /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
     refills: u32,
     pub state: u32,
-    heap: *const Heap,
+    /// The owner's handle on this thread's heap: `Some` exactly while ACTIVE.
+    heap: Option<OwnedHeap>,
     slow_calls: u32,
     /// Remote frees buffered since the last flush (folded into stats at flush).
     queued: u32,
@@ -76,73 +76,48 @@ struct ToOwners<'a>(&'a Counters);
 impl Sink for ToOwners<'_> {
     fn send(&mut self, dst: u32, bin: usize, chain: Chain) {
         // SAFETY: the ring/bank only holds free objects tagged (dst, bin).
-        unsafe { heap::send(dst, bin, chain, self.0, false) }
+        unsafe { send(dst, bin, chain, self.0, false) }
     }
 }
 
 impl ThreadCache {
-    #[inline(always)]
-    pub fn heap(&self) -> Option<&'static Heap> {
-        // SAFETY: non-null only while ACTIVE, pointing at a 'static heap.
-        unsafe { self.heap.as_ref() }
-    }
-
-    /// Makes the cache usable: global init, then a heap. False if either is impossible (the
-    /// caller falls back to the large tier), if we are already inside activation, or if the
-    /// thread has retired: a heap claimed in glibc's last destructor round would never be
-    /// released, so allocations after our destructor ran take the large tier instead.
-    ///
-    /// Works through a raw pointer and holds no `&mut` across the external calls (`ensure`,
-    /// `claim`, `pthread_setspecific`), any of which may re-enter malloc on this thread.
+    /// The owner's handle of an ACTIVE cache.
     ///
     /// # Safety
-    /// `tc` is the calling thread's cache.
-    pub unsafe fn activate(tc: *mut ThreadCache) -> bool {
-        // SAFETY: `tc` is the calling thread's cache (caller contract), valid for the thread's
-        // life; this is a plain read through the raw pointer.
-        match unsafe { (*tc).state } {
-            ACTIVE => return true,
-            UNINIT => {}
-            _ => return false,
+    /// The cache is ACTIVE.
+    #[inline(always)]
+    unsafe fn owned(&mut self) -> &mut OwnedHeap {
+        // SAFETY: `heap` is `Some` while ACTIVE (caller contract).
+        unsafe { self.heap.as_mut().unwrap_unchecked() }
+    }
+
+    /// The heap of an ACTIVE cache, for its counters and shared part; `'static`, so it does
+    /// not keep the cache borrowed.
+    ///
+    /// # Safety
+    /// The cache is ACTIVE.
+    #[inline(always)]
+    unsafe fn heap(&self) -> &'static Heap {
+        // SAFETY: `heap` is `Some` while ACTIVE (caller contract).
+        unsafe { self.heap.as_ref().unwrap_unchecked() }.heap()
+    }
+
+    /// Makes an UNINIT cache ACTIVE with the heap `owned`, empty bins at their limits and no
+    /// adoption until its first refills (`lifecycle::activate` does the rest).
+    pub(super) fn start(&mut self, owned: OwnedHeap) {
+        for (i, b) in self.bins.iter_mut().enumerate() {
+            *b = Bin {
+                head: null_mut(),
+                count: 0,
+                limit: sc::bin_limit(i),
+            };
         }
-        if !crate::init::ensure() || crate::arena::len() == 0 {
-            return false;
-        }
-        // Start-up may have allocated on this thread and activated it already.
-        // SAFETY: as above: our own thread's cache, accessed through the raw pointer with no
-        // reference held across `ensure`, `claim` or the re-reads here.
-        unsafe {
-            if (*tc).state != UNINIT {
-                return (*tc).state == ACTIVE;
-            }
-            (*tc).state = BUSY;
-        }
-        let Some(h) = heap::claim() else {
-            // SAFETY: as above.
-            unsafe { (*tc).state = UNINIT };
-            return false;
-        };
-        {
-            // SAFETY: our own thread's cache; this `&mut` lives only for this block, which
-            // makes no call that could re-enter the allocator.
-            let t = unsafe { &mut *tc };
-            for (i, b) in t.bins.iter_mut().enumerate() {
-                *b = Bin {
-                    head: null_mut(),
-                    count: 0,
-                    limit: sc::bin_limit(i),
-                };
-            }
-            t.heap = h;
-            t.slow_calls = 0;
-            t.owner_base = page_tag::owner_base(h.id);
-            t.adopt_range = 0;
-            t.refills = 0;
-            t.state = ACTIVE;
-        }
-        // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
-        crate::init::register_thread_exit();
-        true
+        self.owner_base = page_tag::owner_base(owned.heap().id);
+        self.heap = Some(owned);
+        self.slow_calls = 0;
+        self.adopt_range = 0;
+        self.refills = 0;
+        self.state = ACTIVE;
     }
 
     /// Refills an empty bin and returns one object, or null when memory is exhausted.
@@ -150,9 +125,8 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, and `bin` is empty.
     pub unsafe fn refill(&mut self, bin: usize) -> *mut u8 {
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
-        self.tick(h);
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.tick() };
         self.demand[bin / 64] |= 1 << (bin % 64);
         if self.refills < config::ADOPT_WARMUP {
             self.refills += 1;
@@ -162,29 +136,27 @@ impl ThreadCache {
         // The seeds flush at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
         if !self.remote_is_empty() {
-            // SAFETY: ACTIVE (caller contract): `h` is our heap and the remote buffer is ours.
-            unsafe { self.flush_remote(RING_MISS_BUDGET, h) };
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.flush_remote(RING_MISS_BUDGET) };
         }
-        // Both arms: ACTIVE (caller contract), so this thread owns `h`.
+        let limit = self.bins[bin].limit;
+        // SAFETY: ACTIVE (caller contract).
+        let h = unsafe { self.owned() };
         let got = if sc::is_small(bin) {
             let want = sc::refill_batch(bin);
-            // SAFETY: owner only: see above.
-            let mut g = unsafe { h.refill_small_shared(bin, want) };
+            let g = h.refill_small_shared(bin, want);
             if g.count == 0 {
-                // SAFETY: owner only: see above.
-                g = unsafe { h.carve_small(bin, want) };
+                h.carve_small(bin, want)
+            } else {
+                g
             }
-            g
         } else {
-            // Medium: half a bin from the (owner-local) central list, a refill batch of new runs.
-            // SAFETY: owner only: see above.
-            unsafe {
-                h.refill_medium(
-                    bin,
-                    (self.bins[bin].limit / 2).max(sc::refill_batch(bin)),
-                    sc::refill_batch(bin),
-                )
-            }
+            // Medium: half a bin from the central list, a refill batch of new runs.
+            h.refill_medium(
+                bin,
+                (limit / 2).max(sc::refill_batch(bin)),
+                sc::refill_batch(bin),
+            )
         };
         // SAFETY: `got` is a well-formed list of free objects of `bin` now ours, and the bin is
         // empty (caller contract).
@@ -202,15 +174,20 @@ impl ThreadCache {
         unsafe { b.pop() }
     }
 
-    fn tick(&mut self, h: &Heap) {
+    /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn tick(&mut self) {
         self.slow_calls += 1;
         if self.slow_calls >= EPOCH_PERIOD {
             self.slow_calls = 0;
-            h.stats.add(Ev::Epochs, 1);
-            // SAFETY: ACTIVE (callers): we own `h`, the remote buffer and the bins.
+            // SAFETY: ACTIVE (caller contract), for each call.
             unsafe {
-                self.trim_idle_bins(h);
-                self.flush_remote(u32::MAX, h);
+                self.heap().stats.add(Ev::Epochs, 1);
+                self.trim_idle_bins();
+                self.flush_remote(u32::MAX);
+                let h = self.owned();
                 h.drain_queues();
                 h.decay_if_due();
             }
@@ -222,16 +199,18 @@ impl ThreadCache {
     /// medium runs go home), where decay can return it. Then the epochs of demand rotate.
     ///
     /// # Safety
-    /// ACTIVE, and `h` is our heap.
-    unsafe fn trim_idle_bins(&mut self, h: &Heap) {
+    /// ACTIVE.
+    unsafe fn trim_idle_bins(&mut self) {
         for bin in 0..NUM_BINS {
             let target = self.bins[bin].limit / 4;
             if self.in_demand(bin) || self.bins[bin].count <= target {
                 continue;
             }
-            // SAFETY: `h` is our heap (caller contract); `bin` is not in demand.
-            unsafe { self.shed(h, bin, target) };
-            h.stats.add(Ev::BinTrims, 1);
+            // SAFETY: ACTIVE (caller contract); the bin holds more than `target` objects.
+            unsafe {
+                self.shed(bin, target);
+                self.heap().stats.add(Ev::BinTrims, 1);
+            }
         }
         self.demand_prev = self.demand;
         self.demand = [0; DEMAND_WORDS];
@@ -246,11 +225,11 @@ impl ThreadCache {
     /// ACTIVE.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
-        // SAFETY: `h` is our heap.
-        unsafe { self.shed(h, bin, self.bins[bin].limit / 2) };
-        h.stats.add(Ev::BinOverflow, 1);
+        // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
+        unsafe {
+            self.shed(bin, self.bins[bin].limit / 2);
+            self.heap().stats.add(Ev::BinOverflow, 1);
+        }
     }
 
     /// Moves all but `keep` objects of bin `bin` (the front: the most recently freed) to the
@@ -259,8 +238,8 @@ impl ThreadCache {
     /// small objects once central holds [`ADOPT_CENTRAL_MAX`] bin limits of the class.
     ///
     /// # Safety
-    /// ACTIVE, `h` is our heap, and the bin holds more than `keep` objects.
-    unsafe fn shed(&mut self, h: &Heap, bin: usize, keep: u32) {
+    /// ACTIVE, and the bin holds more than `keep` objects.
+    unsafe fn shed(&mut self, bin: usize, keep: u32) {
         let b = &mut self.bins[bin];
         let cap = ADOPT_CENTRAL_MAX * b.limit;
         let mut l = LocalList {
@@ -274,13 +253,13 @@ impl ThreadCache {
         if sc::is_small(bin) {
             if config::SMALL_ADOPT
                 && !(self.in_demand(bin)
-                    // SAFETY: we own `h` (caller contract).
-                    && unsafe { h.small_central_len(bin) } + front.n <= cap)
+                    // SAFETY: ACTIVE (caller contract).
+                    && unsafe { self.owned() }.small_central_len(bin) + front.n <= cap)
             {
                 let n = front.n;
-                // SAFETY: ACTIVE, `h` is ours (caller contract); `front` is a detached chain of
-                // free objects of small `bin`.
-                front = unsafe { self.send_foreign_small(h, bin, front) };
+                // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free objects
+                // of small `bin`.
+                front = unsafe { self.send_foreign_small(bin, front) };
                 if front.n < n {
                     // This thread adopts faster than it allocates: adopted objects went home
                     // after a second pass over each. Until its next refill it keeps no more of
@@ -290,15 +269,15 @@ impl ThreadCache {
                 }
             }
         } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
-            // SAFETY: we own `h` (caller contract); `front` is a detached chain of free runs of
+            // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free runs of
             // `bin`.
-            front = unsafe { h.send_foreign_home(bin, front) };
+            front = unsafe { self.owned().send_foreign_home(bin, front) };
         }
-        // SAFETY: we own `h`; `front` is detached from the bin and holds free objects of `bin`:
+        // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free objects of `bin`:
         // ours, or adopted objects of a class in demand, or (small) other heaps' objects a
         // refill took from the shared pool or another heap's stash. `put_central` accepts
         // them all: a small object is a free object of its class wherever it is kept.
-        unsafe { h.put_central(bin, front) };
+        unsafe { self.owned().put_central(bin, front) };
     }
 
     #[inline(always)]
@@ -330,7 +309,7 @@ impl ThreadCache {
         // SAFETY: `bin < NUM_BINS` (caller contract).
         let b = unsafe { self.bins.get_unchecked_mut(bin) };
         // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
-        unsafe { crate::list::set_next(p, b.head) };
+        unsafe { crate::ds::list::set_next(p, b.head) };
         b.head = p;
         b.count += 1;
         if b.count > b.limit {
@@ -354,8 +333,8 @@ impl ThreadCache {
             // waiting in the stash or inbox of an owner that may not run for a while. It keeps
             // its owner's tag, and goes home when it leaves the bin (`shed`; for a medium run
             // also `Heap::free_runs`).
-            // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-            unsafe { &*self.heap }.stats.add(Ev::MediumAdopted, 1);
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.heap() }.stats.add(Ev::MediumAdopted, 1);
             // SAFETY: ACTIVE, and `p` is a free object of `bin` (caller contract).
             return unsafe { self.push_free(p, bin) };
         }
@@ -399,10 +378,8 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     unsafe fn send_chain(&mut self, dst: u32, bin: usize, c: Chain) {
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
-        // SAFETY: `c` holds free objects tagged (dst, bin) (caller contract).
-        unsafe { heap::send(dst, bin, c, &h.stats, false) }
+        // SAFETY: ACTIVE (caller contract); `c` holds free objects tagged (dst, bin).
+        unsafe { send(dst, bin, c, &self.heap().stats, false) }
     }
 
     /// A free to a heap the bank does not cover: straight to its owner.
@@ -412,11 +389,11 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     unsafe fn send_direct(&mut self, p: *mut u8, dst: u32, bin: usize) {
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
+        // SAFETY: ACTIVE (caller contract).
+        let h = unsafe { self.heap() };
         h.stats.add(Ev::RemoteDirect, 1);
         // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
-        unsafe { heap::send_one(p, dst, bin, &h.stats, false) };
+        unsafe { send_one(p, dst, bin, &h.stats, false) };
     }
 
     /// [`send_remote`](Self::send_remote) with a full ring: flush the oldest entries, then
@@ -427,10 +404,8 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     unsafe fn free_remote_full(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
-        // SAFETY: ACTIVE (caller contract), so `heap` points at the 'static heap we own.
-        let h = unsafe { &*self.heap };
-        // SAFETY: ACTIVE: `h` is our heap and the remote buffer is ours.
-        unsafe { self.flush_remote(RING_FULL_BUDGET, h) };
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.flush_remote(RING_FULL_BUDGET) };
         // SAFETY: as for `send_remote` (caller contract); the flush made room.
         unsafe { self.send_remote(p, tag, dst, bin) };
     }
@@ -440,8 +415,8 @@ impl ThreadCache {
     /// heap's own, come back as a chain (in reverse order).
     ///
     /// # Safety
-    /// ACTIVE, `h` is our heap; `c` is a detached chain of free objects of small `bin`.
-    unsafe fn send_foreign_small(&mut self, h: &Heap, bin: usize, c: Chain) -> Chain {
+    /// ACTIVE; `c` is a detached chain of free objects of small `bin`.
+    unsafe fn send_foreign_small(&mut self, bin: usize, c: Chain) -> Chain {
         let mut home = 0u64;
         let keep = |p: *mut u8| {
             let tag = arena::offset(p).map_or(0, arena::tag_at);
@@ -463,15 +438,18 @@ impl ThreadCache {
         };
         // SAFETY: `c` is a detached chain of free objects we own (caller contract).
         let own = unsafe { c.retain(keep) };
-        h.stats.add(Ev::SmallSentHome, home);
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.stats.add(Ev::SmallSentHome, home);
         own
     }
 
     /// # Safety
-    /// ACTIVE, and `h` is our heap.
+    /// ACTIVE.
     #[cold]
     #[inline(never)]
-    unsafe fn flush_remote(&mut self, budget: u32, h: &Heap) {
+    unsafe fn flush_remote(&mut self, budget: u32) {
+        // SAFETY: ACTIVE (caller contract).
+        let h = unsafe { self.heap() };
         // SAFETY: the buffer holds only free objects tagged with their (dst, bin), handed to it
         // by `free_remote`, which the buffer owns.
         let n = unsafe { self.remote.flush(budget, &mut ToOwners(&h.stats)) };
@@ -481,24 +459,22 @@ impl ThreadCache {
         self.queued = 0;
     }
 
-    /// Thread exit: flush the remote buffer, return every bin to the heap, give the heap up.
-    /// Later frees on this thread take the shared path; later mallocs are served by the large
-    /// tier (a retired cache does not re-activate).
-    ///
-    /// # Safety
-    /// Called on the owning thread.
-    pub unsafe fn retire(&mut self) {
+    /// The cache's part of thread exit: flush the remote buffer, return every bin to the
+    /// heap, retire the heap and hand back its handle (`lifecycle` releases it). Later frees on
+    /// this thread take the shared path; later mallocs are served by the large tier (a retired
+    /// cache does not re-activate). `None` when the cache was not ACTIVE.
+    pub(super) fn retire(&mut self) -> Option<OwnedHeap> {
         if self.state != ACTIVE {
-            return;
+            return None;
         }
-        // SAFETY: ACTIVE (checked above), so `heap` points at the 'static heap we own.
-        let h: &'static Heap = unsafe { &*self.heap };
         self.state = BUSY;
         self.adopt_range = 0;
         while !self.remote_is_empty() {
-            // SAFETY: we own `h` and the remote buffer (owning thread, caller contract).
-            unsafe { self.flush_remote(u32::MAX, h) };
+            // SAFETY: the heap handle is still ours (taken only below).
+            unsafe { self.flush_remote(u32::MAX) };
         }
+        self.owner_base = 0;
+        let mut h = self.heap.take()?;
         for bin in 0..NUM_BINS {
             let b = &mut self.bins[bin];
             let l = LocalList {
@@ -510,28 +486,21 @@ impl ThreadCache {
                 count: 0,
                 limit: 0,
             };
-            // SAFETY: we own `h`; a thread bin is a well-formed list with an exact count,
-            // holding free objects of `bin` (ours, or adopted medium runs, which `take_back`
-            // accepts), and it is detached above.
+            // SAFETY: a thread bin is a well-formed list with an exact count, holding free
+            // objects of `bin` (ours, or adopted ones, which `take_back` accepts), and it is
+            // detached above.
             unsafe { h.take_back(bin, l) };
         }
-        // SAFETY: we are still `h`'s owner (it is released only below).
-        unsafe { h.retire() };
-        self.owner_base = 0;
-        self.heap = null_mut();
-        heap::release(h);
+        h.retire();
         self.state = DEAD;
+        Some(h)
     }
 
-    /// `malloc_trim`: give cached pages of this thread's heap back to the OS.
-    ///
-    /// # Safety
-    /// Called on the owning thread.
-    pub unsafe fn trim(&mut self) -> usize {
-        match self.heap() {
-            // SAFETY: ACTIVE on the owning thread (caller contract): we own `h`.
-            Some(h) if self.state == ACTIVE => unsafe { h.purge_free_pages() },
-            _ => 0,
+    /// `malloc_trim`: give this thread's heap's free pages back to the OS.
+    pub fn trim(&mut self) -> usize {
+        match &mut self.heap {
+            Some(h) => h.purge_free_pages(),
+            None => 0,
         }
     }
 }
@@ -571,5 +540,5 @@ impl ThreadCache {
 pub unsafe fn free_shared(p: *mut u8, dst: u32, bin: usize) {
     GLOBAL.add_shared(Ev::RemoteDirect, 1);
     // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
-    unsafe { heap::send_one(p, dst, bin, &GLOBAL, true) };
+    unsafe { send_one(p, dst, bin, &GLOBAL, true) };
 }

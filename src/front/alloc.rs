@@ -2,13 +2,12 @@
 //! paths (DESIGN §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
-use crate::arena;
-use crate::large;
-use crate::os::{self, PAGE};
-use crate::page_tag;
-use crate::size_class::{self as sc, ARENA_MAX, NUM_BINS};
-use crate::tcache::{self, ThreadCache, ACTIVE, UNINIT};
-use crate::tls;
+use crate::front::lifecycle;
+use crate::front::tcache::{self, ACTIVE, UNINIT};
+use crate::front::tls;
+use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
+use crate::page::{arena, large, page_tag};
+use crate::sys::os::{self, PAGE};
 
 /// malloc: size → bin, pop the thread bin, return. Everything else is `malloc_slow`.
 #[inline(always)]
@@ -40,7 +39,7 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
     let tc = tls::tcache();
     // The state test inline: `activate` is a call with a frame, and every refill passes here.
     // SAFETY: `tc` is the calling thread's cache (activate's contract); a plain read.
-    if unsafe { (*tc).state == ACTIVE || ThreadCache::activate(tc) } {
+    if unsafe { (*tc).state == ACTIVE || lifecycle::activate(tc) } {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.
         let tc = unsafe { &mut *tc };
         // Activation may itself have allocated into this bin.
@@ -143,7 +142,7 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
     // SAFETY: `tls::tcache()` is the calling thread's cache, a plain read of its state.
     if unsafe { (*tls::tcache()).state } == UNINIT
         // SAFETY: the calling thread's cache, not yet active (activate's contract).
-        && unsafe { ThreadCache::activate(tls::tcache()) }
+        && unsafe { lifecycle::activate(tls::tcache()) }
     {
         // SAFETY: this thread's cache; activation returned and holds no reference to it.
         let tc = unsafe { &mut *tls::tcache() };
@@ -179,7 +178,7 @@ unsafe fn free_outside(p: *mut u8) {
 
 fn bad_free(_p: *mut u8, msg: &[u8]) {
     if crate::config::CHECKED {
-        crate::diag::Line::new().bytes(msg).emit();
+        crate::sys::diag::Line::new().bytes(msg).emit();
     }
 }
 
@@ -317,7 +316,6 @@ pub unsafe fn trim() -> bool {
     // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
     // reference to it is live (not called from inside the allocator).
     let tc = unsafe { &mut *tls::tcache() };
-    // SAFETY: `tc` is the calling thread's own cache.
-    let n = unsafe { tc.trim() } + crate::arena::purge_pool() + large::purge_cache();
+    let n = tc.trim() + arena::purge_pool() + large::purge_cache();
     n > 0
 }

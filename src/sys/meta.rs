@@ -1,8 +1,8 @@
 //! Metadata memory: a bump allocator over mmap'd chunks for heaps and side tables. Never goes
 //! through `malloc`, never frees (heaps are recycled, not destroyed).
 
-use crate::os;
-use crate::sync::SpinLock;
+use crate::sys::os;
+use crate::sys::sync::SpinLock;
 
 const CHUNK: usize = 4 << 20;
 

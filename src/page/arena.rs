@@ -9,16 +9,16 @@
 //! and remote-free-heavy programs committed a new segment (and faulted it in) in one heap
 //! while another heap sat on free ones.
 
-use crate::bitmap::PageBitmap;
-use crate::config::{self, ARENA_GB_DEFAULT, PAGE_SHIFT, SEGMENT_SHIFT};
-use crate::os;
-use crate::sync::SpinLock;
+use crate::config::{self, PAGE_SHIFT, SEGMENT_SHIFT};
+use crate::page::bitmap::PageBitmap;
+use crate::sys::os;
+use crate::sys::sync::SpinLock;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 
 pub const SEGMENT: usize = 1 << SEGMENT_SHIFT;
 pub const PAGES_PER_SEGMENT: usize = SEGMENT >> PAGE_SHIFT;
-const _: () = assert!(PAGES_PER_SEGMENT == crate::bitmap::BITS);
+const _: () = assert!(PAGES_PER_SEGMENT == crate::page::bitmap::BITS);
 
 // Written once by `init`: BASE, TAGS and SEGS, then LEN with Release. Readers load LEN with
 // Acquire before the others.
@@ -64,8 +64,7 @@ impl SegMeta {
 /// Reserves the arena. Tries the configured size, then smaller ones; with nothing reserved the
 /// allocator still works through the large tier. Called once, under the init state machine.
 pub fn init() {
-    let want_gb = crate::diag::env_u64(b"HAKOZUNA_ARENA_GB\0", ARENA_GB_DEFAULT as u64, 0, 1 << 16);
-    let mut gb = want_gb as usize;
+    let mut gb = crate::sys::options::arena_gb();
     while gb > 0 {
         if try_reserve(gb << 30) {
             return;

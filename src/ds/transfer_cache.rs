@@ -14,9 +14,9 @@
 //! chain, either its bit is set or a taker has cleared the bit and has still to swap, and that
 //! swap takes whatever the slot holds: no chain can sit in a slot unseen.
 
-use crate::atomics::{AtomicPtr, AtomicU64};
 use crate::config::TRANSFER_SLOTS;
-use crate::list::{Chain, LocalList};
+use crate::ds::list::{Chain, LocalList};
+use crate::sys::atomics::{AtomicPtr, AtomicU64};
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::*;
 
@@ -119,7 +119,7 @@ impl<const N: usize> TransferCache<N> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::list::tests::{collect, link, objects};
+    use crate::ds::list::tests::{collect, link, objects};
 
     #[test]
     fn slots_fill_and_drain() {

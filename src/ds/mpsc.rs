@@ -7,8 +7,8 @@
 //! still yields a correct list; the consumer never CASes a non-null head. Single-consumer is a
 //! precondition (one owning thread per heap, DESIGN §4).
 
-use crate::atomics::AtomicPtr;
-use crate::list::{set_next, Chain};
+use crate::ds::list::{set_next, Chain};
+use crate::sys::atomics::AtomicPtr;
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::*;
 

@@ -42,7 +42,7 @@ impl<T> SpinLock<T> {
                 if spins < 64 {
                     core::hint::spin_loop();
                 } else {
-                    crate::os::yield_now();
+                    crate::sys::os::yield_now();
                 }
             }
         }

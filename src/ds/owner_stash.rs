@@ -21,9 +21,9 @@
 //! with a spill (DESIGN §4); with `stash-steal` other heaps' refills also take, through the
 //! same swap and CAS from zero ([`OwnerStash::steal`]), so no step assumes one taker.
 
-use crate::atomics::AtomicU64;
 use crate::config;
-use crate::list::{set_next, Chain, LocalList};
+use crate::ds::list::{set_next, Chain, LocalList};
+use crate::sys::atomics::AtomicU64;
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering::*;
 
@@ -251,10 +251,12 @@ impl OwnerStash {
     }
 
     /// Objects in the stash: exact in counted mode (saturating at [`COUNT_UNKNOWN`]), 0 otherwise.
+    #[cfg(test)]
     pub fn approx_count(&self) -> u32 {
         count_of(self.head.load(Relaxed))
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.head.load(Relaxed) == 0
     }
@@ -263,7 +265,7 @@ impl OwnerStash {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::list::tests::{collect, link, objects};
+    use crate::ds::list::tests::{collect, link, objects};
     extern crate std;
     use std::collections::HashSet;
     use std::vec::Vec;

@@ -46,7 +46,7 @@ impl Line {
     /// Appends a newline and writes the line to stderr.
     pub fn emit(&mut self) {
         self.str("\n");
-        crate::os::write_stderr(self.as_bytes());
+        crate::sys::os::write_stderr(self.as_bytes());
         self.len = 0;
     }
 }
@@ -69,7 +69,7 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 /// Reads a numeric environment variable in `[min, max]`; a malformed value gets a one-line
 /// warning and the default. `name` ends in NUL.
 pub fn env_u64(name: &[u8], default: u64, min: u64, max: u64) -> u64 {
-    let Some(raw) = crate::os::getenv(name) else {
+    let Some(raw) = crate::sys::os::getenv(name) else {
         return default;
     };
     match parse_u64(raw) {

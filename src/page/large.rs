@@ -5,11 +5,10 @@
 //! (lengths are rounded to geometric classes, four per doubling) under a byte cap, and are
 //! unmapped once older than the decay interval.
 
-use crate::config::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_DECAY_MS_DEFAULT};
-use crate::os::{self, PAGE};
+use crate::config::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK};
 use crate::stats::{Ev, GLOBAL};
-use crate::sync::SpinLock;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sys::os::{self, PAGE};
+use crate::sys::sync::SpinLock;
 
 const TABLE_SHARDS: usize = 64;
 const CACHE_SHARDS: usize = 8;
@@ -186,20 +185,6 @@ static CACHE: [SpinLock<Cache>; CACHE_SHARDS] = [const {
         bytes: 0,
     })
 }; CACHE_SHARDS];
-static DECAY_MS: AtomicU64 = AtomicU64::new(LARGE_DECAY_MS_DEFAULT);
-
-pub fn init() {
-    DECAY_MS.store(
-        crate::diag::env_u64(b"HAKOZUNA_DECAY_MS\0", LARGE_DECAY_MS_DEFAULT, 0, 1 << 40),
-        Relaxed,
-    );
-}
-
-/// The decay interval (ms) for cached blocks and for the arena's free pages.
-pub fn decay_ms() -> u64 {
-    DECAY_MS.load(Relaxed)
-}
-
 fn table(addr: usize) -> &'static SpinLock<AddrTable> {
     &TABLE[(addr >> 12) % TABLE_SHARDS]
 }
@@ -209,10 +194,10 @@ fn cache_shard() -> &'static SpinLock<Cache> {
 }
 
 fn shard_index() -> usize {
-    // Threads spread over shards by a hash of their TLS address (distinct per thread, no lookup
-    // needed). The low bits alone are useless: thread stacks, and so TLS blocks, sit at
+    // Threads spread over shards by a hash of their thread pointer (distinct per thread, no
+    // lookup needed). The low bits alone are useless: thread stacks, and so TLS blocks, sit at
     // identical offsets of equal-sized mappings.
-    let h = (crate::tls::tcache() as usize >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let h = (os::thread_pointer() >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h >> (usize::BITS - CACHE_SHARDS.trailing_zeros())
 }
 
@@ -430,7 +415,7 @@ impl Evicted {
 
 /// Moves entries older than the decay interval into `evict`.
 fn expire(c: &mut Cache, now: u64, evict: &mut Evicted) {
-    let decay = DECAY_MS.load(Relaxed);
+    let decay = crate::sys::options::decay_ms();
     let mut i = 0;
     while i < c.n {
         if now.saturating_sub(c.entries[i].stamp) > decay {

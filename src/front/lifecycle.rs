@@ -1,9 +1,15 @@
-//! Process-wide start-up, thread-exit registration and fork safety.
+//! The allocator's life and its threads' (design.md §11): process start-up, a thread cache's
+//! activation and retirement, the thread-exit destructor and fork safety.
 //!
-//! Start-up runs on the first slow-path call of any thread: environment, arena reservation,
-//! the `pthread_key_create` destructor that retires thread caches, and `pthread_atfork`
-//! handlers that hold every lock across `fork` so the child can allocate.
+//! Start-up runs on the first slow-path call of any thread: run-time options, arena
+//! reservation, the `pthread_key_create` destructor that retires thread caches, and
+//! `pthread_atfork` handlers that hold every lock across `fork` so the child can allocate.
 
+use crate::front::tcache::{ThreadCache, ACTIVE, BUSY, UNINIT};
+use crate::front::tls;
+use crate::heap::registry;
+use crate::page::{arena, large};
+use crate::sys::{meta, options, os};
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 
 const NONE: u8 = 0;
@@ -24,15 +30,14 @@ pub fn ensure() -> bool {
     if STATE.load(Acquire) == DONE {
         return true;
     }
-    let me = crate::tls::tcache() as usize;
+    let me = tls::tcache() as usize;
     match STATE.compare_exchange(NONE, RUNNING, Acquire, Acquire) {
         Ok(_) => {
             INITIALISER.store(me, Relaxed);
             // SAFETY: getpid has no preconditions.
             INIT_PID.store(unsafe { libc::getpid() } as u32, Relaxed);
-            crate::stats::init();
-            crate::large::init();
-            crate::arena::init();
+            options::init();
+            arena::init();
             let mut key: libc::pthread_key_t = 0;
             // SAFETY: valid out-pointer and a destructor with the C signature.
             if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
@@ -64,7 +69,7 @@ pub fn ensure() -> bool {
                 {
                     return ensure();
                 }
-                crate::os::yield_now();
+                os::yield_now();
             }
             true
         }
@@ -81,29 +86,74 @@ pub fn register_thread_exit() {
     }
 }
 
+/// Makes the calling thread's cache usable: start-up, then a heap. False if either is
+/// impossible (the caller falls back to the large tier), if we are already inside activation,
+/// or if the thread has retired: a heap claimed in glibc's last destructor round would never
+/// be released, so allocations after our destructor ran take the large tier instead.
+///
+/// Works through a raw pointer and holds no `&mut` across the external calls (`ensure`,
+/// `claim`, `pthread_setspecific`), any of which may re-enter malloc on this thread.
+///
+/// # Safety
+/// `tc` is the calling thread's cache.
+pub unsafe fn activate(tc: *mut ThreadCache) -> bool {
+    // SAFETY: `tc` is the calling thread's cache (caller contract), valid for the thread's
+    // life; this is a plain read through the raw pointer.
+    match unsafe { (*tc).state } {
+        ACTIVE => return true,
+        UNINIT => {}
+        _ => return false,
+    }
+    if !ensure() || arena::len() == 0 {
+        return false;
+    }
+    // Start-up may have allocated on this thread and activated it already.
+    // SAFETY: as above: our own thread's cache, accessed through the raw pointer with no
+    // reference held across `ensure`, `claim` or the re-reads here.
+    unsafe {
+        if (*tc).state != UNINIT {
+            return (*tc).state == ACTIVE;
+        }
+        (*tc).state = BUSY;
+    }
+    let Some(h) = registry::claim() else {
+        // SAFETY: as above.
+        unsafe { (*tc).state = UNINIT };
+        return false;
+    };
+    // SAFETY: our own thread's cache; this `&mut` lives only for this call, which makes no
+    // call that could re-enter the allocator.
+    unsafe { (*tc).start(h) };
+    // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
+    register_thread_exit();
+    true
+}
+
 unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     // SAFETY: destructors run on the exiting thread, which owns its cache, and outside any
     // allocator call, so no other reference to the cache is live.
-    unsafe { (*crate::tls::tcache()).retire() };
+    if let Some(h) = unsafe { (*tls::tcache()).retire() } {
+        registry::release(h);
+    }
 }
 
 // Lock order (also the nesting order everywhere else): registry → segment pool → metadata →
 // large tier.
 unsafe extern "C" fn prepare() {
-    crate::heap::lock_for_fork();
-    crate::arena::lock_for_fork();
-    crate::meta::lock_for_fork();
-    crate::large::lock_for_fork();
+    registry::lock_for_fork();
+    arena::lock_for_fork();
+    meta::lock_for_fork();
+    large::lock_for_fork();
 }
 
 unsafe extern "C" fn parent() {
     // SAFETY: runs after `prepare` took these locks in this process image (pthread_atfork
     // pairing), released in the reverse order.
     unsafe {
-        crate::large::unlock_after_fork();
-        crate::meta::unlock_after_fork();
-        crate::arena::unlock_after_fork();
-        crate::heap::unlock_after_fork();
+        large::unlock_after_fork();
+        meta::unlock_after_fork();
+        arena::unlock_after_fork();
+        registry::unlock_after_fork();
     }
 }
 

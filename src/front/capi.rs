@@ -1,8 +1,8 @@
 //! The C API (DESIGN §10) of the preload libraries, with glibc's documented semantics.
 //! Compiled only into the cdylib crates (feature `capi`).
 
-use crate::alloc;
-use crate::os::{self, PAGE};
+use crate::front::alloc;
+use crate::sys::os::{self, PAGE};
 use core::ffi::{c_int, c_void};
 
 #[no_mangle]

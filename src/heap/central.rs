@@ -1,0 +1,107 @@
+//! Central lists (design.md §7): a heap's owner-only store of free objects per bin, fed by its
+//! thread's bin overflows and drained remote queues, and drawn on by refills. A small class
+//! keeps [`SHARED_KEEP`] bin limits and parks the surplus in the shared pool; a medium class
+//! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments.
+//!
+//! [`SHARED_KEEP`]: config::SHARED_KEEP
+//! [`MEDIUM_CENTRAL_BYTES`]: config::MEDIUM_CENTRAL_BYTES
+
+use super::{pool, OwnedHeap};
+use crate::config;
+use crate::ds::list::{Chain, LocalList};
+use crate::ds::mpsc::MpscStack;
+use crate::page::size_class::{self as sc, SMALL_BINS};
+use crate::stats::Ev;
+
+impl OwnedHeap {
+    /// Objects in the central list of small `bin`.
+    pub fn small_central_len(&mut self, bin: usize) -> u32 {
+        self.local().small[bin].central.count
+    }
+
+    /// Takes back objects from a thread bin (overflow or thread exit).
+    ///
+    /// # Safety
+    /// `c` holds free objects of `bin`, all of this heap except adopted ones of other heaps
+    /// ([`config::MEDIUM_ADOPT`], [`config::SMALL_ADOPT`]) and small ones a refill took from
+    /// the shared pool or another heap's stash. A small object is simply a free object of its
+    /// class wherever it is kept: small pages never go back to their segment, so nothing needs
+    /// an owner's bitmap for it.
+    pub unsafe fn put_central(&mut self, bin: usize, c: Chain) {
+        if c.n == 0 {
+            return;
+        }
+        let h = self.heap();
+        if sc::is_small(bin) {
+            let central = &mut self.local().small[bin].central;
+            let limit = sc::bin_limit(bin);
+            // Chains of at most a bin limit only: a taker installs one as its bin.
+            let c = if config::SHARED_POOL
+                && c.n <= limit
+                && central.count + c.n > config::SHARED_KEEP * limit
+            {
+                // SAFETY: `c` is a non-empty chain of free objects of small `bin` that we own
+                // (caller contract).
+                match unsafe { pool::park(bin, c) } {
+                    Ok(()) => {
+                        h.stats.add(Ev::PoolParks, 1);
+                        return;
+                    }
+                    Err(c) => c,
+                }
+            } else {
+                c
+            };
+            // SAFETY: `c` holds free objects of `bin` (caller contract).
+            unsafe { central.push_chain(c) };
+            return;
+        }
+        let central = &mut self.local().medium[bin - SMALL_BINS];
+        // SAFETY: `c` holds free runs of `bin` (caller contract).
+        unsafe { central.push_chain(c) };
+        let cap = sc::medium_central_cap(bin, config::MEDIUM_CENTRAL_BYTES);
+        if central.count > cap {
+            // Give the surplus runs back to their segments so other classes can use the pages.
+            // SAFETY: the central list is well formed; `extra` is detached from it: free runs
+            // of medium `bin` (ours or adopted).
+            unsafe {
+                let extra = central.take(central.count - cap);
+                self.free_runs(bin, extra);
+            }
+        }
+    }
+
+    /// A thread bin coming back at thread exit: like [`put_central`](Self::put_central), but
+    /// a small bin is appended without walking it when the central list is the shorter (the
+    /// objects of a bin filled whole from the stash were never touched, and walking them at
+    /// every thread exit was a cache miss per object).
+    ///
+    /// # Safety
+    /// `list` is a well-formed list of free objects of `bin` with an exact count, shared with
+    /// no other list, as [`put_central`](Self::put_central) accepts them.
+    pub unsafe fn take_back(&mut self, bin: usize, mut list: LocalList) {
+        if sc::is_small(bin) {
+            // SAFETY: both lists are well formed with exact counts and share no object.
+            unsafe { self.local().small[bin].central.append(&mut list) };
+        } else {
+            // SAFETY: as the caller contract; `take_all` detaches the whole list.
+            unsafe { self.put_central(bin, list.take_all()) };
+        }
+    }
+
+    /// Moves everything queued in `q` into the central list of `bin`. True if it held any.
+    ///
+    /// # Safety
+    /// `q` is one of this heap's queues (we, the owner, are its single consumer) and holds
+    /// free objects of this heap and `bin`.
+    pub(super) unsafe fn absorb(&mut self, q: &MpscStack, bin: usize) -> bool {
+        let all = q.take_all();
+        if all.is_null() {
+            return false;
+        }
+        // SAFETY: `all` is a null-terminated list the swap made exclusively ours (caller
+        // contract for its contents).
+        unsafe { self.put_central(bin, Chain::measure(all)) };
+        true
+    }
+}

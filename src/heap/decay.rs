@@ -1,0 +1,158 @@
+//! Giving memory back over time (design.md §10): the epoch's drain of remote queues, time
+//! decay of medium runs and free pages, the purges of `malloc_trim` and thread exit, and a
+//! heap's retirement when its thread exits.
+
+use super::OwnedHeap;
+use crate::config;
+use crate::ds::list::Chain;
+use crate::page::arena::{self, SegInner};
+use crate::page::bitmap::PageBitmap;
+use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
+use crate::stats::Ev;
+use crate::sys::{options, os};
+
+impl OwnedHeap {
+    /// Moves everything other threads queued in the medium inboxes and central intakes into
+    /// the central lists, whose caps then return surplus runs to the segments (adopted ones to
+    /// their owners). Called at each epoch and at thread exit, so queued frees of bins the
+    /// owner no longer allocates cannot pile up.
+    pub fn drain_queues(&mut self) {
+        let h = self.heap();
+        for mi in 0..MEDIUM_BINS {
+            // SAFETY: a medium inbox of this heap holds free runs of its bin.
+            if unsafe { self.absorb(&h.shared.inbox[mi], SMALL_BINS + mi) } {
+                h.stats.add(Ev::InboxDrains, 1);
+            }
+        }
+        for bin in 0..NUM_BINS {
+            // SAFETY: an intake of this heap holds free objects of its bin.
+            unsafe { self.absorb(&h.shared.intake[bin], bin) };
+        }
+    }
+
+    /// Time-based decay, run from the epoch at most once per decay interval
+    /// (`HAKOZUNA_DECAY_MS`, default 1 s): medium runs that sat unused in central for a whole
+    /// interval go back to their segments (adopted ones to their owners), free pages that
+    /// stayed free for a whole interval go back to the OS, and the arena's segment pool and the
+    /// thread's large-cache shard expire their old entries. (Per-epoch decay without the clock
+    /// purged 3 GB in a 2 s mt-remote run and refaulted it.)
+    pub fn decay_if_due(&mut self) {
+        let now = os::now_ms();
+        {
+            let l = self.local();
+            if now.saturating_sub(l.last_decay_ms) < options::decay_ms() {
+                return;
+            }
+            l.last_decay_ms = now;
+        }
+        for mi in 0..MEDIUM_BINS {
+            let l = self.local();
+            let idle = l.medium_low[mi];
+            if idle > 0 {
+                // SAFETY: the central list is well formed; `c` is detached from it: free runs
+                // of this medium bin (ours, or adopted ones `free_runs` sends home).
+                unsafe {
+                    let c = l.medium[mi].take(idle);
+                    self.free_runs(SMALL_BINS + mi, c);
+                }
+            }
+            let l = self.local();
+            l.medium_low[mi] = l.medium[mi].count;
+        }
+        self.decay_pages();
+        let pooled = arena::decay_pool(now, options::decay_ms());
+        if pooled > 0 {
+            self.heap().stats.add(Ev::BytesPurged, pooled as u64);
+        }
+        crate::page::large::decay();
+    }
+
+    /// Decay of free pages: purges the free pages that were already dirty at the last pass
+    /// (free for at least a whole interval), and ages the pages dirtied since.
+    fn decay_pages(&mut self) {
+        self.purge_segments(
+            |m| m.aged.combine(&m.pages, |aged, used| aged & !used),
+            |m| {
+                m.aged = m.dirty.combine(&m.pages, |dirty, used| dirty & !used);
+                m.dirty = PageBitmap::new();
+            },
+        );
+    }
+
+    /// Purges every dirty free page now (`malloc_trim`, thread exit). Returns bytes purged.
+    pub fn purge_free_pages(&mut self) -> usize {
+        self.purge_segments(
+            |m| {
+                m.dirty
+                    .combine(&m.aged, |d, a| d | a)
+                    .combine(&m.pages, |da, used| da & !used)
+            },
+            |m| {
+                m.dirty = PageBitmap::new();
+                m.aged = PageBitmap::new();
+            },
+        )
+    }
+
+    /// For each segment of this heap: purges the page runs `pick` selects (which must all be
+    /// free), then lets `after` update the segment's dirty/aged maps. Returns bytes purged.
+    fn purge_segments(
+        &mut self,
+        pick: impl Fn(&SegInner) -> PageBitmap,
+        after: impl Fn(&mut SegInner),
+    ) -> usize {
+        let heads = self.local().seg_head;
+        let mut bytes = 0;
+        for mut s in heads {
+            while s != 0 {
+                // SAFETY: `s - 1` is on this heap's segment list and we hold the owner's
+                // handle; no other `SegInner` borrow is live.
+                let m = unsafe { arena::seg_meta(s - 1).get() };
+                let base = arena::segment_base(s - 1);
+                for (start, len) in pick(m).set_runs() {
+                    let b = len << config::PAGE_SHIFT;
+                    // SAFETY: `pick` selects free pages of segment `s - 1`: mapped arena memory
+                    // that holds no live object.
+                    unsafe { os::purge(base.add(start << config::PAGE_SHIFT), b) };
+                    bytes += b;
+                }
+                after(m);
+                s = m.next;
+            }
+        }
+        if bytes > 0 {
+            self.heap().stats.add(Ev::BytesPurged, bytes as u64);
+        }
+        bytes
+    }
+
+    /// Thread exit: moves the spill into the central lists (hz3 flushes it at thread exit),
+    /// absorbs the medium inboxes and central intakes, shrinks each medium central list to
+    /// [`config::MEDIUM_RETIRE_BYTES`] and sends adopted runs home; surplus own runs go back
+    /// to their segments, whose free pages are then purged. The owner stashes and transfer
+    /// caches stay as they are: they are the heap's, and the next owner pops them in the usual
+    /// order (moving them cost a walk over every cold object at each thread exit).
+    pub fn retire(&mut self) {
+        self.drain_queues();
+        self.shrink_medium_for_exit();
+        for b in 0..SMALL_BINS {
+            let l = &mut self.local().small[b];
+            if l.spill.head.is_null() {
+                continue;
+            }
+            // SAFETY: the spill and central are null-terminated lists of free objects of this
+            // bin that share no object. Counted stashes keep the spill's count exact; otherwise
+            // it is an estimate and the spill is measured first.
+            unsafe {
+                if !config::STASH_COUNT {
+                    l.spill.count = Chain::measure(l.spill.head).n;
+                }
+                l.central.append(&mut l.spill);
+            }
+        }
+        // A released heap may wait long for adoption: its free pages go back to the OS now,
+        // and its empty run segments to the arena's pool for other heaps.
+        self.purge_free_pages();
+        self.release_empty_segments();
+    }
+}

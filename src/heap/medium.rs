@@ -1,0 +1,150 @@
+//! Medium runs (design.md §7): refills from the inbox, central and new runs, and the way runs
+//! leave a heap: back to their segments, or, when adopted from another heap, home to their
+//! owner's inbox (only the owner touches a segment's bitmap).
+
+use super::send::send_one;
+use super::{OwnedHeap, RUN_SEGS};
+use crate::config;
+use crate::ds::list::{Chain, LocalList};
+use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
+use crate::page::{arena, page_tag};
+use crate::stats::Ev;
+
+impl OwnedHeap {
+    /// Medium refill: inbox (whole), then up to `want` runs from central, else `carve` new runs.
+    pub fn refill_medium(&mut self, bin: usize, want: u32, carve: u32) -> LocalList {
+        let h = self.heap();
+        let mi = bin - SMALL_BINS;
+        // SAFETY: the inbox and intake of `bin` are this heap's queues of free runs of `bin`.
+        unsafe {
+            if self.absorb(&h.shared.inbox[mi], bin) {
+                h.stats.add(Ev::InboxDrains, 1);
+                h.stats.add(Ev::MediumInbox, 1);
+            }
+            self.absorb(&h.shared.intake[bin], bin);
+        }
+        let l = self.local();
+        let central = &mut l.medium[mi];
+        if central.count > 0 {
+            h.stats.add(Ev::MediumCentral, 1);
+            // Whole when it is at most a refill: no walk over a page per run.
+            // SAFETY: the central list is well formed with an exact count.
+            let got = unsafe { central.take_whole_or(want, want) };
+            l.medium_low[mi] = l.medium_low[mi].min(central.count);
+            return got;
+        }
+        let pages = sc::run_pages(bin);
+        let tag = page_tag::encode(h.id, bin);
+        let mut out = LocalList::EMPTY;
+        for _ in 0..carve {
+            let Some(run) = self.alloc_run(pages, RUN_SEGS) else {
+                break;
+            };
+            // SAFETY: `run` is a fresh page run of this heap (its first page is tagged), and
+            // no other list references it.
+            unsafe {
+                arena::set_tags(run, 1, tag);
+                out.push(run);
+            }
+        }
+        if out.count > 0 {
+            h.stats.add(Ev::MediumCarve, 1);
+        }
+        out
+    }
+
+    /// Gives runs back to their segments; an adopted run of another heap goes to its owner's
+    /// inbox instead, since only the owner touches a segment's bitmap.
+    ///
+    /// # Safety
+    /// `c` is a detached chain of free runs of medium `bin` (ours or adopted).
+    pub(super) unsafe fn free_runs(&mut self, bin: usize, c: Chain) {
+        // SAFETY: `c` is a detached chain of free runs of `bin` (caller contract).
+        let own = unsafe { self.send_foreign_home(bin, c) };
+        let mut p = own.head;
+        for _ in 0..own.n {
+            // SAFETY: `p` is one of the `own.n` free runs of this heap in `own`: its link is
+            // read before the run goes back to its segment, and nothing else references it.
+            unsafe {
+                let nx = crate::ds::list::next(p);
+                self.free_run(p, sc::run_pages(bin));
+                p = nx;
+            }
+        }
+        self.heap().stats.add(Ev::RunsReturned, own.n as u64);
+    }
+
+    /// Sends the adopted runs of `c` (other heaps' runs) to their owners' inboxes and returns
+    /// the rest, this heap's own runs, as a chain (in reverse order).
+    ///
+    /// # Safety
+    /// `c` is a detached chain of free runs of medium `bin`.
+    pub unsafe fn send_foreign_home(&mut self, bin: usize, c: Chain) -> Chain {
+        if !config::MEDIUM_ADOPT {
+            return c;
+        }
+        let h = self.heap();
+        let keep = |p: *mut u8| match foreign_owner(h.id, p) {
+            Some(dst) => {
+                // SAFETY: the run's tag names `dst` and `bin`; it is free and, handed to us by
+                // `retain`, now the inbox's.
+                unsafe { send_one(p, dst, bin, &h.stats, false) };
+                h.stats.add(Ev::RunsSentHome, 1);
+                false
+            }
+            None => true,
+        };
+        // SAFETY: `c` is a detached chain of free runs the caller owns (caller contract).
+        unsafe { c.retain(keep) }
+    }
+
+    /// Thread exit: each medium central list shrinks to what a heap keeps while it waits for
+    /// a new owner ([`config::MEDIUM_RETIRE_BYTES`]), and adopted runs go home, so a released
+    /// heap pins no other heap's segment.
+    pub(super) fn shrink_medium_for_exit(&mut self) {
+        let id = self.heap().id;
+        for mi in 0..MEDIUM_BINS {
+            let bin = SMALL_BINS + mi;
+            let keep = sc::medium_central_cap(bin, config::MEDIUM_RETIRE_BYTES);
+            // SAFETY: detaches the whole central list, well formed with an exact count.
+            let all = unsafe { self.local().medium[mi].take_all() };
+            let mut p = all.head;
+            for _ in 0..all.n {
+                // SAFETY: `p` is one of the `all.n` free runs of `bin` just detached from the
+                // central list (ours or adopted); its link is read before it is handed on. The
+                // one-run chain's link still points into `all`, but `free_runs` walks only `n`
+                // runs and relinks it.
+                unsafe {
+                    let nx = crate::ds::list::next(p);
+                    if foreign_owner(id, p).is_none() && self.local().medium[mi].count < keep {
+                        self.local().medium[mi].push(p);
+                    } else {
+                        self.free_runs(
+                            bin,
+                            Chain {
+                                head: p,
+                                tail: p,
+                                n: 1,
+                            },
+                        );
+                    }
+                    p = nx;
+                }
+            }
+            let l = self.local();
+            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+        }
+    }
+}
+
+/// The owner of a medium run held by heap `me` when that is another heap (an adopted run).
+fn foreign_owner(me: u32, run: *mut u8) -> Option<u32> {
+    if !config::MEDIUM_ADOPT {
+        return None;
+    }
+    let off = arena::offset(run)?;
+    match page_tag::decode(arena::tag_at(off)) {
+        Some((owner, _)) if owner != me => Some(owner),
+        _ => None,
+    }
+}

@@ -1,0 +1,121 @@
+//! Heaps (design.md §6; hz3 calls them shards): an owner identity with its structures. A
+//! thread claims a heap on first use and releases it at exit; the next claimant adopts whatever
+//! was queued meanwhile. Heaps live in metadata memory and are recycled, never destroyed, so a
+//! `&'static Heap` stays valid forever.
+//!
+//! A heap has two parts. The shared part ([`HeapShared`]) is written by any thread through
+//! atomics: the owner stash, transfer cache, central intake and medium inbox that remote frees
+//! arrive in. The local part (spills, central lists, carve pointers, segment lists) is reached
+//! only through an [`OwnedHeap`], the handle [`registry::claim`] gives the one thread that owns
+//! the heap: every owner-only operation takes `&mut OwnedHeap`, so "owner only" is checked by
+//! the compiler.
+//!
+//! The jobs, one module each: the registry and fork lock (`registry`), delivering chains to a
+//! heap from any thread (`send`), the small refill chain (`refill`), central lists (`central`),
+//! medium runs (`medium`), page runs in owned segments (`segments`), epoch drains, decay and
+//! retirement (`decay`), and the pool of small chains every heap shares (`pool`).
+//!
+//! May use: `ds`, `page`, `sys`, `config`, `stats`.
+
+mod central;
+mod decay;
+mod medium;
+mod pool;
+mod refill;
+pub mod registry;
+mod segments;
+pub mod send;
+
+use crate::ds::list::LocalList;
+use crate::ds::mpsc::MpscStack;
+use crate::ds::owner_stash::OwnerStash;
+use crate::ds::transfer_cache::TransferCache;
+use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
+use crate::stats::Counters;
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+/// What other threads write into a heap: remote frees on their way to the owner.
+#[repr(C)]
+pub struct HeapShared {
+    pub stash: [OwnerStash; SMALL_BINS],
+    pub xfer: [TransferCache; SMALL_BINS],
+    /// Remote frees that neither the stash nor the transfer cache took; drained into central.
+    pub intake: [MpscStack; NUM_BINS],
+    /// Medium remote frees.
+    pub inbox: [MpscStack; MEDIUM_BINS],
+}
+
+#[repr(C)]
+struct SmallLocal {
+    spill: LocalList,
+    central: LocalList,
+    bump: *mut u8,
+    end: *mut u8,
+}
+
+/// The owner's part of a heap, reached only through [`OwnedHeap::local`].
+#[repr(C)]
+struct HeapLocal {
+    small: [SmallLocal; SMALL_BINS],
+    medium: [LocalList; MEDIUM_BINS],
+    /// Fewest runs each medium central held since the last decay pass: runs nobody needed for
+    /// a whole interval, released at the next one.
+    medium_low: [u32; MEDIUM_BINS],
+    /// Clock (ms) of the last decay pass.
+    last_decay_ms: u64,
+    /// Owned segments by kind ([`SMALL_SEGS`], [`RUN_SEGS`]) as doubly linked lists through
+    /// `SegInner::next`/`prev` (index + 1; 0 = none).
+    seg_head: [u32; 2],
+    /// Per kind, the segment most likely to have room (index + 1).
+    seg_hint: [u32; 2],
+    /// `stash-steal`: the heap id the next probe starts at (round robin).
+    steal_next: u32,
+}
+
+#[repr(C, align(64))]
+pub struct Heap {
+    pub shared: HeapShared,
+    local: UnsafeCell<HeapLocal>,
+    /// The next released heap in the registry's queue; touched only under the registry lock.
+    next_free: UnsafeCell<*mut Heap>,
+    pub stats: Counters,
+    pub id: u32,
+}
+
+/// Segment kinds. Small page runs never go back to their segment (objects of a run are not
+/// counted), so they get segments of their own: mixed in, they would pin segments whose
+/// medium runs all came back, which can then return to the arena's pool.
+const SMALL_SEGS: usize = 0;
+/// Medium and large-class runs: given back run by run, and the segment once all are back.
+const RUN_SEGS: usize = 1;
+
+/// The owning thread's handle on its heap, and the only way to the heap's local part.
+///
+/// [`registry::claim`] makes one for a heap nobody owns and [`registry::release`] consumes it,
+/// so at most one exists per heap. It is neither `Clone` nor `Send` (a `NonNull` field), so it
+/// stays with the thread that claimed it, and a `&mut OwnedHeap` is exclusive access to the
+/// local part.
+pub struct OwnedHeap {
+    heap: NonNull<Heap>,
+}
+
+impl OwnedHeap {
+    /// The heap, shared part and counters; `'static` because heaps are never freed, so the
+    /// result does not hold the handle borrowed.
+    #[inline(always)]
+    pub fn heap(&self) -> &'static Heap {
+        // SAFETY: `heap` came from `claim`, which hands out 'static heaps in metadata memory
+        // that is never freed.
+        unsafe { self.heap.as_ref() }
+    }
+
+    /// The local part.
+    #[inline(always)]
+    fn local(&mut self) -> &mut HeapLocal {
+        // SAFETY: this handle is the only one for its heap (`claim` makes one per unowned heap,
+        // `release` consumes it) and nothing else reaches `local`, so `&mut self` is exclusive
+        // access; the result borrows `self`, so two cannot be live at once.
+        unsafe { &mut *self.heap().local.get() }
+    }
+}

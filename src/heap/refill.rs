@@ -1,0 +1,183 @@
+//! The small refill chain (design.md §7): where a thread bin's next batch comes from, in order
+//! spill → owner stash → transfer cache → central (with its remote intake) → shared pool →
+//! other heaps' stashes (`stash-steal`) → a freshly carved page run.
+
+use super::{pool, registry, OwnedHeap, SMALL_SEGS};
+use crate::config::{self, STASH_PUSH, TRANSFER_CACHE};
+use crate::ds::list::{set_next, Chain, LocalList};
+use crate::ds::owner_stash::PopMode;
+use crate::page::{arena, page_tag, size_class as sc};
+use crate::stats::Ev;
+use core::ptr::null_mut;
+
+/// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
+const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
+
+impl OwnedHeap {
+    /// The refill sources of a small bin up to the shared ones, in the seeds' order up to the
+    /// central list, then ours. Returns an empty list when all are empty; the caller then
+    /// carves ([`carve_small`](Self::carve_small)). (The caller flushes its own remote buffer
+    /// at the entry of every refill, as hz3 does, rather than between central and carving.)
+    pub fn refill_small_shared(&mut self, bin: usize, want: u32) -> LocalList {
+        let h = self.heap();
+        if config::STASH_POP {
+            let got = self.pop_stash(bin, want);
+            if got.count > 0 {
+                return got;
+            }
+        } else if STASH_PUSH {
+            // Pops are switched off: drain the stash whole into central so nothing strands.
+            let all = h.shared.stash[bin].take_all();
+            if !all.is_null() {
+                // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap
+                // made exclusively ours.
+                unsafe {
+                    self.local().small[bin]
+                        .central
+                        .push_chain(Chain::measure(all))
+                };
+            }
+        }
+        if XFER_FED {
+            let got = h.shared.xfer[bin].pop();
+            if got.count > 0 {
+                h.stats.add(Ev::RefillXfer, 1);
+                return got;
+            }
+        }
+        // SAFETY: the intake of `bin` holds free objects of this heap and `bin`.
+        unsafe { self.absorb(&h.shared.intake[bin], bin) };
+        let central = &mut self.local().small[bin].central;
+        if central.count > 0 {
+            h.stats.add(Ev::RefillCentral, 1);
+            // Whole if it fits in the bin: its objects are often cold (frees of other threads,
+            // or a bin handed back at thread exit).
+            // SAFETY: the central list is well formed with an exact count.
+            return unsafe { central.take_whole_or(sc::bin_limit(bin), want) };
+        }
+        if config::SHARED_POOL {
+            let got = pool::take(bin);
+            if got.count > 0 {
+                h.stats.add(Ev::RefillPool, 1);
+                return got;
+            }
+        }
+        // Not below a cache line, as `small-adopt`: a smaller object shares its line with
+        // neighbours that may be live on the owner's thread (passive false sharing).
+        if config::STASH_STEAL && sc::bin_size(bin) >= config::ADOPT_MIN_SIZE {
+            return self.steal_small(bin, want);
+        }
+        LocalList::EMPTY
+    }
+
+    /// `stash-steal`: probes up to [`STEAL_PROBES`] other heaps' stashes of `bin`, round robin,
+    /// and takes from the first that holds objects. The objects keep their owner's tag, as
+    /// shared-pool objects do. Why: an owner that is descheduled (or no longer allocates the
+    /// class) cannot take what other threads freed to it, while running threads carve pages.
+    ///
+    /// [`STEAL_PROBES`]: config::STEAL_PROBES
+    fn steal_small(&mut self, bin: usize, want: u32) -> LocalList {
+        let h = self.heap();
+        let n = registry::published();
+        if n < 2 {
+            return LocalList::EMPTY;
+        }
+        let l = self.local();
+        for _ in 0..config::STEAL_PROBES.min(n - 1) {
+            let mut v = l.steal_next % n;
+            if v == h.id {
+                v = (v + 1) % n;
+            }
+            l.steal_next = v + 1;
+            let victim = registry::get(v);
+            // SAFETY: any thread may steal (`OwnerStash::steal`); the objects become ours.
+            let got = unsafe {
+                victim.shared.stash[bin].steal(
+                    want.min(config::STASH_DRAIN_LIMIT),
+                    sc::bin_limit(bin),
+                    PopMode::CONFIGURED,
+                )
+            };
+            if got.count > 0 {
+                h.stats.add(Ev::RefillSteal, 1);
+                return got;
+            }
+        }
+        LocalList::EMPTY
+    }
+
+    /// Spill first, then one `pop_batch` of the owner stash.
+    pub fn pop_stash(&mut self, bin: usize, want: u32) -> LocalList {
+        if !config::STASH_POP {
+            return LocalList::EMPTY;
+        }
+        let h = self.heap();
+        let spill = &mut self.local().small[bin].spill;
+        // SAFETY: the owner is the stash's single consumer, and we hold the owner's handle;
+        // `spill` is this heap's spill for `bin`.
+        let p = unsafe {
+            h.shared.stash[bin].pop_batch(
+                spill,
+                want.min(config::STASH_DRAIN_LIMIT),
+                sc::bin_limit(bin),
+                PopMode::CONFIGURED,
+            )
+        };
+        if p.list.count > 0 {
+            if p.from_spill {
+                h.stats.add(Ev::RefillSpill, 1);
+            } else {
+                h.stats.add(Ev::RefillStash, 1);
+                h.stats.add(Ev::StashPops, 1);
+                h.stats.add(Ev::StashPopObjs, p.list.count as u64);
+            }
+        }
+        p.list
+    }
+
+    /// Carves up to `want` fresh objects of a small bin, taking a new page run when the
+    /// current one is used up. Empty only when the arena cannot supply a run.
+    pub fn carve_small(&mut self, bin: usize, want: u32) -> LocalList {
+        let h = self.heap();
+        let size = sc::bin_size(bin);
+        let exhausted = {
+            let l = &self.local().small[bin];
+            l.bump == l.end
+        };
+        if exhausted {
+            let pages = sc::run_pages(bin);
+            let Some(run) = self.alloc_run(pages, SMALL_SEGS) else {
+                return LocalList::EMPTY;
+            };
+            // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this heap.
+            unsafe { arena::set_tags(run, pages, page_tag::encode(h.id, bin)) };
+            let l = &mut self.local().small[bin];
+            l.bump = run;
+            // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.
+            l.end = unsafe { run.add(sc::objs_per_run(bin) * size) };
+            h.stats.add(Ev::PagesCarved, 1);
+        }
+        let l = &mut self.local().small[bin];
+        let avail = (l.end as usize - l.bump as usize) / size;
+        let n = (want as usize).min(avail);
+        let head = l.bump;
+        let mut p = head;
+        // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and the
+        // `n <= avail` objects of `size` bytes linked here all lie inside it; `p.add(size)` of
+        // the last one is at most `end`.
+        unsafe {
+            for _ in 1..n {
+                let nx = p.add(size);
+                set_next(p, nx);
+                p = nx;
+            }
+            set_next(p, null_mut());
+            l.bump = p.add(size);
+        }
+        h.stats.add(Ev::RefillNewPage, 1);
+        LocalList {
+            head,
+            count: n as u32,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Page runs in the heap's own segments (design.md §3, §10): first-fit allocation of runs,
+//! taking segments from the arena (pooled or fresh), giving runs back to their segment's
+//! bitmap, and empty run segments back to the arena's pool. A segment's metadata is touched
+//! only by the owner of the heap whose list holds it.
+
+use super::{OwnedHeap, RUN_SEGS};
+use crate::config;
+use crate::page::arena::{self, PAGES_PER_SEGMENT};
+use crate::page::bitmap::PageBitmap;
+use crate::page::page_tag;
+use crate::stats::Ev;
+
+impl OwnedHeap {
+    /// First-fit page run from this heap's segments of `kind`, taking a segment from the
+    /// arena (pooled or fresh) when none fits.
+    pub(super) fn alloc_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+        let h = self.heap();
+        let l = self.local();
+        let hint = l.seg_hint[kind];
+        if hint != 0 {
+            // SAFETY: `hint - 1` is one of this heap's segments, and we hold the owner's handle.
+            if let Some(p) = unsafe { alloc_in(hint - 1, pages) } {
+                return Some(p);
+            }
+        }
+        let mut s = l.seg_head[kind];
+        while s != 0 {
+            if s != hint {
+                // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle.
+                if let Some(p) = unsafe { alloc_in(s - 1, pages) } {
+                    l.seg_hint[kind] = s;
+                    return Some(p);
+                }
+            }
+            // SAFETY: as above: our segment; no other `SegInner` borrow is live.
+            s = unsafe { arena::seg_meta(s - 1).get() }.next;
+        }
+        let t = arena::take_segment()?;
+        let idx = t.idx;
+        h.stats.add(
+            if t.resident {
+                Ev::SegmentsReused
+            } else {
+                Ev::SegmentsTaken
+            },
+            1,
+        );
+        // SAFETY: `take_segment` gave segment `idx` to us alone; `m` is dead before
+        // `alloc_in` takes its own borrow.
+        let m = unsafe { arena::seg_meta(idx).get() };
+        m.pages = PageBitmap::new();
+        // A reused segment's pages may be resident: let page decay consider them all.
+        m.dirty = if t.resident {
+            PageBitmap::full()
+        } else {
+            PageBitmap::new()
+        };
+        m.aged = PageBitmap::new();
+        m.prev = 0;
+        m.next = l.seg_head[kind];
+        if m.next != 0 {
+            // SAFETY: the old head is our segment; `m` belongs to another segment.
+            unsafe { arena::seg_meta(m.next - 1).get() }.prev = idx + 1;
+        }
+        l.seg_head[kind] = idx + 1;
+        l.seg_hint[kind] = idx + 1;
+        // SAFETY: `idx` is now on this heap's segment list, and we hold the owner's handle.
+        unsafe { alloc_in(idx, pages) }
+    }
+
+    /// Unlinks an empty run segment and gives it back to the arena's pool.
+    ///
+    /// # Safety
+    /// No `SegInner` borrow is live; segment `idx` is on this heap's [`RUN_SEGS`] list and has
+    /// no page in use (so no live object and no page tag).
+    unsafe fn release_segment(&mut self, idx: u32, resident: bool) {
+        // SAFETY: our segment (caller contract); the borrow ends before the neighbours'.
+        let (prev, next) = {
+            let m = unsafe { arena::seg_meta(idx).get() };
+            debug_assert!(m.pages.is_empty());
+            (m.prev, m.next)
+        };
+        // Only run segments come back, and a run tags only its first page, which `free_run`
+        // cleared: a pooled segment must route no `free` anywhere.
+        debug_assert!((0..arena::PAGES_PER_SEGMENT).all(|i| {
+            arena::tag_at(((idx as usize) << config::SEGMENT_SHIFT) + (i << config::PAGE_SHIFT))
+                == 0
+        }));
+        let l = self.local();
+        if prev != 0 {
+            // SAFETY: a neighbour on our list: our segment.
+            unsafe { arena::seg_meta(prev - 1).get() }.next = next;
+        } else {
+            l.seg_head[RUN_SEGS] = next;
+        }
+        if next != 0 {
+            // SAFETY: as above.
+            unsafe { arena::seg_meta(next - 1).get() }.prev = prev;
+        }
+        if l.seg_hint[RUN_SEGS] == idx + 1 {
+            l.seg_hint[RUN_SEGS] = l.seg_head[RUN_SEGS];
+        }
+        self.heap().stats.add(Ev::SegmentsReturned, 1);
+        // SAFETY: unlinked above, empty (caller contract); ownership passes to the pool.
+        unsafe { arena::give_back_segment(idx, resident) };
+    }
+
+    /// Gives a run back to its segment's bitmap, marking its pages dirty. The memory goes
+    /// back to the OS only if the pages stay free for a decay interval (`decay_pages`):
+    /// purging at once cost a `madvise` and a refault per run in remote-free-heavy programs
+    /// (docs/ab.md).
+    ///
+    /// # Safety
+    /// No `SegInner` borrow is live; `p` starts a run of `pages` pages of this heap that holds
+    /// no live object.
+    pub(super) unsafe fn free_run(&mut self, p: *mut u8, pages: usize) {
+        debug_assert_eq!(
+            arena::offset(p)
+                .and_then(|off| page_tag::decode(arena::tag_at(off)))
+                .map(|t| t.0),
+            Some(self.heap().id),
+            "free_run of a run that is not this heap's (adopted, or already free)"
+        );
+        // SAFETY: `p` starts a run of this heap (caller contract); only its first page is tagged.
+        unsafe { arena::set_tags(p, 1, 0) };
+        let (idx, page) = arena::locate(p);
+        debug_assert!(page + pages <= PAGES_PER_SEGMENT);
+        // SAFETY: segment `idx` holds our run, so it is this heap's; no other `SegInner`
+        // borrow is live.
+        let m = unsafe { arena::seg_meta(idx).get() };
+        m.pages.clear_range(page, pages);
+        m.dirty.set_range(page, pages);
+        // The segment the heap carves from next stays, so a heap at the edge of needing one
+        // does not give it back and take it again.
+        if m.pages.is_empty() && self.local().seg_hint[RUN_SEGS] != idx + 1 {
+            // SAFETY: segment `idx` is one of our run segments with no page in use; `m` is dead.
+            unsafe { self.release_segment(idx, true) };
+        }
+    }
+
+    /// Gives every empty run segment back to the arena's pool (after a purge: not resident).
+    pub(super) fn release_empty_segments(&mut self) {
+        let mut s = self.local().seg_head[RUN_SEGS];
+        while s != 0 {
+            // SAFETY: our segment; the borrow ends with this statement.
+            let (next, empty) = {
+                let m = unsafe { arena::seg_meta(s - 1).get() };
+                (m.next, m.pages.is_empty())
+            };
+            if empty {
+                // SAFETY: one of our run segments with no page in use; no borrow is live.
+                unsafe { self.release_segment(s - 1, false) };
+            }
+            s = next;
+        }
+    }
+}
+
+/// Takes a run of `pages` free pages from segment `idx`, first fit.
+///
+/// # Safety
+/// Segment `idx` belongs to the heap whose owner's handle the caller holds; no other
+/// `SegInner` borrow is live.
+unsafe fn alloc_in(idx: u32, pages: usize) -> Option<*mut u8> {
+    // SAFETY: our segment, not re-entrant (caller contract).
+    let m = unsafe { arena::seg_meta(idx).get() };
+    let start = m.pages.find_run(pages)?;
+    m.pages.set_range(start, pages);
+    // Reused: resident again, nothing to purge.
+    m.dirty.clear_range(start, pages);
+    m.aged.clear_range(start, pages);
+    // SAFETY: `find_run` returned a run inside the segment, so the offset stays within it.
+    Some(unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) })
+}

@@ -1,7 +1,10 @@
 //! Compile-time configuration: the only module that reads cargo features.
 //!
 //! Every box of the design is a `const bool` here so the rest of the code branches on
-//! constants (dead code is removed by the compiler) and an A/B comparison is one flag.
+//! constants (dead code is removed by the compiler) and an A/B comparison is one flag
+//! (design.md §12).
+//!
+//! May use: nothing (the bottom layer).
 
 /// Fast lane: dense remote bank in TLS, sized for [`BANK_HEAPS`] destination heaps.
 pub const FAST_LANE: bool = cfg!(feature = "fast");

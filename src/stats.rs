@@ -2,6 +2,8 @@
 //! owner (a relaxed load+store, no shared cache line), globally for threads without a heap.
 //! With the `stats` feature off every call compiles to nothing. The summary printed at exit
 //! (`HAKOZUNA_STATS=1`) is `front::report`'s.
+//!
+//! May use: `config`.
 
 use crate::config::STATS;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -3,7 +3,7 @@
 //! stash (S44, with its S48 spill pop) and the transfer cache (S42). Each lock-free one has a
 //! loom model (`loom_tests`).
 //!
-//! May use: `page` (size classes), `sys`, `config`.
+//! May use: `sys`, `config`.
 
 pub mod list;
 pub mod mpsc;

@@ -27,7 +27,7 @@ pub const STASH_COUNT: bool = cfg!(feature = "stash-count");
 pub const STASH_SPILL: bool = cfg!(feature = "stash-spill");
 /// A remote free of a medium run goes into the freeing thread's own bin (the run keeps its
 /// owner's tag) instead of travelling back to the owner; runs leave a heap's central for their
-/// segments only through their owner (DESIGN §6 deviation, see docs/ab.md).
+/// segments only through their owner (design.md §7 deviation, see docs/ab.md).
 pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
 /// A free of another heap's small object (of at least [`ADOPT_MIN_SIZE`] bytes) goes into the
 /// freeing thread's own bin, once that thread has made [`ADOPT_WARMUP`] refills; the object
@@ -46,8 +46,8 @@ pub const ADOPT_WARMUP: u32 = 64;
 /// objects shed from the bin go home instead of joining it.
 pub const ADOPT_CENTRAL_MAX: u32 = 4;
 /// Free small objects beyond [`SHARED_KEEP`] bin limits in a heap's central list go to a pool
-/// every heap refills from before carving a new page (`shared_pool`; an extension beyond the
-/// seeds, docs/ab.md).
+/// every heap refills from before carving a new page (`heap::pool`; an extension beyond
+/// hz3, design.md §7).
 pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
 /// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
 pub const SHARED_KEEP: u32 = 1;
@@ -56,8 +56,8 @@ pub const SHARED_KEEP: u32 = 1;
 pub const SHARED_POOL_SLOTS: usize = 64;
 /// A refill that finds every source of its own heap empty (spill, stash, transfer cache,
 /// central, shared pool) takes objects from other heaps' owner stashes before it carves a new
-/// page, for classes of at least [`ADOPT_MIN_SIZE`] (`stash_steal`; an extension beyond the
-/// seeds, docs/ab.md).
+/// page, for classes of at least [`ADOPT_MIN_SIZE`] (an extension beyond hz3,
+/// design.md §7).
 pub const STASH_STEAL: bool = cfg!(feature = "stash-steal");
 /// `stash-steal`: other heaps' stashes one refill probes (round robin over all heaps).
 pub const STEAL_PROBES: u32 = 4;
@@ -81,7 +81,7 @@ pub const TRANSFER_SLOTS: usize = 4;
 
 /// Small refill batch (objects moved into a thread bin per miss) *(hz3: 32)*.
 pub const SMALL_REFILL_BATCH: u32 = 32;
-/// Sparse ring length in 16-byte entries; power of two *(seeds: 256 = 4 KiB)*.
+/// Sparse ring length in 16-byte entries; power of two *(hz3 S41: 256 = 4 KiB)*.
 pub const RING_LEN: usize = 256;
 /// Entries flushed when the ring is full *(hz3: 32)*.
 pub const RING_FULL_BUDGET: u32 = 32;
@@ -90,7 +90,7 @@ pub const RING_FULL_BUDGET: u32 = 32;
 pub const RING_CHAIN_MAX: u32 = 32;
 /// Entries flushed on an alloc miss *(hz3: 128)*.
 pub const RING_MISS_BUDGET: u32 = 128;
-/// Destination heaps covered by the fast lane's dense bank *(seeds: 8)*.
+/// Destination heaps covered by the fast lane's dense bank *(hz3: 8)*.
 pub const BANK_HEAPS: usize = 8;
 /// A bank list is handed to its owner once it holds this many objects.
 pub const BANK_LIST_FLUSH: u32 = 32;

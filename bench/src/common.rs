@@ -7,11 +7,11 @@
 use std::ffi::CStr;
 use std::fmt::Write as _;
 
-/// The 32-bit LCG fixed by DESIGN §12: `s = s·1664525 + 1013904223`.
+/// The 32-bit LCG fixed by docs/benchmarks.md: `s = s·1664525 + 1013904223`.
 #[derive(Clone, Copy, Debug)]
 pub struct Lcg(pub u32);
 
-/// Seed of thread 0 (DESIGN §12); thread `i` uses `SEED + 977·i`.
+/// Seed of thread 0 (docs/benchmarks.md); thread `i` uses `SEED + 977·i`.
 pub const SEED: u32 = 0x1234_5678;
 
 impl Lcg {

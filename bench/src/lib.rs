@@ -1,6 +1,6 @@
 //! hakozuna-bench: allocator benchmark programs that allocate through the C `malloc`/`free`
 //! (so any allocator can be injected with `LD_PRELOAD`), and the runner that compares
-//! allocators on named matrices of benchmark rows (DESIGN §12).
+//! allocators on named matrices of benchmark rows (docs/benchmarks.md).
 
 pub mod benches;
 pub mod common;

@@ -5,7 +5,7 @@
 //!
 //! ABA: producers only compare the head they linked their tail to, so a recycled head value
 //! still yields a correct list; the consumer never CASes a non-null head. Single-consumer is a
-//! precondition (one owning thread per heap, DESIGN §4).
+//! precondition (one owning thread per heap, design.md §6).
 
 use crate::ds::list::{set_next, Chain};
 use crate::sys::atomics::AtomicPtr;

@@ -1,10 +1,10 @@
 //! The owner stash (S44): per (heap, small bin) MPSC stack receiving remote frees, popped in
-//! batches by the owner on an allocation miss. The seeds' evolution is selectable:
+//! batches by the owner on an allocation miss. hz3's S44 variants are selectable (design.md §7):
 //!
 //! - original: take everything, keep `want`, walk the rest to its tail and push it back;
 //! - FASTPOP (S44-3): push the rest back with one CAS when the head is still empty;
 //! - COUNT: the head word carries the stash's exact object count beside the pointer. The
-//!   seeds kept a separate approximate counter only for the STASH_MAX_OBJS cap; ours is
+//!   hz3 work order kept a separate approximate counter only for the STASH_MAX_OBJS cap; ours is
 //!   exact and costs nothing extra (it rides in the same CAS), so a pop that finds at most
 //!   `whole` objects installs the list as is, without walking it. That walk is a chain of
 //!   cache misses on lines other cores wrote, and was the largest single cost of remote-heavy
@@ -18,7 +18,7 @@
 //! ABA: producers only compare the head word they linked their tail to, so a recycled value
 //! still yields a correct list (with the right count, since the count is part of the value);
 //! a consumer swaps the whole word and CASes only from zero. The owner is the only thread
-//! with a spill (DESIGN §4); with `stash-steal` other heaps' refills also take, through the
+//! with a spill (design.md §6); with `stash-steal` other heaps' refills also take, through the
 //! same swap and CAS from zero ([`OwnerStash::steal`]), so no step assumes one taker.
 
 use crate::config;

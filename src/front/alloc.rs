@@ -1,5 +1,5 @@
 //! The allocator's operations, shared by the C API and `GlobalAlloc`: the malloc/free fast
-//! paths (DESIGN §5) and everything built on them (calloc, realloc, aligned allocation,
+//! paths (design.md §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
 use crate::front::lifecycle;

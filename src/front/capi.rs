@@ -1,4 +1,4 @@
-//! The C API (DESIGN §10) of the preload libraries, with glibc's documented semantics.
+//! The C API (design.md §14) of the preload libraries, with glibc's documented semantics.
 //! Compiled only into the cdylib crates (feature `capi`).
 
 use crate::front::alloc;

@@ -1,4 +1,4 @@
-//! The thread cache (DESIGN §5): per-bin LIFO lists reached through initial-exec TLS, the
+//! The thread cache (design.md §5): per-bin LIFO lists reached through initial-exec TLS, the
 //! remote buffer (ring or bank by lane), and the slow paths that refill, overflow, flush and
 //! retire them. The malloc/free fast paths themselves are in `alloc`.
 
@@ -133,7 +133,7 @@ impl ThreadCache {
         } else {
             self.adopt_range = ADOPTING;
         }
-        // The seeds flush at the slow-path entry so owners get their objects back even in
+        // hz3 flushes at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
         if !self.remote_is_empty() {
             // SAFETY: ACTIVE (caller contract).
@@ -194,7 +194,7 @@ impl ThreadCache {
         }
     }
 
-    /// Epoch (DESIGN §8, "trim bins to targets"): a bin this thread has not refilled for two
+    /// Epoch (design.md §10, "trim bins to targets"): a bin this thread has not refilled for two
     /// epochs keeps a quarter of its limit; the rest goes to the heap's central list (adopted
     /// medium runs go home), where decay can return it. Then the epochs of demand rotate.
     ///

@@ -1,4 +1,4 @@
-//! Initial-exec TLS for the thread cache (DESIGN §5): the cache is a `.tbss` symbol defined in
+//! Initial-exec TLS for the thread cache (design.md §5): the cache is a `.tbss` symbol defined in
 //! assembly and addressed as `%fs:0 + sym@GOTTPOFF` — one GOT load and one add, in the preload
 //! library as in executables (where the linker relaxes it to a constant). Stable Rust's
 //! `thread_local!` would call `__tls_get_addr` on every access from a cdylib.

@@ -14,7 +14,7 @@ use core::ptr::null_mut;
 const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
 
 impl OwnedHeap {
-    /// The refill sources of a small bin up to the shared ones, in the seeds' order up to the
+    /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
     /// central list, then ours. Returns an empty list when all are empty; the caller then
     /// carves ([`carve_small`](Self::carve_small)). (The caller flushes its own remote buffer
     /// at the entry of every refill, as hz3 does, rather than between central and carving.)

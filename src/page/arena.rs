@@ -1,10 +1,10 @@
-//! The arena (DESIGN §3): one aligned `PROT_NONE` reservation carved into segments, the page
+//! The arena (design.md §3): one aligned `PROT_NONE` reservation carved into segments, the page
 //! tag table that routes `free`, and the per-segment page bitmaps.
 //!
 //! Set up once by [`init`]; before that (or if reservation failed) the arena is empty and
 //! every range check fails, which sends callers to the large tier.
 //!
-//! Segments a heap no longer uses come back to a global pool (DESIGN §8: whole segments go
+//! Segments a heap no longer uses come back to a global pool (design.md §10: whole segments go
 //! back), so any heap can reuse them: without it, a heap's free pages served only that heap,
 //! and remote-free-heavy programs committed a new segment (and faulted it in) in one heap
 //! while another heap sat on free ones.

@@ -1,4 +1,4 @@
-//! The large tier (DESIGN §9): requests above 64 KiB (and alignments above a page) get their
+//! The large tier (design.md §9): requests above 64 KiB (and alignments above a page) get their
 //! own page-aligned mapping. Live blocks are recorded in a sharded address table, so `free`
 //! of a pointer outside the arena is recognised without reading memory around it (a foreign
 //! pointer simply misses). Freed blocks wait in per-thread-hashed cache shards by exact length

@@ -1,4 +1,4 @@
-//! Size tiers and classes (DESIGN §2): one table-free mapping from request size to bin, and the
+//! Size tiers and classes (design.md §4): one table-free mapping from request size to bin, and the
 //! per-class constants (object size, page-run length, batch sizes, cache limits).
 //!
 //! Bins `0..128` are small classes 16..=2048 in 16-byte steps; bins `128..144` are medium
@@ -6,7 +6,7 @@
 //! the geometric large classes up to 256 KiB (four per doubling), which are also one object per
 //! page run of the arena. Anything larger is a large block with its own mapping (`large`).
 //!
-//! Serving large blocks up to 256 KiB from the arena is a measured deviation from DESIGN §2
+//! Serving large blocks up to 256 KiB from the arena is a measured deviation from design.md §4
 //! (which caches them as mappings): with a mapping per block, random 64 KiB–512 KiB traffic ran
 //! at 0.5 M ops/s against glibc's 2.1 M (every miss an mmap, every eviction a munmap with a
 //! TLB shootdown); page runs reuse memory without system calls.

@@ -1,4 +1,4 @@
-//! mt-remote, DESIGN §12.
+//! mt-remote, docs/benchmarks.md.
 //!
 //! `mt-remote T ITERS WS MIN MAX REMOTE_PCT RING`
 //!
@@ -25,7 +25,7 @@ use std::time::Instant;
 pub const USAGE: &str = "usage: mt-remote T ITERS WS MIN MAX REMOTE_PCT RING\n\
 ITERS is per thread and accepts k/M/G suffixes. Valid only when the fallback rate < 0.1%.";
 
-/// Fallback rate at or above which a result is not valid (DESIGN §12: 0.1 %).
+/// Fallback rate at or above which a result is not valid (docs/benchmarks.md: 0.1 %).
 pub const FALLBACK_LIMIT: f64 = 0.001;
 
 #[repr(align(128))]
@@ -297,7 +297,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
     );
     if !valid {
         human.push_str(&format!(
-            "\nWARNING: fallback rate {:.4}% >= {:.1}%: this result is NOT valid (DESIGN §12); \
+            "\nWARNING: fallback rate {:.4}% >= {:.1}%: this result is NOT valid (docs/benchmarks.md); \
              use a larger RING or fewer threads",
             fallback_rate * 100.0,
             FALLBACK_LIMIT * 100.0

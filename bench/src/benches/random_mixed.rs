@@ -1,4 +1,4 @@
-//! random-mixed (single thread), DESIGN §12.
+//! random-mixed (single thread), docs/benchmarks.md.
 //!
 //! `random-mixed ITERS WS MIN MAX` or `random-mixed --dist ITERS WS`.
 //! WS slots; each iteration draws `r`; slot = `r % WS`; occupied → free, else malloc of

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-hakozuna-bench: compare allocators on benchmark matrices (DESIGN §12)
+hakozuna-bench: compare allocators on benchmark matrices (docs/benchmarks.md)
 
 USAGE:
   hakozuna-bench compare [OPTIONS]        run a matrix, write markdown/JSON/SVG

@@ -32,7 +32,7 @@ impl Row {
 
 pub const MATRICES: &[(&str, &str)] = &[
     ("quick", "a subset with reduced iteration counts: about one minute for ~6 allocators x 3 runs"),
-    ("seed", "the DESIGN §12 seed rows at full size (ST 20M iterations, MT 2.5M per thread) plus larson/xmalloc/cache-scratch"),
+    ("seed", "the docs/benchmarks.md seed rows at full size (ST 20M iterations, MT 2.5M per thread) plus larson/xmalloc/cache-scratch"),
     ("smoke", "tiny rows for tests: one of each program"),
 ];
 

@@ -264,7 +264,7 @@ impl CompareReport {
         if self.rows.iter().any(|r| r.is_mt_remote()) {
             let _ = writeln!(
                 s,
-                "\n⚠ = mt-remote result not valid: fallback rate ≥ 0.1% in at least one run (DESIGN §12)."
+                "\n⚠ = mt-remote result not valid: fallback rate ≥ 0.1% in at least one run (docs/benchmarks.md)."
             );
         }
 

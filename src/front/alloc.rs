@@ -10,6 +10,12 @@ use crate::page::{arena, large, page_tag};
 use crate::sys::os::{self, PAGE};
 
 /// malloc: size → bin, pop the thread bin, return. Everything else is `malloc_slow`.
+/// Returns a block of at least `size` bytes aligned to 16, or null with errno ENOMEM.
+///
+/// # Safety
+/// Not called re-entrantly on a thread that is already inside an allocator call (for example
+/// from a signal handler that interrupted one): like glibc's, these functions are not
+/// async-signal-safe.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if let Some(bin) = sc::bin_of(size) {
@@ -67,7 +73,13 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
     p
 }
 
-/// free: arena range check, one tag load, owner compare; mine → push on the bin.
+/// free: arena range check, one tag load, owner compare; mine → push on the bin. Null is
+/// ignored; a pointer this allocator did not hand out is ignored and leaked (reported with the
+/// `checked` feature).
+///
+/// # Safety
+/// `p` is null or a live block from this allocator that nobody uses after the call, and the
+/// call is not re-entrant (as for [`malloc`]).
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     if let Some(off) = arena::offset(p) {
@@ -202,6 +214,12 @@ fn classify(p: *mut u8) -> Block {
     }
 }
 
+/// The usable size of block `p`: at least what was asked for; 0 for null or a pointer this
+/// allocator does not know.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator (any other pointer is tolerated, but may
+/// be misread if it lies inside the arena).
 pub unsafe fn usable_size(p: *mut u8) -> usize {
     match classify(p) {
         Block::Arena(n) | Block::Large(n) => n,
@@ -209,6 +227,12 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     }
 }
 
+/// A zeroed block of `n * size` bytes, or null with ENOMEM (also when the product overflows).
+///
+/// # Safety
+/// Not called re-entrantly on a thread that is already inside an allocator call (for example
+/// from a signal handler that interrupted one): like glibc's, these functions are not
+/// async-signal-safe.
 pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(total) = n.checked_mul(size) else {
         os::set_errno(libc::ENOMEM);
@@ -235,6 +259,10 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 
 /// glibc semantics: `realloc(NULL, n)` = malloc; `realloc(p, 0)` frees and returns NULL; on
 /// failure NULL with ENOMEM and the old block untouched.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator; when the result is non-null (or `size` is
+/// 0) `p` is given up and not used again. Not re-entrant (as for [`malloc`]).
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
         // SAFETY: same caller contract as ours.
@@ -292,6 +320,9 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// Aligned allocation; `align` is a power of two. Alignments up to a page are served from the
 /// small classes (a class whose size is a multiple of `align`, carved from page-aligned runs)
 /// or medium runs (page aligned); only larger alignments take a large mapping.
+///
+/// # Safety
+/// `align` is a power of two. Not re-entrant (as for [`malloc`]).
 pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if align <= 16 {
@@ -311,7 +342,12 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
 }
 
 /// `malloc_trim`: returns free pages of this thread's heap, the arena's segment pool and the
-/// large cache to the OS.
+/// large cache to the OS. True when anything was returned.
+///
+/// # Safety
+/// Not called re-entrantly on a thread that is already inside an allocator call (for example
+/// from a signal handler that interrupted one): like glibc's, these functions are not
+/// async-signal-safe.
 pub unsafe fn trim() -> bool {
     // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
     // reference to it is live (not called from inside the allocator).

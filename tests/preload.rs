@@ -262,6 +262,7 @@ struct CProgs {
     fork_test: PathBuf,
     probe: PathBuf,
     stats_probe: PathBuf,
+    memory_return: PathBuf,
 }
 
 fn cprogs() -> &'static CProgs {
@@ -287,6 +288,7 @@ fn cprogs() -> &'static CProgs {
             fork_test: build("fork_test")?,
             probe: build("probe")?,
             stats_probe: build("stats_probe")?,
+            memory_return: build("memory_return")?,
         })
     });
     match r {
@@ -378,6 +380,46 @@ fn stats_scale() {
 #[test]
 fn stats_fast() {
     stats_lane(Lane::Fast);
+}
+
+/// Memory exited threads leave behind goes back to the OS (tests/capi/memory_return.c): by
+/// `malloc_trim(0)` on another thread, by the decay that later thread exits run (with a short
+/// interval), and a thread-churn program's peak RSS stays bounded. No timing is checked.
+fn memory_return_lane(lane: Lane, mode: &str) {
+    let mut c = preloaded(&cprogs().memory_return, lane);
+    c.arg(mode).env("HAKOZUNA_DECAY_MS", "50");
+    let r = run(c, Duration::from_secs(120));
+    r.expect_ok().expect_stdout_contains(mode);
+}
+
+#[test]
+fn memory_return_trim_scale() {
+    memory_return_lane(Lane::Scale, "trim");
+}
+
+#[test]
+fn memory_return_trim_fast() {
+    memory_return_lane(Lane::Fast, "trim");
+}
+
+#[test]
+fn memory_return_decay_scale() {
+    memory_return_lane(Lane::Scale, "decay");
+}
+
+#[test]
+fn memory_return_decay_fast() {
+    memory_return_lane(Lane::Fast, "decay");
+}
+
+#[test]
+fn thread_churn_rss_scale() {
+    memory_return_lane(Lane::Scale, "churn");
+}
+
+#[test]
+fn thread_churn_rss_fast() {
+    memory_return_lane(Lane::Fast, "churn");
 }
 
 /// The loader maps the library and the allocator entry points resolve into it, so a

@@ -5,6 +5,7 @@
 use crate::front::lifecycle;
 use crate::front::tcache::{self, ACTIVE, UNINIT};
 use crate::front::tls;
+use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::page::{arena, large, page_tag};
 use crate::sys::os::{self, PAGE};
@@ -341,8 +342,9 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: returns free pages of this thread's heap, the arena's segment pool and the
-/// large cache to the OS. True when anything was returned.
+/// `malloc_trim`: returns to the OS the free pages of this thread's heap and of every
+/// released heap (threads that exited), the arena's segment pool and the large cache. Heaps
+/// other live threads own are not touched (their owners' decay gives their pages back). True when anything was returned.
 ///
 /// # Safety
 /// Not called re-entrantly on a thread that is already inside an allocator call (for example
@@ -352,6 +354,6 @@ pub unsafe fn trim() -> bool {
     // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
     // reference to it is live (not called from inside the allocator).
     let tc = unsafe { &mut *tls::tcache() };
-    let n = tc.trim() + arena::purge_pool() + large::purge_cache();
+    let n = tc.trim() + registry::trim_released() + arena::purge_pool() + large::purge_cache();
     n > 0
 }

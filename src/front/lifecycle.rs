@@ -134,6 +134,7 @@ unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     // allocator call, so no other reference to the cache is live.
     if let Some(h) = unsafe { (*tls::tcache()).retire() } {
         registry::release(h);
+        registry::decay_released();
     }
 }
 

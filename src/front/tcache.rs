@@ -5,7 +5,7 @@
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
 use crate::heap::send::{send, send_one};
-use crate::heap::{Heap, OwnedHeap};
+use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
 use crate::remote::{RemoteBuf, Sink};
@@ -190,6 +190,7 @@ impl ThreadCache {
                 let h = self.owned();
                 h.drain_queues();
                 h.decay_if_due();
+                registry::decay_released();
             }
         }
     }

@@ -36,12 +36,13 @@ impl OwnedHeap {
     /// stayed free for a whole interval go back to the OS, and the arena's segment pool and the
     /// thread's large-cache shard expire their old entries. (Per-epoch decay without the clock
     /// purged 3 GB in a 2 s mt-remote run and refaulted it.)
-    pub fn decay_if_due(&mut self) {
+    /// Returns whether the pass ran.
+    pub fn decay_if_due(&mut self) -> bool {
         let now = os::now_ms();
         {
             let l = self.local();
             if now.saturating_sub(l.last_decay_ms) < options::decay_ms() {
-                return;
+                return false;
             }
             l.last_decay_ms = now;
         }
@@ -65,6 +66,7 @@ impl OwnedHeap {
             self.heap().stats.add(Ev::BytesPurged, pooled as u64);
         }
         crate::page::large::decay();
+        true
     }
 
     /// Decay of free pages: purges the free pages that were already dirty at the last pass
@@ -129,9 +131,11 @@ impl OwnedHeap {
     /// Thread exit: moves the spill into the central lists (hz3 flushes it at thread exit),
     /// absorbs the medium inboxes and central intakes, shrinks each medium central list to
     /// [`config::MEDIUM_RETIRE_BYTES`] and sends adopted runs home; surplus own runs go back
-    /// to their segments, whose free pages are then purged. The owner stashes and transfer
-    /// caches stay as they are: they are the heap's, and the next owner pops them in the usual
-    /// order (moving them cost a walk over every cold object at each thread exit).
+    /// to their segments, and empty segments to the arena's pool. Nothing is purged: the next
+    /// thread to claim the heap reuses it warm, and decay purges what stays unused
+    /// (`registry::decay_released`). The owner stashes and transfer caches stay as they are:
+    /// they are the heap's, and the next owner pops them in the usual order (moving them cost
+    /// a walk over every cold object at each thread exit).
     pub fn retire(&mut self) {
         self.drain_queues();
         self.shrink_medium_for_exit();
@@ -150,9 +154,7 @@ impl OwnedHeap {
                 l.central.append(&mut l.spill);
             }
         }
-        // A released heap may wait long for adoption: its free pages go back to the OS now,
-        // and its empty run segments to the arena's pool for other heaps.
-        self.purge_free_pages();
-        self.release_empty_segments();
+        // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
+        self.release_empty_segments(true);
     }
 }

@@ -1,13 +1,15 @@
 //! The heap registry (design.md §6): heap ids, claiming and releasing heaps, the id → heap
-//! table page tags are decoded against, and the registry's share of the fork lock.
+//! table page tags are decoded against, the decay and trim of released heaps (design.md §10),
+//! and the registry's share of the fork lock.
 
 use super::{pool, Heap, OwnedHeap};
-use crate::config;
+use crate::config::{self, RELEASED_DECAY_MAX};
 use crate::page::page_tag::MAX_OWNER;
 use crate::stats::{Counters, Ev};
 use crate::sys::sync::SpinLock;
+use crate::sys::{options, os};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 
 pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
 
@@ -15,11 +17,12 @@ static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut())
 /// Heaps published in [`HEAPS`] (ids `0..PUBLISHED`), for `stash-steal`'s lock-free probe.
 static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 
-/// Released heaps wait in a FIFO queue, so every one is adopted again in turn and what other
-/// threads keep freeing into it is reclaimed (a LIFO stack could strand a heap forever).
+/// Released heaps wait on a LIFO stack: a new thread takes the most recently released heap,
+/// whose memory is the most likely to be still resident and in cache (thread churn). A heap
+/// deep in the stack is not stranded: [`decay_released`] reaches it, and other heaps' refills
+/// steal from its stashes (`stash-steal`).
 struct Registry {
     free: *mut Heap,
-    free_tail: *mut Heap,
     next_id: u32,
 }
 
@@ -28,11 +31,13 @@ unsafe impl Send for Registry {}
 
 static REG: SpinLock<Registry> = SpinLock::new(Registry {
     free: null_mut(),
-    free_tail: null_mut(),
     next_id: 0,
 });
 
-/// Claims a heap for the calling thread: the longest-released one, else a new one.
+/// Clock (ms) of the last [`decay_released`] pass.
+static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Claims a heap for the calling thread: the most recently released one, else a new one.
 /// `None` only when 65,535 heaps are live or metadata memory is exhausted.
 pub fn claim() -> Option<OwnedHeap> {
     let mut r = REG.lock();
@@ -41,9 +46,6 @@ pub fn claim() -> Option<OwnedHeap> {
         // the registry lock, which we hold.
         unsafe {
             r.free = *h.as_ref().next_free.get();
-            if r.free.is_null() {
-                r.free_tail = null_mut();
-            }
             h.as_ref().stats.add(Ev::HeapsAdopted, 1);
         }
         // Dequeued under the lock: nobody else holds a handle on it.
@@ -78,17 +80,71 @@ pub fn claim() -> Option<OwnedHeap> {
 pub fn release(owned: OwnedHeap) {
     let hp = owned.heap.as_ptr();
     let mut r = REG.lock();
-    // SAFETY: heaps on the queue are 'static and their links are touched only under the
+    // SAFETY: heaps on the stack are 'static and their links are touched only under the
     // registry lock, which we hold.
-    unsafe {
-        *(*hp).next_free.get() = null_mut();
-        if r.free_tail.is_null() {
-            r.free = hp;
-        } else {
-            *(*r.free_tail).next_free.get() = hp;
+    unsafe { *(*hp).next_free.get() = r.free };
+    r.free = hp;
+}
+
+/// Runs `f` on each released heap, as its owner for the call, under the registry lock (so no
+/// thread can claim one meanwhile), until `f` returns false.
+fn for_each_released(mut f: impl FnMut(&mut OwnedHeap) -> bool) {
+    let r = REG.lock();
+    let mut h = r.free;
+    while let Some(nn) = NonNull::new(h) {
+        // SAFETY: `h` is on the released stack, 'static, and its link is touched only under
+        // the registry lock, which we hold.
+        h = unsafe { *nn.as_ref().next_free.get() };
+        // A released heap has no owner, and none can claim it while we hold the lock: this
+        // handle is the only one while it lives, and it ends with this iteration, the heap
+        // staying on the stack.
+        let mut lent = OwnedHeap { heap: nn };
+        if !f(&mut lent) {
+            break;
         }
     }
-    r.free_tail = hp;
+}
+
+/// Decay of released heaps, which have no thread to run it (design.md §10): from any thread's
+/// epoch and from every thread exit, at most once per decay interval for the whole
+/// process, each released heap whose own decay is due runs it — remote frees queued to it are
+/// drained, medium runs and free pages unused for an interval go back, and empty segments go
+/// to the arena's pool — up to [`RELEASED_DECAY_MAX`] heaps per pass; the rest are reached at
+/// the next passes, as those decayed are not due again for an interval.
+pub fn decay_released() {
+    let now = os::now_ms();
+    let last = RELEASED_DECAY_MS.load(Relaxed);
+    // Relaxed: the stamp only elects one caller per interval; the heaps themselves are
+    // reached under the registry lock.
+    if now.saturating_sub(last) < options::decay_ms()
+        || RELEASED_DECAY_MS
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let mut budget = RELEASED_DECAY_MAX;
+    for_each_released(|h| {
+        h.drain_queues();
+        if h.decay_if_due() {
+            h.release_empty_segments(true);
+            budget -= 1;
+        }
+        budget > 0
+    });
+}
+
+/// `malloc_trim` for released heaps: every one's queues drained and free pages purged, and
+/// its empty segments given to the arena's pool. Returns bytes purged.
+pub fn trim_released() -> usize {
+    let mut bytes = 0;
+    for_each_released(|h| {
+        h.drain_queues();
+        bytes += h.purge_free_pages();
+        h.release_empty_segments(false);
+        true
+    });
+    bytes
 }
 
 /// The heap with id `id`, which a page tag named.

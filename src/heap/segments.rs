@@ -138,8 +138,9 @@ impl OwnedHeap {
         }
     }
 
-    /// Gives every empty run segment back to the arena's pool (after a purge: not resident).
-    pub(super) fn release_empty_segments(&mut self) {
+    /// Gives every empty run segment back to the arena's pool; `resident` unless the caller
+    /// has just purged this heap's free pages.
+    pub(super) fn release_empty_segments(&mut self, resident: bool) {
         let mut s = self.local().seg_head[RUN_SEGS];
         while s != 0 {
             // SAFETY: our segment; the borrow ends with this statement.
@@ -149,7 +150,7 @@ impl OwnedHeap {
             };
             if empty {
                 // SAFETY: one of our run segments with no page in use; no borrow is live.
-                unsafe { self.release_segment(s - 1, false) };
+                unsafe { self.release_segment(s - 1, resident) };
             }
             s = next;
         }

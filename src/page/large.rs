@@ -426,12 +426,16 @@ fn expire(c: &mut Cache, now: u64, evict: &mut Evicted) {
     }
 }
 
-/// Unmaps the calling thread's shard's blocks older than the decay interval (from the heap's
-/// decay pass, at most once per interval; `cache_put` also expires its shard).
+/// Unmaps the blocks of every shard older than the decay interval (from heaps' decay passes;
+/// `cache_put` also expires its own shard), so a shard whose threads stopped freeing large
+/// blocks still gives its old ones back.
 pub fn decay() {
-    let mut evict = Evicted::new();
-    expire(&mut cache_shard().lock(), os::now_ms(), &mut evict);
-    evict.unmap();
+    let now = os::now_ms();
+    for shard in &CACHE {
+        let mut evict = Evicted::new();
+        expire(&mut shard.lock(), now, &mut evict);
+        evict.unmap();
+    }
 }
 
 /// Unmaps every cached block (`malloc_trim`). Returns bytes released.

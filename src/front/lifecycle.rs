@@ -1,9 +1,20 @@
 //! The allocator's life and its threads' (design.md §11): process start-up, a thread cache's
 //! activation and retirement, the thread-exit destructor and fork safety.
 //!
-//! Start-up runs on the first slow-path call of any thread: run-time options, arena
-//! reservation, the `pthread_key_create` destructor that retires thread caches, and
-//! `pthread_atfork` handlers that hold every lock across `fork` so the child can allocate.
+//! Start-up runs once, from whichever comes first: our constructor (below) or the first
+//! slow-path call of any thread (another library's constructor may allocate before ours runs).
+//! It reads the environment, reserves the arena, creates the `pthread_key_create` destructor
+//! that retires thread caches, and registers the `pthread_atfork` handlers that hold every
+//! lock across `fork` so the child can allocate — before it publishes DONE, so no thread can
+//! allocate and fork while the handlers are missing.
+//!
+//! Why a constructor: `fork` runs prepare handlers in reverse registration order and
+//! parent/child handlers in registration order. Ours take and release every allocator lock,
+//! so they must be registered before any other code's (whose prepare or child handler may call
+//! `malloc`): then our prepare runs last and our parent/child run first. Registering on the
+//! first allocation is too late for a program that calls `pthread_atfork` before it first
+//! allocates (glibc's own start-up does not allocate): its prepare would then call `malloc`
+//! while we hold our locks, and wait forever.
 
 use crate::front::tcache::{ThreadCache, ACTIVE, BUSY, UNINIT};
 use crate::front::tls;
@@ -12,17 +23,37 @@ use crate::page::{arena, large};
 use crate::sys::{meta, options, os};
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 
-const NONE: u8 = 0;
-const RUNNING: u8 = 1;
-const DONE: u8 = 2;
+/// `STATE` values: NONE and DONE, or while start-up runs, the pid of the process running it
+/// (pids are positive and below 2^22). One word, so that a child forked during start-up reads
+/// in one load that the start-up it sees belongs to another process, whose thread running it
+/// is gone; the pid is published together with the claim (a separate store after it left a
+/// window in which such a child spun forever).
+const NONE: u32 = 0;
+const DONE: u32 = u32::MAX;
 
-static STATE: AtomicU8 = AtomicU8::new(NONE);
+static STATE: AtomicU32 = AtomicU32::new(NONE);
 /// TLS address of the initialising thread, to recognise re-entry from inside start-up.
 static INITIALISER: AtomicUsize = AtomicUsize::new(0);
-/// Process that ran start-up, to recognise a fork child whose start-up thread is gone.
-static INIT_PID: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
 static KEY_OK: AtomicU8 = AtomicU8::new(0);
+/// 1 once our fork handlers are in glibc's list in this process image. Also set by `child`,
+/// so that a child forked between the registration and this flag's store (it inherits the
+/// handlers, and ran `child`) does not register them a second time if it restarts start-up.
+static FORK_HANDLERS: AtomicU8 = AtomicU8::new(0);
+
+/// The constructor: runs start-up when the loader initialises us, before any code loaded
+/// after us (the executable's constructors, `main`) can register a fork handler or allocate.
+/// In a preloaded library only the libraries the program links run their constructors
+/// before ours; in an executable that links this crate (`#[global_allocator]`) the priority
+/// suffix sorts the entry before the executable's unprioritised constructors (C
+/// `__attribute__((constructor))`, `.init_array` statics).
+#[used]
+#[link_section = ".init_array.00101"]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+extern "C" fn constructor() {
+    ensure();
+}
 
 /// True once start-up has completed. False only for a call re-entering start-up on the
 /// initialising thread (the caller then uses the large tier).
@@ -31,49 +62,57 @@ pub fn ensure() -> bool {
         return true;
     }
     let me = tls::tcache() as usize;
-    match STATE.compare_exchange(NONE, RUNNING, Acquire, Acquire) {
-        Ok(_) => {
-            INITIALISER.store(me, Relaxed);
-            // SAFETY: getpid has no preconditions.
-            INIT_PID.store(unsafe { libc::getpid() } as u32, Relaxed);
-            options::init();
-            arena::init();
-            let mut key: libc::pthread_key_t = 0;
-            // SAFETY: valid out-pointer and a destructor with the C signature.
-            if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
-                KEY.store(key, Relaxed);
-                KEY_OK.store(1, Relaxed);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    loop {
+        match STATE.compare_exchange(NONE, pid, Acquire, Acquire) {
+            Ok(_) => {
+                start(me);
+                return true;
             }
-            // Release: everything above is visible to threads that see DONE.
-            STATE.store(DONE, Release);
-            // After DONE: glibc may allocate here, which must find a working allocator.
-            // SAFETY: the handlers are `extern "C"` functions that only take/release our locks.
-            unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-            true
-        }
-        Err(_) => {
-            if INITIALISER.load(Relaxed) == me {
-                return false;
-            }
-            while STATE.load(Acquire) != DONE {
-                // A fork taken while another thread was starting up leaves a child in which
-                // nobody will finish: start over there (a second reservation is harmless).
-                // SAFETY: getpid has no preconditions.
-                let pid = unsafe { libc::getpid() } as u32;
-                let init_pid = INIT_PID.load(Relaxed);
-                if init_pid != 0
-                    && init_pid != pid
-                    && STATE
-                        .compare_exchange(RUNNING, NONE, AcqRel, Acquire)
-                        .is_ok()
-                {
-                    return ensure();
+            Err(DONE) => return true,
+            Err(owner) if owner == pid => {
+                // Start-up is running in this process: on this thread (re-entry from a call
+                // start-up makes, e.g. `pthread_atfork` growing glibc's handler array), or
+                // on another, which we wait for.
+                if INITIALISER.load(Relaxed) == me {
+                    return false;
                 }
                 os::yield_now();
             }
-            true
+            Err(owner) => {
+                // A fork taken while another thread was starting up leaves a child in which
+                // nobody will finish: start over there (a second reservation is harmless).
+                let _ = STATE.compare_exchange(owner, NONE, Relaxed, Relaxed);
+            }
         }
     }
+}
+
+/// Start-up proper, on the thread that claimed `STATE`.
+fn start(me: usize) {
+    INITIALISER.store(me, Relaxed);
+    options::init();
+    arena::init();
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out-pointer and a destructor with the C signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        KEY.store(key, Relaxed);
+        KEY_OK.store(1, Relaxed);
+    }
+    // Before DONE, so every allocation another thread makes, and so every fork after it,
+    // finds the handlers registered. glibc keeps its first 48 registrations in static
+    // storage and calls `malloc` to grow past them: that call comes back here on this thread,
+    // `ensure` returns false, and the large tier serves it (initialised just above; the
+    // handlers, not yet registered, cannot run during it).
+    if FORK_HANDLERS.load(Relaxed) == 0 {
+        // SAFETY: the handlers are `extern "C"` functions that only take/release our locks.
+        if unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) } == 0 {
+            FORK_HANDLERS.store(1, Relaxed);
+        }
+    }
+    // Release: everything above is visible to threads that see DONE.
+    STATE.store(DONE, Release);
 }
 
 /// Arms the thread-exit destructor for the calling thread.
@@ -163,4 +202,7 @@ unsafe extern "C" fn child() {
     // memory unreachable), which is what every allocator does.
     // SAFETY: the child is single-threaded and inherited the locks `prepare` took.
     unsafe { parent() };
+    // This image has the handlers (this one is running), whether or not the forking
+    // process had stored the flag yet.
+    FORK_HANDLERS.store(1, Relaxed);
 }

@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# The preload libraries are tested with their lane presets: an A/B override left in the
+# environment (preload/build.rs) must not replace them.
+unset HAKOZUNA_SCALE_FEATURES HAKOZUNA_FAST_FEATURES
+
 step "build (both .so files, benchmark runner)"
 cargo build --release
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of the scale lane's design boxes (DESIGN §6, §11): builds one libhakozuna.so per variant
+# A/B of the scale lane's design boxes (docs/design.md §7, §12): builds one libhakozuna.so per variant
 # (= the scale defaults with one box changed), then runs the benchmark runner over all of them
 # side by side (interleaved, AB_RUNS runs per cell) and prints the runner's markdown.
 # The numbers and verdicts live in docs/ab.md (paste the printed tables there).

@@ -15,6 +15,13 @@ unset HAKOZUNA_SCALE_FEATURES HAKOZUNA_FAST_FEATURES
 step "build (both .so files, benchmark runner)"
 cargo build --release
 
+step "clippy on every target of the workspace, warnings as errors"
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --release --all-targets --workspace -- -D warnings
+else
+    echo "clippy is not installed with this toolchain: lint step skipped"
+fi
+
 step "workspace tests: unit, stress on Hakozuna, .so checks, C API conformance, fork, real programs, bench smoke"
 cargo test --release --workspace
 

@@ -1,4 +1,4 @@
-//! LD_PRELOAD integration tests for the hakozuna C API (DESIGN.md section 10).
+//! LD_PRELOAD integration tests for the hakozuna C API (docs/design.md §14).
 //!
 //! Requires `cargo build --release` first: the tests use
 //! `target/release/libhakozuna.so` (scale lane) and `target/release/libhakozuna_fast.so`

@@ -1,6 +1,6 @@
 /*
  * conformance.c - glibc-semantics conformance checks for the malloc API
- * exported by hakozuna (DESIGN.md section 10).
+ * exported by hakozuna (docs/design.md §14).
  *
  * Build:  gcc -O1 -pthread -o conformance conformance.c
  * Run:    ./conformance                                  (plain glibc, must pass)
@@ -200,7 +200,7 @@ static void check_basic(void)
     for (int i = 0; i < N; i++) {
         z[i] = f_malloc(0);
         CHECK(z[i] != NULL, "malloc(0) #%d returned NULL", i);
-        CHECK(IS_ALIGNED(z[i], 16), "malloc(0) = %p not 16-aligned (DESIGN 2: every object >= 16-aligned)", z[i]);
+        CHECK(IS_ALIGNED(z[i], 16), "malloc(0) = %p not 16-aligned (design.md §4: every object >= 16-aligned)", z[i]);
         for (int j = 0; j < i; j++)
             if (z[i] && z[i] == z[j])
                 CHECK(z[i] != z[j], "malloc(0) returned %p twice (#%d, #%d)", z[i], j, i);

@@ -232,7 +232,7 @@ mod tests {
     fn all_options() {
         let Command::Compare(o) = p(
             "compare --matrix=seed --runs 7 --scale 0.1 --rows rm-dist,mt-T1-R0-16-2048 \
-             --allocs glibc,jemalloc --alloc my=/tmp/libmy.so --alloc x=/y.so --baseline jemalloc \
+             --allocs glibc,jemalloc --alloc my=libs/libmy.so --alloc x=/y.so --baseline jemalloc \
              --install --root /r --out /o --timeout 30 --callgrind rm-dist --ring 262144",
         )
         .unwrap() else {
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(
             o.extra_allocs,
             vec![
-                ("my".to_string(), PathBuf::from("/tmp/libmy.so")),
+                ("my".to_string(), PathBuf::from("libs/libmy.so")),
                 ("x".to_string(), PathBuf::from("/y.so"))
             ]
         );

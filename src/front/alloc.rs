@@ -33,6 +33,10 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
     unsafe { malloc_slow(size) }
 }
 
+/// Every allocation the thread bin cannot serve: activation, refills, the large tier.
+///
+/// # Safety
+/// As for [`malloc`].
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
@@ -121,6 +125,9 @@ pub unsafe fn free(p: *mut u8) {
 
 /// A free of an arena block whose tag is not our heap's: a remote free on an active cache
 /// (kept free of calls that need saved registers: its slow paths are tail calls).
+///
+/// # Safety
+/// `p` is an arena block being freed and `tag` its page tag.
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: u32) {
@@ -174,6 +181,10 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
     }
 }
 
+/// A free of a pointer outside the arena: a large block, or not ours.
+///
+/// # Safety
+/// `p` is non-null, outside the arena, and being freed (as for [`free`]).
 #[cold]
 #[inline(never)]
 unsafe fn free_outside(p: *mut u8) {

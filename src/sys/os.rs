@@ -77,13 +77,13 @@ pub unsafe fn purge(p: *mut u8, len: usize) -> bool {
     unsafe { libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
-/// Grows or shrinks a mapping, moving it if needed.
+/// Grows or shrinks a mapped range, moving it if needed; its resident pages move with it.
 ///
 /// # Safety
-/// `[p, p+old)` is a whole mapping made by this module.
+/// `[p, p+old)` lies within one mapping made by this module, and nothing else uses it.
 pub unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
-    // SAFETY: `[p, p+old)` is a whole mapping made by this module (caller contract); moving
-    // or resizing it invalidates only that mapping, which the caller then replaces.
+    // SAFETY: `[p, p+old)` is a range of one of our mappings that nothing else uses (caller
+    // contract); moving or resizing it invalidates only that range, which the caller replaces.
     let q = unsafe { libc::mremap(p as *mut libc::c_void, old, new, libc::MREMAP_MAYMOVE) };
     if q == libc::MAP_FAILED {
         None

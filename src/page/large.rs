@@ -288,8 +288,9 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> Option<*mut u8> {
     let new_len = class_len(new_size);
     let t = table(p as usize);
     let old_len = t.lock().remove(p as usize)?;
-    // SAFETY: `p` is a live large block (caller contract), so `[p, p+old_len)` is the whole
-    // mapping we made for it (the table records exact mapping lengths).
+    // SAFETY: `p` is a live large block (caller contract), so `[p, p+old_len)` is the range the
+    // table records for it: within one of our mappings (a whole one, or a part the cache split
+    // off one) and used by nobody else.
     match unsafe { os::remap(p, old_len, new_len) } {
         Some(q) => {
             // If the table cannot grow (the OS refused 4 KiB), the block stays valid but

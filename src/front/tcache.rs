@@ -57,7 +57,8 @@ pub struct ThreadCache {
     /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
     refills: u32,
     pub state: u32,
-    /// The owner's handle on this thread's heap: `Some` exactly while ACTIVE.
+    /// The owner's handle on this thread's heap: `Some` while ACTIVE, and while BUSY inside
+    /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
     slow_calls: u32,
     /// Remote frees buffered since the last flush (folded into stats at flush).
@@ -81,24 +82,24 @@ impl Sink for ToOwners<'_> {
 }
 
 impl ThreadCache {
-    /// The owner's handle of an ACTIVE cache.
+    /// The owner's handle of a cache that holds one.
     ///
     /// # Safety
-    /// The cache is ACTIVE.
+    /// `heap` is `Some`: the cache is ACTIVE, or retiring and the handle not yet taken.
     #[inline(always)]
     unsafe fn owned(&mut self) -> &mut OwnedHeap {
-        // SAFETY: `heap` is `Some` while ACTIVE (caller contract).
+        // SAFETY: `heap` is `Some` (caller contract).
         unsafe { self.heap.as_mut().unwrap_unchecked() }
     }
 
-    /// The heap of an ACTIVE cache, for its counters and shared part; `'static`, so it does
-    /// not keep the cache borrowed.
+    /// The heap of a cache that holds one, for its counters and shared part; `'static`, so it
+    /// does not keep the cache borrowed.
     ///
     /// # Safety
-    /// The cache is ACTIVE.
+    /// `heap` is `Some`: the cache is ACTIVE, or retiring and the handle not yet taken.
     #[inline(always)]
     unsafe fn heap(&self) -> &'static Heap {
-        // SAFETY: `heap` is `Some` while ACTIVE (caller contract).
+        // SAFETY: `heap` is `Some` (caller contract).
         unsafe { self.heap.as_ref().unwrap_unchecked() }.heap()
     }
 
@@ -445,11 +446,11 @@ impl ThreadCache {
     }
 
     /// # Safety
-    /// ACTIVE.
+    /// `heap` is `Some` (ACTIVE, or retiring before the handle is taken).
     #[cold]
     #[inline(never)]
     unsafe fn flush_remote(&mut self, budget: u32) {
-        // SAFETY: ACTIVE (caller contract).
+        // SAFETY: `heap` is `Some` (caller contract).
         let h = unsafe { self.heap() };
         // SAFETY: the buffer holds only free objects tagged with their (dst, bin), handed to it
         // by `free_remote`, which the buffer owns.
@@ -471,7 +472,7 @@ impl ThreadCache {
         self.state = BUSY;
         self.adopt_range = 0;
         while !self.remote_is_empty() {
-            // SAFETY: the heap handle is still ours (taken only below).
+            // SAFETY: `heap` is still `Some` (taken only below), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
         self.owner_base = 0;

@@ -1,11 +1,11 @@
-//! The heap registry (design.md §6): heap ids, claiming and releasing heaps, the id → heap
-//! table page tags are decoded against, the decay and trim of released heaps (design.md §10),
-//! and the registry's share of the fork lock.
+//! The heap registry (design.md §6): heap ids, the owner's handle ([`OwnedHeap`]), claiming and
+//! releasing heaps, the id → heap table page tags are decoded against, the decay and trim of
+//! released heaps (design.md §10), and the registry's share of the fork lock.
 
-use super::{pool, Heap, OwnedHeap};
+use super::{pool, Heap, HeapLocal};
 use crate::config::{self, RELEASED_DECAY_MAX};
 use crate::page::page_tag::MAX_OWNER;
-use crate::stats::{Counters, Ev};
+use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::sync::SpinLock;
 use crate::sys::{options, os};
 use core::ptr::{null_mut, NonNull};
@@ -17,16 +17,70 @@ static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut())
 /// Heaps published in [`HEAPS`] (ids `0..PUBLISHED`), for `stash-steal`'s lock-free probe.
 static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 
+/// The owning thread's handle on its heap, and the only way to the heap's local part.
+///
+/// Only this module makes one: [`claim`] for a heap nobody owns, and the released-heap passes
+/// below for a heap they hold off the stack or under the registry lock. [`release`] consumes
+/// it. So at most one exists per heap at a time. It is neither `Clone` nor `Send` (a `NonNull`
+/// field), so it stays with the thread that holds it, and a `&mut OwnedHeap` is exclusive access
+/// to the local part. `repr(transparent)`: `Option<OwnedHeap>` is then one word whose all-zero
+/// value is `None`, which the thread cache's all-zero start relies on.
+#[repr(transparent)]
+pub struct OwnedHeap {
+    heap: NonNull<Heap>,
+}
+
+const _: () = assert!(core::mem::size_of::<Option<OwnedHeap>>() == core::mem::size_of::<usize>());
+
+impl OwnedHeap {
+    /// The heap, shared part and counters; `'static` because heaps are never freed, so the
+    /// result does not hold the handle borrowed.
+    #[inline(always)]
+    pub fn heap(&self) -> &'static Heap {
+        // SAFETY: `heap` came from `claim` or the released stack: 'static heaps in metadata
+        // memory that is never freed.
+        unsafe { self.heap.as_ref() }
+    }
+
+    /// The local part.
+    #[inline(always)]
+    pub(super) fn local(&mut self) -> &mut HeapLocal {
+        // SAFETY: this handle is the only one for its heap (only this module makes one, one per
+        // heap at a time) and nothing else reaches `local`, so `&mut self` is exclusive access;
+        // the result borrows `self`, so two cannot be live at once.
+        unsafe { &mut *self.heap().local.get() }
+    }
+}
+
+/// A heap's place on the stack of released heaps.
+pub(super) struct Link {
+    next: *mut Heap,
+    /// Clock (ms) when the heap was released.
+    released_ms: u64,
+}
+
+/// The link of heap `h`.
+///
+/// # Safety
+/// The caller holds the registry lock, or holds `h` off the stack (detached by `trim_released`),
+/// and has no other reference to the link.
+#[allow(clippy::mut_from_ref)]
+unsafe fn link(h: NonNull<Heap>) -> &'static mut Link {
+    // SAFETY: heaps are 'static; exclusive access to the link by the caller contract.
+    unsafe { &mut *h.as_ref().link.get() }
+}
+
 /// Released heaps wait on a LIFO stack: a new thread takes the most recently released heap,
 /// whose memory is the most likely to be still resident and in cache (thread churn). A heap
-/// deep in the stack is not stranded: [`decay_released`] reaches it, and other heaps' refills
-/// steal from its stashes (`stash-steal`).
+/// deep in the stack is not stranded: [`decay_released`] gives its free memory back and its
+/// small free objects to the shared pool, and other heaps' refills steal from its stashes
+/// (`stash-steal`).
 struct Registry {
     free: *mut Heap,
     next_id: u32,
 }
 
-// SAFETY: the raw pointers name 'static heaps; the registry lock serialises access.
+// SAFETY: the raw pointer names a 'static heap; the registry lock serialises access.
 unsafe impl Send for Registry {}
 
 static REG: SpinLock<Registry> = SpinLock::new(Registry {
@@ -42,13 +96,12 @@ static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
 pub fn claim() -> Option<OwnedHeap> {
     let mut r = REG.lock();
     if let Some(h) = NonNull::new(r.free) {
-        // SAFETY: heaps on the queue are 'static and unowned; their link is touched only under
-        // the registry lock, which we hold.
+        // SAFETY: heaps on the stack are 'static and unowned; we hold the registry lock.
         unsafe {
-            r.free = *h.as_ref().next_free.get();
+            r.free = link(h).next;
             h.as_ref().stats.add(Ev::HeapsAdopted, 1);
         }
-        // Dequeued under the lock: nobody else holds a handle on it.
+        // Taken off the stack under the lock: nobody else holds a handle on it.
         return Some(OwnedHeap { heap: h });
     }
     if r.next_id as usize >= MAX_HEAPS {
@@ -78,72 +131,97 @@ pub fn claim() -> Option<OwnedHeap> {
 
 /// Returns a heap to the registry (thread exit), consuming the owner's handle.
 pub fn release(owned: OwnedHeap) {
-    let hp = owned.heap.as_ptr();
+    let now = os::now_ms();
     let mut r = REG.lock();
-    // SAFETY: heaps on the stack are 'static and their links are touched only under the
-    // registry lock, which we hold.
-    unsafe { *(*hp).next_free.get() = r.free };
-    r.free = hp;
-}
-
-/// Runs `f` on each released heap, as its owner for the call, under the registry lock (so no
-/// thread can claim one meanwhile), until `f` returns false.
-fn for_each_released(mut f: impl FnMut(&mut OwnedHeap) -> bool) {
-    let r = REG.lock();
-    let mut h = r.free;
-    while let Some(nn) = NonNull::new(h) {
-        // SAFETY: `h` is on the released stack, 'static, and its link is touched only under
-        // the registry lock, which we hold.
-        h = unsafe { *nn.as_ref().next_free.get() };
-        // A released heap has no owner, and none can claim it while we hold the lock: this
-        // handle is the only one while it lives, and it ends with this iteration, the heap
-        // staying on the stack.
-        let mut lent = OwnedHeap { heap: nn };
-        if !f(&mut lent) {
-            break;
-        }
-    }
+    // SAFETY: we hold the registry lock; the heap is not on the stack yet.
+    let l = unsafe { link(owned.heap) };
+    l.next = r.free;
+    l.released_ms = now;
+    r.free = owned.heap.as_ptr();
 }
 
 /// Decay of released heaps, which have no thread to run it (design.md §10): from any thread's
-/// epoch and from every thread exit, at most once per decay interval for the whole
-/// process, each released heap whose own decay is due runs it — remote frees queued to it are
-/// drained, medium runs and free pages unused for an interval go back, and empty segments go
-/// to the arena's pool — up to [`RELEASED_DECAY_MAX`] heaps per pass; the rest are reached at
-/// the next passes, as those decayed are not due again for an interval.
+/// epoch and from every thread exit, at most once per decay interval for the whole process.
+/// Heaps released less than an interval ago are left warm for the next threads to claim. Each
+/// older one whose own decay is due has its queues drained, its decay pass run, its empty
+/// segments given to the arena's pool and its small free objects offered to the shared pool; a
+/// pass stops after [`RELEASED_DECAY_MAX`] heaps that had something to give back, so heaps
+/// already given back cost only their check and deeper ones are reached.
 pub fn decay_released() {
     let now = os::now_ms();
+    let interval = options::decay_ms();
     let last = RELEASED_DECAY_MS.load(Relaxed);
     // Relaxed: the stamp only elects one caller per interval; the heaps themselves are
     // reached under the registry lock.
-    if now.saturating_sub(last) < options::decay_ms()
+    if now.saturating_sub(last) < interval
         || RELEASED_DECAY_MS
             .compare_exchange(last, now, Relaxed, Relaxed)
             .is_err()
     {
         return;
     }
-    let mut budget = RELEASED_DECAY_MAX;
-    for_each_released(|h| {
-        h.drain_queues();
-        if h.decay_if_due() {
-            h.release_empty_segments(true);
-            budget -= 1;
+    {
+        let r = REG.lock();
+        let mut budget = RELEASED_DECAY_MAX;
+        let mut h = r.free;
+        while let Some(nn) = NonNull::new(h) {
+            // SAFETY: a heap on the stack; we hold the registry lock.
+            let l = unsafe { link(nn) };
+            h = l.next;
+            if now.saturating_sub(l.released_ms) < interval {
+                continue;
+            }
+            // A released heap has no owner, and none can claim it while we hold the lock: this
+            // handle is the only one while it lives, and it ends with this iteration, the heap
+            // staying on the stack.
+            let mut lent = OwnedHeap { heap: nn };
+            if !lent.decay_due(now) {
+                continue;
+            }
+            lent.drain_queues();
+            let mut worked = lent.decay_local(now);
+            lent.release_empty_segments(true);
+            worked |= lent.offer_small();
+            if worked {
+                budget -= 1;
+                if budget == 0 {
+                    break;
+                }
+            }
         }
-        budget > 0
-    });
+    }
+    // The process-wide part, once per pass and outside the registry lock.
+    super::decay::decay_shared(now, &GLOBAL, true);
 }
 
-/// `malloc_trim` for released heaps: every one's queues drained and free pages purged, and
-/// its empty segments given to the arena's pool. Returns bytes purged.
+/// `malloc_trim` for released heaps: every one's queues drained, free pages purged, empty
+/// segments given to the arena's pool and small free objects offered to the shared pool.
+/// The heaps are taken off the stack for the purge and put back after, so the registry lock
+/// is not held across `madvise` (threads starting meanwhile get new heaps; a fork meanwhile
+/// leaves them unreachable in the child, as other threads' heaps are). Returns bytes purged.
 pub fn trim_released() -> usize {
+    let detached = core::mem::replace(&mut REG.lock().free, null_mut());
     let mut bytes = 0;
-    for_each_released(|h| {
-        h.drain_queues();
-        bytes += h.purge_free_pages();
-        h.release_empty_segments(false);
-        true
-    });
+    let mut h = detached;
+    let mut last = null_mut();
+    while let Some(nn) = NonNull::new(h) {
+        // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
+        h = unsafe { link(nn) }.next;
+        // Off the stack and unowned: this handle is the only one while it lives.
+        let mut lent = OwnedHeap { heap: nn };
+        lent.drain_queues();
+        bytes += lent.purge_free_pages();
+        lent.release_empty_segments(false);
+        lent.offer_small();
+        last = nn.as_ptr();
+    }
+    if let Some(last) = NonNull::new(last) {
+        let mut r = REG.lock();
+        // SAFETY: `last` ends the detached list, which we still hold; relinking it happens
+        // under the registry lock.
+        unsafe { link(last) }.next = r.free;
+        r.free = detached;
+    }
     bytes
 }
 

@@ -9,6 +9,7 @@ use crate::config::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK};
 use crate::stats::{Ev, GLOBAL};
 use crate::sys::os::{self, PAGE};
 use crate::sys::sync::SpinLock;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const TABLE_SHARDS: usize = 64;
 const CACHE_SHARDS: usize = 8;
@@ -481,11 +482,22 @@ fn expire(c: &mut Cache, now: u64, evict: &mut Evicted) {
     }
 }
 
-/// Unmaps the blocks of every shard older than the decay interval (from heaps' decay passes;
-/// `cache_put` also expires its own shard), so a shard whose threads stopped freeing large
-/// blocks still gives its old ones back.
-pub fn decay() {
-    let now = os::now_ms();
+/// Clock (ms) of the last [`decay`] pass.
+static DECAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Unmaps the blocks of every shard older than the decay interval, at most once per interval
+/// whatever the number of callers (heaps' decay passes; `cache_put` also expires its own
+/// shard), so a shard whose threads stopped freeing large blocks still gives its old ones back.
+pub fn decay(now: u64) {
+    let last = DECAY_MS.load(Relaxed);
+    // Relaxed: the stamp only elects one caller per interval; the shards are locked.
+    if now.saturating_sub(last) < crate::sys::options::decay_ms()
+        || DECAY_MS
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+    {
+        return;
+    }
     for shard in &CACHE {
         let mut evict = Evicted::new();
         expire(&mut shard.lock(), now, &mut evict);

@@ -93,7 +93,7 @@ impl OwnedHeap {
     /// decay and trim): for each small class, the owner stash and the spill join the central
     /// list, and what it holds beyond [`SHARED_KEEP`] bin limits goes to the shared pool in
     /// chains of one bin limit, as far as the pool has room. Without this a heap deep in the
-    /// released stack would keep them until claimed, and `stash-steal` does not take classes
+    /// released queue would keep them until claimed, and `stash-steal` does not take classes
     /// below a cache line. Returns whether anything went to the pool.
     ///
     /// [`SHARED_KEEP`]: config::SHARED_KEEP

@@ -78,7 +78,7 @@ struct HeapLocal {
 pub struct Heap {
     pub shared: HeapShared,
     local: UnsafeCell<HeapLocal>,
-    /// The heap's place on the registry's stack of released heaps; touched only under the
+    /// The heap's place in the registry's queue of released heaps; touched only under the
     /// registry lock.
     link: UnsafeCell<registry::Link>,
     pub stats: Counters,

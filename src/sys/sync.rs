@@ -356,6 +356,60 @@ mod tests {
         assert!(waits > 0, "the futex path was never taken");
     }
 
+    /// The fork handlers' use: the parent holds the lock and a thread waits on it (the word
+    /// says 2) when the process forks. The child, where that waiter does not exist, releases
+    /// it with `raw_unlock` (its wake finds nobody) and can then take and release it without
+    /// blocking; the parent's release wakes the waiter. The child only touches the lock and
+    /// exits; the parent's watchdog kills it and fails after 10 s.
+    #[test]
+    fn fork_child_resets_a_contended_lock() {
+        static L: SpinLock<()> = SpinLock::new(());
+        L.raw_lock();
+        let waiter = std::thread::spawn(|| drop(L.lock()));
+        while L.state() != CONTENDED {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: the child calls only the lock's functions and `_exit`, none of which
+        // allocates or takes a lock another thread of the parent could hold.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: the forking thread held the lock; the child has no other thread.
+            unsafe { L.raw_unlock() };
+            let reset = L.state() == UNLOCKED;
+            drop(L.lock());
+            let ok = reset && L.state() == UNLOCKED;
+            // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        // SAFETY: this thread took the lock with `raw_lock` above.
+        unsafe { L.raw_unlock() };
+        waiter.join().unwrap();
+        let mut status = 0;
+        let t = Instant::now();
+        loop {
+            // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                // SAFETY: `pid` is our child, not yet reaped.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                panic!("the fork child blocked on the lock");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x}"
+        );
+        assert_eq!(L.state(), UNLOCKED);
+    }
+
     /// The locks the preempted-holder scenario runs on.
     trait TestLock: Sync + 'static {
         fn acquire(&self);

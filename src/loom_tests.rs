@@ -3,6 +3,17 @@
 //! and the remote ring's flush into an owner stash; and of the locks' three-state futex
 //! protocol (`sys::sync`, on a loom word with an emulated futex).
 //!
+//! What loom does not show (its README lists the gaps): it does not explore every execution
+//! the C11 model allows. It runs the threads as one interleaving, in which no access reads
+//! from a write that comes after it and an RMW always reads the latest value, so it never
+//! produces an execution with a cycle of program order and reads-from (load buffering) or,
+//! through RMWs, modification order. A hand-off that needs Release/Acquire only to forbid
+//! such a cycle passes here even with Relaxed orderings: the transfer cache's occupancy bit
+//! against its slot is that shape (with its `fetch_or` and `fetch_and` both Relaxed, these
+//! models still pass). Loom also treats `SeqCst` accesses as `AcqRel` (false alarms, not
+//! missed bugs; none is used here). So a passing model supports an ordering argument but does
+//! not prove it: each structure's module doc states the argument in the C11 model.
+//!
 //! Compiled only under `--cfg loom` (then `crate::sys::atomics` is loom's). Run with
 //!
 //! ```text

@@ -31,6 +31,13 @@ use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 const NONE: u32 = 0;
 const DONE: u32 = u32::MAX;
 
+// Orderings (C11 model): `start`'s Release store of DONE pairs with the Acquire loads of
+// STATE in `ensure` (the first load, and the CAS's failure ordering) that read it, so a thread
+// that sees DONE sees everything start-up wrote with Relaxed stores: the options, the arena's
+// statics, KEY and KEY_OK, FORK_HANDLERS. The claim (NONE → pid) publishes nothing, and the
+// reset of a dead process's claim in a fork child is Relaxed because the claimant after it
+// redoes start-up from the beginning. INITIALISER is Relaxed: it only has to show the
+// start-up thread its own earlier store, which program order makes visible to it.
 static STATE: AtomicU32 = AtomicU32::new(NONE);
 /// TLS address of the initialising thread, to recognise re-entry from inside start-up.
 static INITIALISER: AtomicUsize = AtomicUsize::new(0);
@@ -78,6 +85,9 @@ pub fn ensure() -> bool {
                 if INITIALISER.load(Relaxed) == me {
                     return false;
                 }
+                // Spins with `sched_yield`, which can livelock a SCHED_FIFO waiter above a
+                // preempted start-up thread on its CPU (the class `sys::sync` fixed for the
+                // locks); a FUTEX_WAIT on STATE with a wake after DONE would not.
                 os::yield_now();
             }
             Err(owner) => {

@@ -127,7 +127,11 @@ pub fn claim() -> Option<OwnedHeap> {
     r.next_id = id + 1;
     // Release: a thread that reads this slot (for a tag carrying `id`) sees the initialised heap.
     HEAPS[id as usize].store(p, Release);
-    // Release: a thread that reads the count finds the slots below it published.
+    // Release: a thread that reads the count finds the slots below it published. (C11: its
+    // Acquire load synchronizes with this store; slot `id` was stored before it in this
+    // thread, and each earlier slot by a claim that released the registry lock before we took
+    // it, so all happen-before that load. A plain store heads no release sequence over later
+    // counts, but each later count's store is itself Release.)
     PUBLISHED.store(id + 1, Release);
     // SAFETY: `meta::alloc` returned a non-null pointer. A new heap: nobody else has a handle.
     Some(OwnedHeap {
@@ -250,7 +254,10 @@ pub fn trim_released() -> usize {
 #[inline]
 pub fn get(id: u32) -> &'static Heap {
     // SAFETY: a tag with owner `id` is written only after heap `id` was published (Release
-    // above); heaps are never freed.
+    // above); heaps are never freed. (C11: the tag reached us through some happens-before
+    // chain from its store, which the owner made after publishing the heap, so the slot's
+    // store happens-before this load, which therefore reads the heap, never null; the Acquire
+    // pairs with the Release directly as well.)
     unsafe { &*HEAPS[id as usize].load(Acquire) }
 }
 

@@ -20,8 +20,16 @@ pub const SEGMENT: usize = 1 << SEGMENT_SHIFT;
 pub const PAGES_PER_SEGMENT: usize = SEGMENT >> PAGE_SHIFT;
 const _: () = assert!(PAGES_PER_SEGMENT == crate::page::bitmap::BITS);
 
-// Written once by `init`: BASE, TAGS and SEGS, then LEN with Release. Readers load LEN with
-// Acquire before the others.
+// Written once by `init` (again only in a fork child that restarts start-up): BASE, TAGS and
+// SEGS with Relaxed stores, then LEN with Release. Orderings (C11 model): `offset` and `len`
+// load LEN with Acquire; reading the non-zero LEN synchronizes with that Release store, so
+// the three stores before it happen-before the Relaxed loads that follow it in the same
+// thread, which by coherence read them (nothing stores them later). The other readers
+// (`set_tags`, `segment_base`, `locate`, `seg_meta`, `tag_at` at a computed offset) run
+// only in heap work, on a thread that passed start-up: it read DONE with Acquire from the
+// Release store that ends start-up, after `init` (front::lifecycle), or is the thread that
+// ran it. NEXT_SEG is written under the pool lock; `committed_bytes` reads it outside for
+// statistics only.
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
@@ -143,7 +151,9 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
     let t = TAGS.load(Relaxed);
     for i in first..first + n {
         // Relaxed: an object's tag is published to other threads by whatever synchronisation
-        // hands them the object.
+        // hands them the object (the program's own, or one of our Release/Acquire hand-offs):
+        // this store happens-before their load of it, which by coherence reads it or a later
+        // tag, and the page is retagged only once none of its objects is live.
         // SAFETY: `[p, p + n pages)` is an arena run (caller contract), so page `i` is inside
         // the tag table, mapped for the whole arena before LEN became non-zero.
         unsafe { (*t.add(i)).store(tag, Relaxed) };

@@ -2,6 +2,7 @@
 //! wrapper that reports failure as `None`/`false`; nothing here allocates.
 
 use core::ptr::null_mut;
+use core::sync::atomic::AtomicU32;
 
 pub const PAGE: usize = 4096;
 
@@ -97,10 +98,44 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e }
 }
 
-#[cfg_attr(not(feature = "capi"), allow(dead_code))]
 pub fn errno() -> i32 {
     // SAFETY: as in `set_errno`.
     unsafe { *libc::__errno_location() }
+}
+
+/// Sleeps while `*word == expected` (the check and the sleep are atomic with respect to
+/// [`futex_wake_one`] on the same word, futex(2)). Returns on a wake, a signal, at once when
+/// the word differs, or spuriously: the caller re-checks. Leaves errno unchanged (a lock taken
+/// inside `free` must not change it).
+pub fn futex_wait(word: &AtomicU32, expected: u32) {
+    let saved = errno();
+    // SAFETY: FUTEX_WAIT reads the aligned 32-bit word `word` points to, which is alive for
+    // the whole call (a shared borrow); a null timeout means no other memory is read.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            null_mut::<libc::timespec>(),
+        );
+    }
+    set_errno(saved);
+}
+
+/// Wakes one thread sleeping in [`futex_wait`] on `word`, if any. Leaves errno unchanged.
+pub fn futex_wake_one(word: &AtomicU32) {
+    let saved = errno();
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+    set_errno(saved);
 }
 
 pub fn yield_now() {

@@ -54,8 +54,13 @@ pub trait LockWord {
     /// sleeps. The critical sections are short, so a holder that is running releases within
     /// this; one that is not is better waited for asleep.
     const SPINS: u32;
-    fn compare_exchange(&self, current: u32, new: u32, success: Ordering, failure: Ordering)
-        -> Result<u32, u32>;
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
     fn swap(&self, v: u32, order: Ordering) -> u32;
     fn load(&self, order: Ordering) -> u32;
     /// Sleeps while the word is `expected`, atomically with respect to [`wake_one`]; may
@@ -112,7 +117,9 @@ impl LockWord for Word {
 #[inline(always)]
 pub fn lock<W: LockWord>(w: &W) {
     // Acquire: pairs with the Release swap of the unlock that wrote the 0 we read.
-    if w.compare_exchange(UNLOCKED, LOCKED, Acquire, Relaxed).is_err() {
+    if w.compare_exchange(UNLOCKED, LOCKED, Acquire, Relaxed)
+        .is_err()
+    {
         lock_contended(w);
     }
 }
@@ -480,10 +487,14 @@ mod tests {
 
     fn set_affinity(tid: i32, set: &libc::cpu_set_t) {
         // SAFETY: `set` is a valid cpu_set_t of the size passed.
-        let r = unsafe {
-            libc::sched_setaffinity(tid, core::mem::size_of::<libc::cpu_set_t>(), set)
-        };
-        assert_eq!(r, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+        let r =
+            unsafe { libc::sched_setaffinity(tid, core::mem::size_of::<libc::cpu_set_t>(), set) };
+        assert_eq!(
+            r,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     fn only(cpu: usize) -> libc::cpu_set_t {
@@ -529,7 +540,9 @@ mod tests {
             .collect();
         let cpu = cpus[0];
         // Can we be real-time at all? (EPERM without CAP_SYS_NICE or an RT budget.)
-        let probe = std::thread::spawn(|| set_policy(0, libc::SCHED_FIFO, 2)).join().unwrap();
+        let probe = std::thread::spawn(|| set_policy(0, libc::SCHED_FIFO, 2))
+            .join()
+            .unwrap();
         if let Err(e) = probe {
             return if e == libc::EPERM {
                 Outcome::Skipped("sched_setscheduler(SCHED_FIFO) is not permitted (EPERM)")

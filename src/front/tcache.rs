@@ -25,25 +25,35 @@ pub struct Bin {
 }
 
 impl Bin {
-    /// Pops the most recently freed object, or returns null when the bin is empty.
+    /// Pops the most recently freed object, or returns null when the bin is empty. Through a
+    /// raw pointer, and writing only when the bin holds an object: the malloc fast path pops
+    /// the bins of the stand-in caches too (`tls`), whose bins are always empty and which
+    /// are read-only and shared by every thread without a cache.
     ///
     /// # Safety
-    /// The bin is a well-formed list of free objects with an exact count.
+    /// `b` points to a bin that is a well-formed list of free objects with an exact count,
+    /// and no reference to it is live; a non-empty bin is the calling thread's.
     #[inline(always)]
-    pub unsafe fn pop(&mut self) -> *mut u8 {
-        let p = self.head;
+    pub unsafe fn pop(b: *mut Bin) -> *mut u8 {
+        // SAFETY: `b` points to a live bin (caller contract); a plain read.
+        let p = unsafe { (*b).head };
         if !p.is_null() {
-            // SAFETY: `p` is the non-null head of the bin, a free object it owns.
-            let n = unsafe { crate::ds::list::next(p) };
-            self.head = n;
-            self.count -= 1;
-            crate::sys::os::prefetch(n);
+            // SAFETY: `p` is the non-null head of the bin, a free object it owns, and the bin
+            // is the calling thread's (caller contract), so nothing else touches it.
+            unsafe {
+                let n = crate::ds::list::next(p);
+                (*b).head = n;
+                (*b).count -= 1;
+                crate::sys::os::prefetch(n);
+            }
         }
         p
     }
 }
 
-/// All-zero is the valid "uninitialised" state.
+/// All-zero is the valid "uninitialised" state (`tls::EMPTY`). A thread's own cache lives in
+/// metadata memory and goes with its heap: `lifecycle` keeps one per heap id, so the next
+/// thread to claim a released heap reuses the cache its last owner retired.
 #[repr(C, align(64))]
 pub struct ThreadCache {
     pub bins: [Bin; NUM_BINS],
@@ -103,9 +113,13 @@ impl ThreadCache {
         unsafe { self.heap.as_ref().unwrap_unchecked() }.heap()
     }
 
-    /// Makes an UNINIT cache ACTIVE with the heap `owned`, empty bins at their limits and no
-    /// adoption until its first refills (`lifecycle::activate` does the rest).
+    /// Makes a fresh (all-zero) or retired cache ACTIVE with the heap `owned`, empty bins at
+    /// their limits, no demand history and no adoption until its first refills
+    /// (`lifecycle::activate` does the rest). A retired cache's remote buffer is empty
+    /// (`retire` flushed it), which is all the buffer needs to be reused.
     pub(super) fn start(&mut self, owned: OwnedHeap) {
+        debug_assert!(self.state == UNINIT || self.state == DEAD);
+        debug_assert!(self.heap.is_none() && self.remote_is_empty());
         for (i, b) in self.bins.iter_mut().enumerate() {
             *b = Bin {
                 head: null_mut(),
@@ -116,6 +130,9 @@ impl ThreadCache {
         self.owner_base = page_tag::owner_base(owned.heap().id);
         self.heap = Some(owned);
         self.slow_calls = 0;
+        self.queued = 0;
+        self.demand = [0; DEMAND_WORDS];
+        self.demand_prev = [0; DEMAND_WORDS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -172,7 +189,7 @@ impl ThreadCache {
         b.head = got.head;
         b.count = got.count;
         // SAFETY: the bin was empty (caller contract) and now holds exactly the list `got`.
-        unsafe { b.pop() }
+        unsafe { Bin::pop(b) }
     }
 
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).
@@ -462,9 +479,10 @@ impl ThreadCache {
     }
 
     /// The cache's part of thread exit: flush the remote buffer, return every bin to the
-    /// heap, retire the heap and hand back its handle (`lifecycle` releases it). Later frees on
-    /// this thread take the shared path; later mallocs are served by the large tier (a retired
-    /// cache does not re-activate). `None` when the cache was not ACTIVE.
+    /// heap, retire the heap and hand back its handle (`lifecycle` releases it, with this
+    /// cache, after pointing the thread at `tls::DEAD`: later frees on this thread take the
+    /// shared path, later mallocs are served by the large tier). `None` when the cache was not
+    /// ACTIVE.
     pub(super) fn retire(&mut self) -> Option<OwnedHeap> {
         if self.state != ACTIVE {
             return None;

@@ -68,6 +68,16 @@ pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
     }
 }
 
+/// Makes a range of whole pages read-only (a static that must never be written again).
+///
+/// # Safety
+/// `[p, p+len)` is page aligned and no Rust code writes it afterwards.
+pub unsafe fn protect_read(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the range holds only objects nobody writes any more (caller contract), so
+    // removing write access breaks nothing.
+    unsafe { libc::mprotect(p as *mut libc::c_void, len, libc::PROT_READ) == 0 }
+}
+
 /// Gives the physical pages of a range back to the OS; the range stays mapped and reads as zero.
 ///
 /// # Safety

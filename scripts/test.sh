@@ -42,9 +42,10 @@ combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,st
 combo ""                                                                                           # every box off
 
 # Debug build: the engine's debug assertions (an adopted run never reaches its non-owner's
-# segment bitmap, pooled segments are empty and untagged) on the cross-thread stress tests.
-step "cross-thread stress tests with debug assertions"
-cargo test -p hakozuna --test stress -- medium_ring small_ring producer_consumer
+# segment bitmap, pooled segments are empty and untagged, free_run only of the heap's own runs)
+# on the whole stress suite and the reuse tests.
+step "stress and reuse tests with debug assertions"
+cargo test -p hakozuna --lib --test stress --test shared_pool --test stash_steal
 
 step "loom models of the lock-free structures"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p hakozuna --lib loom_tests -- --test-threads=1

@@ -163,7 +163,8 @@ fn write_info(w: &mut dyn Write, s: &Stats) -> fmt::Result {
     )
 }
 
-/// `malloc_info(0, fp)`: 0 on success; -1 with `EINVAL` for other options or a null stream.
+/// `malloc_info(0, fp)`: 0 on success, -1 if writing failed; `EINVAL` (the value, as glibc
+/// returns it) for other options or a null stream.
 ///
 /// The text is made in a stack buffer and never goes through `fprintf`. What `fp` has
 /// buffered is flushed first, then, if the stream has a descriptor, the text is written to it
@@ -178,8 +179,7 @@ fn write_info(w: &mut dyn Write, s: &Stats) -> fmt::Result {
 #[no_mangle]
 pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
     if options != 0 || fp.is_null() {
-        os::set_errno(libc::EINVAL);
-        return -1;
+        return libc::EINVAL;
     }
     let saved = os::errno();
     // SAFETY: `fp` is a valid stream (caller contract).
@@ -210,25 +210,19 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
     0
 }
 
-/// Parameters of `mallopt` (`<malloc.h>`).
+/// `mallopt`'s `M_MXFAST` (`<malloc.h>`) and glibc's bound for it, `80 * sizeof(size_t) / 4`.
 const M_MXFAST: c_int = 1;
-const M_MMAP_THRESHOLD: c_int = -3;
-/// glibc's bounds: `M_MXFAST` up to `80 * sizeof(size_t) / 4`, `M_MMAP_THRESHOLD` up to
-/// half of `HEAP_MAX_SIZE` (64 MiB on 64-bit).
 const MAX_FAST_SIZE: c_int = 80 * 8 / 4;
-const MMAP_THRESHOLD_MAX: usize = 32 << 20;
 
-/// `mallopt`: returns what glibc 2.36 returns for the same call (1, or 0 for a value glibc
-/// refuses) and changes nothing. Every glibc parameter tunes a mechanism hakozuna does not
-/// have (fastbins, the top chunk and its trimming, per-call mmap, arenas, heap checking,
-/// perturbing freed memory): design.md §14 has the table. Unknown parameters return 1, as in
-/// glibc.
+/// `mallopt`: changes nothing and returns what glibc 2.36 returns for the same call: 0 for
+/// `M_MXFAST` outside 0–160, the only value glibc refuses, and 1 for everything else, unknown
+/// parameters included. Every glibc parameter tunes a mechanism hakozuna does not have
+/// (fastbins, the top chunk and its trimming, the mmap threshold and count, arenas, heap
+/// checking, perturbing freed memory); design.md §14 has the table.
 #[no_mangle]
 pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
     match param {
         M_MXFAST => (0..=MAX_FAST_SIZE).contains(&value) as c_int,
-        // glibc compares the value as a `size_t`: a negative one is out of range.
-        M_MMAP_THRESHOLD => (value as isize as usize <= MMAP_THRESHOLD_MAX) as c_int,
         _ => 1,
     }
 }

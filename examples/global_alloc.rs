@@ -20,11 +20,18 @@ fn main() {
     }
     let big: Vec<u64> = (0..1_000_000).collect();
 
-    // Threads allocate from their own heaps; a block freed by another thread goes home.
+    // Threads allocate from their own heaps; the blocks they return are freed here, on the
+    // main thread, and travel back to their owners' heaps.
     let handles: Vec<_> = (0..4)
-        .map(|t| std::thread::spawn(move || (0..10_000).map(|i| vec![t as u8; i % 512]).count()))
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..10_000)
+                    .map(|i| vec![t as u8; 1 + i % 512])
+                    .collect::<Vec<_>>()
+            })
+        })
         .collect();
-    let blocks: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let blocks: usize = handles.into_iter().map(|h| h.join().unwrap().len()).sum();
 
     let during = hakozuna::stats();
     drop(big);

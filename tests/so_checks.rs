@@ -197,7 +197,11 @@ fn no_cxx_runtime_is_linked() {
 #[test]
 fn the_operator_list_matches_libstdcxx() {
     let libstdcxx = Path::new("/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
-    assert!(libstdcxx.exists(), "{} is missing (install g++)", libstdcxx.display());
+    assert!(
+        libstdcxx.exists(),
+        "{} is missing (install g++)",
+        libstdcxx.display()
+    );
     let mut theirs: Vec<String> = dynamic_symbols(libstdcxx)
         .into_iter()
         .filter(|(t, n)| {

@@ -205,7 +205,8 @@ mod tests {
         let mut buf = [0xffu8; 8];
         // SAFETY: `buf` is valid for its length for the writer's life.
         let mut w = unsafe { SliceWriter::new(buf.as_mut_ptr(), buf.len()) };
-        write!(w, "{}-{}", 12345, "abcdef").unwrap();
+        let word = "abcdef";
+        write!(w, "{}-{word}", 12345).unwrap();
         assert_eq!(w.finish(), 12);
         assert_eq!(&buf, b"12345-a\0");
         // SAFETY: a zero length never writes.
@@ -225,12 +226,13 @@ mod tests {
         use core::fmt::Write;
         extern crate std;
         let mut got = std::vec::Vec::new();
-        let mut w = Chunked::new(|b: &[u8]| got.extend_from_slice(b));
-        for i in 0..1000 {
-            write!(w, "{i},").unwrap();
+        {
+            let mut w = Chunked::new(|b: &[u8]| got.extend_from_slice(b));
+            for i in 0..1000 {
+                write!(w, "{i},").unwrap();
+            }
+            w.finish();
         }
-        w.finish();
-        drop(w);
         let want: std::string::String = (0..1000).map(|i| std::format!("{i},")).collect();
         assert_eq!(got, want.as_bytes());
     }

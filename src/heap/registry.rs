@@ -267,11 +267,6 @@ pub fn published() -> u32 {
     PUBLISHED.load(Acquire)
 }
 
-/// Heaps created so far.
-pub fn heap_count() -> usize {
-    REG.lock().next_id as usize
-}
-
 /// Calls `f` with every published heap's counters.
 pub fn for_each_heap(mut f: impl FnMut(&Counters)) {
     for id in 0..published() {

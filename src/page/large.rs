@@ -9,12 +9,72 @@ use crate::config::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK};
 use crate::stats::{Ev, GLOBAL};
 use crate::sys::os::{self, PAGE};
 use crate::sys::sync::SpinLock;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 const TABLE_SHARDS: usize = 64;
 const CACHE_SHARDS: usize = 8;
 const _: () = assert!(CACHE_SHARDS.is_power_of_two());
 const CACHE_ENTRIES: usize = 128;
+
+/// Page-level accounting of the tier (design.md §13), kept on these slow paths whatever the
+/// features: live blocks (recorded in the table), cached blocks, the peaks of live blocks, and
+/// the address tables' own memory. Relaxed atomics, read without a lock.
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
+static CACHED_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The large tier's figures (bytes are mapping lengths).
+#[derive(Clone, Copy, Default)]
+pub struct Figures {
+    pub live_bytes: usize,
+    pub live_blocks: usize,
+    pub peak_bytes: usize,
+    pub peak_blocks: usize,
+    pub cached_bytes: usize,
+    pub cached_blocks: usize,
+    /// Memory of the address tables.
+    pub table_bytes: usize,
+}
+
+/// The tier's figures now: relaxed reads, each exact on its own but not a consistent
+/// snapshot while other threads allocate.
+pub fn figures() -> Figures {
+    Figures {
+        live_bytes: LIVE_BYTES.load(Relaxed),
+        live_blocks: LIVE_BLOCKS.load(Relaxed),
+        peak_bytes: PEAK_BYTES.load(Relaxed),
+        peak_blocks: PEAK_BLOCKS.load(Relaxed),
+        cached_bytes: CACHED_BYTES.load(Relaxed),
+        cached_blocks: CACHED_BLOCKS.load(Relaxed),
+        table_bytes: TABLE_BYTES.load(Relaxed),
+    }
+}
+
+fn live_moved(len: usize, added: bool) {
+    if added {
+        let b = LIVE_BYTES.fetch_add(len, Relaxed) + len;
+        let n = LIVE_BLOCKS.fetch_add(1, Relaxed) + 1;
+        PEAK_BYTES.fetch_max(b, Relaxed);
+        PEAK_BLOCKS.fetch_max(n, Relaxed);
+    } else {
+        LIVE_BYTES.fetch_sub(len, Relaxed);
+        LIVE_BLOCKS.fetch_sub(1, Relaxed);
+    }
+}
+
+fn cached_moved(len: usize, added: bool) {
+    if added {
+        CACHED_BYTES.fetch_add(len, Relaxed);
+        CACHED_BLOCKS.fetch_add(1, Relaxed);
+    } else {
+        CACHED_BYTES.fetch_sub(len, Relaxed);
+        CACHED_BLOCKS.fetch_sub(1, Relaxed);
+    }
+}
 
 /// Largest request any tier accepts; beyond it allocation fails with ENOMEM.
 pub const MAX_REQUEST: usize = isize::MAX as usize - (1 << 30);
@@ -138,6 +198,7 @@ impl AddrTable {
         let Some(mem) = os::map_rw(new_cap * 16) else {
             return false;
         };
+        TABLE_BYTES.fetch_add(new_cap * 16, Relaxed);
         let old = AddrTable {
             slots: self.slots,
             cap: self.cap,
@@ -155,6 +216,7 @@ impl AddrTable {
         if old.cap > 0 {
             // SAFETY: the old slot array was mapped by a previous `grow` and is no longer used.
             unsafe { os::unmap(old.slots as *mut u8, old.cap * 16) };
+            TABLE_BYTES.fetch_sub(old.cap * 16, Relaxed);
         }
         true
     }
@@ -255,7 +317,11 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
 }
 
 fn register(p: *mut u8, len: usize) -> bool {
-    table(p as usize).lock().insert(p as usize, len)
+    let ok = table(p as usize).lock().insert(p as usize, len);
+    if ok {
+        live_moved(len, true);
+    }
+    ok
 }
 
 /// Usable size of a live large block, `None` if `p` is not one.
@@ -271,6 +337,7 @@ pub unsafe fn free(p: *mut u8) -> bool {
     let Some(len) = table(p as usize).lock().remove(p as usize) else {
         return false;
     };
+    live_moved(len, false);
     // SAFETY: the table recorded `p` as a live block of mapping length `len`; removing it made
     // the mapping ours, and nobody uses it after this call (caller contract).
     unsafe { cache_put(p, len) };
@@ -289,6 +356,7 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> Option<*mut u8> {
     let new_len = class_len(new_size);
     let t = table(p as usize);
     let old_len = t.lock().remove(p as usize)?;
+    live_moved(old_len, false);
     // SAFETY: `p` is a live large block (caller contract), so `[p, p+old_len)` is the range the
     // table records for it: within one of our mappings (a whole one, or a part the cache split
     // off one) and used by nobody else.
@@ -334,6 +402,7 @@ fn remove_entry(c: &mut Cache, i: usize) -> Cached {
     c.entries[i] = c.entries[last];
     c.n = last;
     c.bytes -= e.len;
+    cached_moved(e.len, false);
     e
 }
 
@@ -352,6 +421,8 @@ fn split_from(shard: &SpinLock<Cache>, len: usize) -> Option<(*mut u8, usize)> {
         stamp: e.stamp,
     };
     c.bytes -= len;
+    // Bytes only: the block count is unchanged (the tail stays an entry).
+    CACHED_BYTES.fetch_sub(len, Relaxed);
     Some((e.addr as *mut u8, len))
 }
 
@@ -425,6 +496,7 @@ unsafe fn cache_put(p: *mut u8, len: usize) {
             };
             c.n += 1;
             c.bytes += len;
+            cached_moved(len, true);
         } else {
             evict.push(p as usize, len);
         }
@@ -455,6 +527,7 @@ impl Evicted {
         let e = c.entries[i];
         self.push(e.addr, e.len);
         c.bytes -= e.len;
+        cached_moved(e.len, false);
         c.n -= 1;
         let last = c.n;
         c.entries[i] = c.entries[last];
@@ -514,6 +587,7 @@ pub fn purge_cache() -> usize {
             let e = c.entries[i];
             // SAFETY: cached blocks are unused mappings owned by the cache.
             unsafe { os::unmap(e.addr as *mut u8, e.len) };
+            cached_moved(e.len, false);
             bytes += e.len;
         }
         c.n = 0;

@@ -168,10 +168,27 @@ pub fn now_ms() -> u64 {
 
 /// Writes bytes to stderr, ignoring errors (diagnostics only).
 pub fn write_stderr(b: &[u8]) {
-    // SAFETY: the slice is valid for reads of its length.
-    unsafe {
-        libc::write(2, b.as_ptr() as *const libc::c_void, b.len());
+    write_fd(2, b);
+}
+
+/// Writes all of `b` to descriptor `fd`, retrying short writes and `EINTR`. False on any
+/// other error (the rest is dropped).
+pub fn write_fd(fd: i32, mut b: &[u8]) -> bool {
+    while !b.is_empty() {
+        // SAFETY: the slice is valid for reads of its length.
+        let n = unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if n == 0 {
+            return false;
+        }
+        b = &b[n as usize..];
     }
+    true
 }
 
 /// Reads an environment variable without allocating. `name` must end in NUL.

@@ -105,29 +105,10 @@ impl OwnedHeap {
         let mut offered = false;
         for bin in 0..SMALL_BINS {
             if config::STASH_PUSH {
-                let all = h.shared.stash[bin].take_all();
-                if !all.is_null() {
-                    // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap
-                    // made exclusively ours.
-                    unsafe {
-                        self.local().small[bin]
-                            .central
-                            .push_chain(Chain::measure(all))
-                    };
-                }
+                self.stash_to_central(bin);
             }
+            self.spill_to_central(bin);
             let l = &mut self.local().small[bin];
-            if !l.spill.head.is_null() {
-                // SAFETY: the spill and central are null-terminated lists of free objects of
-                // this bin that share no object; an uncounted stash leaves the spill's count an
-                // estimate, so it is measured first.
-                unsafe {
-                    if !config::STASH_COUNT {
-                        l.spill.count = Chain::measure(l.spill.head).n;
-                    }
-                    l.central.append(&mut l.spill);
-                }
-            }
             let limit = sc::bin_limit(bin);
             while l.central.count > config::SHARED_KEEP * limit + limit {
                 // SAFETY: the central list is well formed with an exact count above `limit`;
@@ -148,6 +129,37 @@ impl OwnedHeap {
             }
         }
         offered
+    }
+
+    /// Moves the whole owner stash of small `bin` into its central list.
+    pub(super) fn stash_to_central(&mut self, bin: usize) {
+        let all = self.heap().shared.stash[bin].take_all();
+        if !all.is_null() {
+            // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap made
+            // exclusively ours.
+            unsafe {
+                self.local().small[bin]
+                    .central
+                    .push_chain(Chain::measure(all))
+            };
+        }
+    }
+
+    /// Moves the spill of small `bin` into its central list.
+    pub(super) fn spill_to_central(&mut self, bin: usize) {
+        let l = &mut self.local().small[bin];
+        if l.spill.head.is_null() {
+            return;
+        }
+        // SAFETY: the spill and central are null-terminated lists of free objects of this bin
+        // that share no object. Counted stashes keep the spill's count exact; otherwise it is an
+        // estimate and the spill is measured first.
+        unsafe {
+            if !config::STASH_COUNT {
+                l.spill.count = Chain::measure(l.spill.head).n;
+            }
+            l.central.append(&mut l.spill);
+        }
     }
 
     /// Moves everything queued in `q` into the central list of `bin`. True if it held any.

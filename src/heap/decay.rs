@@ -4,7 +4,6 @@
 
 use super::OwnedHeap;
 use crate::config;
-use crate::ds::list::Chain;
 use crate::page::arena::{self, SegInner};
 use crate::page::bitmap::PageBitmap;
 use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
@@ -148,20 +147,8 @@ impl OwnedHeap {
     pub fn retire(&mut self) {
         self.drain_queues();
         self.shrink_medium_for_exit();
-        for b in 0..SMALL_BINS {
-            let l = &mut self.local().small[b];
-            if l.spill.head.is_null() {
-                continue;
-            }
-            // SAFETY: the spill and central are null-terminated lists of free objects of this
-            // bin that share no object. Counted stashes keep the spill's count exact; otherwise
-            // it is an estimate and the spill is measured first.
-            unsafe {
-                if !config::STASH_COUNT {
-                    l.spill.count = Chain::measure(l.spill.head).n;
-                }
-                l.central.append(&mut l.spill);
-            }
+        for bin in 0..SMALL_BINS {
+            self.spill_to_central(bin);
         }
         // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
         self.release_empty_segments(true);

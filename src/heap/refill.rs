@@ -4,7 +4,7 @@
 
 use super::{pool, registry, OwnedHeap, SMALL_SEGS};
 use crate::config::{self, STASH_PUSH, TRANSFER_CACHE};
-use crate::ds::list::{set_next, Chain, LocalList};
+use crate::ds::list::{set_next, LocalList};
 use crate::ds::owner_stash::PopMode;
 use crate::page::{arena, page_tag, size_class as sc};
 use crate::stats::Ev;
@@ -27,16 +27,7 @@ impl OwnedHeap {
             }
         } else if STASH_PUSH {
             // Pops are switched off: drain the stash whole into central so nothing strands.
-            let all = h.shared.stash[bin].take_all();
-            if !all.is_null() {
-                // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap
-                // made exclusively ours.
-                unsafe {
-                    self.local().small[bin]
-                        .central
-                        .push_chain(Chain::measure(all))
-                };
-            }
+            self.stash_to_central(bin);
         }
         if XFER_FED {
             let got = h.shared.xfer[bin].pop();

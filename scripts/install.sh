@@ -5,7 +5,7 @@
 #
 #   cargo build --release && sudo ./scripts/install.sh               # PREFIX=/usr/local
 #   PREFIX=$HOME/.local ./scripts/install.sh                          # no root needed
-#   DESTDIR=/tmp/pkg PREFIX=/usr ./scripts/install.sh                 # staged, for packaging
+#   DESTDIR="$PWD/pkg" PREFIX=/usr ./scripts/install.sh             # staged, for packaging
 #
 # Uninstall: remove those four files. Nothing else is written.
 set -eu

@@ -1,10 +1,30 @@
-//! Size tiers and classes (design.md §4): one table-free mapping from request size to bin, and the
+//! Size tiers and classes (design.md §4): the mapping from request size to bin, and the
 //! per-class constants (object size, page-run length, batch sizes, cache limits).
 //!
-//! Bins `0..128` are small classes 16..=2048 in 16-byte steps; bins `128..144` are medium
-//! classes 4 KiB..=64 KiB in 4 KiB steps (2049..4096 rounds up to 4096); bins `144..160` are
-//! the geometric large classes up to 256 KiB (four per doubling), which are also one object per
-//! page run of the arena. Anything larger is a large block with its own mapping (`large`).
+//! Up to 2,048 bytes the classes are 16 bytes apart (bins `0..128`). Above that, up to
+//! [`ARENA_MAX`] (256 KiB), they are geometric, four per doubling as in jemalloc and mimalloc:
+//! 2,560, 3,072, 3,584, 4,096, 5,120, … 229,376, 262,144, so no request above 2 KiB gets a
+//! block more than 25 % larger than itself (2,049 → 2,560, 4,097 → 5,120, 9,000 → 10,240).
+//! Anything larger is a large block with its own mapping (`large`).
+//!
+//! How a class is served decides its bin number:
+//! - *small* bins `0..SMALL_BINS` are **carved**, several objects to a page run (objects of a
+//!   run never go back to their segment): the 16-byte-step classes, then the eight geometric
+//!   classes that are not whole pages (2,560, 3,072, 3,584, 5,120, 6,144, 7,168, 10,240,
+//!   14,336), whose runs are a whole number of objects (2,560 × 8 = five pages);
+//! - *medium* bins `SMALL_BINS..NUM_BINS` are **page runs**, one object per run, given back to
+//!   their segment run by run: the geometric classes that are whole pages (4, 8, 12, 16, 20 …
+//!   256 KiB), which a run fits exactly.
+//!
+//! So bin numbers above 127 do not follow size order; `bin_of` maps a size above 2,048 through
+//! a 512-entry table indexed by `(size − 1) >> 9` (every class above 2 KiB is a multiple of
+//! 512 bytes).
+//!
+//! Alignment: a run starts on a page, so a medium object is page aligned and a carved object
+//! is aligned to the largest power of two dividing its size (2,560: 512; 6,144: 2,048). A
+//! request rounded up to a multiple of `align ≤ 4096` lands in a class that `align` divides
+//! (the geometric classes of the doubling above 2^k are 2^(k−2) × 5, 6, 7, 8, and a multiple
+//! of 2^(k−1) or 2^k there is itself a class), which is what `memalign` relies on.
 //!
 //! Serving large blocks up to 256 KiB from the arena is a measured deviation from design.md §4
 //! (which caches them as mappings): with a mapping per block, random 64 KiB–512 KiB traffic ran
@@ -13,57 +33,116 @@
 
 use crate::config::SMALL_REFILL_BATCH;
 
+/// Largest class of the 16-byte steps.
 pub const SMALL_MAX: usize = 2048;
-/// Largest size the malloc fast path maps arithmetically.
+/// Largest class a thread bin holds more than one object of.
 pub const MEDIUM_MAX: usize = 65536;
 /// Largest size served from the arena.
 pub const ARENA_MAX: usize = 256 << 10;
-pub const SMALL_BINS: usize = 128;
-const LINEAR_MEDIUM: usize = 16;
-const BIG_CLASSES: usize = 8;
-/// Bins with one object per page run (medium and arena-large).
-pub const MEDIUM_BINS: usize = LINEAR_MEDIUM + BIG_CLASSES;
-pub const NUM_BINS: usize = SMALL_BINS + MEDIUM_BINS;
+/// Bins of the 16-byte-step classes.
+const STEP_BINS: usize = SMALL_MAX / 16;
+/// Geometric classes from above [`SMALL_MAX`] to [`ARENA_MAX`]: four per doubling.
+const GEO_CLASSES: usize = 4 * (ARENA_MAX / SMALL_MAX).trailing_zeros() as usize;
 const PAGE: usize = 4096;
 
-/// Sizes of the geometric classes above 64 KiB: 80 K, 96 K, 112 K, 128 K, 160 K … 256 K.
-const BIG_SIZE: [usize; BIG_CLASSES] = {
-    let mut t = [0; BIG_CLASSES];
-    let mut i = 0;
-    while i < BIG_CLASSES {
-        let base = 64 << 10 << (i / 4);
-        t[i] = base + (base / 4) * (i % 4 + 1);
+/// Size of geometric class `j`: 2^(k−2) × (5 + j % 4) for the doubling above 2^k, k = 11 + j / 4.
+const fn geo_size(j: usize) -> usize {
+    (SMALL_MAX >> 2 << (j / 4)) * (5 + j % 4)
+}
+
+/// Whether geometric class `j` is a whole number of pages (served as page runs).
+const fn geo_whole_pages(j: usize) -> bool {
+    geo_size(j).is_multiple_of(PAGE)
+}
+
+/// Geometric classes carved several to a run: those that are not a whole number of pages.
+const CARVED_GEO: usize = {
+    let mut n = 0;
+    let mut j = 0;
+    while j < GEO_CLASSES {
+        if !geo_whole_pages(j) {
+            n += 1;
+        }
+        j += 1;
+    }
+    n
+};
+
+/// Carved bins: the 16-byte steps and the carved geometric classes.
+pub const SMALL_BINS: usize = STEP_BINS + CARVED_GEO;
+/// Bins with one object per page run (medium and arena-large).
+pub const MEDIUM_BINS: usize = GEO_CLASSES - CARVED_GEO;
+pub const NUM_BINS: usize = SMALL_BINS + MEDIUM_BINS;
+
+/// Bin of geometric class `j`: carved ones first (from [`STEP_BINS`]), then page runs, each
+/// group in size order.
+const GEO_BIN: [u8; GEO_CLASSES] = {
+    let mut t = [0u8; GEO_CLASSES];
+    let (mut carved, mut runs) = (STEP_BINS, SMALL_BINS);
+    let mut j = 0;
+    while j < GEO_CLASSES {
+        if !geo_whole_pages(j) {
+            t[j] = carved as u8;
+            carved += 1;
+        } else {
+            t[j] = runs as u8;
+            runs += 1;
+        }
+        j += 1;
+    }
+    t
+};
+
+/// Object size of every bin.
+const BIN_SIZE: [u32; NUM_BINS] = {
+    let mut t = [0u32; NUM_BINS];
+    let mut b = 0;
+    while b < STEP_BINS {
+        t[b] = ((b + 1) << 4) as u32;
+        b += 1;
+    }
+    let mut j = 0;
+    while j < GEO_CLASSES {
+        t[GEO_BIN[j] as usize] = geo_size(j) as u32;
+        j += 1;
+    }
+    t
+};
+
+/// Granularity of [`GEO_OF`]: every geometric class is a multiple of 512 bytes.
+const GEO_SHIFT: u32 = 9;
+
+/// `bin_of` above [`SMALL_MAX`]: entry `i` is the bin of sizes `512·i + 1 ..= 512·(i + 1)`.
+/// Entries below `SMALL_MAX >> 9` are never read.
+static GEO_OF: [u8; ARENA_MAX >> GEO_SHIFT] = {
+    let mut t = [0u8; ARENA_MAX >> GEO_SHIFT];
+    let mut i = SMALL_MAX >> GEO_SHIFT;
+    let mut j = 0;
+    while i < t.len() {
+        while geo_size(j) < (i + 1) << GEO_SHIFT {
+            j += 1;
+        }
+        t[i] = GEO_BIN[j];
         i += 1;
     }
     t
 };
 
-/// Bin for any size the arena serves (slow path): `bin_of`, or a geometric class.
-pub fn bin_of_any(size: usize) -> Option<usize> {
-    if let Some(b) = bin_of(size) {
-        return Some(b);
-    }
-    if size == 0 || size > ARENA_MAX {
-        return None;
-    }
-    let i = BIG_SIZE.iter().position(|&c| c >= size)?;
-    Some(SMALL_BINS + LINEAR_MEDIUM + i)
-}
-
-/// Bin for a request of `size` bytes, `None` for 0 and for the large tier.
-/// Two compares and a shift: this is on the malloc fast path.
+/// Bin for a request of `size` bytes, `None` for 0 and for the large tier. On the malloc fast
+/// path: two compares, and a shift or one table load.
 #[inline(always)]
 pub fn bin_of(size: usize) -> Option<usize> {
     let s = size.wrapping_sub(1);
     if s < SMALL_MAX {
         Some(s >> 4)
-    } else if s < MEDIUM_MAX {
-        Some(SMALL_BINS + (s >> 12))
+    } else if s < ARENA_MAX {
+        Some(GEO_OF[s >> GEO_SHIFT] as usize)
     } else {
         None
     }
 }
 
+/// Whether `bin` is carved several objects to a run (not one object per page run).
 #[inline]
 pub const fn is_small(bin: usize) -> bool {
     bin < SMALL_BINS
@@ -72,25 +151,33 @@ pub const fn is_small(bin: usize) -> bool {
 /// Object size of a bin.
 #[inline]
 pub const fn bin_size(bin: usize) -> usize {
-    if bin < SMALL_BINS {
+    if bin < STEP_BINS {
         (bin + 1) << 4
-    } else if bin < SMALL_BINS + LINEAR_MEDIUM {
-        (bin - SMALL_BINS + 1) << 12
     } else {
-        BIG_SIZE[bin - SMALL_BINS - LINEAR_MEDIUM]
+        BIN_SIZE[bin] as usize
     }
 }
 
-/// Pages in one run of a bin: medium = the object; small = the shortest run of 1, 2, 4 or 8
-/// pages whose tail waste is under 1/8 (hz3 always used one page, wasting up to half of it).
+/// Pages in one run of a bin: medium = the object; small = see [`small_run_pages`].
 pub const fn run_pages(bin: usize) -> usize {
-    if bin >= SMALL_BINS {
-        return bin_size(bin) / PAGE;
-    }
     RUN_PAGES[bin] as usize
 }
 
-const fn small_run_pages(size: usize) -> u8 {
+/// Run length of a carved class. Up to 2 KiB: the shortest run of 1, 2, 4 or 8 pages whose
+/// tail waste is under 1/8 (hz3 always used one page, wasting up to half of it). Above: the
+/// shortest run with at least two objects and a tail under 1/32, which for these classes is
+/// the exact fit (2,560: 5 pages, 8 objects; 14,336: 7 pages, 2 objects).
+const fn small_run_pages(size: usize) -> usize {
+    if size > SMALL_MAX {
+        let mut pages = 1;
+        loop {
+            let bytes = pages * PAGE;
+            if bytes / size >= 2 && (bytes % size) * 32 < bytes {
+                return pages;
+            }
+            pages += 1;
+        }
+    }
     let mut pages = 1;
     while pages < 8 {
         let bytes = pages * PAGE;
@@ -99,15 +186,21 @@ const fn small_run_pages(size: usize) -> u8 {
         }
         pages *= 2;
     }
-    pages as u8
+    pages
 }
 
-const RUN_PAGES: [u8; SMALL_BINS] = {
-    let mut t = [0u8; SMALL_BINS];
-    let mut i = 0;
-    while i < SMALL_BINS {
-        t[i] = small_run_pages((i + 1) << 4);
-        i += 1;
+const RUN_PAGES: [u8; NUM_BINS] = {
+    let mut t = [0u8; NUM_BINS];
+    let mut b = 0;
+    while b < NUM_BINS {
+        let pages = if b < SMALL_BINS {
+            small_run_pages(bin_size(b))
+        } else {
+            bin_size(b) / PAGE
+        };
+        assert!(pages <= u8::MAX as usize);
+        t[b] = pages as u8;
+        b += 1;
     }
     t
 };
@@ -117,32 +210,38 @@ pub const fn objs_per_run(bin: usize) -> usize {
     run_pages(bin) * PAGE / bin_size(bin)
 }
 
-/// Objects moved into a thread bin per refill: small 32 *(hz3)*; medium by class
-/// 12, 8, 4, 4, 4, 3 ×5, then 2 *(hz3)*.
+/// Objects moved into a thread bin per refill: 32 up to 2 KiB *(hz3)*; above, by size, as
+/// hz3's medium batches: 12 up to 4 KiB, 8 up to 8 KiB, 4 up to 20 KiB, 3 up to 40 KiB, 2 up
+/// to 64 KiB, then 1.
 pub const fn refill_batch(bin: usize) -> u32 {
-    if bin < SMALL_BINS {
-        return SMALL_REFILL_BATCH;
-    }
-    match bin - SMALL_BINS {
-        0 => 12,
-        1 => 8,
-        2..=4 => 4,
-        5..=9 => 3,
-        10..=15 => 2,
-        _ => 1,
+    let size = bin_size(bin);
+    if size <= SMALL_MAX {
+        SMALL_REFILL_BATCH
+    } else if size <= 4 << 10 {
+        12
+    } else if size <= 8 << 10 {
+        8
+    } else if size <= 20 << 10 {
+        4
+    } else if size <= 40 << 10 {
+        3
+    } else if size <= MEDIUM_MAX {
+        2
+    } else {
+        1
     }
 }
 
 /// Thread-bin cap: beyond it a free sends half the bin back to the heap's central list.
-/// At least two refills (no ping-pong); otherwise ~64 KiB per small bin (at most 256 objects)
-/// and ~256 KiB per medium bin.
+/// At least two refills (no ping-pong); otherwise ~64 KiB per bin up to 2 KiB (at most 256
+/// objects) and ~256 KiB per bin above.
 pub const fn bin_limit(bin: usize) -> u32 {
     if bin_size(bin) > MEDIUM_MAX {
         // Large classes: one cached block per thread; the heap's central list holds more.
         return 1;
     }
     let two = 2 * refill_batch(bin);
-    let (bytes, max) = if bin >= SMALL_BINS {
+    let (bytes, max) = if bin_size(bin) > SMALL_MAX {
         (256 << 10, u32::MAX)
     } else {
         (64 << 10, 256)
@@ -167,61 +266,135 @@ pub const fn medium_central_cap(bin: usize, bytes: usize) -> u32 {
     }
 }
 
+const _: () = assert!(GEO_CLASSES == 28 && CARVED_GEO == 8 && NUM_BINS == 156);
+const _: () = assert!(geo_size(GEO_CLASSES - 1) == ARENA_MAX);
+// The page tag and the remote ring keep `bin + 1` in 16 bits; `GEO_OF` in 8.
+const _: () = assert!(NUM_BINS < 256);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec::Vec;
+
+    /// The bins in size order.
+    fn by_size() -> Vec<usize> {
+        let mut v: Vec<usize> = (0..NUM_BINS).collect();
+        v.sort_by_key(|&b| bin_size(b));
+        v
+    }
 
     #[test]
     fn bins_cover_every_size_and_fit() {
         assert_eq!(bin_of(0), None);
-        assert_eq!(bin_of(MEDIUM_MAX + 1), None);
+        assert_eq!(bin_of(ARENA_MAX + 1), None);
         assert_eq!(bin_of(usize::MAX), None);
+        let order = by_size();
+        let rank: Vec<usize> = {
+            let mut r = std::vec![0; NUM_BINS];
+            for (i, &b) in order.iter().enumerate() {
+                r[b] = i;
+            }
+            r
+        };
+        for w in order.windows(2) {
+            assert!(bin_size(w[0]) < bin_size(w[1]), "distinct sizes");
+        }
         let mut prev = 0;
-        for size in 1..=MEDIUM_MAX {
+        for size in 1..=ARENA_MAX {
             let b = bin_of(size).unwrap();
             assert!(b < NUM_BINS);
             assert!(bin_size(b) >= size, "size {size} bin {b}");
-            assert!(b >= prev, "monotone");
-            // Tightest class: the previous class is too small.
-            if b > 0 && b != SMALL_BINS {
-                assert!(bin_size(b - 1) < size);
+            // Tightest class: the next smaller class is too small.
+            if rank[b] > 0 {
+                assert!(bin_size(order[rank[b] - 1]) < size, "size {size}");
             }
-            prev = b;
+            assert!(rank[b] >= prev, "monotone in size order");
+            prev = rank[b];
+        }
+        // Every class is reached, by its own size.
+        for b in 0..NUM_BINS {
+            assert_eq!(bin_of(bin_size(b)), Some(b), "bin {b}");
         }
         assert_eq!(bin_of(16), Some(0));
         assert_eq!(bin_of(17), Some(1));
         assert_eq!(bin_of(2048), Some(127));
         assert_eq!(bin_of(2049), Some(128));
-        assert_eq!(bin_size(128), 4096);
-        assert_eq!(bin_of(65536), Some(143));
-        assert_eq!(bin_size(143), 65536);
-        for size in (MEDIUM_MAX + 1..=ARENA_MAX).step_by(97).chain([ARENA_MAX]) {
-            let b = bin_of_any(size).unwrap();
-            assert!(b > 143 && b < NUM_BINS);
-            assert!(
-                bin_size(b) >= size && bin_size(b - 1) < size,
-                "size {size} bin {b}"
-            );
-            assert_eq!(bin_size(b) % PAGE, 0);
-        }
+        assert_eq!(bin_size(128), 2560);
+        assert_eq!(bin_size(bin_of(4096).unwrap()), 4096);
+        assert_eq!(bin_size(bin_of(4097).unwrap()), 5120);
+        assert_eq!(bin_size(bin_of(9000).unwrap()), 10240);
+        assert_eq!(bin_size(bin_of(65536).unwrap()), 65536);
         assert_eq!(bin_size(NUM_BINS - 1), ARENA_MAX);
-        assert_eq!(bin_of_any(ARENA_MAX + 1), None);
-        assert_eq!(bin_of_any(0), None);
+        // Carved bins are exactly the classes up to 2 KiB and those that are not whole pages.
+        for b in 0..NUM_BINS {
+            assert_eq!(
+                is_small(b),
+                bin_size(b) <= SMALL_MAX || !bin_size(b).is_multiple_of(PAGE),
+                "bin {b}"
+            );
+        }
     }
 
     #[test]
-    fn small_runs_waste_under_an_eighth() {
+    fn usable_size_within_a_quarter_above_2_kib() {
+        for n in SMALL_MAX + 1..=ARENA_MAX {
+            let u = bin_size(bin_of(n).unwrap());
+            // Within 25 % of the request, and under 20 % of the block wasted.
+            assert!(u * 4 <= n * 5, "{n} -> {u}");
+            assert!((u - n) * 5 < u, "{n} -> {u}");
+        }
+        // Classes at most 25 % apart from 2 KiB up.
+        let order = by_size();
+        for w in order.windows(2).filter(|w| bin_size(w[0]) >= SMALL_MAX) {
+            assert!(bin_size(w[1]) * 4 <= bin_size(w[0]) * 5, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn small_runs_waste_little() {
         for b in 0..SMALL_BINS {
             let bytes = run_pages(b) * PAGE;
             let waste = bytes - objs_per_run(b) * bin_size(b);
-            assert!(waste * 8 < bytes, "bin {b}: {waste} of {bytes}");
-            assert!(run_pages(b).is_power_of_two() && run_pages(b) <= 8);
-            assert!(objs_per_run(b) >= 2);
+            assert!(objs_per_run(b) >= 2, "bin {b}");
+            if bin_size(b) <= SMALL_MAX {
+                assert!(waste * 8 < bytes, "bin {b}: {waste} of {bytes}");
+                assert!(run_pages(b).is_power_of_two() && run_pages(b) <= 8);
+            } else {
+                assert_eq!(waste, 0, "bin {b}");
+                assert!(run_pages(b) <= 7, "bin {b}");
+            }
+        }
+        for b in SMALL_BINS..NUM_BINS {
+            assert_eq!(run_pages(b) * PAGE, bin_size(b), "bin {b}");
         }
         assert_eq!(run_pages(0), 1);
         assert_eq!(run_pages(127), 1);
         // 1376-byte objects waste a third of one page; four pages bring it under 1/8.
         assert_eq!(run_pages(bin_of(1376).unwrap()), 4);
+        assert_eq!((run_pages(128), objs_per_run(128)), (5, 8));
+    }
+
+    /// What `memalign` relies on: a request rounded up to a multiple of `align` (up to a page)
+    /// lands in a class whose objects are `align`-aligned: a page run, or a carved class whose
+    /// size `align` divides (runs start on a page).
+    #[test]
+    fn rounded_requests_keep_their_alignment() {
+        let mut align = 32;
+        while align <= PAGE {
+            for size in 1..=ARENA_MAX {
+                let s = size.next_multiple_of(align);
+                let Some(b) = bin_of(s) else {
+                    assert!(s > ARENA_MAX);
+                    continue;
+                };
+                if is_small(b) {
+                    assert_eq!(bin_size(b) % align, 0, "align {align} size {size}");
+                } else {
+                    assert_eq!(bin_size(b) % PAGE, 0);
+                }
+            }
+            align *= 2;
+        }
     }
 
     #[test]
@@ -233,6 +406,8 @@ mod tests {
             }
             assert!(bin_limit(b) >= 2 * refill_batch(b));
             assert!(refill_batch(b) >= 1);
+            // A thread bin holds at most 256 KiB (two refills of 12 × 4 KiB = 96 KiB aside).
+            assert!(bin_limit(b) as usize * bin_size(b) <= 256 << 10, "bin {b}");
         }
     }
 }

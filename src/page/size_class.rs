@@ -2,19 +2,22 @@
 //! per-class constants (object size, page-run length, batch sizes, cache limits).
 //!
 //! Up to 2,048 bytes the classes are 16 bytes apart (bins `0..128`). Above that, up to
-//! [`ARENA_MAX`] (256 KiB), they are geometric, four per doubling as in jemalloc and mimalloc:
-//! 2,560, 3,072, 3,584, 4,096, 5,120, … 229,376, 262,144, so no request above 2 KiB gets a
-//! block more than 25 % larger than itself (2,049 → 2,560, 4,097 → 5,120, 9,000 → 10,240).
-//! Anything larger is a large block with its own mapping (`large`).
+//! [`ARENA_MAX`] (256 KiB), they are geometric, four per doubling as in jemalloc and mimalloc
+//! (2,560, 3,072, 3,584, 4,096, 5,120 … 229,376, 262,144), plus the medium tier's 4 KiB steps
+//! where those are finer (36, 44, 52 and 60 KiB): so no request above 2 KiB gets a block more
+//! than 25 % larger than itself (2,049 → 2,560, 4,097 → 5,120, 9,000 → 10,240), and none gets
+//! a larger block than the 4 KiB steps gave. Anything larger is a large block with its own
+//! mapping (`large`).
 //!
 //! How a class is served decides its bin number:
 //! - *small* bins `0..SMALL_BINS` are **carved**, several objects to a page run (objects of a
-//!   run never go back to their segment): the 16-byte-step classes, then the eight geometric
-//!   classes that are not whole pages (2,560, 3,072, 3,584, 5,120, 6,144, 7,168, 10,240,
+//!   run never go back to their segment): the 16-byte-step classes, then the eight classes
+//!   above 2 KiB that are not whole pages (2,560, 3,072, 3,584, 5,120, 6,144, 7,168, 10,240,
 //!   14,336), whose runs are a whole number of objects (2,560 × 8 = five pages);
 //! - *medium* bins `SMALL_BINS..NUM_BINS` are **page runs**, one object per run, given back to
-//!   their segment run by run: the geometric classes that are whole pages (4, 8, 12, 16, 20 …
-//!   256 KiB), which a run fits exactly.
+//!   their segment run by run: the classes that are whole pages (4 KiB to 64 KiB in 4 KiB
+//!   steps, then 80, 96, 112, 128, 160 … 256 KiB), which a run fits exactly — the medium and
+//!   arena-large classes as they were before the carved ones were added.
 //!
 //! So bin numbers above 127 do not follow size order; `bin_of` maps a size above 2,048 through
 //! a 512-entry table indexed by `(size − 1) >> 9` (every class above 2 KiB is a multiple of
@@ -41,54 +44,63 @@ pub const MEDIUM_MAX: usize = 65536;
 pub const ARENA_MAX: usize = 256 << 10;
 /// Bins of the 16-byte-step classes.
 const STEP_BINS: usize = SMALL_MAX / 16;
-/// Geometric classes from above [`SMALL_MAX`] to [`ARENA_MAX`]: four per doubling.
-const GEO_CLASSES: usize = 4 * (ARENA_MAX / SMALL_MAX).trailing_zeros() as usize;
 const PAGE: usize = 4096;
+/// Granularity of the classes above [`SMALL_MAX`]: all are multiples of 512 bytes.
+const ABOVE_SHIFT: u32 = 9;
 
-/// Size of geometric class `j`: 2^(k−2) × (5 + j % 4) for the doubling above 2^k, k = 11 + j / 4.
-const fn geo_size(j: usize) -> usize {
-    (SMALL_MAX >> 2 << (j / 4)) * (5 + j % 4)
+/// Whether `size` (a multiple of 512 above [`SMALL_MAX`], at most [`ARENA_MAX`]) is a class:
+/// a geometric one, 2^(k−2) × 5, 6, 7 or 8 in the doubling above 2^k (four per doubling), or a
+/// multiple of 4 KiB up to [`MEDIUM_MAX`] (the medium tier's 4 KiB steps, finer than four per
+/// doubling above 16 KiB: 36, 44, 52 and 60 KiB).
+const fn is_class_above(size: usize) -> bool {
+    let k = usize::BITS - 1 - (size - 1).leading_zeros();
+    size.is_multiple_of(1 << (k - 2)) || (size.is_multiple_of(PAGE) && size <= MEDIUM_MAX)
 }
 
-/// Whether geometric class `j` is a whole number of pages (served as page runs).
-const fn geo_whole_pages(j: usize) -> bool {
-    geo_size(j).is_multiple_of(PAGE)
-}
-
-/// Geometric classes carved several to a run: those that are not a whole number of pages.
-const CARVED_GEO: usize = {
-    let mut n = 0;
-    let mut j = 0;
-    while j < GEO_CLASSES {
-        if !geo_whole_pages(j) {
+/// Classes above [`SMALL_MAX`], and how many of them are carved (not whole pages).
+const ABOVE_COUNTS: (usize, usize) = {
+    let (mut n, mut carved) = (0, 0);
+    let mut size = SMALL_MAX + (1 << ABOVE_SHIFT);
+    while size <= ARENA_MAX {
+        if is_class_above(size) {
             n += 1;
+            if !size.is_multiple_of(PAGE) {
+                carved += 1;
+            }
         }
-        j += 1;
+        size += 1 << ABOVE_SHIFT;
     }
-    n
+    (n, carved)
 };
 
-/// Carved bins: the 16-byte steps and the carved geometric classes.
-pub const SMALL_BINS: usize = STEP_BINS + CARVED_GEO;
-/// Bins with one object per page run (medium and arena-large).
-pub const MEDIUM_BINS: usize = GEO_CLASSES - CARVED_GEO;
+/// Carved bins: the 16-byte steps, then the classes above 2 KiB that are not whole pages.
+pub const SMALL_BINS: usize = STEP_BINS + ABOVE_COUNTS.1;
+/// Bins with one object per page run (medium and arena-large): the whole-page classes.
+pub const MEDIUM_BINS: usize = ABOVE_COUNTS.0 - ABOVE_COUNTS.1;
 pub const NUM_BINS: usize = SMALL_BINS + MEDIUM_BINS;
 
-/// Bin of geometric class `j`: carved ones first (from [`STEP_BINS`]), then page runs, each
-/// group in size order.
-const GEO_BIN: [u8; GEO_CLASSES] = {
-    let mut t = [0u8; GEO_CLASSES];
+/// `bin_of` above [`SMALL_MAX`]: entry `i` is the bin of sizes `512·i + 1 ..= 512·(i + 1)`.
+/// Carved classes are numbered from [`STEP_BINS`], whole-page ones from [`SMALL_BINS`], each
+/// group in size order. Entries below `SMALL_MAX >> 9` are never read.
+static ABOVE_OF: [u8; ARENA_MAX >> ABOVE_SHIFT] = {
+    let mut t = [0u8; ARENA_MAX >> ABOVE_SHIFT];
     let (mut carved, mut runs) = (STEP_BINS, SMALL_BINS);
-    let mut j = 0;
-    while j < GEO_CLASSES {
-        if !geo_whole_pages(j) {
-            t[j] = carved as u8;
-            carved += 1;
-        } else {
-            t[j] = runs as u8;
-            runs += 1;
+    // From the top down: each entry takes the smallest class at or above its sizes.
+    let mut i = t.len();
+    let mut bin = 0;
+    while i > SMALL_MAX >> ABOVE_SHIFT {
+        i -= 1;
+        let size = (i + 1) << ABOVE_SHIFT;
+        if is_class_above(size) {
+            bin = if size.is_multiple_of(PAGE) {
+                runs += 1;
+                NUM_BINS - (runs - SMALL_BINS)
+            } else {
+                carved += 1;
+                SMALL_BINS - (carved - STEP_BINS)
+            };
         }
-        j += 1;
+        t[i] = bin as u8;
     }
     t
 };
@@ -101,28 +113,12 @@ const BIN_SIZE: [u32; NUM_BINS] = {
         t[b] = ((b + 1) << 4) as u32;
         b += 1;
     }
-    let mut j = 0;
-    while j < GEO_CLASSES {
-        t[GEO_BIN[j] as usize] = geo_size(j) as u32;
-        j += 1;
-    }
-    t
-};
-
-/// Granularity of [`GEO_OF`]: every geometric class is a multiple of 512 bytes.
-const GEO_SHIFT: u32 = 9;
-
-/// `bin_of` above [`SMALL_MAX`]: entry `i` is the bin of sizes `512·i + 1 ..= 512·(i + 1)`.
-/// Entries below `SMALL_MAX >> 9` are never read.
-static GEO_OF: [u8; ARENA_MAX >> GEO_SHIFT] = {
-    let mut t = [0u8; ARENA_MAX >> GEO_SHIFT];
-    let mut i = SMALL_MAX >> GEO_SHIFT;
-    let mut j = 0;
-    while i < t.len() {
-        while geo_size(j) < (i + 1) << GEO_SHIFT {
-            j += 1;
+    let mut i = SMALL_MAX >> ABOVE_SHIFT;
+    while i < ABOVE_OF.len() {
+        let size = (i + 1) << ABOVE_SHIFT;
+        if is_class_above(size) {
+            t[ABOVE_OF[i] as usize] = size as u32;
         }
-        t[i] = GEO_BIN[j];
         i += 1;
     }
     t
@@ -136,7 +132,7 @@ pub fn bin_of(size: usize) -> Option<usize> {
     if s < SMALL_MAX {
         Some(s >> 4)
     } else if s < ARENA_MAX {
-        Some(GEO_OF[s >> GEO_SHIFT] as usize)
+        Some(ABOVE_OF[s >> ABOVE_SHIFT] as usize)
     } else {
         None
     }
@@ -266,9 +262,9 @@ pub const fn medium_central_cap(bin: usize, bytes: usize) -> u32 {
     }
 }
 
-const _: () = assert!(GEO_CLASSES == 28 && CARVED_GEO == 8 && NUM_BINS == 156);
-const _: () = assert!(geo_size(GEO_CLASSES - 1) == ARENA_MAX);
-// The page tag and the remote ring keep `bin + 1` in 16 bits; `GEO_OF` in 8.
+const _: () = assert!(ABOVE_COUNTS.0 == 32 && SMALL_BINS == 136 && NUM_BINS == 160);
+const _: () = assert!(BIN_SIZE[NUM_BINS - 1] as usize == ARENA_MAX);
+// The page tag and the remote ring keep `bin + 1` in 16 bits; `ABOVE_OF` in 8.
 const _: () = assert!(NUM_BINS < 256);
 
 #[cfg(test)]
@@ -347,6 +343,22 @@ mod tests {
         let order = by_size();
         for w in order.windows(2).filter(|w| bin_size(w[0]) >= SMALL_MAX) {
             assert!(bin_size(w[1]) * 4 <= bin_size(w[0]) * 5, "{w:?}");
+        }
+    }
+
+    /// Every request above 2 KiB gets a block at most as large as before the carved classes:
+    /// 4 KiB steps up to 64 KiB, then 80, 96, 112, 128, 160 … 256 KiB.
+    #[test]
+    fn never_larger_than_the_page_steps() {
+        for n in SMALL_MAX + 1..=ARENA_MAX {
+            let old = if n <= MEDIUM_MAX {
+                n.next_multiple_of(PAGE)
+            } else {
+                // A quarter of the largest power of two below n.
+                let base = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+                n.next_multiple_of(base / 4)
+            };
+            assert!(bin_size(bin_of(n).unwrap()) <= old, "{n}");
         }
     }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of the scale lane's design boxes (DESIGN §6, §11): builds one libhakozuna.so per variant
+# A/B of the scale lane's design boxes (docs/design.md §7, §12): builds one libhakozuna.so per variant
 # (= the scale defaults with one box changed), then runs the benchmark runner over all of them
 # side by side (interleaved, AB_RUNS runs per cell) and prints the runner's markdown.
 # The numbers and verdicts live in docs/ab.md (paste the printed tables there).
@@ -10,6 +10,10 @@
 #   AB_SOURCE=head scripts/ab.sh   # build the committed HEAD instead of the working tree
 #   AB_BUILD_ONLY=1 scripts/ab.sh  # only build target/ab/<variant>.so
 #   AB_STATS=0 scripts/ab.sh       # skip the HAKOZUNA_STATS=1 diagnostic runs
+#
+# A variant is the scale-lane preload package built with HAKOZUNA_SCALE_FEATURES=<list>, which
+# replaces its preset (preload/build.rs expands each name through the engine's [features] in
+# Cargo.toml, as cargo would, and always adds capi).
 #
 # Every variant is built from ONE snapshot of the sources (target/ab/snapshot), taken at the
 # start, so edits made to src/ while the script runs cannot leak into some variants only.
@@ -63,9 +67,14 @@ SRC_HASH=$(cd "$SNAP" && find src preload Cargo.toml Cargo.lock -type f | LC_ALL
 echo "source: $SRC_ID, content hash $SRC_HASH" >&2
 
 # ---------------------------------------------------------------- variants
-# The scale defaults as the snapshot's preload/scale/Cargo.toml defines them.
-DEFAULTS=$(sed -n 's/^scale-defaults *= *\[\(.*\)\]/\1/p' "$SNAP/preload/scale/Cargo.toml" | tr -d '" ')
-[ -n "$DEFAULTS" ] || { echo "cannot read scale-defaults from preload/scale/Cargo.toml" >&2; exit 1; }
+# Only the variables set below choose a lane's features, never ones left in the environment.
+unset HAKOZUNA_SCALE_FEATURES HAKOZUNA_FAST_FEATURES
+# The scale defaults as the snapshot's Cargo.toml (the engine's [features], the only copy of the
+# list) defines them; the array may span lines.
+DEFAULTS=$(awk '/^\[/ { sec = $0 } sec == "[features]" && /^scale-defaults *=/ { on = 1 }
+                on { sub(/#.*/, ""); printf "%s", $0; if (/\]/) exit }' "$SNAP/Cargo.toml" \
+  | sed -n 's/^scale-defaults *= *\[\(.*\)\].*/\1/p' | tr -d '" \t' | sed 's/,$//')
+[ -n "$DEFAULTS" ] || { echo "cannot read scale-defaults from the [features] of Cargo.toml" >&2; exit 1; }
 
 # features BASE OPS...: BASE (comma list) with -x removed and +x added.
 features() {
@@ -109,14 +118,14 @@ CONDS=$OUT/conditions.txt
   echo "scale-defaults: $DEFAULTS"
   echo "load before build: $(uptime | sed 's/.*load average/load average/')"
   echo
-  echo "variants (package hakozuna-preload, --no-default-features --features capi,...):"
+  echo "variants (package hakozuna-preload, HAKOZUNA_SCALE_FEATURES=...; capi is always on):"
 } >"$CONDS"
 
-build() { # build NAME PACKAGE LIBFILE CARGO-FEATURE-ARGS...
-  local name=$1 pkg=$2 lib=$3; shift 3
+build() { # build NAME PACKAGE LIBFILE (features: the package's preset or HAKOZUNA_*_FEATURES)
+  local name=$1 pkg=$2 lib=$3
   step "build $name"
   CARGO_TARGET_DIR="$AB/$name" cargo build --release --locked --manifest-path "$SNAP/Cargo.toml" \
-    -p "$pkg" "$@" >&2
+    -p "$pkg" >&2
   cp "$AB/$name/release/$lib" "$AB/$name.so"
 }
 
@@ -125,8 +134,8 @@ NAMES=()
 for v in "${VARIANTS[@]}"; do
   IFS='|' read -r name box ops <<<"$v"
   # shellcheck disable=SC2086
-  feats=$(features "capi,$DEFAULTS" $ops)
-  build "$name" hakozuna-preload libhakozuna.so --no-default-features --features "$feats"
+  feats=$(features "$DEFAULTS" $ops)
+  HAKOZUNA_SCALE_FEATURES="$feats" build "$name" hakozuna-preload libhakozuna.so
   printf '  %-17s %-6s %s\n' "$name" "$box" "$feats" >>"$CONDS"
   ALLOC_ARGS+=(--alloc "$name=$AB/$name.so")
   NAMES+=("$name")
@@ -134,7 +143,7 @@ done
 # The fast lane for reference, from the same snapshot (target/release/libhakozuna_fast.so may
 # have been built from other sources).
 build fast hakozuna-preload-fast libhakozuna_fast.so
-printf '  %-17s %-6s %s\n' fast - "package hakozuna-preload-fast, default features (capi,fast-defaults)" >>"$CONDS"
+printf '  %-17s %-6s %s\n' fast - "package hakozuna-preload-fast, its preset (fast-defaults, plus capi)" >>"$CONDS"
 ALLOC_ARGS+=(--alloc "fast=$AB/fast.so")
 NAMES+=(fast)
 

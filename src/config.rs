@@ -116,6 +116,8 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const MEDIUM_CENTRAL_BYTES: usize = 16 << 20;
 /// What a heap keeps per medium bin when its thread exits (the next owner's warm start).
 pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
+/// Released heaps one pass of released-heap decay may decay (bounded work per slow path).
+pub const RELEASED_DECAY_MAX: u32 = 8;
 
 /// Large blocks kept per large-cache shard, in bytes.
 pub const LARGE_CACHE_BYTES: usize = 128 << 20;

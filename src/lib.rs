@@ -1,20 +1,43 @@
-//! hakozuna: a memory allocator with per-thread caches, one-owner heaps, and a remote-free
-//! path of sparse per-thread rings, per-owner MPSC stashes, a transfer cache and central
-//! lists — a re-creation of the hz3 design (docs/design.md).
+//! hakozuna: a general-purpose memory allocator in Rust without the standard library, with
+//! per-thread caches, one-owner heaps and a batched remote-free path (a re-creation of the hz3
+//! design). Use it as Rust's global allocator:
 //!
-//! Use it from Rust as
-//! ```ignore
-//! #[global_allocator]
-//! static A: hakozuna::Hakozuna = hakozuna::Hakozuna;
 //! ```
-//! or from anything as `LD_PRELOAD=libhakozuna.so`.
+//! #[global_allocator]
+//! static ALLOC: hakozuna::Hakozuna = hakozuna::Hakozuna;
+//!
+//! fn main() {
+//!     let v: Vec<u64> = (0..100_000).collect(); // served by hakozuna
+//!     let s = hakozuna::stats();
+//!     assert!(s.in_use_bytes >= 800_000);
+//!     println!("{} bytes in use, {} committed", s.in_use_bytes, s.committed_bytes);
+//!     drop(v);
+//! }
+//! ```
+//!
+//! `examples/global_alloc.rs` is the same program, run with `cargo run --example global_alloc`.
+//!
+//! **Platform:** x86-64 Linux only (glibc or another libc with `pthread` and `dlsym`). The thread
+//! cache is reached through initial-exec thread-local storage written in x86-64 assembly; the
+//! crate does not build for other targets.
+//!
+//! **From C and C++:** the same engine is built as `libhakozuna.so` (scale lane) and
+//! `libhakozuna_fast.so` (fast lane) by the repository's workspace, for `LD_PRELOAD`; they
+//! export the C `malloc` family, the C++ `operator new`/`delete` forms, glibc's `mallinfo2` and
+//! friends, and `hakozuna_stats_json`. This crate alone exports none of them: C code linked
+//! into a Rust program keeps its system `malloc`.
+//!
+//! **What it offers:** [`Hakozuna`] (the `GlobalAlloc`), [`stats()`] (memory figures and event
+//! counts, safe to call while other threads allocate), and the raw operations in [`alloc`]. The
+//! `HAKOZUNA_*` environment variables (arena size, decay interval, a statistics report at exit)
+//! are read once at start-up.
 //!
 //! The source is in layers, each a folder that may use only the layers below it
 //! (design.md §2; `tests/layers.rs` checks it): `front` (operations, C API, thread cache,
-//! lifecycle) → `remote` (the thread-side remote-free buffers) → `heap` (heaps and their
-//! refill, central, medium, segment and decay jobs) → `ds` (lists and lock-free containers) →
-//! `page` (arena, segments, page tags, size classes, large tier) → `sys` (OS, locks, metadata
-//! memory, options), with `config` and `stats` at the bottom.
+//! lifecycle, statistics) → `remote` (the thread-side remote-free buffers) → `heap` (heaps and
+//! their refill, central, medium, segment and decay jobs) → `ds` (lists and lock-free
+//! containers) → `page` (arena, segments, page tags, size classes, large tier) → `sys` (OS,
+//! locks, metadata memory, options), with `config` and `stats` at the bottom.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -34,10 +57,29 @@ mod stats;
 mod sys;
 
 pub use front::alloc;
+pub use front::report::Stats;
+pub use stats::Events;
+
+/// A snapshot of the allocator's memory figures and event counts (see [`Stats`] for what each
+/// figure counts). Safe to call at any time from any thread, also while others allocate: it
+/// reads counters with relaxed loads, takes no lock and does not allocate. Before the
+/// allocator's first use every figure is 0.
+///
+/// ```
+/// let s = hakozuna::stats();
+/// assert_eq!(s.committed_bytes, s.in_use_bytes + s.free_bytes + s.metadata_bytes);
+/// ```
+pub fn stats() -> Stats {
+    front::report::snapshot()
+}
 
 use core::alloc::{GlobalAlloc, Layout};
 
-/// The allocator as a Rust `GlobalAlloc`.
+/// The allocator as a Rust `GlobalAlloc`: declare it with `#[global_allocator]` (crate docs).
+///
+/// The crate's default features build the scale lane; `default-features = false, features =
+/// ["fast-defaults"]` builds the fast lane (design.md §8). Alignments up to 16 go to `malloc`,
+/// larger ones to [`alloc::memalign`].
 pub struct Hakozuna;
 
 // SAFETY: every method forwards to the engine, which returns blocks of at least
@@ -99,8 +141,8 @@ unsafe impl GlobalAlloc for Hakozuna {
     }
 }
 
-/// Prints the statistics summary at process exit when `HAKOZUNA_STATS=1`. A `.fini_array`
-/// entry rather than `atexit`, which may allocate.
+/// Prints the statistics report at process exit when `HAKOZUNA_STATS` is `1` or `json`. A
+/// `.fini_array` entry rather than `atexit`, which may allocate.
 #[used]
 #[link_section = ".fini_array"]
 static FINI: extern "C" fn() = fini;

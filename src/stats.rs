@@ -1,7 +1,11 @@
-//! Event counters (design.md §13). Counters are bumped on slow paths only: per heap by its
-//! owner (a relaxed load+store, no shared cache line), globally for threads without a heap.
-//! With the `stats` feature off every call compiles to nothing. The summary printed at exit
-//! (`HAKOZUNA_STATS=1`) is `front::report`'s.
+//! Event counters and page-level gauges (design.md §13).
+//!
+//! Events are bumped on slow paths only: per heap by its owner (a relaxed load+store, no
+//! shared cache line), globally for threads without a heap. With the `stats` feature off every
+//! event call compiles to nothing. Gauges (bytes in page runs) are kept whatever the features,
+//! also on slow paths only (a run taken or given back), because `mallinfo` and
+//! `hakozuna::stats()` report them. The summary printed at exit (`HAKOZUNA_STATS`) and the
+//! figures built from these counters are `front::report`'s.
 //!
 //! May use: `config`.
 
@@ -9,76 +13,110 @@ use crate::config::STATS;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! events {
-    ($($name:ident = $label:literal,)*) => {
+    ($($name:ident / $field:ident = $label:literal,)*) => {
         #[derive(Clone, Copy)]
         #[repr(usize)]
         pub enum Ev { $($name,)* }
         /// Each event's label in the summary, in [`Ev`] order.
         pub const LABELS: &[&str] = &[$($label,)*];
+        /// Each event's field name in [`Events`] (and key in the JSON), in [`Ev`] order.
+        pub const NAMES: &[&str] = &[$(stringify!($field),)*];
+
+        /// Event counts summed over every heap and the threads without one
+        /// ([`hakozuna::stats`](crate::stats())). Every count is 0 in a build without the
+        /// `stats` cargo feature (it is on in both lanes and in the crate's default features).
+        /// Each field is named in the JSON (`"events"`) as here.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Events {
+            $(
+                #[doc = concat!("Count of: ", $label, ".")]
+                pub $field: u64,
+            )*
+        }
+
+        impl Events {
+            /// From the counts in [`Ev`] order.
+            pub(crate) fn from_counts(c: &[u64; N]) -> Self {
+                Events { $($field: c[Ev::$name as usize],)* }
+            }
+
+            /// Every count with its field name, in a fixed order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$(self.$field,)*].into_iter().enumerate().map(|(i, v)| (NAMES[i], v))
+            }
+        }
     };
 }
 
 events! {
-    RefillSpill = "small refills from spill",
-    RefillStash = "small refills from owner stash",
-    RefillXfer = "small refills from transfer cache",
-    RefillCentral = "small refills from central",
-    RefillPool = "small refills from the shared pool",
-    RefillSteal = "small refills from another heap's stash",
-    RefillNewPage = "small refills from new page",
-    MediumInbox = "medium refills from inbox",
-    MediumCentral = "medium refills from central",
-    MediumCarve = "medium refills from new runs",
-    BinOverflow = "thread-bin overflows to central",
-    BinTrims = "idle thread bins trimmed at an epoch",
-    RemoteQueued = "remote frees queued (with foreign objects a bin sent home)",
-    RemoteDirect = "remote frees sent directly",
-    RingFlushes = "ring/bank flushes",
-    RingFlushed = "ring/bank objects flushed",
-    StashPushes = "stash pushes",
-    StashPushObjs = "stash objects pushed",
-    StashRefused = "stash pushes refused (cap)",
-    StashPops = "stash pops",
-    StashPopObjs = "stash objects popped",
-    XferPushes = "transfer-cache pushes",
-    PoolParks = "chains parked in the shared pool",
-    IntakePushes = "central intake pushes",
-    InboxPushes = "inbox pushes",
-    InboxDrains = "inbox drains",
-    Epochs = "epochs",
-    PagesCarved = "small page runs carved",
-    RunsReturned = "medium runs returned to segments",
-    SegmentsTaken = "segments taken (fresh or purged)",
-    SegmentsReused = "segments reused resident from the pool",
-    SegmentsReturned = "segments given back to the pool",
-    HeapsCreated = "heaps created",
-    HeapsAdopted = "heaps adopted",
-    LargeAllocs = "large allocations",
-    LargeCacheHits = "large cache hits",
-    LargeUnmaps = "large blocks unmapped",
-    BytesPurged = "bytes purged",
-    MediumAdopted = "medium remote frees kept by the freeing thread",
-    RunsSentHome = "adopted medium runs sent back to their owner",
-    SmallSentHome = "foreign small objects a bin sent home (adopted, pooled or stolen)",
+    RefillSpill / refill_spill = "small refills from spill",
+    RefillStash / refill_stash = "small refills from owner stash",
+    RefillXfer / refill_transfer_cache = "small refills from transfer cache",
+    RefillCentral / refill_central = "small refills from central",
+    RefillPool / refill_shared_pool = "small refills from the shared pool",
+    RefillSteal / refill_steal = "small refills from another heap's stash",
+    RefillNewPage / refill_new_page = "small refills from new page",
+    MediumInbox / medium_refill_inbox = "medium refills from inbox",
+    MediumCentral / medium_refill_central = "medium refills from central",
+    MediumCarve / medium_refill_new_runs = "medium refills from new runs",
+    BinOverflow / bin_overflows = "thread-bin overflows to central",
+    BinTrims / bin_trims = "idle thread bins trimmed at an epoch",
+    RemoteQueued / remote_queued = "remote frees queued (with foreign objects a bin sent home)",
+    RemoteDirect / remote_direct = "remote frees sent directly",
+    RingFlushes / remote_flushes = "ring/bank flushes",
+    RingFlushed / remote_flushed_objects = "ring/bank objects flushed",
+    StashPushes / stash_pushes = "stash pushes",
+    StashPushObjs / stash_pushed_objects = "stash objects pushed",
+    StashRefused / stash_refused = "stash pushes refused (cap)",
+    StashPops / stash_pops = "stash pops",
+    StashPopObjs / stash_popped_objects = "stash objects popped",
+    XferPushes / transfer_cache_pushes = "transfer-cache pushes",
+    PoolParks / shared_pool_parks = "chains parked in the shared pool",
+    IntakePushes / intake_pushes = "central intake pushes",
+    InboxPushes / inbox_pushes = "inbox pushes",
+    InboxDrains / inbox_drains = "inbox drains",
+    Epochs / epochs = "epochs",
+    PagesCarved / small_runs_carved = "small page runs carved",
+    RunsReturned / medium_runs_returned = "medium runs returned to segments",
+    SegmentsTaken / segments_taken = "segments taken (fresh or purged)",
+    SegmentsReused / segments_reused = "segments reused resident from the pool",
+    SegmentsReturned / segments_returned = "segments given back to the pool",
+    HeapsCreated / heaps_created = "heaps created",
+    HeapsAdopted / heaps_adopted = "heaps adopted",
+    LargeAllocs / large_allocs = "large allocations",
+    LargeCacheHits / large_cache_hits = "large cache hits",
+    LargeUnmaps / large_unmaps = "large blocks unmapped",
+    BytesPurged / bytes_purged = "bytes purged",
+    MediumAdopted / medium_adopted = "medium remote frees kept by the freeing thread",
+    RunsSentHome / medium_runs_sent_home = "adopted medium runs sent back to their owner",
+    SmallSentHome / small_sent_home = "foreign small objects a bin sent home (adopted, pooled or stolen)",
 }
 
 /// Number of events.
 pub const N: usize = LABELS.len();
 
-pub struct Counters([AtomicU64; N]);
+pub struct Counters {
+    ev: [AtomicU64; N],
+    /// Bytes of pages in this heap's runs (a gauge, always kept; see [`Counters::run_bytes`]).
+    run_bytes: AtomicU64,
+}
 
 impl Counters {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const fn new() -> Self {
         const Z: AtomicU64 = AtomicU64::new(0);
-        Counters([Z; N])
+        Counters {
+            ev: [Z; N],
+            run_bytes: AtomicU64::new(0),
+        }
     }
 
     /// Owner-only increment (no RMW).
     #[inline(always)]
     pub fn add(&self, e: Ev, n: u64) {
         if STATS {
-            let c = &self.0[e as usize];
+            let c = &self.ev[e as usize];
             c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
         }
     }
@@ -87,13 +125,33 @@ impl Counters {
     #[inline(always)]
     pub fn add_shared(&self, e: Ev, n: u64) {
         if STATS {
-            self.0[e as usize].fetch_add(n, Relaxed);
+            self.ev[e as usize].fetch_add(n, Relaxed);
         }
     }
 
     /// Event `i`'s count (any thread; a relaxed read).
     pub fn get(&self, i: usize) -> u64 {
-        self.0[i].load(Relaxed)
+        self.ev[i].load(Relaxed)
+    }
+
+    /// Owner-only: `bytes` of pages went into a run of this heap (`taken`) or came back from
+    /// one to its segment. Kept whatever the features (no RMW: only the heap's owner writes
+    /// it, and runs never change heaps: adopted runs go home before they go back).
+    #[inline]
+    pub fn run_bytes_moved(&self, bytes: usize, taken: bool) {
+        let d = if taken {
+            bytes as u64
+        } else {
+            (bytes as u64).wrapping_neg()
+        };
+        let c = &self.run_bytes;
+        c.store(c.load(Relaxed).wrapping_add(d), Relaxed);
+    }
+
+    /// Bytes of pages in this heap's runs: blocks in use and free blocks cached anywhere
+    /// (any thread; a relaxed read).
+    pub fn run_bytes(&self) -> u64 {
+        self.run_bytes.load(Relaxed)
     }
 }
 

@@ -132,11 +132,31 @@ fn expand(prefix: &[String], tree: &str, out: &mut Vec<Vec<String>>) {
     }
 }
 
+/// Where a `super::`-relative path starts: the module `levels` steps above `module` (each
+/// `super` of `heap/refill.rs`, module `heap::refill`, goes up one level; of `heap/mod.rs`,
+/// module `heap`, too).
+fn ancestor(module: &[String], levels: usize) -> Vec<String> {
+    module[..module.len().saturating_sub(levels)].to_vec()
+}
+
+/// Splits a leading `crate::` or run of `super::` off `path`: the base it starts from and the
+/// rest, or `None` for other paths.
+fn split_base(module: &[String], path: &str) -> Option<(Vec<String>, String)> {
+    if let Some(rest) = path.strip_prefix("crate::") {
+        return Some((Vec::new(), rest.to_string()));
+    }
+    let mut rest = path;
+    let mut levels = 0;
+    while let Some(r) = rest.strip_prefix("super::") {
+        rest = r;
+        levels += 1;
+    }
+    (levels > 0).then(|| (ancestor(module, levels), rest.to_string()))
+}
+
 /// Every path the code reaches through `crate::` or `super::`, resolved to a path from the
 /// crate root.
 fn paths_of(module: &[String], code: &str) -> Vec<Vec<String>> {
-    // `super` of `heap/mod.rs` (module `heap`) is the root; of `heap/refill.rs`, `heap`.
-    let parent = &module[..module.len().saturating_sub(1)];
     let mut out = Vec::new();
     // `use` items, whole (they may span lines and group with braces).
     let mut rest = code;
@@ -147,30 +167,33 @@ fn paths_of(module: &[String], code: &str) -> Vec<Vec<String>> {
         let end = after.find(';').unwrap_or(after.len());
         let tree = after[..end].trim();
         if before_ok {
-            if let Some(t) = tree.strip_prefix("crate::") {
-                expand(&[], t, &mut out);
-            } else if let Some(t) = tree.strip_prefix("super::") {
-                expand(parent, t, &mut out);
+            if let Some((base, t)) = split_base(module, tree) {
+                expand(&base, &t, &mut out);
             }
         }
         rest = &after[end..];
     }
-    // Inline paths outside `use` items.
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        let after = &rest[at + 7..];
-        let len = after
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .unwrap_or(after.len());
-        let path: Vec<String> = after[..len]
-            .split("::")
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        if !path.is_empty() {
-            out.push(path);
+    // Inline paths outside `use` items (inside them too: found twice, counted once).
+    let bytes = code.as_bytes();
+    for start in ["crate::", "super::"] {
+        let mut from = 0;
+        while let Some(off) = code[from..].find(start) {
+            let at = from + off;
+            let prev = at.checked_sub(1).map(|i| bytes[i]);
+            let len = code[at..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(code.len() - at);
+            // A path's start, not the `super::` after another segment.
+            if !prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':') {
+                if let Some((mut base, t)) = split_base(module, &code[at..at + len]) {
+                    base.extend(t.split("::").filter(|s| !s.is_empty()).map(String::from));
+                    if !base.is_empty() {
+                        out.push(base);
+                    }
+                }
+            }
+            from = at + len.max(1);
         }
-        rest = &after[len..];
     }
     out
 }
@@ -365,22 +388,30 @@ fn the_checker_reads_use_trees_and_skips_comments() {
         vec!["page", "arena"],
         vec!["heap"],
         vec!["heap", "send"],
+        vec!["ds"],
+        vec!["config"],
     ]
     .into_iter()
     .map(|v| v.into_iter().map(String::from).collect())
     .collect();
     let code = code_of(
-        "// use crate::front::alloc;\n/// crate::remote::ring\nuse crate::page::{arena::{self, X}, Y as Z};\nuse super::send::send_one;\nfn f() { crate::heap::send::send(\"crate::sys\"); }",
+        "// use crate::front::alloc;\n/// crate::remote::ring\nuse crate::page::{arena::{self, X}, Y as Z};\nuse super::send::send_one;\nuse super::super::ds;\nfn f() { crate::heap::send::send(\"crate::sys\"); super::super::config::X; }",
     );
     let me: Vec<String> = vec!["heap".into(), "medium".into()];
     let found: BTreeSet<Vec<String>> = paths_of(&me, &code)
         .iter()
         .filter_map(|p| target_module(p, &modules))
         .collect();
-    let want: BTreeSet<Vec<String>> = [vec!["page", "arena"], vec!["page"], vec!["heap", "send"]]
-        .into_iter()
-        .map(|v| v.into_iter().map(String::from).collect())
-        .collect();
+    let want: BTreeSet<Vec<String>> = [
+        vec!["page", "arena"],
+        vec!["page"],
+        vec!["heap", "send"],
+        vec!["ds"],
+        vec!["config"],
+    ]
+    .into_iter()
+    .map(|v| v.into_iter().map(String::from).collect())
+    .collect();
     assert_eq!(found, want);
     assert_eq!(
         allowed_by_doc("//! Pages.\n//!\n//! May use: `sys`, `config`. Not `heap`.\n"),

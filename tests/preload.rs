@@ -1,4 +1,4 @@
-//! LD_PRELOAD integration tests for the hakozuna C API (DESIGN.md section 10).
+//! LD_PRELOAD integration tests for the hakozuna C API (docs/design.md §14).
 //!
 //! Requires `cargo build --release` first: the tests use
 //! `target/release/libhakozuna.so` (scale lane) and `target/release/libhakozuna_fast.so`
@@ -23,236 +23,13 @@
 //! - `HZ_PYTHON=/path/python3`: interpreter with the `test` package (default: the first of
 //!   `python3`, `/usr/bin/python3` that has it).
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+mod harness;
+
+use harness::{plain, preloaded, root, run, scratch, test_dir, Lane};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-// ---------------------------------------------------------------------------------------------
-// locations
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Lane {
-    Scale,
-    Fast,
-}
-
-impl Lane {
-    fn so(self) -> PathBuf {
-        let env_path = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let (path, overridden) = match self {
-            Lane::Scale => match env_path("HAKOZUNA_SO") {
-                Some(p) => (p, true),
-                None => (root().join("target/release/libhakozuna.so"), false),
-            },
-            Lane::Fast => match env_path("HAKOZUNA_FAST_SO").or_else(|| env_path("HAKOZUNA_SO")) {
-                Some(p) => (p, true),
-                None => (root().join("target/release/libhakozuna_fast.so"), false),
-            },
-        };
-        if !path.is_file() {
-            if overridden {
-                panic!(
-                    "{self:?} lane: override library {} does not exist",
-                    path.display()
-                );
-            }
-            panic!(
-                "{self:?} lane: {} not found — run `cargo build --release` first \
-                 (these tests never skip)",
-                path.display()
-            );
-        }
-        path.canonicalize().unwrap_or(path)
-    }
-}
-
-/// Per-process scratch directory under the system temp dir; stale ones from earlier runs
-/// (whose process is gone) are removed.
-fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tmp = std::env::temp_dir();
-        const PREFIX: &str = "hakozuna-preload-";
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(rest) = name.strip_prefix(PREFIX) {
-                    let pid = rest.split('-').next().unwrap_or("");
-                    if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = tmp.join(format!("{PREFIX}{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    })
-}
-
-/// A fresh, empty directory for one test.
-fn test_dir(name: &str) -> PathBuf {
-    let d = scratch().join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create test dir");
-    d
-}
-
-// ---------------------------------------------------------------------------------------------
-// running commands with a deadline
-
-struct Run {
-    what: String,
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    timed_out: bool,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        !self.timed_out && self.status.map(|s| s.success()).unwrap_or(false)
-    }
-
-    fn describe(&self) -> String {
-        fn tail(s: &str, n: usize) -> &str {
-            if s.len() <= n {
-                return s;
-            }
-            let mut i = s.len() - n;
-            while !s.is_char_boundary(i) {
-                i += 1;
-            }
-            &s[i..]
-        }
-        format!(
-            "{}\n  status: {}\n  elapsed: {:.1}s\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
-            self.what,
-            if self.timed_out {
-                "TIMED OUT (killed)".to_string()
-            } else {
-                format!("{:?}", self.status)
-            },
-            self.elapsed.as_secs_f64(),
-            tail(&self.stdout, 6000),
-            tail(&self.stderr, 6000)
-        )
-    }
-
-    /// Panics unless the command exited 0 within its deadline.
-    fn expect_ok(&self) -> &Self {
-        if !self.ok() {
-            panic!("command failed: {}", self.describe());
-        }
-        self
-    }
-
-    fn expect_stdout_contains(&self, needle: &str) -> &Self {
-        if !self.stdout.contains(needle) {
-            panic!("expected {needle:?} in stdout: {}", self.describe());
-        }
-        self
-    }
-}
-
-/// Runs `cmd` (stdin closed, output captured) in its own process group; on timeout the whole
-/// group is killed. Under a preload, a loader message saying the library was ignored is an
-/// error (the program would otherwise silently run on glibc).
-fn run(mut cmd: Command, timeout: Duration) -> Run {
-    let what = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot spawn {what}: {e}"));
-    let pid = child.id() as i32;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) => {}
-            Err(_) => break None,
-        }
-        if start.elapsed() > timeout {
-            timed_out = true;
-            // SAFETY: plain kill(2) on the process group we created for this child.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            break child.wait().ok();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // Descendants that outlive the child (and keep the pipes open) are killed too.
-    // SAFETY: as above; the group id is our child's pid, which we have not reaped yet only
-    // if it timed out; a stale group simply yields ESRCH.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    let r = Run {
-        what,
-        status,
-        stdout,
-        stderr,
-        timed_out,
-        elapsed: start.elapsed(),
-    };
-    if r.stderr.contains("from LD_PRELOAD cannot be preloaded") {
-        panic!(
-            "the dynamic loader ignored the preload library: {}",
-            r.describe()
-        );
-    }
-    eprintln!("[{:.1}s] {}", r.elapsed.as_secs_f64(), r.what);
-    r
-}
-
-/// A command that runs on plain glibc (no inherited preload).
-fn plain(prog: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(prog);
-    c.env_remove("LD_PRELOAD").env_remove("HZ_EXPECT_PRELOAD");
-    c
-}
-
-/// A command that runs with the lane's library preloaded.
-fn preloaded(prog: impl AsRef<std::ffi::OsStr>, lane: Lane) -> Command {
-    let mut c = Command::new(prog);
-    c.env("LD_PRELOAD", lane.so());
-    c
-}
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // C programs
@@ -262,6 +39,7 @@ struct CProgs {
     fork_test: PathBuf,
     probe: PathBuf,
     stats_probe: PathBuf,
+    memory_return: PathBuf,
 }
 
 fn cprogs() -> &'static CProgs {
@@ -287,6 +65,7 @@ fn cprogs() -> &'static CProgs {
             fork_test: build("fork_test")?,
             probe: build("probe")?,
             stats_probe: build("stats_probe")?,
+            memory_return: build("memory_return")?,
         })
     });
     match r {
@@ -378,6 +157,46 @@ fn stats_scale() {
 #[test]
 fn stats_fast() {
     stats_lane(Lane::Fast);
+}
+
+/// Memory exited threads leave behind goes back to the OS (tests/capi/memory_return.c): by
+/// `malloc_trim(0)` on another thread, by the decay that later thread exits run (with a short
+/// interval), and a thread-churn program's peak RSS stays bounded. No timing is checked.
+fn memory_return_lane(lane: Lane, mode: &str) {
+    let mut c = preloaded(&cprogs().memory_return, lane);
+    c.arg(mode).env("HAKOZUNA_DECAY_MS", "50");
+    let r = run(c, Duration::from_secs(120));
+    r.expect_ok().expect_stdout_contains(mode);
+}
+
+#[test]
+fn memory_return_trim_scale() {
+    memory_return_lane(Lane::Scale, "trim");
+}
+
+#[test]
+fn memory_return_trim_fast() {
+    memory_return_lane(Lane::Fast, "trim");
+}
+
+#[test]
+fn memory_return_decay_scale() {
+    memory_return_lane(Lane::Scale, "decay");
+}
+
+#[test]
+fn memory_return_decay_fast() {
+    memory_return_lane(Lane::Fast, "decay");
+}
+
+#[test]
+fn thread_churn_rss_scale() {
+    memory_return_lane(Lane::Scale, "churn");
+}
+
+#[test]
+fn thread_churn_rss_fast() {
+    memory_return_lane(Lane::Fast, "churn");
 }
 
 /// The loader maps the library and the allocator entry points resolve into it, so a

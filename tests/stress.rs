@@ -383,3 +383,29 @@ fn realloc_preserves_contents_across_tiers() {
         }
     }
 }
+
+/// Large blocks of random sizes freed and allocated in random order, so the large cache splits
+/// longer blocks and grows shorter ones: every live block keeps its contents, and a grown or
+/// split block grows again through `realloc` intact.
+#[test]
+fn large_cache_split_and_grow_keep_contents() {
+    let mut rng = Lcg(0xC0FFEE);
+    let mut live: Vec<Option<Block>> = (0..24).map(|_| None).collect();
+    for id in 0..600u64 {
+        let k = rng.next() as usize % live.len();
+        if let Some(b) = live[k].take() {
+            b.check();
+        }
+        let size = (300 << 10) + (rng.next() as usize >> 4) % (12 << 20);
+        let mut b = Block::new(id, size);
+        if id % 7 == 0 {
+            // Grow through realloc (mremap of a cached or split block), contents kept.
+            b.data.reserve_exact(size / 2);
+            b.check();
+        }
+        live[k] = Some(b);
+    }
+    for b in live.into_iter().flatten() {
+        b.check();
+    }
+}

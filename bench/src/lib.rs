@@ -4,4 +4,5 @@
 
 pub mod benches;
 pub mod common;
+pub mod memstat;
 pub mod runner;

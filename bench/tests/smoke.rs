@@ -1,6 +1,7 @@
 //! Smoke test: every benchmark program runs briefly under glibc and under the hakozuna scale
 //! lane (`target/release/libhakozuna.so` via LD_PRELOAD), exits 0 and prints a well-formed
-//! RESULT line; and the runner produces its three report files. No timing assertions.
+//! RESULT line (the memory programs also every RSS/fault field they document); and the runner
+//! produces its three report files. No timing assertions, and none on RSS values.
 //!
 //! The preload library must exist: build it first with `cargo build --release` at the
 //! workspace root. A missing library is a test failure, never a skip.
@@ -60,7 +61,68 @@ fn programs() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
             env!("CARGO_BIN_EXE_cache-scratch"),
             vec!["2", "10", "8", "100"],
         ),
+        // The memory programs at toy size: 8 MiB burst, no idle; 12 generations of 64 KiB.
+        (
+            "burst-idle",
+            env!("CARGO_BIN_EXE_burst-idle"),
+            vec!["2", "8", "0"],
+        ),
+        (
+            "thread-churn",
+            env!("CARGO_BIN_EXE_thread-churn"),
+            vec!["12", "3", "64"],
+        ),
     ]
+}
+
+/// Fields a memory program's RESULT line must carry, each a number (or, for the two
+/// words, one of the documented values). No assertion on what the numbers are beyond
+/// being present and positive where a process cannot do with zero.
+fn check_memory_fields(what: &str, r: &ResultLine) {
+    let num = |k: &str| -> f64 {
+        r.get_f64(k)
+            .unwrap_or_else(|| panic!("{what}: RESULT lacks numeric {k}: {:?}", r.fields))
+    };
+    assert!(num("peak_rss_kb") > 0.0, "{what}");
+    assert!(num("minflt") > 0.0, "{what}");
+    num("majflt");
+    match r.bench.as_str() {
+        "burst-idle" => {
+            for k in ["rss_start_kb", "rss_full_kb", "rss_freed_kb", "rss_idle_kb"] {
+                assert!(num(k) > 0.0, "{what}: {k}");
+            }
+            // Half the frees are cross-thread (one block fewer per thread that made an odd number).
+            let local = num("frees") - num("remote_frees");
+            let diff = local - num("remote_frees");
+            assert!(
+                (0.0..=num("threads")).contains(&diff),
+                "{what}: {local} local vs {} remote frees",
+                num("remote_frees")
+            );
+            let trim = r.get("trim").unwrap();
+            assert!(
+                ["own", "other", "absent"].contains(&trim),
+                "{what}: trim={trim}"
+            );
+            if trim != "absent" {
+                assert!(num("rss_trim_kb") > 0.0, "{what}");
+            }
+        }
+        "thread-churn" => {
+            for k in ["rss_min_kb", "rss_max_kb", "rss_last_kb"] {
+                assert!(num(k) > 0.0, "{what}: {k}");
+            }
+            // 12 generations: samples after the 10th and the last.
+            assert_eq!(num("rss_samples"), 2.0, "{what}");
+            assert_eq!(
+                r.get("rss_series_kb").unwrap().split(',').count(),
+                2,
+                "{what}"
+            );
+            assert_eq!(num("threads_created"), 36.0, "{what}");
+        }
+        _ => {}
+    }
 }
 
 fn run_one(name: &str, exe: &str, args: &[&str], preload: Option<&Path>) -> ResultLine {
@@ -89,6 +151,9 @@ fn run_one(name: &str, exe: &str, args: &[&str], preload: Option<&Path>) -> Resu
         r.get("malloc_from").is_some(),
         "{what}: RESULT lacks malloc_from"
     );
+    if name == "burst-idle" || name == "thread-churn" {
+        check_memory_fields(&what, &r);
+    }
     if name == "mt-remote" {
         for k in [
             "remote_ratio",
@@ -172,8 +237,16 @@ fn runner_smoke_matrix_writes_reports() {
     assert_eq!(js["allocators"][1]["lib"].as_str(), so.to_str());
     let svg = std::fs::read_to_string(out.join("results.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert!(std::fs::read_to_string(out.join("results.md"))
-        .unwrap()
-        .contains("Date:"));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("Date:"));
+    // The smoke matrix has a burst-idle and a thread-churn row: their per-allocator tables.
+    for needle in [
+        "## Memory: peak RSS",
+        "## Memory programs",
+        "### burst-idle-T2",
+        "### churn-T2",
+    ] {
+        assert!(md.contains(needle), "results.md lacks {needle:?}\n{md}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -235,6 +235,10 @@ pub mod tests {
         buf.iter_mut().map(|o| o.as_mut_ptr() as *mut u8).collect()
     }
 
+    /// Links `objs` in order into a chain.
+    ///
+    /// # Safety
+    /// `objs` is non-empty and holds distinct unused objects from [`objects`].
     pub unsafe fn link(objs: &[*mut u8]) -> Chain {
         // SAFETY: `objs` are distinct unused 16-byte objects from `objects`.
         unsafe {
@@ -250,6 +254,10 @@ pub mod tests {
         }
     }
 
+    /// The objects of the null-terminated list starting at `p`, in order.
+    ///
+    /// # Safety
+    /// `p` is null or the head of a well-formed null-terminated list.
     pub unsafe fn collect(mut p: *mut u8) -> Vec<*mut u8> {
         let mut v = Vec::new();
         while !p.is_null() {

@@ -6,6 +6,16 @@
 //! ABA: producers only compare the head they linked their tail to, so a recycled head value
 //! still yields a correct list; the consumer never CASes a non-null head. Single-consumer is a
 //! precondition (one owning thread per heap, design.md §6).
+//!
+//! Orderings (C11 model): each producer's successful CAS is Release and the consumer's swap
+//! Acquire. Every write to the head is an RMW (the producers' CAS, the consumer's swap), so
+//! each producer's CAS heads a release sequence that every later write continues: the swap,
+//! which reads the latest head, synchronizes with every producer whose chain it takes — not
+//! only the last one, whose value it read, but each earlier one that later CASes linked onto.
+//! The producers' loads of the head (the first, and a failed CAS) are Relaxed: the value is
+//! only written into the producer's own tail and compared, never dereferenced. The loom
+//! models check this hand-off; loom does not explore every C11 execution (`loom_tests`), so
+//! this argument is the proof.
 
 use crate::ds::list::{set_next, Chain};
 use crate::sys::atomics::AtomicPtr;

@@ -20,6 +20,16 @@
 //! a consumer swaps the whole word and CASes only from zero. The owner is the only thread
 //! with a spill (design.md §6); with `stash-steal` other heaps' refills also take, through the
 //! same swap and CAS from zero ([`OwnerStash::steal`]), so no step assumes one taker.
+//!
+//! Orderings (C11 model), as for the MPSC stack (`mpsc`): a push's CAS and a push-back's CAS
+//! from zero are Release, a take's swap is Acquire, and every write to the head word is one of
+//! these RMWs, so each Release CAS heads a release sequence every later write continues. A
+//! take therefore synchronizes with every push (and push-back) whose objects it receives,
+//! however many pushes, takes and push-backs came between; a push-back publishes what its
+//! taker acquired before and its own writes to the list. Relaxed loads of the word (a push's
+//! first read and failed CAS, the emptiness probe) only choose a value to compare or skip an
+//! empty stash. The loom models check these hand-offs; loom does not explore every C11
+//! execution (`loom_tests`), so this argument is the proof.
 
 use crate::config;
 use crate::ds::list::{set_next, Chain, LocalList};

@@ -10,9 +10,52 @@
 //! An occupancy word says which slots may hold a chain, so a take from an empty cache is one
 //! load, not a scan of every slot (the shared pool is probed before every new-page refill).
 //! It is a hint, kept safe by its order: a producer sets a slot's bit after its CAS filled the
-//! slot, and a taker clears the bit before its swap empties it. So whenever a slot holds a
-//! chain, either its bit is set or a taker has cleared the bit and has still to swap, and that
-//! swap takes whatever the slot holds: no chain can sit in a slot unseen.
+//! slot, and a taker clears the bit before its swap empties it.
+//!
+//! # Hand-off and the no-stranded-chain argument (C11 model)
+//!
+//! The chain: a producer writes its links and its length (in the head's second word) and
+//! then parks it with a Release CAS; the taker's Acquire swap reads that value, so it
+//! synchronizes with the CAS and sees those writes, and what the freeing threads wrote
+//! before them. A swap is an RMW: each parked chain is read by exactly one swap, so any number
+//! of takers is safe.
+//!
+//! The hint never strands a chain (leaves one in a slot whose bit stays clear, which no take
+//! would try). The argument uses the C11/C++20 model only, not x86's single total order of
+//! locked instructions:
+//!
+//! 1. Every write to the occupancy word is an RMW (`fetch_or`, `fetch_and`; the word starts
+//!    zeroed). So every later write continues the release sequence headed by an earlier
+//!    Release RMW, and an Acquire RMW later in the word's modification order synchronizes
+//!    with every earlier Release RMW on it. Both RMWs are `AcqRel`, so each synchronizes with
+//!    every earlier one: happens-before orders them all in the word's modification order.
+//!    (The argument needs only the producer's Release half and the taker's Acquire half; the
+//!    others are free on x86-64, where every locked RMW is a full barrier.)
+//! 2. Suppose a chain `c` parked in slot `i` by producer P is never taken and bit `i` is
+//!    clear once every thread has stopped. P set bit `i` after its CAS, so some taker T cleared
+//!    it later in the word's modification order. By 1, P's `fetch_or` happens-before T's
+//!    `fetch_and`, hence P's CAS (sequenced before the former) happens-before T's swap
+//!    (sequenced after the latter). By coherence T's swap then follows P's CAS in the slot's
+//!    modification order. Nothing but a swap replaces `c` (a CAS only fills a null slot), and
+//!    an RMW reads the value just before it, so the first swap after P's CAS — T's or an
+//!    earlier one — took `c`: a contradiction.
+//!
+//! The pairs the argument does not need carry no ordering: the slot's swap does not
+//! synchronize with a later CAS that refills it (no happens-before from a taker to the next
+//! producer), and the Relaxed loads of the word in [`push`](TransferCache::push) and
+//! [`pop`](TransferCache::pop) only pick slots to try. A stale load skips a slot whose chain
+//! stays there, bit set, for a later take; or tries an empty one. A bit left set over an empty
+//! slot (a take between a producer's CAS and its `fetch_or`) costs a later take one empty
+//! swap, which clears it.
+//!
+//! The loom models (`loom_tests::transfer_cache_*`) check these interleavings, but loom does
+//! not model every C11 execution. It runs the threads as one interleaving, in which an RMW
+//! reads the latest value, so it never produces a stranding: T's swap reading the slot as it
+//! was before P's CAS, although P's CAS precedes P's `fetch_or`, which precedes T's
+//! `fetch_and` in the word's order, which precedes T's swap — a cycle of program order,
+//! reads-from and modification order, the load-buffering kind loom's README lists as not
+//! explored. With both RMWs `Relaxed` the models still pass. The written argument above is the
+//! proof.
 
 use crate::config::TRANSFER_SLOTS;
 use crate::ds::list::{Chain, LocalList};
@@ -70,14 +113,15 @@ impl<const N: usize> TransferCache<N> {
             let i = free.trailing_zeros() as usize;
             free &= free - 1;
             // Release: the chain's links and length are visible to the taker's Acquire swap.
+            // A failed CAS publishes nothing and the chain stays ours (Relaxed).
             if self.slots[i]
                 .compare_exchange(null_mut(), c.head, Release, Relaxed)
                 .is_ok()
             {
-                // After the CAS (module doc). Release, with the taker's Acquire clear: a taker
-                // whose clear comes after this set in the word's order then swaps after our
-                // CAS, so it cannot miss the chain (the module doc's "still to swap").
-                self.occupied.fetch_or(1 << i, Release);
+                // After the CAS. AcqRel: its Release half heads a release sequence on the
+                // word, so a taker whose clear of this bit comes later in the word's order
+                // happens-after our CAS and its swap takes the chain (module doc, point 2).
+                self.occupied.fetch_or(1 << i, AcqRel);
                 return Ok(());
             }
         }
@@ -93,15 +137,19 @@ impl<const N: usize> TransferCache<N> {
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            // Before the swap (module doc). Acquire: pairs with the producer's Release set.
-            self.occupied.fetch_and(!(1 << i), Acquire);
-            // Acquire: pairs with the producer's Release CAS.
+            // Before the swap. AcqRel: its Acquire half synchronizes with every producer's
+            // `fetch_or` earlier in the word's order (all writes to it are RMWs, so each such
+            // set heads a release sequence this clear continues), so our swap below comes after
+            // their CAS in the slot's order (module doc, point 2).
+            self.occupied.fetch_and(!(1 << i), AcqRel);
+            // Acquire: synchronizes with the Release CAS that parked the chain we read.
             let h = self.slots[i].swap(null_mut(), Acquire);
             if !h.is_null() {
                 return LocalList {
                     head: h,
                     // SAFETY: `h` is a chain head parked by `push`, which wrote its length
-                    // before its Release CAS; our Acquire swap made the chain ours.
+                    // before its Release CAS; our Acquire swap read that CAS's value, so it
+                    // synchronizes with it, and being an RMW it made the chain ours alone.
                     count: unsafe { get_len(h) },
                 };
             }

@@ -3,8 +3,9 @@
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
 use crate::front::lifecycle;
-use crate::front::tcache::{self, ACTIVE, UNINIT};
+use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;
+use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::page::{arena, large, page_tag};
 use crate::sys::os::{self, PAGE};
@@ -19,11 +20,12 @@ use crate::sys::os::{self, PAGE};
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if let Some(bin) = sc::bin_of(size) {
-        // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread (all-zero =
-        // UNINIT, whose bins are empty); no other reference to it is held across this call.
-        let tc = unsafe { &mut *tls::tcache() };
-        // SAFETY: `bin_of` returns bins below NUM_BINS; a thread bin is a well-formed list.
-        let p = unsafe { tc.bins.get_unchecked_mut(bin).pop() };
+        let tc = tls::tcache();
+        // SAFETY: `tc` is this thread's cache or a stand-in (`tls`), live for the whole thread;
+        // `bin_of` returns bins below NUM_BINS, so the pointer stays inside its `bins`; a bin
+        // is a well-formed list, a stand-in's always empty (`pop` then only reads), and no
+        // reference to the cache is held across this call.
+        let p = unsafe { Bin::pop((&raw mut (*tc).bins).cast::<Bin>().add(bin)) };
         if !p.is_null() {
             return p;
         }
@@ -32,6 +34,10 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
     unsafe { malloc_slow(size) }
 }
 
+/// Every allocation the thread bin cannot serve: activation, refills, the large tier.
+///
+/// # Safety
+/// As for [`malloc`].
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
@@ -42,20 +48,25 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         }
         return large_alloc(size, 0);
     };
-    let tc = tls::tcache();
+    let mut tc = tls::tcache();
     // The state test inline: `activate` is a call with a frame, and every refill passes here.
-    // SAFETY: `tc` is the calling thread's cache (activate's contract); a plain read.
-    if unsafe { (*tc).state == ACTIVE || lifecycle::activate(tc) } {
-        // SAFETY: this thread's cache; activation returned and holds no reference to it.
+    // SAFETY: `tc` is the calling thread's cache or a stand-in; a plain read.
+    if unsafe { (*tc).state } != ACTIVE {
+        // SAFETY: not re-entered from inside the allocator (our caller contract).
+        tc = unsafe { lifecycle::activate() };
+    }
+    if !tc.is_null() {
+        // SAFETY: this thread's own ACTIVE cache (the state test or `activate`), which
+        // nothing else references; activation returned and holds no reference to it.
         let tc = unsafe { &mut *tc };
         // Activation may itself have allocated into this bin.
         // SAFETY: a thread bin is a well-formed list with an exact count.
-        let p = unsafe { tc.bins[bin].pop() };
+        let p = unsafe { Bin::pop(&mut tc.bins[bin]) };
         if !p.is_null() {
             return p;
         }
-        // SAFETY: activate returned true, so the cache is ACTIVE; the bin is empty (checked
-        // just above), as `refill` requires.
+        // SAFETY: the cache is ACTIVE; the bin is empty (checked just above), as `refill`
+        // requires.
         let p = unsafe { tc.refill(bin) };
         if !p.is_null() {
             return p;
@@ -84,18 +95,19 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 pub unsafe fn free(p: *mut u8) {
     if let Some(off) = arena::offset(p) {
         let tag = arena::tag_at(off);
-        // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
-        // reference to it is held across this call.
-        let tc = unsafe { &mut *tls::tcache() };
+        // This thread's cache, or a stand-in (`tls`), whose owner bits and adoption range are
+        // 0: then nothing matches below and the free takes `free_other`, which activates.
+        let tc = tls::tcache();
         // `small-adopt` is decided here, without a branch of its own: a thread whose bins mix
         // its own and adopted objects would otherwise mispredict the owner test at every
         // other free (larson: 10x the mispredictions, +50 % user time). An adopted object is
         // tested against its own tag's owner instead of ours, so one compare serves both.
         // (A conditional move: a branch here would follow the mix of classes below and above
         // a cache line instead.)
-        let adopt = tc.adopts_small(page_tag::bin_of(tag));
-        let base =
-            core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), tc.owner_base);
+        // SAFETY: `tc` is live for the whole thread; shared reads, and no reference to the
+        // cache is held across this call.
+        let (adopt, own) = unsafe { ((*tc).adopts_small(page_tag::bin_of(tag)), (*tc).owner_base) };
+        let base = core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), own);
         if page_tag::mine(tag, base) < NUM_BINS {
             // The same value as `mine` gave (`base` has no bin bits), but computed from the
             // tag alone, so the push does not wait for the select.
@@ -105,10 +117,10 @@ pub unsafe fn free(p: *mut u8) {
             // `retire`), and names our heap and `bin`; or `adopts_small` found `bin` a small
             // class this thread adopts, and `adopt_range` too is non-zero only while ACTIVE
             // (zeroed in `activate` and before `heap` in `retire`, set only by `refill`, which
-            // needs ACTIVE). Either way `bin < NUM_BINS`
-            // (the compare above). `p` is being freed (caller contract: a live block, not
-            // used again).
-            return unsafe { tc.push_free(p, bin) };
+            // needs ACTIVE). Either way the cache is this thread's own (a stand-in's are 0),
+            // nothing else references it, and `bin < NUM_BINS` (the compare above). `p` is
+            // being freed (caller contract: a live block, not used again).
+            return unsafe { (*tc).push_free(p, bin) };
         }
         // SAFETY: `p` is an arena pointer being freed (caller contract) and `tag` its page tag.
         unsafe { free_other(p, tag) };
@@ -120,6 +132,9 @@ pub unsafe fn free(p: *mut u8) {
 
 /// A free of an arena block whose tag is not our heap's: a remote free on an active cache
 /// (kept free of calls that need saved registers: its slow paths are tail calls).
+///
+/// # Safety
+/// `p` is an arena block being freed and `tag` its page tag.
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: u32) {
@@ -130,14 +145,14 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
         );
         return;
     };
-    // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
-    // reference to it is held across this call.
-    let tc = unsafe { &mut *tls::tcache() };
-    if tc.state == ACTIVE {
-        // SAFETY: ACTIVE, and `free` found that the tag does not name our heap (`owner_base`
-        // cannot change in between: only this thread changes it); `p` is being freed (caller
-        // contract) and its tag decodes to (dst, bin).
-        return unsafe { tc.free_remote(p, tag, dst, bin) };
+    let tc = tls::tcache();
+    // SAFETY: this thread's cache or a stand-in, live for the whole thread; a plain read.
+    if unsafe { (*tc).state } == ACTIVE {
+        // SAFETY: ACTIVE, so the thread's own cache, which nothing else references; `free`
+        // found that the tag does not name our heap (`owner_base` cannot change in between:
+        // only this thread changes it); `p` is being freed (caller contract) and its tag
+        // decodes to (dst, bin).
+        return unsafe { (*tc).free_remote(p, tag, dst, bin) };
     }
     // SAFETY: as above; `state` is not ACTIVE.
     unsafe { free_inactive(p, tag, dst, bin) }
@@ -151,13 +166,19 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
 #[cold]
 #[inline(never)]
 unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
-    // SAFETY: `tls::tcache()` is the calling thread's cache, a plain read of its state.
-    if unsafe { (*tls::tcache()).state } == UNINIT
-        // SAFETY: the calling thread's cache, not yet active (activate's contract).
-        && unsafe { lifecycle::activate(tls::tcache()) }
-    {
-        // SAFETY: this thread's cache; activation returned and holds no reference to it.
-        let tc = unsafe { &mut *tls::tcache() };
+    // A stand-in in state UNINIT is the thread's first call: activate. DEAD is a thread that
+    // retired or is inside activation: the shared path.
+    // SAFETY: `tls::tcache()` is live for the whole thread; a plain read of its state.
+    let tc = if unsafe { (*tls::tcache()).state } == UNINIT {
+        // SAFETY: not re-entered from inside the allocator (our callers' contract).
+        unsafe { lifecycle::activate() }
+    } else {
+        core::ptr::null_mut()
+    };
+    if !tc.is_null() {
+        // SAFETY: the thread's own ACTIVE cache; activation returned and holds no reference
+        // to it.
+        let tc = unsafe { &mut *tc };
         if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
             // Activation claimed the very heap this object belongs to.
             // SAFETY: `p` is still the block being freed (caller contract).
@@ -173,6 +194,10 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
     }
 }
 
+/// A free of a pointer outside the arena: a large block, or not ours.
+///
+/// # Safety
+/// `p` is non-null, outside the arena, and being freed (as for [`free`]).
 #[cold]
 #[inline(never)]
 unsafe fn free_outside(p: *mut u8) {
@@ -342,17 +367,26 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: returns free pages of this thread's heap, the arena's segment pool and the
-/// large cache to the OS. True when anything was returned.
+/// `malloc_trim`: returns to the OS the free pages of this thread's heap and of every
+/// released heap (threads that exited), the arena's segment pool and the large cache. Heaps
+/// other live threads own are not touched (their owners' decay gives their pages back). True when anything was returned.
 ///
 /// # Safety
 /// Not called re-entrantly on a thread that is already inside an allocator call (for example
 /// from a signal handler that interrupted one): like glibc's, these functions are not
 /// async-signal-safe.
 pub unsafe fn trim() -> bool {
-    // SAFETY: `tls::tcache()` is this thread's cache, live for the whole thread; no other
-    // reference to it is live (not called from inside the allocator).
-    let tc = unsafe { &mut *tls::tcache() };
-    let n = tc.trim() + arena::purge_pool() + large::purge_cache();
+    let tc = tls::tcache();
+    // SAFETY: `tc` is live for the whole thread; when ACTIVE it is the thread's own, and no
+    // other reference to it is live (not called from inside the allocator). A stand-in has
+    // no heap to trim.
+    let own = unsafe {
+        if (*tc).state == ACTIVE {
+            (*tc).trim()
+        } else {
+            0
+        }
+    };
+    let n = own + registry::trim_released() + arena::purge_pool() + large::purge_cache();
     n > 0
 }

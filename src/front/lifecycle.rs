@@ -1,28 +1,72 @@
 //! The allocator's life and its threads' (design.md §11): process start-up, a thread cache's
 //! activation and retirement, the thread-exit destructor and fork safety.
 //!
-//! Start-up runs on the first slow-path call of any thread: run-time options, arena
-//! reservation, the `pthread_key_create` destructor that retires thread caches, and
-//! `pthread_atfork` handlers that hold every lock across `fork` so the child can allocate.
+//! Thread caches live in metadata memory, one per heap id ([`CACHES`]): a cache goes with its
+//! heap, so a thread that claims a released heap reuses the cache its last owner retired, and
+//! there are never more caches than heaps. Exclusive ownership of the heap (the registry's
+//! claim and release, under its lock) is exclusive ownership of the cache.
+//!
+//! Start-up runs once, from whichever comes first: our constructor (below) or the first
+//! slow-path call of any thread (another library's constructor may allocate before ours runs).
+//! It reads the environment, reserves the arena, creates the `pthread_key_create` destructor
+//! that retires thread caches, and registers the `pthread_atfork` handlers that hold every
+//! lock across `fork` so the child can allocate — before it publishes DONE, so no thread can
+//! allocate and fork while the handlers are missing.
+//!
+//! Why a constructor: `fork` runs prepare handlers in reverse registration order and
+//! parent/child handlers in registration order. Ours take and release every allocator lock,
+//! so they must be registered before any other code's (whose prepare or child handler may call
+//! `malloc`): then our prepare runs last and our parent/child run first. Registering on the
+//! first allocation is too late for a program that calls `pthread_atfork` before it first
+//! allocates (glibc's own start-up does not allocate): its prepare would then call `malloc`
+//! while we hold our locks, and wait forever.
 
-use crate::front::tcache::{ThreadCache, ACTIVE, BUSY, UNINIT};
+use crate::front::tcache::{ThreadCache, ACTIVE, UNINIT};
 use crate::front::tls;
-use crate::heap::registry;
+use crate::heap::registry::{self, MAX_HEAPS};
 use crate::page::{arena, large};
 use crate::sys::{meta, options, os};
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 
-const NONE: u8 = 0;
-const RUNNING: u8 = 1;
-const DONE: u8 = 2;
+/// `STATE` values: NONE and DONE, or while start-up runs, the pid of the process running it
+/// (pids are positive and below 2^22). One word, so that a child forked during start-up reads
+/// in one load that the start-up it sees belongs to another process, whose thread running it
+/// is gone; the pid is published together with the claim (a separate store after it left a
+/// window in which such a child spun forever).
+const NONE: u32 = 0;
+const DONE: u32 = u32::MAX;
 
-static STATE: AtomicU8 = AtomicU8::new(NONE);
-/// TLS address of the initialising thread, to recognise re-entry from inside start-up.
+// Orderings (C11 model): `start`'s Release store of DONE pairs with the Acquire loads of
+// STATE in `ensure` (the first load, and the CAS's failure ordering) that read it, so a thread
+// that sees DONE sees everything start-up wrote with Relaxed stores: the options, the arena's
+// statics, KEY and KEY_OK, FORK_HANDLERS. The claim (NONE → pid) publishes nothing, and the
+// reset of a dead process's claim in a fork child is Relaxed because the claimant after it
+// redoes start-up from the beginning. INITIALISER is Relaxed: it only has to show the
+// start-up thread its own earlier store, which program order makes visible to it.
+static STATE: AtomicU32 = AtomicU32::new(NONE);
+/// Thread pointer of the initialising thread, to recognise re-entry from inside start-up.
 static INITIALISER: AtomicUsize = AtomicUsize::new(0);
-/// Process that ran start-up, to recognise a fork child whose start-up thread is gone.
-static INIT_PID: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
 static KEY_OK: AtomicU8 = AtomicU8::new(0);
+/// 1 once our fork handlers are in glibc's list in this process image. Also set by `child`,
+/// so that a child forked between the registration and this flag's store (it inherits the
+/// handlers, and ran `child`) does not register them a second time if it restarts start-up.
+static FORK_HANDLERS: AtomicU8 = AtomicU8::new(0);
+
+/// The constructor: runs start-up when the loader initialises us, before any code loaded
+/// after us (the executable's constructors, `main`) can register a fork handler or allocate.
+/// In a preloaded library only the libraries the program links run their constructors
+/// before ours; in an executable that links this crate (`#[global_allocator]`) the priority
+/// suffix sorts the entry before the executable's unprioritised constructors (C
+/// `__attribute__((constructor))`, `.init_array` statics).
+#[used]
+#[link_section = ".init_array.00101"]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+extern "C" fn constructor() {
+    ensure();
+}
 
 /// True once start-up has completed. False only for a call re-entering start-up on the
 /// initialising thread (the caller then uses the large tier).
@@ -30,50 +74,62 @@ pub fn ensure() -> bool {
     if STATE.load(Acquire) == DONE {
         return true;
     }
-    let me = tls::tcache() as usize;
-    match STATE.compare_exchange(NONE, RUNNING, Acquire, Acquire) {
-        Ok(_) => {
-            INITIALISER.store(me, Relaxed);
-            // SAFETY: getpid has no preconditions.
-            INIT_PID.store(unsafe { libc::getpid() } as u32, Relaxed);
-            options::init();
-            arena::init();
-            let mut key: libc::pthread_key_t = 0;
-            // SAFETY: valid out-pointer and a destructor with the C signature.
-            if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
-                KEY.store(key, Relaxed);
-                KEY_OK.store(1, Relaxed);
+    let me = os::thread_pointer();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    loop {
+        match STATE.compare_exchange(NONE, pid, Acquire, Acquire) {
+            Ok(_) => {
+                start(me);
+                return true;
             }
-            // Release: everything above is visible to threads that see DONE.
-            STATE.store(DONE, Release);
-            // After DONE: glibc may allocate here, which must find a working allocator.
-            // SAFETY: the handlers are `extern "C"` functions that only take/release our locks.
-            unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-            true
-        }
-        Err(_) => {
-            if INITIALISER.load(Relaxed) == me {
-                return false;
-            }
-            while STATE.load(Acquire) != DONE {
-                // A fork taken while another thread was starting up leaves a child in which
-                // nobody will finish: start over there (a second reservation is harmless).
-                // SAFETY: getpid has no preconditions.
-                let pid = unsafe { libc::getpid() } as u32;
-                let init_pid = INIT_PID.load(Relaxed);
-                if init_pid != 0
-                    && init_pid != pid
-                    && STATE
-                        .compare_exchange(RUNNING, NONE, AcqRel, Acquire)
-                        .is_ok()
-                {
-                    return ensure();
+            Err(DONE) => return true,
+            Err(owner) if owner == pid => {
+                // Start-up is running in this process: on this thread (re-entry from a call
+                // start-up makes, e.g. `pthread_atfork` growing glibc's handler array), or
+                // on another, which we wait for.
+                if INITIALISER.load(Relaxed) == me {
+                    return false;
                 }
+                // Spins with `sched_yield`, which can livelock a SCHED_FIFO waiter above a
+                // preempted start-up thread on its CPU (the class `sys::sync` fixed for the
+                // locks); a FUTEX_WAIT on STATE with a wake after DONE would not.
                 os::yield_now();
             }
-            true
+            Err(owner) => {
+                // A fork taken while another thread was starting up leaves a child in which
+                // nobody will finish: start over there (a second reservation is harmless).
+                let _ = STATE.compare_exchange(owner, NONE, Relaxed, Relaxed);
+            }
         }
     }
+}
+
+/// Start-up proper, on the thread that claimed `STATE`.
+fn start(me: usize) {
+    INITIALISER.store(me, Relaxed);
+    tls::seal();
+    options::init();
+    arena::init();
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out-pointer and a destructor with the C signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        KEY.store(key, Relaxed);
+        KEY_OK.store(1, Relaxed);
+    }
+    // Before DONE, so every allocation another thread makes, and so every fork after it,
+    // finds the handlers registered. glibc keeps its first 48 registrations in static
+    // storage and calls `malloc` to grow past them: that call comes back here on this thread,
+    // `ensure` returns false, and the large tier serves it (initialised just above; the
+    // handlers, not yet registered, cannot run during it).
+    if FORK_HANDLERS.load(Relaxed) == 0 {
+        // SAFETY: the handlers are `extern "C"` functions that only take/release our locks.
+        if unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) } == 0 {
+            FORK_HANDLERS.store(1, Relaxed);
+        }
+    }
+    // Release: everything above is visible to threads that see DONE.
+    STATE.store(DONE, Release);
 }
 
 /// Arms the thread-exit destructor for the calling thread.
@@ -86,54 +142,108 @@ pub fn register_thread_exit() {
     }
 }
 
-/// Makes the calling thread's cache usable: start-up, then a heap. False if either is
-/// impossible (the caller falls back to the large tier), if we are already inside activation,
-/// or if the thread has retired: a heap claimed in glibc's last destructor round would never
-/// be released, so allocations after our destructor ran take the large tier instead.
-///
-/// Works through a raw pointer and holds no `&mut` across the external calls (`ensure`,
-/// `claim`, `pthread_setspecific`), any of which may re-enter malloc on this thread.
-///
-/// # Safety
-/// `tc` is the calling thread's cache.
-pub unsafe fn activate(tc: *mut ThreadCache) -> bool {
-    // SAFETY: `tc` is the calling thread's cache (caller contract), valid for the thread's
-    // life; this is a plain read through the raw pointer.
-    match unsafe { (*tc).state } {
-        ACTIVE => return true,
-        UNINIT => {}
-        _ => return false,
+/// The thread cache of each heap id, allocated from metadata memory the first time the id is
+/// claimed. Only the heap's owner reads or writes its entry and the cache, and a new owner
+/// comes after the previous one's release through the registry lock, so Relaxed suffices.
+static CACHES: [AtomicPtr<ThreadCache>; MAX_HEAPS] =
+    [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+
+/// The cache that goes with heap `id`, whose owner we are; `None` if metadata memory is
+/// exhausted.
+fn cache_of(id: u32) -> Option<*mut ThreadCache> {
+    let slot = &CACHES[id as usize];
+    let c = slot.load(Relaxed);
+    if !c.is_null() {
+        return Some(c);
     }
-    if !ensure() || arena::len() == 0 {
-        return false;
-    }
-    // Start-up may have allocated on this thread and activated it already.
-    // SAFETY: as above: our own thread's cache, accessed through the raw pointer with no
-    // reference held across `ensure`, `claim` or the re-reads here.
-    unsafe {
-        if (*tc).state != UNINIT {
-            return (*tc).state == ACTIVE;
-        }
-        (*tc).state = BUSY;
-    }
-    let Some(h) = registry::claim() else {
-        // SAFETY: as above.
-        unsafe { (*tc).state = UNINIT };
-        return false;
-    };
-    // SAFETY: our own thread's cache; this `&mut` lives only for this call, which makes no
-    // call that could re-enter the allocator.
-    unsafe { (*tc).start(h) };
-    // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
-    register_thread_exit();
-    true
+    // Zeroed memory: an UNINIT cache. Metadata memory never goes through `malloc`.
+    let c = meta::alloc(
+        core::mem::size_of::<ThreadCache>(),
+        core::mem::align_of::<ThreadCache>(),
+    )? as *mut ThreadCache;
+    slot.store(c, Relaxed);
+    Some(c)
 }
 
-unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
-    // SAFETY: destructors run on the exiting thread, which owns its cache, and outside any
-    // allocator call, so no other reference to the cache is live.
-    if let Some(h) = unsafe { (*tls::tcache()).retire() } {
+/// Makes the calling thread's cache usable: start-up, then a heap and the cache that goes
+/// with it, which the thread's TLS slot then points at. Returns that ACTIVE cache, or null if
+/// either is impossible (the caller falls back to the large tier), if we are already inside
+/// activation, or if the thread has retired: a heap claimed in glibc's last destructor round
+/// would never be released, so allocations after our destructor ran take the large tier
+/// instead.
+///
+/// While it claims, the slot points at `tls::DEAD`, so a call that re-enters the allocator on
+/// this thread (any of `ensure`, `claim`, `pthread_setspecific` might) is served as a retired
+/// thread's is. No reference to a cache is held across those calls.
+///
+/// # Safety
+/// Not called from inside another allocator call on this thread.
+pub unsafe fn activate() -> *mut ThreadCache {
+    let tc = tls::tcache();
+    // SAFETY: the slot's cache is live for the whole thread; a plain read.
+    match unsafe { (*tc).state } {
+        ACTIVE => return tc,
+        UNINIT => {}
+        _ => return null_mut(),
+    }
+    if !ensure() || arena::len() == 0 {
+        return null_mut();
+    }
+    // Start-up may have allocated on this thread and activated it already.
+    let tc = tls::tcache();
+    // SAFETY: as above.
+    match unsafe { (*tc).state } {
+        ACTIVE => return tc,
+        UNINIT => {}
+        _ => return null_mut(),
+    }
+    debug_assert!(tc == tls::empty());
+    // SAFETY: DEAD is a stand-in, live for ever.
+    unsafe { tls::set(tls::dead()) };
+    let Some(mut h) = registry::claim() else {
+        // SAFETY: EMPTY is a stand-in; the next call tries again.
+        unsafe { tls::set(tls::empty()) };
+        return null_mut();
+    };
+    let Some(c) = cache_of(h.heap().id) else {
+        // No memory for a cache: give the heap back as a retiring thread would.
+        h.retire();
         registry::release(h);
+        // SAFETY: as above.
+        unsafe { tls::set(tls::empty()) };
+        return null_mut();
+    };
+    debug_assert!(!tls::is_stand_in(c));
+    // SAFETY: `c` is the cache of the heap we now own: ours alone, and no reference to it is
+    // live (its previous owner pointed its slot at DEAD before releasing the heap). This
+    // `&mut` lives only for this call, which makes no call that could re-enter the allocator.
+    unsafe { (*c).start(h) };
+    // SAFETY: `c` is ours and ACTIVE, and stays live (metadata memory is never freed) until
+    // `on_thread_exit` points the slot elsewhere.
+    unsafe { tls::set(c) };
+    // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
+    register_thread_exit();
+    c
+}
+
+/// The thread-exit destructor: retires the cache, points the thread at `tls::DEAD`, and only
+/// then releases the heap, and the cache with it, to the next thread. glibc runs keys'
+/// destructors in rounds, other keys' before or after ours, and may run thread-local
+/// destructors too: any of them may still call `malloc` or `free`, which DEAD serves.
+unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
+    let tc = tls::tcache();
+    // SAFETY: destructors run on the exiting thread, outside any allocator call. The slot's
+    // cache is live; only an ACTIVE one is the thread's own (a stand-in is never written),
+    // and no other reference to it is live.
+    if unsafe { (*tc).state } != ACTIVE {
+        return;
+    }
+    // SAFETY: as above: our own ACTIVE cache.
+    if let Some(h) = unsafe { (*tc).retire() } {
+        // SAFETY: DEAD is a stand-in; nothing on this thread uses the retired cache again.
+        unsafe { tls::set(tls::dead()) };
+        registry::release(h);
+        registry::decay_released();
     }
 }
 
@@ -162,4 +272,7 @@ unsafe extern "C" fn child() {
     // memory unreachable), which is what every allocator does.
     // SAFETY: the child is single-threaded and inherited the locks `prepare` took.
     unsafe { parent() };
+    // This image has the handlers (this one is running), whether or not the forking
+    // process had stored the flag yet.
+    FORK_HANDLERS.store(1, Relaxed);
 }

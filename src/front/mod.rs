@@ -1,7 +1,8 @@
-//! The front end (design.md §5, §11, §14): what a program calls and what it reaches first. The
-//! allocator's operations with the malloc/free fast paths, the exported C API, the thread
-//! cache in initial-exec TLS, the process and thread lifecycle (start-up, activation,
-//! retirement, fork) and the exit-time statistics summary.
+//! The front end (design.md §5, §11, §13, §14): what a program calls and what it reaches first.
+//! The allocator's operations with the malloc/free fast paths, the exported C API, C++
+//! operators and glibc introspection calls, the thread cache in initial-exec TLS, the process
+//! and thread lifecycle (start-up, activation, retirement, fork) and the statistics
+//! (`hakozuna::stats()`, the report at exit).
 //!
 //! May use every layer below: `remote`, `heap`, `ds`, `page`, `sys`, `config`, `stats`. Nothing
 //! below may use it.
@@ -9,6 +10,10 @@
 pub mod alloc;
 #[cfg(feature = "capi")]
 mod capi;
+#[cfg(feature = "capi")]
+mod cxx;
+#[cfg(feature = "capi")]
+mod introspect;
 pub mod lifecycle;
 pub mod report;
 pub mod tcache;

@@ -5,7 +5,7 @@
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
 use crate::heap::send::{send, send_one};
-use crate::heap::{Heap, OwnedHeap};
+use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
 use crate::remote::{RemoteBuf, Sink};
@@ -25,25 +25,35 @@ pub struct Bin {
 }
 
 impl Bin {
-    /// Pops the most recently freed object, or returns null when the bin is empty.
+    /// Pops the most recently freed object, or returns null when the bin is empty. Through a
+    /// raw pointer, and writing only when the bin holds an object: the malloc fast path pops
+    /// the bins of the stand-in caches too (`tls`), whose bins are always empty and which
+    /// are read-only and shared by every thread without a cache.
     ///
     /// # Safety
-    /// The bin is a well-formed list of free objects with an exact count.
+    /// `b` points to a bin that is a well-formed list of free objects with an exact count,
+    /// and no reference to it is live; a non-empty bin is the calling thread's.
     #[inline(always)]
-    pub unsafe fn pop(&mut self) -> *mut u8 {
-        let p = self.head;
+    pub unsafe fn pop(b: *mut Bin) -> *mut u8 {
+        // SAFETY: `b` points to a live bin (caller contract); a plain read.
+        let p = unsafe { (*b).head };
         if !p.is_null() {
-            // SAFETY: `p` is the non-null head of the bin, a free object it owns.
-            let n = unsafe { crate::ds::list::next(p) };
-            self.head = n;
-            self.count -= 1;
-            crate::sys::os::prefetch(n);
+            // SAFETY: `p` is the non-null head of the bin, a free object it owns, and the bin
+            // is the calling thread's (caller contract), so nothing else touches it.
+            unsafe {
+                let n = crate::ds::list::next(p);
+                (*b).head = n;
+                (*b).count -= 1;
+                crate::sys::os::prefetch(n);
+            }
         }
         p
     }
 }
 
-/// All-zero is the valid "uninitialised" state.
+/// All-zero is the valid "uninitialised" state (`tls::EMPTY`). A thread's own cache lives in
+/// metadata memory and goes with its heap: `lifecycle` keeps one per heap id, so the next
+/// thread to claim a released heap reuses the cache its last owner retired.
 #[repr(C, align(64))]
 pub struct ThreadCache {
     pub bins: [Bin; NUM_BINS],
@@ -57,7 +67,8 @@ pub struct ThreadCache {
     /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
     refills: u32,
     pub state: u32,
-    /// The owner's handle on this thread's heap: `Some` exactly while ACTIVE.
+    /// The owner's handle on this thread's heap: `Some` while ACTIVE, and while BUSY inside
+    /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
     slow_calls: u32,
     /// Remote frees buffered since the last flush (folded into stats at flush).
@@ -81,30 +92,34 @@ impl Sink for ToOwners<'_> {
 }
 
 impl ThreadCache {
-    /// The owner's handle of an ACTIVE cache.
+    /// The owner's handle of a cache that holds one.
     ///
     /// # Safety
-    /// The cache is ACTIVE.
+    /// `heap` is `Some`: the cache is ACTIVE, or retiring and the handle not yet taken.
     #[inline(always)]
     unsafe fn owned(&mut self) -> &mut OwnedHeap {
-        // SAFETY: `heap` is `Some` while ACTIVE (caller contract).
+        // SAFETY: `heap` is `Some` (caller contract).
         unsafe { self.heap.as_mut().unwrap_unchecked() }
     }
 
-    /// The heap of an ACTIVE cache, for its counters and shared part; `'static`, so it does
-    /// not keep the cache borrowed.
+    /// The heap of a cache that holds one, for its counters and shared part; `'static`, so it
+    /// does not keep the cache borrowed.
     ///
     /// # Safety
-    /// The cache is ACTIVE.
+    /// `heap` is `Some`: the cache is ACTIVE, or retiring and the handle not yet taken.
     #[inline(always)]
     unsafe fn heap(&self) -> &'static Heap {
-        // SAFETY: `heap` is `Some` while ACTIVE (caller contract).
+        // SAFETY: `heap` is `Some` (caller contract).
         unsafe { self.heap.as_ref().unwrap_unchecked() }.heap()
     }
 
-    /// Makes an UNINIT cache ACTIVE with the heap `owned`, empty bins at their limits and no
-    /// adoption until its first refills (`lifecycle::activate` does the rest).
+    /// Makes a fresh (all-zero) or retired cache ACTIVE with the heap `owned`, empty bins at
+    /// their limits, no demand history and no adoption until its first refills
+    /// (`lifecycle::activate` does the rest). A retired cache's remote buffer is empty
+    /// (`retire` flushed it), which is all the buffer needs to be reused.
     pub(super) fn start(&mut self, owned: OwnedHeap) {
+        debug_assert!(self.state == UNINIT || self.state == DEAD);
+        debug_assert!(self.heap.is_none() && self.remote_is_empty());
         for (i, b) in self.bins.iter_mut().enumerate() {
             *b = Bin {
                 head: null_mut(),
@@ -115,6 +130,9 @@ impl ThreadCache {
         self.owner_base = page_tag::owner_base(owned.heap().id);
         self.heap = Some(owned);
         self.slow_calls = 0;
+        self.queued = 0;
+        self.demand = [0; DEMAND_WORDS];
+        self.demand_prev = [0; DEMAND_WORDS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -171,7 +189,7 @@ impl ThreadCache {
         b.head = got.head;
         b.count = got.count;
         // SAFETY: the bin was empty (caller contract) and now holds exactly the list `got`.
-        unsafe { b.pop() }
+        unsafe { Bin::pop(b) }
     }
 
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).
@@ -190,6 +208,7 @@ impl ThreadCache {
                 let h = self.owned();
                 h.drain_queues();
                 h.decay_if_due();
+                registry::decay_released();
             }
         }
     }
@@ -449,11 +468,11 @@ impl ThreadCache {
     }
 
     /// # Safety
-    /// ACTIVE.
+    /// `heap` is `Some` (ACTIVE, or retiring before the handle is taken).
     #[cold]
     #[inline(never)]
     unsafe fn flush_remote(&mut self, budget: u32) {
-        // SAFETY: ACTIVE (caller contract).
+        // SAFETY: `heap` is `Some` (caller contract).
         let h = unsafe { self.heap() };
         // SAFETY: the buffer holds only free objects tagged with their (dst, bin), handed to it
         // by `free_remote`, which the buffer owns.
@@ -465,9 +484,10 @@ impl ThreadCache {
     }
 
     /// The cache's part of thread exit: flush the remote buffer, return every bin to the
-    /// heap, retire the heap and hand back its handle (`lifecycle` releases it). Later frees on
-    /// this thread take the shared path; later mallocs are served by the large tier (a retired
-    /// cache does not re-activate). `None` when the cache was not ACTIVE.
+    /// heap, retire the heap and hand back its handle (`lifecycle` releases it, with this
+    /// cache, after pointing the thread at `tls::DEAD`: later frees on this thread take the
+    /// shared path, later mallocs are served by the large tier). `None` when the cache was not
+    /// ACTIVE.
     pub(super) fn retire(&mut self) -> Option<OwnedHeap> {
         if self.state != ACTIVE {
             return None;
@@ -475,7 +495,7 @@ impl ThreadCache {
         self.state = BUSY;
         self.adopt_range = 0;
         while !self.remote_is_empty() {
-            // SAFETY: the heap handle is still ours (taken only below).
+            // SAFETY: `heap` is still `Some` (taken only below), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
         self.owner_base = 0;

@@ -89,6 +89,67 @@ impl OwnedHeap {
         }
     }
 
+    /// A released heap's small free objects, made available to every heap (released-heap
+    /// decay and trim): for each small class, the owner stash and the spill join the central
+    /// list, and what it holds beyond [`SHARED_KEEP`] bin limits goes to the shared pool in
+    /// chains of one bin limit, as far as the pool has room. Without this a heap deep in the
+    /// released queue would keep them until claimed, and `stash-steal` does not take classes
+    /// below a cache line. Returns whether anything went to the pool.
+    ///
+    /// [`SHARED_KEEP`]: config::SHARED_KEEP
+    pub(super) fn offer_small(&mut self) -> bool {
+        if !config::SHARED_POOL {
+            return false;
+        }
+        let h = self.heap();
+        let mut offered = false;
+        for bin in 0..SMALL_BINS {
+            if config::STASH_PUSH {
+                let all = h.shared.stash[bin].take_all();
+                if !all.is_null() {
+                    // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap
+                    // made exclusively ours.
+                    unsafe {
+                        self.local().small[bin]
+                            .central
+                            .push_chain(Chain::measure(all))
+                    };
+                }
+            }
+            let l = &mut self.local().small[bin];
+            if !l.spill.head.is_null() {
+                // SAFETY: the spill and central are null-terminated lists of free objects of
+                // this bin that share no object; an uncounted stash leaves the spill's count an
+                // estimate, so it is measured first.
+                unsafe {
+                    if !config::STASH_COUNT {
+                        l.spill.count = Chain::measure(l.spill.head).n;
+                    }
+                    l.central.append(&mut l.spill);
+                }
+            }
+            let limit = sc::bin_limit(bin);
+            while l.central.count > config::SHARED_KEEP * limit + limit {
+                // SAFETY: the central list is well formed with an exact count above `limit`;
+                // the chain taken is detached from it, free objects of small `bin`.
+                let c = unsafe { l.central.take(limit) };
+                // SAFETY: `c` is a non-empty chain of free objects of `bin` that we own.
+                match unsafe { pool::park(bin, c) } {
+                    Ok(()) => {
+                        offered = true;
+                        h.stats.add(Ev::PoolParks, 1);
+                    }
+                    Err(c) => {
+                        // SAFETY: the chain just taken goes back where it came from.
+                        unsafe { l.central.push_chain(c) };
+                        break;
+                    }
+                }
+            }
+        }
+        offered
+    }
+
     /// Moves everything queued in `q` into the central list of `bin`. True if it held any.
     ///
     /// # Safety

@@ -1,6 +1,6 @@
 //! Giving memory back over time (design.md §10): the epoch's drain of remote queues, time
-//! decay of medium runs and free pages, the purges of `malloc_trim` and thread exit, and a
-//! heap's retirement when its thread exits.
+//! decay of medium runs and free pages, the process-wide decay of the segment pool and the
+//! large cache, the purge of `malloc_trim`, and a heap's retirement when its thread exits.
 
 use super::OwnedHeap;
 use crate::config;
@@ -8,7 +8,7 @@ use crate::ds::list::Chain;
 use crate::page::arena::{self, SegInner};
 use crate::page::bitmap::PageBitmap;
 use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
-use crate::stats::Ev;
+use crate::stats::{Counters, Ev};
 use crate::sys::{options, os};
 
 impl OwnedHeap {
@@ -30,25 +30,37 @@ impl OwnedHeap {
         }
     }
 
-    /// Time-based decay, run from the epoch at most once per decay interval
-    /// (`HAKOZUNA_DECAY_MS`, default 1 s): medium runs that sat unused in central for a whole
-    /// interval go back to their segments (adopted ones to their owners), free pages that
-    /// stayed free for a whole interval go back to the OS, and the arena's segment pool and the
-    /// thread's large-cache shard expire their old entries. (Per-epoch decay without the clock
-    /// purged 3 GB in a 2 s mt-remote run and refaulted it.)
+    /// Time-based decay from the owner's epoch, at most once per decay interval
+    /// (`HAKOZUNA_DECAY_MS`, default 1 s): the heap's own part ([`decay_local`]), then the
+    /// process-wide part ([`decay_shared`]). (Per-epoch decay without the clock purged 3 GB in
+    /// a 2 s mt-remote run and refaulted it.)
+    ///
+    /// [`decay_local`]: Self::decay_local
     pub fn decay_if_due(&mut self) {
         let now = os::now_ms();
-        {
-            let l = self.local();
-            if now.saturating_sub(l.last_decay_ms) < options::decay_ms() {
-                return;
-            }
-            l.last_decay_ms = now;
+        if self.decay_due(now) {
+            self.decay_local(now);
+            decay_shared(now, &self.heap().stats, false);
         }
+    }
+
+    /// Whether this heap's decay pass is due at `now`.
+    pub(super) fn decay_due(&mut self, now: u64) -> bool {
+        now.saturating_sub(self.local().last_decay_ms) >= options::decay_ms()
+    }
+
+    /// The heap's own decay pass at `now`: medium runs that sat unused in central for a whole
+    /// interval go back to their segments (adopted ones to their owners), and free pages that
+    /// stayed free for a whole interval go back to the OS while the pages freed since are aged
+    /// for the next pass. Returns whether it gave anything back or left pages to purge next.
+    pub(super) fn decay_local(&mut self, now: u64) -> bool {
+        self.local().last_decay_ms = now;
+        let mut worked = false;
         for mi in 0..MEDIUM_BINS {
             let l = self.local();
             let idle = l.medium_low[mi];
             if idle > 0 {
+                worked = true;
                 // SAFETY: the central list is well formed; `c` is detached from it: free runs
                 // of this medium bin (ours, or adopted ones `free_runs` sends home).
                 unsafe {
@@ -59,27 +71,26 @@ impl OwnedHeap {
             let l = self.local();
             l.medium_low[mi] = l.medium[mi].count;
         }
-        self.decay_pages();
-        let pooled = arena::decay_pool(now, options::decay_ms());
-        if pooled > 0 {
-            self.heap().stats.add(Ev::BytesPurged, pooled as u64);
-        }
-        crate::page::large::decay();
+        self.decay_pages() || worked
     }
 
     /// Decay of free pages: purges the free pages that were already dirty at the last pass
-    /// (free for at least a whole interval), and ages the pages dirtied since.
-    fn decay_pages(&mut self) {
-        self.purge_segments(
+    /// (free for at least a whole interval), and ages the pages dirtied since. Returns whether
+    /// it purged or aged any.
+    fn decay_pages(&mut self) -> bool {
+        let mut aged = false;
+        let purged = self.purge_segments(
             |m| m.aged.combine(&m.pages, |aged, used| aged & !used),
             |m| {
                 m.aged = m.dirty.combine(&m.pages, |dirty, used| dirty & !used);
                 m.dirty = PageBitmap::new();
+                aged |= !m.aged.is_empty();
             },
         );
+        purged > 0 || aged
     }
 
-    /// Purges every dirty free page now (`malloc_trim`, thread exit). Returns bytes purged.
+    /// Purges every dirty free page now (`malloc_trim`). Returns bytes purged.
     pub fn purge_free_pages(&mut self) -> usize {
         self.purge_segments(
             |m| {
@@ -99,7 +110,7 @@ impl OwnedHeap {
     fn purge_segments(
         &mut self,
         pick: impl Fn(&SegInner) -> PageBitmap,
-        after: impl Fn(&mut SegInner),
+        mut after: impl FnMut(&mut SegInner),
     ) -> usize {
         let heads = self.local().seg_head;
         let mut bytes = 0;
@@ -129,9 +140,11 @@ impl OwnedHeap {
     /// Thread exit: moves the spill into the central lists (hz3 flushes it at thread exit),
     /// absorbs the medium inboxes and central intakes, shrinks each medium central list to
     /// [`config::MEDIUM_RETIRE_BYTES`] and sends adopted runs home; surplus own runs go back
-    /// to their segments, whose free pages are then purged. The owner stashes and transfer
-    /// caches stay as they are: they are the heap's, and the next owner pops them in the usual
-    /// order (moving them cost a walk over every cold object at each thread exit).
+    /// to their segments, and empty segments to the arena's pool. Nothing is purged: the next
+    /// thread to claim the heap reuses it warm, and decay purges what stays unused
+    /// (`registry::decay_released`). The owner stashes and transfer caches stay as they are:
+    /// they are the heap's, and the next owner pops them in the usual order (moving them cost
+    /// a walk over every cold object at each thread exit).
     pub fn retire(&mut self) {
         self.drain_queues();
         self.shrink_medium_for_exit();
@@ -150,9 +163,23 @@ impl OwnedHeap {
                 l.central.append(&mut l.spill);
             }
         }
-        // A released heap may wait long for adoption: its free pages go back to the OS now,
-        // and its empty run segments to the arena's pool for other heaps.
-        self.purge_free_pages();
-        self.release_empty_segments();
+        // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
+        self.release_empty_segments(true);
     }
+}
+
+/// The process-wide part of decay, each gated by its own clock so any number of callers do it
+/// once per interval: the arena's segment pool purges segments given back before its previous
+/// pass, and every large-cache shard unmaps blocks older than the interval. `stats` are the
+/// caller's counters (`shared` when other threads may bump them too).
+pub fn decay_shared(now: u64, stats: &Counters, shared: bool) {
+    let pooled = arena::decay_pool(now, options::decay_ms());
+    if pooled > 0 {
+        if shared {
+            stats.add_shared(Ev::BytesPurged, pooled as u64);
+        } else {
+            stats.add(Ev::BytesPurged, pooled as u64);
+        }
+    }
+    crate::page::large::decay(now);
 }

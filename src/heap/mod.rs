@@ -1,6 +1,6 @@
 //! Heaps (design.md §6; hz3 calls them shards): an owner identity with its structures. A
 //! thread claims a heap on first use and releases it at exit; the next claimant adopts whatever
-//! was queued meanwhile. Heaps live in metadata memory and are recycled, never destroyed, so a
+//! other threads sent it meanwhile. Heaps live in metadata memory and are recycled, never destroyed, so a
 //! `&'static Heap` stays valid forever.
 //!
 //! A heap has two parts. The shared part ([`HeapShared`]) is written by any thread through
@@ -26,6 +26,8 @@ pub mod registry;
 mod segments;
 pub mod send;
 
+pub use registry::OwnedHeap;
+
 use crate::ds::list::LocalList;
 use crate::ds::mpsc::MpscStack;
 use crate::ds::owner_stash::OwnerStash;
@@ -33,7 +35,6 @@ use crate::ds::transfer_cache::TransferCache;
 use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::Counters;
 use core::cell::UnsafeCell;
-use core::ptr::NonNull;
 
 /// What other threads write into a heap: remote frees on their way to the owner.
 #[repr(C)]
@@ -54,7 +55,7 @@ struct SmallLocal {
     end: *mut u8,
 }
 
-/// The owner's part of a heap, reached only through [`OwnedHeap::local`].
+/// The owner's part of a heap, reached only through an [`OwnedHeap`].
 #[repr(C)]
 struct HeapLocal {
     small: [SmallLocal; SMALL_BINS],
@@ -77,8 +78,9 @@ struct HeapLocal {
 pub struct Heap {
     pub shared: HeapShared,
     local: UnsafeCell<HeapLocal>,
-    /// The next released heap in the registry's queue; touched only under the registry lock.
-    next_free: UnsafeCell<*mut Heap>,
+    /// The heap's place in the registry's queue of released heaps; touched only under the
+    /// registry lock.
+    link: UnsafeCell<registry::Link>,
     pub stats: Counters,
     pub id: u32,
 }
@@ -89,33 +91,3 @@ pub struct Heap {
 const SMALL_SEGS: usize = 0;
 /// Medium and large-class runs: given back run by run, and the segment once all are back.
 const RUN_SEGS: usize = 1;
-
-/// The owning thread's handle on its heap, and the only way to the heap's local part.
-///
-/// [`registry::claim`] makes one for a heap nobody owns and [`registry::release`] consumes it,
-/// so at most one exists per heap. It is neither `Clone` nor `Send` (a `NonNull` field), so it
-/// stays with the thread that claimed it, and a `&mut OwnedHeap` is exclusive access to the
-/// local part.
-pub struct OwnedHeap {
-    heap: NonNull<Heap>,
-}
-
-impl OwnedHeap {
-    /// The heap, shared part and counters; `'static` because heaps are never freed, so the
-    /// result does not hold the handle borrowed.
-    #[inline(always)]
-    pub fn heap(&self) -> &'static Heap {
-        // SAFETY: `heap` came from `claim`, which hands out 'static heaps in metadata memory
-        // that is never freed.
-        unsafe { self.heap.as_ref() }
-    }
-
-    /// The local part.
-    #[inline(always)]
-    fn local(&mut self) -> &mut HeapLocal {
-        // SAFETY: this handle is the only one for its heap (`claim` makes one per unowned heap,
-        // `release` consumes it) and nothing else reaches `local`, so `&mut self` is exclusive
-        // access; the result borrows `self`, so two cannot be live at once.
-        unsafe { &mut *self.heap().local.get() }
-    }
-}

@@ -33,14 +33,18 @@ static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
 /// Creates the pool (once, before the first heap is published; the caller holds the heap
 /// registry's lock). False when metadata memory is exhausted.
 pub fn init() -> bool {
+    // Relaxed: the only store is below, made under the registry lock, which we hold; the
+    // lock orders it before this load, so coherence makes us read it.
     if !POOL.load(Relaxed).is_null() {
         return true;
     }
     let Some(p) = crate::sys::meta::alloc(core::mem::size_of::<SharedPool>(), 64) else {
         return false;
     };
-    // Release: pairs with `get`'s Acquire. (Every taker also got its heap through the registry
-    // lock after this store; the Acquire makes `get` correct without relying on that.)
+    // Release: pairs with `get`'s Acquire, which reads this pointer and so synchronizes with
+    // this store: the pool's memory (zeroed by the OS, handed out under the metadata lock) is
+    // then known to be initialised to its reader. (Every taker also got its heap through the
+    // registry lock after this store; the Acquire makes `get` correct without relying on that.)
     POOL.store(p as *mut SharedPool, Release);
     true
 }

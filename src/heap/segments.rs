@@ -20,6 +20,7 @@ impl OwnedHeap {
         if hint != 0 {
             // SAFETY: `hint - 1` is one of this heap's segments, and we hold the owner's handle.
             if let Some(p) = unsafe { alloc_in(hint - 1, pages) } {
+                h.stats.run_bytes_moved(pages << config::PAGE_SHIFT, true);
                 return Some(p);
             }
         }
@@ -29,6 +30,7 @@ impl OwnedHeap {
                 // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle.
                 if let Some(p) = unsafe { alloc_in(s - 1, pages) } {
                     l.seg_hint[kind] = s;
+                    h.stats.run_bytes_moved(pages << config::PAGE_SHIFT, true);
                     return Some(p);
                 }
             }
@@ -65,7 +67,11 @@ impl OwnedHeap {
         l.seg_head[kind] = idx + 1;
         l.seg_hint[kind] = idx + 1;
         // SAFETY: `idx` is now on this heap's segment list, and we hold the owner's handle.
-        unsafe { alloc_in(idx, pages) }
+        let p = unsafe { alloc_in(idx, pages) };
+        if p.is_some() {
+            h.stats.run_bytes_moved(pages << config::PAGE_SHIFT, true);
+        }
+        p
     }
 
     /// Unlinks an empty run segment and gives it back to the arena's pool.
@@ -130,6 +136,9 @@ impl OwnedHeap {
         let m = unsafe { arena::seg_meta(idx).get() };
         m.pages.clear_range(page, pages);
         m.dirty.set_range(page, pages);
+        self.heap()
+            .stats
+            .run_bytes_moved(pages << config::PAGE_SHIFT, false);
         // The segment the heap carves from next stays, so a heap at the edge of needing one
         // does not give it back and take it again.
         if m.pages.is_empty() && self.local().seg_hint[RUN_SEGS] != idx + 1 {
@@ -138,8 +147,9 @@ impl OwnedHeap {
         }
     }
 
-    /// Gives every empty run segment back to the arena's pool (after a purge: not resident).
-    pub(super) fn release_empty_segments(&mut self) {
+    /// Gives every empty run segment back to the arena's pool; `resident` unless the caller
+    /// has just purged this heap's free pages.
+    pub(super) fn release_empty_segments(&mut self, resident: bool) {
         let mut s = self.local().seg_head[RUN_SEGS];
         while s != 0 {
             // SAFETY: our segment; the borrow ends with this statement.
@@ -149,7 +159,7 @@ impl OwnedHeap {
             };
             if empty {
                 // SAFETY: one of our run segments with no page in use; no borrow is live.
-                unsafe { self.release_segment(s - 1, false) };
+                unsafe { self.release_segment(s - 1, resident) };
             }
             s = next;
         }

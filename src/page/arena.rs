@@ -20,13 +20,25 @@ pub const SEGMENT: usize = 1 << SEGMENT_SHIFT;
 pub const PAGES_PER_SEGMENT: usize = SEGMENT >> PAGE_SHIFT;
 const _: () = assert!(PAGES_PER_SEGMENT == crate::page::bitmap::BITS);
 
-// Written once by `init`: BASE, TAGS and SEGS, then LEN with Release. Readers load LEN with
-// Acquire before the others.
+// Written once by `init` (again only in a fork child that restarts start-up): BASE, TAGS and
+// SEGS with Relaxed stores, then LEN with Release. Orderings (C11 model): `offset` and `len`
+// load LEN with Acquire; reading the non-zero LEN synchronizes with that Release store, so
+// the three stores before it happen-before the Relaxed loads that follow it in the same
+// thread, which by coherence read them (nothing stores them later). The other readers
+// (`set_tags`, `segment_base`, `locate`, `seg_meta`, `tag_at` at a computed offset) run
+// only in heap work, on a thread that passed start-up: it read DONE with Acquire from the
+// Release store that ends start-up, after `init` (front::lifecycle), or is the thread that
+// ran it. NEXT_SEG is written under the pool lock; `committed_bytes` reads it outside for
+// statistics only.
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 static SEGS: AtomicPtr<SegMeta> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT_SEG: AtomicUsize = AtomicUsize::new(0);
+/// Segments in the pool that may be resident (`hot` and `old`) and purged ones (`cold`):
+/// written under the pool lock, read by the statistics without it.
+static POOLED_RESIDENT: AtomicUsize = AtomicUsize::new(0);
+static POOLED_PURGED: AtomicUsize = AtomicUsize::new(0);
 
 /// Per-segment metadata, owned by the heap that took the segment.
 #[repr(C)]
@@ -143,7 +155,9 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
     let t = TAGS.load(Relaxed);
     for i in first..first + n {
         // Relaxed: an object's tag is published to other threads by whatever synchronisation
-        // hands them the object.
+        // hands them the object (the program's own, or one of our Release/Acquire hand-offs):
+        // this store happens-before their load of it, which by coherence reads it or a later
+        // tag, and the page is retagged only once none of its objects is live.
         // SAFETY: `[p, p + n pages)` is an arena run (caller contract), so page `i` is inside
         // the tag table, mapped for the whole arena before LEN became non-zero.
         unsafe { (*t.add(i)).store(tag, Relaxed) };
@@ -191,12 +205,14 @@ fn pop(list: &mut u32) -> Option<u32> {
 pub fn take_segment() -> Option<Taken> {
     let mut p = POOL.lock();
     if let Some(idx) = pop(&mut p.hot).or_else(|| pop(&mut p.old)) {
+        POOLED_RESIDENT.fetch_sub(1, Relaxed);
         return Some(Taken {
             idx,
             resident: true,
         });
     }
     if let Some(idx) = pop(&mut p.cold) {
+        POOLED_PURGED.fetch_sub(1, Relaxed);
         return Some(Taken {
             idx,
             resident: false,
@@ -241,7 +257,13 @@ pub fn take_segment() -> Option<Taken> {
 /// object or a page tag; ownership passes to the pool.
 pub unsafe fn give_back_segment(idx: u32, resident: bool) {
     let mut p = POOL.lock();
-    let list = if resident { &mut p.hot } else { &mut p.cold };
+    let list = if resident {
+        POOLED_RESIDENT.fetch_add(1, Relaxed);
+        &mut p.hot
+    } else {
+        POOLED_PURGED.fetch_add(1, Relaxed);
+        &mut p.cold
+    };
     // SAFETY: the segment is now the pool's (caller contract) and we hold the pool lock.
     unsafe { seg_meta(idx).get() }.next = *list;
     *list = idx + 1;
@@ -266,6 +288,9 @@ fn purge_list(mut list: u32) -> usize {
         // SAFETY: `tail` ends the detached list; relinking it happens under the pool lock.
         unsafe { seg_meta(tail).get() }.next = p.cold;
         p.cold = head;
+        let n = bytes / SEGMENT;
+        POOLED_RESIDENT.fetch_sub(n, Relaxed);
+        POOLED_PURGED.fetch_add(n, Relaxed);
     }
     bytes
 }
@@ -334,4 +359,21 @@ pub fn seg_meta(idx: u32) -> &'static SegMeta {
 /// included). Up to [`config::COMMIT_SEGMENTS`] - 1 more segments may be committed ahead.
 pub fn committed_bytes() -> usize {
     NEXT_SEG.load(Relaxed).min(len() / SEGMENT) * SEGMENT
+}
+
+/// Bytes of segments in the pool: `(resident, purged)`. Resident ones were given back since
+/// the pool's last decay pass or the one before; purged ones are committed but not resident.
+/// Relaxed reads, not a consistent snapshot.
+pub fn pooled_bytes() -> (usize, usize) {
+    (
+        POOLED_RESIDENT.load(Relaxed) * SEGMENT,
+        POOLED_PURGED.load(Relaxed) * SEGMENT,
+    )
+}
+
+/// An estimate of the side tables' touched part: the page tags and segment records of every
+/// segment handed out (the tables are mapped for the whole arena and faulted in lazily).
+pub fn side_table_bytes() -> usize {
+    NEXT_SEG.load(Relaxed).min(len() / SEGMENT)
+        * (PAGES_PER_SEGMENT * core::mem::size_of::<u32>() + core::mem::size_of::<SegMeta>())
 }

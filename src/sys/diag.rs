@@ -1,5 +1,9 @@
-//! Allocation-free text output for warnings and the statistics summary: a fixed stack buffer
-//! with decimal formatting, flushed to stderr with one `write`.
+//! Allocation-free text output for warnings and the statistics reports: a fixed stack buffer
+//! with decimal formatting, flushed to stderr with one `write`; a `core::fmt::Write` sink that
+//! hands fixed-size chunks to a callback; and one that fills a caller's buffer the way
+//! `snprintf` does.
+
+use core::fmt;
 
 pub struct Line {
     buf: [u8; 512],
@@ -51,6 +55,95 @@ impl Line {
     }
 }
 
+/// A `core::fmt::Write` through a 1 KiB stack buffer: each time it fills, and at
+/// [`Chunked::finish`], its bytes go to `out`. Formatting through it never allocates.
+pub struct Chunked<F: FnMut(&[u8])> {
+    buf: [u8; 1024],
+    len: usize,
+    out: F,
+}
+
+impl<F: FnMut(&[u8])> Chunked<F> {
+    pub fn new(out: F) -> Self {
+        Chunked {
+            buf: [0; 1024],
+            len: 0,
+            out,
+        }
+    }
+
+    /// Hands what is buffered to `out`.
+    pub fn finish(&mut self) {
+        if self.len > 0 {
+            (self.out)(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl<F: FnMut(&[u8])> fmt::Write for Chunked<F> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut b = s.as_bytes();
+        while !b.is_empty() {
+            if self.len == self.buf.len() {
+                self.finish();
+            }
+            let n = b.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+            self.len += n;
+            b = &b[n..];
+        }
+        Ok(())
+    }
+}
+
+/// A `core::fmt::Write` into a caller's buffer with `snprintf`'s contract: it keeps at most
+/// `len - 1` bytes and a terminating NUL (nothing at all when `len` is 0) and counts every
+/// byte written, so [`SliceWriter::needed`] is the length the whole text needs.
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub struct SliceWriter {
+    buf: *mut u8,
+    len: usize,
+    needed: usize,
+}
+
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+impl SliceWriter {
+    /// # Safety
+    /// `buf` is valid for writes of `len` bytes (or `len` is 0), for the writer's life.
+    pub unsafe fn new(buf: *mut u8, len: usize) -> Self {
+        SliceWriter {
+            buf,
+            len,
+            needed: 0,
+        }
+    }
+
+    /// Writes the terminating NUL and returns the length of the whole text (without it).
+    pub fn finish(self) -> usize {
+        if self.len > 0 {
+            let at = self.needed.min(self.len - 1);
+            // SAFETY: `at < len`, inside the buffer (constructor contract).
+            unsafe { *self.buf.add(at) = 0 };
+        }
+        self.needed
+    }
+}
+
+impl fmt::Write for SliceWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.len.saturating_sub(1).saturating_sub(self.needed);
+        let n = s.len().min(room);
+        if n > 0 {
+            // SAFETY: `needed + n <= len - 1`: inside the buffer (constructor contract), and
+            // the source is a distinct `&str`.
+            unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), self.buf.add(self.needed), n) };
+        }
+        self.needed += s.len();
+        Ok(())
+    }
+}
+
 /// Parses a decimal `u64`; `None` for empty, non-digit or overflowing input.
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
@@ -92,11 +185,6 @@ pub fn env_u64(name: &[u8], default: u64, min: u64, max: u64) -> u64 {
     }
 }
 
-/// Reads a boolean flag (`1`/`0`); anything else warns and counts as off.
-pub fn env_flag(name: &[u8]) -> bool {
-    env_u64(name, 0, 0, 1) == 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +197,44 @@ mod tests {
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b"12a"), None);
         assert_eq!(parse_u64(b"-1"), None);
+    }
+
+    #[test]
+    fn slice_writer_truncates_like_snprintf() {
+        use core::fmt::Write;
+        let mut buf = [0xffu8; 8];
+        // SAFETY: `buf` is valid for its length for the writer's life.
+        let mut w = unsafe { SliceWriter::new(buf.as_mut_ptr(), buf.len()) };
+        let word = "abcdef";
+        write!(w, "{}-{word}", 12345).unwrap();
+        assert_eq!(w.finish(), 12);
+        assert_eq!(&buf, b"12345-a\0");
+        // SAFETY: a zero length never writes.
+        let mut w = unsafe { SliceWriter::new(core::ptr::null_mut(), 0) };
+        write!(w, "xyz").unwrap();
+        assert_eq!(w.finish(), 3);
+        let mut buf = [0xffu8; 8];
+        // SAFETY: as above.
+        let mut w = unsafe { SliceWriter::new(buf.as_mut_ptr(), buf.len()) };
+        w.write_str("ab").unwrap();
+        assert_eq!(w.finish(), 2);
+        assert_eq!(&buf[..3], b"ab\0");
+    }
+
+    #[test]
+    fn chunked_hands_every_byte_over_in_order() {
+        use core::fmt::Write;
+        extern crate std;
+        let mut got = std::vec::Vec::new();
+        {
+            let mut w = Chunked::new(|b: &[u8]| got.extend_from_slice(b));
+            for i in 0..1000 {
+                write!(w, "{i},").unwrap();
+            }
+            w.finish();
+        }
+        let want: std::string::String = (0..1000).map(|i| std::format!("{i},")).collect();
+        assert_eq!(got, want.as_bytes());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::sys::os;
 use crate::sys::sync::SpinLock;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 const CHUNK: usize = 4 << 20;
 
@@ -12,6 +13,8 @@ struct Bump {
 }
 
 static META: SpinLock<Bump> = SpinLock::new(Bump { cur: 0, end: 0 });
+/// Bytes handed out (written under the lock, read by the statistics without it).
+static USED: AtomicUsize = AtomicUsize::new(0);
 
 /// Zeroed memory for `size` bytes aligned to `align` (a power of two ≤ 4096), or `None` when
 /// the OS refuses.
@@ -26,7 +29,14 @@ pub fn alloc(size: usize, align: usize) -> Option<*mut u8> {
         p = c;
     }
     m.cur = p + size;
+    USED.fetch_add(size, Relaxed);
     Some(p as *mut u8)
+}
+
+/// Bytes of metadata handed out so far (never freed: heaps are recycled). The chunks they come
+/// from are mapped 4 MiB at a time and faulted in as used.
+pub fn used_bytes() -> usize {
+    USED.load(Relaxed)
 }
 
 pub fn lock_for_fork() {

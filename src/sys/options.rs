@@ -3,12 +3,19 @@
 //! default.
 
 use crate::config::{ARENA_GB_DEFAULT, DECAY_MS_DEFAULT, STATS};
-use crate::sys::diag;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use crate::sys::{diag, os};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 static ARENA_GB: AtomicU64 = AtomicU64::new(ARENA_GB_DEFAULT as u64);
 static DECAY_MS: AtomicU64 = AtomicU64::new(DECAY_MS_DEFAULT);
-static STATS_REPORT: AtomicBool = AtomicBool::new(false);
+static STATS_REPORT: AtomicU8 = AtomicU8::new(REPORT_NONE);
+
+/// `HAKOZUNA_STATS` unset or `0`: no report at exit.
+pub const REPORT_NONE: u8 = 0;
+/// `HAKOZUNA_STATS=1`: the text summary at exit.
+pub const REPORT_TEXT: u8 = 1;
+/// `HAKOZUNA_STATS=json`: the JSON document at exit.
+pub const REPORT_JSON: u8 = 2;
 
 /// Reads every option from the environment. Called once, by start-up, before any option is
 /// used.
@@ -21,13 +28,26 @@ pub fn init() {
         diag::env_u64(b"HAKOZUNA_DECAY_MS\0", DECAY_MS_DEFAULT, 0, 1 << 40),
         Relaxed,
     );
-    let stats = diag::env_flag(b"HAKOZUNA_STATS\0");
-    if stats && !STATS {
+    let report = match os::getenv(b"HAKOZUNA_STATS\0") {
+        None | Some(b"0") | Some(b"") => REPORT_NONE,
+        Some(b"1") => REPORT_TEXT,
+        Some(b"json") => REPORT_JSON,
+        Some(raw) => {
+            diag::Line::new()
+                .str("hakozuna: ignoring malformed HAKOZUNA_STATS='")
+                .bytes(&raw[..raw.len().min(64)])
+                .str("' (expected 0, 1 or json), using 0")
+                .emit();
+            REPORT_NONE
+        }
+    };
+    if report != REPORT_NONE && !STATS {
         diag::Line::new()
-            .str("hakozuna: HAKOZUNA_STATS=1 but this build has no `stats` feature")
+            .str("hakozuna: HAKOZUNA_STATS is set but this build has no `stats` feature: ")
+            .str("the report at exit has the memory figures and no event counts")
             .emit();
     }
-    STATS_REPORT.store(stats && STATS, Relaxed);
+    STATS_REPORT.store(report, Relaxed);
 }
 
 /// `HAKOZUNA_ARENA_GB`: the arena reservation to try first, in GiB.
@@ -40,7 +60,8 @@ pub fn decay_ms() -> u64 {
     DECAY_MS.load(Relaxed)
 }
 
-/// `HAKOZUNA_STATS=1` in a build with the `stats` feature: print the summary at exit.
-pub fn stats_report() -> bool {
+/// `HAKOZUNA_STATS`: which report to print at exit ([`REPORT_NONE`], [`REPORT_TEXT`] or
+/// [`REPORT_JSON`]).
+pub fn stats_report() -> u8 {
     STATS_REPORT.load(Relaxed)
 }

@@ -2,6 +2,7 @@
 //! wrapper that reports failure as `None`/`false`; nothing here allocates.
 
 use core::ptr::null_mut;
+use core::sync::atomic::AtomicU32;
 
 pub const PAGE: usize = 4096;
 
@@ -67,6 +68,16 @@ pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
     }
 }
 
+/// Makes a range of whole pages read-only (a static that must never be written again).
+///
+/// # Safety
+/// `[p, p+len)` is page aligned and no Rust code writes it afterwards.
+pub unsafe fn protect_read(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the range holds only objects nobody writes any more (caller contract), so
+    // removing write access breaks nothing.
+    unsafe { libc::mprotect(p as *mut libc::c_void, len, libc::PROT_READ) == 0 }
+}
+
 /// Gives the physical pages of a range back to the OS; the range stays mapped and reads as zero.
 ///
 /// # Safety
@@ -77,13 +88,13 @@ pub unsafe fn purge(p: *mut u8, len: usize) -> bool {
     unsafe { libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
-/// Grows or shrinks a mapping, moving it if needed.
+/// Grows or shrinks a mapped range, moving it if needed; its resident pages move with it.
 ///
 /// # Safety
-/// `[p, p+old)` is a whole mapping made by this module.
+/// `[p, p+old)` lies within one mapping made by this module, and nothing else uses it.
 pub unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
-    // SAFETY: `[p, p+old)` is a whole mapping made by this module (caller contract); moving
-    // or resizing it invalidates only that mapping, which the caller then replaces.
+    // SAFETY: `[p, p+old)` is a range of one of our mappings that nothing else uses (caller
+    // contract); moving or resizing it invalidates only that range, which the caller replaces.
     let q = unsafe { libc::mremap(p as *mut libc::c_void, old, new, libc::MREMAP_MAYMOVE) };
     if q == libc::MAP_FAILED {
         None
@@ -97,10 +108,44 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e }
 }
 
-#[cfg_attr(not(feature = "capi"), allow(dead_code))]
 pub fn errno() -> i32 {
     // SAFETY: as in `set_errno`.
     unsafe { *libc::__errno_location() }
+}
+
+/// Sleeps while `*word == expected` (the check and the sleep are atomic with respect to
+/// [`futex_wake_one`] on the same word, futex(2)). Returns on a wake, a signal, at once when
+/// the word differs, or spuriously: the caller re-checks. Leaves errno unchanged (a lock taken
+/// inside `free` must not change it).
+pub fn futex_wait(word: &AtomicU32, expected: u32) {
+    let saved = errno();
+    // SAFETY: FUTEX_WAIT reads the aligned 32-bit word `word` points to, which is alive for
+    // the whole call (a shared borrow); a null timeout means no other memory is read.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            null_mut::<libc::timespec>(),
+        );
+    }
+    set_errno(saved);
+}
+
+/// Wakes one thread sleeping in [`futex_wait`] on `word`, if any. Leaves errno unchanged.
+pub fn futex_wake_one(word: &AtomicU32) {
+    let saved = errno();
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+    set_errno(saved);
 }
 
 pub fn yield_now() {
@@ -123,10 +168,27 @@ pub fn now_ms() -> u64 {
 
 /// Writes bytes to stderr, ignoring errors (diagnostics only).
 pub fn write_stderr(b: &[u8]) {
-    // SAFETY: the slice is valid for reads of its length.
-    unsafe {
-        libc::write(2, b.as_ptr() as *const libc::c_void, b.len());
+    write_fd(2, b);
+}
+
+/// Writes all of `b` to descriptor `fd`, retrying short writes and `EINTR`. False on any
+/// other error (the rest is dropped).
+pub fn write_fd(fd: i32, mut b: &[u8]) -> bool {
+    while !b.is_empty() {
+        // SAFETY: the slice is valid for reads of its length.
+        let n = unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if n == 0 {
+            return false;
+        }
+        b = &b[n as usize..];
     }
+    true
 }
 
 /// Reads an environment variable without allocating. `name` must end in NUL.

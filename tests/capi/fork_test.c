@@ -1,5 +1,5 @@
 /*
- * fork_test.c - fork while other threads allocate (DESIGN.md section 8, "fork").
+ * fork_test.c - fork while other threads allocate (docs/design.md §11, "fork").
  *
  * Worker threads keep allocating/freeing (small, medium, large, with cross-thread
  * frees through a shared array) while the main thread forks FORKS times. Every

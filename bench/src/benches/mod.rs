@@ -1,10 +1,12 @@
 //! The benchmark programs. Each has a `run(args)` that parses its positional arguments, runs,
 //! prints a human summary and one `RESULT ...` line on stdout, and returns the report.
 
+pub mod burst_idle;
 pub mod cache_scratch;
 pub mod larson;
 pub mod mt_remote;
 pub mod random_mixed;
+pub mod thread_churn;
 pub mod xmalloc_test;
 
 use crate::common::Report;
@@ -42,6 +44,16 @@ pub const ALL: &[Bench] = &[
         name: "cache-scratch",
         usage: cache_scratch::USAGE,
         run: cache_scratch::run,
+    },
+    Bench {
+        name: "burst-idle",
+        usage: burst_idle::USAGE,
+        run: burst_idle::run,
+    },
+    Bench {
+        name: "thread-churn",
+        usage: thread_churn::USAGE,
+        run: thread_churn::run,
     },
 ];
 

@@ -185,6 +185,12 @@ pub fn install_missing(cands: &[Candidate]) -> Vec<String> {
         })
         .collect();
     pkgs.dedup();
+    apt_install(&pkgs)
+}
+
+/// `apt-get install -y` `pkgs` (root only; `apt-get update` and retry when the first attempt
+/// fails). Returns a message when they could not be installed.
+pub fn apt_install(pkgs: &[&str]) -> Vec<String> {
     if pkgs.is_empty() {
         return vec![];
     }
@@ -196,7 +202,7 @@ pub fn install_missing(cands: &[Candidate]) -> Vec<String> {
         )];
     }
     let mut args = vec!["install", "-y", "--no-install-recommends"];
-    args.extend(&pkgs);
+    args.extend(pkgs);
     if apt_get(&args) {
         return vec![];
     }

@@ -10,22 +10,28 @@ USAGE:
   hakozuna-bench compare --callgrind ROW  instructions per op of one row under callgrind
   hakozuna-bench list [--matrix NAME] [--scale F]   show matrices and rows
   hakozuna-bench bench PROGRAM ARGS...    run one benchmark program in this process
-                                          (random-mixed, mt-remote, larson, xmalloc-test, cache-scratch)
+                                          (random-mixed, mt-remote, larson, xmalloc-test, cache-scratch,
+                                          burst-idle, thread-churn)
 
 COMPARE OPTIONS:
-  --matrix NAME        quick (default), seed, smoke
-  --runs N             runs per (row, allocator); default 3 for quick, 5 for seed
+  --matrix NAME        quick (default), seed, memory, smoke
+  --runs N             runs per (row, allocator); default 3 (5 for seed)
   --scale F            multiply iteration counts by F (default 1; callgrind default 0.2)
   --rows A,B,...       only these rows (exact names, see `list`)
   --ring N             mt-remote rows: the benchmark's ring capacity (default 65536); a
                        ring of more slots than ITERS cannot overflow (no fallbacks)
+  --idle SECS          burst-idle rows: seconds to idle before reading RSS (default 12;
+                       0 allowed)
+  --syscalls           also run every (row, allocator) once under `strace -f -c -e
+                       trace=madvise,munmap` (untimed) and report the call counts
   --allocs A,B,...     only these allocators (default: all known plus --alloc ones)
   --alloc NAME=PATH    add an allocator given as a .so path (repeatable)
   --baseline NAME      ratio baseline (default glibc)
-  --install            apt-get install missing peer allocators (root only)
+  --install            apt-get install missing peer allocators (root only), and strace
+                       when --syscalls needs it
   --root DIR           workspace root (default: found from this executable)
   --out DIR            output directory (default ROOT/bench-results/<matrix>)
-  --timeout SECS       per child run (default 120 quick, 600 seed)
+  --timeout SECS       per child run (default 600 for seed and memory, else 120)
   --callgrind ROW      run ROW once per allocator under valgrind --tool=callgrind
   -h, --help           this text
 
@@ -50,6 +56,10 @@ pub struct CompareOpts {
     pub callgrind: Option<String>,
     /// Overrides the mt-remote rows' ring capacity.
     pub ring: Option<u64>,
+    /// Overrides the burst-idle rows' idle time (seconds).
+    pub idle: Option<f64>,
+    /// One extra, untimed run per cell under strace counting madvise/munmap.
+    pub syscalls: bool,
 }
 
 impl Default for CompareOpts {
@@ -68,6 +78,8 @@ impl Default for CompareOpts {
             timeout: None,
             callgrind: None,
             ring: None,
+            idle: None,
+            syscalls: false,
         }
     }
 }
@@ -79,8 +91,10 @@ impl CompareOpts {
     }
 
     pub fn timeout_secs(&self) -> f64 {
-        self.timeout
-            .unwrap_or(if self.matrix == "seed" { 600.0 } else { 120.0 })
+        self.timeout.unwrap_or(match self.matrix.as_str() {
+            "seed" | "memory" => 600.0,
+            _ => 120.0,
+        })
     }
 }
 
@@ -128,11 +142,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
         };
-        if flag == "--install" {
+        if flag == "--install" || flag == "--syscalls" {
             if inline.is_some() {
-                return Err("--install takes no value".into());
+                return Err(format!("{flag} takes no value"));
             }
-            o.install = true;
+            if flag == "--install" {
+                o.install = true;
+            } else {
+                o.syscalls = true;
+            }
             i += 1;
             continue;
         }
@@ -191,6 +209,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     .ok_or_else(|| format!("--ring: not a positive count: {val:?}"))?;
                 o.ring = Some(n);
             }
+            "--idle" => {
+                let x: f64 = val
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| format!("--idle: not a number of seconds >= 0: {val:?}"))?;
+                o.idle = Some(x);
+            }
             _ => return Err(format!("unknown option {flag:?} (try --help)")),
         }
         i += 1;
@@ -232,8 +258,9 @@ mod tests {
     fn all_options() {
         let Command::Compare(o) = p(
             "compare --matrix=seed --runs 7 --scale 0.1 --rows rm-dist,mt-T1-R0-16-2048 \
-             --allocs glibc,jemalloc --alloc my=/tmp/libmy.so --alloc x=/y.so --baseline jemalloc \
-             --install --root /r --out /o --timeout 30 --callgrind rm-dist --ring 262144",
+             --allocs glibc,jemalloc --alloc my=libs/libmy.so --alloc x=/y.so --baseline jemalloc \
+             --install --root /r --out /o --timeout 30 --callgrind rm-dist --ring 262144 \
+             --idle 0.5 --syscalls",
         )
         .unwrap() else {
             panic!()
@@ -252,7 +279,7 @@ mod tests {
         assert_eq!(
             o.extra_allocs,
             vec![
-                ("my".to_string(), PathBuf::from("/tmp/libmy.so")),
+                ("my".to_string(), PathBuf::from("libs/libmy.so")),
                 ("x".to_string(), PathBuf::from("/y.so"))
             ]
         );
@@ -263,6 +290,15 @@ mod tests {
         assert_eq!(o.timeout_secs(), 30.0);
         assert_eq!(o.callgrind.as_deref(), Some("rm-dist"));
         assert_eq!(o.ring, Some(262144));
+        assert_eq!(o.idle, Some(0.5));
+        assert!(o.syscalls);
+        let Command::Compare(o) = p("compare --matrix memory --idle 0").unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.idle, Some(0.0));
+        assert!(!o.syscalls);
+        assert_eq!(o.runs(), 3);
+        assert_eq!(o.timeout_secs(), 600.0);
     }
 
     #[test]
@@ -279,6 +315,9 @@ mod tests {
             "compare --matrix",
             "compare stray",
             "compare --install=yes",
+            "compare --syscalls=1",
+            "compare --idle -1",
+            "compare --idle x",
         ] {
             assert!(p(bad).is_err(), "{bad} should fail");
         }

@@ -22,6 +22,11 @@ pub struct Outcome {
     pub maxrss_kb: u64,
     /// CPU time of the child, user + system (`ru_utime + ru_stime`), whole process.
     pub cpu_secs: f64,
+    /// Minor page faults of the child (`ru_minflt`): pages the kernel had to map in, mostly
+    /// fresh memory touched for the first time (or again after a purge).
+    pub minflt: u64,
+    /// Major page faults of the child (`ru_majflt`), which needed I/O.
+    pub majflt: u64,
     pub wall_secs: f64,
 }
 
@@ -140,6 +145,8 @@ pub fn run(mut cmd: Command, timeout: Duration) -> std::io::Result<Outcome> {
         stderr,
         maxrss_kb: ru.ru_maxrss.max(0) as u64,
         cpu_secs: tv_secs(ru.ru_utime) + tv_secs(ru.ru_stime),
+        minflt: ru.ru_minflt.max(0) as u64,
+        majflt: ru.ru_majflt.max(0) as u64,
         wall_secs,
     })
 }
@@ -164,6 +171,7 @@ mod tests {
         assert_eq!(o.stdout, "hi\n");
         assert!(o.describe_failure().contains("exit code 3: err"));
         assert!(o.maxrss_kb > 0);
+        assert!(o.minflt > 0);
 
         let o = run(
             command(

@@ -28,11 +28,17 @@ impl Row {
     pub fn is_mt_remote(&self) -> bool {
         self.bench == "mt-remote"
     }
+
+    /// A row of one of the memory programs, which report RSS phases in their RESULT line.
+    pub fn is_memory_program(&self) -> bool {
+        self.bench == "burst-idle" || self.bench == "thread-churn"
+    }
 }
 
 pub const MATRICES: &[(&str, &str)] = &[
     ("quick", "a subset with reduced iteration counts: about one minute for ~6 allocators x 3 runs"),
     ("seed", "the docs/benchmarks.md seed rows at full size (ST 20M iterations, MT 2.5M per thread) plus larson/xmalloc/cache-scratch"),
+    ("memory", "RSS suite: burst then idle (1 GiB, 12 s), thread churn (300 generations), and peak RSS of the seed's memory-heavy mt-remote rows"),
     ("smoke", "tiny rows for tests: one of each program"),
 ];
 
@@ -105,6 +111,54 @@ pub fn with_ring(rows: Vec<Row>, ring: u64) -> Vec<Row> {
             r
         })
         .collect()
+}
+
+/// Where `burst-idle` takes its idle time (its 3rd argument).
+const IDLE_ARG: usize = 2;
+
+/// `burst-idle T TOTAL_MIB IDLE_SECS`. The allocated total is a size, not an iteration
+/// count, so `--scale` leaves it alone.
+fn burst_idle(t: usize, total_mib: u64, idle: f64) -> Row {
+    Row {
+        name: format!("burst-idle-T{t}"),
+        bench: "burst-idle",
+        args: vec![t.to_string(), total_mib.to_string(), idle.to_string()],
+        threads: t,
+        desc: format!(
+            "burst-idle: {t} threads allocate {total_mib} MiB (16 B-256 KiB, pages touched), free it all (half cross-thread), exit; RSS after {idle} s idle + malloc(64), then after malloc_trim(0)"
+        ),
+    }
+}
+
+/// The rows with every burst-idle row's idle time set to `secs`.
+pub fn with_idle(rows: Vec<Row>, secs: f64) -> Vec<Row> {
+    rows.into_iter()
+        .map(|mut r| {
+            if r.bench == "burst-idle" {
+                let old = r.args[IDLE_ARG].clone();
+                r.args[IDLE_ARG] = secs.to_string();
+                r.desc = r.desc.replace(
+                    &format!("after {old} s idle"),
+                    &format!("after {secs} s idle"),
+                );
+            }
+            r
+        })
+        .collect()
+}
+
+/// `thread-churn G T KIB`; `--scale` scales the generations.
+fn churn(gens: u64, t: usize, kib: u64, scale: f64) -> Row {
+    let g = it(gens, scale);
+    Row {
+        name: format!("churn-T{t}"),
+        bench: "thread-churn",
+        args: vec![g.clone(), t.to_string(), kib.to_string()],
+        threads: t,
+        desc: format!(
+            "thread-churn: {g} generations of {t} threads, {kib} KiB each (sizes 16-32768), 1/4 handed to the next generation; RSS every 10th generation"
+        ),
+    }
 }
 
 fn larson(t: usize, gens: u64, ops: u64, slots: u32, scale: f64) -> Row {
@@ -188,6 +242,13 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             xmalloc(4, 4_000, s),
             scratch(2, 400, 20_000, s),
         ],
+        "memory" => vec![
+            burst_idle(4, 1024, 12.0),
+            churn(300, 4, 4096, s),
+            mt(32, 50, 16, 2048, 2_500_000, s),
+            mt(32, 50, 16, 32768, 2_500_000, s),
+            mt(8, 90, 16, 32768, 2_500_000, s),
+        ],
         "smoke" => vec![
             rm("rm-16-2048", 20_000, 16, 2048, s),
             rm_dist(20_000, s),
@@ -195,6 +256,8 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             larson(2, 2, 2_000, 100, s),
             xmalloc(2, 50, s),
             scratch(2, 10, 100, s),
+            burst_idle(2, 8, 0.0),
+            churn(20, 2, 256, s),
         ],
         _ => {
             let names: Vec<&str> = MATRICES.iter().map(|m| m.0).collect();
@@ -266,6 +329,33 @@ mod tests {
         assert_eq!(r.args, ["32", "25000", "400", "16", "2048", "0", "65536"]);
         let tiny = matrix("quick", 1e-12).unwrap();
         assert_eq!(tiny[0].args[0], "1");
+    }
+
+    #[test]
+    fn memory_matrix_rows_and_overrides() {
+        let rows = matrix("memory", 1.0).unwrap();
+        let cmds: Vec<String> = rows.iter().map(Row::command).collect();
+        assert_eq!(
+            cmds,
+            [
+                "burst-idle 4 1024 12",
+                "thread-churn 300 4 4096",
+                "mt-remote 32 2500000 400 16 2048 50 65536",
+                "mt-remote 32 2500000 400 16 32768 50 65536",
+                "mt-remote 8 2500000 400 16 32768 90 65536",
+            ]
+        );
+        assert!(rows[0].is_memory_program() && rows[1].is_memory_program());
+        assert!(!rows[2].is_memory_program());
+        let short = with_idle(matrix("memory", 0.1).unwrap(), 1.5);
+        assert_eq!(short[0].command(), "burst-idle 4 1024 1.5");
+        assert!(
+            short[0].desc.contains("after 1.5 s idle"),
+            "{}",
+            short[0].desc
+        );
+        assert_eq!(short[1].command(), "thread-churn 30 4 4096");
+        assert_eq!(short[2].args[1], "250000");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod matrix;
 pub mod report;
 pub mod result;
 pub mod stats;
+pub mod syscalls;
 
 use alloc::{malloc_is_from, Alloc};
 use cli::{Command, CompareOpts};
@@ -131,6 +132,87 @@ fn resolve_allocs(o: &CompareOpts, root: &Path) -> Result<(Vec<Alloc>, Missing),
     Ok((avail, missing))
 }
 
+/// `--syscalls`: a working strace, installing it first when asked to; None (with a warning)
+/// when there is none, so the comparison runs without syscall counts.
+fn find_tracer(install: bool) -> Option<syscalls::Tracer> {
+    let mut found = syscalls::Tracer::detect();
+    if found.is_err() && install {
+        for msg in alloc::apt_install(&["strace"]) {
+            eprintln!("warning: {msg}");
+        }
+        found = syscalls::Tracer::detect();
+    }
+    match found {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("warning: --syscalls: {e}; reporting no syscall counts");
+            None
+        }
+    }
+}
+
+/// One extra run of every (row, allocator) under strace, after the timed runs.
+fn trace_all(
+    tracer: &syscalls::Tracer,
+    exe: &Path,
+    rows: &[matrix::Row],
+    allocs: &[Alloc],
+    cells: &mut [Vec<Cell>],
+    out_dir: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let dir = out_dir.join("strace");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let total = rows.len() * allocs.len();
+    let mut done = 0;
+    for (r, row) in rows.iter().enumerate() {
+        for (a, al) in allocs.iter().enumerate() {
+            done += 1;
+            let file = dir.join(format!("{}.{}.txt", row.name, al.name));
+            let _ = std::fs::remove_file(&file);
+            let mut args = vec!["bench".to_string(), row.bench.to_string()];
+            args.extend(row.args.iter().cloned());
+            let prefix = tracer.prefix(&file, al.lib.as_deref());
+            // The preload is in strace's -E, not in strace's own environment.
+            let cmd = exec::command(&prefix, exe, &args, None);
+            let got: Result<syscalls::Traced, String> = match exec::run(cmd, timeout * 2) {
+                Err(e) => Err(format!("spawn strace: {e}")),
+                Ok(out) if !out.ok() => Err(format!("traced run: {}", out.describe_failure())),
+                Ok(out) => ResultLine::find_in(&out.stdout).and_then(|res| {
+                    if let (Some(lib), Some(from)) = (&al.lib, res.get("malloc_from")) {
+                        if !malloc_is_from(from, lib) {
+                            return Err(format!(
+                                "preload not in effect under strace: malloc came from {from}"
+                            ));
+                        }
+                    }
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("read {}: {e}", file.display()))?;
+                    Ok(syscalls::Traced {
+                        counts: syscalls::parse_summary(&text)?,
+                        threads_created: res.get_f64("threads_created").map(|x| x as u64),
+                        file: file.clone(),
+                    })
+                }),
+            };
+            let status = match &got {
+                Ok(t) => syscalls::TRACED
+                    .iter()
+                    .map(|n| format!("{n} {}", t.count(n)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => format!("FAILED ({e})"),
+            };
+            eprintln!(
+                "[strace {done:>3}/{total}] {:<22} {:<14} {status}",
+                row.name, al.name
+            );
+            cells[r][a].syscalls = Some(got);
+        }
+    }
+    Ok(())
+}
+
 fn compare(o: &CompareOpts) -> Result<(), String> {
     let root = find_root(o.root.as_deref());
     let callgrind = o.callgrind.is_some();
@@ -138,6 +220,9 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
     let mut rows = matrix::matrix(&o.matrix, scale)?;
     if let Some(ring) = o.ring {
         rows = matrix::with_ring(rows, ring);
+    }
+    if let Some(idle) = o.idle {
+        rows = matrix::with_idle(rows, idle);
     }
     let out_dir = o
         .out
@@ -175,6 +260,11 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
     }
 
     let rows = select_rows(rows, o.rows.as_deref())?;
+    let tracer = if o.syscalls {
+        find_tracer(o.install)
+    } else {
+        None
+    };
     let runs = o.runs();
     let timeout = Duration::from_secs_f64(o.timeout_secs());
     let nproc = crate::common::ncpus();
@@ -225,10 +315,17 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
                                 }
                             }
                             let mut s = format!(
-                                "{} ops/s, peak RSS {:.1} MiB",
+                                "{} ops/s, peak RSS {:.1} MiB, {} minor faults",
                                 crate::common::human_rate(res.ops_per_sec),
-                                out.maxrss_kb as f64 / 1024.0
+                                out.maxrss_kb as f64 / 1024.0,
+                                report::fmt_count(out.minflt as f64)
                             );
+                            if let Some(k) = res.get_f64("rss_idle_kb") {
+                                s.push_str(&format!(", RSS after idle {:.1} MiB", k / 1024.0));
+                            }
+                            if let Some(k) = res.get_f64("rss_trim_kb") {
+                                s.push_str(&format!(", after trim {:.1} MiB", k / 1024.0));
+                            }
                             if let Some(f) = res.get_f64("fallback_rate") {
                                 s.push_str(&format!(", fallback {:.3}%", f * 100.0));
                                 if f >= crate::benches::mt_remote::FALLBACK_LIMIT {
@@ -240,6 +337,7 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
                                 result: res,
                                 maxrss_kb: out.maxrss_kb,
                                 cpu_secs: out.cpu_secs,
+                                minflt: out.minflt,
                                 wall_secs: out.wall_secs,
                             });
                             s
@@ -254,6 +352,10 @@ fn compare(o: &CompareOpts) -> Result<(), String> {
                 );
             }
         }
+    }
+
+    if let Some(tracer) = &tracer {
+        trace_all(tracer, &exe, &rows, &allocs, &mut cells, &out_dir, timeout)?;
     }
 
     let rep = CompareReport {

@@ -4,7 +4,8 @@ use super::alloc::Alloc;
 use super::machine::Machine;
 use super::matrix::Row;
 use super::result::ResultLine;
-use super::stats::{ratio, summarize, Summary};
+use super::stats::{median, ratio, summarize, Summary};
+use super::syscalls::{Traced, TRACED};
 use crate::benches::mt_remote::FALLBACK_LIMIT;
 use crate::common::human_rate;
 use serde_json::{json, Value};
@@ -20,6 +21,8 @@ pub struct Sample {
     pub maxrss_kb: u64,
     /// User + system CPU time of the whole child process.
     pub cpu_secs: f64,
+    /// Minor page faults of the child (`wait4` ru_minflt).
+    pub minflt: u64,
     pub wall_secs: f64,
 }
 
@@ -39,6 +42,26 @@ pub struct Cell {
     pub failures: Vec<String>,
     /// Set when the benchmark reported a `malloc` that is not the preloaded library's.
     pub preload_problem: Option<String>,
+    /// `--syscalls`: the extra run under strace (or why it gave no counts).
+    pub syscalls: Option<Result<Traced, String>>,
+}
+
+impl Cell {
+    /// Median over runs of a numeric RESULT field (runs without it are left out).
+    pub fn median_field(&self, key: &str) -> Option<f64> {
+        let xs: Vec<f64> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.result.get_f64(key))
+            .collect();
+        median(&xs)
+    }
+
+    /// Median over runs of a per-sample figure.
+    pub fn median_of(&self, f: impl Fn(&Sample) -> f64) -> Option<f64> {
+        let xs: Vec<f64> = self.samples.iter().map(f).collect();
+        median(&xs)
+    }
 }
 
 /// What the tables show for one cell.
@@ -46,7 +69,12 @@ pub struct Cell {
 pub struct CellSummary {
     pub ops: Option<Summary>,
     pub ratio: Option<f64>,
+    /// Largest peak RSS over the runs (KiB).
     pub peak_rss_kb: Option<u64>,
+    /// Median over runs of the peak RSS (KiB).
+    pub peak_rss_median_kb: Option<f64>,
+    /// Median over runs of the child's minor page faults.
+    pub minflt: Option<f64>,
     /// Median over runs of [`Sample::cpu_ns_per_op`].
     pub cpu_ns_per_op: Option<f64>,
     pub fallback_max: Option<f64>,
@@ -94,6 +122,44 @@ fn mib(kb: u64) -> String {
     format!("{:.1}", kb as f64 / 1024.0)
 }
 
+fn mib_f(kb: Option<f64>) -> String {
+    kb.map(|k| format!("{:.1}", k / 1024.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `67.1k`-style rendering of a count.
+pub fn fmt_count(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// How a burst-idle run's `malloc_trim` relates to the allocator: `own`, `glibc's` (another
+/// object's, which cannot trim the preloaded allocator) or `absent`.
+fn trim_note(cell: &Cell) -> String {
+    let Some(s) = cell.samples.first() else {
+        return "-".into();
+    };
+    match s.result.get("trim") {
+        Some("own") => "own".into(),
+        Some("other") => {
+            let from = s.result.get("trim_from").unwrap_or("?");
+            let file = from.rsplit('/').next().unwrap_or(from);
+            format!("{file}'s (not the allocator's)")
+        }
+        Some(other) => other.to_string(),
+        None => "-".into(),
+    }
+}
+
 fn fmt_ratio(r: Option<f64>) -> String {
     r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into())
 }
@@ -122,6 +188,8 @@ impl CompareReport {
             _ => None,
         };
         let peak_rss_kb = cell.samples.iter().map(|s| s.maxrss_kb).max();
+        let peak_rss_median_kb = cell.median_of(|s| s.maxrss_kb as f64);
+        let minflt = cell.median_of(|s| s.minflt as f64);
         let cpu: Vec<f64> = cell
             .samples
             .iter()
@@ -170,10 +238,15 @@ impl CompareReport {
         if let Some(p) = &cell.preload_problem {
             notes.push(p.clone());
         }
+        if let Some(Err(e)) = &cell.syscalls {
+            notes.push(format!("no syscall counts: {e}"));
+        }
         CellSummary {
             ops,
             ratio,
             peak_rss_kb,
+            peak_rss_median_kb,
+            minflt,
             cpu_ns_per_op,
             fallback_max,
             remote_ratio,
@@ -225,7 +298,7 @@ impl CompareReport {
         );
         let _ = writeln!(
             s,
-            "- Figures: median ops/s (ops = mallocs + frees), min–max over runs, ratio = median / median of `{}`, peak RSS = max ru_maxrss of the child, CPU ns/op = median of the child's user + system time per op (whole process), RSS − in flight = median over runs of the child's peak RSS minus mt-remote's `peak_in_flight_mib` (what the benchmark itself held in its rings at most; varies between runs)",
+            "- Figures: median ops/s (ops = mallocs + frees), min–max over runs, ratio = median / median of `{}`, peak RSS = ru_maxrss of the child (the memory grid and the memory-program tables show the median over runs, the details the max), minor faults = the child's ru_minflt (median), CPU ns/op = median of the child's user + system time per op (whole process), RSS − in flight = median over runs of the child's peak RSS minus mt-remote's `peak_in_flight_mib` (what the benchmark itself held in its rings at most; varies between runs)",
             self.baseline
         );
         let allocs: Vec<String> = self
@@ -270,6 +343,18 @@ impl CompareReport {
 
         let _ = writeln!(
             s,
+            "\n## Memory: peak RSS MiB / minor page faults (medians over runs)\n\n\
+             Peak RSS is the child's `ru_maxrss`; minor faults its `ru_minflt`: pages the kernel \
+             had to map in, memory touched for the first time or again after the allocator gave it \
+             back. Lower is better; read them next to the throughput above.\n"
+        );
+        self.grid(&mut s, |c| match (c.peak_rss_median_kb, c.minflt) {
+            (Some(k), Some(f)) => format!("{:.1} / {}", k / 1024.0, fmt_count(f)),
+            _ => "-".into(),
+        });
+
+        let _ = writeln!(
+            s,
             "\n## CPU time per operation (median ns, user + system of the whole process)\n\n\
              Steadier than ops/s on an oversubscribed machine, where throughput also depends on how \
              the scheduler interleaved the threads; lower is better.\n"
@@ -278,13 +363,18 @@ impl CompareReport {
             Some(ns) => format!("{ns:.1}"),
             None => "-".into(),
         });
+        self.memory_programs(&mut s);
+        self.syscalls_grid(&mut s);
 
         let _ = writeln!(s, "\n## Details\n");
         let _ = writeln!(
             s,
-            "| row | allocator | median ops/s | min–max ops/s | ratio | CPU ns/op | peak RSS MiB | RSS − in flight MiB | remote ratio | fallback (max) | notes |"
+            "| row | allocator | median ops/s | min–max ops/s | ratio | CPU ns/op | peak RSS MiB (max) | minor faults | RSS − in flight MiB | remote ratio | fallback (max) | notes |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            s,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
         for (r, row) in self.rows.iter().enumerate() {
             for (a, al) in self.allocs.iter().enumerate() {
                 let c = self.summary(r, a);
@@ -296,6 +386,7 @@ impl CompareReport {
                     None => ("-".into(), "-".into()),
                 };
                 let rss = c.peak_rss_kb.map(mib).unwrap_or_else(|| "-".into());
+                let flt = opt(c.minflt, fmt_count);
                 let cpu = c
                     .cpu_ns_per_op
                     .map(|x| format!("{x:.1}"))
@@ -315,7 +406,7 @@ impl CompareReport {
                 let notes = c.notes.join("; ").replace('|', "/");
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {med} | {mm} | {} | {cpu} | {rss} | {over} | {rr} | {fb} | {notes} |",
+                    "| {} | {} | {med} | {mm} | {} | {cpu} | {rss} | {flt} | {over} | {rr} | {fb} | {notes} |",
                     row.name,
                     al.name,
                     fmt_ratio(c.ratio)
@@ -337,6 +428,145 @@ impl CompareReport {
             );
         }
         s
+    }
+
+    /// Per-allocator tables of the burst-idle and thread-churn rows (medians over runs).
+    fn memory_programs(&self, s: &mut String) {
+        if !self.rows.iter().any(|r| r.is_memory_program()) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n## Memory programs (medians over runs; RSS in MiB)\n\n\
+             RSS figures come from the program's own `/proc/self/statm` readings (RESULT fields), \
+             peak RSS and faults from the runner (`ru_maxrss`, `ru_minflt` of the child). \
+             madvise/munmap: calls in one extra untimed run under `strace -f -c` (`--syscalls`), \
+             `-` without it. docs/benchmarks.md explains every column."
+        );
+        for (r, row) in self.rows.iter().enumerate() {
+            if !row.is_memory_program() {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "\n### {} — `{}` ({})\n",
+                row.name,
+                row.command(),
+                threads_note(row.threads, self.machine.nproc)
+            );
+            let burst = row.bench == "burst-idle";
+            if burst {
+                let _ = writeln!(
+                    s,
+                    "| allocator | peak RSS | all allocated | threads exited | after idle + malloc(64) | after malloc_trim(0) | malloc_trim | minor faults | burst s | wall s | notes |"
+                );
+                let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
+            } else {
+                let _ = writeln!(
+                    s,
+                    "| allocator | wall s | RSS every 10th gen: min | max | last | peak RSS | minor faults | faults / thread | madvise | munmap | madvise / thread | notes |"
+                );
+                let _ = writeln!(
+                    s,
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+                );
+            }
+            for (a, al) in self.allocs.iter().enumerate() {
+                let cell = &self.cells[r][a];
+                let c = self.summary(r, a);
+                let notes = c.notes.join("; ").replace('|', "/");
+                let peak = mib_f(c.peak_rss_median_kb);
+                let flt = opt(c.minflt, fmt_count);
+                if burst {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {peak} | {} | {} | {} | {} | {} | {flt} | {} | {} | {notes} |",
+                        al.name,
+                        mib_f(cell.median_field("rss_full_kb")),
+                        mib_f(cell.median_field("rss_freed_kb")),
+                        mib_f(cell.median_field("rss_idle_kb")),
+                        mib_f(cell.median_field("rss_trim_kb")),
+                        trim_note(cell),
+                        opt(cell.median_of(|x| x.result.secs), |x| format!("{x:.3}")),
+                        opt(cell.median_of(|x| x.wall_secs), |x| format!("{x:.2}")),
+                    );
+                } else {
+                    let created = cell.median_field("threads_created");
+                    let per_thread = match (c.minflt, created) {
+                        (Some(f), Some(t)) if t > 0.0 => format!("{:.0}", f / t),
+                        _ => "-".into(),
+                    };
+                    let (madv, unmap, madv_t) = match &cell.syscalls {
+                        Some(Ok(t)) => (
+                            fmt_count(t.count("madvise") as f64),
+                            fmt_count(t.count("munmap") as f64),
+                            match t.threads_created {
+                                Some(n) if n > 0 => {
+                                    format!("{:.2}", t.count("madvise") as f64 / n as f64)
+                                }
+                                _ => "-".into(),
+                            },
+                        ),
+                        _ => ("-".into(), "-".into(), "-".into()),
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} | {} | {peak} | {flt} | {per_thread} | {madv} | {unmap} | {madv_t} | {notes} |",
+                        al.name,
+                        opt(cell.median_of(|x| x.result.secs), |x| format!("{x:.3}")),
+                        mib_f(cell.median_field("rss_min_kb")),
+                        mib_f(cell.median_field("rss_max_kb")),
+                        mib_f(cell.median_field("rss_last_kb")),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `--syscalls`: madvise / munmap calls of every cell's traced run.
+    fn syscalls_grid(&self, s: &mut String) {
+        if !self.cells.iter().flatten().any(|c| c.syscalls.is_some()) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n## System calls: {} (one extra untimed run per cell under `strace -f -c`)\n",
+            TRACED.join(" / ")
+        );
+        self.grid_cells(s, |cell| match &cell.syscalls {
+            Some(Ok(t)) => TRACED
+                .iter()
+                .map(|n| fmt_count(t.count(n) as f64))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            Some(Err(_)) => "n/a".into(),
+            None => "-".into(),
+        });
+    }
+
+    /// Like [`Self::grid`], from the raw cells.
+    fn grid_cells(&self, s: &mut String, cell: impl Fn(&Cell) -> String) {
+        let _ = write!(s, "| row | threads |");
+        for a in &self.allocs {
+            let _ = write!(s, " {} |", a.name);
+        }
+        let _ = write!(s, "\n|---|---|");
+        for _ in &self.allocs {
+            let _ = write!(s, "---:|");
+        }
+        s.push('\n');
+        for (r, row) in self.rows.iter().enumerate() {
+            let _ = write!(
+                s,
+                "| {} | {} |",
+                row.name,
+                threads_note(row.threads, self.machine.nproc)
+            );
+            for a in 0..self.allocs.len() {
+                let _ = write!(s, " {} |", cell(&self.cells[r][a]));
+            }
+            s.push('\n');
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -368,6 +598,7 @@ impl CompareReport {
                             "ops_per_sec": s.result.ops_per_sec,
                             "maxrss_kb": s.maxrss_kb,
                             "cpu_secs": s.cpu_secs,
+                            "minflt": s.minflt,
                             "wall_secs": s.wall_secs,
                             "fields": s.result.fields,
                         })
@@ -383,6 +614,17 @@ impl CompareReport {
                     "runs_ok": c.ops.map(|o| o.n).unwrap_or(0),
                     "ratio_to_baseline": c.ratio,
                     "peak_rss_kb": c.peak_rss_kb,
+                    "median_peak_rss_kb": c.peak_rss_median_kb,
+                    "median_minflt": c.minflt,
+                    "syscalls": match &cell.syscalls {
+                        None => Value::Null,
+                        Some(Ok(t)) => json!({
+                            "counts": t.counts,
+                            "threads_created": t.threads_created,
+                            "strace_file": t.file.display().to_string(),
+                        }),
+                        Some(Err(e)) => json!({"error": e}),
+                    },
                     "remote_ratio": c.remote_ratio,
                     "rss_over_flight_mib": c.rss_over_flight_mib,
                     "fallback_rate_max": c.fallback_max,
@@ -615,6 +857,7 @@ pub(crate) mod tests {
             result: ResultLine::parse(line.trim()).unwrap(),
             maxrss_kb: 2048 * run as u64,
             cpu_secs: 0.5 * run as f64,
+            minflt: 10_000 * run as u64,
             wall_secs: 1.0,
         }
     }
@@ -720,6 +963,9 @@ pub(crate) mod tests {
             "⚠",
             "CPU time per operation",
             "10000000.0",
+            "## Memory: peak RSS MiB / minor page faults",
+            // glibc's rm-16-2048 runs: peak 2, 4, 6 MiB and 10k, 20k, 30k faults.
+            "| 4.0 / 20.0k |",
         ] {
             assert!(md.contains(needle), "markdown lacks {needle:?}:\n{md}");
         }
@@ -736,6 +982,116 @@ pub(crate) mod tests {
                 cols = None;
             }
         }
+    }
+
+    /// A report of the memory programs: burst-idle and thread-churn rows with their RESULT
+    /// fields, one cell with syscall counts and one whose traced run failed.
+    fn memory_fixture() -> CompareReport {
+        let mut rep = fixture();
+        rep.matrix = "memory".into();
+        rep.rows = crate::runner::matrix::matrix("smoke", 1.0).unwrap()[6..8].to_vec();
+        assert_eq!(rep.rows[0].bench, "burst-idle");
+        assert_eq!(rep.rows[1].bench, "thread-churn");
+        let burst = |run: usize, idle: u64, trim: &str| {
+            sample(
+                run,
+                1000.0,
+                &format!(
+                    "rss_full_kb=300000 rss_freed_kb=200000 rss_idle_kb={idle} rss_trim_kb=4096 \
+                     trim={trim} trim_from=/lib/x86_64-linux-gnu/libc.so.6"
+                ),
+            )
+        };
+        let churn = |run: usize, max: u64| {
+            sample(
+                run,
+                1000.0,
+                &format!("rss_min_kb=10240 rss_max_kb={max} rss_last_kb=20480 threads_created=40"),
+            )
+        };
+        let traced = Traced {
+            counts: [("madvise".to_string(), 80u64)].into_iter().collect(),
+            threads_created: Some(40),
+            file: "/o/strace/x.txt".into(),
+        };
+        rep.cells = vec![
+            vec![
+                Cell {
+                    samples: vec![
+                        burst(1, 102400, "own"),
+                        burst(2, 8192, "own"),
+                        burst(3, 10240, "own"),
+                    ],
+                    ..Default::default()
+                },
+                Cell {
+                    samples: vec![burst(1, 51200, "other")],
+                    syscalls: Some(Err("strace not found".into())),
+                    ..Default::default()
+                },
+            ],
+            vec![
+                Cell {
+                    samples: vec![churn(1, 30720), churn(2, 40960), churn(3, 35840)],
+                    syscalls: Some(Ok(traced)),
+                    ..Default::default()
+                },
+                Cell {
+                    samples: vec![churn(1, 25600)],
+                    ..Default::default()
+                },
+            ],
+        ];
+        rep
+    }
+
+    #[test]
+    fn memory_report_shows_rss_phases_and_syscalls() {
+        let rep = memory_fixture();
+        let md = rep.markdown();
+        for needle in [
+            "## Memory programs",
+            "### burst-idle-T2",
+            "`burst-idle 2 8 0`",
+            // glibc burst-idle: median of 100, 8 and 10 MiB after idle; trim to 4 MiB.
+            "| glibc | 4.0 | 293.0 | 195.3 | 10.0 | 4.0 | own | 20.0k |",
+            "| other | 2.0 | 293.0 | 195.3 | 50.0 | 4.0 | libc.so.6's (not the allocator's) |",
+            "no syscall counts: strace not found",
+            "### churn-T2",
+            // glibc churn: RSS max median 35 MiB, 20k faults / 40 threads, 80 madvise = 2 per thread.
+            "| glibc | 1.000 | 10.0 | 35.0 | 20.0 | 4.0 | 20.0k | 500 | 80 | 0 | 2.00 |",
+            "| other | 1.000 | 10.0 | 25.0 | 20.0 | 2.0 | 10.0k | 250 | - | - | - |",
+            "## System calls: madvise / munmap",
+            "| 80 / 0 |",
+            "n/a",
+        ] {
+            assert!(md.contains(needle), "markdown lacks {needle:?}:\n{md}");
+        }
+        let mut cols = None;
+        for line in md.lines() {
+            if line.starts_with('|') {
+                let n = line.matches('|').count();
+                match cols {
+                    None => cols = Some(n),
+                    Some(c) => assert_eq!(c, n, "ragged table line {line:?}"),
+                }
+            } else {
+                cols = None;
+            }
+        }
+        let v = rep.json();
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results[2]["syscalls"]["counts"]["madvise"], 80);
+        assert_eq!(results[1]["syscalls"]["error"], "strace not found");
+        assert_eq!(results[0]["median_minflt"], 20000.0);
+        assert_eq!(results[0]["samples"][0]["minflt"], 10000);
+        // Without --syscalls there is no syscall table at all.
+        let mut plain = memory_fixture();
+        for c in plain.cells.iter_mut().flatten() {
+            c.syscalls = None;
+        }
+        assert!(!plain.markdown().contains("## System calls"));
+        assert!(!fixture().markdown().contains("## Memory programs"));
     }
 
     #[test]

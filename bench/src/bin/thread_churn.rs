@@ -1,0 +1,5 @@
+//! Standalone `thread-churn` program (see `hakozuna_bench::benches::thread_churn`).
+fn main() {
+    use hakozuna_bench::benches::thread_churn as b;
+    hakozuna_bench::common::run_main(b::USAGE, b::run)
+}

@@ -1,0 +1,126 @@
+//! The malloc and free hit paths pinned by instruction counts (issue 18): each library runs
+//! tests/capi/hit_loop.c (a million malloc(32)/free pairs served by the thread bin) under
+//! `valgrind --tool=callgrind`, and the instructions executed in `malloc` and in `free` of our
+//! library, per call, must not exceed the ceilings below. A change that lengthens a hit path by
+//! one instruction (or adds a call, which is at least two) fails here; a change that shortens
+//! one should lower its ceiling.
+//!
+//! Needs `valgrind` (CI installs it) and the libraries from `cargo build --release`.
+
+mod harness;
+
+use harness::{plain, run, scratch, Lane};
+use std::path::Path;
+use std::time::Duration;
+
+/// Instructions of `malloc`'s hit path (size → bin, pop the bin), `ret` included.
+const MALLOC_HIT_MAX: f64 = 17.0;
+/// Instructions of `free`'s own-heap path (range check, tag load, owner test, push, limit
+/// test), `ret` included.
+const FREE_HIT_MAX: f64 = 32.0;
+
+const CALLS: u64 = 1_000_000;
+
+/// Self cost (instructions) of every function named `name` in object `obj`, and the calls made
+/// to it, from a callgrind output file written with `--compress-strings=no`.
+fn self_cost_and_calls(out: &str, obj: &str, name: &str) -> (u64, u64) {
+    let (mut ob, mut cob) = (String::new(), String::new());
+    let mut in_fn = false;
+    let mut cfn_match = false;
+    let mut skip_next = false;
+    let mut calls_pending = false;
+    let (mut cost, mut calls) = (0u64, 0u64);
+    for line in out.lines() {
+        if let Some(v) = line.strip_prefix("ob=") {
+            ob = v.to_string();
+            cob = ob.clone();
+        } else if let Some(v) = line.strip_prefix("fn=") {
+            in_fn = v == name && ob.ends_with(obj);
+        } else if let Some(v) = line.strip_prefix("cob=") {
+            cob = v.to_string();
+        } else if let Some(v) = line.strip_prefix("cfn=") {
+            cfn_match = v == name && cob.ends_with(obj);
+        } else if let Some(v) = line.strip_prefix("calls=") {
+            skip_next = true;
+            if cfn_match {
+                calls += v.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+                calls_pending = true;
+            }
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-') {
+            if skip_next {
+                // The inclusive cost of the call just named: the callee's, not ours.
+                skip_next = false;
+                if calls_pending {
+                    calls_pending = false;
+                    cob = ob.clone();
+                }
+                continue;
+            }
+            if in_fn {
+                cost += line
+                    .split_whitespace()
+                    .last()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+    }
+    (cost, calls)
+}
+
+fn hit_paths(lane: Lane) {
+    let dir = scratch().join("fast_path");
+    std::fs::create_dir_all(&dir).unwrap();
+    // One binary per lane: the lanes' tests run in parallel.
+    let exe = dir.join(format!("hit_loop.{lane:?}"));
+    let mut c = plain("gcc");
+    c.args(["-O1", "-o"])
+        .arg(&exe)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/capi/hit_loop.c"));
+    run(c, Duration::from_secs(120)).expect_ok();
+
+    let so = lane.so();
+    let out = dir.join(format!("callgrind.{lane:?}.out"));
+    let mut v = plain("valgrind");
+    v.args([
+        "--tool=callgrind",
+        "--dump-line=no",
+        "--compress-strings=no",
+        "--compress-pos=no",
+    ])
+    .arg(format!("--callgrind-out-file={}", out.display()))
+    .arg(&exe)
+    .arg(CALLS.to_string())
+    .env("LD_PRELOAD", &so);
+    run(v, Duration::from_secs(300)).expect_ok();
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let name = so.file_name().unwrap().to_str().unwrap();
+    for (f, max) in [("malloc", MALLOC_HIT_MAX), ("free", FREE_HIT_MAX)] {
+        let (cost, calls) = self_cost_and_calls(&text, name, f);
+        assert!(
+            calls >= CALLS,
+            "{lane:?}: callgrind saw {calls} calls to {f} in {name}, expected at least {CALLS}"
+        );
+        let per_call = cost as f64 / calls as f64;
+        println!("{lane:?} {f}: {cost} instructions / {calls} calls = {per_call:.3}");
+        // The warm-up's few misses are shorter in `malloc` itself (the rest is in
+        // `malloc_slow`), so the average can only fall below the hit path's length.
+        assert!(
+            per_call <= max + 0.01,
+            "{lane:?}: {f} executes {per_call:.3} instructions per call, above its ceiling of \
+             {max} (its hit path grew)"
+        );
+    }
+}
+
+#[test]
+fn hit_paths_scale() {
+    hit_paths(Lane::Scale);
+}
+
+#[test]
+fn hit_paths_fast() {
+    hit_paths(Lane::Fast);
+}

@@ -52,7 +52,8 @@ pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
 /// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
 pub const SHARED_KEEP: u32 = 1;
 /// `shared-pool`: chains parked per small class. With shed chains of half a bin limit this is
-/// at most about 2 MiB per class.
+/// at most about 2 MiB per class up to 2 KiB, and 8 MiB per carved class above (2,560 to
+/// 14,336 bytes, whose bins hold 256 KiB).
 pub const SHARED_POOL_SLOTS: usize = 64;
 /// A refill that finds every source of its own heap empty (spill, stash, transfer cache,
 /// central, shared pool) takes objects from other heaps' owner stashes before it carves a new

@@ -41,7 +41,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
-    let Some(bin) = sc::bin_of_any(size) else {
+    let Some(bin) = sc::bin_of(size) else {
         if size == 0 {
             // SAFETY: same caller contract as ours (not re-entered from inside the allocator).
             return unsafe { malloc(1) };
@@ -301,7 +301,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let old = match classify(p) {
         Block::Arena(old) => {
             // Same class, or a shrink that keeps at least half: stay in place.
-            if size <= old && (sc::bin_of_any(size) == sc::bin_of_any(old) || size > old / 2) {
+            if size <= old && (sc::bin_of(size) == sc::bin_of(old) || size > old / 2) {
                 return p;
             }
             old
@@ -342,9 +342,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     q
 }
 
-/// Aligned allocation; `align` is a power of two. Alignments up to a page are served from the
-/// small classes (a class whose size is a multiple of `align`, carved from page-aligned runs)
-/// or medium runs (page aligned); only larger alignments take a large mapping.
+/// Aligned allocation; `align` is a power of two. Alignments up to a page are served by
+/// rounding the size up to a multiple of `align`: its class is a carved class whose size is a
+/// multiple of `align` (objects of page-aligned runs) or a medium page run (page aligned;
+/// `size_class` module note and its tests); only larger alignments take a large mapping.
 ///
 /// # Safety
 /// `align` is a power of two. Not re-entrant (as for [`malloc`]).

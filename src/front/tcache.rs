@@ -362,7 +362,8 @@ impl ThreadCache {
     }
 
     /// Buffers a free object of another heap in the remote ring/bank, or sends it straight to
-    /// its owner when the bank does not cover `dst`. The common path touches only the buffer:
+    /// its owner when the bank does not cover `dst` or the class is one of the carved classes
+    /// above 2 KiB (`size_class::sent_unbuffered`). The common path touches only the buffer:
     /// the heap (for its counters) is read on the paths that send.
     ///
     /// # Safety
@@ -370,7 +371,10 @@ impl ThreadCache {
     /// not our heap.
     #[inline(always)]
     unsafe fn send_remote(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
-        if (config::FAST_LANE || config::REMOTE_RING) && RemoteBuf::covers(dst) {
+        if (config::FAST_LANE || config::REMOTE_RING)
+            && RemoteBuf::covers(dst)
+            && !sc::sent_unbuffered(bin)
+        {
             if self.remote.is_full() {
                 // SAFETY: as for this function (caller contract).
                 return unsafe { self.free_remote_full(p, tag, dst, bin) };
@@ -429,9 +433,10 @@ impl ThreadCache {
         unsafe { self.send_remote(p, tag, dst, bin) };
     }
 
-    /// `small-adopt`: the objects of `c` that belong to other heaps leave through the remote
-    /// ring/bank (and so reach their owners' stashes as any remote free does); the rest, this
-    /// heap's own, come back as a chain (in reverse order).
+    /// `small-adopt`: the objects of `c` that belong to other heaps leave as any remote free
+    /// does (through the remote ring/bank, or straight for the carved classes above 2 KiB) and
+    /// reach their owners' stashes; the rest, this heap's own, come back as a chain (in reverse
+    /// order).
     ///
     /// # Safety
     /// ACTIVE; `c` is a detached chain of free objects of small `bin`.

@@ -1,10 +1,33 @@
-//! Size tiers and classes (design.md §4): one table-free mapping from request size to bin, and the
+//! Size tiers and classes (design.md §4): the mapping from request size to bin, and the
 //! per-class constants (object size, page-run length, batch sizes, cache limits).
 //!
-//! Bins `0..128` are small classes 16..=2048 in 16-byte steps; bins `128..144` are medium
-//! classes 4 KiB..=64 KiB in 4 KiB steps (2049..4096 rounds up to 4096); bins `144..160` are
-//! the geometric large classes up to 256 KiB (four per doubling), which are also one object per
-//! page run of the arena. Anything larger is a large block with its own mapping (`large`).
+//! Up to 2,048 bytes the classes are 16 bytes apart (bins `0..128`). Above that, up to
+//! [`ARENA_MAX`] (256 KiB), they are geometric, four per doubling as in jemalloc and mimalloc
+//! (2,560, 3,072, 3,584, 4,096, 5,120 … 229,376, 262,144), plus the medium tier's 4 KiB steps
+//! where those are finer (36, 44, 52 and 60 KiB): so no request above 2 KiB gets a block more
+//! than 25 % larger than itself (2,049 → 2,560, 4,097 → 5,120, 9,000 → 10,240), and none gets
+//! a larger block than the 4 KiB steps gave. Anything larger is a large block with its own
+//! mapping (`large`).
+//!
+//! How a class is served decides its bin number:
+//! - *small* bins `0..SMALL_BINS` are **carved**, several objects to a page run (objects of a
+//!   run never go back to their segment): the 16-byte-step classes, then the eight classes
+//!   above 2 KiB that are not whole pages (2,560, 3,072, 3,584, 5,120, 6,144, 7,168, 10,240,
+//!   14,336), whose runs are a whole number of objects (2,560 × 8 = five pages);
+//! - *medium* bins `SMALL_BINS..NUM_BINS` are **page runs**, one object per run, given back to
+//!   their segment run by run: the classes that are whole pages (4 KiB to 64 KiB in 4 KiB
+//!   steps, then 80, 96, 112, 128, 160 … 256 KiB), which a run fits exactly — the medium and
+//!   arena-large classes as they were before the carved ones were added.
+//!
+//! So bin numbers above 127 do not follow size order; `bin_of` maps a size above 2,048 through
+//! a 512-entry table indexed by `(size − 1) >> 9` (every class above 2 KiB is a multiple of
+//! 512 bytes).
+//!
+//! Alignment: a run starts on a page, so a medium object is page aligned and a carved object
+//! is aligned to the largest power of two dividing its size (2,560: 512; 6,144: 2,048). A
+//! request rounded up to a multiple of `align ≤ 4096` lands in a class that `align` divides
+//! (the geometric classes of the doubling above 2^k are 2^(k−2) × 5, 6, 7, 8, and a multiple
+//! of 2^(k−1) or 2^k there is itself a class), which is what `memalign` relies on.
 //!
 //! Serving large blocks up to 256 KiB from the arena is a measured deviation from design.md §4
 //! (which caches them as mappings): with a mapping per block, random 64 KiB–512 KiB traffic ran
@@ -13,84 +36,156 @@
 
 use crate::config::SMALL_REFILL_BATCH;
 
+/// Largest class of the 16-byte steps.
 pub const SMALL_MAX: usize = 2048;
-/// Largest size the malloc fast path maps arithmetically.
+/// Largest class a thread bin holds more than one object of.
 pub const MEDIUM_MAX: usize = 65536;
 /// Largest size served from the arena.
 pub const ARENA_MAX: usize = 256 << 10;
-pub const SMALL_BINS: usize = 128;
-const LINEAR_MEDIUM: usize = 16;
-const BIG_CLASSES: usize = 8;
-/// Bins with one object per page run (medium and arena-large).
-pub const MEDIUM_BINS: usize = LINEAR_MEDIUM + BIG_CLASSES;
-pub const NUM_BINS: usize = SMALL_BINS + MEDIUM_BINS;
+/// Bins of the 16-byte-step classes.
+const STEP_BINS: usize = SMALL_MAX / 16;
 const PAGE: usize = 4096;
+/// Granularity of the classes above [`SMALL_MAX`]: all are multiples of 512 bytes.
+const ABOVE_SHIFT: u32 = 9;
 
-/// Sizes of the geometric classes above 64 KiB: 80 K, 96 K, 112 K, 128 K, 160 K … 256 K.
-const BIG_SIZE: [usize; BIG_CLASSES] = {
-    let mut t = [0; BIG_CLASSES];
-    let mut i = 0;
-    while i < BIG_CLASSES {
-        let base = 64 << 10 << (i / 4);
-        t[i] = base + (base / 4) * (i % 4 + 1);
+/// Whether `size` (a multiple of 512 above [`SMALL_MAX`], at most [`ARENA_MAX`]) is a class:
+/// a geometric one, 2^(k−2) × 5, 6, 7 or 8 in the doubling above 2^k (four per doubling), or a
+/// multiple of 4 KiB up to [`MEDIUM_MAX`] (the medium tier's 4 KiB steps, finer than four per
+/// doubling above 16 KiB: 36, 44, 52 and 60 KiB).
+const fn is_class_above(size: usize) -> bool {
+    let k = usize::BITS - 1 - (size - 1).leading_zeros();
+    size.is_multiple_of(1 << (k - 2)) || (size.is_multiple_of(PAGE) && size <= MEDIUM_MAX)
+}
+
+/// Classes above [`SMALL_MAX`], and how many of them are carved (not whole pages).
+const ABOVE_COUNTS: (usize, usize) = {
+    let (mut n, mut carved) = (0, 0);
+    let mut size = SMALL_MAX + (1 << ABOVE_SHIFT);
+    while size <= ARENA_MAX {
+        if is_class_above(size) {
+            n += 1;
+            if !size.is_multiple_of(PAGE) {
+                carved += 1;
+            }
+        }
+        size += 1 << ABOVE_SHIFT;
+    }
+    (n, carved)
+};
+
+/// Carved bins: the 16-byte steps, then the classes above 2 KiB that are not whole pages.
+pub const SMALL_BINS: usize = STEP_BINS + ABOVE_COUNTS.1;
+/// Bins with one object per page run (medium and arena-large): the whole-page classes.
+pub const MEDIUM_BINS: usize = ABOVE_COUNTS.0 - ABOVE_COUNTS.1;
+pub const NUM_BINS: usize = SMALL_BINS + MEDIUM_BINS;
+
+/// `bin_of` above [`SMALL_MAX`]: entry `i` is the bin of sizes `512·i + 1 ..= 512·(i + 1)`.
+/// Carved classes are numbered from [`STEP_BINS`], whole-page ones from [`SMALL_BINS`], each
+/// group in size order. Entries below `SMALL_MAX >> 9` are never read.
+static ABOVE_OF: [u8; ARENA_MAX >> ABOVE_SHIFT] = {
+    let mut t = [0u8; ARENA_MAX >> ABOVE_SHIFT];
+    let (mut carved, mut runs) = (STEP_BINS, SMALL_BINS);
+    // From the top down: each entry takes the smallest class at or above its sizes.
+    let mut i = t.len();
+    let mut bin = 0;
+    while i > SMALL_MAX >> ABOVE_SHIFT {
+        i -= 1;
+        let size = (i + 1) << ABOVE_SHIFT;
+        if is_class_above(size) {
+            bin = if size.is_multiple_of(PAGE) {
+                runs += 1;
+                NUM_BINS - (runs - SMALL_BINS)
+            } else {
+                carved += 1;
+                SMALL_BINS - (carved - STEP_BINS)
+            };
+        }
+        t[i] = bin as u8;
+    }
+    t
+};
+
+/// Object size of every bin.
+const BIN_SIZE: [u32; NUM_BINS] = {
+    let mut t = [0u32; NUM_BINS];
+    let mut b = 0;
+    while b < STEP_BINS {
+        t[b] = ((b + 1) << 4) as u32;
+        b += 1;
+    }
+    let mut i = SMALL_MAX >> ABOVE_SHIFT;
+    while i < ABOVE_OF.len() {
+        let size = (i + 1) << ABOVE_SHIFT;
+        if is_class_above(size) {
+            t[ABOVE_OF[i] as usize] = size as u32;
+        }
         i += 1;
     }
     t
 };
 
-/// Bin for any size the arena serves (slow path): `bin_of`, or a geometric class.
-pub fn bin_of_any(size: usize) -> Option<usize> {
-    if let Some(b) = bin_of(size) {
-        return Some(b);
-    }
-    if size == 0 || size > ARENA_MAX {
-        return None;
-    }
-    let i = BIG_SIZE.iter().position(|&c| c >= size)?;
-    Some(SMALL_BINS + LINEAR_MEDIUM + i)
-}
-
-/// Bin for a request of `size` bytes, `None` for 0 and for the large tier.
-/// Two compares and a shift: this is on the malloc fast path.
+/// Bin for a request of `size` bytes, `None` for 0 and for the large tier. On the malloc fast
+/// path: two compares, and a shift or one table load.
 #[inline(always)]
 pub fn bin_of(size: usize) -> Option<usize> {
     let s = size.wrapping_sub(1);
     if s < SMALL_MAX {
         Some(s >> 4)
-    } else if s < MEDIUM_MAX {
-        Some(SMALL_BINS + (s >> 12))
+    } else if s < ARENA_MAX {
+        Some(ABOVE_OF[s >> ABOVE_SHIFT] as usize)
     } else {
         None
     }
 }
 
+/// Whether `bin` is carved several objects to a run (not one object per page run).
 #[inline]
 pub const fn is_small(bin: usize) -> bool {
     bin < SMALL_BINS
 }
 
+/// Whether a remote free of `bin` goes straight to its owner's stash instead of waiting in
+/// the freeing thread's remote ring or bank: the carved classes above 2 KiB. Their objects are
+/// few and large, so a ring chain of one (owner, class) fills slowly, and a thread that mostly
+/// frees (a queue's consumer) flushes its ring rarely: buffered, they sat there while their
+/// owners carved new runs (`tests/py/queue_rss.py`: 133 MiB peak against 118 MiB before these
+/// classes existed, 119 MiB sent straight). The page-run classes they split sent their runs
+/// home directly too (`medium-adopt`), one push per run.
+#[inline(always)]
+pub const fn sent_unbuffered(bin: usize) -> bool {
+    bin.wrapping_sub(STEP_BINS) < SMALL_BINS - STEP_BINS
+}
+
 /// Object size of a bin.
 #[inline]
 pub const fn bin_size(bin: usize) -> usize {
-    if bin < SMALL_BINS {
+    if bin < STEP_BINS {
         (bin + 1) << 4
-    } else if bin < SMALL_BINS + LINEAR_MEDIUM {
-        (bin - SMALL_BINS + 1) << 12
     } else {
-        BIG_SIZE[bin - SMALL_BINS - LINEAR_MEDIUM]
+        BIN_SIZE[bin] as usize
     }
 }
 
-/// Pages in one run of a bin: medium = the object; small = the shortest run of 1, 2, 4 or 8
-/// pages whose tail waste is under 1/8 (hz3 always used one page, wasting up to half of it).
+/// Pages in one run of a bin: medium = the object; small = see [`small_run_pages`].
 pub const fn run_pages(bin: usize) -> usize {
-    if bin >= SMALL_BINS {
-        return bin_size(bin) / PAGE;
-    }
     RUN_PAGES[bin] as usize
 }
 
-const fn small_run_pages(size: usize) -> u8 {
+/// Run length of a carved class. Up to 2 KiB: the shortest run of 1, 2, 4 or 8 pages whose
+/// tail waste is under 1/8 (hz3 always used one page, wasting up to half of it). Above: the
+/// shortest run with at least two objects and a tail under 1/32, which for these classes is
+/// the exact fit (2,560: 5 pages, 8 objects; 14,336: 7 pages, 2 objects).
+const fn small_run_pages(size: usize) -> usize {
+    if size > SMALL_MAX {
+        let mut pages = 1;
+        loop {
+            let bytes = pages * PAGE;
+            if bytes / size >= 2 && (bytes % size) * 32 < bytes {
+                return pages;
+            }
+            pages += 1;
+        }
+    }
     let mut pages = 1;
     while pages < 8 {
         let bytes = pages * PAGE;
@@ -99,15 +194,21 @@ const fn small_run_pages(size: usize) -> u8 {
         }
         pages *= 2;
     }
-    pages as u8
+    pages
 }
 
-const RUN_PAGES: [u8; SMALL_BINS] = {
-    let mut t = [0u8; SMALL_BINS];
-    let mut i = 0;
-    while i < SMALL_BINS {
-        t[i] = small_run_pages((i + 1) << 4);
-        i += 1;
+const RUN_PAGES: [u8; NUM_BINS] = {
+    let mut t = [0u8; NUM_BINS];
+    let mut b = 0;
+    while b < NUM_BINS {
+        let pages = if b < SMALL_BINS {
+            small_run_pages(bin_size(b))
+        } else {
+            bin_size(b) / PAGE
+        };
+        assert!(pages <= u8::MAX as usize);
+        t[b] = pages as u8;
+        b += 1;
     }
     t
 };
@@ -117,32 +218,38 @@ pub const fn objs_per_run(bin: usize) -> usize {
     run_pages(bin) * PAGE / bin_size(bin)
 }
 
-/// Objects moved into a thread bin per refill: small 32 *(hz3)*; medium by class
-/// 12, 8, 4, 4, 4, 3 ×5, then 2 *(hz3)*.
+/// Objects moved into a thread bin per refill: 32 up to 2 KiB *(hz3)*; above, by size, as
+/// hz3's medium batches: 12 up to 4 KiB, 8 up to 8 KiB, 4 up to 20 KiB, 3 up to 40 KiB, 2 up
+/// to 64 KiB, then 1.
 pub const fn refill_batch(bin: usize) -> u32 {
-    if bin < SMALL_BINS {
-        return SMALL_REFILL_BATCH;
-    }
-    match bin - SMALL_BINS {
-        0 => 12,
-        1 => 8,
-        2..=4 => 4,
-        5..=9 => 3,
-        10..=15 => 2,
-        _ => 1,
+    let size = bin_size(bin);
+    if size <= SMALL_MAX {
+        SMALL_REFILL_BATCH
+    } else if size <= 4 << 10 {
+        12
+    } else if size <= 8 << 10 {
+        8
+    } else if size <= 20 << 10 {
+        4
+    } else if size <= 40 << 10 {
+        3
+    } else if size <= MEDIUM_MAX {
+        2
+    } else {
+        1
     }
 }
 
 /// Thread-bin cap: beyond it a free sends half the bin back to the heap's central list.
-/// At least two refills (no ping-pong); otherwise ~64 KiB per small bin (at most 256 objects)
-/// and ~256 KiB per medium bin.
+/// At least two refills (no ping-pong); otherwise ~64 KiB per bin up to 2 KiB (at most 256
+/// objects) and ~256 KiB per bin above.
 pub const fn bin_limit(bin: usize) -> u32 {
     if bin_size(bin) > MEDIUM_MAX {
         // Large classes: one cached block per thread; the heap's central list holds more.
         return 1;
     }
     let two = 2 * refill_batch(bin);
-    let (bytes, max) = if bin >= SMALL_BINS {
+    let (bytes, max) = if bin_size(bin) > SMALL_MAX {
         (256 << 10, u32::MAX)
     } else {
         (64 << 10, 256)
@@ -167,61 +274,153 @@ pub const fn medium_central_cap(bin: usize, bytes: usize) -> u32 {
     }
 }
 
+const _: () = assert!(ABOVE_COUNTS.0 == 32 && SMALL_BINS == 136 && NUM_BINS == 160);
+const _: () = assert!(BIN_SIZE[NUM_BINS - 1] as usize == ARENA_MAX);
+// The page tag and the remote ring keep `bin + 1` in 16 bits; `ABOVE_OF` in 8.
+const _: () = assert!(NUM_BINS < 256);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec::Vec;
+
+    /// The bins in size order.
+    fn by_size() -> Vec<usize> {
+        let mut v: Vec<usize> = (0..NUM_BINS).collect();
+        v.sort_by_key(|&b| bin_size(b));
+        v
+    }
 
     #[test]
     fn bins_cover_every_size_and_fit() {
         assert_eq!(bin_of(0), None);
-        assert_eq!(bin_of(MEDIUM_MAX + 1), None);
+        assert_eq!(bin_of(ARENA_MAX + 1), None);
         assert_eq!(bin_of(usize::MAX), None);
+        let order = by_size();
+        let rank: Vec<usize> = {
+            let mut r = std::vec![0; NUM_BINS];
+            for (i, &b) in order.iter().enumerate() {
+                r[b] = i;
+            }
+            r
+        };
+        for w in order.windows(2) {
+            assert!(bin_size(w[0]) < bin_size(w[1]), "distinct sizes");
+        }
         let mut prev = 0;
-        for size in 1..=MEDIUM_MAX {
+        for size in 1..=ARENA_MAX {
             let b = bin_of(size).unwrap();
             assert!(b < NUM_BINS);
             assert!(bin_size(b) >= size, "size {size} bin {b}");
-            assert!(b >= prev, "monotone");
-            // Tightest class: the previous class is too small.
-            if b > 0 && b != SMALL_BINS {
-                assert!(bin_size(b - 1) < size);
+            // Tightest class: the next smaller class is too small.
+            if rank[b] > 0 {
+                assert!(bin_size(order[rank[b] - 1]) < size, "size {size}");
             }
-            prev = b;
+            assert!(rank[b] >= prev, "monotone in size order");
+            prev = rank[b];
+        }
+        // Every class is reached, by its own size.
+        for b in 0..NUM_BINS {
+            assert_eq!(bin_of(bin_size(b)), Some(b), "bin {b}");
         }
         assert_eq!(bin_of(16), Some(0));
         assert_eq!(bin_of(17), Some(1));
         assert_eq!(bin_of(2048), Some(127));
         assert_eq!(bin_of(2049), Some(128));
-        assert_eq!(bin_size(128), 4096);
-        assert_eq!(bin_of(65536), Some(143));
-        assert_eq!(bin_size(143), 65536);
-        for size in (MEDIUM_MAX + 1..=ARENA_MAX).step_by(97).chain([ARENA_MAX]) {
-            let b = bin_of_any(size).unwrap();
-            assert!(b > 143 && b < NUM_BINS);
-            assert!(
-                bin_size(b) >= size && bin_size(b - 1) < size,
-                "size {size} bin {b}"
-            );
-            assert_eq!(bin_size(b) % PAGE, 0);
-        }
+        assert_eq!(bin_size(128), 2560);
+        assert_eq!(bin_size(bin_of(4096).unwrap()), 4096);
+        assert_eq!(bin_size(bin_of(4097).unwrap()), 5120);
+        assert_eq!(bin_size(bin_of(9000).unwrap()), 10240);
+        assert_eq!(bin_size(bin_of(65536).unwrap()), 65536);
         assert_eq!(bin_size(NUM_BINS - 1), ARENA_MAX);
-        assert_eq!(bin_of_any(ARENA_MAX + 1), None);
-        assert_eq!(bin_of_any(0), None);
+        // Carved bins are exactly the classes up to 2 KiB and those that are not whole pages;
+        // the carved ones above 2 KiB are sent home unbuffered.
+        for b in 0..NUM_BINS {
+            assert_eq!(sent_unbuffered(b), is_small(b) && bin_size(b) > SMALL_MAX);
+            assert_eq!(
+                is_small(b),
+                bin_size(b) <= SMALL_MAX || !bin_size(b).is_multiple_of(PAGE),
+                "bin {b}"
+            );
+        }
     }
 
     #[test]
-    fn small_runs_waste_under_an_eighth() {
+    fn usable_size_within_a_quarter_above_2_kib() {
+        for n in SMALL_MAX + 1..=ARENA_MAX {
+            let u = bin_size(bin_of(n).unwrap());
+            // Within 25 % of the request, and under 20 % of the block wasted.
+            assert!(u * 4 <= n * 5, "{n} -> {u}");
+            assert!((u - n) * 5 < u, "{n} -> {u}");
+        }
+        // Classes at most 25 % apart from 2 KiB up.
+        let order = by_size();
+        for w in order.windows(2).filter(|w| bin_size(w[0]) >= SMALL_MAX) {
+            assert!(bin_size(w[1]) * 4 <= bin_size(w[0]) * 5, "{w:?}");
+        }
+    }
+
+    /// Every request above 2 KiB gets a block at most as large as before the carved classes:
+    /// 4 KiB steps up to 64 KiB, then 80, 96, 112, 128, 160 … 256 KiB.
+    #[test]
+    fn never_larger_than_the_page_steps() {
+        for n in SMALL_MAX + 1..=ARENA_MAX {
+            let old = if n <= MEDIUM_MAX {
+                n.next_multiple_of(PAGE)
+            } else {
+                // A quarter of the largest power of two below n.
+                let base = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+                n.next_multiple_of(base / 4)
+            };
+            assert!(bin_size(bin_of(n).unwrap()) <= old, "{n}");
+        }
+    }
+
+    #[test]
+    fn small_runs_waste_little() {
         for b in 0..SMALL_BINS {
             let bytes = run_pages(b) * PAGE;
             let waste = bytes - objs_per_run(b) * bin_size(b);
-            assert!(waste * 8 < bytes, "bin {b}: {waste} of {bytes}");
-            assert!(run_pages(b).is_power_of_two() && run_pages(b) <= 8);
-            assert!(objs_per_run(b) >= 2);
+            assert!(objs_per_run(b) >= 2, "bin {b}");
+            if bin_size(b) <= SMALL_MAX {
+                assert!(waste * 8 < bytes, "bin {b}: {waste} of {bytes}");
+                assert!(run_pages(b).is_power_of_two() && run_pages(b) <= 8);
+            } else {
+                assert_eq!(waste, 0, "bin {b}");
+                assert!(run_pages(b) <= 7, "bin {b}");
+            }
+        }
+        for b in SMALL_BINS..NUM_BINS {
+            assert_eq!(run_pages(b) * PAGE, bin_size(b), "bin {b}");
         }
         assert_eq!(run_pages(0), 1);
         assert_eq!(run_pages(127), 1);
         // 1376-byte objects waste a third of one page; four pages bring it under 1/8.
         assert_eq!(run_pages(bin_of(1376).unwrap()), 4);
+        assert_eq!((run_pages(128), objs_per_run(128)), (5, 8));
+    }
+
+    /// What `memalign` relies on: a request rounded up to a multiple of `align` (up to a page)
+    /// lands in a class whose objects are `align`-aligned: a page run, or a carved class whose
+    /// size `align` divides (runs start on a page).
+    #[test]
+    fn rounded_requests_keep_their_alignment() {
+        let mut align = 32;
+        while align <= PAGE {
+            for size in 1..=ARENA_MAX {
+                let s = size.next_multiple_of(align);
+                let Some(b) = bin_of(s) else {
+                    assert!(s > ARENA_MAX);
+                    continue;
+                };
+                if is_small(b) {
+                    assert_eq!(bin_size(b) % align, 0, "align {align} size {size}");
+                } else {
+                    assert_eq!(bin_size(b) % PAGE, 0);
+                }
+            }
+            align *= 2;
+        }
     }
 
     #[test]
@@ -233,6 +432,8 @@ mod tests {
             }
             assert!(bin_limit(b) >= 2 * refill_batch(b));
             assert!(refill_batch(b) >= 1);
+            // A thread bin holds at most 256 KiB (two refills of 12 × 4 KiB = 96 KiB aside).
+            assert!(bin_limit(b) as usize * bin_size(b) <= 256 << 10, "bin {b}");
         }
     }
 }

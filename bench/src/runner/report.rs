@@ -258,6 +258,11 @@ impl CompareReport {
 
     /// A rows × allocators table (row name and thread note, then one cell per allocator).
     fn grid(&self, s: &mut String, cell: impl Fn(&CellSummary) -> String) {
+        self.grid_by(s, |r, a| cell(&self.summary(r, a)));
+    }
+
+    /// The table of [`Self::grid`], with `cell(row, allocator)` giving each cell's text.
+    fn grid_by(&self, s: &mut String, cell: impl Fn(usize, usize) -> String) {
         let _ = write!(s, "| row | threads |");
         for a in &self.allocs {
             let _ = write!(s, " {} |", a.name);
@@ -275,7 +280,7 @@ impl CompareReport {
                 threads_note(row.threads, self.machine.nproc)
             );
             for a in 0..self.allocs.len() {
-                let _ = write!(s, " {} |", cell(&self.summary(r, a)));
+                let _ = write!(s, " {} |", cell(r, a));
             }
             s.push('\n');
         }
@@ -546,27 +551,7 @@ impl CompareReport {
 
     /// Like [`Self::grid`], from the raw cells.
     fn grid_cells(&self, s: &mut String, cell: impl Fn(&Cell) -> String) {
-        let _ = write!(s, "| row | threads |");
-        for a in &self.allocs {
-            let _ = write!(s, " {} |", a.name);
-        }
-        let _ = write!(s, "\n|---|---|");
-        for _ in &self.allocs {
-            let _ = write!(s, "---:|");
-        }
-        s.push('\n');
-        for (r, row) in self.rows.iter().enumerate() {
-            let _ = write!(
-                s,
-                "| {} | {} |",
-                row.name,
-                threads_note(row.threads, self.machine.nproc)
-            );
-            for a in 0..self.allocs.len() {
-                let _ = write!(s, " {} |", cell(&self.cells[r][a]));
-            }
-            s.push('\n');
-        }
+        self.grid_by(s, |r, a| cell(&self.cells[r][a]));
     }
 
     pub fn json(&self) -> Value {

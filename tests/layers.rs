@@ -383,17 +383,20 @@ fn no_import_cycles() {
 /// The checker itself: a use tree expands to the modules it names, and prose does not count.
 #[test]
 fn the_checker_reads_use_trees_and_skips_comments() {
-    let modules: BTreeSet<Vec<String>> = [
-        vec!["page"],
-        vec!["page", "arena"],
-        vec!["heap"],
-        vec!["heap", "send"],
-        vec!["ds"],
-        vec!["config"],
-    ]
-    .into_iter()
-    .map(|v| v.into_iter().map(String::from).collect())
-    .collect();
+    let set = |paths: &[&[&str]]| -> BTreeSet<Vec<String>> {
+        paths
+            .iter()
+            .map(|p| p.iter().map(|s| s.to_string()).collect())
+            .collect()
+    };
+    let modules = set(&[
+        &["page"],
+        &["page", "arena"],
+        &["heap"],
+        &["heap", "send"],
+        &["ds"],
+        &["config"],
+    ]);
     let code = code_of(
         "// use crate::front::alloc;\n/// crate::remote::ring\nuse crate::page::{arena::{self, X}, Y as Z};\nuse super::send::send_one;\nuse super::super::ds;\nfn f() { crate::heap::send::send(\"crate::sys\"); super::super::config::X; }",
     );
@@ -402,16 +405,13 @@ fn the_checker_reads_use_trees_and_skips_comments() {
         .iter()
         .filter_map(|p| target_module(p, &modules))
         .collect();
-    let want: BTreeSet<Vec<String>> = [
-        vec!["page", "arena"],
-        vec!["page"],
-        vec!["heap", "send"],
-        vec!["ds"],
-        vec!["config"],
-    ]
-    .into_iter()
-    .map(|v| v.into_iter().map(String::from).collect())
-    .collect();
+    let want = set(&[
+        &["page", "arena"],
+        &["page"],
+        &["heap", "send"],
+        &["ds"],
+        &["config"],
+    ]);
     assert_eq!(found, want);
     assert_eq!(
         allowed_by_doc("//! Pages.\n//!\n//! May use: `sys`, `config`. Not `heap`.\n"),

@@ -78,6 +78,8 @@ events! {
     InboxDrains / inbox_drains = "inbox drains",
     Epochs / epochs = "epochs",
     PagesCarved / small_runs_carved = "small page runs carved",
+    SmallRunsReturned / small_runs_returned = "small page runs returned to their segments",
+    PoolSentHome / shared_pool_sent_home = "shared-pool objects sent home (class idle for an interval)",
     RunsReturned / medium_runs_returned = "medium runs returned to segments",
     SegmentsTaken / segments_taken = "segments taken (fresh or purged)",
     SegmentsReused / segments_reused = "segments reused resident from the pool",

@@ -367,15 +367,18 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: returns to the OS the free pages of this thread's heap and of every
-/// released heap (threads that exited), the arena's segment pool and the large cache. Heaps
-/// other live threads own are not touched (their owners' decay gives their pages back). True when anything was returned.
+/// `malloc_trim`: sends the shared pool's chains home, sweeps this thread's heap and every
+/// released heap (threads that exited) so whole small runs go back to their segments, and
+/// returns to the OS their free pages, the arena's segment pool and the large cache. Heaps
+/// other live threads own are not touched (their owners' decay gives their pages back). True
+/// when anything was returned.
 ///
 /// # Safety
 /// Not called re-entrantly on a thread that is already inside an allocator call (for example
 /// from a signal handler that interrupted one): like glibc's, these functions are not
 /// async-signal-safe.
 pub unsafe fn trim() -> bool {
+    registry::trim_pool();
     let tc = tls::tcache();
     // SAFETY: `tc` is live for the whole thread; when ACTIVE it is the thread's own, and no
     // other reference to it is live (not called from inside the allocator). A stand-in has

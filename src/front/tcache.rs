@@ -210,6 +210,8 @@ impl ThreadCache {
                 h.decay_if_due();
                 registry::decay_released();
             }
+        } else if registry::decay_pending() {
+            registry::decay_released();
         }
     }
 
@@ -524,7 +526,7 @@ impl ThreadCache {
     /// `malloc_trim`: give this thread's heap's free pages back to the OS.
     pub fn trim(&mut self) -> usize {
         match &mut self.heap {
-            Some(h) => h.purge_free_pages(),
+            Some(h) => h.trim(true),
             None => 0,
         }
     }

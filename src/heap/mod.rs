@@ -12,8 +12,9 @@
 //!
 //! The jobs, one module each: the registry and fork lock (`registry`), delivering chains to a
 //! heap from any thread (`send`), the small refill chain (`refill`), central lists (`central`),
-//! medium runs (`medium`), page runs in owned segments (`segments`), epoch drains, decay and
-//! retirement (`decay`), and the pool of small chains every heap shares (`pool`).
+//! medium runs (`medium`), page runs in owned segments (`segments`), small runs back to their
+//! segments (`sweep`), epoch drains, decay and retirement (`decay`), and the pool of small
+//! chains every heap shares (`pool`).
 //!
 //! May use: `ds`, `page`, `sys`, `config`, `stats`.
 
@@ -25,6 +26,7 @@ mod refill;
 pub mod registry;
 mod segments;
 pub mod send;
+mod sweep;
 
 pub use registry::OwnedHeap;
 
@@ -53,6 +55,9 @@ struct SmallLocal {
     central: LocalList,
     bump: *mut u8,
     end: *mut u8,
+    /// Fewest objects the central list held since the last decay pass: with a run's worth
+    /// idle for a whole interval, the pass sweeps the bin (`sweep`).
+    low: u32,
 }
 
 /// The owner's part of a heap, reached only through an [`OwnedHeap`].
@@ -72,6 +77,12 @@ struct HeapLocal {
     seg_hint: [u32; 2],
     /// `stash-steal`: the heap id the next probe starts at (round robin).
     steal_next: u32,
+    /// Objects the central lists held after the last full sweep: a released heap whose
+    /// lists have not changed since is not swept again.
+    swept_total: u64,
+    /// Set while a trim runs: segments emptied meanwhile wait for its purge and then go to
+    /// the arena's pool purged, rather than resident (which would keep them an interval).
+    trimming: bool,
 }
 
 #[repr(C, align(64))]
@@ -85,9 +96,9 @@ pub struct Heap {
     pub id: u32,
 }
 
-/// Segment kinds. Small page runs never go back to their segment (objects of a run are not
-/// counted), so they get segments of their own: mixed in, they would pin segments whose
-/// medium runs all came back, which can then return to the arena's pool.
+/// Segment kinds. Small runs come back only when a sweep finds them whole, so they get
+/// segments of their own: mixed in, one long-lived small run would pin a segment whose medium
+/// runs all came back, which could otherwise return to the arena's pool.
 const SMALL_SEGS: usize = 0;
 /// Medium and large-class runs: given back run by run, and the segment once all are back.
 const RUN_SEGS: usize = 1;

@@ -9,7 +9,7 @@ use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::sync::SpinLock;
 use crate::sys::{options, os};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 
 pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
 
@@ -93,6 +93,20 @@ static REG: SpinLock<Registry> = SpinLock::new(Registry {
 
 /// Clock (ms) of the last [`decay_released`] pass.
 static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
+/// Whether a released heap may hold memory a [`decay_released`] pass would give back: set
+/// at each release, cleared by a pass that found nothing to do. Written under the registry
+/// lock; read without it by [`decay_pending`].
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a decay pass has work waiting that no owner will do: released heaps not yet
+/// given back, or resident segments in the arena's pool. Slow paths then run
+/// [`decay_released`] (it checks the clock) at every call, not only at their epoch, so a
+/// program that goes quiet gets its memory back at its next call past the interval.
+/// Relaxed: a hint; a stale answer only delays or repeats a pass.
+#[inline]
+pub fn decay_pending() -> bool {
+    PENDING.load(Relaxed) || crate::page::arena::pool_has_resident()
+}
 
 /// Claims a heap for the calling thread: the longest-released one, else a new one.
 /// `None` only when 65,535 heaps are live or metadata memory is exhausted.
@@ -155,15 +169,20 @@ pub fn release(owned: OwnedHeap) {
         }
     }
     r.free_tail = hp.as_ptr();
+    PENDING.store(true, Relaxed);
 }
 
 /// Decay of released heaps, which have no thread to run it (design.md §10): from any thread's
-/// epoch and from every thread exit, at most once per decay interval for the whole process.
-/// The walk starts at the longest-released heap; heaps released less than an interval ago are
-/// left warm for the next threads to claim. Each older one whose own decay is due has its queues drained, its decay pass run, its empty
-/// segments given to the arena's pool and its small free objects offered to the shared pool; a
+/// epoch and from every thread exit (and from every slow path while [`decay_pending`]), at
+/// most once per decay interval for the whole process. First the shared pool sends home the
+/// chains of classes nobody took from for an interval. Then the walk starts at the
+/// longest-released heap; heaps released less than an interval ago are left warm for the next
+/// threads to claim. Each older one whose own decay is due is given back as `malloc_trim`
+/// would ([`OwnedHeap::decay_released_heap`]: unused for an interval, all of its free memory
+/// is idle), and the small objects left in partly used runs are offered to the shared pool. A
 /// pass stops after [`RELEASED_DECAY_MAX`] heaps that had something to give back, so heaps
-/// already given back cost only their check and deeper ones are reached.
+/// already given back cost only their check and deeper ones are reached. Last, the
+/// process-wide part: the arena's segment pool and the large cache.
 pub fn decay_released() {
     let now = os::now_ms();
     let interval = options::decay_ms();
@@ -177,42 +196,55 @@ pub fn decay_released() {
     {
         return;
     }
+    if config::SHARED_POOL {
+        pool::decay(now, interval, &GLOBAL);
+    }
     {
         let r = REG.lock();
         let mut budget = RELEASED_DECAY_MAX;
-        let mut h = r.free;
-        while let Some(nn) = NonNull::new(h) {
-            // SAFETY: a heap on the queue; we hold the registry lock.
-            let l = unsafe { link(nn) };
-            h = l.next;
-            if now.saturating_sub(l.released_ms) < interval {
-                continue;
-            }
-            // A released heap has no owner, and none can claim it while we hold the lock: this
-            // handle is the only one while it lives, and it ends with this iteration, the heap
-            // staying on the queue.
-            let mut lent = OwnedHeap { heap: nn };
-            if !lent.decay_due(now) {
-                continue;
-            }
-            lent.drain_queues();
-            let mut worked = lent.decay_local(now);
-            lent.release_empty_segments(true);
-            worked |= lent.offer_small();
-            if worked {
-                budget -= 1;
-                if budget == 0 {
-                    break;
+        let mut more = false;
+        // Two rounds: the first sends each heap's adopted objects and runs home, and those
+        // whose home came earlier in the walk are taken in the second (it skips a heap
+        // whose lists did not change).
+        'rounds: for round in 0..2 {
+            let mut h = r.free;
+            while let Some(nn) = NonNull::new(h) {
+                // SAFETY: a heap on the queue; we hold the registry lock.
+                let l = unsafe { link(nn) };
+                h = l.next;
+                if now.saturating_sub(l.released_ms) < interval {
+                    more = true;
+                    continue;
+                }
+                // A released heap has no owner, and none can claim it while we hold the lock:
+                // this handle is the only one while it lives, and it ends with this
+                // iteration, the heap staying on the queue.
+                let mut lent = OwnedHeap { heap: nn };
+                if round == 0 && !lent.decay_due(now) {
+                    more = true;
+                    continue;
+                }
+                let mut worked = lent.decay_released_heap(now);
+                if round == 1 {
+                    worked |= lent.offer_small();
+                }
+                if worked {
+                    more = true;
+                    budget -= 1;
+                    if budget == 0 {
+                        break 'rounds;
+                    }
                 }
             }
         }
+        PENDING.store(more, Relaxed);
     }
     // The process-wide part, once per pass and outside the registry lock.
     super::decay::decay_shared(now, &GLOBAL, true);
 }
 
-/// `malloc_trim` for released heaps: every one's queues drained, free pages purged, empty
-/// segments given to the arena's pool and small free objects offered to the shared pool.
+/// `malloc_trim` for released heaps: every one trimmed as [`OwnedHeap::trim`] does (queues
+/// drained, small bins swept, free pages purged, empty segments given to the arena's pool).
 /// The heaps are taken off the queue for the purge and put back after, so the registry lock
 /// is not held across `madvise` (threads starting meanwhile get new heaps; a fork meanwhile
 /// leaves them unreachable in the child, as other threads' heaps are). Returns bytes purged.
@@ -223,18 +255,19 @@ pub fn trim_released() -> usize {
         core::mem::replace(&mut r.free, null_mut())
     };
     let mut bytes = 0;
-    let mut h = detached;
     let mut last = null_mut();
-    while let Some(nn) = NonNull::new(h) {
-        // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
-        h = unsafe { link(nn) }.next;
-        // Off the queue and unowned: this handle is the only one while it lives.
-        let mut lent = OwnedHeap { heap: nn };
-        lent.drain_queues();
-        bytes += lent.purge_free_pages();
-        lent.release_empty_segments(false);
-        lent.offer_small();
-        last = nn.as_ptr();
+    // A second pass takes the objects one released heap's sweep sent home to another that
+    // the first pass had already trimmed.
+    for force in [true, false] {
+        let mut h = detached;
+        while let Some(nn) = NonNull::new(h) {
+            // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
+            h = unsafe { link(nn) }.next;
+            // Off the queue and unowned: this handle is the only one while it lives.
+            let mut lent = OwnedHeap { heap: nn };
+            bytes += lent.trim(force);
+            last = nn.as_ptr();
+        }
     }
     if let Some(last) = NonNull::new(last) {
         let mut r = REG.lock();
@@ -248,6 +281,16 @@ pub fn trim_released() -> usize {
         r.free = detached;
     }
     bytes
+}
+
+/// `malloc_trim` for the shared pool: every parked chain goes home to its owners, whose trim
+/// then sweeps it. Returns objects sent.
+pub fn trim_pool() -> u64 {
+    if config::SHARED_POOL {
+        pool::send_all_home(&GLOBAL)
+    } else {
+        0
+    }
 }
 
 /// The heap with id `id`, which a page tag named.

@@ -10,11 +10,11 @@
 //! the heap: every owner-only operation takes `&mut OwnedHeap`, so "owner only" is checked by
 //! the compiler.
 //!
-//! The jobs, one module each: the registry and fork lock (`registry`), delivering chains to a
-//! heap from any thread (`send`), the small refill chain (`refill`), central lists (`central`),
-//! medium runs (`medium`), page runs in owned segments (`segments`), small runs back to their
-//! segments (`sweep`), epoch drains, decay and retirement (`decay`), and the pool of small
-//! chains every heap shares (`pool`).
+//! The jobs, one module each: the registry and fork lock (`registry`), the id → heap table
+//! (`table`), delivering chains to a heap from any thread (`send`), the small refill chain
+//! (`refill`), central lists (`central`), medium runs (`medium`), page runs in owned segments
+//! (`segments`), small runs back to their segments (`sweep`), epoch drains, decay and
+//! retirement (`decay`), and the pool of small chains every heap shares (`pool`).
 //!
 //! May use: `ds`, `page`, `sys`, `config`, `stats`.
 
@@ -27,6 +27,7 @@ pub mod registry;
 mod segments;
 pub mod send;
 mod sweep;
+mod table;
 
 pub use registry::OwnedHeap;
 

@@ -4,18 +4,13 @@
 
 use super::{pool, Heap, HeapLocal};
 use crate::config::{self, RELEASED_DECAY_MAX};
-use crate::page::page_tag::MAX_OWNER;
 use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::sync::SpinLock;
 use crate::sys::{options, os};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
-pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
-
-static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
-/// Heaps published in [`HEAPS`] (ids `0..PUBLISHED`), for `stash-steal`'s lock-free probe.
-static PUBLISHED: AtomicU32 = AtomicU32::new(0);
+pub use super::table::{get, published, MAX_HEAPS};
 
 /// The owning thread's handle on its heap, and the only way to the heap's local part.
 ///
@@ -139,14 +134,8 @@ pub fn claim() -> Option<OwnedHeap> {
         (*p).stats.add(Ev::HeapsCreated, 1);
     }
     r.next_id = id + 1;
-    // Release: a thread that reads this slot (for a tag carrying `id`) sees the initialised heap.
-    HEAPS[id as usize].store(p, Release);
-    // Release: a thread that reads the count finds the slots below it published. (C11: its
-    // Acquire load synchronizes with this store; slot `id` was stored before it in this
-    // thread, and each earlier slot by a claim that released the registry lock before we took
-    // it, so all happen-before that load. A plain store heads no release sequence over later
-    // counts, but each later count's store is itself Release.)
-    PUBLISHED.store(id + 1, Release);
+    // SAFETY: `p` is heap `id`, initialised above, published once.
+    unsafe { super::table::publish(id, p) };
     // SAFETY: `meta::alloc` returned a non-null pointer. A new heap: nobody else has a handle.
     Some(OwnedHeap {
         heap: unsafe { NonNull::new_unchecked(p) },
@@ -291,23 +280,6 @@ pub fn trim_pool() -> u64 {
     } else {
         0
     }
-}
-
-/// The heap with id `id`, which a page tag named.
-#[inline]
-pub fn get(id: u32) -> &'static Heap {
-    // SAFETY: a tag with owner `id` is written only after heap `id` was published (Release
-    // above); heaps are never freed. (C11: the tag reached us through some happens-before
-    // chain from its store, which the owner made after publishing the heap, so the slot's
-    // store happens-before this load, which therefore reads the heap, never null; the Acquire
-    // pairs with the Release directly as well.)
-    unsafe { &*HEAPS[id as usize].load(Acquire) }
-}
-
-/// Heaps published so far, ids `0..n`: each [`get`]-able. Acquire pairs with `claim`'s
-/// Release.
-pub fn published() -> u32 {
-    PUBLISHED.load(Acquire)
 }
 
 /// Calls `f` with every published heap's counters.

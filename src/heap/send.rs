@@ -2,7 +2,7 @@
 //! the owner stash, else the transfer cache, else the central intake; a medium chain to the
 //! inbox. Only the shared part of the destination is touched.
 
-use super::registry::get;
+use super::table::get;
 use crate::config::{STASH_MAX_OBJS, STASH_PUSH, TRANSFER_CACHE};
 use crate::ds::list::{set_next, Chain};
 use crate::ds::owner_stash::PopMode;

@@ -8,7 +8,10 @@
 //! arrive in. The local part (spills, central lists, carve pointers, segment lists) is reached
 //! only through an [`OwnedHeap`], the handle [`registry::claim`] gives the one thread that owns
 //! the heap: every owner-only operation takes `&mut OwnedHeap`, so "owner only" is checked by
-//! the compiler.
+//! the compiler. The owner holds the heap's `busy` lock for each slow path, and a decay pass
+//! may borrow the heap of an owner that has entered none for a decay interval (a thread that
+//! went idle), holding the same lock: so the local part has one user at a time, checked in
+//! debug builds at each access.
 //!
 //! The jobs, one module each: the registry and fork lock (`registry`), the id → heap table
 //! (`table`), delivering chains to a heap from any thread (`send`), the small refill chain
@@ -37,7 +40,9 @@ use crate::ds::owner_stash::OwnerStash;
 use crate::ds::transfer_cache::TransferCache;
 use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::Counters;
+use crate::sys::sync::Word;
 use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicU32;
 
 /// What other threads write into a heap: remote frees on their way to the owner.
 #[repr(C)]
@@ -48,6 +53,13 @@ pub struct HeapShared {
     pub intake: [MpscStack; NUM_BINS],
     /// Medium remote frees.
     pub inbox: [MpscStack; MEDIUM_BINS],
+    /// Held by whoever works on the local part: the owner for each slow path
+    /// ([`OwnedHeap::enter`]), a decay pass for a heap it borrows (`registry`). Uncontended
+    /// while the owner runs, so one CAS and one swap per slow path.
+    pub busy: Word,
+    /// Slow paths the owner entered (wrapping): a decay pass that finds it unchanged for an
+    /// interval borrows the heap. Written by the owner only (relaxed), read by decay passes.
+    pub activity: AtomicU32,
 }
 
 #[repr(C)]

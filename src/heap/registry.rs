@@ -5,7 +5,7 @@
 use super::{pool, Heap, HeapLocal};
 use crate::config::{self, RELEASED_DECAY_MAX};
 use crate::stats::{Counters, Ev, GLOBAL};
-use crate::sys::sync::SpinLock;
+use crate::sys::sync::{self, SpinLock};
 use crate::sys::{options, os};
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -37,9 +37,30 @@ impl OwnedHeap {
         unsafe { self.heap.as_ref() }
     }
 
+    /// The owner's side of the `busy` lock: taken at the start of each slow path that reaches
+    /// the local part, waiting while a decay pass has the heap borrowed.
+    #[inline]
+    pub fn enter(&mut self) {
+        let s = &self.heap().shared;
+        // Relaxed: only the owner writes it; decay passes only compare it with what they saw.
+        s.activity.store(s.activity.load(Relaxed).wrapping_add(1), Relaxed);
+        sync::lock(&s.busy);
+    }
+
+    /// Ends what [`enter`](Self::enter) began.
+    #[inline]
+    pub fn leave(&mut self) {
+        // SAFETY: `enter` took the lock on this thread (the handle is not `Send`).
+        unsafe { sync::unlock(&self.heap().shared.busy) };
+    }
+
     /// The local part.
     #[inline(always)]
     pub(super) fn local(&mut self) -> &mut HeapLocal {
+        debug_assert!(
+            self.heap().shared.busy.held(),
+            "local part of a heap reached without its busy lock"
+        );
         // SAFETY: this handle is the only one for its heap (only this module makes one, one per
         // heap at a time) and nothing else reaches `local`, so `&mut self` is exclusive access;
         // the result borrows `self`, so two cannot be live at once.
@@ -52,6 +73,52 @@ pub(super) struct Link {
     next: *mut Heap,
     /// Clock (ms) when the heap was released.
     released_ms: u64,
+    /// On the released queue (or detached from it by `trim_released`).
+    queued: bool,
+    /// The owner's `activity` as a decay pass last saw it, and since when (ms).
+    seen_activity: u32,
+    seen_ms: u64,
+}
+
+/// A heap a decay pass borrowed: its `busy` lock is held until the end of the borrow.
+struct Lent(OwnedHeap);
+
+impl Lent {
+    /// Borrows `h` if nobody holds its `busy` lock.
+    ///
+    /// # Safety
+    /// No handle on `h` is used while the borrow lives except by its owner after `enter`
+    /// (which waits for it): an owned heap, or a released one the caller holds off any claim
+    /// (the registry lock, or detached by `trim_released`).
+    unsafe fn try_new(h: NonNull<Heap>) -> Option<Lent> {
+        // SAFETY: heaps are 'static.
+        let busy = &unsafe { h.as_ref() }.shared.busy;
+        if sync::try_lock(busy) {
+            Some(Lent(OwnedHeap { heap: h }))
+        } else {
+            None
+        }
+    }
+}
+
+impl core::ops::Deref for Lent {
+    type Target = OwnedHeap;
+    fn deref(&self) -> &OwnedHeap {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut OwnedHeap {
+        &mut self.0
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // SAFETY: `try_new` took the lock on this thread.
+        unsafe { sync::unlock(&self.0.heap().shared.busy) };
+    }
 }
 
 /// The link of heap `h`.
@@ -110,7 +177,9 @@ pub fn claim() -> Option<OwnedHeap> {
     if let Some(h) = NonNull::new(r.free) {
         // SAFETY: heaps on the queue are 'static and unowned; we hold the registry lock.
         unsafe {
-            r.free = link(h).next;
+            let l = link(h);
+            r.free = l.next;
+            l.queued = false;
             if r.free.is_null() {
                 r.free_tail = null_mut();
             }
@@ -152,6 +221,7 @@ pub fn release(owned: OwnedHeap) {
         let l = link(hp);
         l.next = null_mut();
         l.released_ms = now;
+        l.queued = true;
         match NonNull::new(r.free_tail) {
             Some(t) => link(t).next = hp.as_ptr(),
             None => r.free = hp.as_ptr(),
@@ -205,10 +275,13 @@ pub fn decay_released() {
                     more = true;
                     continue;
                 }
-                // A released heap has no owner, and none can claim it while we hold the lock:
-                // this handle is the only one while it lives, and it ends with this
-                // iteration, the heap staying on the queue.
-                let mut lent = OwnedHeap { heap: nn };
+                // A released heap has no owner, and none can claim it while we hold the lock.
+                // SAFETY: as just said; the borrow ends with this iteration, the heap staying
+                // on the queue.
+                let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+                    more = true;
+                    continue;
+                };
                 if round == 0 && !lent.decay_due(now) {
                     more = true;
                     continue;
@@ -227,9 +300,52 @@ pub fn decay_released() {
             }
         }
         PENDING.store(more, Relaxed);
+        if budget > 0 {
+            decay_idle(now, interval, budget);
+        }
     }
     // The process-wide part, once per pass and outside the registry lock.
     super::decay::decay_shared(now, &GLOBAL, true);
+}
+
+/// The part of [`decay_released`] for heaps whose threads are alive but idle: a heap whose
+/// owner entered no slow path for a whole interval (its `activity` unchanged) and is not in
+/// one now is borrowed under its `busy` lock and given back as a released heap is. Its owner,
+/// if it wakes meanwhile, waits for the borrow at its next slow path. Stops after `budget`
+/// heaps that gave something back. The caller holds the registry lock (the links' `seen`
+/// fields are its).
+fn decay_idle(now: u64, interval: u64, mut budget: u32) {
+    for id in 0..published() {
+        let nn = NonNull::from(get(id));
+        // SAFETY: we hold the registry lock (caller contract).
+        let l = unsafe { link(nn) };
+        if l.queued {
+            continue;
+        }
+        // Relaxed: a hint; the borrow itself is ordered by the busy lock.
+        let activity = get(id).shared.activity.load(Relaxed);
+        if activity != l.seen_activity || l.seen_ms == 0 {
+            l.seen_activity = activity;
+            l.seen_ms = now;
+            continue;
+        }
+        if now.saturating_sub(l.seen_ms) < interval {
+            continue;
+        }
+        // SAFETY: an owned heap: its owner touches the local part only between `enter` and
+        // `leave`, which take the same lock.
+        let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+            continue;
+        };
+        l.seen_ms = now;
+        if lent.decay_released_heap(now) {
+            lent.heap().stats.add_shared(Ev::IdleHeapsDecayed, 1);
+            budget -= 1;
+            if budget == 0 {
+                return;
+            }
+        }
+    }
 }
 
 /// `malloc_trim` for released heaps: every one trimmed as [`OwnedHeap::trim`] does (queues
@@ -252,10 +368,13 @@ pub fn trim_released() -> usize {
         while let Some(nn) = NonNull::new(h) {
             // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
             h = unsafe { link(nn) }.next;
-            // Off the queue and unowned: this handle is the only one while it lives.
-            let mut lent = OwnedHeap { heap: nn };
-            bytes += lent.trim(force);
             last = nn.as_ptr();
+            // SAFETY: off the queue and unowned, so no claim reaches it, and decay passes skip
+            // it (it is still marked queued).
+            let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+                continue;
+            };
+            bytes += lent.trim(force);
         }
     }
     if let Some(last) = NonNull::new(last) {

@@ -530,6 +530,15 @@ impl ThreadCache {
         Some(h)
     }
 
+    /// The id of the heap an ACTIVE cache holds.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    pub unsafe fn heap_id(&self) -> u32 {
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.id
+    }
+
     /// `malloc_trim`: give this thread's heap's free pages back to the OS.
     pub fn trim(&mut self) -> usize {
         match &mut self.heap {

@@ -391,6 +391,31 @@ pub fn trim_released() -> usize {
     bytes
 }
 
+/// `malloc_trim` for heaps other live threads own: each one whose owner is not in a slow path
+/// right now is borrowed and trimmed as [`OwnedHeap::trim`] does (its owner, if it calls
+/// meanwhile, waits at its next slow path); one that is busy is skipped. `skip` is the
+/// caller's own heap (trimmed by its owner). Returns bytes purged.
+pub fn trim_owned(skip: Option<u32>) -> usize {
+    let _r = REG.lock();
+    let mut bytes = 0;
+    for id in 0..published() {
+        if Some(id) == skip {
+            continue;
+        }
+        let nn = NonNull::from(get(id));
+        // SAFETY: we hold the registry lock.
+        if unsafe { link(nn) }.queued {
+            continue;
+        }
+        // SAFETY: an owned heap: its owner touches the local part only between `enter` and
+        // `leave`, which take the same lock.
+        if let Some(mut lent) = unsafe { Lent::try_new(nn) } {
+            bytes += lent.trim(true);
+        }
+    }
+    bytes
+}
+
 /// `malloc_trim` for the shared pool: every parked chain goes home to its owners, whose trim
 /// then sweeps it. Returns objects sent.
 pub fn trim_pool() -> u64 {

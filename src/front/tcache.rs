@@ -213,7 +213,7 @@ impl ThreadCache {
                 h.decay_if_due();
                 registry::decay_released();
             }
-        } else if self.slow_calls % IDLE_CHECK_PERIOD == 0 || registry::decay_pending() {
+        } else if self.slow_calls.is_multiple_of(IDLE_CHECK_PERIOD) || registry::decay_pending() {
             registry::decay_released();
         }
     }

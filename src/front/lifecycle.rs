@@ -207,7 +207,9 @@ pub unsafe fn activate() -> *mut ThreadCache {
     };
     let Some(c) = cache_of(h.heap().id) else {
         // No memory for a cache: give the heap back as a retiring thread would.
+        h.enter();
         h.retire();
+        h.leave();
         registry::release(h);
         // SAFETY: as above.
         unsafe { tls::set(tls::empty()) };

@@ -482,14 +482,19 @@ fn choose(c: &Cache, ok: impl Fn(usize) -> bool, better: impl Fn(usize, usize) -
     best
 }
 
-/// Takes `want` bytes from the entry at `addr` in `shard` if it is still there: the whole entry
-/// when it is at most [`whole_ok`] longer, else its head (the tail keeps the entry's place and
-/// age). Returns the block and its length.
-fn take_at(shard: &SpinLock<Cache>, addr: usize, want: usize) -> Option<(*mut u8, usize)> {
+/// Takes at most `want` bytes from the entry at `addr` in `shard` if it is still there: the
+/// whole entry when it is no longer (or, with `loose`, at most [`whole_ok`] longer), else its
+/// head (the tail keeps the entry's place and age). Returns the block and its length.
+fn take_at(
+    shard: &SpinLock<Cache>,
+    addr: usize,
+    want: usize,
+    loose: bool,
+) -> Option<(*mut u8, usize)> {
     let mut c = shard.lock();
     let i = (0..c.n).find(|&i| c.entries[i].addr == addr)?;
     let e = c.entries[i];
-    if e.len <= want || whole_ok(want, e.len) {
+    if e.len <= want || (loose && whole_ok(want, e.len)) {
         let e = remove_entry(&mut c, i);
         return Some((e.addr as *mut u8, e.len));
     }
@@ -511,9 +516,10 @@ fn whole_ok(want: usize, have: usize) -> bool {
 }
 
 /// Finds, over every shard, the entry `better` ranks first among those `ok` accepts, then takes
-/// `want` bytes of it. A few retries when another thread took the entry in between.
+/// `want` bytes of it ([`take_at`]). A few retries when another thread took the entry in between.
 fn take_best(
     want: usize,
+    loose: bool,
     ok: impl Fn(usize) -> bool + Copy,
     better: impl Fn(usize, usize) -> bool + Copy,
 ) -> Option<(*mut u8, usize)> {
@@ -529,7 +535,7 @@ fn take_best(
             }
         }
         let (shard, addr, _) = best?;
-        if let Some(hit) = take_at(shard, addr, want) {
+        if let Some(hit) = take_at(shard, addr, want, loose) {
             return Some(hit);
         }
     }
@@ -538,13 +544,18 @@ fn take_best(
 
 /// Best fit: the shortest cached block of at least `len`, split if much longer.
 fn take_fit(len: usize) -> Option<(*mut u8, usize)> {
-    take_best(len, |l| l >= len, |a, b| a < b)
+    take_best(len, true, |l| l >= len, |a, b| a < b)
 }
 
-/// A piece for the rest of an assembly that still needs `need` bytes: the best fit if a block
-/// is long enough (its head), else the longest shorter block of at least [`GATHER_MIN_PIECE`].
+/// The longest cached block shorter than `len` and at least [`GATHER_MIN_PIECE`] long.
+fn take_longest_below(len: usize) -> Option<(*mut u8, usize)> {
+    take_best(len, false, |l| l < len && l >= GATHER_MIN_PIECE, |a, b| a > b)
+}
+
+/// A piece for the rest of an assembly that still needs `need` bytes, never longer: the head of
+/// the best fit if a block is long enough, else the longest shorter block.
 fn take_piece(need: usize) -> Option<(*mut u8, usize)> {
-    take_fit(need).or_else(|| take_best(need, |l| l >= GATHER_MIN_PIECE, |a, b| a > b))
+    take_best(need, false, |l| l >= need, |a, b| a < b).or_else(|| take_longest_below(need))
 }
 
 /// Pieces one assembly moves at most.
@@ -559,7 +570,7 @@ const GATHER_MIN_PIECE: usize = 1 << 20;
 /// in all; whatever they do not cover is fresh memory. Moving a page costs a page-table entry,
 /// not a fault and a zeroed page. `None` if the cache holds no piece.
 fn gather(len: usize) -> Option<(*mut u8, usize)> {
-    let (first, first_len) = take_piece(len)?;
+    let (first, first_len) = take_longest_below(len)?;
     // SAFETY: `[first, first+first_len)` left the cache: an unused range of our mappings.
     let (q, mut filled) = match unsafe { os::remap(first, first_len, len) } {
         Some(q) => (q, first_len),
@@ -580,7 +591,7 @@ fn gather(len: usize) -> Option<(*mut u8, usize)> {
             break;
         };
         // SAFETY: `q + filled .. q + len` is the fresh, unused part of the block being built;
-        // `take_piece` never returns more than `len - filled` bytes.
+        // `take_piece` never returns more than `len - filled` bytes (and `filled < len`).
         let moved = place(p, plen, unsafe { q.add(filled) });
         if moved == 0 {
             break;
@@ -892,6 +903,32 @@ mod tests {
             faults < peak as i64 * 3 / 2,
             "{faults} minor faults, peak live {peak} pages"
         );
+    }
+
+    /// A piece of an assembly never exceeds what the block still needs (it is moved over the
+    /// block's fresh tail: a longer one would replace whatever is mapped after the block), while
+    /// a plain fit may hand out a block a little longer than asked.
+    #[test]
+    fn pieces_never_exceed_the_need() {
+        let _g = CACHE_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        purge_cache();
+        let mib = 1 << 20;
+        let len = 2 * mib + mib / 4;
+        let a = os::map_rw(len).expect("map");
+        // SAFETY: a fresh mapping of ours, unused.
+        unsafe { cache_put(a, len) };
+        let (p, got) = take_piece(2 * mib).expect("piece");
+        assert_eq!((p, got), (a, 2 * mib));
+        assert_eq!(figures().cached_bytes, mib / 4);
+        // SAFETY: the piece left the cache; it goes back.
+        unsafe { cache_put(p, got) };
+        purge_cache();
+        let b = os::map_rw(len).expect("map");
+        // SAFETY: as above.
+        unsafe { cache_put(b, len) };
+        assert_eq!(take_fit(2 * mib), Some((b, len)), "a fit within a quarter is whole");
+        // SAFETY: the block left the cache and is ours.
+        unsafe { os::unmap(b, len) };
     }
 
     /// A block assembled from two cached pieces (two kernel mappings) is usable throughout and

@@ -482,17 +482,20 @@ fn choose(c: &Cache, ok: impl Fn(usize) -> bool, better: impl Fn(usize, usize) -
     best
 }
 
-/// Takes at most `want` bytes from the entry at `addr` in `shard` if it is still there: the
-/// whole entry when it is no longer (or, with `loose`, at most [`whole_ok`] longer), else its
-/// head (the tail keeps the entry's place and age). Returns the block and its length.
+/// Takes at most `want` bytes from the entry at `addr` in `shard` if it is still there and `ok`
+/// still accepts its length (another thread may have taken it and cached another block at the
+/// same address since the caller looked): the whole entry when it is no longer (or, with
+/// `loose`, at most [`whole_ok`] longer), else its head (the tail keeps the entry's place and
+/// age). Returns the block and its length.
 fn take_at(
     shard: &SpinLock<Cache>,
     addr: usize,
     want: usize,
     loose: bool,
+    ok: impl Fn(usize) -> bool,
 ) -> Option<(*mut u8, usize)> {
     let mut c = shard.lock();
-    let i = (0..c.n).find(|&i| c.entries[i].addr == addr)?;
+    let i = (0..c.n).find(|&i| c.entries[i].addr == addr && ok(c.entries[i].len))?;
     let e = c.entries[i];
     if e.len <= want || (loose && whole_ok(want, e.len)) {
         let e = remove_entry(&mut c, i);
@@ -535,7 +538,7 @@ fn take_best(
             }
         }
         let (shard, addr, _) = best?;
-        if let Some(hit) = take_at(shard, addr, want, loose) {
+        if let Some(hit) = take_at(shard, addr, want, loose, ok) {
             return Some(hit);
         }
     }

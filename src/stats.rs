@@ -90,6 +90,7 @@ events! {
     LargeAllocs / large_allocs = "large allocations",
     LargeCacheHits / large_cache_hits = "large cache hits",
     LargeUnmaps / large_unmaps = "large blocks unmapped",
+    LargeGathers / large_gathers = "large blocks assembled from cached pieces",
     BytesPurged / bytes_purged = "bytes purged",
     MediumAdopted / medium_adopted = "medium remote frees kept by the freeing thread",
     RunsSentHome / medium_runs_sent_home = "adopted medium runs sent back to their owner",

@@ -161,13 +161,15 @@ static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
 static PENDING: AtomicBool = AtomicBool::new(false);
 
 /// Whether a decay pass has work waiting that no owner will do: released heaps not yet
-/// given back, or resident segments in the arena's pool. Slow paths then run
+/// given back, resident segments in the arena's pool, or blocks in the large cache. Slow paths then run
 /// [`decay_released`] (it checks the clock) at every call, not only at their epoch, so a
 /// program that goes quiet gets its memory back at its next call past the interval.
 /// Relaxed: a hint; a stale answer only delays or repeats a pass.
 #[inline]
 pub fn decay_pending() -> bool {
-    PENDING.load(Relaxed) || crate::page::arena::pool_has_resident()
+    PENDING.load(Relaxed)
+        || crate::page::arena::pool_has_resident()
+        || crate::page::large::has_cached()
 }
 
 /// Claims a heap for the calling thread: the longest-released one, else a new one.

@@ -104,6 +104,11 @@ pub fn figures() -> Figures {
     }
 }
 
+/// Whether the cache holds any block (relaxed: a hint for when to run decay).
+pub fn has_cached() -> bool {
+    CACHED_BYTES.load(Relaxed) > 0
+}
+
 fn live_moved(len: usize, added: bool) {
     if added {
         let b = LIVE_BYTES.fetch_add(len, Relaxed) + len;

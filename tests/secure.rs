@@ -136,6 +136,11 @@ fn list_corruption_after_use_after_free_write() {
 }
 
 #[test]
+fn list_corruption_after_overflow() {
+    expect_caught("overflow", LINK);
+}
+
+#[test]
 fn zero_on_free_is_opt_in() {
     let r = run(secure("zero_check"), TIMEOUT);
     r.expect_ok().expect_stdout_contains("not zeroed");

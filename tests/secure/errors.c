@@ -127,6 +127,21 @@ int main(int argc, char **argv) {
         void *a = malloc(64);
         void *b = malloc(64);
         printf("got %p %p (live %p)\n", a, b, (void *)live);
+    } else if (!strcmp(mode, "overflow")) {
+        /* A heap overflow out of one block over the link of the free block after it. */
+        char *a[16];
+        for (int i = 0; i < 16; i++) a[i] = malloc(80);
+        int i = 0;
+        while (i < 15 && a[i + 1] != a[i] + 80) i++;
+        if (i == 15) {
+            puts("no two adjacent blocks");
+            return 3;
+        }
+        free(a[i + 1]);
+        memset(launder(a[i]), 'A', 88);
+        void *x = malloc(80);
+        void *y = malloc(80);
+        printf("got %p %p\n", x, y);
     } else if (!strcmp(mode, "zero_check")) {
         /* Not an error to catch: reports whether a freed block's bytes past its first two
          * words (the free list's) were zeroed (HAKOZUNA_ZERO_ON_FREE=1). */

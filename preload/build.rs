@@ -1,15 +1,15 @@
-//! Build script of both preload libraries (`build = "../build.rs"` in preload/scale and
-//! preload/fast).
+//! Build script of the preload libraries (`build = "../build.rs"` in preload/scale,
+//! preload/fast and preload/secure).
 //!
 //! The feature list is defined once, in the engine's `Cargo.toml` `[features]`. A preload
 //! package names only its lane preset (`[package.metadata.lane] preset`); this script expands
 //! the preset through the engine's table, as cargo would, and passes the result to rustc as
 //! `--cfg feature="…"`, plus `capi` (the C malloc API: every preload library exports it).
 //! The preload packages declare no cargo features of their own, so building the whole
-//! workspace cannot unify the two lanes.
+//! workspace cannot unify the lanes.
 //!
-//! A/B builds: if the package's `override-env` variable (`HAKOZUNA_SCALE_FEATURES` /
-//! `HAKOZUNA_FAST_FEATURES`) is set, its comma-separated list replaces the preset (empty =
+//! A/B builds: if the package's `override-env` variable (`HAKOZUNA_SCALE_FEATURES`,
+//! `HAKOZUNA_FAST_FEATURES`, `HAKOZUNA_SECURE_FEATURES`) is set, its comma-separated list replaces the preset (empty =
 //! every box off); each name is expanded the same way. scripts/ab.sh uses this.
 
 use std::env;

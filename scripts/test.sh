@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"; CI runs exactly this).
-# Builds both preload libraries, runs every test of the workspace against them, then the
-# engine's tests under the other lane and the switch combinations CI must keep working, and
+# Builds the preload libraries (scale, fast and hardened lanes), runs every test of the
+# workspace against them (tests/secure.rs: the hardened lane's error programs), then the
+# engine's tests under the other lanes and the switch combinations CI must keep working, and
 # the loom models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,9 +11,9 @@ step() { printf '\n=== %s\n' "$*"; }
 
 # The preload libraries are tested with their lane presets: an A/B override left in the
 # environment (preload/build.rs) must not replace them.
-unset HAKOZUNA_SCALE_FEATURES HAKOZUNA_FAST_FEATURES
+unset HAKOZUNA_SCALE_FEATURES HAKOZUNA_FAST_FEATURES HAKOZUNA_SECURE_FEATURES
 
-step "build (both .so files, benchmark runner)"
+step "build (the three .so files, benchmark runner)"
 cargo build --release
 
 step "clippy on every target of the workspace, warnings as errors"
@@ -33,6 +34,7 @@ combo() {
     CARGO_TARGET_DIR=target/combos cargo test --release -p hakozuna --no-default-features --features "$1" --lib --test stress --test stash_steal --test shared_pool
 }
 combo "fast-defaults"
+combo "secure-defaults"                                                                            # hardened lane: the stress suite through its checks
 combo "remote-ring,owner-stash,owner-stash-push,owner-stash-pop,stash-fastpop,transfer-cache,stash-steal,stats"   # spill and count off (steals walk)
 combo "remote-ring,transfer-cache,stats"                                                           # stash off
 combo "remote-ring,ring-coalesce,owner-stash,owner-stash-push,owner-stash-pop,stash-max,stash-spill,transfer-cache,shared-pool,stash-steal,checked" # capped stash feeds the transfer cache

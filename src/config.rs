@@ -68,6 +68,9 @@ pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
 pub const STATS: bool = cfg!(feature = "stats");
 /// Report wild/double frees of in-arena pointers.
 pub const CHECKED: bool = cfg!(feature = "checked");
+/// Hardened lane (docs/design.md "Hardened lane"): invalid and double frees abort with a line
+/// on stderr, free-list links are encoded and checked, metadata has guard pages.
+pub const SECURE: bool = cfg!(feature = "secure");
 
 /// S44 STASH_MAX_OBJS: beyond this many objects a push goes to the transfer cache
 /// (0 = no cap). Only meaningful with `stash-count`.

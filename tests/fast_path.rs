@@ -5,6 +5,10 @@
 //! one instruction (or adds a call, which is at least two) fails here; a change that shortens
 //! one should lower its ceiling.
 //!
+//! The hardened lane (`libhakozuna_secure.so`) has ceilings of its own: its checks are
+//! pinned the same way, so what they cost is a number that changes only on purpose
+//! (docs/results/secure.md).
+//!
 //! Needs `valgrind` (CI installs it) and the libraries from `cargo build --release`.
 
 mod harness;
@@ -18,6 +22,13 @@ const MALLOC_HIT_MAX: f64 = 17.0;
 /// Instructions of `free`'s own-heap path (range check, tag load, owner test, push, limit
 /// test), `ret` included.
 const FREE_HIT_MAX: f64 = 32.0;
+
+/// The hardened lane's `malloc` hit path: the same, plus decoding and checking the new head's
+/// link and clearing the block's link and free mark.
+const SECURE_MALLOC_HIT_MAX: f64 = 42.0;
+/// The hardened lane's `free` own-heap path: the same, plus the start-of-block and double-free
+/// checks, the zero-on-free test, the free mark and the encoded link.
+const SECURE_FREE_HIT_MAX: f64 = 67.0;
 
 const CALLS: u64 = 1_000_000;
 
@@ -70,18 +81,26 @@ fn self_cost_and_calls(out: &str, obj: &str, name: &str) -> (u64, u64) {
 }
 
 fn hit_paths(lane: Lane) {
+    hit_paths_of(
+        &format!("{lane:?}"),
+        &lane.so(),
+        MALLOC_HIT_MAX,
+        FREE_HIT_MAX,
+    );
+}
+
+fn hit_paths_of(lane: &str, so: &Path, malloc_max: f64, free_max: f64) {
     let dir = scratch().join("fast_path");
     std::fs::create_dir_all(&dir).unwrap();
     // One binary per lane: the lanes' tests run in parallel.
-    let exe = dir.join(format!("hit_loop.{lane:?}"));
+    let exe = dir.join(format!("hit_loop.{lane}"));
     let mut c = plain("gcc");
     c.args(["-O1", "-o"])
         .arg(&exe)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/capi/hit_loop.c"));
     run(c, Duration::from_secs(120)).expect_ok();
 
-    let so = lane.so();
-    let out = dir.join(format!("callgrind.{lane:?}.out"));
+    let out = dir.join(format!("callgrind.{lane}.out"));
     let mut v = plain("valgrind");
     v.args([
         "--tool=callgrind",
@@ -92,24 +111,24 @@ fn hit_paths(lane: Lane) {
     .arg(format!("--callgrind-out-file={}", out.display()))
     .arg(&exe)
     .arg(CALLS.to_string())
-    .env("LD_PRELOAD", &so);
+    .env("LD_PRELOAD", so);
     run(v, Duration::from_secs(300)).expect_ok();
 
     let text = std::fs::read_to_string(&out).unwrap();
     let name = so.file_name().unwrap().to_str().unwrap();
-    for (f, max) in [("malloc", MALLOC_HIT_MAX), ("free", FREE_HIT_MAX)] {
+    for (f, max) in [("malloc", malloc_max), ("free", free_max)] {
         let (cost, calls) = self_cost_and_calls(&text, name, f);
         assert!(
             calls >= CALLS,
-            "{lane:?}: callgrind saw {calls} calls to {f} in {name}, expected at least {CALLS}"
+            "{lane}: callgrind saw {calls} calls to {f} in {name}, expected at least {CALLS}"
         );
         let per_call = cost as f64 / calls as f64;
-        println!("{lane:?} {f}: {cost} instructions / {calls} calls = {per_call:.3}");
+        println!("{lane} {f}: {cost} instructions / {calls} calls = {per_call:.3}");
         // The warm-up's few misses are shorter in `malloc` itself (the rest is in
         // `malloc_slow`), so the average can only fall below the hit path's length.
         assert!(
             per_call <= max + 0.01,
-            "{lane:?}: {f} executes {per_call:.3} instructions per call, above its ceiling of \
+            "{lane}: {f} executes {per_call:.3} instructions per call, above its ceiling of \
              {max} (its hit path grew)"
         );
     }
@@ -123,4 +142,15 @@ fn hit_paths_scale() {
 #[test]
 fn hit_paths_fast() {
     hit_paths(Lane::Fast);
+}
+
+#[test]
+fn hit_paths_secure() {
+    let so = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libhakozuna_secure.so");
+    assert!(
+        so.is_file(),
+        "{} is missing: run `cargo build --release` first",
+        so.display()
+    );
+    hit_paths_of("Secure", &so, SECURE_MALLOC_HIT_MAX, SECURE_FREE_HIT_MAX);
 }

@@ -159,7 +159,12 @@ fn engine() -> Features {
 #[test]
 fn every_engine_feature_names_only_engine_features() {
     let table = engine();
-    for preset in ["default", "scale-defaults", "fast-defaults"] {
+    for preset in [
+        "default",
+        "scale-defaults",
+        "fast-defaults",
+        "secure-defaults",
+    ] {
         assert!(
             table.contains_key(preset),
             "the engine's Cargo.toml lacks `{preset}`"
@@ -185,7 +190,11 @@ fn preload_packages_name_only_engine_features() {
     seen.sort();
     assert_eq!(
         seen,
-        ["preload/fast/Cargo.toml", "preload/scale/Cargo.toml"]
+        [
+            "preload/fast/Cargo.toml",
+            "preload/scale/Cargo.toml",
+            "preload/secure/Cargo.toml"
+        ]
     );
     assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }

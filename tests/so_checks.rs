@@ -1,5 +1,5 @@
 //! Checks on the built preload libraries (run `cargo build --release` first): initial-exec
-//! TLS only (no `__tls_get_addr` anywhere), at most 64 bytes of it per thread in both lanes
+//! TLS only (no `__tls_get_addr` anywhere), at most 64 bytes of it per thread in every lane
 //! (the thread-cache pointer, so that `dlopen` finds room in glibc's spare static TLS), the
 //! library kept loaded after `dlclose`, the exported C API, and (with `nm -D`) every C++
 //! operator, glibc introspection call and statistics function, with nothing from libstdc++
@@ -7,6 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The preload libraries: scale, fast and hardened lanes.
+const LIBS: [&str; 3] = [
+    "libhakozuna.so",
+    "libhakozuna_fast.so",
+    "libhakozuna_secure.so",
+];
 
 fn lib(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -47,8 +54,8 @@ fn tls_size(so: &Path) -> (usize, usize) {
 }
 
 #[test]
-fn no_tls_get_addr_in_either_library() {
-    for name in ["libhakozuna.so", "libhakozuna_fast.so"] {
+fn no_tls_get_addr_in_any_library() {
+    for name in LIBS {
         let so = lib(name);
         let dis = run("objdump", &["-d", "-r", "-R", so.to_str().unwrap()]);
         assert!(
@@ -77,8 +84,8 @@ fn no_tls_get_addr_in_either_library() {
 /// initial-exec TLS of libraries loaded with `dlopen`, shared by all of them; ours is the
 /// thread-cache pointer (design.md §5), initialised to the address of the empty cache.
 #[test]
-fn tls_is_at_most_64_bytes_in_both_lanes() {
-    for name in ["libhakozuna.so", "libhakozuna_fast.so"] {
+fn tls_is_at_most_64_bytes_in_every_lane() {
+    for name in LIBS {
         let (file, mem) = tls_size(&lib(name));
         assert!(
             mem > 0 && mem <= 64,
@@ -95,8 +102,8 @@ fn tls_is_at_most_64_bytes_in_both_lanes() {
 /// `dlclose` must not unmap the library: threads that used it run its thread-exit
 /// destructor later, and blocks it handed out may still be freed through it.
 #[test]
-fn both_libraries_are_nodelete() {
-    for name in ["libhakozuna.so", "libhakozuna_fast.so"] {
+fn every_library_is_nodelete() {
+    for name in LIBS {
         let dynamic = run("readelf", &["-dW", lib(name).to_str().unwrap()]);
         assert!(
             dynamic
@@ -109,7 +116,7 @@ fn both_libraries_are_nodelete() {
 
 #[test]
 fn exports_the_whole_c_api() {
-    for name in ["libhakozuna.so", "libhakozuna_fast.so"] {
+    for name in LIBS {
         let syms = run(
             "readelf",
             &["--dyn-syms", "-W", lib(name).to_str().unwrap()],
@@ -192,7 +199,7 @@ fn dynamic_symbols(so: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn nm_lists_every_cxx_operator_and_introspection_call() {
-    for name in ["libhakozuna.so", "libhakozuna_fast.so"] {
+    for name in LIBS {
         let syms = dynamic_symbols(&lib(name));
         for f in CXX_OPERATORS.iter().chain(INTROSPECTION) {
             assert!(
@@ -207,7 +214,7 @@ fn nm_lists_every_cxx_operator_and_introspection_call() {
 /// need no C++ library, and import no C++ symbol.
 #[test]
 fn no_cxx_runtime_is_linked() {
-    for name in ["libhakozuna.so", "libhakozuna_fast.so"] {
+    for name in LIBS {
         let so = lib(name);
         let dynamic = run("readelf", &["-dW", so.to_str().unwrap()]);
         for l in dynamic.lines().filter(|l| l.contains("(NEEDED)")) {

@@ -1,8 +1,53 @@
 //! Intrusive singly linked lists of free objects: the first word of a free object holds the
 //! next pointer. Every free object is at least 16 bytes, so the second word is free too and a
 //! list head may carry its length there (transfer-cache slots do).
+//!
+//! Every read and write of a link goes through [`next`] and [`set_next`]. In the hardened lane
+//! (`config::SECURE`) they encode it with the process's secret keys and the link's own address
+//! (`sys::secret`), and a decoded link that is not null, 16-byte aligned and inside the arena
+//! aborts: a use-after-free write or an overflow into a free object is caught at the next
+//! walk instead of handing out a forged pointer. The hardened lane also marks a freed object
+//! ([`mark_free`]: a keyed canary in its second word) so that a second free of it is seen.
+//! In the other lanes all of this compiles away.
 
+use crate::config::SECURE;
+use crate::sys::{diag, secret};
 use core::ptr::null_mut;
+
+/// The stored form of link `n` in the object at `slot` (hardened lane): keyed, and tied to its
+/// address so a link copied into another object decodes to garbage. Rotations by constants:
+/// a key-dependent count would cost a register move per link.
+#[inline(always)]
+fn encode(slot: *mut u8, n: *mut u8) -> usize {
+    ((n as usize) ^ (slot as usize).rotate_left(29) ^ secret::key(0))
+        .rotate_left(17)
+        .wrapping_add(secret::key(1))
+}
+
+/// The link stored as `w` in the object at `slot`, unchecked.
+#[inline(always)]
+fn decode_raw(slot: *mut u8, w: usize) -> usize {
+    w.wrapping_sub(secret::key(1)).rotate_right(17)
+        ^ (slot as usize).rotate_left(29)
+        ^ secret::key(0)
+}
+
+/// The link stored as `w` in the object at `slot`; aborts unless it is null, or 16-byte
+/// aligned and inside the arena.
+#[inline(always)]
+fn decode(slot: *mut u8, w: usize) -> *mut u8 {
+    let n = decode_raw(slot, w);
+    if n != 0 && (n & 15 != 0 || !secret::in_window(n)) {
+        diag::fatal("corrupted free list (a freed block was written)", slot);
+    }
+    n as *mut u8
+}
+
+/// The hardened lane's mark of a free object (second word).
+#[inline(always)]
+fn canary(slot: *mut u8) -> usize {
+    (slot as usize).rotate_left(41) ^ secret::key(2)
+}
 
 /// Next pointer of a free object.
 ///
@@ -12,16 +57,76 @@ use core::ptr::null_mut;
 pub unsafe fn next(p: *mut u8) -> *mut u8 {
     // SAFETY: `p` is a free object owned by the caller's list (caller contract): at least 16
     // bytes, suitably aligned, and its first word is the link.
-    unsafe { *(p as *mut *mut u8) }
+    let w = unsafe { *(p as *mut usize) };
+    if SECURE {
+        return decode(p, w);
+    }
+    w as *mut u8
+}
+
+/// [`next`] without the hardened lane's range check, for a caller that checks the link more
+/// strictly itself (a thread bin's pop: `front::hardened::check_link`).
+///
+/// # Safety
+/// As for [`next`].
+#[inline(always)]
+pub unsafe fn next_unchecked(p: *mut u8) -> *mut u8 {
+    // SAFETY: as in `next` (caller contract).
+    let w = unsafe { *(p as *mut usize) };
+    if SECURE {
+        return decode_raw(p, w) as *mut u8;
+    }
+    w as *mut u8
 }
 
 /// # Safety
 /// `p` is a free object owned by the caller.
 #[inline(always)]
 pub unsafe fn set_next(p: *mut u8, n: *mut u8) {
+    let w = if SECURE { encode(p, n) } else { n as usize };
     // SAFETY: `p` is a free object owned by the caller (caller contract): at least 16 bytes,
     // suitably aligned, and nobody else reads or writes its first word.
-    unsafe { *(p as *mut *mut u8) = n };
+    unsafe { *(p as *mut usize) = w };
+}
+
+/// Hardened lane: marks `p` free with a keyed canary in its second word. It stays until
+/// [`clear_mark`] unless a list head's second word is reused (a transfer-cache length, a ring
+/// chain's tail), which only hides a double free.
+///
+/// # Safety
+/// `p` is a block of at least 16 bytes being freed, no longer the program's.
+#[inline(always)]
+pub unsafe fn mark_free(p: *mut u8) {
+    // SAFETY: `p` has two words and is ours now (caller contract).
+    unsafe { *(p as *mut usize).add(1) = canary(p) };
+}
+
+/// Hardened lane: whether `p` carries the free mark — a second free of a block, since
+/// [`clear_mark`] removes it when the block is handed out and a live block's owner cannot
+/// write it without the key.
+///
+/// # Safety
+/// `p` is a 16-byte aligned block of at least 16 bytes in mapped memory.
+#[inline(always)]
+pub unsafe fn marked_free(p: *mut u8) -> bool {
+    // Volatile: on a double free another thread may own the object and be writing it; this
+    // reads a word (any value will do), and the verdict only needs the mark to be there.
+    // SAFETY: `p` has two readable words (caller contract).
+    unsafe { core::ptr::read_volatile((p as *const usize).add(1)) == canary(p) }
+}
+
+/// Hardened lane: clears the mark and the encoded link of a block being handed out, so the
+/// program never sees either.
+///
+/// # Safety
+/// `p` is a free object the caller is handing out.
+#[inline(always)]
+pub unsafe fn clear_mark(p: *mut u8) {
+    // SAFETY: `p` has two words and is the caller's (caller contract).
+    unsafe {
+        *(p as *mut usize) = 0;
+        *(p as *mut usize).add(1) = 0;
+    }
 }
 
 /// A detached list with its length; `tail` is valid when `n > 0`.

@@ -2,6 +2,7 @@
 //! paths (design.md §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
+use crate::front::hardened;
 use crate::front::lifecycle;
 use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;
@@ -25,7 +26,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
         // `bin_of` returns bins below NUM_BINS, so the pointer stays inside its `bins`; a bin
         // is a well-formed list, a stand-in's always empty (`pop` then only reads), and no
         // reference to the cache is held across this call.
-        let p = unsafe { Bin::pop((&raw mut (*tc).bins).cast::<Bin>().add(bin)) };
+        let p = unsafe { Bin::pop((&raw mut (*tc).bins).cast::<Bin>().add(bin), bin) };
         if !p.is_null() {
             return p;
         }
@@ -61,7 +62,7 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         let tc = unsafe { &mut *tc };
         // Activation may itself have allocated into this bin.
         // SAFETY: a thread bin is a well-formed list with an exact count.
-        let p = unsafe { Bin::pop(&mut tc.bins[bin]) };
+        let p = unsafe { Bin::pop(&mut tc.bins[bin], bin) };
         if !p.is_null() {
             return p;
         }
@@ -86,7 +87,7 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 
 /// free: arena range check, one tag load, owner compare; mine → push on the bin. Null is
 /// ignored; a pointer this allocator did not hand out is ignored and leaked (reported with the
-/// `checked` feature).
+/// `checked` feature; in the hardened lane, that and a double free abort: `hardened`).
 ///
 /// # Safety
 /// `p` is null or a live block from this allocator that nobody uses after the call, and the
@@ -95,38 +96,70 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 pub unsafe fn free(p: *mut u8) {
     if let Some(off) = arena::offset(p) {
         let tag = arena::tag_at(off);
-        // This thread's cache, or a stand-in (`tls`), whose owner bits and adoption range are
-        // 0: then nothing matches below and the free takes `free_other`, which activates.
-        let tc = tls::tcache();
-        // `small-adopt` is decided here, without a branch of its own: a thread whose bins mix
-        // its own and adopted objects would otherwise mispredict the owner test at every
-        // other free (larson: 10x the mispredictions, +50 % user time). An adopted object is
-        // tested against its own tag's owner instead of ours, so one compare serves both.
-        // (A conditional move: a branch here would follow the mix of classes below and above
-        // a cache line instead.)
-        // SAFETY: `tc` is live for the whole thread; shared reads, and no reference to the
-        // cache is held across this call.
-        let (adopt, own) = unsafe { ((*tc).adopts_small(page_tag::bin_of(tag)), (*tc).owner_base) };
-        let base = core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), own);
-        if page_tag::mine(tag, base) < NUM_BINS {
-            // The same value as `mine` gave (`base` has no bin bits), but computed from the
-            // tag alone, so the push does not wait for the select.
-            let bin = page_tag::bin_of(tag);
-            // SAFETY: either the tag matched `owner_base`, which is non-zero only while the
-            // cache owns a heap (set with ACTIVE in `activate`, cleared before `heap` in
-            // `retire`), and names our heap and `bin`; or `adopts_small` found `bin` a small
-            // class this thread adopts, and `adopt_range` too is non-zero only while ACTIVE
-            // (zeroed in `activate` and before `heap` in `retire`, set only by `refill`, which
-            // needs ACTIVE). Either way the cache is this thread's own (a stand-in's are 0),
-            // nothing else references it, and `bin < NUM_BINS` (the compare above). `p` is
-            // being freed (caller contract: a live block, not used again).
-            return unsafe { (*tc).push_free(p, bin) };
+        if crate::config::SECURE {
+            // SAFETY: `p` is passed to `free`, which frees it below (caller contract).
+            if unsafe { hardened::check_free(p, off, tag) } {
+                // SAFETY: `p` is a checked arena block being freed and `tag` its page tag.
+                return unsafe { free_zeroing(p, tag) };
+            }
         }
-        // SAFETY: `p` is an arena pointer being freed (caller contract) and `tag` its page tag.
-        unsafe { free_other(p, tag) };
+        // SAFETY: `p` is an arena block being freed (caller contract) and `tag` its page tag.
+        unsafe { free_arena(p, tag) }
     } else if !p.is_null() {
         // SAFETY: `p` is being freed (caller contract) and lies outside the arena.
         unsafe { free_outside(p) };
+    }
+}
+
+/// `free` of an arena block: owner compare; mine → push on the bin, else `free_other`.
+///
+/// # Safety
+/// `p` is an arena block being freed (as for [`free`]) and `tag` its page tag.
+#[inline(always)]
+unsafe fn free_arena(p: *mut u8, tag: u32) {
+    // This thread's cache, or a stand-in (`tls`), whose owner bits and adoption range are
+    // 0: then nothing matches below and the free takes `free_other`, which activates.
+    let tc = tls::tcache();
+    // `small-adopt` is decided here, without a branch of its own: a thread whose bins mix
+    // its own and adopted objects would otherwise mispredict the owner test at every
+    // other free (larson: 10x the mispredictions, +50 % user time). An adopted object is
+    // tested against its own tag's owner instead of ours, so one compare serves both.
+    // (A conditional move: a branch here would follow the mix of classes below and above
+    // a cache line instead.)
+    // SAFETY: `tc` is live for the whole thread; shared reads, and no reference to the
+    // cache is held across this call.
+    let (adopt, own) = unsafe { ((*tc).adopts_small(page_tag::bin_of(tag)), (*tc).owner_base) };
+    let base = core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), own);
+    if page_tag::mine(tag, base) < NUM_BINS {
+        // The same value as `mine` gave (`base` has no bin bits), but computed from the
+        // tag alone, so the push does not wait for the select.
+        let bin = page_tag::bin_of(tag);
+        // SAFETY: either the tag matched `owner_base`, which is non-zero only while the
+        // cache owns a heap (set with ACTIVE in `activate`, cleared before `heap` in
+        // `retire`), and names our heap and `bin`; or `adopts_small` found `bin` a small
+        // class this thread adopts, and `adopt_range` too is non-zero only while ACTIVE
+        // (zeroed in `activate` and before `heap` in `retire`, set only by `refill`, which
+        // needs ACTIVE). Either way the cache is this thread's own (a stand-in's are 0),
+        // nothing else references it, and `bin < NUM_BINS` (the compare above). `p` is
+        // being freed (caller contract: a live block, not used again).
+        return unsafe { (*tc).push_free(p, bin) };
+    }
+    // SAFETY: `p` is an arena pointer being freed (caller contract) and `tag` its page tag.
+    unsafe { free_other(p, tag) };
+}
+
+/// Hardened lane, `HAKOZUNA_ZERO_ON_FREE=1`: zero the block, mark it free, free it. Out of
+/// line, so that the `memset` call costs the other frees no saved registers.
+///
+/// # Safety
+/// `p` is an arena block being freed that `hardened::check_free` accepted, `tag` its tag.
+#[cold]
+#[inline(never)]
+unsafe fn free_zeroing(p: *mut u8, tag: u32) {
+    // SAFETY: `p` is a live block of its tag's bin, being freed (caller contract).
+    unsafe {
+        hardened::zero_and_mark(p, page_tag::bin_of(tag));
+        free_arena(p, tag)
     }
 }
 
@@ -180,9 +213,11 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
         // to it.
         let tc = unsafe { &mut *tc };
         if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
-            // Activation claimed the very heap this object belongs to.
-            // SAFETY: `p` is still the block being freed (caller contract).
-            return unsafe { free(p) };
+            // Activation claimed the very heap this object belongs to: what `free` does with
+            // our own object (not `free` itself, whose hardened check would see a second free).
+            // SAFETY: ACTIVE (just activated), so the thread's own cache; `bin < NUM_BINS`
+            // (decoded from a tag); `p` is a free object of our heap's `bin` (caller contract).
+            return unsafe { tc.push_free(p, bin) };
         }
         // A just-activated cache does not adopt (`small-adopt` waits for its first refills).
         // SAFETY: ACTIVE (just activated); `p` is being freed (caller contract) and its tag
@@ -213,7 +248,14 @@ unsafe fn free_outside(p: *mut u8) {
     }
 }
 
-fn bad_free(_p: *mut u8, msg: &[u8]) {
+fn bad_free(p: *mut u8, msg: &[u8]) {
+    if crate::config::SECURE {
+        hardened::invalid(
+            "free",
+            "invalid pointer (not allocated by hakozuna, or already freed)",
+            p,
+        );
+    }
     if crate::config::CHECKED {
         crate::sys::diag::Line::new().bytes(msg).emit();
     }
@@ -298,6 +340,11 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         unsafe { free(p) };
         return core::ptr::null_mut();
     }
+    if crate::config::SECURE {
+        if let Some(off) = arena::offset(p) {
+            hardened::check_arena(p, off, arena::tag_at(off), "realloc");
+        }
+    }
     let old = match classify(p) {
         Block::Arena(old) => {
             // Same class, or a shrink that keeps at least half: stay in place.
@@ -323,6 +370,13 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             old
         }
         Block::Unknown => {
+            if crate::config::SECURE {
+                hardened::invalid(
+                    "realloc",
+                    "invalid pointer (not allocated by hakozuna, or already freed)",
+                    p,
+                );
+            }
             // Not ours (see free_outside): its size is unknown, so it cannot be moved.
             os::set_errno(libc::ENOMEM);
             return core::ptr::null_mut();

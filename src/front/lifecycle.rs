@@ -110,6 +110,10 @@ fn start(me: usize) {
     INITIALISER.store(me, Relaxed);
     tls::seal();
     options::init();
+    if crate::config::SECURE {
+        // Before the arena: no free list exists yet.
+        crate::sys::secret::init();
+    }
     arena::init();
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: valid out-pointer and a destructor with the C signature.

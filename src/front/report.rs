@@ -3,7 +3,7 @@
 //! it is written, a text summary and a JSON document. Nothing here allocates, takes a lock or
 //! stops another thread: every figure is a relaxed load of a counter kept on a slow path.
 
-use crate::config::{FAST_LANE, STATS};
+use crate::config::{FAST_LANE, SECURE, STATS};
 use crate::heap::registry;
 use crate::page::{arena, large};
 use crate::stats::{Events, GLOBAL, LABELS, N};
@@ -28,7 +28,8 @@ use core::fmt::{self, Write};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// The lane this build is: `"scale"` or `"fast"` (design.md §8).
+    /// The lane this build is: `"scale"`, `"fast"` or `"secure"` (the hardened scale lane;
+    /// design.md §8).
     pub lane: &'static str,
     /// Whether [`events`](Stats::events) are counted: the `stats` cargo feature, on in both
     /// preload libraries and in the crate's default features. The byte figures are kept
@@ -108,7 +109,13 @@ pub fn snapshot() -> Stats {
     let free = free_pages + pooled_resident + pooled_purged + lg.cached_bytes as u64;
     let committed = in_use + free + metadata;
     Stats {
-        lane: if FAST_LANE { "fast" } else { "scale" },
+        lane: if FAST_LANE {
+            "fast"
+        } else if SECURE {
+            "secure"
+        } else {
+            "scale"
+        },
         events_counted: STATS,
         heaps: registry::published() as u64,
         committed_bytes: committed,

@@ -30,18 +30,25 @@ impl Bin {
     /// the bins of the stand-in caches too (`tls`), whose bins are always empty and which
     /// are read-only and shared by every thread without a cache.
     ///
+    /// In the hardened lane the popped object's new head must be a block of class `bin`
+    /// (`hardened::check_link`), and the object leaves without its link and free mark.
+    ///
     /// # Safety
-    /// `b` points to a bin that is a well-formed list of free objects with an exact count,
+    /// `b` points to bin `bin`, a well-formed list of free objects with an exact count,
     /// and no reference to it is live; a non-empty bin is the calling thread's.
     #[inline(always)]
-    pub unsafe fn pop(b: *mut Bin) -> *mut u8 {
+    pub unsafe fn pop(b: *mut Bin, bin: usize) -> *mut u8 {
         // SAFETY: `b` points to a live bin (caller contract); a plain read.
         let p = unsafe { (*b).head };
         if !p.is_null() {
             // SAFETY: `p` is the non-null head of the bin, a free object it owns, and the bin
             // is the calling thread's (caller contract), so nothing else touches it.
             unsafe {
-                let n = crate::ds::list::next(p);
+                let n = crate::ds::list::next_unchecked(p);
+                if config::SECURE {
+                    super::hardened::check_link(n, bin);
+                    crate::ds::list::clear_mark(p);
+                }
                 (*b).head = n;
                 (*b).count -= 1;
                 crate::sys::os::prefetch(n);
@@ -192,7 +199,7 @@ impl ThreadCache {
         b.head = got.head;
         b.count = got.count;
         // SAFETY: the bin was empty (caller contract) and now holds exactly the list `got`.
-        unsafe { Bin::pop(b) }
+        unsafe { Bin::pop(b, bin) }
     }
 
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).

@@ -43,6 +43,25 @@ impl Line {
         self.bytes(&tmp[i..])
     }
 
+    /// `v` as `0x…` in hexadecimal.
+    pub fn hex(&mut self, v: u64) -> &mut Self {
+        let mut tmp = [0u8; 18];
+        let mut i = tmp.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            tmp[i] = b"0123456789abcdef"[(v & 15) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        i -= 2;
+        tmp[i] = b'0';
+        tmp[i + 1] = b'x';
+        self.bytes(&tmp[i..])
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -53,6 +72,21 @@ impl Line {
         crate::sys::os::write_stderr(self.as_bytes());
         self.len = 0;
     }
+}
+
+/// The hardened lane's verdict on a heap error: `hakozuna: <what>: <p>` on stderr in one
+/// `write`, then `abort()` (what glibc does for the errors it detects). Out of line: callers
+/// are on hot paths and this never returns.
+#[cold]
+#[inline(never)]
+pub fn fatal(what: &str, p: *const u8) -> ! {
+    Line::new()
+        .str("hakozuna: ")
+        .str(what)
+        .str(": ")
+        .hex(p as u64)
+        .emit();
+    crate::sys::os::abort()
 }
 
 /// A `core::fmt::Write` through a 1 KiB stack buffer: each time it fills, and at

@@ -17,8 +17,16 @@ static META: SpinLock<Bump> = SpinLock::new(Bump { cur: 0, end: 0 });
 static USED: AtomicUsize = AtomicUsize::new(0);
 
 /// Zeroed memory for `size` bytes aligned to `align` (a power of two ≤ 4096), or `None` when
-/// the OS refuses.
+/// the OS refuses. In the hardened lane each record (a heap, a thread cache, the shared
+/// pool: a few per thread) gets its own mapping between guard pages, so an overflow out of an
+/// arena block or another record cannot reach it unnoticed; if that mapping fails, the chunk.
 pub fn alloc(size: usize, align: usize) -> Option<*mut u8> {
+    if crate::config::SECURE {
+        if let Some(p) = os::map_guarded(size.next_multiple_of(os::PAGE)) {
+            USED.fetch_add(size, Relaxed);
+            return Some(p);
+        }
+    }
     let mut m = META.lock();
     let mut p = (m.cur + align - 1) & !(align - 1);
     if m.cur == 0 || p + size > m.end {

@@ -2,13 +2,14 @@
 //! start-up by [`init`] and then plain loads. A malformed value gets a one-line warning and the
 //! default.
 
-use crate::config::{ARENA_GB_DEFAULT, DECAY_MS_DEFAULT, STATS};
+use crate::config::{ARENA_GB_DEFAULT, DECAY_MS_DEFAULT, SECURE, STATS};
 use crate::sys::{diag, os};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 static ARENA_GB: AtomicU64 = AtomicU64::new(ARENA_GB_DEFAULT as u64);
 static DECAY_MS: AtomicU64 = AtomicU64::new(DECAY_MS_DEFAULT);
 static STATS_REPORT: AtomicU8 = AtomicU8::new(REPORT_NONE);
+static ZERO_ON_FREE: AtomicU8 = AtomicU8::new(0);
 
 /// `HAKOZUNA_STATS` unset or `0`: no report at exit.
 pub const REPORT_NONE: u8 = 0;
@@ -48,6 +49,10 @@ pub fn init() {
             .emit();
     }
     STATS_REPORT.store(report, Relaxed);
+    if SECURE {
+        let zero = diag::env_u64(b"HAKOZUNA_ZERO_ON_FREE\0", 0, 0, 1);
+        ZERO_ON_FREE.store(zero as u8, Relaxed);
+    }
 }
 
 /// `HAKOZUNA_ARENA_GB`: the arena reservation to try first, in GiB.
@@ -64,4 +69,9 @@ pub fn decay_ms() -> u64 {
 /// [`REPORT_JSON`]).
 pub fn stats_report() -> u8 {
     STATS_REPORT.load(Relaxed)
+}
+
+/// `HAKOZUNA_ZERO_ON_FREE=1` (hardened lane only): freed arena blocks are zeroed.
+pub fn zero_on_free() -> bool {
+    ZERO_ON_FREE.load(Relaxed) != 0
 }

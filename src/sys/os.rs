@@ -68,6 +68,52 @@ pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
     }
 }
 
+/// Maps `len` bytes (a multiple of [`PAGE`]) of zeroed read/write memory between two
+/// inaccessible guard pages, so a linear overflow into or out of it faults (hardened lane).
+/// Never unmapped.
+pub fn map_guarded(len: usize) -> Option<*mut u8> {
+    let r = reserve(len + 2 * PAGE)?;
+    // SAFETY: `r + PAGE .. + len` lies inside the reservation just made.
+    let p = unsafe { r.add(PAGE) };
+    // SAFETY: as above: our own fresh `PROT_NONE` reservation.
+    if unsafe { commit(p, len) } {
+        Some(p)
+    } else {
+        // SAFETY: our fresh reservation, holding nothing.
+        unsafe { unmap(r, len + 2 * PAGE) };
+        None
+    }
+}
+
+/// 24 bytes from the kernel's random source (`getrandom`, not blocking), mixed with the
+/// time-stamp counter and an address so that a failed call still gives per-process values.
+pub fn random_words() -> [u64; 3] {
+    let mut w = [0u64; 3];
+    // SAFETY: `w` is a valid out-buffer of 24 bytes; a short or failed read leaves zeros.
+    unsafe { libc::getrandom(w.as_mut_ptr() as *mut libc::c_void, 24, libc::GRND_NONBLOCK) };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `rdtsc` only reads the time-stamp counter.
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    let tsc = now_ms();
+    let mut seed = tsc ^ (&w as *const _ as u64).rotate_left(32);
+    for x in &mut w {
+        // splitmix64
+        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        *x ^= z ^ (z >> 31);
+    }
+    w
+}
+
+/// Ends the process with `SIGABRT`, as glibc does on a detected heap error.
+pub fn abort() -> ! {
+    // SAFETY: `abort` takes no arguments and does not return.
+    unsafe { libc::abort() }
+}
+
 /// Makes a range of whole pages read-only (a static that must never be written again).
 ///
 /// # Safety
@@ -257,4 +303,46 @@ pub fn prefetch(p: *const u8) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// The permissions `/proc/self/maps` shows for address `a`.
+    fn perms_at(a: usize) -> std::string::String {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for l in maps.lines() {
+            let (range, rest) = l.split_once(' ').unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
+            if (lo..hi).contains(&a) {
+                return rest[..4].into();
+            }
+        }
+        panic!("{a:#x} is not mapped");
+    }
+
+    #[test]
+    fn guarded_mapping_has_inaccessible_neighbours() {
+        let len = 3 * PAGE;
+        let p = map_guarded(len).unwrap() as usize;
+        assert_eq!(perms_at(p - 1), "---p");
+        assert_eq!(perms_at(p), "rw-p");
+        assert_eq!(perms_at(p + len - 1), "rw-p");
+        assert_eq!(perms_at(p + len), "---p");
+        // SAFETY: `p` is a fresh writable mapping of `len` bytes.
+        unsafe { core::ptr::write_bytes(p as *mut u8, 1, len) };
+    }
+
+    #[test]
+    fn random_words_differ() {
+        let (a, b) = (random_words(), random_words());
+        assert_ne!(a, b);
+        assert!(a.iter().all(|&w| w != 0));
+    }
 }

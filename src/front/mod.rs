@@ -8,6 +8,7 @@
 //! below may use it.
 
 pub mod alloc;
+mod background;
 #[cfg(feature = "capi")]
 mod capi;
 #[cfg(feature = "capi")]

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 static ARENA_GB: AtomicU64 = AtomicU64::new(ARENA_GB_DEFAULT as u64);
 static DECAY_MS: AtomicU64 = AtomicU64::new(DECAY_MS_DEFAULT);
 static STATS_REPORT: AtomicU8 = AtomicU8::new(REPORT_NONE);
+static BACKGROUND: AtomicU8 = AtomicU8::new(0);
 
 /// `HAKOZUNA_STATS` unset or `0`: no report at exit.
 pub const REPORT_NONE: u8 = 0;
@@ -48,6 +49,19 @@ pub fn init() {
             .emit();
     }
     STATS_REPORT.store(report, Relaxed);
+    let background = match os::getenv(b"HAKOZUNA_BACKGROUND\0") {
+        None | Some(b"0") | Some(b"") => 0,
+        Some(b"1") => 1,
+        Some(raw) => {
+            diag::Line::new()
+                .str("hakozuna: ignoring malformed HAKOZUNA_BACKGROUND='")
+                .bytes(&raw[..raw.len().min(64)])
+                .str("' (expected 0 or 1), using 0")
+                .emit();
+            0
+        }
+    };
+    BACKGROUND.store(background, Relaxed);
 }
 
 /// `HAKOZUNA_ARENA_GB`: the arena reservation to try first, in GiB.
@@ -64,4 +78,9 @@ pub fn decay_ms() -> u64 {
 /// [`REPORT_JSON`]).
 pub fn stats_report() -> u8 {
     STATS_REPORT.load(Relaxed)
+}
+
+/// `HAKOZUNA_BACKGROUND=1`: run decay on a background thread too (`front::background`).
+pub fn background() -> bool {
+    BACKGROUND.load(Relaxed) == 1
 }

@@ -2,6 +2,7 @@
 //! paths (design.md §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
+use crate::front::background;
 use crate::front::lifecycle;
 use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;
@@ -68,6 +69,9 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         // SAFETY: the cache is ACTIVE; the bin is empty (checked just above), as `refill`
         // requires.
         let p = unsafe { tc.refill(bin) };
+        // SAFETY: start-up has completed (the cache is ACTIVE), and the cache is not used
+        // again in this call.
+        unsafe { background::start_if_absent() };
         if !p.is_null() {
             return p;
         }

@@ -10,12 +10,12 @@
 //!
 //! **Start.** From the constructor in the process that loads us, outside any allocator call,
 //! and, in a `fork` child (which has no such thread: the child handler only marks it absent),
-//! from the next epoch of a thread that allocates there. `pthread_create` may call `calloc`
-//! (glibc allocates the new thread's TLS vector): inside an epoch our own thread cache is in
-//! the middle of a `malloc`, so the calling thread's slot points at `tls::DEAD` for the call,
-//! and what glibc allocates is served by the large tier without touching that cache — as
-//! during activation. Never from a fork handler: the child handlers of other libraries
-//! (after ours) have not run yet, and ours runs with our locks just released.
+//! from the first refill there, at the end of `malloc`'s slow path. `pthread_create` may call
+//! `calloc` (glibc allocates the new thread's TLS vector): inside `malloc` our own thread
+//! cache is in use, so the calling thread's slot points at `tls::DEAD` for the call, and what
+//! glibc allocates is served by the large tier without touching that cache — as during
+//! activation. Never from a fork handler: the child handlers of other libraries (after ours)
+//! have not run yet, and ours runs with our locks just released.
 //!
 //! **Exit and fork.** It is detached, blocks every signal (process-directed signals go to the
 //! program's threads) and holds a lock only inside the decay pass, whose lock order is every
@@ -35,11 +35,13 @@ use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// `STATE` values. Relaxed throughout: the word only elects the one thread that starts the
 /// purge thread; `pthread_create` orders everything the new thread reads.
+///
+/// ABSENT: not decided yet in this process, or a fork child whose purge thread is gone.
 const ABSENT: u32 = 0;
 const STARTING: u32 = 1;
 const RUNNING: u32 = 2;
-/// `pthread_create` failed: not retried at every epoch.
-const FAILED: u32 = 3;
+/// The option is off, or `pthread_create` failed: nothing more to do in this process.
+const OFF: u32 = 3;
 
 static STATE: AtomicU32 = AtomicU32::new(ABSENT);
 
@@ -51,18 +53,31 @@ const SLEEP_MAX_MS: u64 = 1000;
 /// Stack of the thread: the decay pass needs a few KiB.
 const STACK_BYTES: usize = 256 << 10;
 
-/// Starts the purge thread if `HAKOZUNA_BACKGROUND=1` and this process has none. Cheap when
-/// there is nothing to do (a load of an option and of `STATE`), so epochs call it.
+/// Starts the purge thread if nothing has been decided in this process yet (the constructor,
+/// then a fork child's first refill) and `HAKOZUNA_BACKGROUND=1`. One load when there is
+/// nothing to do, so every refill calls it.
 ///
 /// # Safety
 /// Start-up has completed, and the calling thread uses no reference to its own thread cache
 /// during the call (its slot points elsewhere meanwhile).
-pub unsafe fn start_if_wanted() {
-    if !options::background()
-        || STATE.load(Relaxed) != ABSENT
-        || STATE
-            .compare_exchange(ABSENT, STARTING, Relaxed, Relaxed)
-            .is_err()
+#[inline]
+pub unsafe fn start_if_absent() {
+    if STATE.load(Relaxed) == ABSENT {
+        // SAFETY: caller contract.
+        unsafe { start() };
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn start() {
+    if !options::background() {
+        STATE.store(OFF, Relaxed);
+        return;
+    }
+    if STATE
+        .compare_exchange(ABSENT, STARTING, Relaxed, Relaxed)
+        .is_err()
     {
         return;
     }
@@ -75,13 +90,15 @@ pub unsafe fn start_if_wanted() {
     // SAFETY: `own` is what the slot held: a stand-in or this thread's own cache, which is
     // still live and still ours.
     unsafe { tls::set(own) };
-    STATE.store(if ok { RUNNING } else { FAILED }, Relaxed);
+    STATE.store(if ok { RUNNING } else { OFF }, Relaxed);
 }
 
-/// The fork child has no purge thread: the next epoch starts one. Only marks it, taking no
-/// lock and starting nothing.
+/// The fork child has no purge thread: its first refill starts one. Only marks it, taking no
+/// lock and starting nothing (the child is single-threaded here).
 pub fn forget_after_fork() {
-    STATE.store(ABSENT, Relaxed);
+    if matches!(STATE.load(Relaxed), STARTING | RUNNING) {
+        STATE.store(ABSENT, Relaxed);
+    }
 }
 
 /// Creates the detached thread with every signal blocked. Returns whether it was created.

@@ -69,7 +69,7 @@ extern "C" fn constructor() {
     if ensure() {
         // SAFETY: start-up has completed; a constructor runs outside any allocator call, so no
         // reference to this thread's cache is live.
-        unsafe { background::start_if_wanted() };
+        unsafe { background::start_if_absent() };
     }
 }
 
@@ -280,6 +280,6 @@ unsafe extern "C" fn child() {
     // This image has the handlers (this one is running), whether or not the forking
     // process had stored the flag yet.
     FORK_HANDLERS.store(1, Relaxed);
-    // Nor has it a purge thread: the child's next epoch starts one (never from here).
+    // Nor has it a purge thread: the child's first refill starts one (never from here).
     background::forget_after_fork();
 }

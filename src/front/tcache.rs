@@ -4,7 +4,6 @@
 
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
-use crate::front::background;
 use crate::heap::send::{send, send_one};
 use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
@@ -211,10 +210,6 @@ impl ThreadCache {
                 h.decay_if_due();
                 registry::decay_released();
             }
-            // A fork child's purge thread (`HAKOZUNA_BACKGROUND`).
-            // SAFETY: we are ACTIVE, so start-up has completed; this cache is between two
-            // operations and nothing uses it until the call returns.
-            unsafe { background::start_if_wanted() };
         }
     }
 

@@ -5,7 +5,7 @@
  *                       prints RSS before the burst, after it and after the sleep. The test
  *                       runs it with and without the thread and compares.
  *   background fork     threads allocate while the main thread forks; each child allocates
- *                       until an epoch has restarted its own purge thread (a bounded number
+ *                       until a refill has restarted its own purge thread (a bounded number
  *                       of rounds) and exits; the parent must still have its thread.
  *   background exit     the main thread leaves with pthread_exit while another thread works:
  *                       the process must still end when that thread does.
@@ -152,8 +152,8 @@ static void *churn(void *arg) {
     return NULL;
 }
 
-/* A child's work: rounds of small allocations, each refilling its bins, until the purge
- * thread an epoch restarts is there (a bounded number of rounds). */
+/* A child's work: rounds of small allocations, each refilling bins, until the purge thread a
+ * refill restarts is there (a bounded number of rounds). */
 static int child_work(void) {
     enum { N = 20000, ROUNDS = 100 };
     void **p = malloc(N * sizeof *p);

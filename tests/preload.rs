@@ -204,11 +204,13 @@ fn thread_churn_rss_fast() {
 }
 
 /// RSS figures `background idle` printed: (before the burst, after it, after idling), KiB.
+/// The purge thread's passes are counted in the summary exactly when it is on.
 fn idle_rss(lane: Lane, background: &str) -> (i64, i64, i64) {
     let mut c = preloaded(&cprogs().background, lane);
     c.arg("idle")
         .env("HAKOZUNA_BACKGROUND", background)
-        .env("HAKOZUNA_DECAY_MS", "100");
+        .env("HAKOZUNA_DECAY_MS", "100")
+        .env("HAKOZUNA_STATS", "1");
     let r = run(c, Duration::from_secs(120));
     r.expect_ok();
     let nums: Vec<i64> = r
@@ -217,6 +219,8 @@ fn idle_rss(lane: Lane, background: &str) -> (i64, i64, i64) {
         .filter_map(|w| w.parse().ok())
         .collect();
     assert_eq!(nums.len(), 3, "unexpected output:\n{}", r.stdout);
+    let passes = stat(&r.stderr, "background purge thread passes");
+    assert_eq!(passes > 0, background == "1", "{}", r.stderr);
     (nums[0], nums[1], nums[2])
 }
 
@@ -229,11 +233,12 @@ fn background_idle_lane(lane: Lane) {
     let msg = format!(
         "with the thread: {base} / {burst} / {idle} KiB; without: {base0} / {burst0} / {idle0} KiB"
     );
-    // 4 x 48 MiB allocated: most of it must have been resident after the burst, back under
-    // 24 MiB above the start with the thread, and still resident without it.
-    assert!(burst - base > 128 << 10, "{msg}");
-    assert!(idle - base < 24 << 10, "{msg}");
+    // 4 x 48 MiB allocated: without the thread most of it is resident after the burst and
+    // stays so; with it, RSS comes back under 24 MiB above the start (the thread may already
+    // purge what the first threads to exit left while the others still run).
+    assert!(burst0 - base0 > 128 << 10, "{msg}");
     assert!(idle0 - base0 > 96 << 10, "{msg}");
+    assert!(idle - base < 24 << 10, "{msg}");
 }
 
 #[test]

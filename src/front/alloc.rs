@@ -9,6 +9,7 @@ use crate::front::tls;
 use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::page::{arena, large, page_tag};
+use crate::stats::{Ev, GLOBAL};
 use crate::sys::os::{self, PAGE};
 
 /// malloc: size → bin, pop the thread bin, return. Everything else is `malloc_slow`.
@@ -391,6 +392,10 @@ pub unsafe fn trim() -> bool {
             0
         }
     };
-    let n = own + registry::trim_released() + arena::purge_pool() + large::purge_cache();
-    n > 0
+    let released = registry::trim_released();
+    // After the released heaps, which give their empty segments to the pool. Heaps count
+    // their own purges; the pool's are the process's (as in decay).
+    let pooled = arena::purge_pool();
+    GLOBAL.add_shared(Ev::BytesPurged, pooled as u64);
+    own + released + pooled + large::purge_cache() > 0
 }

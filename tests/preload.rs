@@ -233,11 +233,11 @@ fn background_idle_lane(lane: Lane) {
     let msg = format!(
         "with the thread: {base} / {burst} / {idle} KiB; without: {base0} / {burst0} / {idle0} KiB"
     );
-    // 4 x 48 MiB allocated: without the thread most of it is resident after the burst and
-    // stays so; with it, RSS comes back under 24 MiB above the start (the thread may already
-    // purge what the first threads to exit left while the others still run).
-    assert!(burst0 - base0 > 128 << 10, "{msg}");
-    assert!(idle0 - base0 > 96 << 10, "{msg}");
+    // 4 threads allocate 48 MiB each. Without the purge thread, the last one to exit leaves
+    // its 48 MiB resident for good (a thread exit's decay skips heaps released within an
+    // interval, and how much of the others' a later exit purged depends on scheduling). With
+    // it, RSS comes back under 24 MiB above the start.
+    assert!(idle0 - base0 > 40 << 10, "{msg}");
     assert!(idle - base < 24 << 10, "{msg}");
 }
 

@@ -165,7 +165,10 @@ fn last_thread() -> bool {
     // SAFETY: a NUL-terminated path; `buf` is valid for writes of its length; the descriptor
     // is closed on every path that opened it.
     let n = unsafe {
-        let fd = libc::open(c"/proc/self/stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/self/stat".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return false;
         }
@@ -204,9 +207,11 @@ mod tests {
     fn reads_leader_state_and_thread_count() {
         let zombie2 = b"22517 (a b) c) Z 22508 22508 13134 0 -1 4227084 92 0 0 0 0 0 0 0 20 0 2 0 1109182 0 0\n";
         assert!(sole_survivor(zombie2));
-        let zombie3 = b"22517 (z) Z 22508 22508 13134 0 -1 4227084 92 0 0 0 0 0 0 0 20 0 3 0 1109182\n";
+        let zombie3 =
+            b"22517 (z) Z 22508 22508 13134 0 -1 4227084 92 0 0 0 0 0 0 0 20 0 3 0 1109182\n";
         assert!(!sole_survivor(zombie3));
-        let running2 = b"22517 (z) S 22508 22508 13134 0 -1 4227084 92 0 0 0 0 0 0 0 20 0 2 0 1109182\n";
+        let running2 =
+            b"22517 (z) S 22508 22508 13134 0 -1 4227084 92 0 0 0 0 0 0 0 20 0 2 0 1109182\n";
         assert!(!sole_survivor(running2));
         assert!(!sole_survivor(b"22517 (z"));
         assert!(!sole_survivor(b"22517 (z) Z 1 2"));

@@ -1,8 +1,8 @@
 //! The front end (design.md §5, §11, §13, §14): what a program calls and what it reaches first.
 //! The allocator's operations with the malloc/free fast paths, the exported C API, C++
 //! operators and glibc introspection calls, the thread cache in initial-exec TLS, the process
-//! and thread lifecycle (start-up, activation, retirement, fork) and the statistics
-//! (`hakozuna::stats()`, the report at exit).
+//! and thread lifecycle (start-up, activation, retirement, fork), the optional background purge
+//! thread and the statistics (`hakozuna::stats()`, the report at exit).
 //!
 //! May use every layer below: `remote`, `heap`, `ds`, `page`, `sys`, `config`, `stats`. Nothing
 //! below may use it.

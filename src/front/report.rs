@@ -203,9 +203,7 @@ impl Stats {
         }
         Ok(())
     }
-}
 
-impl Stats {
     /// The summary's memory line: what is committed and resident now, and (with event counts)
     /// what decay, trim and thread exit gave back so far and the background thread's passes.
     fn write_memory_line<W: Write + ?Sized>(&self, w: &mut W) -> fmt::Result {

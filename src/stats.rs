@@ -91,7 +91,7 @@ events! {
     MediumAdopted / medium_adopted = "medium remote frees kept by the freeing thread",
     RunsSentHome / medium_runs_sent_home = "adopted medium runs sent back to their owner",
     SmallSentHome / small_sent_home = "foreign small objects a bin sent home (adopted, pooled or stolen)",
-    BackgroundPasses / background_passes = "background purge thread passes",
+    BackgroundWakeups / background_wakeups = "background purge thread wake-ups (each runs decay if due)",
 }
 
 /// Number of events.

@@ -142,7 +142,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
             return null_mut();
         }
         registry::decay_released();
-        GLOBAL.add_shared(Ev::BackgroundPasses, 1);
+        GLOBAL.add_shared(Ev::BackgroundWakeups, 1);
     }
 }
 

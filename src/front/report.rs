@@ -218,12 +218,12 @@ impl Stats {
             write!(
                 w,
                 "; given back: {} purged, {} medium runs to their segments, {} segments to the \
-                 arena's pool, {} large blocks unmapped; {} background thread passes",
+                 arena's pool, {} large blocks unmapped; {} background thread wake-ups",
                 Mib(e.bytes_purged),
                 e.medium_runs_returned,
                 e.segments_returned,
                 e.large_unmaps,
-                e.background_passes
+                e.background_wakeups
             )?;
         }
         w.write_char('\n')

@@ -24,6 +24,8 @@
 //! with `pthread_exit` ends when its last thread does: this thread checks at each wake-up
 //! whether it is the only one left (`/proc/self/stat`: a dead leader and two threads, the
 //! leader's zombie and this one) and then returns, so glibc ends the process as it would have.
+//! Until it sees that (up to [`SLEEP_MAX_MS`]), or for ever if `/proc` cannot be read, signals
+//! sent to such a process wait, blocked by its only live thread (`SIGKILL` still ends it).
 
 use crate::front::tls;
 use crate::heap::registry;

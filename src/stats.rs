@@ -95,6 +95,7 @@ events! {
     MediumAdopted / medium_adopted = "medium remote frees kept by the freeing thread",
     RunsSentHome / medium_runs_sent_home = "adopted medium runs sent back to their owner",
     SmallSentHome / small_sent_home = "foreign small objects a bin sent home (adopted, pooled or stolen)",
+    BackgroundWakeups / background_wakeups = "background purge thread wake-ups (each runs decay if due)",
 }
 
 /// Number of events.

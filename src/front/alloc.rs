@@ -3,12 +3,14 @@
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
 use crate::front::hardened;
+use crate::front::background;
 use crate::front::lifecycle;
 use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;
 use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::page::{arena, large, page_tag};
+use crate::stats::{Ev, GLOBAL};
 use crate::sys::os::{self, PAGE};
 
 /// malloc: size → bin, pop the thread bin, return. Everything else is `malloc_slow`.
@@ -69,6 +71,9 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         // SAFETY: the cache is ACTIVE; the bin is empty (checked just above), as `refill`
         // requires.
         let p = unsafe { tc.refill(bin) };
+        // SAFETY: start-up has completed (the cache is ACTIVE), and the cache is not used
+        // again in this call.
+        unsafe { background::start_if_absent() };
         if !p.is_null() {
             return p;
         }
@@ -446,10 +451,11 @@ pub unsafe fn trim() -> bool {
     };
     // SAFETY: as above; a plain read of the heap id when ACTIVE.
     let own_id = unsafe { ((*tc).state == ACTIVE).then(|| (*tc).heap_id()) };
-    let n = own
-        + registry::trim_owned(own_id)
-        + registry::trim_released()
-        + arena::purge_pool()
-        + large::purge_cache();
-    n > 0
+    let others = registry::trim_owned(own_id);
+    let released = registry::trim_released();
+    // After the heaps, which give their empty segments to the pool. Heaps count their own
+    // purges; the pool's are the process's (as in decay).
+    let pooled = arena::purge_pool();
+    GLOBAL.add_shared(Ev::BytesPurged, pooled as u64);
+    own + others + released + pooled + large::purge_cache() > 0
 }

@@ -21,6 +21,7 @@
 //! allocates (glibc's own start-up does not allocate): its prepare would then call `malloc`
 //! while we hold our locks, and wait forever.
 
+use crate::front::background;
 use crate::front::tcache::{ThreadCache, ACTIVE, UNINIT};
 use crate::front::tls;
 use crate::heap::registry::{self, MAX_HEAPS};
@@ -65,7 +66,11 @@ static FORK_HANDLERS: AtomicU8 = AtomicU8::new(0);
 static CONSTRUCTOR: extern "C" fn() = constructor;
 
 extern "C" fn constructor() {
-    ensure();
+    if ensure() {
+        // SAFETY: start-up has completed; a constructor runs outside any allocator call, so no
+        // reference to this thread's cache is live.
+        unsafe { background::start_if_absent() };
+    }
 }
 
 /// True once start-up has completed. False only for a call re-entering start-up on the
@@ -281,4 +286,6 @@ unsafe extern "C" fn child() {
     // This image has the handlers (this one is running), whether or not the forking
     // process had stored the flag yet.
     FORK_HANDLERS.store(1, Relaxed);
+    // Nor has it a purge thread: the child's first refill starts one (never from here).
+    background::forget_after_fork();
 }

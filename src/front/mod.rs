@@ -1,13 +1,15 @@
 //! The front end (design.md §5, §11, §13, §14): what a program calls and what it reaches first.
 //! The allocator's operations with the malloc/free fast paths, the exported C API, C++
 //! operators and glibc introspection calls, the thread cache in initial-exec TLS, the process
-//! and thread lifecycle (start-up, activation, retirement, fork), the statistics
-//! (`hakozuna::stats()`, the report at exit) and the hardened lane's pointer checks.
+//! and thread lifecycle (start-up, activation, retirement, fork), the optional background purge
+//! thread, the statistics (`hakozuna::stats()`, the report at exit) and the hardened lane's
+//! pointer checks.
 //!
 //! May use every layer below: `remote`, `heap`, `ds`, `page`, `sys`, `config`, `stats`. Nothing
 //! below may use it.
 
 pub mod alloc;
+mod background;
 #[cfg(feature = "capi")]
 mod capi;
 #[cfg(feature = "capi")]

@@ -196,6 +196,7 @@ impl Stats {
             self.arena_segment_bytes / MIB,
             self.lane
         )?;
+        self.write_memory_line(w)?;
         for (k, v) in self.figures() {
             if k != "heaps" {
                 writeln!(w, "hakozuna stats: {}: {v}", k.replace_underscores())?;
@@ -208,6 +209,41 @@ impl Stats {
             writeln!(w, "hakozuna stats: {label}: {v}")?;
         }
         Ok(())
+    }
+
+    /// The summary's memory line: what is committed and resident now, and (with event counts)
+    /// what decay, trim and thread exit gave back so far and the background thread's passes.
+    fn write_memory_line<W: Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        write!(
+            w,
+            "hakozuna stats: memory: {} committed, at most {} resident",
+            Mib(self.committed_bytes),
+            Mib(self.resident_bytes)
+        )?;
+        if self.events_counted {
+            let e = &self.events;
+            write!(
+                w,
+                "; given back: {} purged, {} medium runs to their segments, {} segments to the \
+                 arena's pool, {} large blocks unmapped; {} background thread wake-ups",
+                Mib(e.bytes_purged),
+                e.medium_runs_returned,
+                e.segments_returned,
+                e.large_unmaps,
+                e.background_wakeups
+            )?;
+        }
+        w.write_char('\n')
+    }
+}
+
+/// Bytes as MiB with one decimal, without floating point.
+struct Mib(u64);
+
+impl fmt::Display for Mib {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = (self.0 as u128 * 10 + (1 << 19)) >> 20;
+        write!(f, "{}.{} MiB", tenths / 10, tenths % 10)
     }
 }
 
@@ -312,5 +348,16 @@ mod tests {
         snapshot().write_text(&mut t).unwrap();
         assert!(t.contains("hakozuna stats: committed bytes: "), "{t}");
         assert!(t.contains("hakozuna stats: large live blocks: "), "{t}");
+        assert!(t.contains("hakozuna stats: memory: "), "{t}");
+        assert!(t.contains(" committed, at most "), "{t}");
+    }
+
+    #[test]
+    fn mib_rounds_to_a_tenth() {
+        let f = |b| std::format!("{}", Mib(b));
+        assert_eq!(f(0), "0.0 MiB");
+        assert_eq!(f(1 << 20), "1.0 MiB");
+        assert_eq!(f((1 << 20) + (1 << 19)), "1.5 MiB");
+        assert_eq!(f(u64::MAX), "17592186044416.0 MiB");
     }
 }

@@ -10,6 +10,7 @@ static ARENA_GB: AtomicU64 = AtomicU64::new(ARENA_GB_DEFAULT as u64);
 static DECAY_MS: AtomicU64 = AtomicU64::new(DECAY_MS_DEFAULT);
 static STATS_REPORT: AtomicU8 = AtomicU8::new(REPORT_NONE);
 static ZERO_ON_FREE: AtomicU8 = AtomicU8::new(0);
+static BACKGROUND: AtomicU8 = AtomicU8::new(0);
 
 /// `HAKOZUNA_STATS` unset or `0`: no report at exit.
 pub const REPORT_NONE: u8 = 0;
@@ -53,6 +54,19 @@ pub fn init() {
         let zero = diag::env_u64(b"HAKOZUNA_ZERO_ON_FREE\0", 0, 0, 1);
         ZERO_ON_FREE.store(zero as u8, Relaxed);
     }
+    let background = match os::getenv(b"HAKOZUNA_BACKGROUND\0") {
+        None | Some(b"0") | Some(b"") => 0,
+        Some(b"1") => 1,
+        Some(raw) => {
+            diag::Line::new()
+                .str("hakozuna: ignoring malformed HAKOZUNA_BACKGROUND='")
+                .bytes(&raw[..raw.len().min(64)])
+                .str("' (expected 0 or 1), using 0")
+                .emit();
+            0
+        }
+    };
+    BACKGROUND.store(background, Relaxed);
 }
 
 /// `HAKOZUNA_ARENA_GB`: the arena reservation to try first, in GiB.
@@ -74,4 +88,9 @@ pub fn stats_report() -> u8 {
 /// `HAKOZUNA_ZERO_ON_FREE=1` (hardened lane only): freed arena blocks are zeroed.
 pub fn zero_on_free() -> bool {
     ZERO_ON_FREE.load(Relaxed) != 0
+}
+
+/// `HAKOZUNA_BACKGROUND=1`: run decay on a background thread too (`front::background`).
+pub fn background() -> bool {
+    BACKGROUND.load(Relaxed) == 1
 }

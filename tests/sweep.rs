@@ -5,6 +5,7 @@
 
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 
 #[global_allocator]
@@ -60,15 +61,27 @@ fn burst(t: usize, fill: u8) -> Vec<(usize, usize)> {
     handed
 }
 
-/// Runs [`burst`] on `THREADS` threads, then frees each one's odd blocks on another new
-/// thread (the allocating threads have exited: their heaps are released).
-fn burst_all(fill: u8) {
-    let handed: Vec<Vec<(usize, usize)>> = (0..THREADS)
-        .map(|t| thread::spawn(move || burst(t, fill)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|h| h.join().unwrap())
+/// Runs [`burst`] on `THREADS` threads and returns the run bytes measured while they are still
+/// alive (so no decay of their released heaps can have run, whatever `HAKOZUNA_DECAY_MS`
+/// says); then, once they have exited, frees each one's odd blocks on another new thread.
+fn burst_all(fill: u8) -> u64 {
+    let (tx, rx) = mpsc::channel();
+    let done = Arc::new(Barrier::new(THREADS + 1));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (tx, done) = (tx.clone(), done.clone());
+            thread::spawn(move || {
+                tx.send(burst(t, fill)).unwrap();
+                done.wait();
+            })
+        })
         .collect();
+    let handed: Vec<Vec<(usize, usize)>> = (0..THREADS).map(|_| rx.recv().unwrap()).collect();
+    let held = run_bytes();
+    done.wait();
+    for t in threads {
+        t.join().unwrap();
+    }
     for blocks in handed {
         thread::spawn(move || {
             for (p, n) in blocks {
@@ -82,6 +95,7 @@ fn burst_all(fill: u8) {
         .join()
         .unwrap();
     }
+    held
 }
 
 fn run_bytes() -> u64 {
@@ -91,12 +105,11 @@ fn run_bytes() -> u64 {
 #[test]
 fn trim_returns_the_small_runs_of_exited_threads_and_calloc_reads_zero() {
     let base = run_bytes();
-    burst_all(0xa5);
-    let held = run_bytes();
+    let held = burst_all(0xa5);
     // SAFETY: not called from inside an allocator call.
     unsafe { hakozuna::alloc::trim() };
     let after = run_bytes();
-    eprintln!("run bytes: {base} at start, {held} after the burst, {after} after the trim");
+    eprintln!("run bytes: {base} at start, {held} during the burst, {after} after the trim");
     assert!(
         held >= base + (THREADS * BYTES / 2) as u64,
         "the burst did not show in the run bytes ({base} -> {held})"

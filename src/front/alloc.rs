@@ -426,11 +426,11 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: sends the shared pool's chains home, sweeps this thread's heap, the heaps of
-/// other live threads that are not in a slow path at that moment, and every released heap
-/// (threads that exited), so whole small runs go back to their segments, and returns to the OS
-/// their free pages, the arena's segment pool and the large cache. Objects cached in threads'
-/// bins stay. True when anything was returned.
+/// `malloc_trim`: sends the shared pool's chains and this thread's buffered remote frees
+/// home, sweeps this thread's heap, the heaps of other live threads that are not in a slow
+/// path at that moment, and every released heap (threads that exited), so whole small runs go
+/// back to their segments, and returns to the OS their free pages, the arena's segment pool
+/// and the large cache. Objects cached in threads' bins stay. True when anything was returned.
 ///
 /// # Safety
 /// Not called re-entrantly on a thread that is already inside an allocator call (for example

@@ -546,8 +546,17 @@ impl ThreadCache {
         unsafe { self.heap() }.id
     }
 
-    /// `malloc_trim`: give this thread's heap's free pages back to the OS.
+    /// `malloc_trim`: send this thread's buffered remote frees to their owners (whose trim or
+    /// decay can then sweep their runs) and give this thread's heap's free pages back to the
+    /// OS.
     pub fn trim(&mut self) -> usize {
+        if self.heap.is_none() {
+            return 0;
+        }
+        while !self.remote_is_empty() {
+            // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
+            unsafe { self.flush_remote(u32::MAX) };
+        }
         match &mut self.heap {
             Some(h) => {
                 h.enter();

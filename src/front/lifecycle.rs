@@ -91,10 +91,7 @@ pub fn ensure() -> bool {
                 if INITIALISER.load(Relaxed) == me {
                     return false;
                 }
-                // Spins with `sched_yield`, which can livelock a SCHED_FIFO waiter above a
-                // preempted start-up thread on its CPU (the class `sys::sync` fixed for the
-                // locks); a FUTEX_WAIT on STATE with a wake after DONE would not.
-                os::yield_now();
+                wait_for_start(pid);
             }
             Err(owner) => {
                 // A fork taken while another thread was starting up leaves a child in which
@@ -103,6 +100,31 @@ pub fn ensure() -> bool {
             }
         }
     }
+}
+
+/// Loads of `STATE` a thread waiting for another thread's start-up makes before it sleeps:
+/// start-up is short (an `mmap`, a `pthread_key_create`, a `pthread_atfork`), so a running
+/// initialiser usually finishes within them.
+const START_SPINS: u32 = 200;
+
+/// Waits while another thread of this process (`pid`) runs start-up: a bounded spin, then a
+/// `FUTEX_WAIT` on `STATE` while it still holds `pid`, which `start` ends with a wake of every
+/// sleeper after it stores DONE. A sleep, not a `sched_yield` loop: a waiter of higher
+/// real-time priority than a preempted initialiser on its CPU would otherwise never let it run
+/// (the livelock `sys::sync` avoids for the locks). The kernel compares the word and queues the
+/// thread atomically with respect to the wake, so a DONE stored before the wait makes it return
+/// at once; it may also return early or spuriously, and the caller's loop re-reads `STATE`.
+/// A fork child never sleeps here on its parent's start-up: its pid differs, so `ensure`
+/// resets the claim instead of waiting.
+fn wait_for_start(pid: u32) {
+    for _ in 0..START_SPINS {
+        // Relaxed: only chooses when to sleep; `ensure`'s CAS reads DONE with Acquire.
+        if STATE.load(Relaxed) != pid {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    os::futex_wait(&STATE, pid);
 }
 
 /// Start-up proper, on the thread that claimed `STATE`.
@@ -130,6 +152,8 @@ fn start(me: usize) {
     }
     // Release: everything above is visible to threads that see DONE.
     STATE.store(DONE, Release);
+    // Once per process image, so no count of sleepers is kept: a wake finding none is cheap.
+    os::futex_wake_all(&STATE);
 }
 
 /// Arms the thread-exit destructor for the calling thread.

@@ -73,15 +73,23 @@ impl SegMeta {
     }
 }
 
-/// Reserves the arena. Tries the configured size, then smaller ones; with nothing reserved the
-/// allocator still works through the large tier. Called once, under the init state machine.
+/// Smallest reservation [`init`] tries: 64 segments, one commit step
+/// ([`config::COMMIT_SEGMENTS`]). Below it so few segments remain that the large tier's
+/// mapping per block is the better use of a tight address space.
+pub const MIN_RESERVE: usize = 64 << 20;
+
+/// Reserves the arena. Tries the configured size (`HAKOZUNA_ARENA_GB`), then halves it down to
+/// [`MIN_RESERVE`] (64 GiB: at most 11 tries, each one failed `mmap`), so a process under
+/// a low `RLIMIT_AS` (`ulimit -v`) or a small configured size still gets the largest arena that
+/// fits. With 0 configured, or nothing reserved, the allocator still works through the large
+/// tier. Called once, under the init state machine.
 pub fn init() {
-    let mut gb = crate::sys::options::arena_gb();
-    while gb > 0 {
-        if try_reserve(gb << 30) {
+    let mut len = crate::sys::options::arena_gb() << 30;
+    while len >= MIN_RESERVE {
+        if try_reserve(len) {
             return;
         }
-        gb /= 4;
+        len /= 2;
     }
 }
 

@@ -272,16 +272,16 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     }
     GLOBAL.add_shared(Ev::LargeAllocs, 1);
     let len = class_len(size);
-    if align <= PAGE {
-        if let Some((p, got)) = cache_take(len) {
-            GLOBAL.add_shared(Ev::LargeCacheHits, 1);
-            if register(p, got) {
-                return (p, false);
-            }
-            // SAFETY: `p` came out of the cache: an unused mapping of `got` bytes.
-            unsafe { os::unmap(p, got) };
-            return (core::ptr::null_mut(), false);
+    if let Some((p, got)) = cache_take(len, align.max(PAGE)) {
+        GLOBAL.add_shared(Ev::LargeCacheHits, 1);
+        if register(p, got) {
+            return (p, false);
         }
+        // SAFETY: `p` came out of the cache: an unused mapping of `got` bytes.
+        unsafe { os::unmap(p, got) };
+        return (core::ptr::null_mut(), false);
+    }
+    if align <= PAGE {
         let Some(p) = os::map_rw(len) else {
             return (core::ptr::null_mut(), false);
         };
@@ -380,7 +380,13 @@ pub unsafe fn resize(p: *mut u8, new_size: usize) -> Option<*mut u8> {
 /// pages the block already has stay resident: a fresh mapping faults in every page it touches
 /// (random 5–25 MiB blocks faulted 3.4 times as many pages as tcmalloc's before splitting and
 /// growing, docs/ab.md).
-fn cache_take(len: usize) -> Option<(*mut u8, usize)> {
+///
+/// An alignment above a page (`memalign`) is served the same way from the cached blocks that
+/// start on a multiple of it, without `mremap` (which may move the block): the blocks such
+/// requests free start aligned, so a program that allocates aligned blocks again and again
+/// reuses its own instead of mapping and trimming a fresh one per call while its frees fill the
+/// cache. Others' blocks suit it when their address happens to be aligned.
+fn cache_take(len: usize, align: usize) -> Option<(*mut u8, usize)> {
     if len > LARGE_CACHE_MAX_BLOCK {
         return None;
     }
@@ -389,10 +395,13 @@ fn cache_take(len: usize) -> Option<(*mut u8, usize)> {
     // here costs a fresh mapping whose pages all fault again.
     let own = shard_index();
     let shards = || (0..CACHE_SHARDS).map(|k| &CACHE[(own + k) % CACHE_SHARDS]);
-    shards()
-        .find_map(|shard| take_from(shard, len))
-        .or_else(|| shards().find_map(|shard| split_from(shard, len)))
-        .or_else(|| shards().find_map(|shard| grow_from(shard, len)))
+    let found = shards()
+        .find_map(|shard| take_from(shard, len, align))
+        .or_else(|| shards().find_map(|shard| split_from(shard, len, align)));
+    if found.is_some() || align > PAGE {
+        return found;
+    }
+    shards().find_map(|shard| grow_from(shard, len))
 }
 
 /// Takes entry `i` of a locked shard out of it.
@@ -407,11 +416,12 @@ fn remove_entry(c: &mut Cache, i: usize) -> Cached {
 }
 
 /// The head of the smallest cached block longer than a fit (more than half as large again as
-/// `len`): the head is returned, the tail stays in the shard as a block of its own.
-fn split_from(shard: &SpinLock<Cache>, len: usize) -> Option<(*mut u8, usize)> {
+/// `len`) that starts on a multiple of `align`: the head is returned, the tail stays in the
+/// shard as a block of its own.
+fn split_from(shard: &SpinLock<Cache>, len: usize, align: usize) -> Option<(*mut u8, usize)> {
     let mut c = shard.lock();
     let i = (0..c.n)
-        .filter(|&i| c.entries[i].len > len + len / 2)
+        .filter(|&i| c.entries[i].len > len + len / 2 && c.entries[i].addr % align == 0)
         .min_by_key(|&i| c.entries[i].len)?;
     let e = c.entries[i];
     // The tail keeps the entry's place and age; only the head leaves the cache.
@@ -448,8 +458,8 @@ fn grow_from(shard: &SpinLock<Cache>, len: usize) -> Option<(*mut u8, usize)> {
     }
 }
 
-/// Best-fit take from one cache shard.
-fn take_from(shard: &SpinLock<Cache>, len: usize) -> Option<(*mut u8, usize)> {
+/// Best-fit take from one cache shard, among blocks starting on a multiple of `align`.
+fn take_from(shard: &SpinLock<Cache>, len: usize, align: usize) -> Option<(*mut u8, usize)> {
     let mut c = shard.lock();
     // Best fit among blocks of this class or up to half as large again (the next class or
     // two): reuse beats a fresh mapping, whose pages all fault again.
@@ -457,7 +467,11 @@ fn take_from(shard: &SpinLock<Cache>, len: usize) -> Option<(*mut u8, usize)> {
     let mut best: Option<usize> = None;
     for i in 0..c.n {
         let l = c.entries[i].len;
-        if l >= len && l <= limit && best.is_none_or(|b| l < c.entries[b].len) {
+        if l >= len
+            && l <= limit
+            && c.entries[i].addr % align == 0
+            && best.is_none_or(|b| l < c.entries[b].len)
+        {
             best = Some(i);
             if l == len {
                 break;

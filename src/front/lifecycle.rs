@@ -22,12 +22,12 @@
 //! while we hold our locks, and wait forever.
 
 use crate::front::tcache::{ThreadCache, ACTIVE, UNINIT};
-use crate::front::tls;
+use crate::front::{fallback, orphans, tls};
 use crate::heap::registry::{self, MAX_HEAPS};
 use crate::page::{arena, large};
 use crate::sys::{meta, options, os};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// `STATE` values: NONE and DONE, or while start-up runs, the pid of the process running it
 /// (pids are positive and below 2^22). One word, so that a child forked during start-up reads
@@ -137,7 +137,7 @@ fn start(me: usize) {
     // SAFETY: valid out-pointer and a destructor with the C signature.
     if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
         KEY.store(key, Relaxed);
-        KEY_OK.store(1, Relaxed);
+        KEY_OK.store(KEY_READY, Relaxed);
     }
     // Before DONE, so every allocation another thread makes, and so every fork after it,
     // finds the handlers registered. glibc keeps its first 48 registrations in static
@@ -156,14 +156,67 @@ fn start(me: usize) {
     os::futex_wake_all(&STATE);
 }
 
-/// Arms the thread-exit destructor for the calling thread.
-pub fn register_thread_exit() {
-    if KEY_OK.load(Relaxed) == 1 {
-        // SAFETY: the key was created by `ensure`; a non-null value makes the destructor run.
+/// `KEY_OK` values: no key (start-up's `pthread_key_create` failed, e.g. every one of
+/// `PTHREAD_KEYS_MAX` keys taken), the key is usable, or a thread is retrying the creation.
+const KEY_NONE: u8 = 0;
+const KEY_READY: u8 = 1;
+const KEY_CREATING: u8 = 2;
+
+extern "C" {
+    /// glibc's registration of a thread-local destructor (what C++ `thread_local` and Rust's
+    /// `thread_local!` use; glibc 2.18). `dso` pins the object that registered it while the
+    /// destructor is pending.
+    fn __cxa_thread_atexit_impl(
+        dtor: unsafe extern "C" fn(*mut libc::c_void),
+        obj: *mut libc::c_void,
+        dso: *mut libc::c_void,
+    ) -> libc::c_int;
+    /// The handle of this object (executable or shared library), defined by the C runtime's
+    /// `crtbegin` in every object the toolchain links.
+    static __dso_handle: u8;
+}
+
+/// Arms the thread-exit destructor for the calling thread: our key's, retrying the key's
+/// creation if start-up's failed, else (no key to be had) a thread-local destructor
+/// registered with `__cxa_thread_atexit_impl`. The latter runs before every key's destructor
+/// rather than after some, so other keys' destructors on that thread use the fallback cache;
+/// either way the heap is released at thread exit (design.md §11, "Rare paths"). May
+/// allocate (glibc's `pthread_setspecific` for keys ≥ 32, `__cxa_thread_atexit_impl` always):
+/// call it last in activation.
+fn register_thread_exit() {
+    // Acquire: pairs with the Release store of KEY_READY below, after which KEY is readable;
+    // start-up's own store is published by DONE.
+    if KEY_OK.load(Acquire) == KEY_NONE
+        && KEY_OK
+            .compare_exchange(KEY_NONE, KEY_CREATING, Acquire, Relaxed)
+            .is_ok()
+    {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: valid out-pointer and a destructor with the C signature. It does not
+        // allocate (glibc claims a slot of a static array).
+        let ok = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0;
+        if ok {
+            KEY.store(key, Relaxed);
+        }
+        // Release: a thread that reads KEY_READY reads the KEY stored above.
+        KEY_OK.store(if ok { KEY_READY } else { KEY_NONE }, Release);
+    }
+    if KEY_OK.load(Acquire) == KEY_READY {
+        // SAFETY: the key exists (KEY_READY); a non-null value makes the destructor run.
         unsafe {
             libc::pthread_setspecific(KEY.load(Relaxed), core::ptr::dangling::<libc::c_void>())
         };
+        return;
     }
+    // SAFETY: a destructor with the C signature that ignores its argument, registered for the
+    // calling thread; `__dso_handle` is this object's handle (only its address is used).
+    unsafe {
+        __cxa_thread_atexit_impl(
+            on_thread_exit,
+            null_mut(),
+            &raw const __dso_handle as *mut libc::c_void,
+        )
+    };
 }
 
 /// The thread cache of each heap id, allocated from metadata memory the first time the id is
@@ -174,7 +227,7 @@ static CACHES: [AtomicPtr<ThreadCache>; MAX_HEAPS] =
 
 /// The cache that goes with heap `id`, whose owner we are; `None` if metadata memory is
 /// exhausted.
-fn cache_of(id: u32) -> Option<*mut ThreadCache> {
+pub(super) fn cache_of(id: u32) -> Option<*mut ThreadCache> {
     let slot = &CACHES[id as usize];
     let c = slot.load(Relaxed);
     if !c.is_null() {
@@ -189,12 +242,73 @@ fn cache_of(id: u32) -> Option<*mut ThreadCache> {
     Some(c)
 }
 
+/// Heaps released so far (thread exits, and claims given back), and the value it had when a
+/// claim last failed (`u64::MAX`: none failed), with the clock of that failure.
+static RELEASES: AtomicU64 = AtomicU64::new(0);
+static FAILED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+static FAILED_MS: AtomicU64 = AtomicU64::new(0);
+/// How often a thread without a heap retries a claim when no heap was released since the
+/// last failure (metadata memory may have become available).
+const RETRY_MS: u64 = 1000;
+
+/// Whether a claim may succeed now: none failed since the last release, or the last failure
+/// is [`RETRY_MS`] old. A thread without a heap keeps its slot at EMPTY and comes back here at
+/// every malloc; this keeps it off the registry lock. Relaxed: a hint, re-checked by the claim.
+fn claim_worth_trying() -> bool {
+    FAILED_AT.load(Relaxed) != RELEASES.load(Relaxed)
+        || os::now_ms().saturating_sub(FAILED_MS.load(Relaxed)) >= RETRY_MS
+}
+
+fn release(h: crate::heap::OwnedHeap) {
+    registry::release(h);
+    RELEASES.fetch_add(1, Relaxed);
+}
+
+/// A heap for the calling thread (`tp`, process `pid`) and its cache, ACTIVE: a dead thread's
+/// at the same thread pointer (`orphans`), or a claimed one. `None` when neither is possible.
+fn take_cache(tp: usize, pid: u32) -> Option<*mut ThreadCache> {
+    if let Some(id) = orphans::adopt(tp, pid) {
+        let c = CACHES[id as usize].load(Relaxed);
+        // SAFETY: the record names a heap its holder, a dead thread of this process, claimed
+        // and never released: its cache exists (set up before the record) and nothing else
+        // references it. The holder's writes to it happen-before this read: glibc hands a
+        // thread's stack to a new thread only after the kernel cleared the dead thread's tid
+        // (the guarantee it relies on itself to reuse the stack memory), and our thread was
+        // created after that.
+        if !c.is_null() && unsafe { (*c).state } == ACTIVE {
+            return Some(c);
+        }
+    }
+    let before = RELEASES.load(Relaxed);
+    let Some(mut h) = registry::claim() else {
+        FAILED_MS.store(os::now_ms(), Relaxed);
+        FAILED_AT.store(before, Relaxed);
+        return None;
+    };
+    let id = h.heap().id;
+    let Some(c) = cache_of(id) else {
+        // No memory for a cache: give the heap back as a retiring thread would.
+        h.retire();
+        release(h);
+        FAILED_MS.store(os::now_ms(), Relaxed);
+        FAILED_AT.store(RELEASES.load(Relaxed), Relaxed);
+        return None;
+    };
+    debug_assert!(!tls::is_stand_in(c));
+    // SAFETY: `c` is the cache of the heap we now own: ours alone, and no reference to it is
+    // live (its previous owner pointed its slot at DEAD before releasing the heap). This
+    // `&mut` lives only for this call, which makes no call that could re-enter the allocator.
+    unsafe { (*c).start(h) };
+    orphans::record(tp, pid, id);
+    Some(c)
+}
+
 /// Makes the calling thread's cache usable: start-up, then a heap and the cache that goes
 /// with it, which the thread's TLS slot then points at. Returns that ACTIVE cache, or null if
-/// either is impossible (the caller falls back to the large tier), if we are already inside
-/// activation, or if the thread has retired: a heap claimed in glibc's last destructor round
-/// would never be released, so allocations after our destructor ran take the large tier
-/// instead.
+/// either is impossible (the caller falls back to [`fallback_alloc`] or the large tier), if
+/// we are already inside activation, or if the thread has retired: allocations after our
+/// destructor ran are served by the fallback cache, since a heap claimed after it would
+/// only be released when another thread starts on this one's stack (`orphans`).
 ///
 /// While it claims, the slot points at `tls::DEAD`, so a call that re-enters the allocator on
 /// this thread (any of `ensure`, `claim`, `pthread_setspecific` might) is served as a retired
@@ -222,32 +336,36 @@ pub unsafe fn activate() -> *mut ThreadCache {
         _ => return null_mut(),
     }
     debug_assert!(tc == tls::empty());
+    if !claim_worth_trying() {
+        return null_mut();
+    }
     // SAFETY: DEAD is a stand-in, live for ever.
     unsafe { tls::set(tls::dead()) };
-    let Some(mut h) = registry::claim() else {
-        // SAFETY: EMPTY is a stand-in; the next call tries again.
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let Some(c) = take_cache(os::thread_pointer(), pid) else {
+        // SAFETY: EMPTY is a stand-in; a later call tries again (`claim_worth_trying`).
         unsafe { tls::set(tls::empty()) };
         return null_mut();
     };
-    let Some(c) = cache_of(h.heap().id) else {
-        // No memory for a cache: give the heap back as a retiring thread would.
-        h.retire();
-        registry::release(h);
-        // SAFETY: as above.
-        unsafe { tls::set(tls::empty()) };
-        return null_mut();
-    };
-    debug_assert!(!tls::is_stand_in(c));
-    // SAFETY: `c` is the cache of the heap we now own: ours alone, and no reference to it is
-    // live (its previous owner pointed its slot at DEAD before releasing the heap). This
-    // `&mut` lives only for this call, which makes no call that could re-enter the allocator.
-    unsafe { (*c).start(h) };
     // SAFETY: `c` is ours and ACTIVE, and stays live (metadata memory is never freed) until
     // `on_thread_exit` points the slot elsewhere.
     unsafe { tls::set(c) };
-    // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
+    // Last: may allocate, which now works.
     register_thread_exit();
     c
+}
+
+/// A block of `bin` for a thread without a cache of its own, from the shared fallback cache;
+/// null before start-up completed, without an arena, or without memory (the caller then uses
+/// the large tier).
+pub fn fallback_alloc(bin: usize) -> *mut u8 {
+    // Acquire: as in `ensure`; a re-entry from inside start-up sees no DONE and takes the
+    // large tier.
+    if STATE.load(Acquire) != DONE || arena::len() == 0 {
+        return null_mut();
+    }
+    fallback::alloc(bin)
 }
 
 /// The thread-exit destructor: retires the cache, points the thread at `tls::DEAD`, and only
@@ -266,14 +384,17 @@ unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     if let Some(h) = unsafe { (*tc).retire() } {
         // SAFETY: DEAD is a stand-in; nothing on this thread uses the retired cache again.
         unsafe { tls::set(tls::dead()) };
-        registry::release(h);
+        orphans::forget(os::thread_pointer());
+        release(h);
         registry::decay_released();
     }
 }
 
-// Lock order (also the nesting order everywhere else): registry → segment pool → metadata →
-// large tier.
+// Lock order (also the nesting order everywhere else): fallback cache → registry → segment
+// pool → metadata → large tier. The orphan records' lock nests with none; taken first.
 unsafe extern "C" fn prepare() {
+    orphans::lock_for_fork();
+    fallback::lock_for_fork();
     registry::lock_for_fork();
     arena::lock_for_fork();
     meta::lock_for_fork();
@@ -288,6 +409,8 @@ unsafe extern "C" fn parent() {
         meta::unlock_after_fork();
         arena::unlock_after_fork();
         registry::unlock_after_fork();
+        fallback::unlock_after_fork();
+        orphans::unlock_after_fork();
     }
 }
 
@@ -299,4 +422,6 @@ unsafe extern "C" fn child() {
     // This image has the handlers (this one is running), whether or not the forking
     // process had stored the flag yet.
     FORK_HANDLERS.store(1, Relaxed);
+    // A thread of the parent that was retrying the key's creation is not here to finish.
+    let _ = KEY_OK.compare_exchange(KEY_CREATING, KEY_NONE, Relaxed, Relaxed);
 }

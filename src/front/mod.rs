@@ -12,9 +12,11 @@ pub mod alloc;
 mod capi;
 #[cfg(feature = "capi")]
 mod cxx;
+mod fallback;
 #[cfg(feature = "capi")]
 mod introspect;
 pub mod lifecycle;
+mod orphans;
 pub mod report;
 pub mod tcache;
 pub mod tls;

@@ -486,7 +486,7 @@ impl ThreadCache {
     /// The cache's part of thread exit: flush the remote buffer, return every bin to the
     /// heap, retire the heap and hand back its handle (`lifecycle` releases it, with this
     /// cache, after pointing the thread at `tls::DEAD`: later frees on this thread take the
-    /// shared path, later mallocs are served by the large tier). `None` when the cache was not
+    /// shared path, later mallocs are served by the fallback cache). `None` when the cache was not
     /// ACTIVE.
     pub(super) fn retire(&mut self) -> Option<OwnedHeap> {
         if self.state != ACTIVE {

@@ -372,8 +372,9 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: returns to the OS the free pages of this thread's heap and of every
-/// released heap (threads that exited), the arena's segment pool and the large cache. Heaps
+/// `malloc_trim`: returns to the OS the free pages of this thread's heap, of the fallback
+/// cache's heap and of every released heap (threads that exited), the arena's segment pool and
+/// the large cache. Heaps
 /// other live threads own are not touched (their owners' decay gives their pages back). True when anything was returned.
 ///
 /// # Safety
@@ -392,6 +393,10 @@ pub unsafe fn trim() -> bool {
             0
         }
     };
-    let n = own + registry::trim_released() + arena::purge_pool() + large::purge_cache();
+    let n = own
+        + lifecycle::trim_fallback()
+        + registry::trim_released()
+        + arena::purge_pool()
+        + large::purge_cache();
     n > 0
 }

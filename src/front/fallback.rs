@@ -74,6 +74,17 @@ fn claim() -> Option<*mut ThreadCache> {
     Some(c)
 }
 
+/// `malloc_trim`: the fallback heap's free pages back to the OS. Returns bytes purged.
+pub fn trim() -> usize {
+    let f = FALLBACK.lock();
+    let c = f.cache;
+    if c.is_null() {
+        return 0;
+    }
+    // SAFETY: as in `alloc`: the ACTIVE fallback cache, ours while `f` holds the lock.
+    unsafe { (*c).trim() }
+}
+
 pub fn lock_for_fork() {
     FALLBACK.raw_lock();
 }

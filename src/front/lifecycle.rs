@@ -368,6 +368,11 @@ pub fn fallback_alloc(bin: usize) -> *mut u8 {
     fallback::alloc(bin)
 }
 
+/// `malloc_trim`'s share of the fallback cache's heap (bytes purged).
+pub fn trim_fallback() -> usize {
+    fallback::trim()
+}
+
 /// The thread-exit destructor: retires the cache, points the thread at `tls::DEAD`, and only
 /// then releases the heap, and the cache with it, to the next thread. glibc runs keys'
 /// destructors in rounds, other keys' before or after ours, and may run thread-local

@@ -430,7 +430,19 @@ mod tests {
         unsafe { set_tags(segment_base(3).add(2 << PAGE_SHIFT), 4, 0x0002_0007) };
         let off3 = 3 * SEGMENT;
         let tags: Vec<u32> = (0..8).map(|pg| tag_at(off3 + (pg << PAGE_SHIFT))).collect();
-        assert_eq!(tags, [0, 0, 0x0002_0007, 0x0002_0007, 0x0002_0007, 0x0002_0007, 0, 0]);
+        assert_eq!(
+            tags,
+            [
+                0,
+                0,
+                0x0002_0007,
+                0x0002_0007,
+                0x0002_0007,
+                0x0002_0007,
+                0,
+                0
+            ]
+        );
         // SAFETY: as above; clears them again before the segment is given back.
         unsafe { set_tags(segment_base(3).add(2 << PAGE_SHIFT), 4, 0) };
 
@@ -482,7 +494,10 @@ mod tests {
         pooled.sort_unstable();
         assert_eq!(pooled, [0, 1, 2, 4, 7, 8]);
         assert!(got.iter().all(|t| !t.resident));
-        assert_eq!(got[6..].iter().map(|t| t.idx).collect::<Vec<_>>(), [10, 11, 12]);
+        assert_eq!(
+            got[6..].iter().map(|t| t.idx).collect::<Vec<_>>(),
+            [10, 11, 12]
+        );
         assert_eq!(pooled_bytes(), (0, 0));
         assert_eq!(committed_bytes(), 13 * SEGMENT);
         // All back, purged, for the next user of this process's pool.

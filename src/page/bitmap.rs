@@ -193,12 +193,18 @@ mod tests {
         let mut seed = 0x9e37_79b9u32;
         for round in 0..500 {
             let (mut m, mut model) = random(&mut seed, round % 9);
-            for i in 0..BITS {
-                assert_eq!(m.get(i), model[i], "round {round} bit {i}");
+            for (i, &want) in model.iter().enumerate() {
+                assert_eq!(m.get(i), want, "round {round} bit {i}");
             }
             assert_eq!(m.is_empty(), model.iter().all(|&b| !b));
-            assert_eq!(m.set_runs().collect::<std::vec::Vec<_>>(), model_runs(&model, true));
-            assert_eq!(m.free_runs().collect::<std::vec::Vec<_>>(), model_runs(&model, false));
+            assert_eq!(
+                m.set_runs().collect::<std::vec::Vec<_>>(),
+                model_runs(&model, true)
+            );
+            assert_eq!(
+                m.free_runs().collect::<std::vec::Vec<_>>(),
+                model_runs(&model, false)
+            );
             // Runs of set and clear bits tile the bitmap.
             let total: usize = m.set_runs().chain(m.free_runs()).map(|(_, n)| n).sum();
             assert_eq!(total, BITS);
@@ -208,18 +214,18 @@ mod tests {
             let n = ((seed >> 16) as usize % (BITS - start)).max(1);
             m.clear_range(start, n);
             model[start..start + n].fill(false);
-            for i in 0..BITS {
-                assert_eq!(m.get(i), model[i], "round {round} after clear, bit {i}");
+            for (i, &want) in model.iter().enumerate() {
+                assert_eq!(m.get(i), want, "round {round} after clear, bit {i}");
             }
             // Combinations are word-wise and exact.
             let (o, omodel) = random(&mut seed, 4);
             let and = m.combine(&o, |a, b| a & b);
             let or = m.combine(&o, |a, b| a | b);
             let andnot = m.combine(&o, |a, b| a & !b);
-            for i in 0..BITS {
-                assert_eq!(and.get(i), model[i] && omodel[i]);
-                assert_eq!(or.get(i), model[i] || omodel[i]);
-                assert_eq!(andnot.get(i), model[i] && !omodel[i]);
+            for (i, (&a, &b)) in model.iter().zip(&omodel).enumerate() {
+                assert_eq!(and.get(i), a && b);
+                assert_eq!(or.get(i), a || b);
+                assert_eq!(andnot.get(i), a && !b);
             }
         }
     }

@@ -421,7 +421,7 @@ fn remove_entry(c: &mut Cache, i: usize) -> Cached {
 fn split_from(shard: &SpinLock<Cache>, len: usize, align: usize) -> Option<(*mut u8, usize)> {
     let mut c = shard.lock();
     let i = (0..c.n)
-        .filter(|&i| c.entries[i].len > len + len / 2 && c.entries[i].addr % align == 0)
+        .filter(|&i| c.entries[i].len > len + len / 2 && c.entries[i].addr.is_multiple_of(align))
         .min_by_key(|&i| c.entries[i].len)?;
     let e = c.entries[i];
     // The tail keeps the entry's place and age; only the head leaves the cache.
@@ -469,7 +469,7 @@ fn take_from(shard: &SpinLock<Cache>, len: usize, align: usize) -> Option<(*mut 
         let l = c.entries[i].len;
         if l >= len
             && l <= limit
-            && c.entries[i].addr % align == 0
+            && c.entries[i].addr.is_multiple_of(align)
             && best.is_none_or(|b| l < c.entries[b].len)
         {
             best = Some(i);

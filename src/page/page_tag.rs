@@ -86,7 +86,11 @@ mod tests {
                     assert!(mine(t, owner_base(other)) >= NUM_BINS);
                 }
             }
-            owner = if owner == MAX_OWNER { MAX_OWNER + 1 } else { (owner + 251).min(MAX_OWNER) };
+            owner = if owner == MAX_OWNER {
+                MAX_OWNER + 1
+            } else {
+                (owner + 251).min(MAX_OWNER)
+            };
         }
         // A tag with an owner but no bin, or a bin but no owner, is not a block's.
         assert_eq!(decode(owner_base(5)), None);

@@ -33,7 +33,12 @@ pub fn init() {
         Relaxed,
     );
     MAX_HEAPS_OPT.store(
-        diag::env_u64(b"HAKOZUNA_MAX_HEAPS\0", MAX_HEAPS_DEFAULT, 1, MAX_HEAPS_DEFAULT),
+        diag::env_u64(
+            b"HAKOZUNA_MAX_HEAPS\0",
+            MAX_HEAPS_DEFAULT,
+            1,
+            MAX_HEAPS_DEFAULT,
+        ),
         Relaxed,
     );
     let report = match os::getenv(b"HAKOZUNA_STATS\0") {

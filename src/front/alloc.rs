@@ -2,9 +2,9 @@
 //! paths (design.md §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
-use crate::front::lifecycle;
 use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;
+use crate::front::{fallback, lifecycle};
 use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::page::{arena, large, page_tag};
@@ -394,7 +394,7 @@ pub unsafe fn trim() -> bool {
         }
     };
     let n = own
-        + lifecycle::trim_fallback()
+        + fallback::trim()
         + registry::trim_released()
         + arena::purge_pool()
         + large::purge_cache();

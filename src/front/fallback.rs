@@ -10,8 +10,7 @@
 //! free fast path matches its heap: frees of its blocks, from any thread, are remote frees to
 //! it, which its refills take back like any owner's.
 
-use crate::front::lifecycle;
-use crate::front::tcache::{Bin, ThreadCache, ACTIVE};
+use crate::front::tcache::{self, Bin, ThreadCache, ACTIVE};
 use crate::heap::registry;
 use crate::sys::sync::SpinLock;
 use core::ptr::null_mut;
@@ -63,7 +62,7 @@ pub fn alloc(bin: usize) -> *mut u8 {
 /// The fallback heap and its cache, made ACTIVE.
 fn claim() -> Option<*mut ThreadCache> {
     let mut h = registry::claim_fallback()?;
-    let Some(c) = lifecycle::cache_of(h.heap().id) else {
+    let Some(c) = tcache::cache_of(h.heap().id) else {
         h.retire();
         registry::release(h);
         return None;

@@ -1,7 +1,7 @@
 //! The allocator's life and its threads' (design.md §11): process start-up, a thread cache's
 //! activation and retirement, the thread-exit destructor and fork safety.
 //!
-//! Thread caches live in metadata memory, one per heap id ([`CACHES`]): a cache goes with its
+//! Thread caches live in metadata memory, one per heap id (`tcache::cache_of`): a cache goes with its
 //! heap, so a thread that claims a released heap reuses the cache its last owner retired, and
 //! there are never more caches than heaps. Exclusive ownership of the heap (the registry's
 //! claim and release, under its lock) is exclusive ownership of the cache.
@@ -21,13 +21,13 @@
 //! allocates (glibc's own start-up does not allocate): its prepare would then call `malloc`
 //! while we hold our locks, and wait forever.
 
-use crate::front::tcache::{ThreadCache, ACTIVE, UNINIT};
+use crate::front::tcache::{self, ThreadCache, ACTIVE, UNINIT};
 use crate::front::{fallback, orphans, tls};
-use crate::heap::registry::{self, MAX_HEAPS};
+use crate::heap::registry;
 use crate::page::{arena, large};
 use crate::sys::{meta, options, os};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// `STATE` values: NONE and DONE, or while start-up runs, the pid of the process running it
 /// (pids are positive and below 2^22). One word, so that a child forked during start-up reads
@@ -219,29 +219,6 @@ fn register_thread_exit() {
     };
 }
 
-/// The thread cache of each heap id, allocated from metadata memory the first time the id is
-/// claimed. Only the heap's owner reads or writes its entry and the cache, and a new owner
-/// comes after the previous one's release through the registry lock, so Relaxed suffices.
-static CACHES: [AtomicPtr<ThreadCache>; MAX_HEAPS] =
-    [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
-
-/// The cache that goes with heap `id`, whose owner we are; `None` if metadata memory is
-/// exhausted.
-pub(super) fn cache_of(id: u32) -> Option<*mut ThreadCache> {
-    let slot = &CACHES[id as usize];
-    let c = slot.load(Relaxed);
-    if !c.is_null() {
-        return Some(c);
-    }
-    // Zeroed memory: an UNINIT cache. Metadata memory never goes through `malloc`.
-    let c = meta::alloc(
-        core::mem::size_of::<ThreadCache>(),
-        core::mem::align_of::<ThreadCache>(),
-    )? as *mut ThreadCache;
-    slot.store(c, Relaxed);
-    Some(c)
-}
-
 /// Heaps released so far (thread exits, and claims given back), and the value it had when a
 /// claim last failed (`u64::MAX`: none failed), with the clock of that failure.
 static RELEASES: AtomicU64 = AtomicU64::new(0);
@@ -268,7 +245,7 @@ fn release(h: crate::heap::OwnedHeap) {
 /// at the same thread pointer (`orphans`), or a claimed one. `None` when neither is possible.
 fn take_cache(tp: usize, pid: u32) -> Option<*mut ThreadCache> {
     if let Some(id) = orphans::adopt(tp, pid) {
-        let c = CACHES[id as usize].load(Relaxed);
+        let c = tcache::cache_at(id);
         // SAFETY: the record names a heap its holder, a dead thread of this process, claimed
         // and never released: its cache exists (set up before the record) and nothing else
         // references it. The holder's writes to it happen-before this read: glibc hands a
@@ -286,7 +263,7 @@ fn take_cache(tp: usize, pid: u32) -> Option<*mut ThreadCache> {
         return None;
     };
     let id = h.heap().id;
-    let Some(c) = cache_of(id) else {
+    let Some(c) = tcache::cache_of(id) else {
         // No memory for a cache: give the heap back as a retiring thread would.
         h.retire();
         release(h);
@@ -366,11 +343,6 @@ pub fn fallback_alloc(bin: usize) -> *mut u8 {
         return null_mut();
     }
     fallback::alloc(bin)
-}
-
-/// `malloc_trim`'s share of the fallback cache's heap (bytes purged).
-pub fn trim_fallback() -> usize {
-    fallback::trim()
 }
 
 /// The thread-exit destructor: retires the cache, points the thread at `tls::DEAD`, and only

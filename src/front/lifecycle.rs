@@ -48,7 +48,7 @@ static STATE: AtomicU32 = AtomicU32::new(NONE);
 /// Thread pointer of the initialising thread, to recognise re-entry from inside start-up.
 static INITIALISER: AtomicUsize = AtomicUsize::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
-static KEY_OK: AtomicU8 = AtomicU8::new(0);
+static KEY_OK: AtomicU8 = AtomicU8::new(KEY_NONE);
 /// 1 once our fork handlers are in glibc's list in this process image. Also set by `child`,
 /// so that a child forked between the registration and this flag's store (it inherits the
 /// handlers, and ran `child`) does not register them a second time if it restarts start-up.

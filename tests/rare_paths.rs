@@ -3,7 +3,8 @@
 //! a thread's first allocation in glibc's last TLS-destructor round, a failing
 //! `pthread_key_create` (the `rare_paths_shim.c` preload), more threads than
 //! `HAKOZUNA_MAX_HEAPS`, a low `RLIMIT_AS` with small and configured arena sizes, and aligned
-//! allocations above a page in a loop. The program checks the allocator's figures itself and
+//! allocations above a page in a loop, and the threads of a fork child on the stacks of the
+//! parent's other threads (which must not adopt their heaps). The program checks the allocator's figures itself and
 //! prints `ok <mode>`.
 
 mod harness;
@@ -104,4 +105,5 @@ both_lanes! {
     arena_limit_odd_size => |l| check_limited(l, "arena_limit", 512 << 10, &[("HAKOZUNA_ARENA_GB", "3")]);
     // A long decay interval: no cached block expires however slowly the loop runs.
     aligned => |l| check(l, "aligned", &[("HAKOZUNA_DECAY_MS", "600000")]);
+    fork_child => |l| check(l, "fork_child", &[]);
 }

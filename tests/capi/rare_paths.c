@@ -8,6 +8,7 @@
  *   heap_limit   more threads than HAKOZUNA_MAX_HEAPS allocate and free across threads
  *   arena_limit  small and medium allocations under a low RLIMIT_AS (set by the harness)
  *   aligned      alignments of 8 KiB to 2 MiB allocated and freed in a loop
+ *   fork_child   threads of a fork child on the stacks of the parent's other threads
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int failures;
@@ -378,9 +380,84 @@ static int aligned_mode(void) {
     return failures != 0;
 }
 
+/* ---- fork_child ---------------------------------------------------------------------- */
+
+#define HOLDERS 4
+static pthread_t holder_id[HOLDERS];
+static pthread_barrier_t held;
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static int hold_done;
+
+/* Holds a heap (allocates, then waits) while main forks. */
+static void *holder(void *arg) {
+    void *p = malloc(100);
+    fill(p, 100, 7);
+    pthread_barrier_wait(&held);
+    pthread_mutex_lock(&hold_lock);
+    while (!hold_done) pthread_cond_wait(&hold_cond, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+    free(p);
+    return arg;
+}
+
+static void *child_thread(void *arg) {
+    *(pthread_t *)arg = pthread_self();
+    void *p[32];
+    for (int i = 0; i < 32; i++) {
+        p[i] = malloc(sizes[i % NSIZES]);
+        if (p[i]) fill(p[i], sizes[i % NSIZES], (unsigned)i);
+    }
+    for (int i = 0; i < 32; i++) {
+        if (!p[i] || !intact(p[i], sizes[i % NSIZES], (unsigned)i)) work_bad++;
+        free(p[i]);
+    }
+    return NULL;
+}
+
+/* In a fork child, threads start on the stacks (thread pointers) of the parent's other
+ * threads, which held heaps at the fork: they must claim heaps of their own, not adopt
+ * those (a parent thread may have been inside an allocator call). */
+static int fork_child_mode(void) {
+    pthread_barrier_init(&held, NULL, HOLDERS + 1);
+    for (int i = 0; i < HOLDERS; i++)
+        if (pthread_create(&holder_id[i], NULL, holder, NULL)) return 1;
+    pthread_barrier_wait(&held);
+    malloc(16); /* main holds a heap too */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        long long heaps0 = stat_now("heaps");
+        int reused = 0;
+        for (int i = 0; i < 2 * HOLDERS; i++) {
+            pthread_t t, self = 0;
+            if (pthread_create(&t, NULL, child_thread, &self)) _exit(1);
+            pthread_join(t, NULL);
+            for (int k = 0; k < HOLDERS; k++) reused += pthread_equal(self, holder_id[k]);
+        }
+        long long heaps = stat_now("heaps");
+        printf("fork_child: child threads on parent threads' stacks %d, heaps %lld -> %lld\n",
+               reused, heaps0, heaps);
+        CHECK(work_bad == 0, "%d blocks corrupt", work_bad);
+        CHECK(reused > 0, "no child thread started on a parent thread's stack");
+        CHECK(heaps > heaps0, "child threads adopted the parent threads' heaps");
+        fflush(stdout);
+        _exit(failures != 0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    pthread_mutex_lock(&hold_lock);
+    hold_done = 1;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
+    for (int i = 0; i < HOLDERS; i++) pthread_join(holder_id[i], NULL);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    return failures != 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s exit_round|no_key|heap_limit|arena_limit|aligned\n", argv[0]);
+        fprintf(stderr, "usage: %s exit_round|no_key|heap_limit|arena_limit|aligned|fork_child\n", argv[0]);
         return 2;
     }
     const char *m = argv[1];
@@ -390,6 +467,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "heap_limit")) r = heap_limit_mode();
     else if (!strcmp(m, "arena_limit")) r = arena_limit_mode();
     else if (!strcmp(m, "aligned")) r = aligned_mode();
+    else if (!strcmp(m, "fork_child")) r = fork_child_mode();
     else {
         fprintf(stderr, "unknown mode %s\n", m);
         return 2;

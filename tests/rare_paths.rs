@@ -2,10 +2,10 @@
 //! `tests/capi/rare_paths.c` under both preload libraries (`cargo build --release` first):
 //! a thread's first allocation in glibc's last TLS-destructor round, a failing
 //! `pthread_key_create` (the `rare_paths_shim.c` preload), more threads than
-//! `HAKOZUNA_MAX_HEAPS`, a low `RLIMIT_AS` with small and configured arena sizes, and aligned
+//! `HAKOZUNA_MAX_HEAPS`, a low `RLIMIT_AS` with small and configured arena sizes, aligned
 //! allocations above a page in a loop, and the threads of a fork child on the stacks of the
-//! parent's other threads (which must not adopt their heaps). The program checks the allocator's figures itself and
-//! prints `ok <mode>`.
+//! parent's other threads (which must not adopt their heaps). The program checks the
+//! allocator's figures itself and prints `ok <mode>`.
 
 mod harness;
 

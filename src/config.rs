@@ -119,8 +119,13 @@ pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).
 pub const RELEASED_DECAY_MAX: u32 = 8;
 
-/// Large blocks kept per large-cache shard, in bytes.
+/// Bytes the large cache (all shards together) may always hold; it may hold more while large
+/// blocks are in use: see the next two.
 pub const LARGE_CACHE_BYTES: usize = 128 << 20;
+/// The large cache may hold up to `NUM / DEN` of the peak of live large bytes over the last one
+/// to two decay intervals (docs/results/large-blocks.md).
+pub const LARGE_CACHE_PEAK_NUM: usize = 1;
+pub const LARGE_CACHE_PEAK_DEN: usize = 1;
 /// Blocks above this size are never cached.
 pub const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
 /// Default decay (ms): a cached large block older than this is unmapped, and arena pages and

@@ -1,7 +1,8 @@
 //! Loom model-checked tests of the lock-free hand-offs: `MpscStack`, `OwnerStash` (every pop
 //! variant), `TransferCache` (with one consumer, and with several as the shared pool uses it),
 //! and the remote ring's flush into an owner stash; and of the locks' three-state futex
-//! protocol (`sys::sync`, on a loom word with an emulated futex).
+//! protocol (`sys::sync`, on a loom word with an emulated futex), including a heap's `busy`
+//! lock as its owner and a decay pass that borrows the heap use it.
 //!
 //! What loom does not show (its README lists the gaps): it does not explore every execution
 //! the C11 model allows. It runs the threads as one interleaving, in which no access reads
@@ -885,4 +886,43 @@ fn futex_lock_two_threads() {
 #[test]
 fn futex_lock_three_threads() {
     futex_lock_model::<0>(3, 1, 3);
+}
+
+/// The heap `busy` lock's borrow (`heap::registry`): an owner that takes the lock for each of
+/// its slow paths against a decay pass that only tries it and, when it gets it, works on the
+/// same local data. Each side's accesses to the cell must be ordered (loom reports a race
+/// otherwise), the owner must never be refused, and both outcomes occur: the pass borrowing
+/// and the pass finding the owner busy.
+#[test]
+fn heap_borrow_vs_owner() {
+    let out = model(3, || {
+        let shared = Arc::new((LoomWord::<1>::new(), UnsafeCell::new(0u32)));
+        let lender = {
+            let s = shared.clone();
+            thread::spawn(move || {
+                if sync::try_lock(&s.0) {
+                    // SAFETY: loom's cell pointer is valid; loom checks the access for races.
+                    s.1.with_mut(|v| unsafe { *v += 10 });
+                    // SAFETY: we hold the lock `try_lock` took.
+                    unsafe { sync::unlock(&s.0) };
+                    1
+                } else {
+                    0
+                }
+            })
+        };
+        for _ in 0..2 {
+            sync::lock(&shared.0);
+            // SAFETY: as above.
+            shared.1.with_mut(|v| unsafe { *v += 1 });
+            // SAFETY: we hold the lock taken just above.
+            unsafe { sync::unlock(&shared.0) };
+        }
+        let lent = lender.join().unwrap();
+        // SAFETY: loom's cell pointer is valid; the other thread has been joined.
+        assert_eq!(shared.1.with(|v| unsafe { *v }), 2 + 10 * lent);
+        assert_eq!(shared.0.word.load(Relaxed), UNLOCKED);
+        lent
+    });
+    assert_eq!(out, BTreeSet::from([0, 1]));
 }

@@ -409,3 +409,61 @@ fn large_cache_split_and_grow_keep_contents() {
         b.check();
     }
 }
+
+/// The same with four threads sharing the large cache (best-fit takes, splits and assemblies
+/// race over the shards), half of each thread's blocks freed by the next thread: every block
+/// keeps its contents until it is checked and freed.
+#[test]
+fn large_cache_shared_by_threads_keeps_contents() {
+    let threads = 4u64;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::channel::<Block>()).unzip();
+    let start = Arc::new(Barrier::new(threads as usize));
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(t, rx)| {
+            let next = txs[(t + 1) % threads as usize].clone();
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                let mut rng = Lcg(0xBADC0DE ^ t as u32);
+                let mut live: Vec<Option<Block>> = (0..8).map(|_| None).collect();
+                start.wait();
+                for i in 0..200u64 {
+                    while let Ok(b) = rx.try_recv() {
+                        b.check();
+                    }
+                    let k = rng.next() as usize % live.len();
+                    if let Some(b) = live[k].take() {
+                        if i % 2 == 0 {
+                            let _ = next.send(b);
+                        } else {
+                            b.check();
+                        }
+                    }
+                    let size = (300 << 10) + (rng.next() as usize >> 4) % (12 << 20);
+                    let mut b = Block::new((t as u64) << 32 | i, size);
+                    if i % 5 == 0 {
+                        b.data.reserve_exact(size / 2);
+                        b.check();
+                    }
+                    live[k] = Some(b);
+                }
+                drop(next);
+                for b in live.into_iter().flatten() {
+                    b.check();
+                }
+                rx
+            })
+        })
+        .collect();
+    drop(txs);
+    let rxs: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    for rx in rxs {
+        while let Ok(b) = rx.try_recv() {
+            b.check();
+        }
+    }
+}

@@ -2,9 +2,9 @@
 //! paths (design.md §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
+use crate::front::lifecycle;
 use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;
-use crate::front::{fallback, lifecycle};
 use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
 use crate::page::{arena, large, page_tag};
@@ -372,16 +372,18 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
     large_alloc(size.max(1), align)
 }
 
-/// `malloc_trim`: returns to the OS the free pages of this thread's heap, of the fallback
-/// cache's heap and of every released heap (threads that exited), the arena's segment pool and
-/// the large cache. Heaps
-/// other live threads own are not touched (their owners' decay gives their pages back). True when anything was returned.
+/// `malloc_trim`: sends the shared pool's chains home, sweeps this thread's heap, the heaps of
+/// other live threads that are not in a slow path at that moment, and every released heap
+/// (threads that exited), so whole small runs go back to their segments, and returns to the OS
+/// their free pages, the arena's segment pool and the large cache. Objects cached in threads'
+/// bins stay. True when anything was returned.
 ///
 /// # Safety
 /// Not called re-entrantly on a thread that is already inside an allocator call (for example
 /// from a signal handler that interrupted one): like glibc's, these functions are not
 /// async-signal-safe.
 pub unsafe fn trim() -> bool {
+    registry::trim_pool();
     let tc = tls::tcache();
     // SAFETY: `tc` is live for the whole thread; when ACTIVE it is the thread's own, and no
     // other reference to it is live (not called from inside the allocator). A stand-in has
@@ -393,8 +395,10 @@ pub unsafe fn trim() -> bool {
             0
         }
     };
+    // SAFETY: as above; a plain read of the heap id when ACTIVE.
+    let own_id = unsafe { ((*tc).state == ACTIVE).then(|| (*tc).heap_id()) };
     let n = own
-        + fallback::trim()
+        + registry::trim_owned(own_id)
         + registry::trim_released()
         + arena::purge_pool()
         + large::purge_cache();

@@ -63,7 +63,9 @@ pub fn alloc(bin: usize) -> *mut u8 {
 fn claim() -> Option<*mut ThreadCache> {
     let mut h = registry::claim_fallback()?;
     let Some(c) = tcache::cache_of(h.heap().id) else {
+        h.enter();
         h.retire();
+        h.leave();
         registry::release(h);
         return None;
     };
@@ -71,17 +73,6 @@ fn claim() -> Option<*mut ThreadCache> {
     // heap's cache was retired by its last owner, whose slot no longer names it).
     unsafe { (*c).start(h) };
     Some(c)
-}
-
-/// `malloc_trim`: the fallback heap's free pages back to the OS. Returns bytes purged.
-pub fn trim() -> usize {
-    let f = FALLBACK.lock();
-    let c = f.cache;
-    if c.is_null() {
-        return 0;
-    }
-    // SAFETY: as in `alloc`: the ACTIVE fallback cache, ours while `f` holds the lock.
-    unsafe { (*c).trim() }
 }
 
 pub fn lock_for_fork() {

@@ -265,7 +265,9 @@ fn take_cache(tp: usize, pid: u32) -> Option<*mut ThreadCache> {
     let id = h.heap().id;
     let Some(c) = tcache::cache_of(id) else {
         // No memory for a cache: give the heap back as a retiring thread would.
+        h.enter();
         h.retire();
+        h.leave();
         release(h);
         FAILED_MS.store(os::now_ms(), Relaxed);
         FAILED_AT.store(RELEASES.load(Relaxed), Relaxed);

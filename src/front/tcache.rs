@@ -146,6 +146,8 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, and `bin` is empty.
     pub unsafe fn refill(&mut self, bin: usize) -> *mut u8 {
+        // SAFETY: ACTIVE (caller contract): the cache holds its heap.
+        unsafe { self.owned() }.enter();
         // SAFETY: ACTIVE (caller contract).
         unsafe { self.tick() };
         self.demand[bin / 64] |= 1 << (bin % 64);
@@ -179,6 +181,7 @@ impl ThreadCache {
                 sc::refill_batch(bin),
             )
         };
+        h.leave();
         // SAFETY: `got` is a well-formed list of free objects of `bin` now ours, and the bin is
         // empty (caller contract).
         unsafe { self.fill_from(bin, got) }
@@ -213,6 +216,8 @@ impl ThreadCache {
                 h.decay_if_due();
                 registry::decay_released();
             }
+        } else if self.slow_calls.is_multiple_of(IDLE_CHECK_PERIOD) || registry::decay_pending() {
+            registry::decay_released();
         }
     }
 
@@ -249,7 +254,9 @@ impl ThreadCache {
     pub unsafe fn overflow(&mut self, bin: usize) {
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {
+            self.owned().enter();
             self.shed(bin, self.bins[bin].limit / 2);
+            self.owned().leave();
             self.heap().stats.add(Ev::BinOverflow, 1);
         }
     }
@@ -503,6 +510,7 @@ impl ThreadCache {
         }
         self.owner_base = 0;
         let mut h = self.heap.take()?;
+        h.enter();
         for bin in 0..NUM_BINS {
             let b = &mut self.bins[bin];
             let l = LocalList {
@@ -520,20 +528,39 @@ impl ThreadCache {
             unsafe { h.take_back(bin, l) };
         }
         h.retire();
+        h.leave();
         self.state = DEAD;
         Some(h)
+    }
+
+    /// The id of the heap an ACTIVE cache holds.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    pub unsafe fn heap_id(&self) -> u32 {
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.id
     }
 
     /// `malloc_trim`: give this thread's heap's free pages back to the OS.
     pub fn trim(&mut self) -> usize {
         match &mut self.heap {
-            Some(h) => h.purge_free_pages(),
+            Some(h) => {
+                h.enter();
+                let n = h.trim(true);
+                h.leave();
+                n
+            }
             None => 0,
         }
     }
 }
 
 const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
+/// Between epochs, every this many slow-path calls check whether a decay pass is due (one
+/// clock read): a pass also gives back the heaps of idle live threads, which no flag
+/// announces (`registry::decay_pending` covers released heaps and pooled segments).
+const IDLE_CHECK_PERIOD: u32 = 8;
 
 /// The bin of the smallest class `small-adopt` takes: a cache line (`config::ADOPT_MIN_SIZE`).
 const ADOPT_MIN_BIN: u32 = (config::ADOPT_MIN_SIZE / 16 - 1) as u32;

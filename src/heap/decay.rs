@@ -2,11 +2,12 @@
 //! decay of medium runs and free pages, the process-wide decay of the segment pool and the
 //! large cache, the purge of `malloc_trim`, and a heap's retirement when its thread exits.
 
+use super::sweep::BinSet;
 use super::OwnedHeap;
 use crate::config;
 use crate::page::arena::{self, SegInner};
 use crate::page::bitmap::PageBitmap;
-use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
+use crate::page::size_class::{self as sc, MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::{Counters, Ev};
 use crate::sys::{options, os};
 
@@ -48,13 +49,25 @@ impl OwnedHeap {
         now.saturating_sub(self.local().last_decay_ms) >= options::decay_ms()
     }
 
-    /// The heap's own decay pass at `now`: medium runs that sat unused in central for a whole
-    /// interval go back to their segments (adopted ones to their owners), and free pages that
+    /// The heap's own decay pass at `now`: small bins whose central list kept at least a run's
+    /// worth of objects unused for a whole interval are swept (whole runs go back to their
+    /// segments), medium runs that sat unused in central for a whole interval go back to their
+    /// segments (adopted ones to their owners), and free pages that
     /// stayed free for a whole interval go back to the OS while the pages freed since are aged
     /// for the next pass. Returns whether it gave anything back or left pages to purge next.
     pub(super) fn decay_local(&mut self, now: u64) -> bool {
         self.local().last_decay_ms = now;
-        let mut worked = false;
+        let mut idle = BinSet::default();
+        for bin in 0..SMALL_BINS {
+            let l = &mut self.local().small[bin];
+            if l.low as usize >= sc::objs_per_run(bin) {
+                idle.insert(bin);
+            }
+        }
+        let mut worked = self.sweep_small(idle) > 0;
+        for l in self.local().small.iter_mut() {
+            l.low = l.central.count;
+        }
         for mi in 0..MEDIUM_BINS {
             let l = self.local();
             let idle = l.medium_low[mi];
@@ -89,8 +102,46 @@ impl OwnedHeap {
         purged > 0 || aged
     }
 
-    /// Purges every dirty free page now (`malloc_trim`). Returns bytes purged.
-    pub fn purge_free_pages(&mut self) -> usize {
+    /// `malloc_trim` of a heap: every small bin swept (whole runs back to their segments),
+    /// every medium run in central back to its segment, every free page purged, empty
+    /// segments given to the arena's pool. Unless `force`, a heap whose central lists have
+    /// not changed since its last sweep is not swept again. Returns bytes purged.
+    pub fn trim(&mut self, force: bool) -> usize {
+        self.local().trimming = true;
+        self.drain_queues();
+        self.sweep_all(force);
+        self.release_medium_central();
+        let bytes = self.purge_free_pages();
+        self.release_empty_segments(false);
+        self.local().trimming = false;
+        bytes
+    }
+
+    /// Decay of a heap released at least an interval ago (`registry::decay_released`): with
+    /// no owner for that long, everything free in it is unused, so it gets a trim's treatment
+    /// at once rather than aging over several passes. Returns whether it gave anything back.
+    pub(super) fn decay_released_heap(&mut self, now: u64) -> bool {
+        self.local().last_decay_ms = now;
+        self.trim(false) > 0
+    }
+
+    /// Gives every medium run in the central lists back to its segment (adopted ones home).
+    fn release_medium_central(&mut self) {
+        for mi in 0..MEDIUM_BINS {
+            let l = self.local();
+            l.medium_low[mi] = 0;
+            // SAFETY: the central list is well formed with an exact count; `c` is detached
+            // from it: free runs of this medium bin (ours, or adopted ones `free_runs` sends
+            // home).
+            unsafe {
+                let c = l.medium[mi].take_all();
+                self.free_runs(SMALL_BINS + mi, c);
+            }
+        }
+    }
+
+    /// Purges every dirty free page now. Returns bytes purged.
+    fn purge_free_pages(&mut self) -> usize {
         self.purge_segments(
             |m| {
                 m.dirty
@@ -156,8 +207,9 @@ impl OwnedHeap {
 }
 
 /// The process-wide part of decay, each gated by its own clock so any number of callers do it
-/// once per interval: the arena's segment pool purges segments given back before its previous
-/// pass, and every large-cache shard unmaps blocks older than the interval. `stats` are the
+/// once per interval: the arena's segment pool purges segments given back at least an
+/// interval ago, the shared pool sends home the chains of classes nobody took from for an
+/// interval, and every large-cache shard unmaps blocks older than the interval. `stats` are the
 /// caller's counters (`shared` when other threads may bump them too).
 pub fn decay_shared(now: u64, stats: &Counters, shared: bool) {
     let pooled = arena::decay_pool(now, options::decay_ms());
@@ -167,6 +219,9 @@ pub fn decay_shared(now: u64, stats: &Counters, shared: bool) {
         } else {
             stats.add(Ev::BytesPurged, pooled as u64);
         }
+    }
+    if config::SHARED_POOL {
+        super::pool::decay(now, options::decay_ms(), stats);
     }
     crate::page::large::decay(now);
 }

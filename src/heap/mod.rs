@@ -8,11 +8,15 @@
 //! arrive in. The local part (spills, central lists, carve pointers, segment lists) is reached
 //! only through an [`OwnedHeap`], the handle [`registry::claim`] gives the one thread that owns
 //! the heap: every owner-only operation takes `&mut OwnedHeap`, so "owner only" is checked by
-//! the compiler.
+//! the compiler. The owner holds the heap's `busy` lock for each slow path, and a decay pass
+//! may borrow the heap of an owner that has entered none for a decay interval (a thread that
+//! went idle), holding the same lock: so the local part has one user at a time, checked in
+//! debug builds at each access.
 //!
-//! The jobs, one module each: the registry and fork lock (`registry`), delivering chains to a
-//! heap from any thread (`send`), the small refill chain (`refill`), central lists (`central`),
-//! medium runs (`medium`), page runs in owned segments (`segments`), epoch drains, decay and
+//! The jobs, one module each: the registry and fork lock (`registry`), the id → heap table
+//! (`table`), delivering chains to a heap from any thread (`send`), the small refill chain
+//! (`refill`), central lists (`central`), medium runs (`medium`), page runs in owned segments
+//! (`segments`), small runs back to their segments (`sweep`), epoch drains, decay and
 //! retirement (`decay`), and the pool of small chains every heap shares (`pool`).
 //!
 //! May use: `ds`, `page`, `sys`, `config`, `stats`.
@@ -25,6 +29,8 @@ mod refill;
 pub mod registry;
 mod segments;
 pub mod send;
+mod sweep;
+mod table;
 
 pub use registry::OwnedHeap;
 
@@ -34,7 +40,9 @@ use crate::ds::owner_stash::OwnerStash;
 use crate::ds::transfer_cache::TransferCache;
 use crate::page::size_class::{MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::Counters;
+use crate::sys::sync::Word;
 use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicU32;
 
 /// What other threads write into a heap: remote frees on their way to the owner.
 #[repr(C)]
@@ -45,6 +53,13 @@ pub struct HeapShared {
     pub intake: [MpscStack; NUM_BINS],
     /// Medium remote frees.
     pub inbox: [MpscStack; MEDIUM_BINS],
+    /// Held by whoever works on the local part: the owner for each slow path
+    /// ([`OwnedHeap::enter`]), a decay pass for a heap it borrows (`registry`). Uncontended
+    /// while the owner runs, so one CAS and one swap per slow path.
+    pub busy: Word,
+    /// Slow paths the owner entered (wrapping): a decay pass that finds it unchanged for an
+    /// interval borrows the heap. Written by the owner only (relaxed), read by decay passes.
+    pub activity: AtomicU32,
 }
 
 #[repr(C)]
@@ -53,6 +68,9 @@ struct SmallLocal {
     central: LocalList,
     bump: *mut u8,
     end: *mut u8,
+    /// Fewest objects the central list held since the last decay pass: with a run's worth
+    /// idle for a whole interval, the pass sweeps the bin (`sweep`).
+    low: u32,
 }
 
 /// The owner's part of a heap, reached only through an [`OwnedHeap`].
@@ -72,6 +90,12 @@ struct HeapLocal {
     seg_hint: [u32; 2],
     /// `stash-steal`: the heap id the next probe starts at (round robin).
     steal_next: u32,
+    /// Objects the central lists held after the last full sweep: a released heap whose
+    /// lists have not changed since is not swept again.
+    swept_total: u64,
+    /// Set while a trim runs: segments emptied meanwhile wait for its purge and then go to
+    /// the arena's pool purged, rather than resident (which would keep them an interval).
+    trimming: bool,
 }
 
 #[repr(C, align(64))]
@@ -85,9 +109,9 @@ pub struct Heap {
     pub id: u32,
 }
 
-/// Segment kinds. Small page runs never go back to their segment (objects of a run are not
-/// counted), so they get segments of their own: mixed in, they would pin segments whose
-/// medium runs all came back, which can then return to the arena's pool.
+/// Segment kinds. Small runs come back only when a sweep finds them whole, so they get
+/// segments of their own: mixed in, one long-lived small run would pin a segment whose medium
+/// runs all came back, which could otherwise return to the arena's pool.
 const SMALL_SEGS: usize = 0;
 /// Medium and large-class runs: given back run by run, and the segment once all are back.
 const RUN_SEGS: usize = 1;

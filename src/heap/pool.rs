@@ -14,21 +14,31 @@
 //! The slots are a [`TransferCache`] per class: a park is one CAS on an empty slot, a take is
 //! one swap, so takers need no lock and cannot see a chain twice.
 //!
+//! A parked object pins its run (the sweep counts only what its owner holds), so a class
+//! nobody took from for a whole decay interval sends its chains home ([`decay`]), and
+//! `malloc_trim` sends every chain home ([`send_all_home`]).
+//!
 //! [`SHARED_KEEP`]: crate::config::SHARED_KEEP
 
+use super::send::send_home;
 use crate::config::SHARED_POOL_SLOTS;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::transfer_cache::TransferCache;
 use crate::page::size_class::SMALL_BINS;
+use crate::stats::{Counters, Ev};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
 #[repr(C)]
 pub struct SharedPool {
     classes: [TransferCache<SHARED_POOL_SLOTS>; SMALL_BINS],
+    /// Clock (ms) of the last take of a chain of the class.
+    taken_ms: [AtomicU64; SMALL_BINS],
 }
 
 static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
+/// Clock (ms) of the last [`decay`] pass.
+static DECAY_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Creates the pool (once, before the first heap is published; the caller holds the heap
 /// registry's lock). False when metadata memory is exhausted.
@@ -74,7 +84,63 @@ pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
 /// Takes one parked chain of small `bin`, or an empty list.
 pub fn take(bin: usize) -> LocalList {
     match get() {
-        Some(pool) => pool.classes[bin].pop(),
+        Some(pool) => {
+            let got = pool.classes[bin].pop();
+            if got.count > 0 {
+                // Relaxed: a hint for decay's choice of classes.
+                pool.taken_ms[bin].store(crate::sys::os::now_ms(), Relaxed);
+            }
+            got
+        }
         None => LocalList::EMPTY,
     }
+}
+
+/// Decay of the pool, at most once per `interval_ms` for the whole process: the chains of
+/// every class nobody took from for an interval go home. Returns objects sent.
+pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
+    let last = DECAY_MS.load(Relaxed);
+    // Relaxed: the stamp only elects one caller per interval; the chains move by the cache's
+    // own Acquire/Release hand-offs.
+    if now_ms.saturating_sub(last) < interval_ms
+        || DECAY_MS
+            .compare_exchange(last, now_ms, Relaxed, Relaxed)
+            .is_err()
+    {
+        return 0;
+    }
+    let Some(pool) = get() else { return 0 };
+    let mut sent = 0;
+    for bin in 0..SMALL_BINS {
+        if now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) >= interval_ms {
+            sent += drain_class(pool, bin, stats);
+        }
+    }
+    sent
+}
+
+/// Sends every parked chain home (`malloc_trim`). Returns objects sent.
+pub fn send_all_home(stats: &Counters) -> u64 {
+    let Some(pool) = get() else { return 0 };
+    (0..SMALL_BINS)
+        .map(|bin| drain_class(pool, bin, stats))
+        .sum()
+}
+
+fn drain_class(pool: &SharedPool, bin: usize, stats: &Counters) -> u64 {
+    let mut sent = 0;
+    loop {
+        let got = pool.classes[bin].pop();
+        if got.count == 0 {
+            break;
+        }
+        sent += got.count as u64;
+        // SAFETY: the swap made the chain ours: null-terminated free objects of small `bin`,
+        // each in a page tagged with its owner.
+        unsafe { send_home(bin, got.head, stats, true) };
+    }
+    if sent > 0 {
+        stats.add_shared(Ev::PoolSentHome, sent);
+    }
+    sent
 }

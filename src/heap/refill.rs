@@ -38,13 +38,15 @@ impl OwnedHeap {
         }
         // SAFETY: the intake of `bin` holds free objects of this heap and `bin`.
         unsafe { self.absorb(&h.shared.intake[bin], bin) };
-        let central = &mut self.local().small[bin].central;
-        if central.count > 0 {
+        let l = &mut self.local().small[bin];
+        if l.central.count > 0 {
             h.stats.add(Ev::RefillCentral, 1);
             // Whole if it fits in the bin: its objects are often cold (frees of other threads,
             // or a bin handed back at thread exit).
             // SAFETY: the central list is well formed with an exact count.
-            return unsafe { central.take_whole_or(sc::bin_limit(bin), want) };
+            let got = unsafe { l.central.take_whole_or(sc::bin_limit(bin), want) };
+            l.low = l.low.min(l.central.count);
+            return got;
         }
         if config::SHARED_POOL {
             let got = pool::take(bin);
@@ -142,6 +144,12 @@ impl OwnedHeap {
             };
             // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this heap.
             unsafe { arena::set_tags(run, pages, page_tag::encode(h.id, bin)) };
+            let (idx, page) = arena::locate(run);
+            // SAFETY: the run lies in one of this heap's small segments and we hold the
+            // owner's handle; no other `SegInner` borrow is live.
+            unsafe { arena::seg_meta(idx).get() }
+                .starts
+                .set_range(page, 1);
             let l = &mut self.local().small[bin];
             l.bump = run;
             // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.

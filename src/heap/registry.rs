@@ -4,19 +4,14 @@
 
 use super::{pool, Heap, HeapLocal};
 use crate::config::{self, RELEASED_DECAY_MAX};
-use crate::page::page_tag::MAX_OWNER;
 use crate::stats::{Counters, Ev, GLOBAL};
-use crate::sys::sync::SpinLock;
+use crate::sys::sync::{self, SpinLock};
 use crate::sys::{options, os};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
-pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
+pub use super::table::{get, published, MAX_HEAPS};
 const _: () = assert!(options::MAX_HEAPS_DEFAULT as usize == MAX_HEAPS - 1);
-
-static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
-/// Heaps published in [`HEAPS`] (ids `0..PUBLISHED`), for `stash-steal`'s lock-free probe.
-static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 
 /// The owning thread's handle on its heap, and the only way to the heap's local part.
 ///
@@ -43,9 +38,31 @@ impl OwnedHeap {
         unsafe { self.heap.as_ref() }
     }
 
+    /// The owner's side of the `busy` lock: taken at the start of each slow path that reaches
+    /// the local part, waiting while a decay pass has the heap borrowed.
+    #[inline]
+    pub fn enter(&mut self) {
+        let s = &self.heap().shared;
+        // Relaxed: only the owner writes it; decay passes only compare it with what they saw.
+        s.activity
+            .store(s.activity.load(Relaxed).wrapping_add(1), Relaxed);
+        sync::lock(&s.busy);
+    }
+
+    /// Ends what [`enter`](Self::enter) began.
+    #[inline]
+    pub fn leave(&mut self) {
+        // SAFETY: `enter` took the lock on this thread (the handle is not `Send`).
+        unsafe { sync::unlock(&self.heap().shared.busy) };
+    }
+
     /// The local part.
     #[inline(always)]
     pub(super) fn local(&mut self) -> &mut HeapLocal {
+        debug_assert!(
+            self.heap().shared.busy.held(),
+            "local part of a heap reached without its busy lock"
+        );
         // SAFETY: this handle is the only one for its heap (only this module makes one, one per
         // heap at a time) and nothing else reaches `local`, so `&mut self` is exclusive access;
         // the result borrows `self`, so two cannot be live at once.
@@ -58,6 +75,52 @@ pub(super) struct Link {
     next: *mut Heap,
     /// Clock (ms) when the heap was released.
     released_ms: u64,
+    /// On the released queue (or detached from it by `trim_released`).
+    queued: bool,
+    /// The owner's `activity` as a decay pass last saw it, and since when (ms).
+    seen_activity: u32,
+    seen_ms: u64,
+}
+
+/// A heap a decay pass borrowed: its `busy` lock is held until the end of the borrow.
+struct Lent(OwnedHeap);
+
+impl Lent {
+    /// Borrows `h` if nobody holds its `busy` lock.
+    ///
+    /// # Safety
+    /// No handle on `h` is used while the borrow lives except by its owner after `enter`
+    /// (which waits for it): an owned heap, or a released one the caller holds off any claim
+    /// (the registry lock, or detached by `trim_released`).
+    unsafe fn try_new(h: NonNull<Heap>) -> Option<Lent> {
+        // SAFETY: heaps are 'static.
+        let busy = &unsafe { h.as_ref() }.shared.busy;
+        if sync::try_lock(busy) {
+            Some(Lent(OwnedHeap { heap: h }))
+        } else {
+            None
+        }
+    }
+}
+
+impl core::ops::Deref for Lent {
+    type Target = OwnedHeap;
+    fn deref(&self) -> &OwnedHeap {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut OwnedHeap {
+        &mut self.0
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // SAFETY: `try_new` took the lock on this thread.
+        unsafe { sync::unlock(&self.0.heap().shared.busy) };
+    }
 }
 
 /// The link of heap `h`.
@@ -94,6 +157,22 @@ static REG: SpinLock<Registry> = SpinLock::new(Registry {
 
 /// Clock (ms) of the last [`decay_released`] pass.
 static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
+/// Whether a released heap may hold memory a [`decay_released`] pass would give back: set
+/// at each release, cleared by a pass that found nothing to do. Written under the registry
+/// lock; read without it by [`decay_pending`].
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a decay pass has work waiting that no owner will do: released heaps not yet
+/// given back, resident segments in the arena's pool, or blocks in the large cache. Slow paths then run
+/// [`decay_released`] (it checks the clock) at every call, not only at their epoch, so a
+/// program that goes quiet gets its memory back at its next call past the interval.
+/// Relaxed: a hint; a stale answer only delays or repeats a pass.
+#[inline]
+pub fn decay_pending() -> bool {
+    PENDING.load(Relaxed)
+        || crate::page::arena::pool_has_resident()
+        || crate::page::large::has_cached()
+}
 
 /// Claims a heap for the calling thread: the longest-released one, else a new one.
 /// `None` when `HAKOZUNA_MAX_HEAPS` heaps (at most 65,534) exist and none is released, or
@@ -113,7 +192,9 @@ fn claim_below(limit: usize) -> Option<OwnedHeap> {
     if let Some(h) = NonNull::new(r.free) {
         // SAFETY: heaps on the queue are 'static and unowned; we hold the registry lock.
         unsafe {
-            r.free = link(h).next;
+            let l = link(h);
+            r.free = l.next;
+            l.queued = false;
             if r.free.is_null() {
                 r.free_tail = null_mut();
             }
@@ -137,14 +218,8 @@ fn claim_below(limit: usize) -> Option<OwnedHeap> {
         (*p).stats.add(Ev::HeapsCreated, 1);
     }
     r.next_id = id + 1;
-    // Release: a thread that reads this slot (for a tag carrying `id`) sees the initialised heap.
-    HEAPS[id as usize].store(p, Release);
-    // Release: a thread that reads the count finds the slots below it published. (C11: its
-    // Acquire load synchronizes with this store; slot `id` was stored before it in this
-    // thread, and each earlier slot by a claim that released the registry lock before we took
-    // it, so all happen-before that load. A plain store heads no release sequence over later
-    // counts, but each later count's store is itself Release.)
-    PUBLISHED.store(id + 1, Release);
+    // SAFETY: `p` is heap `id`, initialised above, published once.
+    unsafe { super::table::publish(id, p) };
     // SAFETY: `meta::alloc` returned a non-null pointer. A new heap: nobody else has a handle.
     Some(OwnedHeap {
         heap: unsafe { NonNull::new_unchecked(p) },
@@ -161,21 +236,27 @@ pub fn release(owned: OwnedHeap) {
         let l = link(hp);
         l.next = null_mut();
         l.released_ms = now;
+        l.queued = true;
         match NonNull::new(r.free_tail) {
             Some(t) => link(t).next = hp.as_ptr(),
             None => r.free = hp.as_ptr(),
         }
     }
     r.free_tail = hp.as_ptr();
+    PENDING.store(true, Relaxed);
 }
 
 /// Decay of released heaps, which have no thread to run it (design.md §10): from any thread's
-/// epoch and from every thread exit, at most once per decay interval for the whole process.
-/// The walk starts at the longest-released heap; heaps released less than an interval ago are
-/// left warm for the next threads to claim. Each older one whose own decay is due has its queues drained, its decay pass run, its empty
-/// segments given to the arena's pool and its small free objects offered to the shared pool; a
+/// epoch and from every thread exit (and from every slow path while [`decay_pending`]), at
+/// most once per decay interval for the whole process. First the shared pool sends home the
+/// chains of classes nobody took from for an interval. Then the walk starts at the
+/// longest-released heap; heaps released less than an interval ago are left warm for the next
+/// threads to claim. Each older one whose own decay is due is given back as `malloc_trim`
+/// would ([`OwnedHeap::decay_released_heap`]: unused for an interval, all of its free memory
+/// is idle), and the small objects left in partly used runs are offered to the shared pool. A
 /// pass stops after [`RELEASED_DECAY_MAX`] heaps that had something to give back, so heaps
-/// already given back cost only their check and deeper ones are reached.
+/// already given back cost only their check and deeper ones are reached. Last, the
+/// process-wide part: the arena's segment pool and the large cache.
 pub fn decay_released() {
     let now = os::now_ms();
     let interval = options::decay_ms();
@@ -189,42 +270,101 @@ pub fn decay_released() {
     {
         return;
     }
+    if config::SHARED_POOL {
+        pool::decay(now, interval, &GLOBAL);
+    }
     {
         let r = REG.lock();
         let mut budget = RELEASED_DECAY_MAX;
-        let mut h = r.free;
-        while let Some(nn) = NonNull::new(h) {
-            // SAFETY: a heap on the queue; we hold the registry lock.
-            let l = unsafe { link(nn) };
-            h = l.next;
-            if now.saturating_sub(l.released_ms) < interval {
-                continue;
-            }
-            // A released heap has no owner, and none can claim it while we hold the lock: this
-            // handle is the only one while it lives, and it ends with this iteration, the heap
-            // staying on the queue.
-            let mut lent = OwnedHeap { heap: nn };
-            if !lent.decay_due(now) {
-                continue;
-            }
-            lent.drain_queues();
-            let mut worked = lent.decay_local(now);
-            lent.release_empty_segments(true);
-            worked |= lent.offer_small();
-            if worked {
-                budget -= 1;
-                if budget == 0 {
-                    break;
+        let mut more = false;
+        // Two rounds: the first sends each heap's adopted objects and runs home, and those
+        // whose home came earlier in the walk are taken in the second (it skips a heap
+        // whose lists did not change).
+        'rounds: for round in 0..2 {
+            let mut h = r.free;
+            while let Some(nn) = NonNull::new(h) {
+                // SAFETY: a heap on the queue; we hold the registry lock.
+                let l = unsafe { link(nn) };
+                h = l.next;
+                if now.saturating_sub(l.released_ms) < interval {
+                    more = true;
+                    continue;
+                }
+                // A released heap has no owner, and none can claim it while we hold the lock.
+                // SAFETY: as just said; the borrow ends with this iteration, the heap staying
+                // on the queue.
+                let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+                    more = true;
+                    continue;
+                };
+                if round == 0 && !lent.decay_due(now) {
+                    more = true;
+                    continue;
+                }
+                let mut worked = lent.decay_released_heap(now);
+                if round == 1 {
+                    worked |= lent.offer_small();
+                }
+                if worked {
+                    more = true;
+                    budget -= 1;
+                    if budget == 0 {
+                        break 'rounds;
+                    }
                 }
             }
+        }
+        PENDING.store(more, Relaxed);
+        if budget > 0 {
+            decay_idle(now, interval, budget);
         }
     }
     // The process-wide part, once per pass and outside the registry lock.
     super::decay::decay_shared(now, &GLOBAL, true);
 }
 
-/// `malloc_trim` for released heaps: every one's queues drained, free pages purged, empty
-/// segments given to the arena's pool and small free objects offered to the shared pool.
+/// The part of [`decay_released`] for heaps whose threads are alive but idle: a heap whose
+/// owner entered no slow path for a whole interval (its `activity` unchanged) and is not in
+/// one now is borrowed under its `busy` lock and given back as a released heap is. Its owner,
+/// if it wakes meanwhile, waits for the borrow at its next slow path. Stops after `budget`
+/// heaps that gave something back. The caller holds the registry lock (the links' `seen`
+/// fields are its).
+fn decay_idle(now: u64, interval: u64, mut budget: u32) {
+    for id in 0..published() {
+        let nn = NonNull::from(get(id));
+        // SAFETY: we hold the registry lock (caller contract).
+        let l = unsafe { link(nn) };
+        if l.queued {
+            continue;
+        }
+        // Relaxed: a hint; the borrow itself is ordered by the busy lock.
+        let activity = get(id).shared.activity.load(Relaxed);
+        if activity != l.seen_activity || l.seen_ms == 0 {
+            l.seen_activity = activity;
+            l.seen_ms = now;
+            continue;
+        }
+        if now.saturating_sub(l.seen_ms) < interval {
+            continue;
+        }
+        // SAFETY: an owned heap: its owner touches the local part only between `enter` and
+        // `leave`, which take the same lock.
+        let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+            continue;
+        };
+        l.seen_ms = now;
+        if lent.decay_released_heap(now) {
+            lent.heap().stats.add_shared(Ev::IdleHeapsDecayed, 1);
+            budget -= 1;
+            if budget == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// `malloc_trim` for released heaps: every one trimmed as [`OwnedHeap::trim`] does (queues
+/// drained, small bins swept, free pages purged, empty segments given to the arena's pool).
 /// The heaps are taken off the queue for the purge and put back after, so the registry lock
 /// is not held across `madvise` (threads starting meanwhile get new heaps; a fork meanwhile
 /// leaves them unreachable in the child, as other threads' heaps are). Returns bytes purged.
@@ -235,18 +375,22 @@ pub fn trim_released() -> usize {
         core::mem::replace(&mut r.free, null_mut())
     };
     let mut bytes = 0;
-    let mut h = detached;
     let mut last = null_mut();
-    while let Some(nn) = NonNull::new(h) {
-        // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
-        h = unsafe { link(nn) }.next;
-        // Off the queue and unowned: this handle is the only one while it lives.
-        let mut lent = OwnedHeap { heap: nn };
-        lent.drain_queues();
-        bytes += lent.purge_free_pages();
-        lent.release_empty_segments(false);
-        lent.offer_small();
-        last = nn.as_ptr();
+    // A second pass takes the objects one released heap's sweep sent home to another that
+    // the first pass had already trimmed.
+    for force in [true, false] {
+        let mut h = detached;
+        while let Some(nn) = NonNull::new(h) {
+            // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
+            h = unsafe { link(nn) }.next;
+            last = nn.as_ptr();
+            // SAFETY: off the queue and unowned, so no claim reaches it, and decay passes skip
+            // it (it is still marked queued).
+            let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+                continue;
+            };
+            bytes += lent.trim(force);
+        }
     }
     if let Some(last) = NonNull::new(last) {
         let mut r = REG.lock();
@@ -262,21 +406,39 @@ pub fn trim_released() -> usize {
     bytes
 }
 
-/// The heap with id `id`, which a page tag named.
-#[inline]
-pub fn get(id: u32) -> &'static Heap {
-    // SAFETY: a tag with owner `id` is written only after heap `id` was published (Release
-    // above); heaps are never freed. (C11: the tag reached us through some happens-before
-    // chain from its store, which the owner made after publishing the heap, so the slot's
-    // store happens-before this load, which therefore reads the heap, never null; the Acquire
-    // pairs with the Release directly as well.)
-    unsafe { &*HEAPS[id as usize].load(Acquire) }
+/// `malloc_trim` for heaps other live threads own: each one whose owner is not in a slow path
+/// right now is borrowed and trimmed as [`OwnedHeap::trim`] does (its owner, if it calls
+/// meanwhile, waits at its next slow path); one that is busy is skipped. `skip` is the
+/// caller's own heap (trimmed by its owner). Returns bytes purged.
+pub fn trim_owned(skip: Option<u32>) -> usize {
+    let _r = REG.lock();
+    let mut bytes = 0;
+    for id in 0..published() {
+        if Some(id) == skip {
+            continue;
+        }
+        let nn = NonNull::from(get(id));
+        // SAFETY: we hold the registry lock.
+        if unsafe { link(nn) }.queued {
+            continue;
+        }
+        // SAFETY: an owned heap: its owner touches the local part only between `enter` and
+        // `leave`, which take the same lock.
+        if let Some(mut lent) = unsafe { Lent::try_new(nn) } {
+            bytes += lent.trim(true);
+        }
+    }
+    bytes
 }
 
-/// Heaps published so far, ids `0..n`: each [`get`]-able. Acquire pairs with `claim`'s
-/// Release.
-pub fn published() -> u32 {
-    PUBLISHED.load(Acquire)
+/// `malloc_trim` for the shared pool: every parked chain goes home to its owners, whose trim
+/// then sweeps it. Returns objects sent.
+pub fn trim_pool() -> u64 {
+    if config::SHARED_POOL {
+        pool::send_all_home(&GLOBAL)
+    } else {
+        0
+    }
 }
 
 /// Calls `f` with every published heap's counters.

@@ -3,7 +3,7 @@
 //! bitmap, and empty run segments back to the arena's pool. A segment's metadata is touched
 //! only by the owner of the heap whose list holds it.
 
-use super::{OwnedHeap, RUN_SEGS};
+use super::{OwnedHeap, RUN_SEGS, SMALL_SEGS};
 use crate::config;
 use crate::page::arena::{self, PAGES_PER_SEGMENT};
 use crate::page::bitmap::PageBitmap;
@@ -58,6 +58,7 @@ impl OwnedHeap {
             PageBitmap::new()
         };
         m.aged = PageBitmap::new();
+        m.starts = PageBitmap::new();
         m.prev = 0;
         m.next = l.seg_head[kind];
         if m.next != 0 {
@@ -74,20 +75,20 @@ impl OwnedHeap {
         p
     }
 
-    /// Unlinks an empty run segment and gives it back to the arena's pool.
+    /// Unlinks an empty segment and gives it back to the arena's pool.
     ///
     /// # Safety
-    /// No `SegInner` borrow is live; segment `idx` is on this heap's [`RUN_SEGS`] list and has
-    /// no page in use (so no live object and no page tag).
-    unsafe fn release_segment(&mut self, idx: u32, resident: bool) {
+    /// No `SegInner` borrow is live; segment `idx` is on this heap's `kind` list and has no
+    /// page in use (so no live object and no page tag).
+    pub(super) unsafe fn release_segment(&mut self, idx: u32, kind: usize, resident: bool) {
         // SAFETY: our segment (caller contract); the borrow ends before the neighbours'.
         let (prev, next) = {
             let m = unsafe { arena::seg_meta(idx).get() };
             debug_assert!(m.pages.is_empty());
             (m.prev, m.next)
         };
-        // Only run segments come back, and a run tags only its first page, which `free_run`
-        // cleared: a pooled segment must route no `free` anywhere.
+        // A medium run tags only its first page, which `free_run` cleared, and the sweep
+        // clears every page of a small run it returns: a pooled segment routes no `free`.
         debug_assert!((0..arena::PAGES_PER_SEGMENT).all(|i| {
             arena::tag_at(((idx as usize) << config::SEGMENT_SHIFT) + (i << config::PAGE_SHIFT))
                 == 0
@@ -97,14 +98,14 @@ impl OwnedHeap {
             // SAFETY: a neighbour on our list: our segment.
             unsafe { arena::seg_meta(prev - 1).get() }.next = next;
         } else {
-            l.seg_head[RUN_SEGS] = next;
+            l.seg_head[kind] = next;
         }
         if next != 0 {
             // SAFETY: as above.
             unsafe { arena::seg_meta(next - 1).get() }.prev = prev;
         }
-        if l.seg_hint[RUN_SEGS] == idx + 1 {
-            l.seg_hint[RUN_SEGS] = l.seg_head[RUN_SEGS];
+        if l.seg_hint[kind] == idx + 1 {
+            l.seg_hint[kind] = l.seg_head[kind];
         }
         self.heap().stats.add(Ev::SegmentsReturned, 1);
         // SAFETY: unlinked above, empty (caller contract); ownership passes to the pool.
@@ -140,28 +141,34 @@ impl OwnedHeap {
             .stats
             .run_bytes_moved(pages << config::PAGE_SHIFT, false);
         // The segment the heap carves from next stays, so a heap at the edge of needing one
-        // does not give it back and take it again.
-        if m.pages.is_empty() && self.local().seg_hint[RUN_SEGS] != idx + 1 {
+        // does not give it back and take it again; during a trim, the trim gives it back
+        // once purged.
+        let l = self.local();
+        if m.pages.is_empty() && l.seg_hint[RUN_SEGS] != idx + 1 && !l.trimming {
             // SAFETY: segment `idx` is one of our run segments with no page in use; `m` is dead.
-            unsafe { self.release_segment(idx, true) };
+            unsafe { self.release_segment(idx, RUN_SEGS, true) };
         }
     }
 
-    /// Gives every empty run segment back to the arena's pool; `resident` unless the caller
-    /// has just purged this heap's free pages.
+    /// Gives every empty segment back to the arena's pool; `resident` unless the caller has
+    /// just purged this heap's free pages.
     pub(super) fn release_empty_segments(&mut self, resident: bool) {
-        let mut s = self.local().seg_head[RUN_SEGS];
-        while s != 0 {
-            // SAFETY: our segment; the borrow ends with this statement.
-            let (next, empty) = {
-                let m = unsafe { arena::seg_meta(s - 1).get() };
-                (m.next, m.pages.is_empty())
-            };
-            if empty {
-                // SAFETY: one of our run segments with no page in use; no borrow is live.
-                unsafe { self.release_segment(s - 1, resident) };
+        for kind in [SMALL_SEGS, RUN_SEGS] {
+            let mut s = self.local().seg_head[kind];
+            while s != 0 {
+                // SAFETY: our segment; the borrow ends with this statement.
+                let (next, empty) = {
+                    let m = unsafe { arena::seg_meta(s - 1).get() };
+                    (m.next, m.pages.is_empty())
+                };
+                if empty {
+                    // SAFETY: one of our segments of `kind` with no page in use (a small
+                    // segment's pages are all given back by the sweep, which clears their
+                    // tags); no borrow is live.
+                    unsafe { self.release_segment(s - 1, kind, resident) };
+                }
+                s = next;
             }
-            s = next;
         }
     }
 }

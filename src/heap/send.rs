@@ -2,7 +2,7 @@
 //! the owner stash, else the transfer cache, else the central intake; a medium chain to the
 //! inbox. Only the shared part of the destination is touched.
 
-use super::registry::get;
+use super::table::get;
 use crate::config::{STASH_MAX_OBJS, STASH_PUSH, TRANSFER_CACHE};
 use crate::ds::list::{set_next, Chain};
 use crate::ds::owner_stash::PopMode;
@@ -84,5 +84,51 @@ pub unsafe fn send_one(p: *mut u8, dst: u32, bin: usize, stats: &Counters, share
             stats,
             shared_stats,
         );
+    }
+}
+
+/// Sends each object of a list of small `bin` objects to the heap its page tag names, runs of
+/// consecutive objects of one owner as one chain (the sweep's foreign objects, the shared
+/// pool's idle chains).
+///
+/// # Safety
+/// `p` starts a null-terminated list of free objects of small `bin` in arena pages tagged with
+/// their owner, which the caller owns and nothing else references.
+pub unsafe fn send_home(bin: usize, mut p: *mut u8, stats: &Counters, shared_stats: bool) {
+    let mut run = Chain::EMPTY;
+    let mut dst = 0;
+    while !p.is_null() {
+        // SAFETY: `p` is a member of the caller's list; its link is read before relinking.
+        let nx = unsafe { crate::ds::list::next(p) };
+        let owner = crate::page::arena::offset(p)
+            .and_then(|off| crate::page::page_tag::decode(crate::page::arena::tag_at(off)))
+            .map(|(owner, _)| owner);
+        let Some(owner) = owner else {
+            debug_assert!(false, "a free small object in an untagged page");
+            p = nx;
+            continue;
+        };
+        if run.n > 0 && owner != dst {
+            // SAFETY: `run` is a non-empty null-terminated chain of free objects of `dst`/`bin`.
+            unsafe { send(dst, bin, run, stats, shared_stats) };
+            run = Chain::EMPTY;
+        }
+        dst = owner;
+        // SAFETY: `p` is ours and detached from the caller's list; it becomes `run`'s tail.
+        unsafe {
+            set_next(p, null_mut());
+            if run.n == 0 {
+                run.head = p;
+            } else {
+                set_next(run.tail, p);
+            }
+        }
+        run.tail = p;
+        run.n += 1;
+        p = nx;
+    }
+    if run.n > 0 {
+        // SAFETY: as above.
+        unsafe { send(dst, bin, run, stats, shared_stats) };
     }
 }

@@ -35,7 +35,7 @@ static LEN: AtomicUsize = AtomicUsize::new(0);
 static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 static SEGS: AtomicPtr<SegMeta> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT_SEG: AtomicUsize = AtomicUsize::new(0);
-/// Segments in the pool that may be resident (`hot` and `old`) and purged ones (`cold`):
+/// Segments in the pool that may be resident and purged ones (`cold`):
 /// written under the pool lock, read by the statistics without it.
 static POOLED_RESIDENT: AtomicUsize = AtomicUsize::new(0);
 static POOLED_PURGED: AtomicUsize = AtomicUsize::new(0);
@@ -54,10 +54,18 @@ pub struct SegInner {
     pub dirty: PageBitmap,
     /// Free pages that were already dirty at the last epoch: purged at the next one.
     pub aged: PageBitmap,
+    /// First page of each small run (small segments only): from any page of a run, the run
+    /// is the nearest start at or below it.
+    pub starts: PageBitmap,
+    /// Scratch of the small-run sweep (`heap::sweep`): free objects found per run, at the
+    /// run's first page.
+    pub found: [u16; PAGES_PER_SEGMENT],
     /// Next segment of the same heap (or of the same pool list), as index + 1 (0 ends it).
     pub next: u32,
     /// Previous segment of the same heap, as index + 1 (0 = first); unused in the pool.
     pub prev: u32,
+    /// Clock (ms) when the segment joined the pool's resident list.
+    pub pooled_ms: u64,
 }
 
 impl SegMeta {
@@ -173,11 +181,10 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
 }
 
 /// The pool of given-back segments: LIFO lists through `SegInner::next` (index + 1).
-/// `hot` were given back since the last decay pass and may be resident; `old` were given back
-/// before it and are purged at the next pass; `cold` are purged (committed, not resident).
+/// `resident` were given back without being purged, newest first, each stamped with the
+/// time it came (`pooled_ms`); `cold` are purged (committed, not resident).
 struct Pool {
-    hot: u32,
-    old: u32,
+    resident: u32,
     cold: u32,
     last_decay_ms: u64,
     /// Segments `0 .. committed` of the arena are readable and writable.
@@ -185,14 +192,13 @@ struct Pool {
 }
 
 static POOL: SpinLock<Pool> = SpinLock::new(Pool {
-    hot: 0,
-    old: 0,
+    resident: 0,
     cold: 0,
     last_decay_ms: 0,
     committed: 0,
 });
 
-/// A segment handed to a heap: `resident` if its pages may still be in memory (a reused hot
+/// A segment handed to a heap: `resident` if its pages may still be in memory (a reused resident
 /// segment), so the heap's page decay must consider them all.
 pub struct Taken {
     pub idx: u32,
@@ -212,7 +218,7 @@ fn pop(list: &mut u32) -> Option<u32> {
 /// when the arena is exhausted or the OS refuses to commit.
 pub fn take_segment() -> Option<Taken> {
     let mut p = POOL.lock();
-    if let Some(idx) = pop(&mut p.hot).or_else(|| pop(&mut p.old)) {
+    if let Some(idx) = pop(&mut p.resident) {
         POOLED_RESIDENT.fetch_sub(1, Relaxed);
         return Some(Taken {
             idx,
@@ -264,16 +270,19 @@ pub fn take_segment() -> Option<Taken> {
 /// The caller's heap owns segment `idx`, has unlinked it, and no page of it holds a live
 /// object or a page tag; ownership passes to the pool.
 pub unsafe fn give_back_segment(idx: u32, resident: bool) {
+    let now = if resident { os::now_ms() } else { 0 };
     let mut p = POOL.lock();
     let list = if resident {
         POOLED_RESIDENT.fetch_add(1, Relaxed);
-        &mut p.hot
+        &mut p.resident
     } else {
         POOLED_PURGED.fetch_add(1, Relaxed);
         &mut p.cold
     };
     // SAFETY: the segment is now the pool's (caller contract) and we hold the pool lock.
-    unsafe { seg_meta(idx).get() }.next = *list;
+    let m = unsafe { seg_meta(idx).get() };
+    m.next = *list;
+    m.pooled_ms = now;
     *list = idx + 1;
 }
 
@@ -303,9 +312,8 @@ fn purge_list(mut list: u32) -> usize {
     bytes
 }
 
-/// Decay of the pool, at most once per `interval_ms` whatever the number of callers:
-/// segments given back before the previous pass (so unused for at least a whole interval)
-/// are purged. Returns bytes purged.
+/// Decay of the pool, at most once per `interval_ms` whatever the number of callers: the
+/// resident segments given back at least an interval ago are purged. Returns bytes purged.
 pub fn decay_pool(now_ms: u64, interval_ms: u64) -> usize {
     let old = {
         let mut p = POOL.lock();
@@ -313,24 +321,34 @@ pub fn decay_pool(now_ms: u64, interval_ms: u64) -> usize {
             return 0;
         }
         p.last_decay_ms = now_ms;
-        let old = p.old;
-        p.old = p.hot;
-        p.hot = 0;
-        old
+        // Newest first: cut the list at the first segment an interval old.
+        let mut link = &mut p.resident;
+        loop {
+            let s = *link;
+            if s == 0 {
+                break 0;
+            }
+            // SAFETY: a pooled segment, and we hold the pool lock.
+            let m = unsafe { seg_meta(s - 1).get() };
+            if now_ms.saturating_sub(m.pooled_ms) >= interval_ms {
+                *link = 0;
+                break s;
+            }
+            link = &mut m.next;
+        }
     };
     purge_list(old)
 }
 
 /// Purges every pooled segment now (`malloc_trim`). Returns bytes purged.
 pub fn purge_pool() -> usize {
-    let (hot, old) = {
-        let mut p = POOL.lock();
-        let lists = (p.hot, p.old);
-        p.hot = 0;
-        p.old = 0;
-        lists
-    };
-    purge_list(hot) + purge_list(old)
+    let resident = core::mem::replace(&mut POOL.lock().resident, 0);
+    purge_list(resident)
+}
+
+/// Whether resident segments wait in the pool (for their decay).
+pub fn pool_has_resident() -> bool {
+    POOLED_RESIDENT.load(Relaxed) > 0
 }
 
 pub fn lock_for_fork() {
@@ -369,8 +387,9 @@ pub fn committed_bytes() -> usize {
     NEXT_SEG.load(Relaxed).min(len() / SEGMENT) * SEGMENT
 }
 
-/// Bytes of segments in the pool: `(resident, purged)`. Resident ones were given back since
-/// the pool's last decay pass or the one before; purged ones are committed but not resident.
+/// Bytes of segments in the pool: `(resident, purged)`. Resident ones were given back less
+/// than a decay interval ago (or no decay pass ran since); purged ones are committed but not
+/// resident.
 /// Relaxed reads, not a consistent snapshot.
 pub fn pooled_bytes() -> (usize, usize) {
     (
@@ -393,8 +412,8 @@ mod tests {
     use std::vec::Vec;
 
     /// The segment pool's bookkeeping, in one test because the arena and the pool are
-    /// process-wide: fresh segments in order, the pool's hot → old → cold lists and their byte
-    /// counts, decay's one-interval delay and rate limit, and `purge_pool`. The library's
+    /// process-wide: fresh segments in order, the pool's resident and purged lists and their
+    /// byte counts, decay by age and its rate limit, and `purge_pool`. The library's
     /// constructor reserved the arena in this process too; no other unit test takes segments.
     #[test]
     fn segments_and_pool_accounting() {
@@ -456,7 +475,7 @@ mod tests {
             unsafe { give_back_segment(idx, false) };
         }
         assert_eq!(pooled_bytes(), (3 * SEGMENT, 2 * SEGMENT));
-        // Hot first, most recent first; then purged ones; then fresh.
+        // Resident first, most recent first; then purged ones; then fresh.
         let t = take_segment().unwrap();
         assert_eq!((t.idx, t.resident), (2, true));
         let t = take_segment().unwrap();
@@ -468,22 +487,30 @@ mod tests {
             give_back_segment(2, true);
         }
 
-        // Decay: the first pass moves hot to old and purges nothing; within the interval
-        // nothing happens; the next pass purges what was old.
+        // Decay by age (segments are stamped with the clock when given back): a pass purges
+        // the resident segments pooled at least an interval before its `now`, at most one pass
+        // per interval. The stamps are now, so a pass at now purges nothing, one an interval
+        // later every resident segment.
         let interval = 1000;
-        let t0 = 1_000_000;
+        let t0 = os::now_ms() + 10;
         assert_eq!(decay_pool(t0, interval), 0);
         assert_eq!(pooled_bytes(), (3 * SEGMENT, 2 * SEGMENT));
-        assert_eq!(decay_pool(t0 + interval - 1, interval), 0);
-        // SAFETY: segment 4 is ours; given back after the first pass, it is hot.
+        // SAFETY: segment 4 is ours, no live object or tag.
         unsafe { give_back_segment(4, true) };
-        assert_eq!(decay_pool(t0 + interval, interval), 3 * SEGMENT);
-        assert_eq!(pooled_bytes(), (SEGMENT, 5 * SEGMENT));
+        // Within the interval of the last pass: not run, whatever the segments' age.
+        assert_eq!(decay_pool(t0 + 10 * interval, 10 * interval + 1), 0);
+        assert_eq!(decay_pool(t0 + interval + 10, interval), 4 * SEGMENT);
+        assert_eq!(pooled_bytes(), (0, 6 * SEGMENT));
         // The purged segment 0 reads zero where we wrote.
         // SAFETY: segment 0 is in the pool and nobody uses it; a read of committed memory.
         assert_eq!(unsafe { segment_base(0).add(SEGMENT - 1).read() }, 0);
 
-        // malloc_trim's purge takes hot and old at once.
+        // malloc_trim's purge takes every resident segment at once.
+        let t = take_segment().unwrap();
+        assert!(!t.resident);
+        // SAFETY: ours again, no live object or tag.
+        unsafe { give_back_segment(t.idx, true) };
+        assert_eq!(pooled_bytes(), (SEGMENT, 5 * SEGMENT));
         assert_eq!(purge_pool(), SEGMENT);
         assert_eq!(pooled_bytes(), (0, 6 * SEGMENT));
         assert_eq!(purge_pool(), 0);

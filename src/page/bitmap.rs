@@ -76,6 +76,39 @@ impl PageBitmap {
         None
     }
 
+    /// Highest set index at or below `i`, if any (`i < BITS`): the first page of the small
+    /// run that holds page `i`, in a map of run starts.
+    pub fn prev_set(&self, i: usize) -> Option<usize> {
+        let mut w = i / 64;
+        // Bits above `i` in its word are masked off (a shift by 64 is avoided for bit 63).
+        let mut bits = self.words[w] & (u64::MAX >> (63 - i % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + 63 - bits.leading_zeros() as usize);
+            }
+            if w == 0 {
+                return None;
+            }
+            w -= 1;
+            bits = self.words[w];
+        }
+    }
+
+    /// Set indices in increasing order.
+    pub fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            core::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + b)
+            })
+        })
+    }
+
     /// Word-wise combination of two bitmaps.
     pub fn combine(&self, other: &PageBitmap, f: impl Fn(u64, u64) -> u64) -> PageBitmap {
         let mut out = PageBitmap::new();
@@ -277,5 +310,29 @@ mod tests {
         m.set_range(0, 256);
         assert_eq!(m.find_run(1), None);
         assert_eq!(m.free_runs().count(), 0);
+    }
+
+    #[test]
+    fn prev_set_and_ones_match_naive() {
+        let mut seed = 0x9e3779b9u32;
+        for round in 0..500 {
+            let mut m = PageBitmap::new();
+            for i in 0..BITS {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                if (seed >> 16) % 16 < round % 5 {
+                    m.set_range(i, 1);
+                }
+            }
+            for i in 0..BITS {
+                assert_eq!(
+                    m.prev_set(i),
+                    (0..=i).rev().find(|&j| m.get(j)),
+                    "round {round} i {i}"
+                );
+            }
+            let ones: std::vec::Vec<usize> = m.ones().collect();
+            let naive: std::vec::Vec<usize> = (0..BITS).filter(|&i| m.get(i)).collect();
+            assert_eq!(ones, naive, "round {round}");
+        }
     }
 }

@@ -103,6 +103,28 @@ pub unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
     }
 }
 
+/// Moves the pages of `[p, p+len)` to `[dst, dst+len)`, replacing what was mapped there: the
+/// page tables move, so resident pages stay resident and nothing is copied. False (and nothing
+/// moved) if the kernel refuses, e.g. a source spanning two mappings on kernels before 6.17.
+///
+/// # Safety
+/// `[p, p+len)` is a range of our mappings that nothing uses; `[dst, dst+len)` is a range of
+/// our mappings that holds nothing anyone reads, disjoint from the source.
+pub unsafe fn remap_fixed(p: *mut u8, len: usize, dst: *mut u8) -> bool {
+    // SAFETY: both ranges are ours and unused (caller contract): moving the source's pages over
+    // the destination invalidates only those two ranges, which the caller accounts for.
+    let q = unsafe {
+        libc::mremap(
+            p as *mut libc::c_void,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst as *mut libc::c_void,
+        )
+    };
+    q == dst as *mut libc::c_void
+}
+
 pub fn set_errno(e: i32) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     unsafe { *libc::__errno_location() = e }

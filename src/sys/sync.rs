@@ -83,6 +83,11 @@ impl Word {
     pub const fn new() -> Word {
         Word(AtomicU32::new(UNLOCKED))
     }
+
+    /// Whether some thread holds the lock (for debug assertions by its holder).
+    pub fn held(&self) -> bool {
+        self.0.load(Relaxed) != UNLOCKED
+    }
 }
 
 impl LockWord for Word {
@@ -122,6 +127,14 @@ pub fn lock<W: LockWord>(w: &W) {
     {
         lock_contended(w);
     }
+}
+
+/// Takes the lock if it is free, without waiting: one CAS. True when taken.
+#[inline]
+pub fn try_lock<W: LockWord>(w: &W) -> bool {
+    // Acquire: as in `lock`.
+    w.compare_exchange(UNLOCKED, LOCKED, Acquire, Relaxed)
+        .is_ok()
 }
 
 #[cold]

@@ -17,8 +17,8 @@ use super::{OwnedHeap, SMALL_SEGS};
 use crate::config::{self, PAGE_SHIFT, STASH_PUSH, TRANSFER_CACHE};
 use crate::ds::list::{next, Chain, LocalList};
 use crate::page::arena::{self, PAGES_PER_SEGMENT};
-use crate::page::page_tag;
 use crate::page::size_class::{self as sc, SMALL_BINS};
+use crate::page::page_tag;
 use crate::stats::Ev;
 use core::ptr::null_mut;
 
@@ -146,11 +146,7 @@ impl OwnedHeap {
         let q = h.shared.intake[bin].take_all();
         if !q.is_null() {
             // SAFETY: the swap made the list ours: free objects of this heap and `bin`.
-            unsafe {
-                self.local().small[bin]
-                    .central
-                    .push_chain(Chain::measure(q))
-            };
+            unsafe { self.local().small[bin].central.push_chain(Chain::measure(q)) };
         }
     }
 

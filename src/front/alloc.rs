@@ -78,7 +78,12 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
             return p;
         }
     }
-    // No heap or no arena (address-space limits, init recursion): degrade to the large tier.
+    // No cache of its own (retired, or no heap to be had): the shared fallback cache; without
+    // one either (no arena, init recursion, no memory), the large tier.
+    let p = lifecycle::fallback_alloc(bin);
+    if !p.is_null() {
+        return p;
+    }
     large_alloc(sc::bin_size(bin), 0)
 }
 

@@ -1,7 +1,7 @@
 //! The allocator's life and its threads' (design.md §11): process start-up, a thread cache's
 //! activation and retirement, the thread-exit destructor and fork safety.
 //!
-//! Thread caches live in metadata memory, one per heap id ([`CACHES`]): a cache goes with its
+//! Thread caches live in metadata memory, one per heap id (`tcache::cache_of`): a cache goes with its
 //! heap, so a thread that claims a released heap reuses the cache its last owner retired, and
 //! there are never more caches than heaps. Exclusive ownership of the heap (the registry's
 //! claim and release, under its lock) is exclusive ownership of the cache.
@@ -22,13 +22,13 @@
 //! while we hold our locks, and wait forever.
 
 use crate::front::background;
-use crate::front::tcache::{ThreadCache, ACTIVE, UNINIT};
-use crate::front::tls;
-use crate::heap::registry::{self, MAX_HEAPS};
+use crate::front::tcache::{self, ThreadCache, ACTIVE, UNINIT};
+use crate::front::{fallback, orphans, tls};
+use crate::heap::registry;
 use crate::page::{arena, large};
 use crate::sys::{meta, options, os};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// `STATE` values: NONE and DONE, or while start-up runs, the pid of the process running it
 /// (pids are positive and below 2^22). One word, so that a child forked during start-up reads
@@ -49,7 +49,7 @@ static STATE: AtomicU32 = AtomicU32::new(NONE);
 /// Thread pointer of the initialising thread, to recognise re-entry from inside start-up.
 static INITIALISER: AtomicUsize = AtomicUsize::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
-static KEY_OK: AtomicU8 = AtomicU8::new(0);
+static KEY_OK: AtomicU8 = AtomicU8::new(KEY_NONE);
 /// 1 once our fork handlers are in glibc's list in this process image. Also set by `child`,
 /// so that a child forked between the registration and this flag's store (it inherits the
 /// handlers, and ran `child`) does not register them a second time if it restarts start-up.
@@ -96,10 +96,7 @@ pub fn ensure() -> bool {
                 if INITIALISER.load(Relaxed) == me {
                     return false;
                 }
-                // Spins with `sched_yield`, which can livelock a SCHED_FIFO waiter above a
-                // preempted start-up thread on its CPU (the class `sys::sync` fixed for the
-                // locks); a FUTEX_WAIT on STATE with a wake after DONE would not.
-                os::yield_now();
+                wait_for_start(pid);
             }
             Err(owner) => {
                 // A fork taken while another thread was starting up leaves a child in which
@@ -108,6 +105,31 @@ pub fn ensure() -> bool {
             }
         }
     }
+}
+
+/// Loads of `STATE` a thread waiting for another thread's start-up makes before it sleeps:
+/// start-up is short (an `mmap`, a `pthread_key_create`, a `pthread_atfork`), so a running
+/// initialiser usually finishes within them.
+const START_SPINS: u32 = 200;
+
+/// Waits while another thread of this process (`pid`) runs start-up: a bounded spin, then a
+/// `FUTEX_WAIT` on `STATE` while it still holds `pid`, which `start` ends with a wake of every
+/// sleeper after it stores DONE. A sleep, not a `sched_yield` loop: a waiter of higher
+/// real-time priority than a preempted initialiser on its CPU would otherwise never let it run
+/// (the livelock `sys::sync` avoids for the locks). The kernel compares the word and queues the
+/// thread atomically with respect to the wake, so a DONE stored before the wait makes it return
+/// at once; it may also return early or spuriously, and the caller's loop re-reads `STATE`.
+/// A fork child never sleeps here on its parent's start-up: its pid differs, so `ensure`
+/// resets the claim instead of waiting.
+fn wait_for_start(pid: u32) {
+    for _ in 0..START_SPINS {
+        // Relaxed: only chooses when to sleep; `ensure`'s CAS reads DONE with Acquire.
+        if STATE.load(Relaxed) != pid {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    os::futex_wait(&STATE, pid);
 }
 
 /// Start-up proper, on the thread that claimed `STATE`.
@@ -124,7 +146,7 @@ fn start(me: usize) {
     // SAFETY: valid out-pointer and a destructor with the C signature.
     if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
         KEY.store(key, Relaxed);
-        KEY_OK.store(1, Relaxed);
+        KEY_OK.store(KEY_READY, Relaxed);
     }
     // Before DONE, so every allocation another thread makes, and so every fork after it,
     // finds the handlers registered. glibc keeps its first 48 registrations in static
@@ -139,47 +161,142 @@ fn start(me: usize) {
     }
     // Release: everything above is visible to threads that see DONE.
     STATE.store(DONE, Release);
+    // Once per process image, so no count of sleepers is kept: a wake finding none is cheap.
+    os::futex_wake_all(&STATE);
 }
 
-/// Arms the thread-exit destructor for the calling thread.
-pub fn register_thread_exit() {
-    if KEY_OK.load(Relaxed) == 1 {
-        // SAFETY: the key was created by `ensure`; a non-null value makes the destructor run.
+/// `KEY_OK` values: no key (start-up's `pthread_key_create` failed, e.g. every one of
+/// `PTHREAD_KEYS_MAX` keys taken), the key is usable, or a thread is retrying the creation.
+const KEY_NONE: u8 = 0;
+const KEY_READY: u8 = 1;
+const KEY_CREATING: u8 = 2;
+
+extern "C" {
+    /// glibc's registration of a thread-local destructor (what C++ `thread_local` and Rust's
+    /// `thread_local!` use; glibc 2.18). `dso` pins the object that registered it while the
+    /// destructor is pending.
+    fn __cxa_thread_atexit_impl(
+        dtor: unsafe extern "C" fn(*mut libc::c_void),
+        obj: *mut libc::c_void,
+        dso: *mut libc::c_void,
+    ) -> libc::c_int;
+    /// The handle of this object (executable or shared library), defined by the C runtime's
+    /// `crtbegin` in every object the toolchain links.
+    static __dso_handle: u8;
+}
+
+/// Arms the thread-exit destructor for the calling thread: our key's, retrying the key's
+/// creation if start-up's failed, else (no key to be had) a thread-local destructor
+/// registered with `__cxa_thread_atexit_impl`. The latter runs before every key's destructor
+/// rather than after some, so other keys' destructors on that thread use the fallback cache;
+/// either way the heap is released at thread exit (design.md §11, "Rare paths"). May
+/// allocate (glibc's `pthread_setspecific` for keys ≥ 32, `__cxa_thread_atexit_impl` always):
+/// call it last in activation.
+fn register_thread_exit() {
+    // Acquire: pairs with the Release store of KEY_READY below, after which KEY is readable;
+    // start-up's own store is published by DONE.
+    if KEY_OK.load(Acquire) == KEY_NONE
+        && KEY_OK
+            .compare_exchange(KEY_NONE, KEY_CREATING, Acquire, Relaxed)
+            .is_ok()
+    {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: valid out-pointer and a destructor with the C signature. It does not
+        // allocate (glibc claims a slot of a static array).
+        let ok = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0;
+        if ok {
+            KEY.store(key, Relaxed);
+        }
+        // Release: a thread that reads KEY_READY reads the KEY stored above.
+        KEY_OK.store(if ok { KEY_READY } else { KEY_NONE }, Release);
+    }
+    if KEY_OK.load(Acquire) == KEY_READY {
+        // SAFETY: the key exists (KEY_READY); a non-null value makes the destructor run.
         unsafe {
             libc::pthread_setspecific(KEY.load(Relaxed), core::ptr::dangling::<libc::c_void>())
         };
+        return;
     }
+    // SAFETY: a destructor with the C signature that ignores its argument, registered for the
+    // calling thread; `__dso_handle` is this object's handle (only its address is used).
+    unsafe {
+        __cxa_thread_atexit_impl(
+            on_thread_exit,
+            null_mut(),
+            &raw const __dso_handle as *mut libc::c_void,
+        )
+    };
 }
 
-/// The thread cache of each heap id, allocated from metadata memory the first time the id is
-/// claimed. Only the heap's owner reads or writes its entry and the cache, and a new owner
-/// comes after the previous one's release through the registry lock, so Relaxed suffices.
-static CACHES: [AtomicPtr<ThreadCache>; MAX_HEAPS] =
-    [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+/// Heaps released so far (thread exits, and claims given back), and the value it had when a
+/// claim last failed (`u64::MAX`: none failed), with the clock of that failure.
+static RELEASES: AtomicU64 = AtomicU64::new(0);
+static FAILED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+static FAILED_MS: AtomicU64 = AtomicU64::new(0);
+/// How often a thread without a heap retries a claim when no heap was released since the
+/// last failure (metadata memory may have become available).
+const RETRY_MS: u64 = 1000;
 
-/// The cache that goes with heap `id`, whose owner we are; `None` if metadata memory is
-/// exhausted.
-fn cache_of(id: u32) -> Option<*mut ThreadCache> {
-    let slot = &CACHES[id as usize];
-    let c = slot.load(Relaxed);
-    if !c.is_null() {
-        return Some(c);
+/// Whether a claim may succeed now: none failed since the last release, or the last failure
+/// is [`RETRY_MS`] old. A thread without a heap keeps its slot at EMPTY and comes back here at
+/// every malloc; this keeps it off the registry lock. Relaxed: a hint, re-checked by the claim.
+fn claim_worth_trying() -> bool {
+    FAILED_AT.load(Relaxed) != RELEASES.load(Relaxed)
+        || os::now_ms().saturating_sub(FAILED_MS.load(Relaxed)) >= RETRY_MS
+}
+
+fn release(h: crate::heap::OwnedHeap) {
+    registry::release(h);
+    RELEASES.fetch_add(1, Relaxed);
+}
+
+/// A heap for the calling thread (`tp`, process `pid`) and its cache, ACTIVE: a dead thread's
+/// at the same thread pointer (`orphans`), or a claimed one. `None` when neither is possible.
+fn take_cache(tp: usize, pid: u32) -> Option<*mut ThreadCache> {
+    if let Some(id) = orphans::adopt(tp, pid) {
+        let c = tcache::cache_at(id);
+        // SAFETY: the record names a heap its holder, a dead thread of this process, claimed
+        // and never released: its cache exists (set up before the record) and nothing else
+        // references it. The holder's writes to it happen-before this read: glibc hands a
+        // thread's stack to a new thread only after the kernel cleared the dead thread's tid
+        // (the guarantee it relies on itself to reuse the stack memory), and our thread was
+        // created after that.
+        if !c.is_null() && unsafe { (*c).state } == ACTIVE {
+            return Some(c);
+        }
     }
-    // Zeroed memory: an UNINIT cache. Metadata memory never goes through `malloc`.
-    let c = meta::alloc(
-        core::mem::size_of::<ThreadCache>(),
-        core::mem::align_of::<ThreadCache>(),
-    )? as *mut ThreadCache;
-    slot.store(c, Relaxed);
+    let before = RELEASES.load(Relaxed);
+    let Some(mut h) = registry::claim() else {
+        FAILED_MS.store(os::now_ms(), Relaxed);
+        FAILED_AT.store(before, Relaxed);
+        return None;
+    };
+    let id = h.heap().id;
+    let Some(c) = tcache::cache_of(id) else {
+        // No memory for a cache: give the heap back as a retiring thread would.
+        h.enter();
+        h.retire();
+        h.leave();
+        release(h);
+        FAILED_MS.store(os::now_ms(), Relaxed);
+        FAILED_AT.store(RELEASES.load(Relaxed), Relaxed);
+        return None;
+    };
+    debug_assert!(!tls::is_stand_in(c));
+    // SAFETY: `c` is the cache of the heap we now own: ours alone, and no reference to it is
+    // live (its previous owner pointed its slot at DEAD before releasing the heap). This
+    // `&mut` lives only for this call, which makes no call that could re-enter the allocator.
+    unsafe { (*c).start(h) };
+    orphans::record(tp, pid, id);
     Some(c)
 }
 
 /// Makes the calling thread's cache usable: start-up, then a heap and the cache that goes
 /// with it, which the thread's TLS slot then points at. Returns that ACTIVE cache, or null if
-/// either is impossible (the caller falls back to the large tier), if we are already inside
-/// activation, or if the thread has retired: a heap claimed in glibc's last destructor round
-/// would never be released, so allocations after our destructor ran take the large tier
-/// instead.
+/// either is impossible (the caller falls back to [`fallback_alloc`] or the large tier), if
+/// we are already inside activation, or if the thread has retired: allocations after our
+/// destructor ran are served by the fallback cache, since a heap claimed after it would
+/// only be released when another thread starts on this one's stack (`orphans`).
 ///
 /// While it claims, the slot points at `tls::DEAD`, so a call that re-enters the allocator on
 /// this thread (any of `ensure`, `claim`, `pthread_setspecific` might) is served as a retired
@@ -207,34 +324,36 @@ pub unsafe fn activate() -> *mut ThreadCache {
         _ => return null_mut(),
     }
     debug_assert!(tc == tls::empty());
+    if !claim_worth_trying() {
+        return null_mut();
+    }
     // SAFETY: DEAD is a stand-in, live for ever.
     unsafe { tls::set(tls::dead()) };
-    let Some(mut h) = registry::claim() else {
-        // SAFETY: EMPTY is a stand-in; the next call tries again.
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let Some(c) = take_cache(os::thread_pointer(), pid) else {
+        // SAFETY: EMPTY is a stand-in; a later call tries again (`claim_worth_trying`).
         unsafe { tls::set(tls::empty()) };
         return null_mut();
     };
-    let Some(c) = cache_of(h.heap().id) else {
-        // No memory for a cache: give the heap back as a retiring thread would.
-        h.enter();
-        h.retire();
-        h.leave();
-        registry::release(h);
-        // SAFETY: as above.
-        unsafe { tls::set(tls::empty()) };
-        return null_mut();
-    };
-    debug_assert!(!tls::is_stand_in(c));
-    // SAFETY: `c` is the cache of the heap we now own: ours alone, and no reference to it is
-    // live (its previous owner pointed its slot at DEAD before releasing the heap). This
-    // `&mut` lives only for this call, which makes no call that could re-enter the allocator.
-    unsafe { (*c).start(h) };
     // SAFETY: `c` is ours and ACTIVE, and stays live (metadata memory is never freed) until
     // `on_thread_exit` points the slot elsewhere.
     unsafe { tls::set(c) };
-    // Last: may allocate (glibc's pthread_setspecific for keys >= 32), which now works.
+    // Last: may allocate, which now works.
     register_thread_exit();
     c
+}
+
+/// A block of `bin` for a thread without a cache of its own, from the shared fallback cache;
+/// null before start-up completed, without an arena, or without memory (the caller then uses
+/// the large tier).
+pub fn fallback_alloc(bin: usize) -> *mut u8 {
+    // Acquire: as in `ensure`; a re-entry from inside start-up sees no DONE and takes the
+    // large tier.
+    if STATE.load(Acquire) != DONE || arena::len() == 0 {
+        return null_mut();
+    }
+    fallback::alloc(bin)
 }
 
 /// The thread-exit destructor: retires the cache, points the thread at `tls::DEAD`, and only
@@ -253,14 +372,17 @@ unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     if let Some(h) = unsafe { (*tc).retire() } {
         // SAFETY: DEAD is a stand-in; nothing on this thread uses the retired cache again.
         unsafe { tls::set(tls::dead()) };
-        registry::release(h);
+        orphans::forget(os::thread_pointer());
+        release(h);
         registry::decay_released();
     }
 }
 
-// Lock order (also the nesting order everywhere else): registry → segment pool → metadata →
-// large tier.
+// Lock order (also the nesting order everywhere else): fallback cache → registry → segment
+// pool → metadata → large tier. The orphan records' lock nests with none; taken first.
 unsafe extern "C" fn prepare() {
+    orphans::lock_for_fork();
+    fallback::lock_for_fork();
     registry::lock_for_fork();
     arena::lock_for_fork();
     meta::lock_for_fork();
@@ -275,6 +397,8 @@ unsafe extern "C" fn parent() {
         meta::unlock_after_fork();
         arena::unlock_after_fork();
         registry::unlock_after_fork();
+        fallback::unlock_after_fork();
+        orphans::unlock_after_fork();
     }
 }
 
@@ -288,4 +412,6 @@ unsafe extern "C" fn child() {
     FORK_HANDLERS.store(1, Relaxed);
     // Nor has it a purge thread: the child's first refill starts one (never from here).
     background::forget_after_fork();
+    // A thread of the parent that was retrying the key's creation is not here to finish.
+    let _ = KEY_OK.compare_exchange(KEY_CREATING, KEY_NONE, Relaxed, Relaxed);
 }

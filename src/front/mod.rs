@@ -15,9 +15,11 @@ mod capi;
 #[cfg(feature = "capi")]
 mod cxx;
 mod hardened;
+mod fallback;
 #[cfg(feature = "capi")]
 mod introspect;
 pub mod lifecycle;
+mod orphans;
 pub mod report;
 pub mod tcache;
 pub mod tls;

@@ -4,13 +4,16 @@
 
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
+use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
 use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
 use crate::remote::{RemoteBuf, Sink};
 use crate::stats::{Counters, Ev, GLOBAL};
+use crate::sys::meta;
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 pub const UNINIT: u32 = 0;
 pub const ACTIVE: u32 = 1;
@@ -500,7 +503,7 @@ impl ThreadCache {
     /// The cache's part of thread exit: flush the remote buffer, return every bin to the
     /// heap, retire the heap and hand back its handle (`lifecycle` releases it, with this
     /// cache, after pointing the thread at `tls::DEAD`: later frees on this thread take the
-    /// shared path, later mallocs are served by the large tier). `None` when the cache was not
+    /// shared path, later mallocs are served by the fallback cache). `None` when the cache was not
     /// ACTIVE.
     pub(super) fn retire(&mut self) -> Option<OwnedHeap> {
         if self.state != ACTIVE {
@@ -598,6 +601,34 @@ impl ThreadCache {
         self.demand[bin / 64] &= !bit;
         self.demand_prev[bin / 64] &= !bit;
     }
+}
+
+/// The thread cache of each heap id, allocated from metadata memory the first time the id is
+/// claimed. Only the heap's owner reads or writes its entry and the cache, and a new owner
+/// comes after the previous one's release through the registry lock, so Relaxed suffices.
+static CACHES: [AtomicPtr<ThreadCache>; MAX_HEAPS] =
+    [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+
+/// The cache that goes with heap `id`, whose owner we are; `None` if metadata memory is
+/// exhausted.
+pub(super) fn cache_of(id: u32) -> Option<*mut ThreadCache> {
+    let slot = &CACHES[id as usize];
+    let c = slot.load(Relaxed);
+    if !c.is_null() {
+        return Some(c);
+    }
+    // Zeroed memory: an UNINIT cache. Metadata memory never goes through `malloc`.
+    let c = meta::alloc(
+        core::mem::size_of::<ThreadCache>(),
+        core::mem::align_of::<ThreadCache>(),
+    )? as *mut ThreadCache;
+    slot.store(c, Relaxed);
+    Some(c)
+}
+
+/// The cache of heap `id` if it has one (null otherwise).
+pub(super) fn cache_at(id: u32) -> *mut ThreadCache {
+    CACHES[id as usize].load(Relaxed)
 }
 
 /// The shared path for a thread without an active cache (exited, or no heap available):

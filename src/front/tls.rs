@@ -19,7 +19,7 @@
 //! `dlopen` initialises a library's static TLS after relocating it).
 //!
 //! A retired thread, and a thread while it is being activated, points at [`DEAD`], which is
-//! [`EMPTY`] with state DEAD: its mallocs take the large tier and its frees the shared path,
+//! [`EMPTY`] with state DEAD: its mallocs take the fallback cache and its frees the shared path,
 //! whatever other destructors run after ours. Neither static is ever written after start-up
 //! (`seal` writes DEAD's state once and then maps both read-only, so a stray write faults).
 

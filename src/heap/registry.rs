@@ -11,6 +11,7 @@ use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
 pub use super::table::{get, published, MAX_HEAPS};
+const _: () = assert!(options::MAX_HEAPS_DEFAULT as usize == MAX_HEAPS - 1);
 
 /// The owning thread's handle on its heap, and the only way to the heap's local part.
 ///
@@ -173,8 +174,19 @@ pub fn decay_pending() -> bool {
 }
 
 /// Claims a heap for the calling thread: the longest-released one, else a new one.
-/// `None` only when 65,535 heaps are live or metadata memory is exhausted.
+/// `None` when `HAKOZUNA_MAX_HEAPS` heaps (at most 65,534) exist and none is released, or
+/// metadata memory is exhausted.
 pub fn claim() -> Option<OwnedHeap> {
+    claim_below(options::max_heaps() as usize)
+}
+
+/// [`claim`] for the shared fallback heap (`front::fallback`), which may also take the one id
+/// [`claim`] never hands out, so it exists even when threads own every other.
+pub fn claim_fallback() -> Option<OwnedHeap> {
+    claim_below(MAX_HEAPS)
+}
+
+fn claim_below(limit: usize) -> Option<OwnedHeap> {
     let mut r = REG.lock();
     if let Some(h) = NonNull::new(r.free) {
         // SAFETY: heaps on the queue are 'static and unowned; we hold the registry lock.
@@ -190,7 +202,7 @@ pub fn claim() -> Option<OwnedHeap> {
         // Taken off the queue under the lock: nobody else holds a handle on it.
         return Some(OwnedHeap { heap: h });
     }
-    if r.next_id as usize >= MAX_HEAPS {
+    if r.next_id as usize >= limit.min(MAX_HEAPS) {
         return None;
     }
     if config::SHARED_POOL && !pool::init() {

@@ -86,15 +86,23 @@ impl SegMeta {
     }
 }
 
-/// Reserves the arena. Tries the configured size, then smaller ones; with nothing reserved the
-/// allocator still works through the large tier. Called once, under the init state machine.
+/// Smallest reservation [`init`] tries: 64 segments, one commit step
+/// ([`config::COMMIT_SEGMENTS`]). Below it so few segments remain that the large tier's
+/// mapping per block is the better use of a tight address space.
+pub const MIN_RESERVE: usize = 64 << 20;
+
+/// Reserves the arena. Tries the configured size (`HAKOZUNA_ARENA_GB`), then halves it down to
+/// [`MIN_RESERVE`] (64 GiB: at most 11 tries, each one failed `mmap`), so a process under
+/// a low `RLIMIT_AS` (`ulimit -v`) or a small configured size still gets the largest arena that
+/// fits. With 0 configured, or nothing reserved, the allocator still works through the large
+/// tier. Called once, under the init state machine.
 pub fn init() {
-    let mut gb = crate::sys::options::arena_gb();
-    while gb > 0 {
-        if try_reserve(gb << 30) {
+    let mut len = crate::sys::options::arena_gb() << 30;
+    while len >= MIN_RESERVE {
+        if try_reserve(len) {
             return;
         }
-        gb /= 4;
+        len /= 2;
     }
 }
 
@@ -452,4 +460,135 @@ pub fn pooled_bytes() -> (usize, usize) {
 pub fn side_table_bytes() -> usize {
     NEXT_SEG.load(Relaxed).min(len() / SEGMENT)
         * (PAGES_PER_SEGMENT * core::mem::size_of::<u32>() + core::mem::size_of::<SegMeta>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    /// The segment pool's bookkeeping, in one test because the arena and the pool are
+    /// process-wide: fresh segments in order, the pool's resident and purged lists and their
+    /// byte counts, decay by age and its rate limit, and `purge_pool`. The library's
+    /// constructor reserved the arena in this process too; no other unit test takes segments.
+    #[test]
+    fn segments_and_pool_accounting() {
+        if len() == 0 {
+            assert!(try_reserve(MIN_RESERVE));
+        }
+        assert_eq!(committed_bytes(), 0, "no other unit test takes segments");
+        let n = len();
+        assert!(n >= MIN_RESERVE && n.is_multiple_of(SEGMENT));
+        let base = segment_base(0);
+        assert!((base as usize).is_multiple_of(SEGMENT));
+        assert_eq!(offset(base), Some(0));
+        assert_eq!(offset(base.wrapping_sub(1)), None);
+        assert_eq!(offset(base.wrapping_add(n)), None);
+        assert_eq!(offset(base.wrapping_add(n - 1)), Some(n - 1));
+
+        // Fresh segments come in address order, committed (writable), not resident.
+        let mut taken = Vec::new();
+        for i in 0..10 {
+            let t = take_segment().unwrap();
+            assert_eq!((t.idx, t.resident), (i, false));
+            let p = segment_base(t.idx);
+            // SAFETY: a segment we own, committed by `take_segment`.
+            unsafe { p.add(SEGMENT - 1).write(0xAB) };
+            assert_eq!(locate(p.wrapping_add(5 << PAGE_SHIFT)), (i, 5));
+            taken.push(t.idx);
+        }
+        assert_eq!(committed_bytes(), 10 * SEGMENT);
+        assert_eq!(pooled_bytes(), (0, 0));
+
+        // Tags: set on a run, read back per page.
+        // SAFETY: pages of segment 3, which we own.
+        unsafe { set_tags(segment_base(3).add(2 << PAGE_SHIFT), 4, 0x0002_0007) };
+        let off3 = 3 * SEGMENT;
+        let tags: Vec<u32> = (0..8).map(|pg| tag_at(off3 + (pg << PAGE_SHIFT))).collect();
+        assert_eq!(
+            tags,
+            [
+                0,
+                0,
+                0x0002_0007,
+                0x0002_0007,
+                0x0002_0007,
+                0x0002_0007,
+                0,
+                0
+            ]
+        );
+        // SAFETY: as above; clears them again before the segment is given back.
+        unsafe { set_tags(segment_base(3).add(2 << PAGE_SHIFT), 4, 0) };
+
+        // Give back 0, 1, 2 resident and 7, 8 purged.
+        for idx in [0, 1, 2] {
+            // SAFETY: ours, unlinked, no live object or tag.
+            unsafe { give_back_segment(idx, true) };
+        }
+        for idx in [7, 8] {
+            // SAFETY: as above.
+            unsafe { give_back_segment(idx, false) };
+        }
+        assert_eq!(pooled_bytes(), (3 * SEGMENT, 2 * SEGMENT));
+        // Resident first, most recent first; then purged ones; then fresh.
+        let t = take_segment().unwrap();
+        assert_eq!((t.idx, t.resident), (2, true));
+        let t = take_segment().unwrap();
+        assert_eq!((t.idx, t.resident), (1, true));
+        assert_eq!(pooled_bytes(), (SEGMENT, 2 * SEGMENT));
+        // SAFETY: as above (1 and 2 are ours again).
+        unsafe {
+            give_back_segment(1, true);
+            give_back_segment(2, true);
+        }
+
+        // Decay by age (segments are stamped with the clock when given back): a pass purges
+        // the resident segments pooled at least an interval before its `now`, at most one pass
+        // per interval. The stamps are now, so a pass at now purges nothing, one an interval
+        // later every resident segment.
+        let interval = 1000;
+        let t0 = os::now_ms() + 10;
+        assert_eq!(decay_pool(t0, interval), 0);
+        assert_eq!(pooled_bytes(), (3 * SEGMENT, 2 * SEGMENT));
+        // SAFETY: segment 4 is ours, no live object or tag.
+        unsafe { give_back_segment(4, true) };
+        // Within the interval of the last pass: not run, whatever the segments' age.
+        assert_eq!(decay_pool(t0 + 10 * interval, 10 * interval + 1), 0);
+        assert_eq!(decay_pool(t0 + interval + 10, interval), 4 * SEGMENT);
+        assert_eq!(pooled_bytes(), (0, 6 * SEGMENT));
+        // The purged segment 0 reads zero where we wrote.
+        // SAFETY: segment 0 is in the pool and nobody uses it; a read of committed memory.
+        assert_eq!(unsafe { segment_base(0).add(SEGMENT - 1).read() }, 0);
+
+        // malloc_trim's purge takes every resident segment at once.
+        let t = take_segment().unwrap();
+        assert!(!t.resident);
+        // SAFETY: ours again, no live object or tag.
+        unsafe { give_back_segment(t.idx, true) };
+        assert_eq!(pooled_bytes(), (SEGMENT, 5 * SEGMENT));
+        assert_eq!(purge_pool(), SEGMENT);
+        assert_eq!(pooled_bytes(), (0, 6 * SEGMENT));
+        assert_eq!(purge_pool(), 0);
+
+        // Every purged segment comes back (not resident), then fresh ones in order.
+        let got: Vec<_> = (0..9).map(|_| take_segment().unwrap()).collect();
+        let mut pooled: Vec<u32> = got[..6].iter().map(|t| t.idx).collect();
+        pooled.sort_unstable();
+        assert_eq!(pooled, [0, 1, 2, 4, 7, 8]);
+        assert!(got.iter().all(|t| !t.resident));
+        assert_eq!(
+            got[6..].iter().map(|t| t.idx).collect::<Vec<_>>(),
+            [10, 11, 12]
+        );
+        assert_eq!(pooled_bytes(), (0, 0));
+        assert_eq!(committed_bytes(), 13 * SEGMENT);
+        // All back, purged, for the next user of this process's pool.
+        for t in got {
+            // SAFETY: ours, no live object or tag.
+            unsafe { give_back_segment(t.idx, false) };
+        }
+        assert_eq!(pooled_bytes(), (0, 9 * SEGMENT));
+    }
 }

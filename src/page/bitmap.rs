@@ -184,6 +184,115 @@ mod tests {
         }
     }
 
+    /// A random bitmap and the same bits as a plain array (the model).
+    fn random(seed: &mut u32, density: u32) -> (PageBitmap, [bool; BITS]) {
+        let mut m = PageBitmap::new();
+        let mut model = [false; BITS];
+        // Runs of random length, so long runs across word boundaries occur.
+        let mut i = 0;
+        while i < BITS {
+            *seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            let len = ((*seed >> 8) % 90) as usize + 1;
+            let n = len.min(BITS - i);
+            if (*seed >> 20) % 8 < density {
+                m.set_range(i, n);
+                model[i..i + n].fill(true);
+            }
+            i += n;
+        }
+        (m, model)
+    }
+
+    /// Runs of `want` bits in the model, as `(start, len)`.
+    fn model_runs(model: &[bool; BITS], want: bool) -> std::vec::Vec<(usize, usize)> {
+        let mut v = std::vec::Vec::new();
+        let mut i = 0;
+        while i < BITS {
+            if model[i] != want {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < BITS && model[i] == want {
+                i += 1;
+            }
+            v.push((s, i - s));
+        }
+        v
+    }
+
+    #[test]
+    fn ranges_runs_and_combine_match_a_model() {
+        let mut seed = 0x9e37_79b9u32;
+        for round in 0..500 {
+            let (mut m, mut model) = random(&mut seed, round % 9);
+            for (i, &want) in model.iter().enumerate() {
+                assert_eq!(m.get(i), want, "round {round} bit {i}");
+            }
+            assert_eq!(m.is_empty(), model.iter().all(|&b| !b));
+            assert_eq!(
+                m.set_runs().collect::<std::vec::Vec<_>>(),
+                model_runs(&model, true)
+            );
+            assert_eq!(
+                m.free_runs().collect::<std::vec::Vec<_>>(),
+                model_runs(&model, false)
+            );
+            // Runs of set and clear bits tile the bitmap.
+            let total: usize = m.set_runs().chain(m.free_runs()).map(|(_, n)| n).sum();
+            assert_eq!(total, BITS);
+            // Clearing a random range clears exactly it.
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            let start = (seed >> 8) as usize % BITS;
+            let n = ((seed >> 16) as usize % (BITS - start)).max(1);
+            m.clear_range(start, n);
+            model[start..start + n].fill(false);
+            for (i, &want) in model.iter().enumerate() {
+                assert_eq!(m.get(i), want, "round {round} after clear, bit {i}");
+            }
+            // Combinations are word-wise and exact.
+            let (o, omodel) = random(&mut seed, 4);
+            let and = m.combine(&o, |a, b| a & b);
+            let or = m.combine(&o, |a, b| a | b);
+            let andnot = m.combine(&o, |a, b| a & !b);
+            for (i, (&a, &b)) in model.iter().zip(&omodel).enumerate() {
+                assert_eq!(and.get(i), a && b);
+                assert_eq!(or.get(i), a || b);
+                assert_eq!(andnot.get(i), a && !b);
+            }
+        }
+    }
+
+    #[test]
+    fn full_and_edges() {
+        let f = PageBitmap::full();
+        assert!((0..BITS).all(|i| f.get(i)));
+        assert!(!f.is_empty());
+        assert_eq!(f.set_runs().collect::<std::vec::Vec<_>>(), [(0, BITS)]);
+        assert_eq!(f.find_run(1), None);
+        // A free run at the very end, and one that spans a word boundary.
+        let mut m = PageBitmap::full();
+        m.clear_range(BITS - 3, 3);
+        assert_eq!(m.find_run(3), Some(BITS - 3));
+        assert_eq!(m.find_run(4), None);
+        m.clear_range(60, 8);
+        assert_eq!(m.find_run(8), Some(60));
+        assert_eq!(m.find_run(2), Some(60));
+        assert_eq!(
+            m.free_runs().collect::<std::vec::Vec<_>>(),
+            [(60, 8), (BITS - 3, 3)]
+        );
+        // Setting a range twice, or clearing a clear one, changes nothing.
+        m.set_range(60, 8);
+        m.set_range(60, 8);
+        m.clear_range(BITS - 3, 3);
+        assert_eq!(m.free_runs().collect::<std::vec::Vec<_>>(), [(BITS - 3, 3)]);
+        // Zero-length ranges are no-ops.
+        m.set_range(BITS - 3, 0);
+        m.clear_range(0, 0);
+        assert_eq!(m.free_runs().collect::<std::vec::Vec<_>>(), [(BITS - 3, 3)]);
+    }
+
     #[test]
     fn set_clear_runs() {
         let mut m = PageBitmap::new();

@@ -348,6 +348,15 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         unsafe { os::unmap(p, len) };
         return (core::ptr::null_mut(), false);
     }
+    if let Some((p, got)) = take_aligned(len, align) {
+        GLOBAL.add_shared(Ev::LargeCacheHits, 1);
+        if register(p, got) {
+            return (p, false);
+        }
+        // SAFETY: `p` came out of the cache: an unused mapping of `got` bytes.
+        unsafe { os::unmap(p, got) };
+        return (core::ptr::null_mut(), false);
+    }
     let Some(raw) = os::map_rw(len + align) else {
         return (core::ptr::null_mut(), false);
     };
@@ -553,6 +562,38 @@ fn take_best(
 /// Best fit: the shortest cached block of at least `len`, split if much longer.
 fn take_fit(len: usize) -> Option<(*mut u8, usize)> {
     take_best(len, true, |l| l >= len, |a, b| a < b)
+}
+
+/// For an alignment above a page (`memalign`): the shortest cached block of at least `len`
+/// that starts on a multiple of `align`, its head if much longer (never assembled: `gather`'s
+/// `mremap` may move a block). The blocks such requests free start aligned, so a program that
+/// allocates aligned blocks again and again reuses its own instead of mapping and trimming a
+/// fresh one per call while its frees fill the cache; others' blocks suit it when their address
+/// happens to be aligned.
+fn take_aligned(len: usize, align: usize) -> Option<(*mut u8, usize)> {
+    if len > LARGE_CACHE_MAX_BLOCK {
+        return None;
+    }
+    // As `take_best`, with the address in the choice; `take_at` rechecks the entry by address.
+    for _ in 0..3 {
+        let mut best: Option<(&SpinLock<Cache>, usize, usize)> = None;
+        for shard in shards() {
+            let c = shard.lock();
+            for e in &c.entries[..c.n] {
+                if e.len >= len
+                    && e.addr.is_multiple_of(align)
+                    && best.is_none_or(|(_, _, l)| e.len < l)
+                {
+                    best = Some((shard, e.addr, e.len));
+                }
+            }
+        }
+        let (shard, addr, _) = best?;
+        if let Some(hit) = take_at(shard, addr, len, true, |l| l >= len) {
+            return Some(hit);
+        }
+    }
+    None
 }
 
 /// The longest cached block shorter than `len` and at least [`GATHER_MIN_PIECE`] long.

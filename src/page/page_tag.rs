@@ -70,6 +70,31 @@ mod tests {
                 assert!(mine(t, 0) >= NUM_BINS);
             }
         }
+        // Every bin with owners spread over the whole id range: each tag decodes to itself,
+        // is nonzero, and is matched by its owner alone.
+        let mut owner = 0;
+        while owner <= MAX_OWNER {
+            assert_eq!(owner_base(owner) & 0xFFFF, 0, "no bin bits in a base");
+            for bin in 0..NUM_BINS {
+                let t = encode(owner, bin);
+                assert_ne!(t, 0);
+                assert_eq!(decode(t), Some((owner, bin)));
+                assert_eq!(mine(t, owner_base(owner)), bin);
+                assert_eq!(mine(t, owner_bits(t)), bin);
+                let other = (owner + 1 + bin as u32) % (MAX_OWNER + 1);
+                if other != owner {
+                    assert!(mine(t, owner_base(other)) >= NUM_BINS);
+                }
+            }
+            owner = if owner == MAX_OWNER {
+                MAX_OWNER + 1
+            } else {
+                (owner + 251).min(MAX_OWNER)
+            };
+        }
+        // A tag with an owner but no bin, or a bin but no owner, is not a block's.
+        assert_eq!(decode(owner_base(5)), None);
+        assert_eq!(decode(3), None);
         assert_eq!(decode(0), None);
         assert!(bin_of(0) >= NUM_BINS);
         assert!(mine(0, 0) >= NUM_BINS);

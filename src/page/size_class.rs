@@ -493,6 +493,32 @@ mod tests {
         }
     }
 
+    /// A run holds a whole number of objects and no room for another; medium runs hold one;
+    /// every run fits in a segment; the sizes between two classes map to the larger one.
+    #[test]
+    fn runs_and_objects_consistent() {
+        let seg_pages = 1 << (crate::config::SEGMENT_SHIFT - crate::config::PAGE_SHIFT);
+        for b in 0..NUM_BINS {
+            let bytes = run_pages(b) * PAGE;
+            assert!(run_pages(b) >= 1 && run_pages(b) <= seg_pages, "bin {b}");
+            assert!(objs_per_run(b) * bin_size(b) <= bytes, "bin {b}");
+            assert!((objs_per_run(b) + 1) * bin_size(b) > bytes, "bin {b}");
+            if !is_small(b) {
+                assert_eq!(objs_per_run(b), 1, "bin {b}");
+            }
+            assert!(bin_size(b).is_multiple_of(16), "bin {b}");
+        }
+        let order = by_size();
+        for w in order.windows(2) {
+            let (lo, hi) = (bin_size(w[0]), bin_size(w[1]));
+            for s in [lo + 1, (lo + hi) / 2, hi] {
+                assert_eq!(bin_of(s), Some(w[1]), "size {s}");
+            }
+        }
+        assert_eq!(bin_of(1), Some(order[0]));
+        assert_eq!(bin_of(ARENA_MAX), Some(order[NUM_BINS - 1]));
+    }
+
     #[test]
     fn limits_allow_two_refills() {
         for b in 0..NUM_BINS {

@@ -11,6 +11,10 @@ static DECAY_MS: AtomicU64 = AtomicU64::new(DECAY_MS_DEFAULT);
 static STATS_REPORT: AtomicU8 = AtomicU8::new(REPORT_NONE);
 static ZERO_ON_FREE: AtomicU8 = AtomicU8::new(0);
 static BACKGROUND: AtomicU8 = AtomicU8::new(0);
+/// Default and largest `HAKOZUNA_MAX_HEAPS`: every id a page tag can carry but one, which is
+/// kept for the shared fallback heap (`page_tag::MAX_OWNER` + 1 ids in all).
+pub const MAX_HEAPS_DEFAULT: u64 = 65_534;
+static MAX_HEAPS_OPT: AtomicU64 = AtomicU64::new(MAX_HEAPS_DEFAULT);
 
 /// `HAKOZUNA_STATS` unset or `0`: no report at exit.
 pub const REPORT_NONE: u8 = 0;
@@ -28,6 +32,15 @@ pub fn init() {
     );
     DECAY_MS.store(
         diag::env_u64(b"HAKOZUNA_DECAY_MS\0", DECAY_MS_DEFAULT, 0, 1 << 40),
+        Relaxed,
+    );
+    MAX_HEAPS_OPT.store(
+        diag::env_u64(
+            b"HAKOZUNA_MAX_HEAPS\0",
+            MAX_HEAPS_DEFAULT,
+            1,
+            MAX_HEAPS_DEFAULT,
+        ),
         Relaxed,
     );
     let report = match os::getenv(b"HAKOZUNA_STATS\0") {
@@ -72,6 +85,12 @@ pub fn init() {
 /// `HAKOZUNA_ARENA_GB`: the arena reservation to try first, in GiB.
 pub fn arena_gb() -> usize {
     ARENA_GB.load(Relaxed) as usize
+}
+
+/// `HAKOZUNA_MAX_HEAPS`: how many heaps threads may own at once; threads beyond it share the
+/// fallback heap (`front::fallback`).
+pub fn max_heaps() -> u32 {
+    MAX_HEAPS_OPT.load(Relaxed) as u32
 }
 
 /// `HAKOZUNA_DECAY_MS`: how long free memory stays cached before decay gives it back.

@@ -216,6 +216,24 @@ pub fn futex_wake_one(word: &AtomicU32) {
     set_errno(saved);
 }
 
+/// Wakes every thread sleeping in [`futex_wait`] on `word`. Leaves errno unchanged.
+pub fn futex_wake_all(word: &AtomicU32) {
+    let saved = errno();
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+    set_errno(saved);
+}
+
+/// `sched_yield`: only the lock tests' spin-then-yield model uses it (the allocator sleeps
+/// on futexes instead).
+#[cfg(test)]
 pub fn yield_now() {
     // SAFETY: no preconditions.
     unsafe {

@@ -72,6 +72,32 @@ fn programs() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
             env!("CARGO_BIN_EXE_thread-churn"),
             vec!["12", "3", "64"],
         ),
+        // The field shapes (issue 18) at toy size.
+        (
+            "large-blocks",
+            env!("CARGO_BIN_EXE_large-blocks"),
+            vec!["4", "3", "64", "2048"],
+        ),
+        (
+            "alloc-free-loop",
+            env!("CARGO_BIN_EXE_alloc-free-loop"),
+            vec!["20000", "100", "16", "512"],
+        ),
+        (
+            "tree-build",
+            env!("CARGO_BIN_EXE_tree-build"),
+            vec!["2", "3", "8", "16", "64"],
+        ),
+        (
+            "cross-churn",
+            env!("CARGO_BIN_EXE_cross-churn"),
+            vec!["3", "5000", "64", "50", "8"],
+        ),
+        (
+            "leak-churn",
+            env!("CARGO_BIN_EXE_leak-churn"),
+            vec!["5", "1000", "16", "512", "10"],
+        ),
     ]
 }
 

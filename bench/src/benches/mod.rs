@@ -1,12 +1,17 @@
 //! The benchmark programs. Each has a `run(args)` that parses its positional arguments, runs,
 //! prints a human summary and one `RESULT ...` line on stdout, and returns the report.
 
+pub mod alloc_free_loop;
 pub mod burst_idle;
 pub mod cache_scratch;
+pub mod cross_churn;
+pub mod large_blocks;
 pub mod larson;
+pub mod leak_churn;
 pub mod mt_remote;
 pub mod random_mixed;
 pub mod thread_churn;
+pub mod tree_build;
 pub mod xmalloc_test;
 
 use crate::common::Report;
@@ -54,6 +59,31 @@ pub const ALL: &[Bench] = &[
         name: "thread-churn",
         usage: thread_churn::USAGE,
         run: thread_churn::run,
+    },
+    Bench {
+        name: "large-blocks",
+        usage: large_blocks::USAGE,
+        run: large_blocks::run,
+    },
+    Bench {
+        name: "alloc-free-loop",
+        usage: alloc_free_loop::USAGE,
+        run: alloc_free_loop::run,
+    },
+    Bench {
+        name: "tree-build",
+        usage: tree_build::USAGE,
+        run: tree_build::run,
+    },
+    Bench {
+        name: "cross-churn",
+        usage: cross_churn::USAGE,
+        run: cross_churn::run,
+    },
+    Bench {
+        name: "leak-churn",
+        usage: leak_churn::USAGE,
+        run: leak_churn::run,
     },
 ];
 

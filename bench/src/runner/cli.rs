@@ -11,10 +11,11 @@ USAGE:
   hakozuna-bench list [--matrix NAME] [--scale F]   show matrices and rows
   hakozuna-bench bench PROGRAM ARGS...    run one benchmark program in this process
                                           (random-mixed, mt-remote, larson, xmalloc-test, cache-scratch,
-                                          burst-idle, thread-churn)
+                                          burst-idle, thread-churn, large-blocks, alloc-free-loop,
+                                          tree-build, cross-churn, leak-churn)
 
 COMPARE OPTIONS:
-  --matrix NAME        quick (default), seed, memory, smoke
+  --matrix NAME        quick (default), seed, memory, field, smoke
   --runs N             runs per (row, allocator); default 3 (5 for seed)
   --scale F            multiply iteration counts by F (default 1; callgrind default 0.2)
   --rows A,B,...       only these rows (exact names, see `list`)

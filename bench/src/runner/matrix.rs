@@ -39,6 +39,7 @@ pub const MATRICES: &[(&str, &str)] = &[
     ("quick", "a subset with reduced iteration counts: about one minute for ~6 allocators x 3 runs"),
     ("seed", "the docs/benchmarks.md seed rows at full size (ST 20M iterations, MT 2.5M per thread) plus larson/xmalloc/cache-scratch"),
     ("memory", "RSS suite: burst then idle (1 GiB, 12 s), thread churn (300 generations), and peak RSS of the seed's memory-heavy mt-remote rows"),
+    ("field", "the field's standard shapes (issue 18): large blocks, allocate-then-free loops, trees, producer/consumer, cross-thread churn, leak-and-churn; about 1 s each for hakozuna"),
     ("smoke", "tiny rows for tests: one of each program"),
 ];
 
@@ -201,6 +202,70 @@ fn scratch(t: usize, iters: u64, reps: u64, scale: f64) -> Row {
     }
 }
 
+/// `large-blocks ITERS LIVE MIN_KIB MAX_KIB`: LIVE blocks of 5–25 MiB replaced ITERS times.
+fn large(iters: u64, live: u32, scale: f64) -> Row {
+    Row {
+        name: format!("large-{live}x5-25M"),
+        bench: "large-blocks",
+        args: vec![it(iters, scale), live.to_string(), "5120".into(), "25600".into()],
+        threads: 1,
+        desc: format!("large-blocks: one thread, {live} live blocks of 5-25 MiB replaced at random, a byte written in every page"),
+    }
+}
+
+/// `alloc-free-loop TOTAL N 16 512`: rounds of N mallocs then N frees, sizes 16, 32, … 512.
+fn loop_n(total: u64, n: u32, scale: f64) -> Row {
+    Row {
+        name: format!("loop-N{n}"),
+        bench: "alloc-free-loop",
+        args: vec![it(total, scale), n.to_string(), "16".into(), "512".into()],
+        threads: 1,
+        desc: format!("alloc-free-loop: one thread, {n} mallocs of one size then {n} frees, repeated, sizes 16-512 in powers of two"),
+    }
+}
+
+/// `tree-build T ITERS 14 16 64`: trees of 16383 nodes of 16–64 bytes, built and freed.
+fn tree(t: usize, iters: u64, scale: f64) -> Row {
+    Row {
+        name: format!("tree-T{t}"),
+        bench: "tree-build",
+        args: vec![t.to_string(), it(iters, scale), "14".into(), "16".into(), "64".into()],
+        threads: t,
+        desc: format!("tree-build: {t} threads each build and free binary trees of 16383 nodes of 16-64 bytes"),
+    }
+}
+
+/// Producer/consumer: the xmalloc-test program with T/2 producers, named by its producers.
+fn pc(t: usize, batches: u64, scale: f64) -> Row {
+    Row {
+        name: format!("pc-P{}", t / 2),
+        ..xmalloc(t, batches, scale)
+    }
+}
+
+/// `cross-churn T ITERS 4096 25 64`: rpmalloc-style churn, a quarter of the retired blocks freed
+/// by the next thread.
+fn cross(t: usize, iters: u64, scale: f64) -> Row {
+    Row {
+        name: format!("cross-T{t}"),
+        bench: "cross-churn",
+        args: vec![t.to_string(), it(iters, scale), "4096".into(), "25".into(), "64".into()],
+        threads: t,
+        desc: format!("cross-churn: {t} threads replace blocks in 4096 slots each (95% 16 B-8 KiB, 5% to 64 KiB), 25% of the retired ones freed by the next thread, batches of 64"),
+    }
+}
+
+/// `leak-churn ROUNDS 100000 16 512 4`: the kept share grows to 4 % in the last round.
+fn leak(rounds: u64, scale: f64) -> Row {
+    Row {
+        name: "leak-churn".into(),
+        bench: "leak-churn",
+        args: vec![it(rounds, scale), "100000".into(), "16".into(), "512".into(), "4".into()],
+        threads: 1,
+        desc: "leak-churn: one thread, rounds of 100000 blocks of 16-512 bytes, keeping a share that grows to 4% and freeing the rest".into(),
+    }
+}
+
 /// The rows of a named matrix with iteration counts multiplied by `scale`.
 pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
     let s = scale;
@@ -249,6 +314,18 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             mt(32, 50, 16, 32768, 2_500_000, s),
             mt(8, 90, 16, 32768, 2_500_000, s),
         ],
+        "field" => vec![
+            large(1_000, 32, s),
+            loop_n(200_000_000, 100, s),
+            loop_n(150_000_000, 1000, s),
+            tree(1, 5_000, s),
+            tree(2, 1_000, s),
+            pc(2, 300_000, s),
+            pc(4, 150_000, s),
+            cross(2, 20_000_000, s),
+            cross(4, 8_000_000, s),
+            leak(200, s),
+        ],
         "smoke" => vec![
             rm("rm-16-2048", 20_000, 16, 2048, s),
             rm_dist(20_000, s),
@@ -258,6 +335,11 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             scratch(2, 10, 100, s),
             burst_idle(2, 8, 0.0),
             churn(20, 2, 256, s),
+            large(3, 2, s),
+            loop_n(2_000, 10, s),
+            tree(2, 2, s),
+            cross(2, 2_000, s),
+            leak(3, s),
         ],
         _ => {
             let names: Vec<&str> = MATRICES.iter().map(|m| m.0).collect();
@@ -356,6 +438,54 @@ mod tests {
         );
         assert_eq!(short[1].command(), "thread-churn 30 4 4096");
         assert_eq!(short[2].args[1], "250000");
+    }
+
+    #[test]
+    fn field_has_every_shape_and_scales() {
+        let rows = matrix("field", 1.0).unwrap();
+        let cmds: Vec<String> = rows.iter().map(Row::command).collect();
+        assert_eq!(
+            cmds,
+            [
+                "large-blocks 1000 32 5120 25600",
+                "alloc-free-loop 200000000 100 16 512",
+                "alloc-free-loop 150000000 1000 16 512",
+                "tree-build 1 5000 14 16 64",
+                "tree-build 2 1000 14 16 64",
+                "xmalloc-test 2 300000 100 16 512",
+                "xmalloc-test 4 150000 100 16 512",
+                "cross-churn 2 20000000 4096 25 64",
+                "cross-churn 4 8000000 4096 25 64",
+                "leak-churn 200 100000 16 512 4",
+            ]
+        );
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "large-32x5-25M",
+                "loop-N100",
+                "loop-N1000",
+                "tree-T1",
+                "tree-T2",
+                "pc-P1",
+                "pc-P2",
+                "cross-T2",
+                "cross-T4",
+                "leak-churn",
+            ]
+        );
+        let threads: Vec<usize> = rows.iter().map(|r| r.threads).collect();
+        assert_eq!(threads, [1, 1, 1, 1, 2, 2, 4, 2, 4, 1]);
+        // Scale changes iteration counts only: not live blocks, sizes, N, depth or threads.
+        let small = matrix("field", 0.01).unwrap();
+        assert_eq!(small[0].command(), "large-blocks 10 32 5120 25600");
+        assert_eq!(small[1].command(), "alloc-free-loop 2000000 100 16 512");
+        assert_eq!(small[4].command(), "tree-build 2 10 14 16 64");
+        assert_eq!(small[5].command(), "xmalloc-test 2 3000 100 16 512");
+        assert_eq!(small[8].command(), "cross-churn 4 80000 4096 25 64");
+        assert_eq!(small[9].command(), "leak-churn 2 100000 16 512 4");
+        assert!(MATRICES.iter().any(|m| m.0 == "field"));
     }
 
     #[test]

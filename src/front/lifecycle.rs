@@ -162,7 +162,7 @@ fn start(me: usize) {
     // Release: everything above is visible to threads that see DONE.
     STATE.store(DONE, Release);
     // Once per process image, so no count of sleepers is kept: a wake finding none is cheap.
-    os::futex_wake_all(&STATE);
+    os::futex_wake(&STATE, i32::MAX);
 }
 
 /// `KEY_OK` values: no key (start-up's `pthread_key_create` failed, e.g. every one of

@@ -67,18 +67,7 @@ pub fn init() {
         let zero = diag::env_u64(b"HAKOZUNA_ZERO_ON_FREE\0", 0, 0, 1);
         ZERO_ON_FREE.store(zero as u8, Relaxed);
     }
-    let background = match os::getenv(b"HAKOZUNA_BACKGROUND\0") {
-        None | Some(b"0") | Some(b"") => 0,
-        Some(b"1") => 1,
-        Some(raw) => {
-            diag::Line::new()
-                .str("hakozuna: ignoring malformed HAKOZUNA_BACKGROUND='")
-                .bytes(&raw[..raw.len().min(64)])
-                .str("' (expected 0 or 1), using 0")
-                .emit();
-            0
-        }
-    };
+    let background = diag::env_u64(b"HAKOZUNA_BACKGROUND\0", 0, 0, 1) as u8;
     BACKGROUND.store(background, Relaxed);
 }
 

@@ -201,8 +201,8 @@ pub fn futex_wait(word: &AtomicU32, expected: u32) {
     set_errno(saved);
 }
 
-/// Wakes one thread sleeping in [`futex_wait`] on `word`, if any. Leaves errno unchanged.
-pub fn futex_wake_one(word: &AtomicU32) {
+/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`. Leaves errno unchanged.
+pub fn futex_wake(word: &AtomicU32, n: i32) {
     let saved = errno();
     // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
     unsafe {
@@ -210,22 +210,7 @@ pub fn futex_wake_one(word: &AtomicU32) {
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
-    }
-    set_errno(saved);
-}
-
-/// Wakes every thread sleeping in [`futex_wait`] on `word`. Leaves errno unchanged.
-pub fn futex_wake_all(word: &AtomicU32) {
-    let saved = errno();
-    // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
+            n,
         );
     }
     set_errno(saved);

@@ -114,7 +114,7 @@ impl LockWord for Word {
         os::futex_wait(&self.0, expected);
     }
     fn wake_one(&self) {
-        os::futex_wake_one(&self.0);
+        os::futex_wake(&self.0, 1);
     }
 }
 

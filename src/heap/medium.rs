@@ -142,9 +142,7 @@ fn foreign_owner(me: u32, run: *mut u8) -> Option<u32> {
     if !config::MEDIUM_ADOPT {
         return None;
     }
-    let off = arena::offset(run)?;
-    match page_tag::decode(arena::tag_at(off)) {
-        Some((owner, _)) if owner != me => Some(owner),
-        _ => None,
-    }
+    arena::owner_and_bin(run)
+        .map(|(owner, _)| owner)
+        .filter(|&owner| owner != me)
 }

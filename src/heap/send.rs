@@ -100,10 +100,7 @@ pub unsafe fn send_home(bin: usize, mut p: *mut u8, stats: &Counters, shared_sta
     while !p.is_null() {
         // SAFETY: `p` is a member of the caller's list; its link is read before relinking.
         let nx = unsafe { crate::ds::list::next(p) };
-        let owner = crate::page::arena::offset(p)
-            .and_then(|off| crate::page::page_tag::decode(crate::page::arena::tag_at(off)))
-            .map(|(owner, _)| owner);
-        let Some(owner) = owner else {
+        let Some((owner, _)) = crate::page::arena::owner_and_bin(p) else {
             debug_assert!(false, "a free small object in an untagged page");
             p = nx;
             continue;

@@ -16,9 +16,8 @@ use super::send::send_home;
 use super::{OwnedHeap, SMALL_SEGS};
 use crate::config::{self, PAGE_SHIFT, STASH_PUSH, TRANSFER_CACHE};
 use crate::ds::list::{next, Chain, LocalList};
-use crate::page::arena::{self, PAGES_PER_SEGMENT};
+use crate::page::arena::{self, SegInner, PAGES_PER_SEGMENT};
 use crate::page::size_class::{self as sc, SMALL_BINS};
-use crate::page::page_tag;
 use crate::stats::Ev;
 use core::ptr::null_mut;
 
@@ -146,7 +145,11 @@ impl OwnedHeap {
         let q = h.shared.intake[bin].take_all();
         if !q.is_null() {
             // SAFETY: the swap made the list ours: free objects of this heap and `bin`.
-            unsafe { self.local().small[bin].central.push_chain(Chain::measure(q)) };
+            unsafe {
+                self.local().small[bin]
+                    .central
+                    .push_chain(Chain::measure(q))
+            };
         }
     }
 
@@ -174,15 +177,13 @@ impl OwnedHeap {
             if owner_of(p) != Some(id) {
                 foreign += 1;
             } else {
-                let (idx, page) = arena::locate(p);
-                // SAFETY: the tag names this heap, so segment `idx` is one of its small
-                // segments and we hold the handle; no other `SegInner` borrow is live.
-                let m = unsafe { arena::seg_meta(idx).get() };
-                match m.starts.prev_set(page) {
+                // SAFETY: the tag names this heap, whose handle we hold; no other
+                // `SegInner` borrow is live.
+                match unsafe { run_of(p) } {
                     // Saturating below DOOMED: a count above the run's objects (a double
                     // free) then only keeps the run.
-                    Some(start) => m.found[start] = (m.found[start] + 1).min(DOOMED - 1),
-                    None => debug_assert!(false, "small object outside any run"),
+                    (m, Some(start)) => m.found[start] = (m.found[start] + 1).min(DOOMED - 1),
+                    (_, None) => debug_assert!(false, "small object outside any run"),
                 }
             }
             // SAFETY: `p` is a member of the caller's well-formed list.
@@ -247,11 +248,10 @@ impl OwnedHeap {
             // SAFETY: `p` is a member of the caller's list; its link is read before relinking.
             let nx = unsafe { next(p) };
             if owner_of(p) == Some(id) {
-                let (idx, page) = arena::locate(p);
-                // SAFETY: our segment (the tag names us); no other `SegInner` borrow is live.
-                let m = unsafe { arena::seg_meta(idx).get() };
-                let start = m.starts.prev_set(page).unwrap_or(0);
-                if m.found[start] != DOOMED {
+                // SAFETY: the tag names us, and we hold the handle; no other `SegInner`
+                // borrow is live.
+                let (m, start) = unsafe { run_of(p) };
+                if m.found[start.unwrap_or(0)] != DOOMED {
                     if kept.count == 0 {
                         kept_tail = p;
                     }
@@ -317,16 +317,27 @@ impl OwnedHeap {
     }
 }
 
+/// The segment record of this heap's small object `p` and the first page of its run (`None`
+/// only if no run starts at or below its page, which the sweep never leaves so).
+///
+/// # Safety
+/// `p`'s page tag names the heap whose handle the caller holds, and no other `SegInner`
+/// borrow is live while the result is.
+unsafe fn run_of(p: *mut u8) -> (&'static mut SegInner, Option<usize>) {
+    let (idx, page) = arena::locate(p);
+    // SAFETY: the segment holds a run of the caller's heap (caller contract), so it is one of
+    // its small segments, and the borrow is the only one (caller contract).
+    let m = unsafe { arena::seg_meta(idx).get() };
+    let start = m.starts.prev_set(page);
+    (m, start)
+}
+
 /// The owner a small object's page tag names.
 fn owner_of(p: *mut u8) -> Option<u32> {
-    let off = arena::offset(p)?;
-    page_tag::decode(arena::tag_at(off)).map(|(owner, _)| owner)
+    arena::owner_and_bin(p).map(|(owner, _)| owner)
 }
 
 /// The bin of a run's first page (a value `>= NUM_BINS` if untagged).
 fn tag_bin(run: *mut u8) -> usize {
-    match arena::offset(run) {
-        Some(off) => page_tag::bin_of(arena::tag_at(off)),
-        None => usize::MAX,
-    }
+    arena::owner_and_bin(run).map_or(usize::MAX, |(_, bin)| bin)
 }

@@ -177,6 +177,11 @@ pub fn len() -> usize {
     LEN.load(Acquire)
 }
 
+/// `(owner, bin)` of the page holding `p`, if `p` lies in the arena on a tagged page.
+pub fn owner_and_bin(p: *const u8) -> Option<(u32, usize)> {
+    crate::page::page_tag::decode(tag_at(offset(p)?))
+}
+
 /// Tag of the page at arena offset `off`.
 #[inline(always)]
 pub fn tag_at(off: usize) -> u32 {

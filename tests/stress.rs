@@ -457,7 +457,10 @@ fn large_cache_shared_by_threads_keeps_contents() {
         })
         .collect();
     drop(txs);
-    let rxs: Vec<_> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let rxs: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
     for rx in rxs {
         while let Ok(b) = rx.try_recv() {
             b.check();

@@ -2,8 +2,8 @@
 //! paths (design.md §5) and everything built on them (calloc, realloc, aligned allocation,
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
-use crate::front::hardened;
 use crate::front::background;
+use crate::front::hardened;
 use crate::front::lifecycle;
 use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
 use crate::front::tls;

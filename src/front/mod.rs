@@ -14,8 +14,8 @@ mod background;
 mod capi;
 #[cfg(feature = "capi")]
 mod cxx;
-mod hardened;
 mod fallback;
+mod hardened;
 #[cfg(feature = "capi")]
 mod introspect;
 pub mod lifecycle;

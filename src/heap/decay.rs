@@ -2,11 +2,11 @@
 //! decay of medium runs and free pages, the process-wide decay of the segment pool and the
 //! large cache, the purge of `malloc_trim`, and a heap's retirement when its thread exits.
 
+use super::sweep::BinSet;
 use super::OwnedHeap;
 use crate::config;
 use crate::page::arena::{self, SegInner};
 use crate::page::bitmap::PageBitmap;
-use super::sweep::BinSet;
 use crate::page::size_class::{self as sc, MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::{Counters, Ev};
 use crate::sys::{options, os};

@@ -147,7 +147,9 @@ impl OwnedHeap {
             let (idx, page) = arena::locate(run);
             // SAFETY: the run lies in one of this heap's small segments and we hold the
             // owner's handle; no other `SegInner` borrow is live.
-            unsafe { arena::seg_meta(idx).get() }.starts.set_range(page, 1);
+            unsafe { arena::seg_meta(idx).get() }
+                .starts
+                .set_range(page, 1);
             let l = &mut self.local().small[bin];
             l.bump = run;
             // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.

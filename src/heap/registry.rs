@@ -44,7 +44,8 @@ impl OwnedHeap {
     pub fn enter(&mut self) {
         let s = &self.heap().shared;
         // Relaxed: only the owner writes it; decay passes only compare it with what they saw.
-        s.activity.store(s.activity.load(Relaxed).wrapping_add(1), Relaxed);
+        s.activity
+            .store(s.activity.load(Relaxed).wrapping_add(1), Relaxed);
         sync::lock(&s.busy);
     }
 

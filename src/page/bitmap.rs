@@ -324,7 +324,11 @@ mod tests {
                 }
             }
             for i in 0..BITS {
-                assert_eq!(m.prev_set(i), (0..=i).rev().find(|&j| m.get(j)), "round {round} i {i}");
+                assert_eq!(
+                    m.prev_set(i),
+                    (0..=i).rev().find(|&j| m.get(j)),
+                    "round {round} i {i}"
+                );
             }
             let ones: std::vec::Vec<usize> = m.ones().collect();
             let naive: std::vec::Vec<usize> = (0..BITS).filter(|&i| m.get(i)).collect();

@@ -485,7 +485,11 @@ fn shards() -> impl Iterator<Item = &'static SpinLock<Cache>> {
 
 /// The entry of a locked shard `pick` prefers, if any: `pick(best so far, candidate)` says
 /// whether the candidate's length beats the best's.
-fn choose(c: &Cache, ok: impl Fn(usize) -> bool, better: impl Fn(usize, usize) -> bool) -> Option<usize> {
+fn choose(
+    c: &Cache,
+    ok: impl Fn(usize) -> bool,
+    better: impl Fn(usize, usize) -> bool,
+) -> Option<usize> {
     let mut best: Option<usize> = None;
     for i in 0..c.n {
         let l = c.entries[i].len;
@@ -598,7 +602,12 @@ fn take_aligned(len: usize, align: usize) -> Option<(*mut u8, usize)> {
 
 /// The longest cached block shorter than `len` and at least [`GATHER_MIN_PIECE`] long.
 fn take_longest_below(len: usize) -> Option<(*mut u8, usize)> {
-    take_best(len, false, |l| l < len && l >= GATHER_MIN_PIECE, |a, b| a > b)
+    take_best(
+        len,
+        false,
+        |l| l < len && l >= GATHER_MIN_PIECE,
+        |a, b| a > b,
+    )
 }
 
 /// A piece for the rest of an assembly that still needs `need` bytes, never longer: the head of
@@ -975,7 +984,11 @@ mod tests {
         let b = os::map_rw(len).expect("map");
         // SAFETY: as above.
         unsafe { cache_put(b, len) };
-        assert_eq!(take_fit(2 * mib), Some((b, len)), "a fit within a quarter is whole");
+        assert_eq!(
+            take_fit(2 * mib),
+            Some((b, len)),
+            "a fit within a quarter is whole"
+        );
         // SAFETY: the block left the cache and is ours.
         unsafe { os::unmap(b, len) };
     }
@@ -1002,7 +1015,10 @@ mod tests {
         assert!(!p.is_null());
         assert_eq!(usable(p), Some(8 * mib));
         if crate::config::STATS {
-            assert!(GLOBAL.get(Ev::LargeGathers as usize) > gathers, "no assembly");
+            assert!(
+                GLOBAL.get(Ev::LargeGathers as usize) > gathers,
+                "no assembly"
+            );
         }
         for off in (0..8 * mib).step_by(PAGE) {
             // SAFETY: `p` is a live block of 8 MiB.

@@ -138,10 +138,7 @@ const BIN_SIZE: [u32; NUM_BINS] = {
 /// Bin for a request of `size` bytes, `None` for 0 and for the large tier.
 #[inline(always)]
 pub fn bin_of(size: usize) -> Option<usize> {
-    match bin16_of(size) {
-        Some(x) => Some(x >> 4),
-        None => None,
-    }
+    bin16_of(size).map(|x| x >> 4)
 }
 
 /// 16 × [`bin_of`]: the malloc fast path's form, which up to 2 KiB is `(size − 1)` with its

@@ -97,9 +97,9 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 }
 
 /// free: arena range check, one tag load, the test of the bin the tag names (ours, or a class
-/// this thread adopts) → push on that bin. Null is
-/// ignored; a pointer this allocator did not hand out is ignored and leaked (reported with the
-/// `checked` feature; in the hardened lane, that and a double free abort: `hardened`).
+/// this thread adopts) → push on that bin. Null is ignored; a pointer this allocator did not
+/// hand out is ignored and leaked (reported with the `checked` feature; in the hardened lane,
+/// that and a double free abort: `hardened`).
 ///
 /// # Safety
 /// `p` is null or a live block from this allocator that nobody uses after the call, and the

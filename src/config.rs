@@ -117,6 +117,14 @@ pub const PAGE_SHIFT: u32 = 12;
 /// burst sent adopted runs back to owners that were not running: mt-remote T=32 16–32768
 /// used 3.4 GB at 1 MiB, 1.5 GB at 16 MiB (docs/ab.md).
 pub const MEDIUM_CENTRAL_BYTES: usize = 16 << 20;
+/// Bytes of free runs a heap keeps in all its medium central lists together; a push past it
+/// gives runs of the pushed class back to their segments, where any class can reuse the pages
+/// and decay can purge them.
+pub const MEDIUM_CENTRAL_TOTAL: usize = 32 << 20;
+/// Bytes of adopted runs a medium or arena-large thread bin holds while its thread frees the
+/// class without allocating it (a queue's consumer): the runs go home in small batches
+/// instead of a bin limit's worth per class and thread.
+pub const MEDIUM_FREER_BYTES: usize = 32 << 10;
 /// What a heap keeps per medium bin when its thread exits (the next owner's warm start).
 pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).

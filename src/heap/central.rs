@@ -10,7 +10,7 @@ use super::{pool, OwnedHeap};
 use crate::config;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::mpsc::MpscStack;
-use crate::page::size_class::{self as sc, SMALL_BINS};
+use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
 use crate::stats::Ev;
 
 impl OwnedHeap {
@@ -60,15 +60,33 @@ impl OwnedHeap {
         // SAFETY: `c` holds free runs of `bin` (caller contract).
         unsafe { central.push_chain(c) };
         let cap = sc::medium_central_cap(bin, config::MEDIUM_CENTRAL_BYTES);
-        if central.count > cap {
+        let mut surplus = central.count.saturating_sub(cap);
+        let total = self.medium_central_bytes();
+        if total > config::MEDIUM_CENTRAL_TOTAL {
+            // Over the heap's budget: this class gives back what it takes to get under it.
+            let size = sc::bin_size(bin);
+            let over = (total - config::MEDIUM_CENTRAL_TOTAL).div_ceil(size) as u32;
+            surplus = surplus.max(over);
+        }
+        let central = &mut self.local().medium[bin - SMALL_BINS];
+        let surplus = surplus.min(central.count);
+        if surplus > 0 {
             // Give the surplus runs back to their segments so other classes can use the pages.
             // SAFETY: the central list is well formed; `extra` is detached from it: free runs
             // of medium `bin` (ours or adopted).
             unsafe {
-                let extra = central.take(central.count - cap);
+                let extra = central.take(surplus);
                 self.free_runs(bin, extra);
             }
         }
+    }
+
+    /// Bytes of free runs in this heap's medium central lists, all classes together.
+    pub(super) fn medium_central_bytes(&mut self) -> usize {
+        let l = self.local();
+        (0..MEDIUM_BINS)
+            .map(|mi| l.medium[mi].count as usize * sc::bin_size(SMALL_BINS + mi))
+            .sum()
     }
 
     /// A thread bin coming back at thread exit: like [`put_central`](Self::put_central), but

@@ -58,7 +58,7 @@ impl OwnedHeap {
     ///
     /// # Safety
     /// `c` is a detached chain of free runs of medium `bin` (ours or adopted).
-    pub(super) unsafe fn free_runs(&mut self, bin: usize, c: Chain) {
+    pub(super) unsafe fn free_runs(&mut self, bin: usize, c: Chain) -> u32 {
         // SAFETY: `c` is a detached chain of free runs of `bin` (caller contract).
         let own = unsafe { self.send_foreign_home(bin, c) };
         let mut p = own.head;
@@ -72,6 +72,7 @@ impl OwnedHeap {
             }
         }
         self.heap().stats.add(Ev::RunsReturned, own.n as u64);
+        own.n
     }
 
     /// Sends the adopted runs of `c` (other heaps' runs) to their owners' inboxes and returns
@@ -96,6 +97,32 @@ impl OwnedHeap {
         };
         // SAFETY: `c` is a detached chain of free runs the caller owns (caller contract).
         unsafe { c.retain(keep) }
+    }
+
+    /// Gives every free run this heap keeps for its medium and arena-large classes (the
+    /// inboxes, then the central lists) back to the segments (adopted runs go home), so a
+    /// new run can take their pages instead of a new segment. True if any run went back.
+    pub(super) fn reclaim_runs(&mut self) -> bool {
+        let h = self.heap();
+        let mut returned = 0;
+        for mi in 0..MEDIUM_BINS {
+            let bin = SMALL_BINS + mi;
+            // SAFETY: the inbox and intake of `bin` are this heap's queues of free runs of it.
+            unsafe {
+                self.absorb(&h.shared.inbox[mi], bin);
+                self.absorb(&h.shared.intake[bin], bin);
+            }
+            let l = self.local();
+            if l.medium[mi].count > 0 {
+                // SAFETY: detaches the whole central list: free runs of `bin`, ours or adopted.
+                unsafe {
+                    let all = l.medium[mi].take_all();
+                    returned += self.free_runs(bin, all);
+                }
+                self.local().medium_low[mi] = 0;
+            }
+        }
+        returned > 0
     }
 
     /// Thread exit: each medium central list shrinks to what a heap keeps while it waits for

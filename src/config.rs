@@ -125,6 +125,9 @@ pub const MEDIUM_CENTRAL_TOTAL: usize = 32 << 20;
 /// class without allocating it (a queue's consumer): the runs go home in small batches
 /// instead of a bin limit's worth per class and thread.
 pub const MEDIUM_FREER_BYTES: usize = 32 << 10;
+/// A heap about to take a new segment first gives its medium central runs back to their
+/// segments when they hold more than this (`OwnedHeap::reclaim_runs`).
+pub const MEDIUM_RECLAIM_MIN: usize = 2 << 20;
 /// What a heap keeps per medium bin when its thread exits (the next owner's warm start).
 pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).

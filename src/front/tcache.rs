@@ -311,10 +311,14 @@ impl ThreadCache {
         } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
             // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free runs of
             // `bin`.
+            let n = front.n;
             front = unsafe { self.owned().send_foreign_home(bin, front) };
-            // A thread that frees this class without allocating it (a queue's consumer)
-            // keeps only a few runs until its next refill of the class restores the limit.
-            self.bins[bin].limit = sc::freer_limit(bin);
+            if front.n < n {
+                // This thread frees other heaps' runs of a class it does not allocate (a
+                // queue's consumer): it keeps only a few until its next refill of the class
+                // restores the limit.
+                self.bins[bin].limit = sc::freer_limit(bin);
+            }
         }
         // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free objects of `bin`:
         // ours, or adopted objects of a class in demand, or (small) other heaps' objects a

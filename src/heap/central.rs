@@ -60,22 +60,12 @@ impl OwnedHeap {
         // SAFETY: `c` holds free runs of `bin` (caller contract).
         unsafe { central.push_chain(c) };
         let cap = sc::medium_central_cap(bin, config::MEDIUM_CENTRAL_BYTES);
-        let mut surplus = central.count.saturating_sub(cap);
-        let total = self.medium_central_bytes();
-        if total > config::MEDIUM_CENTRAL_TOTAL {
-            // Over the heap's budget: this class gives back what it takes to get under it.
-            let size = sc::bin_size(bin);
-            let over = (total - config::MEDIUM_CENTRAL_TOTAL).div_ceil(size) as u32;
-            surplus = surplus.max(over);
-        }
-        let central = &mut self.local().medium[bin - SMALL_BINS];
-        let surplus = surplus.min(central.count);
-        if surplus > 0 {
+        if central.count > cap {
             // Give the surplus runs back to their segments so other classes can use the pages.
             // SAFETY: the central list is well formed; `extra` is detached from it: free runs
             // of medium `bin` (ours or adopted).
             unsafe {
-                let extra = central.take(surplus);
+                let extra = central.take(central.count - cap);
                 self.free_runs(bin, extra);
             }
         }

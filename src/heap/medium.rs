@@ -134,14 +134,16 @@ impl OwnedHeap {
         returned > 0
     }
 
-    /// Thread exit: each medium central list shrinks to what a heap keeps while it waits for
-    /// a new owner ([`config::MEDIUM_RETIRE_BYTES`]), and adopted runs go home, so a released
+    /// Thread exit: the medium central lists shrink to what a heap keeps while it waits for
+    /// a new owner ([`config::MEDIUM_RETIRE_BYTES`], all classes together, the smallest
+    /// classes first), and adopted runs go home, so a released
     /// heap pins no other heap's segment.
     pub(super) fn shrink_medium_for_exit(&mut self) {
         let id = self.heap().id;
+        let mut budget = config::MEDIUM_RETIRE_BYTES;
         for mi in 0..MEDIUM_BINS {
             let bin = SMALL_BINS + mi;
-            let keep = sc::medium_central_cap(bin, config::MEDIUM_RETIRE_BYTES);
+            let keep = (budget / sc::bin_size(bin)) as u32;
             // SAFETY: detaches the whole central list, well formed with an exact count.
             let all = unsafe { self.local().medium[mi].take_all() };
             let mut p = all.head;
@@ -169,6 +171,7 @@ impl OwnedHeap {
             }
             let l = self.local();
             l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+            budget -= l.medium[mi].count as usize * sc::bin_size(bin);
         }
     }
 }

@@ -169,6 +169,10 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract).
             unsafe { self.flush_remote(RING_MISS_BUDGET) };
         }
+        if !sc::is_small(bin) {
+            // A freer's lowered limit (`shed`) ends with its first refill.
+            self.bins[bin].limit = sc::bin_limit(bin);
+        }
         let limit = self.bins[bin].limit;
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
@@ -307,7 +311,14 @@ impl ThreadCache {
         } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
             // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free runs of
             // `bin`.
+            let n = front.n;
             front = unsafe { self.owned().send_foreign_home(bin, front) };
+            if front.n < n {
+                // This thread frees other heaps' runs of a class it does not allocate (a
+                // queue's consumer): it keeps only a few until its next refill of the class
+                // restores the limit.
+                self.bins[bin].limit = sc::freer_limit(bin);
+            }
         }
         // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free objects of `bin`:
         // ours, or adopted objects of a class in demand, or (small) other heaps' objects a

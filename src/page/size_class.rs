@@ -309,14 +309,14 @@ pub const fn bin_limit(bin: usize) -> u32 {
     }
 }
 
-/// Medium runs a heap keeps in its central list per bin (about `bytes`, at least two) before
-/// the surplus goes back to the segments' page bitmaps (or, for adopted runs, to their owner).
 /// Bin limit of a medium or arena-large class for a thread that frees it without allocating
 /// it: [`crate::config::MEDIUM_FREER_BYTES`] worth, possibly 0 (every free goes on at once).
 pub const fn freer_limit(bin: usize) -> u32 {
     (crate::config::MEDIUM_FREER_BYTES / bin_size(bin)) as u32
 }
 
+/// Medium runs a heap keeps in its central list per bin (about `bytes`, at least two) before
+/// the surplus goes back to the segments' page bitmaps (or, for adopted runs, to their owner).
 pub const fn medium_central_cap(bin: usize, bytes: usize) -> u32 {
     let by_bytes = (bytes / bin_size(bin)) as u32;
     if by_bytes > 2 {

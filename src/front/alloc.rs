@@ -181,6 +181,29 @@ unsafe fn free_zeroing(p: *mut u8, tag: u32) {
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: u32) {
+    let tc = tls::tcache();
+    // A zero tag is a page with no live object (every other tag is `page_tag::encode`d):
+    // `free_inactive` reports it.
+    // SAFETY: this thread's cache or a stand-in, live for the whole thread; a plain read.
+    if unsafe { (*tc).state } == ACTIVE && tag != 0 {
+        // SAFETY: ACTIVE, so the thread's own cache, which nothing else references; `free`
+        // found that the tag does not name our heap (`owner_base` cannot change in between:
+        // only this thread changes it); `p` is being freed (caller contract) and its tag is
+        // nonzero.
+        return unsafe { (*tc).free_remote(p, tag) };
+    }
+    // SAFETY: `p` is an arena block being freed and `tag` its page tag (caller contract).
+    unsafe { free_inactive(p, tag) }
+}
+
+/// `free_other` on a cache that is not active: activate it (first call of the thread) or take
+/// the shared path (thread exiting or exited); or of a zero tag (a double or wild free).
+///
+/// # Safety
+/// `p` is an arena block being freed and `tag` its page tag.
+#[cold]
+#[inline(never)]
+unsafe fn free_inactive(p: *mut u8, tag: u32) {
     let Some((dst, bin)) = page_tag::decode(tag) else {
         bad_free(
             p,
@@ -188,27 +211,6 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
         );
         return;
     };
-    let tc = tls::tcache();
-    // SAFETY: this thread's cache or a stand-in, live for the whole thread; a plain read.
-    if unsafe { (*tc).state } == ACTIVE {
-        // SAFETY: ACTIVE, so the thread's own cache, which nothing else references; `free`
-        // found that the tag does not name our heap (`owner_base` cannot change in between:
-        // only this thread changes it); `p` is being freed (caller contract) and its tag
-        // decodes to (dst, bin).
-        return unsafe { (*tc).free_remote(p, tag, dst, bin) };
-    }
-    // SAFETY: as above; `state` is not ACTIVE.
-    unsafe { free_inactive(p, tag, dst, bin) }
-}
-
-/// `free_other` on a cache that is not active: activate it (first call of the thread) or take
-/// the shared path (thread exiting or exited).
-///
-/// # Safety
-/// `p` is an arena block being freed, `tag` its page tag, decoding to (dst, bin).
-#[cold]
-#[inline(never)]
-unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
     // A stand-in in state UNINIT is the thread's first call: activate. DEAD is a thread that
     // retired or is inside activation: the shared path.
     // SAFETY: `tls::tcache()` is live for the whole thread; a plain read of its state.
@@ -231,8 +233,8 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
         }
         // A just-activated cache does not adopt (`small-adopt` waits for its first refills).
         // SAFETY: ACTIVE (just activated); `p` is being freed (caller contract) and its tag
-        // decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
-        unsafe { tc.free_remote(p, tag, dst, bin) };
+        // is nonzero and not our heap's (`mine` failed just above).
+        unsafe { tc.free_remote(p, tag) };
     } else {
         // SAFETY: `p` is being freed (caller contract) and its tag decodes to (dst, bin).
         unsafe { tcache::free_shared(p, dst, bin) };

@@ -182,14 +182,12 @@ unsafe fn free_zeroing(p: *mut u8, tag: u32) {
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: u32) {
     let tc = tls::tcache();
-    // A zero tag is a page with no live object (every other tag is `page_tag::encode`d):
-    // `free_inactive` reports it.
     // SAFETY: this thread's cache or a stand-in, live for the whole thread; a plain read.
-    if unsafe { (*tc).state } == ACTIVE && tag != 0 {
+    if unsafe { (*tc).state } == ACTIVE {
         // SAFETY: ACTIVE, so the thread's own cache, which nothing else references; `free`
         // found that the tag does not name our heap (`owner_base` cannot change in between:
-        // only this thread changes it); `p` is being freed (caller contract) and its tag is
-        // nonzero.
+        // only this thread changes it); `p` is being freed (caller contract) and `tag` is its
+        // page tag.
         return unsafe { (*tc).free_remote(p, tag) };
     }
     // SAFETY: `p` is an arena block being freed and `tag` its page tag (caller contract).
@@ -197,7 +195,7 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
 }
 
 /// `free_other` on a cache that is not active: activate it (first call of the thread) or take
-/// the shared path (thread exiting or exited); or of a zero tag (a double or wild free).
+/// the shared path (thread exiting or exited).
 ///
 /// # Safety
 /// `p` is an arena block being freed and `tag` its page tag.
@@ -205,11 +203,7 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
 #[inline(never)]
 unsafe fn free_inactive(p: *mut u8, tag: u32) {
     let Some((dst, bin)) = page_tag::decode(tag) else {
-        bad_free(
-            p,
-            b"hakozuna: free of an arena pointer with no live page (double or wild free) ignored",
-        );
-        return;
+        return bad_tag(p);
     };
     // A stand-in in state UNINIT is the thread's first call: activate. DEAD is a thread that
     // retired or is inside activation: the shared path.
@@ -258,6 +252,14 @@ unsafe fn free_outside(p: *mut u8) {
             b"hakozuna: free of a pointer hakozuna did not allocate ignored",
         );
     }
+}
+
+/// A free of an arena pointer whose page tag is zero: no live object starts there.
+pub(super) fn bad_tag(p: *mut u8) {
+    bad_free(
+        p,
+        b"hakozuna: free of an arena pointer with no live page (double or wild free) ignored",
+    );
 }
 
 fn bad_free(p: *mut u8, msg: &[u8]) {

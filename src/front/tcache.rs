@@ -100,7 +100,7 @@ impl Sink for ToOwners<'_> {
 }
 
 /// Whether remote frees of `bin` wait in the ring/bank: the 16-byte-step classes, and the
-/// medium ones when `medium-adopt` does not keep them. The carved classes above 2 KiB are sent
+/// medium ones when `medium-adopt` does not keep them; never for a bin `>= NUM_BINS`. The carved classes above 2 KiB are sent
 /// at once (`size_class::sent_unbuffered`), and with neither buffer on every free is.
 #[inline(always)]
 fn buffered(bin: usize) -> bool {
@@ -371,10 +371,11 @@ impl ThreadCache {
     /// `free`, and a cache that just activated does not adopt yet) or sent.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object whose page tag is `tag`, nonzero and not our heap's.
+    /// ACTIVE; `p` is an arena block being freed, `tag` its page tag, not our heap's (a zero
+    /// tag is reported and the block left alone).
     #[inline(always)]
     pub unsafe fn free_remote(&mut self, p: *mut u8, tag: u32) {
-        debug_assert!(page_tag::decode(tag).is_some());
+        // A buffered class implies a nonzero tag (a zero tag's bin is `>= NUM_BINS`).
         if buffered(page_tag::bin_of(tag)) {
             // SAFETY: as for this function (caller contract); the class is buffered.
             return unsafe { self.send_remote(p, tag) };
@@ -392,8 +393,7 @@ impl ThreadCache {
     #[inline(never)]
     unsafe fn free_remote_rare(&mut self, p: *mut u8, tag: u32) {
         let Some((dst, bin)) = page_tag::decode(tag) else {
-            debug_assert!(false, "free_remote of a zero tag");
-            return;
+            return super::alloc::bad_tag(p);
         };
         if config::MEDIUM_ADOPT && !sc::is_small(bin) {
             // The object is reused here, where memory is being allocated now, instead of
@@ -414,8 +414,8 @@ impl ThreadCache {
     /// buffer: the heap (for its counters) is read on the paths that send.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object whose page tag is `tag`, nonzero and not our heap's;
-    /// `buffered` holds for its bin.
+    /// ACTIVE; `p` is a free object whose page tag is `tag`, not our heap's; `buffered` holds
+    /// for its bin (so the tag is nonzero).
     #[inline(always)]
     unsafe fn send_remote(&mut self, p: *mut u8, tag: u32) {
         if RemoteBuf::covers_tag(tag) {

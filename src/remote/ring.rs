@@ -24,9 +24,9 @@ const _: () = assert!(RING_CHAIN_MAX >= 1);
 
 /// One buffered chain of frees to `(dst, bin)` (encoded in `key`): `ptr` is its head and `n`
 /// its length; the tail is kept in the head object's second word (written with the first
-/// object, so a join needs no test of the length). `n == 0` is an
-/// entry whose chain was already handed over (it still occupies its slot until the flush
-/// passes it). Key 0 marks a slot outside the live range.
+/// object, so a join needs no test of the length). A live entry is never empty: a full chain
+/// is handed over when the next object of its key starts a new one. Key 0 marks a slot
+/// outside the live range.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Entry {
@@ -113,10 +113,12 @@ impl RemoteRing {
 
     /// Buffers a free of the object with page tag `tag` when a live entry of the same
     /// `(dst, bin)` takes it (`ring-coalesce`): the common case, which touches no ring slot
-    /// but that entry. A chain that reaches [`RING_CHAIN_MAX`] is returned, for the caller to
-    /// hand to its owner at once (one CAS for the batch). [`Push::NoEntry`] leaves the object
-    /// with the caller, who makes room if the ring is full and calls
-    /// [`push_new`](Self::push_new). The key is the page tag, which the free path holds.
+    /// but that entry. An entry's chain that already holds [`RING_CHAIN_MAX`] objects is
+    /// returned instead, for the caller to hand to its owner (one CAS for the batch), and the
+    /// object starts the entry's next chain: so an entry is never empty, and a join needs no
+    /// test for it. [`Push::NoEntry`] leaves the object with the caller, who makes room if the
+    /// ring is full and calls [`push_new`](Self::push_new). The key is the page tag, which the
+    /// free path holds.
     ///
     /// # Safety
     /// `ptr` is a free object of the heap and bin `tag` encodes, now owned by the ring
@@ -133,29 +135,27 @@ impl RemoteRing {
         if e.key != k {
             return Push::NoEntry;
         }
-        // SAFETY: `ptr` and the chain's objects are owned by the ring (caller contract).
-        unsafe {
-            if e.n == 0 {
-                // The entry's last chain was handed over: start a new one in it.
+        debug_assert!(e.n > 0);
+        if e.n >= RING_CHAIN_MAX {
+            // SAFETY: the entry's chain is live (n > 0) and owned by the ring; `ptr` is ours.
+            let full = unsafe { Chain { head: e.ptr, tail: e.tail(), n: e.n } };
+            // SAFETY: `ptr` is now owned by the ring (caller contract).
+            unsafe {
                 set_next(ptr, null_mut());
                 *tail_slot(ptr) = ptr;
-            } else {
-                set_next(ptr, e.ptr);
-                *tail_slot(ptr) = e.tail();
             }
+            e.ptr = ptr;
+            e.n = 1;
+            return Push::Send(full);
+        }
+        // SAFETY: `ptr` and the chain's objects are owned by the ring (caller contract), and
+        // the chain is live.
+        unsafe {
+            set_next(ptr, e.ptr);
+            *tail_slot(ptr) = e.tail();
         }
         e.ptr = ptr;
         e.n += 1;
-        if e.n >= RING_CHAIN_MAX {
-            let n = core::mem::replace(&mut e.n, 0);
-            // SAFETY: the chain just completed is owned by the ring; its tail is in `ptr`.
-            let tail = unsafe { *tail_slot(ptr) };
-            return Push::Send(Chain {
-                head: ptr,
-                tail,
-                n,
-            });
-        }
         Push::Done
     }
 
@@ -229,11 +229,9 @@ impl RemoteRing {
             let e = *slot;
             slot.key = 0;
             self.head = self.head.wrapping_add(1);
-            if e.n == 0 {
-                continue;
-            }
+            debug_assert!(e.n > 0, "a live entry holds a chain");
             sent += e.n;
-            // SAFETY: `n > 0` (checked above); the ring owns the chain (caller contract).
+            // SAFETY: a live entry's chain is not empty; the ring owns it (caller contract).
             let tail = unsafe { e.tail() };
             let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
@@ -410,7 +408,8 @@ mod tests {
         for &p in &o {
             push(&mut r, 2, 5, p, &mut rec);
         }
-        // Three full chains went over at once; the rest waits in the one entry.
+        // Three full chains went over, each when the next object came; the rest waits in
+        // the one entry.
         assert_eq!(r.len(), 1);
         assert_eq!(rec.0.len(), 3);
         assert!(rec

@@ -1,7 +1,7 @@
 //! The fast lane's dense remote bank: a thread-local list per (destination heap, bin) for the
 //! first [`BANK_HEAPS`] heaps, so a remote free is a plain push with no atomics. A list goes to
-//! its owner when it reaches [`BANK_LIST_FLUSH`] objects, on a budgeted round-robin flush, and
-//! at thread exit. A bitmap of the non-empty lists keeps a flush from scanning empty ones (a
+//! its owner when it holds [`BANK_LIST_FLUSH`] objects and the next free to it arrives, on a
+//! budgeted round-robin flush, and at thread exit. A bitmap of the non-empty lists keeps a flush from scanning empty ones (a
 //! scan of every list at each refill was three quarters of larson's instructions). Frees for
 //! heaps beyond the bank's width are dispatched directly by the caller (one CAS), never
 //! refused.
@@ -46,9 +46,9 @@ impl RemoteBank {
         false
     }
 
-    /// Buffers a free for a heap the bank covers ([`covers_tag`](Self::covers_tag)); hands the
-    /// list back when it is long enough, for the caller to give to its owner at once. Never
-    /// [`Push::NoEntry`].
+    /// Buffers a free for a heap the bank covers ([`covers_tag`](Self::covers_tag)). A list
+    /// that already holds [`BANK_LIST_FLUSH`] objects is handed back, for the caller to give to
+    /// its owner, and the object starts the list's next chain. Never [`Push::NoEntry`].
     ///
     /// # Safety
     /// `p` is a free object of the heap and bin the nonzero page tag `tag` encodes, now owned
@@ -67,29 +67,30 @@ impl RemoteBank {
         // SAFETY: as just said, `dst < BANK_HEAPS`.
         unsafe { core::hint::assert_unchecked(dst < BANK_HEAPS && bin < NUM_BINS) };
         let l = &mut self.lists[dst][bin];
-        if l.n == 0 {
-            // SAFETY: `p` is a free object now owned by the bank (caller contract).
-            unsafe { set_next(p, core::ptr::null_mut()) };
-            *l = Chain {
-                head: p,
-                tail: p,
-                n: 1,
-            };
-            self.pending += 1;
-            self.nonempty[dst][bin / 64] |= 1 << (bin % 64);
-        } else {
+        // One unsigned compare finds both an empty list and a full one.
+        if l.n.wrapping_sub(1) < BANK_LIST_FLUSH - 1 {
             // SAFETY: `p` is a free object now owned by the bank (caller contract).
             unsafe { set_next(p, l.head) };
             l.head = p;
             l.n += 1;
+            return Push::Done;
         }
-        if l.n >= BANK_LIST_FLUSH {
-            let c = core::mem::replace(l, Chain::EMPTY);
-            self.pending -= 1;
-            self.nonempty[dst][bin / 64] &= !(1 << (bin % 64));
-            return Push::Send(c);
+        // SAFETY: `p` is a free object now owned by the bank (caller contract).
+        unsafe { set_next(p, core::ptr::null_mut()) };
+        let fresh = Chain {
+            head: p,
+            tail: p,
+            n: 1,
+        };
+        if l.n == 0 {
+            *l = fresh;
+            self.pending += 1;
+            self.nonempty[dst][bin / 64] |= 1 << (bin % 64);
+            return Push::Done;
         }
-        Push::Done
+        // A full list goes over as the next object starts its successor, so the list stays
+        // non-empty and its bitmap bit set.
+        Push::Send(core::mem::replace(l, fresh))
     }
 
     /// [`push`](Self::push) (the ring's signature; not reached, since `push` takes every free).

@@ -203,7 +203,7 @@ unsafe fn free_other(p: *mut u8, tag: u32) {
 #[inline(never)]
 unsafe fn free_inactive(p: *mut u8, tag: u32) {
     let Some((dst, bin)) = page_tag::decode(tag) else {
-        return bad_tag(p);
+        return hardened::bad_tag(p);
     };
     // A stand-in in state UNINIT is the thread's first call: activate. DEAD is a thread that
     // retired or is inside activation: the shared path.
@@ -247,31 +247,10 @@ unsafe fn free_outside(p: *mut u8) {
     if !unsafe { large::free(p) } {
         // Not ours: memory from before the library was loaded, or a wild pointer. We cannot
         // return it anywhere safely, so it is left alone (leaked).
-        bad_free(
+        hardened::bad_free(
             p,
             b"hakozuna: free of a pointer hakozuna did not allocate ignored",
         );
-    }
-}
-
-/// A free of an arena pointer whose page tag is zero: no live object starts there.
-pub(super) fn bad_tag(p: *mut u8) {
-    bad_free(
-        p,
-        b"hakozuna: free of an arena pointer with no live page (double or wild free) ignored",
-    );
-}
-
-fn bad_free(p: *mut u8, msg: &[u8]) {
-    if crate::config::SECURE {
-        hardened::invalid(
-            "free",
-            "invalid pointer (not allocated by hakozuna, or already freed)",
-            p,
-        );
-    }
-    if crate::config::CHECKED {
-        crate::sys::diag::Line::new().bytes(msg).emit();
     }
 }
 

@@ -393,7 +393,7 @@ impl ThreadCache {
     #[inline(never)]
     unsafe fn free_remote_rare(&mut self, p: *mut u8, tag: u32) {
         let Some((dst, bin)) = page_tag::decode(tag) else {
-            return super::alloc::bad_tag(p);
+            return super::hardened::bad_tag(p);
         };
         if config::MEDIUM_ADOPT && !sc::is_small(bin) {
             // The object is reused here, where memory is being allocated now, instead of

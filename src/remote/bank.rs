@@ -8,8 +8,8 @@
 
 use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH};
 use crate::ds::list::{set_next, Chain};
-use crate::page::size_class::NUM_BINS;
 use crate::page::page_tag;
+use crate::page::size_class::NUM_BINS;
 use crate::remote::{Push, Sink};
 
 /// Bitmap words per destination heap.

@@ -138,7 +138,13 @@ impl RemoteRing {
         debug_assert!(e.n > 0);
         if e.n >= RING_CHAIN_MAX {
             // SAFETY: the entry's chain is live (n > 0) and owned by the ring; `ptr` is ours.
-            let full = unsafe { Chain { head: e.ptr, tail: e.tail(), n: e.n } };
+            let full = unsafe {
+                Chain {
+                    head: e.ptr,
+                    tail: e.tail(),
+                    n: e.n,
+                }
+            };
             // SAFETY: `ptr` is now owned by the ring (caller contract).
             unsafe {
                 set_next(ptr, null_mut());
@@ -179,7 +185,11 @@ impl RemoteRing {
             set_next(ptr, null_mut());
             *tail_slot(ptr) = ptr;
         }
-        self.entries[(self.tail & MASK) as usize] = Entry { key: tag, n: 1, ptr };
+        self.entries[(self.tail & MASK) as usize] = Entry {
+            key: tag,
+            n: 1,
+            ptr,
+        };
         self.tail = self.tail.wrapping_add(1);
         Push::Done
     }

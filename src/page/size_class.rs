@@ -144,6 +144,13 @@ pub const fn is_small(bin: usize) -> bool {
     bin < SMALL_BINS
 }
 
+/// Whether `bin` is one of the 16-byte-step classes (up to [`SMALL_MAX`]); any `bin` is
+/// accepted.
+#[inline(always)]
+pub const fn is_step(bin: usize) -> bool {
+    bin < STEP_BINS
+}
+
 /// Whether a remote free of `bin` goes straight to its owner's stash instead of waiting in
 /// the freeing thread's remote ring or bank: the carved classes above 2 KiB. Their objects are
 /// few and large, so a ring chain of one (owner, class) fills slowly, and a thread that mostly

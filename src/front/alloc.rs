@@ -184,34 +184,30 @@ unsafe fn free_zeroing(p: *mut u8, tag: u32) {
 #[cold]
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: u32) {
-    let Some((dst, bin)) = page_tag::decode(tag) else {
-        bad_free(
-            p,
-            b"hakozuna: free of an arena pointer with no live page (double or wild free) ignored",
-        );
-        return;
-    };
     let tc = tls::tcache();
     // SAFETY: this thread's cache or a stand-in, live for the whole thread; a plain read.
     if unsafe { (*tc).state } == ACTIVE {
         // SAFETY: ACTIVE, so the thread's own cache, which nothing else references; `free`
         // found that the tag does not name our heap (`owner_base` cannot change in between:
-        // only this thread changes it); `p` is being freed (caller contract) and its tag
-        // decodes to (dst, bin).
-        return unsafe { (*tc).free_remote(p, tag, dst, bin) };
+        // only this thread changes it); `p` is being freed (caller contract) and `tag` is its
+        // page tag.
+        return unsafe { (*tc).free_remote(p, tag) };
     }
-    // SAFETY: as above; `state` is not ACTIVE.
-    unsafe { free_inactive(p, tag, dst, bin) }
+    // SAFETY: `p` is an arena block being freed and `tag` its page tag (caller contract).
+    unsafe { free_inactive(p, tag) }
 }
 
 /// `free_other` on a cache that is not active: activate it (first call of the thread) or take
 /// the shared path (thread exiting or exited).
 ///
 /// # Safety
-/// `p` is an arena block being freed, `tag` its page tag, decoding to (dst, bin).
+/// `p` is an arena block being freed and `tag` its page tag.
 #[cold]
 #[inline(never)]
-unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
+unsafe fn free_inactive(p: *mut u8, tag: u32) {
+    let Some((dst, bin)) = page_tag::decode(tag) else {
+        return hardened::bad_tag(p);
+    };
     // A stand-in in state UNINIT is the thread's first call: activate. DEAD is a thread that
     // retired or is inside activation: the shared path.
     // SAFETY: `tls::tcache()` is live for the whole thread; a plain read of its state.
@@ -234,8 +230,8 @@ unsafe fn free_inactive(p: *mut u8, tag: u32, dst: u32, bin: usize) {
         }
         // A just-activated cache does not adopt (`small-adopt` waits for its first refills).
         // SAFETY: ACTIVE (just activated); `p` is being freed (caller contract) and its tag
-        // decodes to (dst, bin); `dst` is not our heap (`mine` failed just above).
-        unsafe { tc.free_remote(p, tag, dst, bin) };
+        // is nonzero and not our heap's (`mine` failed just above).
+        unsafe { tc.free_remote(p, tag) };
     } else {
         // SAFETY: `p` is being freed (caller contract) and its tag decodes to (dst, bin).
         unsafe { tcache::free_shared(p, dst, bin) };
@@ -254,23 +250,10 @@ unsafe fn free_outside(p: *mut u8) {
     if !unsafe { large::free(p) } {
         // Not ours: memory from before the library was loaded, or a wild pointer. We cannot
         // return it anywhere safely, so it is left alone (leaked).
-        bad_free(
+        hardened::bad_free(
             p,
             b"hakozuna: free of a pointer hakozuna did not allocate ignored",
         );
-    }
-}
-
-fn bad_free(p: *mut u8, msg: &[u8]) {
-    if crate::config::SECURE {
-        hardened::invalid(
-            "free",
-            "invalid pointer (not allocated by hakozuna, or already freed)",
-            p,
-        );
-    }
-    if crate::config::CHECKED {
-        crate::sys::diag::Line::new().bytes(msg).emit();
     }
 }
 

@@ -82,6 +82,14 @@ impl Bin {
         self.limit
     }
 
+    /// Changes the limit, keeping the count (the room moves by the difference; a count above
+    /// the new limit is shed by the next push, as before).
+    #[inline]
+    pub fn set_limit(&mut self, limit: u32) {
+        self.room += limit as i32 - self.limit as i32;
+        self.limit = limit;
+    }
+
     /// Whether the free fast path pushes an object with page tag `tag` on bin `b`.
     ///
     /// # Safety

@@ -33,7 +33,7 @@ pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) -> usize {
 /// The `free` check of an arena pointer ([`check_arena`]), then the block is marked free;
 /// true instead, with the block left unmarked, when freed blocks are to be zeroed first
 /// (`HAKOZUNA_ZERO_ON_FREE`: the caller calls [`zero_and_mark`]). Pointers outside the arena
-/// are checked by the large table (`alloc::bad_free`).
+/// are checked by the large table ([`bad_free`]).
 ///
 /// # Safety
 /// `p` (at arena offset `off`, on a page tagged `tag`) is passed to `free`, which goes on to
@@ -97,4 +97,28 @@ pub fn invalid(call: &str, what: &str, p: *mut u8) -> ! {
         .hex(p as u64)
         .emit();
     crate::sys::os::abort()
+}
+
+/// A free of a pointer hakozuna cannot take: reported with `checked`, fatal in the hardened
+/// lane, otherwise ignored (the block is left alone). Here rather than in `alloc` so that the
+/// remote-free path (`tcache`) reaches it without an import cycle.
+pub(super) fn bad_free(p: *mut u8, msg: &[u8]) {
+    if crate::config::SECURE {
+        invalid(
+            "free",
+            "invalid pointer (not allocated by hakozuna, or already freed)",
+            p,
+        );
+    }
+    if crate::config::CHECKED {
+        diag::Line::new().bytes(msg).emit();
+    }
+}
+
+/// [`bad_free`] of an arena pointer whose page tag is zero: no live object starts there.
+pub(super) fn bad_tag(p: *mut u8) {
+    bad_free(
+        p,
+        b"hakozuna: free of an arena pointer with no live page (double or wild free) ignored",
+    );
 }

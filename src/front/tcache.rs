@@ -10,7 +10,7 @@ use crate::heap::send::{send, send_one};
 use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
-use crate::remote::{RemoteBuf, Sink};
+use crate::remote::{Push, RemoteBuf, Sink};
 use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::meta;
 use core::ptr::null_mut;
@@ -45,8 +45,6 @@ pub struct ThreadCache {
     /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
     slow_calls: u32,
-    /// Remote frees buffered since the last flush (folded into stats at flush).
-    queued: u32,
     /// Bins this thread refilled in the current epoch and in the previous one: the classes it
     /// allocates from its heap. Adopted runs are kept only for these, and the others' bins are
     /// trimmed at each epoch.
@@ -70,6 +68,19 @@ impl Sink for ToOwners<'_> {
         // SAFETY: the ring/bank only holds free objects tagged (dst, bin).
         unsafe { send(dst, bin, chain, self.0, false) }
     }
+}
+
+/// Whether remote frees of `bin` wait in the ring/bank: the 16-byte-step classes, and the
+/// medium ones when `medium-adopt` does not keep them; never for a bin `>= NUM_BINS`. The carved classes above 2 KiB are sent
+/// at once (`size_class::sent_unbuffered`), and with neither buffer on every free is.
+#[inline(always)]
+fn buffered(bin: usize) -> bool {
+    (config::FAST_LANE || config::REMOTE_RING)
+        && if config::MEDIUM_ADOPT {
+            sc::is_step(bin)
+        } else {
+            bin < NUM_BINS && !sc::sent_unbuffered(bin)
+        }
 }
 
 impl ThreadCache {
@@ -140,7 +151,6 @@ impl ThreadCache {
         self.owner_base = base;
         self.heap = Some(owned);
         self.slow_calls = 0;
-        self.queued = 0;
         self.demand = [0; DEMAND_WORDS];
         self.demand_prev = [0; DEMAND_WORDS];
         self.adopt_range = 0;
@@ -168,6 +178,10 @@ impl ThreadCache {
         if !self.remote_is_empty() {
             // SAFETY: ACTIVE (caller contract).
             unsafe { self.flush_remote(RING_MISS_BUDGET) };
+        }
+        if !sc::is_small(bin) {
+            // A freer's lowered limit (`shed`) ends with its first refill.
+            self.bins[bin].set_limit(sc::bin_limit(bin));
         }
         let limit = self.bins[bin].limit();
         // SAFETY: ACTIVE (caller contract).
@@ -307,7 +321,14 @@ impl ThreadCache {
         } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
             // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free runs of
             // `bin`.
+            let n = front.n;
             front = unsafe { self.owned().send_foreign_home(bin, front) };
+            if front.n < n {
+                // This thread frees other heaps' runs of a class it does not allocate (a
+                // queue's consumer): it keeps only a few until its next refill of the class
+                // restores the limit.
+                self.bins[bin].set_limit(sc::freer_limit(bin));
+            }
         }
         // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free objects of `bin`:
         // ours, or adopted objects of a class in demand, or (small) other heaps' objects a
@@ -364,16 +385,37 @@ impl ThreadCache {
         }
     }
 
-    /// A free of another heap's object: adopted into our bin (a medium run with
-    /// `medium-adopt`, a small object with `small-adopt`), or buffered in the remote ring/bank,
-    /// or sent.
+    /// A free of another heap's object: buffered in the remote ring/bank (the common case,
+    /// kept to a few compares before the buffer's push: the consumer of a producer/consumer
+    /// pair does nothing else), or, on the out-of-line path, adopted into our bin (a medium
+    /// run with `medium-adopt`; a small object was already offered to `small-adopt` by
+    /// `free`, and a cache that just activated does not adopt yet) or sent.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object tagged `tag`, which decodes to (dst, bin), and `dst` is
-    /// not our heap.
-    pub unsafe fn free_remote(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
-        // A small object was already offered to `small-adopt` by `free` (a cache that just
-        // activated does not adopt yet).
+    /// ACTIVE; `p` is an arena block being freed, `tag` its page tag, not our heap's (a zero
+    /// tag is reported and the block left alone).
+    #[inline(always)]
+    pub unsafe fn free_remote(&mut self, p: *mut u8, tag: u32) {
+        // A buffered class implies a nonzero tag (a zero tag's bin is `>= NUM_BINS`).
+        if buffered(page_tag::bin_of(tag)) {
+            // SAFETY: as for this function (caller contract); the class is buffered.
+            return unsafe { self.send_remote(p, tag) };
+        }
+        // SAFETY: as for this function (caller contract).
+        unsafe { self.free_remote_rare(p, tag) }
+    }
+
+    /// [`free_remote`](Self::free_remote) of a class the buffer does not take: a medium run
+    /// (kept with `medium-adopt`) or a carved class above 2 KiB (sent at once).
+    ///
+    /// # Safety
+    /// As for `free_remote`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_remote_rare(&mut self, p: *mut u8, tag: u32) {
+        let Some((dst, bin)) = page_tag::decode(tag) else {
+            return super::hardened::bad_tag(p);
+        };
         if config::MEDIUM_ADOPT && !sc::is_small(bin) {
             // The object is reused here, where memory is being allocated now, instead of
             // waiting in the stash or inbox of an owner that may not run for a while. It keeps
@@ -384,55 +426,76 @@ impl ThreadCache {
             // SAFETY: ACTIVE, and `p` is a free object of `bin` (caller contract).
             return unsafe { self.push_free(p, bin) };
         }
-        // SAFETY: as for this function (caller contract).
-        unsafe { self.send_remote(p, tag, dst, bin) }
+        // SAFETY: as for this function (caller contract); `tag` decodes to (dst, bin).
+        unsafe { self.send_direct(p, dst, bin) }
     }
 
     /// Buffers a free object of another heap in the remote ring/bank, or sends it straight to
-    /// its owner when the bank does not cover `dst` or the class is one of the carved classes
-    /// above 2 KiB (`size_class::sent_unbuffered`). The common path touches only the buffer:
-    /// the heap (for its counters) is read on the paths that send.
+    /// its owner when the bank does not cover its heap. The common path touches only the
+    /// buffer: the heap (for its counters) is read on the paths that send.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object tagged `tag`, which decodes to (dst, bin), and `dst` is
-    /// not our heap.
+    /// ACTIVE; `p` is a free object whose page tag is `tag`, not our heap's; `buffered` holds
+    /// for its bin (so the tag is nonzero).
     #[inline(always)]
-    unsafe fn send_remote(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
-        if (config::FAST_LANE || config::REMOTE_RING)
-            && RemoteBuf::covers(dst)
-            && !sc::sent_unbuffered(bin)
-        {
-            if self.remote.is_full() {
-                // SAFETY: as for this function (caller contract).
-                return unsafe { self.free_remote_full(p, tag, dst, bin) };
-            }
-            self.queued += 1;
-            // SAFETY: `p` is a free object tagged `tag` = (dst, bin) (caller contract);
-            // ownership passes to the buffer; `covers(dst)` holds (checked above).
-            if let Some(c) = unsafe { self.remote.push(dst, bin, tag, p) } {
+    unsafe fn send_remote(&mut self, p: *mut u8, tag: u32) {
+        if RemoteBuf::covers_tag(tag) {
+            // SAFETY: `p` is a free object tagged `tag` (caller contract), a heap the buffer
+            // covers; ownership passes to the buffer unless it answers `NoEntry`.
+            match unsafe { self.remote.push(tag, p) } {
+                Push::Done => {}
                 // SAFETY: ACTIVE (caller contract); the buffer handed back a chain of free
-                // objects tagged (dst, bin), now ours to send.
-                unsafe { self.send_chain(dst, bin, c) };
+                // objects tagged `tag`, now ours to send.
+                Push::Send(c) => unsafe { self.send_chain(tag, c.head, c.tail, c.n) },
+                // SAFETY: as for this function (caller contract); `p` is still ours.
+                Push::NoEntry => unsafe { self.buffer_new(p, tag) },
             }
             return;
         }
+        // SAFETY: `tag` is nonzero (caller contract).
+        let (dst, bin) = unsafe { page_tag::decode(tag).unwrap_unchecked() };
         // SAFETY: as for this function (caller contract).
         unsafe { self.send_direct(p, dst, bin) }
     }
 
-    /// A chain the remote buffer returned full: to its owner now. Out of line so the common
-    /// push saves no registers for it.
+    /// A free the ring has no live entry for: a new entry, after flushing the oldest ones if
+    /// the ring is full. Out of line so the common push saves no registers.
     ///
     /// # Safety
-    /// ACTIVE; `c` is a chain of free objects tagged (dst, bin) that we own.
-    #[cold]
+    /// As for `send_remote`, and `covers_tag(tag)`.
     #[inline(never)]
-    unsafe fn send_chain(&mut self, dst: u32, bin: usize, c: Chain) {
-        // SAFETY: ACTIVE (caller contract); `c` holds free objects tagged (dst, bin).
-        unsafe { send(dst, bin, c, &self.heap().stats, false) }
+    unsafe fn buffer_new(&mut self, p: *mut u8, tag: u32) {
+        if self.remote.is_full() {
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.flush_remote(RING_FULL_BUDGET) };
+        }
+        // SAFETY: `p` is a free object tagged `tag`, now the buffer's; the flush made room.
+        if let Push::Send(c) = unsafe { self.remote.push_new(tag, p) } {
+            // SAFETY: ACTIVE; a chain of free objects tagged `tag`, ours to send.
+            unsafe { self.send_chain(tag, c.head, c.tail, c.n) };
+        }
     }
 
-    /// A free to a heap the bank does not cover: straight to its owner.
+    /// A chain the remote buffer returned full: to its owner now. Out of line so the common
+    /// push saves no registers for it; the chain comes in registers.
+    ///
+    /// # Safety
+    /// ACTIVE; `head`..`tail` is a null-terminated chain of `n` free objects tagged `tag`
+    /// (nonzero) that we own.
+    #[cold]
+    #[inline(never)]
+    unsafe fn send_chain(&mut self, tag: u32, head: *mut u8, tail: *mut u8, n: u32) {
+        // SAFETY: `tag` is nonzero (caller contract).
+        let (dst, bin) = unsafe { page_tag::decode(tag).unwrap_unchecked() };
+        // SAFETY: ACTIVE (caller contract).
+        let stats = &unsafe { self.heap() }.stats;
+        stats.add(Ev::RemoteQueued, n as u64);
+        // SAFETY: a chain of free objects tagged (dst, bin) (caller contract).
+        unsafe { send(dst, bin, Chain { head, tail, n }, stats, false) }
+    }
+
+    /// A free to a heap the bank does not cover, or of a class the buffer does not take:
+    /// straight to its owner.
     ///
     /// # Safety
     /// ACTIVE; `p` is a free object tagged (dst, bin).
@@ -444,20 +507,6 @@ impl ThreadCache {
         h.stats.add(Ev::RemoteDirect, 1);
         // SAFETY: `p` is a free object tagged (dst, bin) (caller contract).
         unsafe { send_one(p, dst, bin, &h.stats, false) };
-    }
-
-    /// [`send_remote`](Self::send_remote) with a full ring: flush the oldest entries, then
-    /// buffer. Out of line so the common path saves no registers.
-    ///
-    /// # Safety
-    /// As for `send_remote`.
-    #[cold]
-    #[inline(never)]
-    unsafe fn free_remote_full(&mut self, p: *mut u8, tag: u32, dst: u32, bin: usize) {
-        // SAFETY: ACTIVE (caller contract).
-        unsafe { self.flush_remote(RING_FULL_BUDGET) };
-        // SAFETY: as for `send_remote` (caller contract); the flush made room.
-        unsafe { self.send_remote(p, tag, dst, bin) };
     }
 
     /// `small-adopt`: the objects of `c` that belong to other heaps leave as any remote free
@@ -474,12 +523,13 @@ impl ThreadCache {
             if page_tag::mine(tag, self.owner_base) < NUM_BINS {
                 return true;
             }
-            if let Some((dst, b)) = page_tag::decode(tag) {
-                debug_assert_eq!(b, bin);
+            if tag != 0 {
+                debug_assert_eq!(page_tag::bin_of(tag), bin);
                 home += 1;
-                // SAFETY: ACTIVE (caller contract); `p` is a free object of `bin` tagged `tag`
-                // = (dst, bin), of another heap `dst`, handed to us by `retain`.
-                unsafe { self.send_remote(p, tag, dst, b) };
+                // SAFETY: ACTIVE (caller contract); `p` is a free object of small `bin` tagged
+                // `tag`, of another heap, handed to us by `retain`. A small class is either
+                // buffered or sent at once (`free_remote_rare`, which adopts only medium runs).
+                unsafe { self.free_remote(p, tag) };
             } else {
                 // A free object in a bin always lies on a live page; were it not, leaking it
                 // is the only safe thing left to do.
@@ -506,8 +556,7 @@ impl ThreadCache {
         let n = unsafe { self.remote.flush(budget, &mut ToOwners(&h.stats)) };
         h.stats.add(Ev::RingFlushes, 1);
         h.stats.add(Ev::RingFlushed, n as u64);
-        h.stats.add(Ev::RemoteQueued, self.queued as u64);
-        self.queued = 0;
+        h.stats.add(Ev::RemoteQueued, n as u64);
     }
 
     /// The cache's part of thread exit: flush the remote buffer, return every bin to the

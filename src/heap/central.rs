@@ -10,7 +10,7 @@ use super::{pool, OwnedHeap};
 use crate::config;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::mpsc::MpscStack;
-use crate::page::size_class::{self as sc, SMALL_BINS};
+use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
 use crate::stats::Ev;
 
 impl OwnedHeap {
@@ -69,6 +69,14 @@ impl OwnedHeap {
                 self.free_runs(bin, extra);
             }
         }
+    }
+
+    /// Bytes of free runs in this heap's medium central lists, all classes together.
+    pub(super) fn medium_central_bytes(&mut self) -> usize {
+        let l = self.local();
+        (0..MEDIUM_BINS)
+            .map(|mi| l.medium[mi].count as usize * sc::bin_size(SMALL_BINS + mi))
+            .sum()
     }
 
     /// A thread bin coming back at thread exit: like [`put_central`](Self::put_central), but

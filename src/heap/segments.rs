@@ -14,6 +14,22 @@ impl OwnedHeap {
     /// First-fit page run from this heap's segments of `kind`, taking a segment from the
     /// arena (pooled or fresh) when none fits.
     pub(super) fn alloc_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+        if let Some(p) = self.fit_run(pages, kind) {
+            return Some(p);
+        }
+        // Before the heap grows by a segment, the free runs it keeps for other classes (its
+        // medium central lists and inboxes) go back to their segments, and the run is sought
+        // again among the pages they free.
+        if kind == RUN_SEGS && self.reclaim_runs() {
+            if let Some(p) = self.fit_run(pages, kind) {
+                return Some(p);
+            }
+        }
+        self.new_segment_run(pages, kind)
+    }
+
+    /// First fit among this heap's segments of `kind`, the hint first.
+    fn fit_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
         let h = self.heap();
         let l = self.local();
         let hint = l.seg_hint[kind];
@@ -37,6 +53,13 @@ impl OwnedHeap {
             // SAFETY: as above: our segment; no other `SegInner` borrow is live.
             s = unsafe { arena::seg_meta(s - 1).get() }.next;
         }
+        None
+    }
+
+    /// A run of `pages` pages in a segment taken from the arena (pooled or fresh).
+    fn new_segment_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+        let h = self.heap();
+        let l = self.local();
         let t = arena::take_segment()?;
         let idx = t.idx;
         h.stats.add(

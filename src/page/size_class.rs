@@ -164,6 +164,13 @@ pub const fn is_small(bin: usize) -> bool {
     bin < SMALL_BINS
 }
 
+/// Whether `bin` is one of the 16-byte-step classes (up to [`SMALL_MAX`]); any `bin` is
+/// accepted.
+#[inline(always)]
+pub const fn is_step(bin: usize) -> bool {
+    bin < STEP_BINS
+}
+
 /// Whether a remote free of `bin` goes straight to its owner's stash instead of waiting in
 /// the freeing thread's remote ring or bank: the carved classes above 2 KiB. Their objects are
 /// few and large, so a ring chain of one (owner, class) fills slowly, and a thread that mostly
@@ -327,6 +334,12 @@ pub const fn bin_limit(bin: usize) -> u32 {
     } else {
         l
     }
+}
+
+/// Bin limit of a medium or arena-large class for a thread that frees it without allocating
+/// it: [`crate::config::MEDIUM_FREER_BYTES`] worth, possibly 0 (every free goes on at once).
+pub const fn freer_limit(bin: usize) -> u32 {
+    (crate::config::MEDIUM_FREER_BYTES / bin_size(bin)) as u32
 }
 
 /// Medium runs a heap keeps in its central list per bin (about `bytes`, at least two) before

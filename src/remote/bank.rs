@@ -1,15 +1,16 @@
 //! The fast lane's dense remote bank: a thread-local list per (destination heap, bin) for the
 //! first [`BANK_HEAPS`] heaps, so a remote free is a plain push with no atomics. A list goes to
-//! its owner when it reaches [`BANK_LIST_FLUSH`] objects, on a budgeted round-robin flush, and
-//! at thread exit. A bitmap of the non-empty lists keeps a flush from scanning empty ones (a
+//! its owner when it holds [`BANK_LIST_FLUSH`] objects and the next free to it arrives, on a
+//! budgeted round-robin flush, and at thread exit. A bitmap of the non-empty lists keeps a flush from scanning empty ones (a
 //! scan of every list at each refill was three quarters of larson's instructions). Frees for
 //! heaps beyond the bank's width are dispatched directly by the caller (one CAS), never
 //! refused.
 
 use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH};
 use crate::ds::list::{set_next, Chain};
+use crate::page::page_tag;
 use crate::page::size_class::NUM_BINS;
-use crate::remote::Sink;
+use crate::remote::{Push, Sink};
 
 /// Bitmap words per destination heap.
 const WORDS: usize = NUM_BINS.div_ceil(64);
@@ -27,9 +28,11 @@ pub struct RemoteBank {
 }
 
 impl RemoteBank {
+    /// Whether the heap a nonzero page tag names has lists here (ids below [`BANK_HEAPS`]):
+    /// one compare.
     #[inline(always)]
-    pub fn covers(dst: u32) -> bool {
-        (dst as usize) < BANK_HEAPS
+    pub fn covers_tag(tag: u32) -> bool {
+        tag < page_tag::owner_base(BANK_HEAPS as u32)
     }
 
     #[inline(always)]
@@ -43,38 +46,62 @@ impl RemoteBank {
         false
     }
 
-    /// Buffers a free for `dst < BANK_HEAPS`; returns the list when it is long enough, for
-    /// the caller to hand to `dst` at once. `tag` is unused (the ring's key; same signature).
+    /// Buffers a free for a heap the bank covers ([`covers_tag`](Self::covers_tag)). A list
+    /// that already holds [`BANK_LIST_FLUSH`] objects is handed back, for the caller to give to
+    /// its owner, and the object starts the list's next chain. Never [`Push::NoEntry`].
     ///
     /// # Safety
-    /// `p` is a free object of heap `dst`, bin `bin`, now owned by the bank.
-    #[inline]
+    /// `p` is a free object of the heap and bin the nonzero page tag `tag` encodes, now owned
+    /// by the bank; `covers_tag(tag)`.
+    #[inline(always)]
     #[must_use]
-    pub unsafe fn push(&mut self, dst: u32, bin: usize, _tag: u32, p: *mut u8) -> Option<Chain> {
-        let l = &mut self.lists[dst as usize][bin];
-        if l.n == 0 {
-            // SAFETY: `p` is a free object now owned by the bank (caller contract).
-            unsafe { set_next(p, core::ptr::null_mut()) };
-            *l = Chain {
-                head: p,
-                tail: p,
-                n: 1,
-            };
-            self.pending += 1;
-            self.nonempty[dst as usize][bin / 64] |= 1 << (bin % 64);
-        } else {
+    pub unsafe fn push(&mut self, tag: u32, p: *mut u8) -> Push {
+        debug_assert!(Self::covers_tag(tag) && page_tag::decode(tag).is_some());
+        let (dst, bin) = (
+            (tag >> page_tag::OWNER_SHIFT).wrapping_sub(1) as usize,
+            page_tag::bin_of(tag),
+        );
+        // A nonzero tag is `page_tag::encode(dst, bin)` with `bin < NUM_BINS`, and
+        // `covers_tag` bounds `dst` below `BANK_HEAPS` (caller contract): the indexing below
+        // needs no checks, which would leave a panic path in `free`.
+        // SAFETY: as just said, `dst < BANK_HEAPS`.
+        unsafe { core::hint::assert_unchecked(dst < BANK_HEAPS && bin < NUM_BINS) };
+        let l = &mut self.lists[dst][bin];
+        // One unsigned compare finds both an empty list and a full one.
+        if l.n.wrapping_sub(1) < BANK_LIST_FLUSH - 1 {
             // SAFETY: `p` is a free object now owned by the bank (caller contract).
             unsafe { set_next(p, l.head) };
             l.head = p;
             l.n += 1;
+            return Push::Done;
         }
-        if l.n >= BANK_LIST_FLUSH {
-            let c = core::mem::replace(l, Chain::EMPTY);
-            self.pending -= 1;
-            self.nonempty[dst as usize][bin / 64] &= !(1 << (bin % 64));
-            return Some(c);
+        // SAFETY: `p` is a free object now owned by the bank (caller contract).
+        unsafe { set_next(p, core::ptr::null_mut()) };
+        let fresh = Chain {
+            head: p,
+            tail: p,
+            n: 1,
+        };
+        if l.n == 0 {
+            *l = fresh;
+            self.pending += 1;
+            self.nonempty[dst][bin / 64] |= 1 << (bin % 64);
+            return Push::Done;
         }
-        None
+        // A full list goes over as the next object starts its successor, so the list stays
+        // non-empty and its bitmap bit set.
+        Push::Send(core::mem::replace(l, fresh))
+    }
+
+    /// [`push`](Self::push) (the ring's signature; not reached, since `push` takes every free).
+    ///
+    /// # Safety
+    /// As for `push`.
+    #[inline]
+    #[must_use]
+    pub unsafe fn push_new(&mut self, tag: u32, p: *mut u8) -> Push {
+        // SAFETY: as for `push` (caller contract).
+        unsafe { self.push(tag, p) }
     }
 
     /// Hands over up to `budget` non-empty lists, round-robin over the bitmap; returns the
@@ -139,7 +166,7 @@ mod tests {
         for (i, &p) in o.iter().enumerate() {
             let (dst, bin) = ((i % BANK_HEAPS) as u32, i % 3);
             // SAFETY: each `p` is a distinct unused object from `objects`.
-            if let Some(c) = unsafe { b.push(dst, bin, 0, p) } {
+            if let Push::Send(c) = unsafe { b.push(page_tag::encode(dst, bin), p) } {
                 rec.send(dst, bin, c);
             }
         }
@@ -150,7 +177,9 @@ mod tests {
         assert!(b.is_empty());
         let n: usize = rec.0.iter().map(|x| x.2).sum();
         assert_eq!(n, 1000);
-        assert!(RemoteBank::covers(0) && !RemoteBank::covers(BANK_HEAPS as u32));
+        let last = BANK_HEAPS as u32 - 1;
+        assert!(RemoteBank::covers_tag(page_tag::encode(last, NUM_BINS - 1)));
+        assert!(!RemoteBank::covers_tag(page_tag::encode(last + 1, 0)));
     }
 
     #[test]
@@ -163,7 +192,8 @@ mod tests {
         for (i, &p) in o.iter().enumerate() {
             let dst = if i < NUM_BINS { 1 } else { 6 };
             // SAFETY: each `p` is a distinct unused object from `objects`.
-            assert!(unsafe { b.push(dst, i % NUM_BINS, 0, p) }.is_none());
+            let tag = page_tag::encode(dst, i % NUM_BINS);
+            assert!(matches!(unsafe { b.push(tag, p) }, Push::Done));
         }
         assert!(rec.0.is_empty());
         // SAFETY: the bank owns every buffered object.

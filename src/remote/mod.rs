@@ -20,6 +20,16 @@ pub trait Sink {
     fn send(&mut self, dst: u32, bin: usize, chain: Chain);
 }
 
+/// What a buffer's `push` did with a free.
+pub enum Push {
+    /// Buffered.
+    Done,
+    /// Buffered, and this chain (the object's `(dst, bin)`) is long enough to hand over now.
+    Send(Chain),
+    /// Not taken: the object needs a new ring entry (`push_new`). The bank never says so.
+    NoEntry,
+}
+
 /// The thread cache's remote buffer: the lane's one structural difference.
 #[cfg(feature = "fast")]
 pub type RemoteBuf = bank::RemoteBank;

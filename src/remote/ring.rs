@@ -13,7 +13,7 @@
 use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
 use crate::ds::list::{set_next, Chain};
 use crate::page::page_tag;
-use crate::remote::Sink;
+use crate::remote::{Push, Sink};
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
 
@@ -22,9 +22,10 @@ const _: () = assert!(RING_LEN.is_power_of_two() && RING_LEN <= 1 << 16);
 const _: () = assert!(RING_CHAIN_MAX >= 1);
 
 /// One buffered chain of frees to `(dst, bin)` (encoded in `key`): `ptr` is its head and `n`
-/// its length; the tail is kept in the head object's second word once `n > 1`. `n == 0` is an
-/// entry whose chain was already handed over (it still occupies its slot until the flush
-/// passes it). Key 0 marks a slot outside the live range.
+/// its length; the tail is kept in the head object's second word (written with the first
+/// object, so a join needs no test of the length). A live entry is never empty: a full chain
+/// is handed over when the next object of its key starts a new one. Key 0 marks a slot
+/// outside the live range.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Entry {
@@ -41,12 +42,8 @@ impl Entry {
     /// `n > 0`, and the chain's objects are owned by the ring.
     #[inline(always)]
     unsafe fn tail(&self) -> *mut u8 {
-        if self.n == 1 {
-            self.ptr
-        } else {
-            // SAFETY: a chain longer than one keeps its tail in its head's second word.
-            unsafe { *tail_slot(self.ptr) }
-        }
+        // SAFETY: a live chain keeps its tail in its head's second word.
+        unsafe { *tail_slot(self.ptr) }
     }
 }
 
@@ -108,60 +105,93 @@ impl RemoteRing {
         self.len() == RING_LEN as u32
     }
 
-    /// Every heap fits in a ring entry.
-    #[inline(always)]
-    pub fn covers(_dst: u32) -> bool {
-        true
-    }
-
-    /// Buffers a free; the caller flushes first when [`is_full`](Self::is_full). With
-    /// `ring-coalesce` the object joins a live entry of the same `(dst, bin)` when the hint
-    /// finds one, and a chain that reaches [`RING_CHAIN_MAX`] is returned, for the caller to
-    /// hand to `dst` at once (one CAS for the batch). The entry's key is `tag`, the object's
-    /// page tag, which the free path already holds: nothing is computed from `dst` and `bin`.
+    /// Buffers a free of the object with page tag `tag` when a live entry of the same
+    /// `(dst, bin)` takes it (`ring-coalesce`): the common case, which touches no ring slot
+    /// but that entry. An entry's chain that already holds [`RING_CHAIN_MAX`] objects is
+    /// returned instead, for the caller to hand to its owner (one CAS for the batch), and the
+    /// object starts the entry's next chain: so an entry is never empty, and a join needs no
+    /// test for it. [`Push::NoEntry`] leaves the object with the caller, who makes room if the
+    /// ring is full and calls [`push_new`](Self::push_new). The key is the page tag, which the
+    /// free path holds.
     ///
     /// # Safety
-    /// `ptr` is a free object of heap `dst`, bin `bin`, now owned by the ring;
-    /// `tag == page_tag::encode(dst, bin)`.
+    /// `ptr` is a free object of the heap and bin `tag` encodes, now owned by the ring
+    /// unless [`Push::NoEntry`] is returned.
     #[inline(always)]
     #[must_use]
-    pub unsafe fn push(&mut self, dst: u32, bin: usize, tag: u32, ptr: *mut u8) -> Option<Chain> {
-        debug_assert!(!self.is_full());
-        debug_assert_eq!(tag, key(dst, bin));
+    pub unsafe fn push(&mut self, tag: u32, ptr: *mut u8) -> Push {
+        if !RING_COALESCE {
+            return Push::NoEntry;
+        }
         let k = tag;
-        if RING_COALESCE {
-            let h = hash(k, HINTS.trailing_zeros());
-            let e = &mut self.entries[self.hint[h] as usize & MASK as usize];
-            if e.key == k {
-                if e.n == 0 {
-                    // SAFETY: `ptr` is now owned by the ring (caller contract).
-                    unsafe { set_next(ptr, null_mut()) };
-                    e.ptr = ptr;
-                    e.n = 1;
-                    return None;
+        let h = hash(k, HINTS.trailing_zeros());
+        let e = &mut self.entries[self.hint[h] as usize & MASK as usize];
+        if e.key != k {
+            return Push::NoEntry;
+        }
+        debug_assert!(e.n > 0);
+        if e.n >= RING_CHAIN_MAX {
+            // SAFETY: the entry's chain is live (n > 0) and owned by the ring; `ptr` is ours.
+            let full = unsafe {
+                Chain {
+                    head: e.ptr,
+                    tail: e.tail(),
+                    n: e.n,
                 }
-                // SAFETY: `ptr` and the chain's objects are owned by the ring (caller
-                // contract), and `n > 0` (the empty case returned above).
-                unsafe {
-                    let tail = e.tail();
-                    set_next(ptr, e.ptr);
-                    *tail_slot(ptr) = tail;
-                    e.ptr = ptr;
-                    e.n += 1;
-                    if e.n >= RING_CHAIN_MAX {
-                        let n = core::mem::replace(&mut e.n, 0);
-                        return Some(Chain { head: ptr, tail, n });
-                    }
-                }
-                return None;
+            };
+            // SAFETY: `ptr` is now owned by the ring (caller contract).
+            unsafe {
+                set_next(ptr, null_mut());
+                *tail_slot(ptr) = ptr;
             }
-            self.hint[h] = (self.tail & MASK) as u16;
+            e.ptr = ptr;
+            e.n = 1;
+            return Push::Send(full);
+        }
+        // SAFETY: `ptr` and the chain's objects are owned by the ring (caller contract), and
+        // the chain is live.
+        unsafe {
+            set_next(ptr, e.ptr);
+            *tail_slot(ptr) = e.tail();
+        }
+        e.ptr = ptr;
+        e.n += 1;
+        Push::Done
+    }
+
+    /// Buffers a free in a new entry: after [`push`](Self::push) found no live entry for
+    /// `tag`, and the caller flushed if the ring was full. Always [`Push::Done`] (the bank's
+    /// signature).
+    ///
+    /// # Safety
+    /// `ptr` is a free object of the heap and bin `tag` encodes, now owned by the ring; the
+    /// ring is not full.
+    #[inline]
+    #[must_use]
+    pub unsafe fn push_new(&mut self, tag: u32, ptr: *mut u8) -> Push {
+        debug_assert!(!self.is_full());
+        debug_assert!(page_tag::decode(tag).is_some());
+        if RING_COALESCE {
+            self.hint[hash(tag, HINTS.trailing_zeros())] = (self.tail & MASK) as u16;
         }
         // SAFETY: `ptr` is now owned by the ring (caller contract).
-        unsafe { set_next(ptr, null_mut()) };
-        self.entries[(self.tail & MASK) as usize] = Entry { key: k, n: 1, ptr };
+        unsafe {
+            set_next(ptr, null_mut());
+            *tail_slot(ptr) = ptr;
+        }
+        self.entries[(self.tail & MASK) as usize] = Entry {
+            key: tag,
+            n: 1,
+            ptr,
+        };
         self.tail = self.tail.wrapping_add(1);
-        None
+        Push::Done
+    }
+
+    /// Every nonzero tag fits in a ring entry.
+    #[inline(always)]
+    pub fn covers_tag(_tag: u32) -> bool {
+        true
     }
 
     /// Dispatches up to `budget` oldest entries and returns the objects handed over. Entries
@@ -203,11 +233,9 @@ impl RemoteRing {
             let e = *slot;
             slot.key = 0;
             self.head = self.head.wrapping_add(1);
-            if e.n == 0 {
-                continue;
-            }
+            debug_assert!(e.n > 0, "a live entry holds a chain");
             sent += e.n;
-            // SAFETY: `n > 0` (checked above); the ring owns the chain (caller contract).
+            // SAFETY: a live entry's chain is not empty; the ring owns it (caller contract).
             let tail = unsafe { e.tail() };
             let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
@@ -284,10 +312,20 @@ mod tests {
     }
 
     fn push(r: &mut RemoteRing, dst: u32, bin: usize, p: *mut u8, rec: &mut Rec) {
-        assert!(!r.is_full());
+        let k = key(dst, bin);
         // SAFETY: tests hand each object from `objects` to the ring once, with its key.
-        if let Some(c) = unsafe { r.push(dst, bin, key(dst, bin), p) } {
-            rec.send(dst, bin, c);
+        let done = match unsafe { r.push(k, p) } {
+            Push::NoEntry => {
+                assert!(!r.is_full());
+                // SAFETY: as above; `push` left `p` with us and the ring has room.
+                unsafe { r.push_new(k, p) }
+            }
+            d => d,
+        };
+        match done {
+            Push::Send(c) => rec.send(dst, bin, c),
+            Push::Done => {}
+            Push::NoEntry => unreachable!(),
         }
     }
 
@@ -374,7 +412,8 @@ mod tests {
         for &p in &o {
             push(&mut r, 2, 5, p, &mut rec);
         }
-        // Three full chains went over at once; the rest waits in the one entry.
+        // Three full chains went over, each when the next object came; the rest waits in
+        // the one entry.
         assert_eq!(r.len(), 1);
         assert_eq!(rec.0.len(), 3);
         assert!(rec

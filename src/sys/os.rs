@@ -218,7 +218,7 @@ pub fn futex_wake(word: &AtomicU32, n: i32) {
 
 /// `sched_yield`: only the lock tests' spin-then-yield model uses it (the allocator sleeps
 /// on futexes instead).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub fn yield_now() {
     // SAFETY: no preconditions.
     unsafe {

@@ -73,8 +73,8 @@ pub struct TransferCache<const N: usize = TRANSFER_SLOTS> {
 /// # Safety
 /// `head` is a free object the caller owns (every free object is at least 16 bytes).
 unsafe fn set_len(head: *mut u8, n: u32) {
-    // SAFETY: the second word of a free object we own is unused (caller contract; list.rs).
-    unsafe { *(head as *mut usize).add(1) = n as usize };
+    // SAFETY: a free object we own (caller contract; list.rs).
+    unsafe { crate::ds::list::set_aux(head, n) };
 }
 
 /// # Safety
@@ -82,7 +82,7 @@ unsafe fn set_len(head: *mut u8, n: u32) {
 unsafe fn get_len(head: *mut u8) -> u32 {
     // SAFETY: `push` wrote the length into the head's second word before publishing it, and
     // the caller's Acquire take makes that write visible (caller contract).
-    unsafe { *(head as *mut usize).add(1) as u32 }
+    unsafe { crate::ds::list::aux(head) }
 }
 
 impl<const N: usize> TransferCache<N> {

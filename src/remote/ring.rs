@@ -10,7 +10,7 @@
 //! slot's key. A flush clears the keys of the slots it empties, so every slot outside the live
 //! range has key 0, which no `(dst, bin)` encodes to: a matching key is always a live entry.
 
-use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
+use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN, SECURE};
 use crate::ds::list::{set_next, Chain};
 use crate::page::page_tag;
 use crate::page::size_class::NUM_BINS;
@@ -23,7 +23,8 @@ const _: () = assert!(RING_LEN.is_power_of_two() && RING_LEN <= 1 << 16);
 const _: () = assert!(RING_CHAIN_MAX >= 1);
 
 /// One buffered chain of frees to `(dst, bin)` (encoded in `key`): `ptr` is its head and `n`
-/// its length; the tail is kept in the head object's second word once `n > 1`. `n == 0` is an
+/// its length; the tail is kept in the head object's second word once `n > 1` (in the
+/// hardened lane, whose free mark is there, in `RemoteRing::tails`). `n == 0` is an
 /// entry whose chain was already handed over (it still occupies its slot until the flush
 /// passes it). Key 0 marks a slot outside the live range.
 #[derive(Clone, Copy)]
@@ -35,24 +36,11 @@ pub struct Entry {
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 
-impl Entry {
-    /// The chain's tail.
-    ///
-    /// # Safety
-    /// `n > 0`, and the chain's objects are owned by the ring.
-    #[inline(always)]
-    unsafe fn tail(&self) -> *mut u8 {
-        if self.n == 1 {
-            self.ptr
-        } else {
-            // SAFETY: a chain longer than one keeps its tail in its head's second word.
-            unsafe { *tail_slot(self.ptr) }
-        }
-    }
-}
-
 /// Slots of the key → entry hint table (`ring-coalesce`); one per ring entry.
 const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
+
+/// Slots of the tails table (hardened lane); one per ring entry.
+const TAILS: usize = if SECURE { RING_LEN } else { 0 };
 
 /// All-zero is a valid empty ring.
 #[repr(C)]
@@ -61,6 +49,9 @@ pub struct RemoteRing {
     /// Slot of the entry that last took a key hashing here. Stale or colliding values are
     /// harmless: a push joins the slot only if the slot's key is its own.
     hint: [u16; HINTS],
+    /// Hardened lane: each entry's tail (the second word of a chain's head holds its free
+    /// mark there).
+    tails: [*mut u8; TAILS],
     head: u32,
     tail: u32,
 }
@@ -99,6 +90,36 @@ unsafe fn tail_slot(p: *mut u8) -> *mut *mut u8 {
 }
 
 impl RemoteRing {
+    /// The tail of entry `i`'s chain, `e`.
+    ///
+    /// # Safety
+    /// `e` is entry `i`, `e.n > 0`, and the chain's objects are owned by the ring.
+    #[inline(always)]
+    unsafe fn tail(&self, i: usize, e: &Entry) -> *mut u8 {
+        if e.n == 1 {
+            e.ptr
+        } else if SECURE {
+            self.tails[i]
+        } else {
+            // SAFETY: a chain longer than one keeps its tail in its head's second word.
+            unsafe { *tail_slot(e.ptr) }
+        }
+    }
+
+    /// Records `tail` as the tail of entry `i`, whose head is now `head`, `n > 1` long.
+    ///
+    /// # Safety
+    /// `head` is a free object owned by the ring.
+    #[inline(always)]
+    unsafe fn set_tail(&mut self, i: usize, head: *mut u8, tail: *mut u8) {
+        if SECURE {
+            self.tails[i] = tail;
+        } else {
+            // SAFETY: `head` is a free object owned by the ring (caller contract).
+            unsafe { *tail_slot(head) = tail };
+        }
+    }
+
     /// The `remote_hint`: an empty ring makes every flush free.
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
@@ -137,21 +158,23 @@ impl RemoteRing {
         let k = tag;
         if RING_COALESCE {
             let h = hash(k, HINTS.trailing_zeros());
-            let e = &mut self.entries[self.hint[h] as usize & MASK as usize];
+            let i = self.hint[h] as usize & MASK as usize;
+            let e = self.entries[i];
             if e.key == k {
                 if e.n == 0 {
                     // SAFETY: `ptr` is now owned by the ring (caller contract).
                     unsafe { set_next(ptr, null_mut()) };
-                    e.ptr = ptr;
-                    e.n = 1;
+                    self.entries[i].ptr = ptr;
+                    self.entries[i].n = 1;
                     return None;
                 }
                 // SAFETY: `ptr` and the chain's objects are owned by the ring (caller
                 // contract), and `n > 0` (the empty case returned above).
                 unsafe {
-                    let tail = e.tail();
+                    let tail = self.tail(i, &e);
                     set_next(ptr, e.ptr);
-                    *tail_slot(ptr) = tail;
+                    self.set_tail(i, ptr, tail);
+                    let e = &mut self.entries[i];
                     e.ptr = ptr;
                     e.n += 1;
                     if e.n >= RING_CHAIN_MAX {
@@ -205,16 +228,17 @@ impl RemoteRing {
         let mut nused = 0;
         let mut sent = 0;
         for _ in 0..g {
-            let slot = &mut self.entries[(self.head & MASK) as usize];
-            let e = *slot;
-            slot.key = 0;
+            let i = (self.head & MASK) as usize;
+            let e = self.entries[i];
+            self.entries[i].key = 0;
             self.head = self.head.wrapping_add(1);
             if e.n == 0 {
                 continue;
             }
             sent += e.n;
-            // SAFETY: `n > 0` (checked above); the ring owns the chain (caller contract).
-            let tail = unsafe { e.tail() };
+            // SAFETY: `e` is entry `i`, `n > 0` (checked above); the ring owns the chain
+            // (caller contract).
+            let tail = unsafe { self.tail(i, &e) };
             let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
             while keys[i] != k && keys[i] != u32::MAX {

@@ -1,6 +1,6 @@
 //! Intrusive singly linked lists of free objects: the first word of a free object holds the
 //! next pointer. Every free object is at least 16 bytes, so the second word is free too and a
-//! list head may carry its length there (transfer-cache slots do).
+//! list head may carry its length there (transfer-cache slots do, outside the hardened lane).
 //!
 //! Every read and write of a link goes through [`next`] and [`set_next`]. In the hardened lane
 //! (`config::SECURE`) they encode it with the process's secret keys and the link's own address
@@ -8,8 +8,7 @@
 //! aborts: a use-after-free write or an overflow into a free object is caught at the next
 //! walk instead of handing out a forged pointer. [`set_next`] also marks the object free (a
 //! keyed canary in its second word), so every object in a list carries the mark and a second
-//! free of it is seen ([`is_free`]); a list head that keeps a length in its second word
-//! ([`set_aux`]) keeps it under the mark. In the other lanes all of this compiles away.
+//! free of it is seen ([`is_free`]). In the other lanes all of this compiles away.
 
 use crate::config::SECURE;
 use crate::sys::{diag, secret};
@@ -40,15 +39,15 @@ fn decode_x(slot: *mut u8, w: usize) -> usize {
 #[inline(always)]
 fn decode(slot: *mut u8, w: usize) -> *mut u8 {
     let x = decode_x(slot, w);
-    let lo = secret::lo();
+    let n = x ^ secret::lo();
     if !secret::in_window(x) {
-        // Null (`x == lo`) fails the window test too: a bin's last object, once per refill.
+        // Null fails the window test too: a bin's last object, once per refill.
         core::hint::cold_path();
-        if x != lo {
+        if n != 0 {
             diag::fatal("corrupted free list (a freed block was written)", slot);
         }
     }
-    (x ^ lo) as *mut u8
+    n as *mut u8
 }
 
 /// The hardened lane's mark of a free object (second word). It need not be secret: a program
@@ -91,42 +90,12 @@ pub unsafe fn set_next(p: *mut u8, n: *mut u8) {
     }
 }
 
-/// Stores `v` in the second word of free object `p` (a parked chain's length); in the
-/// hardened lane under the free mark, which [`is_free`] still sees.
-///
-/// # Safety
-/// `p` is a free object owned by the caller.
-#[inline(always)]
-pub unsafe fn set_aux(p: *mut u8, v: u32) {
-    let w = if SECURE {
-        canary(p) ^ v as usize
-    } else {
-        v as usize
-    };
-    // SAFETY: `p` has two words and is the caller's (caller contract).
-    unsafe { *(p as *mut usize).add(1) = w };
-}
-
-/// The value [`set_aux`] stored in `p`.
-///
-/// # Safety
-/// `p` is a free object owned by the caller, whose second word `set_aux` wrote.
-#[inline(always)]
-pub unsafe fn aux(p: *mut u8) -> u32 {
-    // SAFETY: `p` has two words and is the caller's (caller contract).
-    let w = unsafe { *(p as *mut usize).add(1) };
-    if SECURE {
-        (w ^ canary(p)) as u32
-    } else {
-        w as u32
-    }
-}
-
-/// Hardened lane: whether `p` carries the free mark (alone, or under a [`set_aux`] value): a
-/// second free of a block, since every object in a list was marked by [`set_next`] (or when
-/// its run was made: `mark_run`), [`clear_mark`] removes the mark when the block is handed
-/// out, and a live block's owner cannot write it without the key. A live word passes only if
-/// its high 32 bits are the mark's.
+/// Hardened lane: whether `p` carries the free mark: a second free of a block, since every
+/// object in a list was marked by [`set_next`] (or when its run was made: [`mark_run`]),
+/// [`clear_mark`] removes the mark when the block is handed out, and a live block's owner
+/// cannot write it without the key. (No list keeps anything else in a free object's second
+/// word in this lane: the transfer cache keeps a chain's length in its slot, the remote ring
+/// a chain's tail in a table.)
 ///
 /// # Safety
 /// `p` is a 16-byte aligned block of at least 16 bytes in mapped memory.
@@ -135,8 +104,7 @@ pub unsafe fn is_free(p: *mut u8) -> bool {
     // Volatile: on a double free another thread may own the object and be writing it; this
     // reads a word (any value will do), and the verdict only needs the mark to be there.
     // SAFETY: `p` has two readable words (caller contract).
-    let w = unsafe { core::ptr::read_volatile((p as *const usize).add(1)) };
-    (w ^ canary(p)) >> 32 == 0
+    unsafe { core::ptr::read_volatile((p as *const usize).add(1)) == canary(p) }
 }
 
 /// Hardened lane: marks every object of a fresh run free, so a `free` of one the carve has

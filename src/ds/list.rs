@@ -1,52 +1,60 @@
 //! Intrusive singly linked lists of free objects: the first word of a free object holds the
 //! next pointer. Every free object is at least 16 bytes, so the second word is free too and a
-//! list head may carry its length there (transfer-cache slots do).
+//! list head may carry its length there (transfer-cache slots do, outside the hardened lane).
 //!
 //! Every read and write of a link goes through [`next`] and [`set_next`]. In the hardened lane
 //! (`config::SECURE`) they encode it with the process's secret keys and the link's own address
 //! (`sys::secret`), and a decoded link that is not null, 16-byte aligned and inside the arena
 //! aborts: a use-after-free write or an overflow into a free object is caught at the next
-//! walk instead of handing out a forged pointer. The hardened lane also marks a freed object
-//! ([`mark_free`]: a keyed canary in its second word) so that a second free of it is seen.
-//! In the other lanes all of this compiles away.
+//! walk instead of handing out a forged pointer. [`set_next`] also marks the object free (a
+//! keyed canary in its second word), so every object in a list carries the mark and a second
+//! free of it is seen ([`is_free`]). In the other lanes all of this compiles away.
 
 use crate::config::SECURE;
 use crate::sys::{diag, secret};
 use core::ptr::null_mut;
 
 /// The stored form of link `n` in the object at `slot` (hardened lane): keyed, and tied to its
-/// address so a link copied into another object decodes to garbage. Rotations by constants:
-/// a key-dependent count would cost a register move per link.
+/// address so a link copied into another object decodes to garbage. The rotation moves a
+/// partial overwrite of the stored word's low bytes into the link's high bits, out of the
+/// arena; the added key makes the map non-linear. Rotation by a constant: a key-dependent
+/// count would cost a register move per link.
 #[inline(always)]
 fn encode(slot: *mut u8, n: *mut u8) -> usize {
-    ((n as usize) ^ (slot as usize).rotate_left(29) ^ secret::key(0))
+    ((n as usize) ^ (slot as usize) ^ secret::key(0))
         .rotate_left(17)
         .wrapping_add(secret::key(1))
 }
 
-/// The link stored as `w` in the object at `slot`, unchecked.
+/// The link stored as `w` in the object at `slot`, as its offset from the window's start
+/// (`link ^ secret::lo()`, so null is `lo`): the form the window test takes, in as many
+/// instructions as the link itself.
 #[inline(always)]
-fn decode_raw(slot: *mut u8, w: usize) -> usize {
-    w.wrapping_sub(secret::key(1)).rotate_right(17)
-        ^ (slot as usize).rotate_left(29)
-        ^ secret::key(0)
+fn decode_x(slot: *mut u8, w: usize) -> usize {
+    w.wrapping_sub(secret::key(1)).rotate_right(17) ^ (slot as usize) ^ secret::key0_lo()
 }
 
 /// The link stored as `w` in the object at `slot`; aborts unless it is null, or 16-byte
 /// aligned and inside the arena.
 #[inline(always)]
 fn decode(slot: *mut u8, w: usize) -> *mut u8 {
-    let n = decode_raw(slot, w);
-    if n != 0 && (n & 15 != 0 || !secret::in_window(n)) {
-        diag::fatal("corrupted free list (a freed block was written)", slot);
+    let x = decode_x(slot, w);
+    let n = x ^ secret::lo();
+    if !secret::in_window(x) {
+        // Null fails the window test too: a bin's last object, once per refill.
+        core::hint::cold_path();
+        if n != 0 {
+            diag::fatal("corrupted free list (a freed block was written)", slot);
+        }
     }
     n as *mut u8
 }
 
-/// The hardened lane's mark of a free object (second word).
+/// The hardened lane's mark of a free object (second word). It need not be secret: a program
+/// that forges it on a live block only gets that block's `free` refused.
 #[inline(always)]
 fn canary(slot: *mut u8) -> usize {
-    (slot as usize).rotate_left(41) ^ secret::key(2)
+    (slot as usize) ^ secret::key(2)
 }
 
 /// Next pointer of a free object.
@@ -64,55 +72,54 @@ pub unsafe fn next(p: *mut u8) -> *mut u8 {
     w as *mut u8
 }
 
-/// [`next`] without the hardened lane's range check, for a caller that checks the link more
-/// strictly itself (a thread bin's pop: `front::hardened::check_link`).
+/// Sets the link of free object `p`; in the hardened lane also marks it free.
 ///
-/// # Safety
-/// As for [`next`].
-#[inline(always)]
-pub unsafe fn next_unchecked(p: *mut u8) -> *mut u8 {
-    // SAFETY: as in `next` (caller contract).
-    let w = unsafe { *(p as *mut usize) };
-    if SECURE {
-        return decode_raw(p, w) as *mut u8;
-    }
-    w as *mut u8
-}
-
 /// # Safety
 /// `p` is a free object owned by the caller.
 #[inline(always)]
 pub unsafe fn set_next(p: *mut u8, n: *mut u8) {
-    let w = if SECURE { encode(p, n) } else { n as usize };
     // SAFETY: `p` is a free object owned by the caller (caller contract): at least 16 bytes,
-    // suitably aligned, and nobody else reads or writes its first word.
-    unsafe { *(p as *mut usize) = w };
+    // suitably aligned, and nobody else reads or writes its words.
+    unsafe {
+        if SECURE {
+            *(p as *mut usize) = encode(p, n);
+            *(p as *mut usize).add(1) = canary(p);
+        } else {
+            *(p as *mut usize) = n as usize;
+        }
+    }
 }
 
-/// Hardened lane: marks `p` free with a keyed canary in its second word. It stays until
-/// [`clear_mark`] unless a list head's second word is reused (a transfer-cache length, a ring
-/// chain's tail), which only hides a double free.
-///
-/// # Safety
-/// `p` is a block of at least 16 bytes being freed, no longer the program's.
-#[inline(always)]
-pub unsafe fn mark_free(p: *mut u8) {
-    // SAFETY: `p` has two words and is ours now (caller contract).
-    unsafe { *(p as *mut usize).add(1) = canary(p) };
-}
-
-/// Hardened lane: whether `p` carries the free mark — a second free of a block, since
-/// [`clear_mark`] removes it when the block is handed out and a live block's owner cannot
-/// write it without the key.
+/// Hardened lane: whether `p` carries the free mark: a second free of a block, since every
+/// object in a list was marked by [`set_next`] (or when its run was made: [`mark_run`]),
+/// [`clear_mark`] removes the mark when the block is handed out, and a live block's owner
+/// cannot write it without the key. (No list keeps anything else in a free object's second
+/// word in this lane: the transfer cache keeps a chain's length in its slot, the remote ring
+/// a chain's tail in a table.)
 ///
 /// # Safety
 /// `p` is a 16-byte aligned block of at least 16 bytes in mapped memory.
 #[inline(always)]
-pub unsafe fn marked_free(p: *mut u8) -> bool {
+pub unsafe fn is_free(p: *mut u8) -> bool {
     // Volatile: on a double free another thread may own the object and be writing it; this
     // reads a word (any value will do), and the verdict only needs the mark to be there.
     // SAFETY: `p` has two readable words (caller contract).
     unsafe { core::ptr::read_volatile((p as *const usize).add(1)) == canary(p) }
+}
+
+/// Hardened lane: marks every object of a fresh run free, so a `free` of one the carve has
+/// not reached yet is seen as a double free.
+///
+/// # Safety
+/// `[run, run + n * size)` is a fresh run of the caller's, `size` a multiple of 16.
+pub unsafe fn mark_run(run: *mut u8, n: usize, size: usize) {
+    for i in 0..n {
+        // SAFETY: object `i` lies in the run (caller contract) and is the caller's.
+        unsafe {
+            let p = run.add(i * size);
+            *(p as *mut usize).add(1) = canary(p);
+        }
+    }
 }
 
 /// Hardened lane: clears the mark and the encoded link of a block being handed out, so the

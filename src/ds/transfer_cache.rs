@@ -5,7 +5,8 @@
 //! of them, make the shared pool (`shared_pool`), where every heap is a consumer: a swap
 //! hands a chain to exactly one taker, so any number of consumers is safe.
 //!
-//! A parked chain's length travels in its head object's second word.
+//! A parked chain's length travels in its head object's second word; in the hardened lane,
+//! whose free mark is there, in the slot word's top 16 bits (arena pointers fit in 48).
 //!
 //! An occupancy word says which slots may hold a chain, so a take from an empty cache is one
 //! load, not a scan of every slot (the shared pool is probed before every new-page refill).
@@ -57,7 +58,7 @@
 //! explored. With both RMWs `Relaxed` the models still pass. The written argument above is the
 //! proof.
 
-use crate::config::TRANSFER_SLOTS;
+use crate::config::{SECURE, TRANSFER_SLOTS};
 use crate::ds::list::{Chain, LocalList};
 use crate::sys::atomics::{AtomicPtr, AtomicU64};
 use core::ptr::null_mut;
@@ -68,6 +69,40 @@ pub struct TransferCache<const N: usize = TRANSFER_SLOTS> {
     /// Bit `i`: slot `i` may hold a chain (see the module doc for why a hint is enough).
     occupied: AtomicU64,
     slots: [AtomicPtr<u8>; N],
+}
+
+/// Pointers a slot word may hold in the hardened lane (the rest carries the length).
+const PTR_BITS: u32 = 48;
+
+/// The slot word for chain `c`: its head, with its length above [`PTR_BITS`] in the hardened
+/// lane (`push` refuses a chain whose length does not fit), else in the head's second word.
+///
+/// # Safety
+/// `c` is non-empty and the caller's.
+#[inline(always)]
+unsafe fn pack(c: &Chain) -> *mut u8 {
+    if SECURE {
+        return c.head.map_addr(|a| a | (c.n as usize) << PTR_BITS);
+    }
+    // SAFETY: `c.head` is a free object we own (caller contract).
+    unsafe { set_len(c.head, c.n) };
+    c.head
+}
+
+/// The chain head and length a slot word `h` (non-null, from [`pack`]) names.
+///
+/// # Safety
+/// `h` was parked by `push` and is now the caller's (see `get_len`).
+#[inline(always)]
+unsafe fn unpack(h: *mut u8) -> (*mut u8, u32) {
+    if SECURE {
+        return (
+            h.map_addr(|a| a & ((1 << PTR_BITS) - 1)),
+            (h.addr() >> PTR_BITS) as u32,
+        );
+    }
+    // SAFETY: as for this function (caller contract).
+    (h, unsafe { get_len(h) })
 }
 
 /// # Safety
@@ -98,15 +133,20 @@ impl<const N: usize> TransferCache<N> {
 
     const FITS: () = assert!(N >= 1 && N <= 64);
 
-    /// Parks a chain in a free slot (any thread); gives it back when all slots are taken.
+    /// Parks a chain in a free slot (any thread); gives it back when all slots are taken (or,
+    /// in the hardened lane, when its length does not fit in 16 bits).
     ///
     /// # Safety
-    /// `c` is a well-formed non-empty null-terminated chain the caller owns.
+    /// `c` is a well-formed non-empty null-terminated chain the caller owns, whose objects
+    /// lie below 2^48.
     pub unsafe fn push(&self, c: Chain) -> Result<(), Chain> {
         let () = Self::FITS;
-        // SAFETY: `c` is non-empty and ours (caller contract), so `c.head` is a free object we
-        // own; a refused chain gets back only an unused word changed.
-        unsafe { set_len(c.head, c.n) };
+        if SECURE && c.n >> (usize::BITS - PTR_BITS) != 0 {
+            return Err(c);
+        }
+        // SAFETY: `c` is non-empty and ours (caller contract); a refused chain gets back only
+        // an unused word changed.
+        let w = unsafe { pack(&c) };
         // Relaxed: the word is a hint; the slot's CAS carries the chain (module doc).
         let mut free = !self.occupied.load(Relaxed) & Self::ALL;
         while free != 0 {
@@ -115,7 +155,7 @@ impl<const N: usize> TransferCache<N> {
             // Release: the chain's links and length are visible to the taker's Acquire swap.
             // A failed CAS publishes nothing and the chain stays ours (Relaxed).
             if self.slots[i]
-                .compare_exchange(null_mut(), c.head, Release, Relaxed)
+                .compare_exchange(null_mut(), w, Release, Relaxed)
                 .is_ok()
             {
                 // After the CAS. AcqRel: its Release half heads a release sequence on the
@@ -145,13 +185,11 @@ impl<const N: usize> TransferCache<N> {
             // Acquire: synchronizes with the Release CAS that parked the chain we read.
             let h = self.slots[i].swap(null_mut(), Acquire);
             if !h.is_null() {
-                return LocalList {
-                    head: h,
-                    // SAFETY: `h` is a chain head parked by `push`, which wrote its length
-                    // before its Release CAS; our Acquire swap read that CAS's value, so it
-                    // synchronizes with it, and being an RMW it made the chain ours alone.
-                    count: unsafe { get_len(h) },
-                };
+                // SAFETY: `h` is a chain parked by `push`, which wrote its length before its
+                // Release CAS; our Acquire swap read that CAS's value, so it synchronizes
+                // with it, and being an RMW it made the chain ours alone.
+                let (head, count) = unsafe { unpack(h) };
+                return LocalList { head, count };
             }
         }
         LocalList {

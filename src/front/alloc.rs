@@ -111,8 +111,8 @@ pub unsafe fn free(p: *mut u8) {
         if crate::config::SECURE {
             // SAFETY: `p` is passed to `free`, which frees it below (caller contract).
             if unsafe { hardened::check_free(p, off, tag) } {
-                // SAFETY: `p` is a checked arena block being freed and `tag` its page tag.
-                return unsafe { free_zeroing(p, tag) };
+                // SAFETY: `p` is an arena pointer being freed, at `off`, and `tag` its page tag.
+                return unsafe { free_checked(p, off, tag) };
             }
         }
         // SAFETY: `p` is an arena block being freed (caller contract), at offset `off`, and
@@ -160,19 +160,21 @@ unsafe fn free_arena(p: *mut u8, off: usize, tag: u32) {
     unsafe { free_other(p, arena::tag_at(off)) };
 }
 
-/// Hardened lane, `HAKOZUNA_ZERO_ON_FREE=1`: zero the block, mark it free, free it. Out of
-/// line, so that the `memset` call costs the other frees no saved registers.
+/// Hardened lane: `free` of an arena pointer that failed the quick start-of-block test (every
+/// one with `HAKOZUNA_ZERO_ON_FREE=1`): the exact test, which aborts on an invalid pointer,
+/// then zero the block and free it. Out of line and reached by a tail call, so that the other
+/// frees save no registers for it.
 ///
 /// # Safety
-/// `p` is an arena block being freed that `hardened::check_free` accepted, `tag` its tag.
+/// `p` is an arena pointer being freed, at arena offset `off`, and `tag` its page tag.
 #[cold]
 #[inline(never)]
-unsafe fn free_zeroing(p: *mut u8, tag: u32) {
-    // SAFETY: `p` is a live block of its tag's bin, being freed (caller contract), so inside
-    // the arena.
+unsafe fn free_checked(p: *mut u8, off: usize, tag: u32) {
+    hardened::check_arena(p, off, tag, "free");
+    // SAFETY: `p` is a live block of its tag's bin (just checked), being freed, at `off`.
     unsafe {
-        hardened::zero_and_mark(p, page_tag::bin_of(tag));
-        free_arena(p, arena::offset(p).unwrap_unchecked(), tag)
+        hardened::zero(p, page_tag::bin_of(tag));
+        free_arena(p, off, tag)
     }
 }
 

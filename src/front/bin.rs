@@ -4,6 +4,7 @@
 
 use crate::config;
 use crate::page::page_tag;
+use crate::page::size_class::NUM_BINS;
 use core::ptr::null_mut;
 
 /// A thread bin: a LIFO list of free objects of one class, its room, and the free fast path's
@@ -122,23 +123,23 @@ impl Bin {
     /// the bins of the stand-in caches too (`tls`), whose bins are always empty and which
     /// are read-only and shared by every thread without a cache.
     ///
-    /// In the hardened lane the popped object's new head must be a block of class `bin`
-    /// (`hardened::check_link`), and the object leaves without its link and free mark.
+    /// In the hardened lane the popped object's link must decode to null or an aligned arena
+    /// address (`ds::list::next`), and the object leaves without its link and free mark.
     ///
     /// # Safety
     /// `b` points to bin `bin`, a well-formed list of free objects with an exact count,
     /// and no reference to it is live; a non-empty bin is the calling thread's.
     #[inline(always)]
     pub unsafe fn pop(b: *mut Bin, bin: usize) -> *mut u8 {
+        debug_assert!(bin < NUM_BINS);
         // SAFETY: `b` points to a live bin (caller contract); a plain read.
         let p = unsafe { (*b).head };
         if !p.is_null() {
             // SAFETY: `p` is the non-null head of the bin, a free object it owns, and the bin
             // is the calling thread's (caller contract), so nothing else touches it.
             unsafe {
-                let n = crate::ds::list::next_unchecked(p);
+                let n = crate::ds::list::next(p);
                 if config::SECURE {
-                    crate::front::hardened::check_link(n, bin);
                     crate::ds::list::clear_mark(p);
                 }
                 (*b).head = n;

@@ -1,87 +1,116 @@
 //! The hardened lane's checks on the program's pointers (`config::SECURE`, docs/design.md
-//! "Hardened lane"): a block passed to `free` or `realloc` must be the start of a live block,
-//! and a link popped from a thread bin must name a block of the bin's class. A failed check
-//! is reported in one line on stderr and aborts (`sys::diag::fatal`). The other lanes never
-//! call this module.
+//! "Hardened lane"): a block passed to `free` or `realloc` must be the start of a live block
+//! (the links a thread bin pops are checked where they are decoded, `ds::list::next`). A
+//! failed check is reported in one line on stderr and aborts. The other lanes never call this
+//! module.
 
 use crate::ds::list;
 use crate::page::size_class::{self as sc, NUM_BINS};
 use crate::page::{arena, page_tag};
 use crate::sys::{diag, options};
+use core::cell::UnsafeCell;
+
+/// `free`'s start-of-block test per `page_tag::bin1_of(tag)` (a tagged page's `bin + 1`; 0 for
+/// a page with no block): `size_class::start_test` of that bin, or a limit of 0 (every offset
+/// fails) for no bin. With `HAKOZUNA_ZERO_ON_FREE` every limit is 0: each `free` then takes
+/// the out-of-line check, which zeroes the block, and the others pay nothing for the option.
+struct StartTable(UnsafeCell<Start>);
+
+/// Two arrays, not pairs: an index scaled by 8 is an addressing mode, by 16 a shift more.
+#[repr(C)]
+struct Start {
+    c: [u64; 256],
+    lim: [u64; 256],
+}
+
+// SAFETY: written only by start-up (`init`), before any block exists and while no other
+// thread reads the table: every reader runs after start-up, on a thread that read its end
+// (DONE) with Acquire from the Release store that follows the writes, or on the thread that
+// ran it (as `sys::secret`'s keys).
+unsafe impl Sync for StartTable {}
+
+const _: () = assert!(NUM_BINS < 256);
+
+static START: StartTable = StartTable(UnsafeCell::new({
+    let mut t = Start {
+        c: [0; 256],
+        lim: [0; 256],
+    };
+    let mut b = 0;
+    while b < NUM_BINS {
+        (t.c[b + 1], t.lim[b + 1]) = sc::start_test(b);
+        b += 1;
+    }
+    t
+}));
+
+/// Start-up: with `HAKOZUNA_ZERO_ON_FREE`, sends every `free` to the out-of-line check.
+pub fn init() {
+    if options::zero_on_free() {
+        // SAFETY: start-up, with no reader (see `StartTable`); a raw write, no reference held.
+        unsafe { (*START.0.get()).lim = [0; 256] };
+    }
+}
 
 /// Aborts unless arena pointer `p` (at offset `off`, on a page tagged `tag`) is the start of a
-/// block this allocator handed out and that is not free; returns its bin.
-#[inline(always)]
-pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) -> usize {
-    // Tags are made by `page_tag::encode` or zero: a bin below NUM_BINS means a live run's.
+/// block this allocator handed out and that is not free. The exact test, out of line:
+/// `realloc`, and `free` when its table test failed.
+#[cold]
+#[inline(never)]
+pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
     let bin = page_tag::bin_of(tag);
     if bin >= NUM_BINS {
         invalid(call, "invalid pointer (no block allocated here)", p)
     }
-    // SAFETY: `bin < NUM_BINS` (just checked).
-    if !unsafe { arena::is_block_start(off, bin) } {
+    // SAFETY: hardened lane, `off` an arena offset.
+    if !sc::starts_object(bin, unsafe { arena::in_run(off) }) {
         invalid(call, "invalid pointer (not the start of a block)", p)
     }
     // SAFETY: `p` starts a block of `bin` in a tagged run: mapped, 16-byte aligned, at least
     // 16 bytes.
-    if unsafe { list::marked_free(p) } {
+    if unsafe { list::is_free(p) } {
         invalid(call, "double free (the block is already free)", p)
     }
-    bin
 }
 
-/// The `free` check of an arena pointer ([`check_arena`]), then the block is marked free;
-/// true instead, with the block left unmarked, when freed blocks are to be zeroed first
-/// (`HAKOZUNA_ZERO_ON_FREE`: the caller calls [`zero_and_mark`]). Pointers outside the arena
-/// are checked by the large table ([`bad_free`]).
+/// The `free` check of an arena pointer: a table lookup, a multiply and a compare for the
+/// start of a block, and the free mark. True when the table test failed: then the caller
+/// makes the exact test ([`check_arena`]), which aborts on an invalid pointer, and zeroes the
+/// block it passes (`HAKOZUNA_ZERO_ON_FREE` fails every table test). The mark itself is
+/// written by the push that follows (`list::set_next`). Pointers outside the arena are
+/// checked by the large table ([`bad_free`]).
 ///
 /// # Safety
-/// `p` (at arena offset `off`, on a page tagged `tag`) is passed to `free`, which goes on to
-/// free it.
+/// `p` (at arena offset `off`, on a page tagged `tag`) is passed to `free`.
 #[inline(always)]
 #[must_use]
 pub unsafe fn check_free(p: *mut u8, off: usize, tag: u32) -> bool {
-    check_arena(p, off, tag, "free");
-    if options::zero_on_free() {
+    let i = page_tag::bin1_of(tag);
+    // SAFETY: plain reads of the table (see `StartTable`), index below 256.
+    let (c, lim) = unsafe {
+        let t = &*START.0.get();
+        (*t.c.get_unchecked(i), *t.lim.get_unchecked(i))
+    };
+    // SAFETY: hardened lane, `off` an arena offset.
+    let at = unsafe { arena::in_run(off) } as u64;
+    if at.wrapping_mul(c) >= lim {
         return true;
     }
-    // SAFETY: `p` starts a live block (just checked) of at least 16 bytes, now ours.
-    unsafe { list::mark_free(p) };
+    // SAFETY: `p` starts a block of its tag's bin in a tagged run: mapped, 16-byte aligned,
+    // at least 16 bytes.
+    if unsafe { list::is_free(p) } {
+        invalid("free", "double free (the block is already free)", p)
+    }
     false
 }
 
-/// Zeroes block `p` of `bin` and marks it free.
+/// Zeroes block `p` of `bin` (the push that follows marks it free).
 ///
 /// # Safety
-/// `p` is a live block of `bin` being freed, accepted by [`check_free`].
-pub unsafe fn zero_and_mark(p: *mut u8, bin: usize) {
+/// `p` is a live block of `bin` being freed, accepted by [`check_arena`].
+pub unsafe fn zero(p: *mut u8, bin: usize) {
     // SAFETY: a live block of `bin` the program gives up (caller contract): its bytes are ours.
-    unsafe {
-        core::ptr::write_bytes(p, 0, sc::bin_size(bin));
-        list::mark_free(p);
-    }
-}
-
-/// The link `n` of an object popped from a thread bin of `bin` (decoded, unchecked): aborts
-/// unless it is null or a 16-byte aligned pointer into the arena, on a page of `bin`. Not the
-/// exact start-of-block test (`free` makes that): a forged link needs the process's keys,
-/// and a corrupted one decodes to a random word, which passes these tests about once in 2^32
-/// (alignment and a 64 GiB arena) times the share of arena pages holding `bin`.
-#[inline(always)]
-pub fn check_link(n: *mut u8, bin: usize) {
-    if n.is_null() {
-        return;
-    }
-    let ok = match arena::offset(n) {
-        Some(off) => n as usize & 15 == 0 && page_tag::bin_of(arena::tag_at(off)) == bin,
-        None => false,
-    };
-    if !ok {
-        diag::fatal(
-            "corrupted free list (a link names no free block of its class)",
-            n,
-        );
-    }
+    unsafe { core::ptr::write_bytes(p, 0, sc::bin_size(bin)) };
 }
 
 /// Reports `call(): what: p` and aborts.

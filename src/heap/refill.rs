@@ -150,6 +150,10 @@ impl OwnedHeap {
             unsafe { arena::seg_meta(idx).get() }
                 .starts
                 .set_range(page, 1);
+            if config::SECURE {
+                // SAFETY: the run is fresh and this heap's; its objects are `size` apart.
+                unsafe { crate::ds::list::mark_run(run, sc::objs_per_run(bin), size) };
+            }
             let l = &mut self.local().small[bin];
             l.bump = run;
             // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.

@@ -11,7 +11,6 @@
 
 use crate::config::{self, PAGE_SHIFT, SEGMENT_SHIFT};
 use crate::page::bitmap::PageBitmap;
-use crate::page::size_class;
 use crate::sys::os;
 use crate::sys::sync::SpinLock;
 use core::cell::UnsafeCell;
@@ -42,10 +41,10 @@ static NEG_BASE: AtomicUsize = AtomicUsize::new(1 << 63);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 static SEGS: AtomicPtr<SegMeta> = AtomicPtr::new(core::ptr::null_mut());
-/// Hardened lane: per arena page, its index in the run `set_tags` last tagged it for, so
-/// [`is_block_start`] finds a carved run's start (runs are not aligned). Written with the
-/// tags, under the same rules; null in the other lanes.
-static RUN_IDX: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// Hardened lane: per arena page, the arena offset of the run `set_tags` last tagged it for,
+/// so [`in_run`] finds where in a carved run a pointer lies (runs are not aligned) with one
+/// subtraction. Written with the tags, under the same rules; null in the other lanes.
+static RUN_START: AtomicPtr<usize> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT_SEG: AtomicUsize = AtomicUsize::new(0);
 /// Segments in the pool that may be resident and purged ones (`cold`):
 /// written under the pool lock, read by the statistics without it.
@@ -116,49 +115,57 @@ pub fn init() {
 fn try_reserve(len: usize) -> bool {
     let pages = len >> PAGE_SHIFT;
     let nsegs = len / SEGMENT;
-    let Some(raw) = os::reserve(len + SEGMENT) else {
+    // The hardened lane aligns the arena to a power of two at least its length, so that a
+    // decoded link's window test is one `and` (`sys::secret`): address space, not memory.
+    let align = if config::SECURE {
+        len.next_power_of_two().max(SEGMENT)
+    } else {
+        SEGMENT
+    };
+    let reserved = len + align;
+    let Some(raw) = os::reserve(reserved) else {
         return false;
     };
     // Owner stashes pack arena pointers into 48 bits (`owner_stash`): refuse a reservation
     // reaching above that (Linux never places one there without an address hint).
-    if raw as usize + len + SEGMENT > 1 << 48 {
+    if raw as usize + reserved > 1 << 48 {
         // SAFETY: `raw` is our fresh reservation.
-        unsafe { os::unmap(raw, len + SEGMENT) };
+        unsafe { os::unmap(raw, reserved) };
         return false;
     }
     let Some(tags) = os::map_rw_noreserve(pages * 4) else {
         // SAFETY: `raw` is our fresh reservation.
-        unsafe { os::unmap(raw, len + SEGMENT) };
+        unsafe { os::unmap(raw, reserved) };
         return false;
     };
     let Some(segs) = os::map_rw_noreserve(nsegs * core::mem::size_of::<SegMeta>()) else {
         // SAFETY: both ranges are our fresh mappings.
         unsafe {
-            os::unmap(raw, len + SEGMENT);
+            os::unmap(raw, reserved);
             os::unmap(tags, pages * 4);
         }
         return false;
     };
-    let run_idx = if config::SECURE {
-        let Some(t) = os::map_rw_noreserve(pages) else {
+    let run_start = if config::SECURE {
+        let Some(t) = os::map_rw_noreserve(pages * 8) else {
             // SAFETY: the three ranges are our fresh mappings.
             unsafe {
-                os::unmap(raw, len + SEGMENT);
+                os::unmap(raw, reserved);
                 os::unmap(tags, pages * 4);
                 os::unmap(segs, nsegs * core::mem::size_of::<SegMeta>());
             }
             return false;
         };
-        t
+        t as *mut usize
     } else {
         core::ptr::null_mut()
     };
-    // Align the base to a segment; the unaligned slack stays reserved (harmless PROT_NONE).
-    let base = (raw as usize + SEGMENT - 1) & !(SEGMENT - 1);
+    // Align the base; the unaligned slack stays reserved (harmless PROT_NONE).
+    let base = (raw as usize + align - 1) & !(align - 1);
     if config::SECURE {
         crate::sys::secret::set_window(base, nsegs * SEGMENT);
     }
-    RUN_IDX.store(run_idx, Relaxed);
+    RUN_START.store(run_start, Relaxed);
     TAGS.store(tags as *mut AtomicU32, Relaxed);
     SEGS.store(segs as *mut SegMeta, Relaxed);
     BASE.store(base, Relaxed);
@@ -215,39 +222,28 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
         unsafe { (*t.add(i)).store(tag, Relaxed) };
     }
     if config::SECURE && tag != 0 {
-        let idx = RUN_IDX.load(Relaxed);
+        let t = RUN_START.load(Relaxed);
         for i in first..first + n {
-            // Runs are at most a segment: 256 pages, and a carved run at most 8.
-            // SAFETY: page `i` is inside the arena (as above), and the index table has a byte
-            // per arena page. Plain bytes: written like the tags, by the run's owner before
-            // any of its objects is handed out, and read only for such objects.
-            unsafe { *idx.add(i) = (i - first) as u8 };
+            // SAFETY: page `i` is inside the arena (as above), and the start table has a
+            // word per arena page. Plain words: written like the tags, by the run's owner
+            // before any of its objects is handed out, and read only for such objects.
+            unsafe { *t.add(i) = first << PAGE_SHIFT };
         }
     }
 }
 
-/// Hardened lane: whether arena offset `off`, on a page tagged with `bin`, is where an object
-/// of `bin` starts: a whole number of objects from its run's start, inside the run. Only a
-/// carved run of several pages needs the page's index in its run; medium runs tag only their
-/// first page, so their only start is that page's.
+/// Hardened lane: how far into its run arena offset `off` lies, for a page a run was tagged
+/// with (any value for another page; below 2^20 for a tagged page: runs are at most a
+/// segment).
 ///
 /// # Safety
-/// Hardened lane only (the index table exists), and `bin < NUM_BINS` (a bin a page tag
-/// decodes to).
+/// Hardened lane only (the start table exists), and `off` is an arena offset.
 #[inline(always)]
-pub unsafe fn is_block_start(off: usize, bin: usize) -> bool {
-    let in_page = off & ((1 << PAGE_SHIFT) - 1);
-    // SAFETY: `bin < NUM_BINS` (caller contract).
-    if !unsafe { size_class::starts_past_first_page(bin) } {
-        // SAFETY: `bin < NUM_BINS` (caller contract).
-        return unsafe { size_class::starts_object(bin, in_page) };
-    }
-    // SAFETY: hardened lane (caller contract): the index table was mapped by `try_reserve`
+pub unsafe fn in_run(off: usize) -> usize {
+    // SAFETY: hardened lane (caller contract): the start table was mapped by `try_reserve`
     // before LEN became non-zero, and `off` is an arena offset, so its page is inside it; a
-    // plain byte read.
-    let idx = unsafe { *RUN_IDX.load(Relaxed).add(off >> PAGE_SHIFT) } as usize;
-    // SAFETY: `bin < NUM_BINS` (caller contract).
-    unsafe { size_class::starts_object(bin, in_page + (idx << PAGE_SHIFT)) }
+    // plain read.
+    off.wrapping_sub(unsafe { *RUN_START.load(Relaxed).add(off >> PAGE_SHIFT) })
 }
 
 /// The pool of given-back segments: LIFO lists through `SegInner::next` (index + 1).

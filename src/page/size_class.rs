@@ -240,50 +240,30 @@ const RUN_PAGES: [u8; NUM_BINS] = {
     t
 };
 
-/// Per bin, what [`starts_object`] needs in one 16-byte load: `ceil(2^40 / size)` (so that
-/// `x / size` is `x * magic >> 40` for every `x < 2^22`: the error, below `x / 2^40`, stays
-/// under `1 / size` while `x * size < 2^40`), the size, and the last object's offset in a run.
-const OBJECT_AT: [(u64, u32, u32); NUM_BINS] = {
-    let mut t = [(0u64, 0u32, 0u32); NUM_BINS];
-    let mut b = 0;
-    while b < NUM_BINS {
-        let size = bin_size(b);
-        t[b] = (
-            (1u64 << 40).div_ceil(size as u64),
-            size as u32,
-            (run_pages(b) * PAGE - size) as u32,
-        );
-        b += 1;
+/// The hardened lane's start-of-object test of `bin` in one multiply and one compare:
+/// `(c, lim)` such that, for every `at < 2^20`, `at * c mod 2^64 < lim` exactly when an
+/// object of `bin` starts `at` bytes into one of its runs (a whole number of objects in, and
+/// inside the run). Lemire's divisibility test extended to the run's bounds: with `c` the
+/// least multiplier above `2^64 / size` and `e = c * size − 2^64` (`0 < e <= size`), an
+/// offset `q * size` maps to `q * e`, which grows with `q`, and any other offset to at least
+/// `c > 2^46`, far above `lim` (at most a run's bytes).
+pub const fn start_test(bin: usize) -> (u64, u64) {
+    let size = bin_size(bin) as u64;
+    let mut c = u64::MAX / size + 1;
+    if c.wrapping_mul(size) == 0 {
+        // A power of two: `c * size` is exactly 2^64, and `e` must not be 0.
+        c += 1;
     }
-    t
-};
-
-/// Whether an object of `bin` may start beyond the first page of its run: a class carved
-/// from runs of several pages (the hardened lane's check then needs the page's index in its
-/// run). Medium runs hold one object, at their start.
-///
-/// # Safety
-/// `bin < NUM_BINS`.
-#[inline(always)]
-pub unsafe fn starts_past_first_page(bin: usize) -> bool {
-    debug_assert!(bin < NUM_BINS);
-    // SAFETY: `bin < NUM_BINS` (caller contract).
-    unsafe { OBJECT_AT.get_unchecked(bin) }.2 as usize >= PAGE
+    let e = c.wrapping_mul(size);
+    let objs = if is_small(bin) { objs_per_run(bin) } else { 1 } as u64;
+    (c, (objs - 1) * e + 1)
 }
 
-/// Whether an object of `bin` starts `at` bytes into one of its runs (`at < 2^22`): a whole
-/// number of objects in, and inside the run. A multiply, no division (the hardened lane runs
-/// it on every free).
-///
-/// # Safety
-/// `bin < NUM_BINS`.
-#[inline(always)]
-pub unsafe fn starts_object(bin: usize, at: usize) -> bool {
-    debug_assert!(at < 1 << 22 && bin < NUM_BINS);
-    // SAFETY: `bin < NUM_BINS` (caller contract, as for every bin a page tag decodes to).
-    let (magic, size, last) = unsafe { *OBJECT_AT.get_unchecked(bin) };
-    let q = (at as u64 * magic) >> 40;
-    q * size as u64 == at as u64 && at <= last as usize
+/// Whether an object of `bin` starts `at` bytes into one of its runs (`at < 2^20`; see
+/// [`start_test`]).
+pub const fn starts_object(bin: usize, at: usize) -> bool {
+    let (c, lim) = start_test(bin);
+    (at as u64).wrapping_mul(c) < lim
 }
 
 /// Objects carved from one run of a small bin.
@@ -361,25 +341,22 @@ const _: () = assert!(NUM_BINS < 256);
 #[cfg(test)]
 mod tests {
     #[test]
-    fn only_multi_page_carved_classes_start_past_the_first_page() {
-        for b in 0..NUM_BINS {
-            // SAFETY: `b < NUM_BINS`.
-            let past = unsafe { starts_past_first_page(b) };
-            assert_eq!(past, is_small(b) && run_pages(b) > 1, "bin {b}");
-        }
-    }
-
-    #[test]
     fn starts_object_matches_division() {
         for b in 0..NUM_BINS {
             let size = bin_size(b);
             let run = run_pages(b) * PAGE;
+            let objs = if is_small(b) { objs_per_run(b) } else { 1 };
             let mut at = 0;
-            while at < (1 << 22) {
-                let want = at % size == 0 && at + size <= run;
-                // SAFETY: `b < NUM_BINS`.
-                assert_eq!(unsafe { starts_object(b, at) }, want, "bin {b} at {at}");
-                at += if at < 2 * run { 16 } else { 4093 };
+            while at < (1 << 20) {
+                let want = at % size == 0 && at / size < objs;
+                assert_eq!(starts_object(b, at), want, "bin {b} at {at}");
+                at += if at < (2 * run).min(1 << 16) { 1 } else { 4093 };
+            }
+            for q in 0..=objs + 1 {
+                let at = q * size;
+                if at < 1 << 20 {
+                    assert_eq!(starts_object(b, at), q < objs, "bin {b} object {q}");
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! slot's key. A flush clears the keys of the slots it empties, so every slot outside the live
 //! range has key 0, which no `(dst, bin)` encodes to: a matching key is always a live entry.
 
-use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
+use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN, SECURE};
 use crate::ds::list::{set_next, Chain};
 use crate::page::page_tag;
 use crate::remote::{Push, Sink};
@@ -23,7 +23,8 @@ const _: () = assert!(RING_CHAIN_MAX >= 1);
 
 /// One buffered chain of frees to `(dst, bin)` (encoded in `key`): `ptr` is its head and `n`
 /// its length; the tail is kept in the head object's second word (written with the first
-/// object, so a join needs no test of the length). A live entry is never empty: a full chain
+/// object, so a join needs no test of the length; in the hardened lane, whose free mark is
+/// there, in `RemoteRing::tails`). A live entry is never empty: a full chain
 /// is handed over when the next object of its key starts a new one. Key 0 marks a slot
 /// outside the live range.
 #[derive(Clone, Copy)]
@@ -35,20 +36,11 @@ pub struct Entry {
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 
-impl Entry {
-    /// The chain's tail.
-    ///
-    /// # Safety
-    /// `n > 0`, and the chain's objects are owned by the ring.
-    #[inline(always)]
-    unsafe fn tail(&self) -> *mut u8 {
-        // SAFETY: a live chain keeps its tail in its head's second word.
-        unsafe { *tail_slot(self.ptr) }
-    }
-}
-
 /// Slots of the key → entry hint table (`ring-coalesce`); one per ring entry.
 const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
+
+/// Slots of the tails table (hardened lane); one per ring entry.
+const TAILS: usize = if SECURE { RING_LEN } else { 0 };
 
 /// All-zero is a valid empty ring.
 #[repr(C)]
@@ -57,6 +49,9 @@ pub struct RemoteRing {
     /// Slot of the entry that last took a key hashing here. Stale or colliding values are
     /// harmless: a push joins the slot only if the slot's key is its own.
     hint: [u16; HINTS],
+    /// Hardened lane: each entry's tail (the second word of a chain's head holds its free
+    /// mark there).
+    tails: [*mut u8; TAILS],
     head: u32,
     tail: u32,
 }
@@ -125,37 +120,36 @@ impl RemoteRing {
         }
         let k = tag;
         let h = hash(k, HINTS.trailing_zeros());
-        let e = &mut self.entries[self.hint[h] as usize & MASK as usize];
+        let i = self.hint[h] as usize & MASK as usize;
+        let e = self.entries[i];
         if e.key != k {
             return Push::NoEntry;
         }
         debug_assert!(e.n > 0);
+        // SAFETY: the entry's chain is live (n > 0) and owned by the ring.
+        let tail = unsafe { self.tail_of(i, &e) };
         if e.n >= RING_CHAIN_MAX {
-            // SAFETY: the entry's chain is live (n > 0) and owned by the ring; `ptr` is ours.
-            let full = unsafe {
-                Chain {
-                    head: e.ptr,
-                    tail: e.tail(),
-                    n: e.n,
-                }
-            };
             // SAFETY: `ptr` is now owned by the ring (caller contract).
             unsafe {
                 set_next(ptr, null_mut());
-                *tail_slot(ptr) = ptr;
+                self.set_tail(i, ptr, ptr);
             }
-            e.ptr = ptr;
-            e.n = 1;
-            return Push::Send(full);
+            self.entries[i].ptr = ptr;
+            self.entries[i].n = 1;
+            return Push::Send(Chain {
+                head: e.ptr,
+                tail,
+                n: e.n,
+            });
         }
         // SAFETY: `ptr` and the chain's objects are owned by the ring (caller contract), and
         // the chain is live.
         unsafe {
             set_next(ptr, e.ptr);
-            *tail_slot(ptr) = e.tail();
+            self.set_tail(i, ptr, tail);
         }
-        e.ptr = ptr;
-        e.n += 1;
+        self.entries[i].ptr = ptr;
+        self.entries[i].n += 1;
         Push::Done
     }
 
@@ -174,18 +168,47 @@ impl RemoteRing {
         if RING_COALESCE {
             self.hint[hash(tag, HINTS.trailing_zeros())] = (self.tail & MASK) as u16;
         }
+        let i = (self.tail & MASK) as usize;
         // SAFETY: `ptr` is now owned by the ring (caller contract).
         unsafe {
             set_next(ptr, null_mut());
-            *tail_slot(ptr) = ptr;
+            self.set_tail(i, ptr, ptr);
         }
-        self.entries[(self.tail & MASK) as usize] = Entry {
+        self.entries[i] = Entry {
             key: tag,
             n: 1,
             ptr,
         };
         self.tail = self.tail.wrapping_add(1);
         Push::Done
+    }
+
+    /// The tail of entry `i` (`e`, a copy of it).
+    ///
+    /// # Safety
+    /// The entry is live (`n > 0`) and its chain owned by the ring.
+    #[inline(always)]
+    unsafe fn tail_of(&self, i: usize, e: &Entry) -> *mut u8 {
+        if SECURE {
+            self.tails[i]
+        } else {
+            // SAFETY: a live chain keeps its tail in its head's second word.
+            unsafe { *tail_slot(e.ptr) }
+        }
+    }
+
+    /// Records `tail` as the tail of entry `i`, whose chain now starts at `head`.
+    ///
+    /// # Safety
+    /// `head` is a free object owned by the ring.
+    #[inline(always)]
+    unsafe fn set_tail(&mut self, i: usize, head: *mut u8, tail: *mut u8) {
+        if SECURE {
+            self.tails[i] = tail;
+        } else {
+            // SAFETY: `head` is a free object owned by the ring (caller contract).
+            unsafe { *tail_slot(head) = tail };
+        }
     }
 
     /// Every nonzero tag fits in a ring entry.
@@ -229,14 +252,14 @@ impl RemoteRing {
         let mut nused = 0;
         let mut sent = 0;
         for _ in 0..g {
-            let slot = &mut self.entries[(self.head & MASK) as usize];
-            let e = *slot;
-            slot.key = 0;
+            let slot = (self.head & MASK) as usize;
+            let e = self.entries[slot];
+            self.entries[slot].key = 0;
             self.head = self.head.wrapping_add(1);
             debug_assert!(e.n > 0, "a live entry holds a chain");
             sent += e.n;
             // SAFETY: a live entry's chain is not empty; the ring owns it (caller contract).
-            let tail = unsafe { e.tail() };
+            let tail = unsafe { self.tail_of(slot, &e) };
             let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
             while keys[i] != k && keys[i] != u32::MAX {

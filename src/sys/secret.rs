@@ -1,6 +1,7 @@
-//! The hardened lane's per-process secrets (`config::SECURE`): the keys free-list links are
-//! encoded with (`ds::list` holds the encoding) and the address window every decoded link
-//! must fall in. Set once at start-up, before any free list exists, then only read.
+//! The hardened lane's per-process secrets (`config::SECURE`): the keys free-list links and
+//! free marks are made with (`ds::list` holds the encoding) and the address window every
+//! decoded link must fall in. Set once at start-up, before any free list exists, then only
+//! read.
 
 use core::cell::UnsafeCell;
 
@@ -8,8 +9,15 @@ use core::cell::UnsafeCell;
 #[repr(C, align(64))]
 struct Secrets {
     keys: [usize; 3],
+    /// `keys[0] ^ lo`: decoding with it gives a link's offset from `lo` in its high bits,
+    /// which the window test needs (`ds::list`).
+    key0_lo: usize,
+    /// The window's start, aligned to `2^k`, the least power of two at least as long as the
+    /// window (the arena is reserved so).
     lo: usize,
-    len: usize,
+    /// `!(2^k − 1) | 15`: `(p ^ lo) & mask == 0` for a 16-byte aligned `p` in
+    /// `[lo, lo + 2^k)`, the window or up to as much again past its end. One `test`.
+    mask: usize,
 }
 
 struct Cell(UnsafeCell<Secrets>);
@@ -24,8 +32,9 @@ unsafe impl Sync for Cell {}
 // Until `set_window`, the window is the whole address space.
 static S: Cell = Cell(UnsafeCell::new(Secrets {
     keys: [0; 3],
+    key0_lo: 0,
     lo: 0,
-    len: usize::MAX,
+    mask: 15,
 }));
 
 #[inline(always)]
@@ -46,11 +55,13 @@ pub fn init() {
         let k = &raw mut (*S.0.get()).keys;
         // A zero first key would read as "not drawn" again.
         *k = [w[0] as usize | 1, w[1] as usize, w[2] as usize];
+        (*S.0.get()).key0_lo = w[0] as usize | 1;
     }
 }
 
-/// Narrows the window decoded links must fall in to `[lo, lo + len)` (the arena). Called by
-/// start-up (the arena's reservation). Not in the unit tests, whose lists are made of objects
+/// Narrows the window decoded links must fall in to `[lo, lo + len)` (the arena, `lo`
+/// aligned to `len` rounded up to a power of two). Called by start-up (the arena's
+/// reservation), after [`init`]. Not in the unit tests, whose lists are made of objects
 /// outside the arena (`ds::list::tests::objects`) while other tests start the allocator.
 pub fn set_window(lo: usize, len: usize) {
     if cfg!(test) {
@@ -58,8 +69,11 @@ pub fn set_window(lo: usize, len: usize) {
     }
     // SAFETY: start-up, with no reader (see `Cell`); raw writes, no reference held.
     unsafe {
+        let span = len.next_power_of_two();
+        debug_assert!(lo & (span - 1) == 0);
         (*S.0.get()).lo = lo;
-        (*S.0.get()).len = len;
+        (*S.0.get()).mask = !(span - 1) | 15;
+        (*S.0.get()).key0_lo = (*S.0.get()).keys[0] ^ lo;
     }
 }
 
@@ -69,9 +83,22 @@ pub fn key(i: usize) -> usize {
     get().keys[i]
 }
 
-/// Whether `p` lies in the window.
+/// `key(0) ^ lo` (see `Secrets::key0_lo`).
 #[inline(always)]
-pub fn in_window(p: usize) -> bool {
-    let s = get();
-    p.wrapping_sub(s.lo) < s.len
+pub fn key0_lo() -> usize {
+    get().key0_lo
+}
+
+/// The window's start.
+#[inline(always)]
+pub fn lo() -> usize {
+    get().lo
+}
+
+/// Whether `x = p ^ lo()` is the offset of a 16-byte aligned `p` in the window (or in as
+/// much again past it, see `Secrets::mask`): a random word passes about once in 2^32 with a
+/// 64 GiB arena.
+#[inline(always)]
+pub fn in_window(x: usize) -> bool {
+    x & get().mask == 0
 }

@@ -4,6 +4,7 @@
  * the process with SIGABRT after one line on stderr; `errors valid` must exit 0 under every
  * lane. */
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,17 @@ static void valid(void) {
     fflush(stdout);
 }
 
+/* double_free_remote: the blocks main allocated, freed by another thread (remote frees,
+ * buffered as one chain in that thread's remote ring), then the chain's head freed again. */
+static char *remote_blocks[2];
+static void *free_remote_twice(void *arg) {
+    (void)arg;
+    free(remote_blocks[0]);
+    free(remote_blocks[1]);
+    free(launder(remote_blocks[1]));
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "valid";
     valid();
@@ -67,6 +79,25 @@ int main(int argc, char **argv) {
         free(launder(p));
         free(b);
         free(c);
+    } else if (!strcmp(mode, "double_free_remote")) {
+        remote_blocks[0] = malloc(336);
+        remote_blocks[1] = malloc(336);
+        pthread_t t;
+        if (pthread_create(&t, NULL, free_remote_twice, NULL)) abort();
+        pthread_join(t, NULL);
+    } else if (!strcmp(mode, "never_handed_out")) {
+        /* A class nothing above used: its first malloc carves a fresh run into the thread's
+         * bin; free the next block, which the bin still holds. */
+        char *p = malloc(272);
+        free(launder(p + 272));
+    } else if (!strcmp(mode, "never_carved")) {
+        /* 80-byte objects: 51 to a page, 32 carved by the first refill; free one the carve has
+         * not reached. */
+        char *p = malloc(80);
+        free(launder(p + 80 * 45));
+    } else if (!strcmp(mode, "misaligned")) {
+        char *p = malloc(48);
+        free(launder(p + 1));
     } else if (!strcmp(mode, "double_free_medium")) {
         char *p = malloc(20000);
         free(p);

@@ -62,6 +62,8 @@ events! {
     MediumCarve / medium_refill_new_runs = "medium refills from new runs",
     BinOverflow / bin_overflows = "thread-bin overflows to central",
     BinTrims / bin_trims = "idle thread bins trimmed at an epoch",
+    BinGrows / bin_grows = "thread-bin limits grown (a round trip: refills, then an overflow)",
+    BinGrowBytes / bin_grow_bytes = "bytes thread-bin limits grew by",
     RemoteQueued / remote_queued = "remote frees queued (with foreign objects a bin sent home)",
     RemoteDirect / remote_direct = "remote frees sent directly",
     RingFlushes / remote_flushes = "ring/bank flushes",

@@ -50,6 +50,14 @@ pub struct ThreadCache {
     /// trimmed at each epoch.
     demand: [u64; DEMAND_WORDS],
     demand_prev: [u64; DEMAND_WORDS],
+    /// Objects each small bin received from refills since its last overflow in this epoch
+    /// (saturating). An overflow after refills of at least two bin limits is a round trip (the
+    /// thread allocates more than its bin holds, then frees it), and the bin's limit grows
+    /// instead (`overflow`).
+    refilled: [u16; SMALL_BINS],
+    /// Bytes the bins' limits have grown by beyond their defaults, together; at most
+    /// [`config::BIN_GROW_BUDGET`].
+    grown: usize,
     remote: RemoteBuf,
 }
 
@@ -153,6 +161,8 @@ impl ThreadCache {
         self.slow_calls = 0;
         self.demand = [0; DEMAND_WORDS];
         self.demand_prev = [0; DEMAND_WORDS];
+        self.refilled = [0; SMALL_BINS];
+        self.grown = 0;
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -203,6 +213,9 @@ impl ThreadCache {
             )
         };
         h.leave();
+        if let Some(r) = self.refilled.get_mut(bin) {
+            *r = r.saturating_add(got.count.min(u16::MAX as u32) as u16);
+        }
         // SAFETY: `got` is a well-formed list of free objects of `bin` now ours, and the bin is
         // empty (caller contract).
         unsafe { self.fill_from(bin, got) }
@@ -230,6 +243,7 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract), for each call.
             unsafe {
                 self.heap().stats.add(Ev::Epochs, 1);
+                self.refilled = [0; SMALL_BINS];
                 self.trim_idle_bins();
                 self.flush_remote(u32::MAX);
                 let h = self.owned();
@@ -250,8 +264,12 @@ impl ThreadCache {
     /// ACTIVE.
     unsafe fn trim_idle_bins(&mut self) {
         for bin in 0..NUM_BINS {
+            if self.in_demand(bin) {
+                continue;
+            }
+            self.shrink_to_default(bin);
             let target = self.bins[bin].limit() / 4;
-            if self.in_demand(bin) || self.bins[bin].count() <= target {
+            if self.bins[bin].count() <= target {
                 continue;
             }
             // SAFETY: ACTIVE (caller contract); the bin holds more than `target` objects.
@@ -264,21 +282,94 @@ impl ThreadCache {
         self.demand = [0; DEMAND_WORDS];
     }
 
-    /// A free pushed bin `bin` past its limit: send half of it to the heap's central list
-    /// (adopted medium runs of a class this thread has not refilled lately go home instead).
-    /// The half sent is the front — the most recently freed objects, whose links are still in
-    /// cache — so the split costs one walk over warm memory and none over the cold tail.
+    /// A free pushed bin `bin` past its limit. If refills brought the bin at least two limits'
+    /// worth since its last overflow in this epoch and its front holds only this heap's objects
+    /// (the thread allocates more than the bin holds, then frees it: an allocate-then-free
+    /// loop, a tree built and freed), the bin's limit grows to hold the whole round trip
+    /// ([`grow`](Self::grow)) and it keeps everything, so the next round runs on the fast paths
+    /// alone and reuses the blocks in LIFO order; an idle bin's limit goes back to the default
+    /// at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
+    /// medium runs of a class this thread has not refilled lately go home instead). The half
+    /// sent is the front — the most recently freed objects, whose links are still in cache —
+    /// so the split costs one walk over warm memory and none over the cold tail.
     ///
     /// # Safety
     /// ACTIVE.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
+        if let Some(r) = self.refilled.get_mut(bin) {
+            let r = u32::from(core::mem::take(r));
+            // SAFETY: ACTIVE (caller contract).
+            if r >= 2 * self.bins[bin].limit()
+                && unsafe { self.front_is_own(bin) }
+                && unsafe { self.grow(bin, r) }
+            {
+                return;
+            }
+        }
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {
             self.owned().enter();
             self.shed(bin, self.bins[bin].limit() / 2);
             self.owned().leave();
             self.heap().stats.add(Ev::BinOverflow, 1);
+        }
+    }
+
+    /// Grows the limit of bin `bin` after a round trip that refilled it with `refilled` objects:
+    /// to the round trip's size (the limit plus `refilled`) and an eighth more, up to
+    /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
+    /// cannot grow.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn grow(&mut self, bin: usize, refilled: u32) -> bool {
+        let size = sc::bin_size(bin);
+        let room = (config::BIN_GROW_BUDGET - self.grown) / size;
+        let b = &mut self.bins[bin];
+        let to = (b.limit() + refilled + refilled / 8).min(sc::bin_limit_max(bin));
+        let add = (to.saturating_sub(b.limit()) as usize).min(room) as u32;
+        if add == 0 {
+            return false;
+        }
+        b.set_limit(b.limit() + add);
+        self.grown += add as usize * size;
+        // SAFETY: ACTIVE (caller contract).
+        let stats = &unsafe { self.heap() }.stats;
+        stats.add(Ev::BinGrows, 1);
+        stats.add(Ev::BinGrowBytes, (add as usize * size) as u64);
+        true
+    }
+
+    /// Whether the [`OWN_SAMPLE`] most recently freed objects of bin `bin` are all this heap's:
+    /// a round trip of the thread's own blocks, not a bin swung by adopted remote frees (which
+    /// `small-adopt` keeps in the bin, and which made mt-remote's bins grow).
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn front_is_own(&self, bin: usize) -> bool {
+        let mut p = self.bins[bin].head;
+        for _ in 0..OWN_SAMPLE {
+            if p.is_null() {
+                break;
+            }
+            let tag = arena::offset(p).map_or(0, arena::tag_at);
+            if page_tag::mine(tag, self.owner_base) >= NUM_BINS {
+                return false;
+            }
+            // SAFETY: `p` is an object of the bin, a well-formed list of free objects.
+            p = unsafe { crate::ds::list::next(p) };
+        }
+        true
+    }
+
+    /// Gives bin `bin`'s growth back to the thread's budget.
+    fn shrink_to_default(&mut self, bin: usize) {
+        let b = &mut self.bins[bin];
+        let d = sc::bin_limit(bin);
+        if b.limit() > d {
+            self.grown -= (b.limit() - d) as usize * sc::bin_size(bin);
+            b.set_limit(d);
         }
     }
 
@@ -631,6 +722,9 @@ impl ThreadCache {
 }
 
 const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
+/// Objects at the front of an overflowing bin that must all be the heap's own for it to grow
+/// (`ThreadCache::front_is_own`).
+const OWN_SAMPLE: u32 = 8;
 /// Between epochs, every this many slow-path calls check whether a decay pass is due (one
 /// clock read): a pass also gives back the heaps of idle live threads, which no flag
 /// announces (`registry::decay_pending` covers released heaps and pooled segments).

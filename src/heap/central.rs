@@ -33,8 +33,26 @@ impl OwnedHeap {
         }
         let h = self.heap();
         if sc::is_small(bin) {
-            let central = &mut self.local().small[bin].central;
             let limit = sc::bin_limit(bin);
+            if config::SHARED_POOL && c.n > limit {
+                // A grown thread bin sheds more than a bin limit: in chains of one limit, so
+                // they can be parked (a refill then takes one whole, without a walk).
+                let mut c = c;
+                while c.n > 0 {
+                    // SAFETY: `c` is a well-formed chain we own; the piece and the rest are
+                    // detached from each other by `Chain::take`.
+                    let (piece, rest) = unsafe { Chain::take(c.head, limit) };
+                    c = Chain {
+                        head: rest,
+                        tail: if rest.is_null() { rest } else { c.tail },
+                        n: c.n - piece.n,
+                    };
+                    // SAFETY: `piece` holds at most a bin limit of the caller's objects.
+                    unsafe { self.put_central(bin, piece) };
+                }
+                return;
+            }
+            let central = &mut self.local().small[bin].central;
             // Chains of at most a bin limit only: a taker installs one as its bin.
             let c = if config::SHARED_POOL
                 && c.n <= limit

@@ -322,6 +322,24 @@ pub const fn freer_limit(bin: usize) -> u32 {
     (crate::config::MEDIUM_FREER_BYTES / bin_size(bin)) as u32
 }
 
+/// The most a thread bin's limit grows to when the thread keeps allocating a batch and
+/// freeing it (`front::tcache::overflow`): for classes up to 2 KiB, 8,192 objects (as
+/// tcmalloc's longest thread free list) and [`crate::config::BIN_GROW_BUDGET`] bytes at most;
+/// the default for the others.
+pub const fn bin_limit_max(bin: usize) -> u32 {
+    let l = bin_limit(bin);
+    if bin_size(bin) > SMALL_MAX {
+        return l;
+    }
+    let by_bytes = (crate::config::BIN_GROW_BUDGET / bin_size(bin)) as u32;
+    let m = if by_bytes < 8192 { by_bytes } else { 8192 };
+    if m < l {
+        l
+    } else {
+        m
+    }
+}
+
 /// Medium runs a heap keeps in its central list per bin (about `bytes`, at least two) before
 /// the surplus goes back to the segments' page bitmaps (or, for adopted runs, to their owner).
 pub const fn medium_central_cap(bin: usize, bytes: usize) -> u32 {

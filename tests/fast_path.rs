@@ -18,17 +18,17 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Instructions of `malloc`'s hit path (size → bin, pop the bin), `ret` included.
-const MALLOC_HIT_MAX: f64 = 17.0;
-/// Instructions of `free`'s own-heap path (range check, tag load, owner test, push, limit
-/// test), `ret` included.
-const FREE_HIT_MAX: f64 = 32.0;
+const MALLOC_HIT_MAX: f64 = 14.0;
+/// Instructions of `free`'s own-heap path (range check, tag load, the tag's bin's test, push,
+/// room countdown), `ret` included.
+const FREE_HIT_MAX: f64 = 20.0;
 
 /// The hardened lane's `malloc` hit path: the same, plus decoding the new head's link with
 /// its window test and clearing the block's link and free mark.
-const SECURE_MALLOC_HIT_MAX: f64 = 28.0;
+const SECURE_MALLOC_HIT_MAX: f64 = 25.0;
 /// The hardened lane's `free` own-heap path: the same, plus the start-of-block test (one
 /// multiply), the free-mark test, the encoded link and the mark.
-const SECURE_FREE_HIT_MAX: f64 = 52.0;
+const SECURE_FREE_HIT_MAX: f64 = 43.0;
 
 const CALLS: u64 = 1_000_000;
 

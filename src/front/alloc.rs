@@ -3,9 +3,10 @@
 //! usable size, trim). errno is set to ENOMEM on every failed allocation.
 
 use crate::front::background;
+use crate::front::bin::Bin;
 use crate::front::hardened;
 use crate::front::lifecycle;
-use crate::front::tcache::{self, Bin, ACTIVE, UNINIT};
+use crate::front::tcache::{self, ThreadCache, ACTIVE, UNINIT};
 use crate::front::tls;
 use crate::heap::registry;
 use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
@@ -22,13 +23,13 @@ use crate::sys::os::{self, PAGE};
 /// async-signal-safe.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
-    if let Some(bin) = sc::bin_of(size) {
+    if let Some(bin16) = sc::bin16_of(size) {
         let tc = tls::tcache();
         // SAFETY: `tc` is this thread's cache or a stand-in (`tls`), live for the whole thread;
-        // `bin_of` returns bins below NUM_BINS, so the pointer stays inside its `bins`; a bin
-        // is a well-formed list, a stand-in's always empty (`pop` then only reads), and no
+        // `bin16_of` returns 16 × a bin below NUM_BINS, so the pointer is one of its `bins`; a
+        // bin is a well-formed list, a stand-in's always empty (`pop` then only reads), and no
         // reference to the cache is held across this call.
-        let p = unsafe { Bin::pop((&raw mut (*tc).bins).cast::<Bin>().add(bin), bin) };
+        let p = unsafe { Bin::pop(ThreadCache::bin16(tc, bin16), bin16 >> 4) };
         if !p.is_null() {
             return p;
         }
@@ -95,9 +96,10 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
     p
 }
 
-/// free: arena range check, one tag load, owner compare; mine → push on the bin. Null is
-/// ignored; a pointer this allocator did not hand out is ignored and leaked (reported with the
-/// `checked` feature; in the hardened lane, that and a double free abort: `hardened`).
+/// free: arena range check, one tag load, the test of the bin the tag names (ours, or a class
+/// this thread adopts) → push on that bin. Null is ignored; a pointer this allocator did not
+/// hand out is ignored and leaked (reported with the `checked` feature; in the hardened lane,
+/// that and a double free abort: `hardened`).
 ///
 /// # Safety
 /// `p` is null or a live block from this allocator that nobody uses after the call, and the
@@ -113,49 +115,49 @@ pub unsafe fn free(p: *mut u8) {
                 return unsafe { free_checked(p, off, tag) };
             }
         }
-        // SAFETY: `p` is an arena block being freed (caller contract) and `tag` its page tag.
-        unsafe { free_arena(p, tag) }
+        // SAFETY: `p` is an arena block being freed (caller contract), at offset `off`, and
+        // `tag` its page tag.
+        unsafe { free_arena(p, off, tag) }
     } else if !p.is_null() {
         // SAFETY: `p` is being freed (caller contract) and lies outside the arena.
         unsafe { free_outside(p) };
     }
 }
 
-/// `free` of an arena block: owner compare; mine → push on the bin, else `free_other`.
+/// `free` of an arena block: the tag's bin takes it (ours, or adopted) → push, else `free_other`.
 ///
 /// # Safety
-/// `p` is an arena block being freed (as for [`free`]) and `tag` its page tag.
+/// `p` is an arena block being freed (as for [`free`]), at arena offset `off`, and `tag` its
+/// page tag.
 #[inline(always)]
-unsafe fn free_arena(p: *mut u8, tag: u32) {
-    // This thread's cache, or a stand-in (`tls`), whose owner bits and adoption range are
-    // 0: then nothing matches below and the free takes `free_other`, which activates.
+unsafe fn free_arena(p: *mut u8, off: usize, tag: u32) {
+    // This thread's cache, or a stand-in (`tls`), whose bins take no tag: then the free takes
+    // `free_other`, which activates.
     let tc = tls::tcache();
-    // `small-adopt` is decided here, without a branch of its own: a thread whose bins mix
-    // its own and adopted objects would otherwise mispredict the owner test at every
-    // other free (larson: 10x the mispredictions, +50 % user time). An adopted object is
-    // tested against its own tag's owner instead of ours, so one compare serves both.
-    // (A conditional move: a branch here would follow the mix of classes below and above
-    // a cache line instead.)
-    // SAFETY: `tc` is live for the whole thread; shared reads, and no reference to the
-    // cache is held across this call.
-    let (adopt, own) = unsafe { ((*tc).adopts_small(page_tag::bin_of(tag)), (*tc).owner_base) };
-    let base = core::hint::select_unpredictable(adopt, page_tag::owner_bits(tag), own);
-    if page_tag::mine(tag, base) < NUM_BINS {
-        // The same value as `mine` gave (`base` has no bin bits), but computed from the
-        // tag alone, so the push does not wait for the select.
-        let bin = page_tag::bin_of(tag);
-        // SAFETY: either the tag matched `owner_base`, which is non-zero only while the
-        // cache owns a heap (set with ACTIVE in `activate`, cleared before `heap` in
-        // `retire`), and names our heap and `bin`; or `adopts_small` found `bin` a small
-        // class this thread adopts, and `adopt_range` too is non-zero only while ACTIVE
-        // (zeroed in `activate` and before `heap` in `retire`, set only by `refill`, which
-        // needs ACTIVE). Either way the cache is this thread's own (a stand-in's are 0),
-        // nothing else references it, and `bin < NUM_BINS` (the compare above). `p` is
-        // being freed (caller contract: a live block, not used again).
-        return unsafe { (*tc).push_free(p, bin) };
+    // The bin the tag names decides, with one compare and no branch of its own, whether the
+    // object is ours or one `small-adopt` keeps (`Bin::takes`; its key and accept are set by
+    // `ThreadCache::start`, `set_adopt` and `retire`).
+    // SAFETY: `tc` is live for the whole thread and `tag` was read from the tag table.
+    let b = unsafe { ThreadCache::slot(tc, tag) };
+    // SAFETY: `b` is a bin (or the guard) of the live cache `tc`; plain reads.
+    if unsafe { Bin::takes(b, tag) } {
+        // SAFETY: a bin takes tags only while its cache owns a heap (`accept` is set with
+        // ACTIVE in `start` and zeroed before the heap is taken in `retire`; a stand-in's is
+        // 0), so the cache is this thread's own and nothing else references it; the tag is
+        // our heap's of the bin's class, or one `set_adopt` lets the bin adopt; `p` is being
+        // freed (caller contract: a live block, not used again).
+        if unsafe { Bin::push(b, p) } {
+            // SAFETY: as above: the thread's own ACTIVE cache; `tag`'s bin is below NUM_BINS
+            // (the guard takes no tag).
+            unsafe { (*tc).overflow(page_tag::bin_of(tag)) };
+        }
+        return;
     }
-    // SAFETY: `p` is an arena pointer being freed (caller contract) and `tag` its page tag.
-    unsafe { free_other(p, tag) };
+    // The tag read again rather than kept: the test above then consumes its register (one
+    // copy fewer on the fast path, one load more here). The tag of a live block's page does
+    // not change while the block is live.
+    // SAFETY: `p` is an arena pointer being freed (caller contract) and this its page tag.
+    unsafe { free_other(p, arena::tag_at(off)) };
 }
 
 /// Hardened lane: `free` of an arena pointer that failed the quick start-of-block test (every
@@ -169,10 +171,10 @@ unsafe fn free_arena(p: *mut u8, tag: u32) {
 #[inline(never)]
 unsafe fn free_checked(p: *mut u8, off: usize, tag: u32) {
     hardened::check_arena(p, off, tag, "free");
-    // SAFETY: `p` is a live block of its tag's bin (just checked), being freed.
+    // SAFETY: `p` is a live block of its tag's bin (just checked), being freed, at `off`.
     unsafe {
         hardened::zero(p, page_tag::bin_of(tag));
-        free_arena(p, tag)
+        free_arena(p, off, tag)
     }
 }
 

@@ -10,7 +10,8 @@
 //! free fast path matches its heap: frees of its blocks, from any thread, are remote frees to
 //! it, which its refills take back like any owner's.
 
-use crate::front::tcache::{self, Bin, ThreadCache, ACTIVE};
+use crate::front::bin::Bin;
+use crate::front::tcache::{self, ThreadCache, ACTIVE};
 use crate::heap::registry;
 use crate::sys::sync::SpinLock;
 use core::ptr::null_mut;

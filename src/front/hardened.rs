@@ -10,8 +10,8 @@ use crate::page::{arena, page_tag};
 use crate::sys::{diag, options};
 use core::cell::UnsafeCell;
 
-/// `free`'s start-of-block test per `tag & 0xFF` (a tagged page's `bin + 1`; 0 for a page
-/// with no block): `size_class::start_test` of that bin, or a limit of 0 (every offset
+/// `free`'s start-of-block test per `page_tag::bin1_of(tag)` (a tagged page's `bin + 1`; 0 for
+/// a page with no block): `size_class::start_test` of that bin, or a limit of 0 (every offset
 /// fails) for no bin. With `HAKOZUNA_ZERO_ON_FREE` every limit is 0: each `free` then takes
 /// the out-of-line check, which zeroes the block, and the others pay nothing for the option.
 struct StartTable(UnsafeCell<Start>);
@@ -85,7 +85,7 @@ pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
 #[inline(always)]
 #[must_use]
 pub unsafe fn check_free(p: *mut u8, off: usize, tag: u32) -> bool {
-    let i = (tag & 0xFF) as usize;
+    let i = page_tag::bin1_of(tag);
     // SAFETY: plain reads of the table (see `StartTable`), index below 256.
     let (c, lim) = unsafe {
         let t = &*START.0.get();

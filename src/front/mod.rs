@@ -10,6 +10,7 @@
 
 pub mod alloc;
 mod background;
+mod bin;
 #[cfg(feature = "capi")]
 mod capi;
 #[cfg(feature = "capi")]

@@ -4,6 +4,7 @@
 
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
+use crate::front::bin::Bin;
 use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
 use crate::heap::{registry, Heap, OwnedHeap};
@@ -20,59 +21,22 @@ pub const ACTIVE: u32 = 1;
 pub const DEAD: u32 = 2;
 pub const BUSY: u32 = 3;
 
-#[repr(C)]
-pub struct Bin {
-    pub head: *mut u8,
-    pub count: u32,
-    pub limit: u32,
-}
-
-impl Bin {
-    /// Pops the most recently freed object, or returns null when the bin is empty. Through a
-    /// raw pointer, and writing only when the bin holds an object: the malloc fast path pops
-    /// the bins of the stand-in caches too (`tls`), whose bins are always empty and which
-    /// are read-only and shared by every thread without a cache.
-    ///
-    /// In the hardened lane the popped object's link must decode to null or an aligned arena
-    /// address (`ds::list::next`), and the object leaves without its link and free mark.
-    ///
-    /// # Safety
-    /// `b` points to bin `bin`, a well-formed list of free objects with an exact count,
-    /// and no reference to it is live; a non-empty bin is the calling thread's.
-    #[inline(always)]
-    pub unsafe fn pop(b: *mut Bin, bin: usize) -> *mut u8 {
-        debug_assert!(bin < NUM_BINS);
-        // SAFETY: `b` points to a live bin (caller contract); a plain read.
-        let p = unsafe { (*b).head };
-        if !p.is_null() {
-            // SAFETY: `p` is the non-null head of the bin, a free object it owns, and the bin
-            // is the calling thread's (caller contract), so nothing else touches it.
-            unsafe {
-                let n = crate::ds::list::next(p);
-                if config::SECURE {
-                    crate::ds::list::clear_mark(p);
-                }
-                (*b).head = n;
-                (*b).count -= 1;
-                crate::sys::os::prefetch(n);
-            }
-        }
-        p
-    }
-}
-
 /// All-zero is the valid "uninitialised" state (`tls::EMPTY`). A thread's own cache lives in
 /// metadata memory and goes with its heap: `lifecycle` keeps one per heap id, so the next
 /// thread to claim a released heap reuses the cache its last owner retired.
 #[repr(C, align(64))]
 pub struct ThreadCache {
+    /// Where a zero page tag points (`page_tag::slot`): a bin that takes no tag and is never
+    /// used otherwise.
+    guard: Bin,
     pub bins: [Bin; NUM_BINS],
     /// `page_tag::owner_base` of the owned heap; 0 when none, so no tag matches.
     pub owner_base: u32,
-    /// `small-adopt`: how many bins from [`ADOPT_MIN_BIN`] on the free fast path adopts:
-    /// [`ADOPTING`] (the rest of the small bins), or 0 when the cache is not ACTIVE (the
-    /// all-zero start included) or an overflowing bin just sent adopted objects home (a pure
-    /// freer of the class, such as a queue's consumer). Set again at the next refill.
+    /// `small-adopt`: how many bins from [`ADOPT_MIN_BIN`] on the free fast path adopts
+    /// (their `key` and `accept` take every heap's tags): [`ADOPTING`] (the rest of the small
+    /// bins), or 0 when the cache is not ACTIVE (the all-zero start included) or an
+    /// overflowing bin just sent adopted objects home (a pure freer of the class, such as a
+    /// queue's consumer). Set again at the next refill. Changed only by `set_adopt`.
     adopt_range: u32,
     /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
     refills: u32,
@@ -96,6 +60,13 @@ pub struct ThreadCache {
     grown: usize,
     remote: RemoteBuf,
 }
+
+// A page tag's bin field is the offset of its bin in the cache; a zero tag's is the guard's.
+const _: () = assert!(core::mem::offset_of!(ThreadCache, guard) == 0);
+const _: () = assert!(
+    core::mem::offset_of!(ThreadCache, bins) == page_tag::field(0) as usize
+        && core::mem::size_of::<Bin>() == (page_tag::field(1) - page_tag::field(0)) as usize
+);
 
 /// Sends flushed chains to their owners, counting in the sender's heap.
 struct ToOwners<'a>(&'a Counters);
@@ -121,6 +92,36 @@ fn buffered(bin: usize) -> bool {
 }
 
 impl ThreadCache {
+    /// The bin that page tag `tag` names in cache `tc`: the bin of the tag's class, or the
+    /// guard for a zero tag. One add, no bounds check (`page_tag::slot`).
+    ///
+    /// # Safety
+    /// `tc` points to a live cache; `tag` was read from the page-tag table (zero or made by
+    /// `page_tag::encode`).
+    #[inline(always)]
+    pub unsafe fn slot(tc: *mut ThreadCache, tag: u32) -> *mut Bin {
+        // SAFETY: a tag from the table is zero or made by `encode`, so its slot is the offset
+        // of the guard or of one of `bins` (the asserts above), inside the live cache.
+        unsafe { tc.cast::<u8>().add(page_tag::slot(tag)).cast::<Bin>() }
+    }
+
+    /// The bin of cache `tc` that `size_class::bin16_of` names (16 × its number), at the
+    /// offset its page tags name: `bins` start one bin in and a bin is 32 bytes, so the offset
+    /// is `32 + 2 × bin16` (an addressing mode's displacement and scale, no instruction).
+    ///
+    /// # Safety
+    /// `tc` points to a live cache and `bin16 < 16 × NUM_BINS`.
+    #[inline(always)]
+    pub unsafe fn bin16(tc: *mut ThreadCache, bin16: usize) -> *mut Bin {
+        // SAFETY: `bin16 / 16 < NUM_BINS` (caller contract), so the offset is that of
+        // `bins[bin16 / 16]` (the asserts above), inside the live cache.
+        unsafe {
+            tc.cast::<u8>()
+                .add((1 << page_tag::BIN_SHIFT) + (bin16 << (page_tag::BIN_SHIFT - 4)))
+                .cast::<Bin>()
+        }
+    }
+
     /// The owner's handle of a cache that holds one.
     ///
     /// # Safety
@@ -149,14 +150,13 @@ impl ThreadCache {
     pub(super) fn start(&mut self, owned: OwnedHeap) {
         debug_assert!(self.state == UNINIT || self.state == DEAD);
         debug_assert!(self.heap.is_none() && self.remote_is_empty());
+        let base = page_tag::owner_base(owned.heap().id);
+        self.guard = Bin::CLOSED;
         for (i, b) in self.bins.iter_mut().enumerate() {
-            *b = Bin {
-                head: null_mut(),
-                count: 0,
-                limit: sc::bin_limit(i),
-            };
+            *b = Bin::empty(sc::bin_limit(i));
+            b.take_own(base, i);
         }
-        self.owner_base = page_tag::owner_base(owned.heap().id);
+        self.owner_base = base;
         self.heap = Some(owned);
         self.slow_calls = 0;
         self.demand = [0; DEMAND_WORDS];
@@ -181,7 +181,7 @@ impl ThreadCache {
         if self.refills < config::ADOPT_WARMUP {
             self.refills += 1;
         } else {
-            self.adopt_range = ADOPTING;
+            self.set_adopt(ADOPTING);
         }
         // hz3 flushes at the slow-path entry so owners get their objects back even in
         // workloads that never carve.
@@ -191,9 +191,9 @@ impl ThreadCache {
         }
         if !sc::is_small(bin) {
             // A freer's lowered limit (`shed`) ends with its first refill.
-            self.bins[bin].limit = sc::bin_limit(bin);
+            self.bins[bin].set_limit(sc::bin_limit(bin));
         }
-        let limit = self.bins[bin].limit;
+        let limit = self.bins[bin].limit();
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
         let got = if sc::is_small(bin) {
@@ -227,7 +227,7 @@ impl ThreadCache {
     unsafe fn fill_from(&mut self, bin: usize, got: LocalList) -> *mut u8 {
         let b = &mut self.bins[bin];
         b.head = got.head;
-        b.count = got.count;
+        b.set_count(got.count);
         // SAFETY: the bin was empty (caller contract) and now holds exactly the list `got`.
         unsafe { Bin::pop(b, bin) }
     }
@@ -268,8 +268,8 @@ impl ThreadCache {
                 continue;
             }
             self.shrink_to_default(bin);
-            let target = self.bins[bin].limit / 4;
-            if self.bins[bin].count <= target {
+            let target = self.bins[bin].limit() / 4;
+            if self.bins[bin].count() <= target {
                 continue;
             }
             // SAFETY: ACTIVE (caller contract); the bin holds more than `target` objects.
@@ -300,7 +300,7 @@ impl ThreadCache {
         if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
             // SAFETY: ACTIVE (caller contract).
-            if r >= 2 * self.bins[bin].limit
+            if r >= 2 * self.bins[bin].limit()
                 && unsafe { self.front_is_own(bin) }
                 && unsafe { self.grow(bin, r) }
             {
@@ -310,7 +310,7 @@ impl ThreadCache {
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {
             self.owned().enter();
-            self.shed(bin, self.bins[bin].limit / 2);
+            self.shed(bin, self.bins[bin].limit() / 2);
             self.owned().leave();
             self.heap().stats.add(Ev::BinOverflow, 1);
         }
@@ -327,12 +327,12 @@ impl ThreadCache {
         let size = sc::bin_size(bin);
         let room = (config::BIN_GROW_BUDGET - self.grown) / size;
         let b = &mut self.bins[bin];
-        let to = (b.limit + refilled + refilled / 8).min(sc::bin_limit_max(bin));
-        let add = (to.saturating_sub(b.limit) as usize).min(room) as u32;
+        let to = (b.limit() + refilled + refilled / 8).min(sc::bin_limit_max(bin));
+        let add = (to.saturating_sub(b.limit()) as usize).min(room) as u32;
         if add == 0 {
             return false;
         }
-        b.limit += add;
+        b.set_limit(b.limit() + add);
         self.grown += add as usize * size;
         // SAFETY: ACTIVE (caller contract).
         let stats = &unsafe { self.heap() }.stats;
@@ -367,9 +367,9 @@ impl ThreadCache {
     fn shrink_to_default(&mut self, bin: usize) {
         let b = &mut self.bins[bin];
         let d = sc::bin_limit(bin);
-        if b.limit > d {
-            self.grown -= (b.limit - d) as usize * sc::bin_size(bin);
-            b.limit = d;
+        if b.limit() > d {
+            self.grown -= (b.limit() - d) as usize * sc::bin_size(bin);
+            b.set_limit(d);
         }
     }
 
@@ -382,15 +382,15 @@ impl ThreadCache {
     /// ACTIVE, and the bin holds more than `keep` objects.
     unsafe fn shed(&mut self, bin: usize, keep: u32) {
         let b = &mut self.bins[bin];
-        let cap = ADOPT_CENTRAL_MAX * b.limit;
+        let cap = ADOPT_CENTRAL_MAX * b.limit();
         let mut l = LocalList {
             head: b.head,
-            count: b.count,
+            count: b.count(),
         };
         // SAFETY: a thread bin is a well-formed list of `count` free objects.
-        let mut front = unsafe { l.take(b.count - keep) };
+        let mut front = unsafe { l.take(l.count - keep) };
         b.head = l.head;
-        b.count = l.count;
+        b.set_count(l.count);
         if sc::is_small(bin) {
             if config::SMALL_ADOPT
                 && !(self.in_demand(bin)
@@ -406,7 +406,7 @@ impl ThreadCache {
                     // after a second pass over each. Until its next refill it keeps no more of
                     // this class in central, and the fast path stops adopting.
                     self.forget_demand(bin);
-                    self.adopt_range = 0;
+                    self.set_adopt(0);
                 }
             }
         } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
@@ -418,7 +418,7 @@ impl ThreadCache {
                 // This thread frees other heaps' runs of a class it does not allocate (a
                 // queue's consumer): it keeps only a few until its next refill of the class
                 // restores the limit.
-                self.bins[bin].limit = sc::freer_limit(bin);
+                self.bins[bin].set_limit(sc::freer_limit(bin));
             }
         }
         // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free objects of `bin`:
@@ -433,17 +433,29 @@ impl ThreadCache {
         self.remote.is_empty()
     }
 
-    /// `small-adopt`: whether a free of another heap's object of `bin` stays in this thread's
-    /// bin: for every small class of at least a cache line, while the cache is active and
-    /// adopting. A smaller object shares its line with neighbours that may be live on the
-    /// owner's thread, and reusing it here would make both threads write that line (passive
-    /// false sharing; cache-scratch halved). A thread that sends adopted objects home from an
-    /// overflowing bin (a queue's consumer) stops adopting until its next refill (`adopt_range`).
-    /// Any `bin` is accepted (a zero tag's included), and the test has no branches: the free
-    /// fast path folds it into its own.
-    #[inline(always)]
-    pub fn adopts_small(&self, bin: usize) -> bool {
-        config::SMALL_ADOPT && (bin as u32).wrapping_sub(ADOPT_MIN_BIN) < self.adopt_range
+    /// `small-adopt`: sets which bins the free fast path lets adopt a free of another heap's
+    /// object (it stays in this thread's bin): [`ADOPTING`] for every small class of at least a
+    /// cache line, 0 for none. A smaller object shares its line with neighbours that may be
+    /// live on the owner's thread, and reusing it here would make both threads write that line
+    /// (passive false sharing; cache-scratch halved). A thread that sends adopted objects home
+    /// from an overflowing bin (a queue's consumer) stops adopting until its next refill. The
+    /// test is in the bins' `key` and `accept`, so the fast path has no branch of its own for it
+    /// (a branch mispredicted at every other free in programs whose bins mix own and adopted
+    /// objects: larson, 10x the mispredictions, +50 % user time).
+    fn set_adopt(&mut self, range: u32) {
+        if range == self.adopt_range {
+            return;
+        }
+        self.adopt_range = range;
+        let base = self.owner_base;
+        for bin in ADOPT_MIN_BIN as usize..SMALL_BINS {
+            let b = &mut self.bins[bin];
+            if range == 0 {
+                b.take_own(base, bin);
+            } else {
+                b.take_any(bin);
+            }
+        }
     }
 
     /// Pushes a freed object onto its bin, sending half the bin on when it passes its limit.
@@ -456,11 +468,9 @@ impl ThreadCache {
         debug_assert!(self.state == ACTIVE);
         // SAFETY: `bin < NUM_BINS` (caller contract).
         let b = unsafe { self.bins.get_unchecked_mut(bin) };
-        // SAFETY: `p` is a free object of `bin` (caller contract), now owned by this bin.
-        unsafe { crate::ds::list::set_next(p, b.head) };
-        b.head = p;
-        b.count += 1;
-        if b.count > b.limit {
+        // SAFETY: our own bin, borrowed only here; `p` is a free object of `bin` (caller
+        // contract).
+        if unsafe { Bin::push(b, p) } {
             // SAFETY: ACTIVE (caller contract).
             unsafe { self.overflow(bin) };
         }
@@ -650,25 +660,24 @@ impl ThreadCache {
             return None;
         }
         self.state = BUSY;
-        self.adopt_range = 0;
+        self.set_adopt(0);
         while !self.remote_is_empty() {
             // SAFETY: `heap` is still `Some` (taken only below), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
         self.owner_base = 0;
+        for b in &mut self.bins {
+            b.take_none();
+        }
         let mut h = self.heap.take()?;
         h.enter();
         for bin in 0..NUM_BINS {
             let b = &mut self.bins[bin];
             let l = LocalList {
                 head: b.head,
-                count: b.count,
+                count: b.count(),
             };
-            *b = Bin {
-                head: null_mut(),
-                count: 0,
-                limit: 0,
-            };
+            *b = Bin::CLOSED;
             // SAFETY: a thread bin is a well-formed list with an exact count, holding free
             // objects of `bin` (ours, or adopted ones, which `take_back` accepts), and it is
             // detached above.

@@ -21,16 +21,23 @@ pub const PAGES_PER_SEGMENT: usize = SEGMENT >> PAGE_SHIFT;
 const _: () = assert!(PAGES_PER_SEGMENT == crate::page::bitmap::BITS);
 
 // Written once by `init` (again only in a fork child that restarts start-up): BASE, TAGS and
-// SEGS with Relaxed stores, then LEN with Release. Orderings (C11 model): `offset` and `len`
-// load LEN with Acquire; reading the non-zero LEN synchronizes with that Release store, so
-// the three stores before it happen-before the Relaxed loads that follow it in the same
-// thread, which by coherence read them (nothing stores them later). The other readers
+// SEGS with Relaxed stores, then LEN with Release, then NEG_BASE with Release. Orderings (C11
+// model): `len` loads LEN with Acquire, and `offset` loads NEG_BASE with Acquire; reading the
+// value `init` stored synchronizes with that Release store, so the stores before it
+// happen-before the Relaxed loads that follow it in the same thread, which by coherence read
+// them (nothing stores them later). An `offset` that reads NEG_BASE's initial value fails
+// whatever LEN it reads (see NEG_BASE), so it reads neither TAGS nor BASE. The other readers
 // (`set_tags`, `segment_base`, `locate`, `seg_meta`, `tag_at` at a computed offset) run
 // only in heap work, on a thread that passed start-up: it read DONE with Acquire from the
 // Release store that ends start-up, after `init` (front::lifecycle), or is the thread that
 // ran it. NEXT_SEG is written under the pool lock; `committed_bytes` reads it outside for
 // statistics only.
 static BASE: AtomicUsize = AtomicUsize::new(0);
+/// `BASE` negated, for the range check of `offset` (`p + NEG_BASE < LEN`: one load folded into
+/// an add and no register copy of `p`); published last. Its initial value, 2^63, makes the check
+/// fail before `init` for every address below 2^63, which every user-space pointer is
+/// (`p + 2^63` is at least 2^63, above any arena length).
+static NEG_BASE: AtomicUsize = AtomicUsize::new(1 << 63);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 static SEGS: AtomicPtr<SegMeta> = AtomicPtr::new(core::ptr::null_mut());
@@ -163,16 +170,17 @@ fn try_reserve(len: usize) -> bool {
     SEGS.store(segs as *mut SegMeta, Relaxed);
     BASE.store(base, Relaxed);
     LEN.store(nsegs * SEGMENT, Release);
+    NEG_BASE.store(base.wrapping_neg(), Release);
     true
 }
 
 /// Arena byte offset of `p` if `p` lies in the arena.
 #[inline(always)]
 pub fn offset(p: *const u8) -> Option<usize> {
-    // LEN first, with Acquire: a non-zero LEN guarantees we see BASE and the tag table that
-    // `try_reserve` stored before its Release. (Both are plain loads on x86-64.)
-    let len = LEN.load(Acquire);
-    let off = (p as usize).wrapping_sub(BASE.load(Relaxed));
+    // NEG_BASE first, with Acquire: a value `init` stored guarantees we see LEN and the tag
+    // table it stored before; its initial value fails the test whatever LEN is (see NEG_BASE).
+    let off = (p as usize).wrapping_add(NEG_BASE.load(Acquire));
+    let len = LEN.load(Relaxed);
     if off < len {
         Some(off)
     } else {

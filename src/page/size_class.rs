@@ -82,7 +82,7 @@ pub const NUM_BINS: usize = SMALL_BINS + MEDIUM_BINS;
 /// `bin_of` above [`SMALL_MAX`]: entry `i` is the bin of sizes `512·i + 1 ..= 512·(i + 1)`.
 /// Carved classes are numbered from [`STEP_BINS`], whole-page ones from [`SMALL_BINS`], each
 /// group in size order. Entries below `SMALL_MAX >> 9` are never read.
-static ABOVE_OF: [u8; ARENA_MAX >> ABOVE_SHIFT] = {
+const ABOVE_OF: [u8; ARENA_MAX >> ABOVE_SHIFT] = {
     let mut t = [0u8; ARENA_MAX >> ABOVE_SHIFT];
     let (mut carved, mut runs) = (STEP_BINS, SMALL_BINS);
     // From the top down: each entry takes the smallest class at or above its sizes.
@@ -101,6 +101,17 @@ static ABOVE_OF: [u8; ARENA_MAX >> ABOVE_SHIFT] = {
             };
         }
         t[i] = bin as u8;
+    }
+    t
+};
+
+/// [`ABOVE_OF`] times 16, the form [`bin16_of`] returns.
+static ABOVE_OF16: [u16; ARENA_MAX >> ABOVE_SHIFT] = {
+    let mut t = [0u16; ARENA_MAX >> ABOVE_SHIFT];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = (ABOVE_OF[i] as u16) << 4;
+        i += 1;
     }
     t
 };
@@ -124,15 +135,24 @@ const BIN_SIZE: [u32; NUM_BINS] = {
     t
 };
 
-/// Bin for a request of `size` bytes, `None` for 0 and for the large tier. On the malloc fast
-/// path: two compares, and a shift or one table load.
+/// Bin for a request of `size` bytes, `None` for 0 and for the large tier.
 #[inline(always)]
 pub fn bin_of(size: usize) -> Option<usize> {
+    bin16_of(size).map(|x| x >> 4)
+}
+
+/// 16 × [`bin_of`]: the malloc fast path's form, which up to 2 KiB is `(size − 1)` with its
+/// low four bits cleared (one `and`; the thread cache addresses bins by it, design.md §5).
+/// Two compares, and that `and` or one table load. The sizes above 2 KiB are laid out of the
+/// small sizes' way, so the small path runs straight through.
+#[inline(always)]
+pub fn bin16_of(size: usize) -> Option<usize> {
     let s = size.wrapping_sub(1);
     if s < SMALL_MAX {
-        Some(s >> 4)
+        Some(s & !15)
     } else if s < ARENA_MAX {
-        Some(ABOVE_OF[s >> ABOVE_SHIFT] as usize)
+        core::hint::cold_path();
+        Some(ABOVE_OF16[s >> ABOVE_SHIFT] as usize)
     } else {
         None
     }
@@ -400,6 +420,9 @@ mod tests {
         // Every class is reached, by its own size.
         for b in 0..NUM_BINS {
             assert_eq!(bin_of(bin_size(b)), Some(b), "bin {b}");
+        }
+        for size in (0..=ARENA_MAX + 1).chain([usize::MAX]) {
+            assert_eq!(bin16_of(size), bin_of(size).map(|b| b * 16), "size {size}");
         }
         assert_eq!(bin_of(16), Some(0));
         assert_eq!(bin_of(17), Some(1));

@@ -13,7 +13,6 @@
 use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN, SECURE};
 use crate::ds::list::{set_next, Chain};
 use crate::page::page_tag;
-use crate::page::size_class::NUM_BINS;
 use crate::remote::{Push, Sink};
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
@@ -64,14 +63,9 @@ fn key(dst: u32, bin: usize) -> u32 {
     page_tag::encode(dst, bin)
 }
 
-const _: () = assert!(page_tag::MAX_OWNER < 0xFFFF && NUM_BINS < 0xFFFF);
-
 #[inline(always)]
 fn unkey(k: u32) -> (u32, usize) {
-    (
-        (k >> page_tag::OWNER_SHIFT) - 1,
-        ((k & 0xFFFF) - 1) as usize,
-    )
+    page_tag::split(k)
 }
 
 #[inline(always)]

@@ -9,7 +9,7 @@ use crate::front::lifecycle;
 use crate::front::tcache::{self, ThreadCache, ACTIVE, UNINIT};
 use crate::front::tls;
 use crate::heap::registry;
-use crate::page::size_class::{self as sc, ARENA_MAX, NUM_BINS};
+use crate::page::size_class::{self as sc, ARENA_MAX};
 use crate::page::{arena, large, page_tag};
 use crate::stats::{Ev, GLOBAL};
 use crate::sys::os::{self, PAGE};
@@ -223,7 +223,7 @@ unsafe fn free_inactive(p: *mut u8, tag: u32) {
         // SAFETY: the thread's own ACTIVE cache; activation returned and holds no reference
         // to it.
         let tc = unsafe { &mut *tc };
-        if page_tag::mine(tag, tc.owner_base) < NUM_BINS {
+        if tc.owns(tag) {
             // Activation claimed the very heap this object belongs to: what `free` does with
             // our own object (not `free` itself, whose hardened check would see a second free).
             // SAFETY: ACTIVE (just activated), so the thread's own cache; `bin < NUM_BINS`

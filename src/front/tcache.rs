@@ -79,8 +79,9 @@ impl Sink for ToOwners<'_> {
 }
 
 /// Whether remote frees of `bin` wait in the ring/bank: the 16-byte-step classes, and the
-/// medium ones when `medium-adopt` does not keep them; never for a bin `>= NUM_BINS`. The carved classes above 2 KiB are sent
-/// at once (`size_class::sent_unbuffered`), and with neither buffer on every free is.
+/// medium ones when `medium-adopt` does not keep them; never for a bin `>= NUM_BINS`. The
+/// carved classes above 2 KiB are sent at once (`size_class::sent_unbuffered`), and with
+/// neither buffer on every free is.
 #[inline(always)]
 fn buffered(bin: usize) -> bool {
     (config::FAST_LANE || config::REMOTE_RING)
@@ -120,6 +121,13 @@ impl ThreadCache {
                 .add((1 << page_tag::BIN_SHIFT) + (bin16 << (page_tag::BIN_SHIFT - 4)))
                 .cast::<Bin>()
         }
+    }
+
+    /// Whether page tag `tag` names a class of this cache's own heap (false for a zero tag and
+    /// while the cache owns no heap).
+    #[inline(always)]
+    pub fn owns(&self, tag: u32) -> bool {
+        page_tag::mine(tag, self.owner_base) < NUM_BINS
     }
 
     /// The owner's handle of a cache that holds one.
@@ -353,8 +361,7 @@ impl ThreadCache {
             if p.is_null() {
                 break;
             }
-            let tag = arena::offset(p).map_or(0, arena::tag_at);
-            if page_tag::mine(tag, self.owner_base) >= NUM_BINS {
+            if !self.owns(arena::offset(p).map_or(0, arena::tag_at)) {
                 return false;
             }
             // SAFETY: `p` is an object of the bin, a well-formed list of free objects.
@@ -421,8 +428,9 @@ impl ThreadCache {
                 self.bins[bin].set_limit(sc::freer_limit(bin));
             }
         }
-        // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free objects of `bin`:
-        // ours, or adopted objects of a class in demand, or (small) other heaps' objects a
+        // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free
+        // objects of `bin`: ours, or adopted objects of a class in demand, or (small) other
+        // heaps' objects a
         // refill took from the shared pool or another heap's stash. `put_central` accepts
         // them all: a small object is a free object of its class wherever it is kept.
         unsafe { self.owned().put_central(bin, front) };
@@ -611,7 +619,7 @@ impl ThreadCache {
         let mut home = 0u64;
         let keep = |p: *mut u8| {
             let tag = arena::offset(p).map_or(0, arena::tag_at);
-            if page_tag::mine(tag, self.owner_base) < NUM_BINS {
+            if self.owns(tag) {
                 return true;
             }
             if tag != 0 {

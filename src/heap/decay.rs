@@ -189,8 +189,8 @@ impl OwnedHeap {
 
     /// Thread exit: moves the spill into the central lists (hz3 flushes it at thread exit),
     /// absorbs the medium inboxes and central intakes, shrinks the medium central lists to
-    /// [`config::MEDIUM_RETIRE_BYTES`] together and sends adopted runs home; surplus own runs go back
-    /// to their segments, and empty segments to the arena's pool. Nothing is purged: the next
+    /// [`config::MEDIUM_RETIRE_BYTES`] together and sends adopted runs home; surplus own runs go
+    /// back to their segments, and empty segments to the arena's pool. Nothing is purged: the next
     /// thread to claim the heap reuses it warm, and decay purges what stays unused
     /// (`registry::decay_released`). The owner stashes and transfer caches stay as they are:
     /// they are the heap's, and the next owner pops them in the usual order (moving them cost

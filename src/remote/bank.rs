@@ -1,10 +1,10 @@
 //! The fast lane's dense remote bank: a thread-local list per (destination heap, bin) for the
 //! first [`BANK_HEAPS`] heaps, so a remote free is a plain push with no atomics. A list goes to
 //! its owner when it holds [`BANK_LIST_FLUSH`] objects and the next free to it arrives, on a
-//! budgeted round-robin flush, and at thread exit. A bitmap of the non-empty lists keeps a flush from scanning empty ones (a
-//! scan of every list at each refill was three quarters of larson's instructions). Frees for
-//! heaps beyond the bank's width are dispatched directly by the caller (one CAS), never
-//! refused.
+//! budgeted round-robin flush, and at thread exit. A bitmap of the non-empty lists keeps a
+//! flush from scanning empty ones (a scan of every list at each refill was three quarters of
+//! larson's instructions). Frees for heaps beyond the bank's width are dispatched directly by
+//! the caller (one CAS), never refused.
 
 use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH};
 use crate::ds::list::{set_next, Chain};
@@ -57,10 +57,8 @@ impl RemoteBank {
     #[must_use]
     pub unsafe fn push(&mut self, tag: u32, p: *mut u8) -> Push {
         debug_assert!(Self::covers_tag(tag) && page_tag::decode(tag).is_some());
-        let (dst, bin) = (
-            (tag >> page_tag::OWNER_SHIFT).wrapping_sub(1) as usize,
-            page_tag::bin_of(tag),
-        );
+        let (dst, bin) = page_tag::split(tag);
+        let dst = dst as usize;
         // A nonzero tag is `page_tag::encode(dst, bin)` with `bin < NUM_BINS`, and
         // `covers_tag` bounds `dst` below `BANK_HEAPS` (caller contract): the indexing below
         // needs no checks, which would leave a panic path in `free`.

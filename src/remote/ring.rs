@@ -30,6 +30,8 @@ const _: () = assert!(RING_CHAIN_MAX >= 1);
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Entry {
+    /// The objects' page tag: never 0 (which marks a slot outside the live range) nor
+    /// `u32::MAX` (a free slot in `flush_group`), and the free path has it in a register.
     key: u32,
     n: u32,
     ptr: *mut u8,
@@ -54,18 +56,6 @@ pub struct RemoteRing {
     tails: [*mut u8; TAILS],
     head: u32,
     tail: u32,
-}
-
-/// The object's page tag: never 0 (which marks a slot outside the live range) nor `u32::MAX`
-/// (a free slot in `flush_group`), and the free path usually has it in a register already.
-#[inline(always)]
-fn key(dst: u32, bin: usize) -> u32 {
-    page_tag::encode(dst, bin)
-}
-
-#[inline(always)]
-fn unkey(k: u32) -> (u32, usize) {
-    page_tag::split(k)
 }
 
 #[inline(always)]
@@ -289,7 +279,7 @@ impl RemoteRing {
             let k = keys[i as usize];
             // SAFETY: every slot in `used` had its key claimed, which wrote its chain.
             let c = unsafe { chains[i as usize].assume_init_read() };
-            let (dst, bin) = unkey(k);
+            let (dst, bin) = page_tag::split(k);
             sink.send(dst, bin, c);
         }
         sent
@@ -335,7 +325,7 @@ mod tests {
     }
 
     fn push(r: &mut RemoteRing, dst: u32, bin: usize, p: *mut u8, rec: &mut Rec) {
-        let k = key(dst, bin);
+        let k = page_tag::encode(dst, bin);
         // SAFETY: tests hand each object from `objects` to the ring once, with its key.
         let done = match unsafe { r.push(k, p) } {
             Push::NoEntry => {

@@ -83,7 +83,6 @@ impl Bin {
     /// `b` points to a live bin (or a cache's guard), and this is the hardened lane.
     #[inline(always)]
     pub unsafe fn start_test(b: *const Bin) -> (u64, u64) {
-        debug_assert!(config::SECURE);
         // SAFETY: `b` points to a live bin (caller contract) whose `start` has two words in
         // the hardened lane (caller contract); plain reads.
         unsafe {

@@ -107,7 +107,14 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     if let Some(off) = arena::offset(p) {
-        let tag = arena::tag_at(off);
+        // The hardened lane reads the page's run start with its tag (`at`: `p`'s offset in
+        // its run).
+        let (tag, at) = if crate::config::SECURE {
+            // SAFETY: hardened lane, `off` an arena offset.
+            unsafe { arena::tag_in_run(off) }
+        } else {
+            (arena::tag_at(off), 0)
+        };
         // This thread's cache, or a stand-in (`tls`), whose bins take no tag: then the free
         // takes `free_other`, which activates.
         let tc = tls::tcache();
@@ -119,7 +126,7 @@ pub unsafe fn free(p: *mut u8) {
         if crate::config::SECURE {
             // SAFETY: `p` is passed to `free`, which frees it below (caller contract); `b` is
             // the bin `tag` names in this thread's live cache or stand-in.
-            if unsafe { hardened::check_free(p, off, b) } {
+            if unsafe { hardened::check_free(p, at, b) } {
                 // SAFETY: `p` is an arena pointer being freed.
                 return unsafe { free_checked(p) };
             }

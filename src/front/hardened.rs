@@ -30,7 +30,7 @@ pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
         invalid(call, "invalid pointer (no block allocated here)", p)
     }
     // SAFETY: hardened lane, `off` an arena offset.
-    if !sc::starts_object(bin, unsafe { arena::in_run(off) }) {
+    if !sc::starts_object(bin, unsafe { arena::tag_in_run(off) }.1) {
         invalid(call, "invalid pointer (not the start of a block)", p)
     }
     // SAFETY: `p` starts a block of `bin` in a tagged run: mapped, 16-byte aligned, at least
@@ -50,16 +50,15 @@ pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
 /// ([`bad_free`]).
 ///
 /// # Safety
-/// `p` (at arena offset `off`) is passed to `free`, and `b` is the bin its page tag names in a
-/// live cache (`ThreadCache::slot`).
+/// `p` is an arena pointer passed to `free`, `at` its offset in its run as
+/// `arena::tag_in_run` gives it, and `b` the bin its page tag names in a live cache
+/// (`ThreadCache::slot`).
 #[inline(always)]
 #[must_use]
-pub unsafe fn check_free(p: *mut u8, off: usize, b: *const Bin) -> bool {
+pub unsafe fn check_free(p: *mut u8, at: usize, b: *const Bin) -> bool {
     // SAFETY: `b` is a live bin (caller contract), hardened lane.
     let (c, lim) = unsafe { Bin::start_test(b) };
-    // SAFETY: hardened lane, `off` an arena offset.
-    let at = unsafe { arena::in_run(off) } as u64;
-    if at.wrapping_mul(c) >= lim {
+    if (at as u64).wrapping_mul(c) >= lim {
         return true;
     }
     // SAFETY: `p` starts a block of its tag's bin in a tagged run: mapped, 16-byte aligned,

@@ -3,27 +3,27 @@
 //! list head may carry its length there (transfer-cache slots do, outside the hardened lane).
 //!
 //! Every read and write of a link goes through [`next`] and [`set_next`]. In the hardened lane
-//! (`config::SECURE`) they encode it with the process's secret keys and the link's own address
+//! (`config::SECURE`) they encode it with the process's secret key and the link's own address
 //! (`sys::secret`), and a decoded link that is not null, 16-byte aligned and inside the arena
 //! aborts: a use-after-free write or an overflow into a free object is caught at the next
 //! walk instead of handing out a forged pointer. [`set_next`] also marks the object free (a
-//! keyed canary in its second word), so every object in a list carries the mark and a second
+//! secret word in its second word), so every object in a list carries the mark and a second
 //! free of it is seen ([`is_free`]). In the other lanes all of this compiles away.
 
 use crate::config::SECURE;
 use crate::sys::{diag, secret};
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// The stored form of link `n` in the object at `slot` (hardened lane): keyed, and tied to its
-/// address so a link copied into another object decodes to garbage. The rotation moves a
-/// partial overwrite of the stored word's low bytes into the link's high bits, out of the
-/// arena; the added key makes the map non-linear. Rotation by a constant: a key-dependent
-/// count would cost a register move per link.
+/// address. The rotation moves a partial overwrite of the stored word's low bytes into the
+/// link's high bits, out of the arena. Rotation by a constant: a key-dependent count would
+/// cost a register move per link. (No added second key: a link copied from another object
+/// decodes to `n' ^ slot' ^ slot` with or without it, an arena address that passes the
+/// window test either way, and it cost an instruction on each hit path.)
 #[inline(always)]
 fn encode(slot: *mut u8, n: *mut u8) -> usize {
-    ((n as usize) ^ (slot as usize) ^ secret::key(0))
-        .rotate_left(17)
-        .wrapping_add(secret::key(1))
+    ((n as usize) ^ (slot as usize) ^ secret::key()).rotate_left(17)
 }
 
 /// The link stored as `w` in the object at `slot`, as its offset from the window's start
@@ -31,7 +31,7 @@ fn encode(slot: *mut u8, n: *mut u8) -> usize {
 /// instructions as the link itself.
 #[inline(always)]
 fn decode_x(slot: *mut u8, w: usize) -> usize {
-    w.wrapping_sub(secret::key(1)).rotate_right(17) ^ (slot as usize) ^ secret::key0_lo()
+    w.rotate_right(17) ^ (slot as usize) ^ secret::key_lo()
 }
 
 /// The link stored as `w` in the object at `slot`; aborts unless it is null, or 16-byte
@@ -39,22 +39,14 @@ fn decode_x(slot: *mut u8, w: usize) -> usize {
 #[inline(always)]
 fn decode(slot: *mut u8, w: usize) -> *mut u8 {
     let x = decode_x(slot, w);
-    let n = x ^ secret::lo();
     if !secret::in_window(x) {
-        // Null fails the window test too: a bin's last object, once per refill.
+        // Null (`x == lo`) fails the window test too: a bin's last object, once per refill.
         core::hint::cold_path();
-        if n != 0 {
+        if x != secret::lo() {
             diag::fatal("corrupted free list (a freed block was written)", slot);
         }
     }
-    n as *mut u8
-}
-
-/// The hardened lane's mark of a free object (second word). It need not be secret: a program
-/// that forges it on a live block only gets that block's `free` refused.
-#[inline(always)]
-fn canary(slot: *mut u8) -> usize {
-    (slot as usize) ^ secret::key(2)
+    (x ^ secret::lo()) as *mut u8
 }
 
 /// Next pointer of a free object.
@@ -83,28 +75,33 @@ pub unsafe fn set_next(p: *mut u8, n: *mut u8) {
     unsafe {
         if SECURE {
             *(p as *mut usize) = encode(p, n);
-            *(p as *mut usize).add(1) = canary(p);
+            *(p as *mut usize).add(1) = secret::mark();
         } else {
             *(p as *mut usize) = n as usize;
         }
     }
 }
 
-/// Hardened lane: whether `p` carries the free mark: a second free of a block, since every
-/// object in a list was marked by [`set_next`] (or when its run was made: [`mark_run`]),
-/// [`clear_mark`] removes the mark when the block is handed out, and a live block's owner
-/// cannot write it without the key. (No list keeps anything else in a free object's second
-/// word in this lane: the transfer cache keeps a chain's length in its slot, the remote ring
-/// a chain's tail in a table.)
+/// Hardened lane: whether `p` carries the free mark (`secret::mark`, the same word for every
+/// object: one compare with a register, where a mark tied to the address cost a load and an
+/// `xor` more on each `free`): a second free of a block, since every object in a list was
+/// marked by [`set_next`] (or when its run was made: [`mark_run`]), [`clear_mark`] removes
+/// the mark when the block is handed out, and a live block's owner cannot write it without
+/// knowing it (which needs a read of freed memory; then it only gets that block's `free`
+/// refused). (No list keeps anything else in a free object's second word in this lane: the
+/// transfer cache keeps a chain's length in its slot, the remote ring a chain's tail in a
+/// table.)
 ///
 /// # Safety
 /// `p` is a 16-byte aligned block of at least 16 bytes in mapped memory.
 #[inline(always)]
 pub unsafe fn is_free(p: *mut u8) -> bool {
-    // Volatile: on a double free another thread may own the object and be writing it; this
+    // Atomic: on a double free another thread may own the object and be writing it; this
     // reads a word (any value will do), and the verdict only needs the mark to be there.
-    // SAFETY: `p` has two readable words (caller contract).
-    unsafe { core::ptr::read_volatile((p as *const usize).add(1)) == canary(p) }
+    // SAFETY: `p` has two readable words, 8-byte aligned (caller contract), accessed here
+    // for the duration of the load only.
+    let w = unsafe { AtomicUsize::from_ptr((p as *mut usize).add(1)) };
+    w.load(Relaxed) == secret::mark()
 }
 
 /// Hardened lane: marks every object of a fresh run free, so a `free` of one the carve has
@@ -116,8 +113,7 @@ pub unsafe fn mark_run(run: *mut u8, n: usize, size: usize) {
     for i in 0..n {
         // SAFETY: object `i` lies in the run (caller contract) and is the caller's.
         unsafe {
-            let p = run.add(i * size);
-            *(p as *mut usize).add(1) = canary(p);
+            *(run.add(i * size) as *mut usize).add(1) = secret::mark();
         }
     }
 }

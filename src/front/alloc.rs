@@ -107,17 +107,33 @@ fn large_alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     if let Some(off) = arena::offset(p) {
-        let tag = arena::tag_at(off);
+        // The hardened lane reads the page's run start with its tag (`at`: `p`'s offset in
+        // its run).
+        let (tag, at) = if crate::config::SECURE {
+            // SAFETY: hardened lane, `off` an arena offset.
+            unsafe { arena::tag_in_run(off) }
+        } else {
+            (arena::tag_at(off), 0)
+        };
+        // This thread's cache, or a stand-in (`tls`), whose bins take no tag: then the free
+        // takes `free_other`, which activates.
+        let tc = tls::tcache();
+        // The bin the tag names: the test below decides, with one compare and no branch of
+        // its own, whether the object is ours or one `small-adopt` keeps (`Bin::takes`; its
+        // key and accept are set by `ThreadCache::start`, `set_adopt` and `retire`).
+        // SAFETY: `tc` is live for the whole thread and `tag` was read from the tag table.
+        let b = unsafe { ThreadCache::slot(tc, tag) };
         if crate::config::SECURE {
-            // SAFETY: `p` is passed to `free`, which frees it below (caller contract).
-            if unsafe { hardened::check_free(p, off, tag) } {
-                // SAFETY: `p` is an arena pointer being freed, at `off`, and `tag` its page tag.
-                return unsafe { free_checked(p, off, tag) };
+            // SAFETY: `p` is passed to `free`, which frees it below (caller contract); `b` is
+            // the bin `tag` names in this thread's live cache or stand-in.
+            if unsafe { hardened::check_free(p, at, b) } {
+                // SAFETY: `p` is an arena pointer being freed.
+                return unsafe { free_checked(p) };
             }
         }
-        // SAFETY: `p` is an arena block being freed (caller contract), at offset `off`, and
-        // `tag` its page tag.
-        unsafe { free_arena(p, off, tag) }
+        // SAFETY: `p` is an arena block being freed (caller contract), at offset `off`, `tag`
+        // its page tag, and `b` the bin `tag` names in `tc`, the thread's cache or stand-in.
+        unsafe { free_arena(p, off, tag, tc, b) }
     } else if !p.is_null() {
         // SAFETY: `p` is being freed (caller contract) and lies outside the arena.
         unsafe { free_outside(p) };
@@ -127,19 +143,13 @@ pub unsafe fn free(p: *mut u8) {
 /// `free` of an arena block: the tag's bin takes it (ours, or adopted) → push, else `free_other`.
 ///
 /// # Safety
-/// `p` is an arena block being freed (as for [`free`]), at arena offset `off`, and `tag` its
-/// page tag.
+/// `p` is an arena block being freed (as for [`free`]), at arena offset `off`, `tag` its page
+/// tag, `tc` the calling thread's cache or stand-in (`tls::tcache`) and `b` the bin `tag`
+/// names in it (`ThreadCache::slot`).
 #[inline(always)]
-unsafe fn free_arena(p: *mut u8, off: usize, tag: u32) {
-    // This thread's cache, or a stand-in (`tls`), whose bins take no tag: then the free takes
-    // `free_other`, which activates.
-    let tc = tls::tcache();
-    // The bin the tag names decides, with one compare and no branch of its own, whether the
-    // object is ours or one `small-adopt` keeps (`Bin::takes`; its key and accept are set by
-    // `ThreadCache::start`, `set_adopt` and `retire`).
-    // SAFETY: `tc` is live for the whole thread and `tag` was read from the tag table.
-    let b = unsafe { ThreadCache::slot(tc, tag) };
-    // SAFETY: `b` is a bin (or the guard) of the live cache `tc`; plain reads.
+unsafe fn free_arena(p: *mut u8, off: usize, tag: u32, tc: *mut ThreadCache, b: *mut Bin) {
+    // SAFETY: `b` is a bin (or the guard) of the live cache `tc` (caller contract); plain
+    // reads.
     if unsafe { Bin::takes(b, tag) } {
         // SAFETY: a bin takes tags only while its cache owns a heap (`accept` is set with
         // ACTIVE in `start` and zeroed before the heap is taken in `retire`; a stand-in's is
@@ -147,9 +157,9 @@ unsafe fn free_arena(p: *mut u8, off: usize, tag: u32) {
         // our heap's of the bin's class, or one `set_adopt` lets the bin adopt; `p` is being
         // freed (caller contract: a live block, not used again).
         if unsafe { Bin::push(b, p) } {
-            // SAFETY: as above: the thread's own ACTIVE cache; `tag`'s bin is below NUM_BINS
-            // (the guard takes no tag).
-            unsafe { (*tc).overflow(page_tag::bin_of(tag)) };
+            // SAFETY: as above: the thread's own ACTIVE cache; `b` is one of its bins (the
+            // guard takes no tag), so its index is below NUM_BINS.
+            unsafe { (*tc).overflow(ThreadCache::index(tc, b)) };
         }
         return;
     }
@@ -161,20 +171,27 @@ unsafe fn free_arena(p: *mut u8, off: usize, tag: u32) {
 }
 
 /// Hardened lane: `free` of an arena pointer that failed the quick start-of-block test (every
-/// one with `HAKOZUNA_ZERO_ON_FREE=1`): the exact test, which aborts on an invalid pointer,
-/// then zero the block and free it. Out of line and reached by a tail call, so that the other
-/// frees save no registers for it.
+/// one with `HAKOZUNA_ZERO_ON_FREE=1`, and those of a thread with no cache of its own): the
+/// exact test, which aborts on an invalid pointer, then zero the block if asked and free it.
+/// Out of line and reached by a tail call, so that the other frees save no registers for it;
+/// it finds the offset and tag again, so that the fast path keeps no copy of them.
 ///
 /// # Safety
-/// `p` is an arena pointer being freed, at arena offset `off`, and `tag` its page tag.
+/// `p` is an arena pointer being freed.
 #[cold]
 #[inline(never)]
-unsafe fn free_checked(p: *mut u8, off: usize, tag: u32) {
+unsafe fn free_checked(p: *mut u8) {
+    // SAFETY: `p` is an arena pointer (caller contract).
+    let off = unsafe { arena::offset(p).unwrap_unchecked() };
+    let tag = arena::tag_at(off);
     hardened::check_arena(p, off, tag, "free");
     // SAFETY: `p` is a live block of its tag's bin (just checked), being freed, at `off`.
     unsafe {
-        hardened::zero(p, page_tag::bin_of(tag));
-        free_arena(p, off, tag)
+        if crate::sys::options::zero_on_free() {
+            hardened::zero(p, page_tag::bin_of(tag));
+        }
+        let tc = tls::tcache();
+        free_arena(p, off, tag, tc, ThreadCache::slot(tc, tag))
     }
 }
 

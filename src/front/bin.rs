@@ -8,9 +8,9 @@ use crate::page::size_class::NUM_BINS;
 use core::ptr::null_mut;
 
 /// A thread bin: a LIFO list of free objects of one class, its room, and the free fast path's
-/// test of which page tags it takes. 32 bytes (`page_tag::BIN_SHIFT`): a page tag's bin field
-/// is the byte offset of its bin in the thread cache. All-zero is an empty bin that takes no
-/// tag (the stand-in caches', and the guard's).
+/// test of which page tags it takes. 32 bytes, 64 in the hardened lane (`page_tag::BIN_SHIFT`):
+/// a page tag's bin field is the byte offset of its bin in the thread cache. All-zero is an
+/// empty bin that takes no tag (the stand-in caches', and the guard's).
 #[repr(C, align(32))]
 pub struct Bin {
     pub head: *mut u8,
@@ -28,7 +28,15 @@ pub struct Bin {
     /// the cache owns no heap, so then no tag passes.
     key: u32,
     accept: u32,
+    /// Hardened lane: the class's start-of-block test `(c, lim)` (`size_class::start_test`),
+    /// read by `free` from the bin its pointer's tag names, in the line the push writes
+    /// anyway; `(0, 0)` (every offset fails: the exact test out of line) in the guard, in
+    /// stand-in and retired caches, and with `HAKOZUNA_ZERO_ON_FREE`. Empty in the other
+    /// lanes.
+    start: [u64; START_WORDS],
 }
+
+const START_WORDS: usize = if config::SECURE { 2 } else { 0 };
 
 impl Bin {
     /// An empty bin that takes no tag.
@@ -38,6 +46,7 @@ impl Bin {
         limit: 0,
         key: 0,
         accept: 0,
+        start: [0; START_WORDS],
     };
 
     /// An empty bin with limit `limit` that takes no tag yet.
@@ -59,6 +68,27 @@ impl Bin {
     pub fn take_any(&mut self, bin: usize) {
         self.key = page_tag::field(bin);
         self.accept = u32::MAX;
+    }
+
+    /// Hardened lane: sets the class's start-of-block test (see `start`).
+    pub fn set_start(&mut self, (c, lim): (u64, u64)) {
+        for (w, v) in self.start.iter_mut().zip([c, lim]) {
+            *w = v;
+        }
+    }
+
+    /// Hardened lane: the start-of-block test `(c, lim)` of bin `b`'s class.
+    ///
+    /// # Safety
+    /// `b` points to a live bin (or a cache's guard), and this is the hardened lane.
+    #[inline(always)]
+    pub unsafe fn start_test(b: *const Bin) -> (u64, u64) {
+        // SAFETY: `b` points to a live bin (caller contract) whose `start` has two words in
+        // the hardened lane (caller contract); plain reads.
+        unsafe {
+            let s = (&raw const (*b).start).cast::<u64>();
+            (*s, *s.add(1))
+        }
     }
 
     /// Takes no tag (the cache is giving up its heap).

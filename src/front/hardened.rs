@@ -5,56 +5,23 @@
 //! module.
 
 use crate::ds::list;
+use crate::front::bin::Bin;
 use crate::page::size_class::{self as sc, NUM_BINS};
 use crate::page::{arena, page_tag};
 use crate::sys::{diag, options};
-use core::cell::UnsafeCell;
 
-/// `free`'s start-of-block test per `page_tag::bin1_of(tag)` (a tagged page's `bin + 1`; 0 for
-/// a page with no block): `size_class::start_test` of that bin, or a limit of 0 (every offset
-/// fails) for no bin. With `HAKOZUNA_ZERO_ON_FREE` every limit is 0: each `free` then takes
-/// the out-of-line check, which zeroes the block, and the others pay nothing for the option.
-struct StartTable(UnsafeCell<Start>);
-
-/// Two arrays, not pairs: an index scaled by 8 is an addressing mode, by 16 a shift more.
-#[repr(C)]
-struct Start {
-    c: [u64; 256],
-    lim: [u64; 256],
-}
-
-// SAFETY: written only by start-up (`init`), before any block exists and while no other
-// thread reads the table: every reader runs after start-up, on a thread that read its end
-// (DONE) with Acquire from the Release store that follows the writes, or on the thread that
-// ran it (as `sys::secret`'s keys).
-unsafe impl Sync for StartTable {}
-
-const _: () = assert!(NUM_BINS < 256);
-
-static START: StartTable = StartTable(UnsafeCell::new({
-    let mut t = Start {
-        c: [0; 256],
-        lim: [0; 256],
-    };
-    let mut b = 0;
-    while b < NUM_BINS {
-        (t.c[b + 1], t.lim[b + 1]) = sc::start_test(b);
-        b += 1;
-    }
-    t
-}));
-
-/// Start-up: with `HAKOZUNA_ZERO_ON_FREE`, sends every `free` to the out-of-line check.
-pub fn init() {
-    if options::zero_on_free() {
-        // SAFETY: start-up, with no reader (see `StartTable`); a raw write, no reference held.
-        unsafe { (*START.0.get()).lim = [0; 256] };
-    }
+/// The start-of-block test `free` makes on the fast path for class `bin`
+/// (`size_class::start_test`), which each thread bin keeps (`Bin::set_start`). With
+/// `HAKOZUNA_ZERO_ON_FREE` the limit is 0: each `free` then takes the out-of-line check, which
+/// zeroes the block, and the others pay nothing for the option.
+pub fn start_test(bin: usize) -> (u64, u64) {
+    let (c, lim) = sc::start_test(bin);
+    (c, if options::zero_on_free() { 0 } else { lim })
 }
 
 /// Aborts unless arena pointer `p` (at offset `off`, on a page tagged `tag`) is the start of a
 /// block this allocator handed out and that is not free. The exact test, out of line:
-/// `realloc`, and `free` when its table test failed.
+/// `realloc`, and `free` when its quick test failed.
 #[cold]
 #[inline(never)]
 pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
@@ -63,7 +30,7 @@ pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
         invalid(call, "invalid pointer (no block allocated here)", p)
     }
     // SAFETY: hardened lane, `off` an arena offset.
-    if !sc::starts_object(bin, unsafe { arena::in_run(off) }) {
+    if !sc::starts_object(bin, unsafe { arena::tag_in_run(off) }.1) {
         invalid(call, "invalid pointer (not the start of a block)", p)
     }
     // SAFETY: `p` starts a block of `bin` in a tagged run: mapped, 16-byte aligned, at least
@@ -73,27 +40,25 @@ pub fn check_arena(p: *mut u8, off: usize, tag: u32, call: &str) {
     }
 }
 
-/// The `free` check of an arena pointer: a table lookup, a multiply and a compare for the
-/// start of a block, and the free mark. True when the table test failed: then the caller
-/// makes the exact test ([`check_arena`]), which aborts on an invalid pointer, and zeroes the
-/// block it passes (`HAKOZUNA_ZERO_ON_FREE` fails every table test). The mark itself is
-/// written by the push that follows (`list::set_next`). Pointers outside the arena are
-/// checked by the large table ([`bad_free`]).
+/// The `free` check of an arena pointer: a multiply and a compare for the start of a block,
+/// with the test `(c, lim)` of its tag's class from bin `b` (the one the tag names in the
+/// calling thread's cache), and the free mark. True when the test failed: then the caller
+/// makes the exact test ([`check_arena`]), which aborts on an invalid pointer (a failed test
+/// with a valid one is a bin with no test: the guard, a stand-in or retired cache's, or
+/// `HAKOZUNA_ZERO_ON_FREE`). The mark itself is written by the push that follows
+/// (`list::set_next`). Pointers outside the arena are checked by the large table
+/// ([`bad_free`]).
 ///
 /// # Safety
-/// `p` (at arena offset `off`, on a page tagged `tag`) is passed to `free`.
+/// `p` is an arena pointer passed to `free`, `at` its offset in its run as
+/// `arena::tag_in_run` gives it, and `b` the bin its page tag names in a live cache
+/// (`ThreadCache::slot`).
 #[inline(always)]
 #[must_use]
-pub unsafe fn check_free(p: *mut u8, off: usize, tag: u32) -> bool {
-    let i = page_tag::bin1_of(tag);
-    // SAFETY: plain reads of the table (see `StartTable`), index below 256.
-    let (c, lim) = unsafe {
-        let t = &*START.0.get();
-        (*t.c.get_unchecked(i), *t.lim.get_unchecked(i))
-    };
-    // SAFETY: hardened lane, `off` an arena offset.
-    let at = unsafe { arena::in_run(off) } as u64;
-    if at.wrapping_mul(c) >= lim {
+pub unsafe fn check_free(p: *mut u8, at: usize, b: *const Bin) -> bool {
+    // SAFETY: `b` is a live bin (caller contract), hardened lane.
+    let (c, lim) = unsafe { Bin::start_test(b) };
+    if (at as u64).wrapping_mul(c) >= lim {
         return true;
     }
     // SAFETY: `p` starts a block of its tag's bin in a tagged run: mapped, 16-byte aligned,

@@ -140,7 +140,6 @@ fn start(me: usize) {
     if crate::config::SECURE {
         // Before the arena: no free list exists yet.
         crate::sys::secret::init();
-        super::hardened::init();
     }
     arena::init();
     let mut key: libc::pthread_key_t = 0;

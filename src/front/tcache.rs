@@ -107,8 +107,9 @@ impl ThreadCache {
     }
 
     /// The bin of cache `tc` that `size_class::bin16_of` names (16 × its number), at the
-    /// offset its page tags name: `bins` start one bin in and a bin is 32 bytes, so the offset
-    /// is `32 + 2 × bin16` (an addressing mode's displacement and scale, no instruction).
+    /// offset its page tags name: `bins` start one bin in and a bin is 32 bytes (64 hardened),
+    /// so the offset is `32 + 2 × bin16` (`64 + 4 × bin16`: an addressing mode's displacement
+    /// and scale, no instruction).
     ///
     /// # Safety
     /// `tc` points to a live cache and `bin16 < 16 × NUM_BINS`.
@@ -121,6 +122,16 @@ impl ThreadCache {
                 .add((1 << page_tag::BIN_SHIFT) + (bin16 << (page_tag::BIN_SHIFT - 4)))
                 .cast::<Bin>()
         }
+    }
+
+    /// The number of bin `b` of cache `tc` (from the slot's offset, which the free fast path
+    /// holds in a register: the tag need not stay live for it).
+    ///
+    /// # Safety
+    /// `b` is one of `tc`'s `bins`.
+    #[inline(always)]
+    pub unsafe fn index(tc: *mut ThreadCache, b: *mut Bin) -> usize {
+        ((b as usize - tc as usize) >> page_tag::BIN_SHIFT) - 1
     }
 
     /// Whether page tag `tag` names a class of this cache's own heap (false for a zero tag and
@@ -163,6 +174,9 @@ impl ThreadCache {
         for (i, b) in self.bins.iter_mut().enumerate() {
             *b = Bin::empty(sc::bin_limit(i));
             b.take_own(base, i);
+            if config::SECURE {
+                b.set_start(super::hardened::start_test(i));
+            }
         }
         self.owner_base = base;
         self.heap = Some(owned);

@@ -39,12 +39,24 @@ static BASE: AtomicUsize = AtomicUsize::new(0);
 /// (`p + 2^63` is at least 2^63, above any arena length).
 static NEG_BASE: AtomicUsize = AtomicUsize::new(1 << 63);
 static LEN: AtomicUsize = AtomicUsize::new(0);
-static TAGS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+/// The page-tag table: an [`Entry`] per arena page.
+static TAGS: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
+/// A page's tag, then (hardened lane) its run start. The run start is a plain word (a load
+/// `free` can fold into its subtraction): written with the tag by the run's owner before any
+/// of its objects is handed out, and read only by frees of such objects, which the hand-off
+/// orders after the write.
+#[repr(C)]
+struct Entry {
+    tag: AtomicU32,
+    start: [UnsafeCell<u32>; TAG_WORDS - 1],
+}
+/// Words per page in the tag table. The hardened lane keeps, after each page's tag, the low 32
+/// bits of the arena offset of the run `set_tags` last tagged it for, so [`in_run`] finds where
+/// in a carved run a pointer lies (runs are not aligned) with one subtraction (32 bits suffice:
+/// a run is at most a segment), from the tag's line and with the tag's base register. Written
+/// with the tags, under the same rules.
+const TAG_WORDS: usize = if config::SECURE { 2 } else { 1 };
 static SEGS: AtomicPtr<SegMeta> = AtomicPtr::new(core::ptr::null_mut());
-/// Hardened lane: per arena page, the arena offset of the run `set_tags` last tagged it for,
-/// so [`in_run`] finds where in a carved run a pointer lies (runs are not aligned) with one
-/// subtraction. Written with the tags, under the same rules; null in the other lanes.
-static RUN_START: AtomicPtr<usize> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT_SEG: AtomicUsize = AtomicUsize::new(0);
 /// Segments in the pool that may be resident and purged ones (`cold`):
 /// written under the pool lock, read by the statistics without it.
@@ -133,7 +145,8 @@ fn try_reserve(len: usize) -> bool {
         unsafe { os::unmap(raw, reserved) };
         return false;
     }
-    let Some(tags) = os::map_rw_noreserve(pages * 4) else {
+    let tags_len = pages * core::mem::size_of::<Entry>();
+    let Some(tags) = os::map_rw_noreserve(tags_len) else {
         // SAFETY: `raw` is our fresh reservation.
         unsafe { os::unmap(raw, reserved) };
         return false;
@@ -142,31 +155,16 @@ fn try_reserve(len: usize) -> bool {
         // SAFETY: both ranges are our fresh mappings.
         unsafe {
             os::unmap(raw, reserved);
-            os::unmap(tags, pages * 4);
+            os::unmap(tags, tags_len);
         }
         return false;
-    };
-    let run_start = if config::SECURE {
-        let Some(t) = os::map_rw_noreserve(pages * 8) else {
-            // SAFETY: the three ranges are our fresh mappings.
-            unsafe {
-                os::unmap(raw, reserved);
-                os::unmap(tags, pages * 4);
-                os::unmap(segs, nsegs * core::mem::size_of::<SegMeta>());
-            }
-            return false;
-        };
-        t as *mut usize
-    } else {
-        core::ptr::null_mut()
     };
     // Align the base; the unaligned slack stays reserved (harmless PROT_NONE).
     let base = (raw as usize + align - 1) & !(align - 1);
     if config::SECURE {
         crate::sys::secret::set_window(base, nsegs * SEGMENT);
     }
-    RUN_START.store(run_start, Relaxed);
-    TAGS.store(tags as *mut AtomicU32, Relaxed);
+    TAGS.store(tags as *mut Entry, Relaxed);
     SEGS.store(segs as *mut SegMeta, Relaxed);
     BASE.store(base, Relaxed);
     LEN.store(nsegs * SEGMENT, Release);
@@ -197,12 +195,33 @@ pub fn owner_and_bin(p: *const u8) -> Option<(u32, usize)> {
     crate::page::page_tag::decode(tag_at(offset(p)?))
 }
 
+/// The tag-table entry of the page at arena offset `off`.
+#[inline(always)]
+fn entry(off: usize) -> &'static Entry {
+    // SAFETY: `off` came from `offset`, so the page index is inside the tag table, which is
+    // mapped for the whole arena before LEN became non-zero and never unmapped.
+    unsafe { &*TAGS.load(Relaxed).add(off >> PAGE_SHIFT) }
+}
+
 /// Tag of the page at arena offset `off`.
 #[inline(always)]
 pub fn tag_at(off: usize) -> u32 {
-    // SAFETY: `off` came from `offset`, so the page index is inside the tag table, which is
-    // mapped for the whole arena before LEN became non-zero.
-    unsafe { (*TAGS.load(Relaxed).add(off >> PAGE_SHIFT)).load(Relaxed) }
+    entry(off).tag.load(Relaxed)
+}
+
+/// Hardened lane: the tag of the page at arena offset `off`, and how far into its run `off`
+/// lies for a page a run was tagged with (any value for another page; below 2^20 for a tagged
+/// page: runs are at most a segment). One load of the table's address for both.
+///
+/// # Safety
+/// Hardened lane only (the tag table holds run starts), and `off` is an arena offset.
+#[inline(always)]
+pub unsafe fn tag_in_run(off: usize) -> (u32, usize) {
+    let e = entry(off);
+    // SAFETY: hardened lane (caller contract): the entry has its run-start word; a plain read
+    // (see `Entry`).
+    let start = unsafe { *(*e.start.as_ptr()).get() };
+    (e.tag.load(Relaxed), (off as u32).wrapping_sub(start) as usize)
 }
 
 /// Sets the tags of `n` pages starting at `p`.
@@ -219,31 +238,14 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
         // tag, and the page is retagged only once none of its objects is live.
         // SAFETY: `[p, p + n pages)` is an arena run (caller contract), so page `i` is inside
         // the tag table, mapped for the whole arena before LEN became non-zero.
-        unsafe { (*t.add(i)).store(tag, Relaxed) };
-    }
-    if config::SECURE && tag != 0 {
-        let t = RUN_START.load(Relaxed);
-        for i in first..first + n {
-            // SAFETY: page `i` is inside the arena (as above), and the start table has a
-            // word per arena page. Plain words: written like the tags, by the run's owner
-            // before any of its objects is handed out, and read only for such objects.
-            unsafe { *t.add(i) = first << PAGE_SHIFT };
+        let e = unsafe { &*t.add(i) };
+        e.tag.store(tag, Relaxed);
+        if config::SECURE && tag != 0 {
+            // SAFETY: the entry has its run-start word in this lane; a plain write (see
+            // `Entry`): the run is the caller's and none of its objects is handed out yet.
+            unsafe { *(*e.start.as_ptr()).get() = (first << PAGE_SHIFT) as u32 };
         }
     }
-}
-
-/// Hardened lane: how far into its run arena offset `off` lies, for a page a run was tagged
-/// with (any value for another page; below 2^20 for a tagged page: runs are at most a
-/// segment).
-///
-/// # Safety
-/// Hardened lane only (the start table exists), and `off` is an arena offset.
-#[inline(always)]
-pub unsafe fn in_run(off: usize) -> usize {
-    // SAFETY: hardened lane (caller contract): the start table was mapped by `try_reserve`
-    // before LEN became non-zero, and `off` is an arena offset, so its page is inside it; a
-    // plain read.
-    off.wrapping_sub(unsafe { *RUN_START.load(Relaxed).add(off >> PAGE_SHIFT) })
 }
 
 /// The pool of given-back segments: LIFO lists through `SegInner::next` (index + 1).

@@ -12,8 +12,9 @@ use crate::page::size_class::NUM_BINS;
 pub const OWNER_SHIFT: u32 = 16;
 /// Highest heap id a tag can carry (ids are 16 bits, `owner + 1` must fit).
 pub const MAX_OWNER: u32 = 0xFFFE;
-/// log2 of a thread cache bin's size: the bin field holds `(bin + 1) << BIN_SHIFT`.
-pub const BIN_SHIFT: u32 = 5;
+/// log2 of a thread cache bin's size: the bin field holds `(bin + 1) << BIN_SHIFT`. 64 bytes
+/// in the hardened lane, whose bins also hold their class's start-of-block test.
+pub const BIN_SHIFT: u32 = if crate::config::SECURE { 6 } else { 5 };
 const FIELD: u32 = (1 << OWNER_SHIFT) - 1;
 const _: () = assert!(((NUM_BINS as u32) << BIN_SHIFT) <= FIELD && NUM_BINS < 256);
 
@@ -56,12 +57,6 @@ pub const fn bin_of(tag: u32) -> usize {
     ((tag & FIELD) >> BIN_SHIFT).wrapping_sub(1) as usize
 }
 
-/// `bin + 1` of a tag of `bin`, 0 for a zero tag: below 256 for every tag (a table index).
-#[inline(always)]
-pub const fn bin1_of(tag: u32) -> usize {
-    ((tag >> BIN_SHIFT) & 0xFF) as usize
-}
-
 /// The tag's bin field as a byte offset: `(bin + 1) << BIN_SHIFT` for a tag of `bin`, 0 for a
 /// zero tag. Every tag in the table is zero or made by [`encode`], so this is at most
 /// `NUM_BINS << BIN_SHIFT`.
@@ -90,7 +85,6 @@ mod tests {
                 assert_eq!(mine(t, owner_base(owner)), bin);
                 assert_eq!(bin_of(t), bin);
                 assert_eq!(split(t), (owner, bin));
-                assert_eq!(bin1_of(t), bin + 1);
                 assert_eq!(slot(t), field(bin) as usize);
                 assert_eq!(t & !FIELD, owner_base(owner));
                 if owner > 0 {
@@ -128,7 +122,6 @@ mod tests {
         assert_eq!(decode(0), None);
         assert!(bin_of(0) >= NUM_BINS);
         assert_eq!(slot(0), 0);
-        assert_eq!(bin1_of(0), 0);
         assert!(mine(0, 0) >= NUM_BINS);
         assert!(mine(0, owner_base(3)) >= NUM_BINS);
     }

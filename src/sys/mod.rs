@@ -1,7 +1,7 @@
 //! The operating system and the process-wide primitives everything else stands on: memory
 //! mappings, the clock, errno, locks, atomics (loom's under `--cfg loom`), the metadata memory
 //! heaps and side tables live in, the `HAKOZUNA_*` run-time options, the hardened lane's
-//! secret keys and allocation-free diagnostics (design.md §2).
+//! secret key and free mark, and allocation-free diagnostics (design.md §2).
 //!
 //! May use: `config`. Nothing here knows about pages, heaps or threads' caches.
 

@@ -1,17 +1,20 @@
-//! The hardened lane's per-process secrets (`config::SECURE`): the keys free-list links and
-//! free marks are made with (`ds::list` holds the encoding) and the address window every
+//! The hardened lane's per-process secrets (`config::SECURE`): the key free-list links are
+//! encoded with, the free mark (`ds::list` holds both uses) and the address window every
 //! decoded link must fall in. Set once at start-up, before any free list exists, then only
 //! read.
 
 use core::cell::UnsafeCell;
 
-/// One cache line: every decode reads the keys and the window together.
+/// One cache line: every decode reads the key and the window together.
 #[repr(C, align(64))]
 struct Secrets {
-    keys: [usize; 3],
-    /// `keys[0] ^ lo`: decoding with it gives a link's offset from `lo` in its high bits,
+    /// The links' key (`ds::list::encode`); never zero once drawn.
+    key: usize,
+    /// The word a free object carries in its second word (`ds::list::is_free`).
+    mark: usize,
+    /// `key ^ lo`: decoding with it gives a link's offset from `lo` in its high bits,
     /// which the window test needs (`ds::list`).
-    key0_lo: usize,
+    key_lo: usize,
     /// The window's start, aligned to `2^k`, the least power of two at least as long as the
     /// window (the arena is reserved so).
     lo: usize,
@@ -31,8 +34,9 @@ unsafe impl Sync for Cell {}
 
 // Until `set_window`, the window is the whole address space.
 static S: Cell = Cell(UnsafeCell::new(Secrets {
-    keys: [0; 3],
-    key0_lo: 0,
+    key: 0,
+    mark: 0,
+    key_lo: 0,
     lo: 0,
     mask: 15,
 }));
@@ -43,19 +47,19 @@ fn get() -> &'static Secrets {
     unsafe { &*S.0.get() }
 }
 
-/// Draws the keys. Called once by start-up; a fork child restarting start-up keeps its
-/// parent's keys (its inherited lists are encoded with them).
+/// Draws the key and the mark. Called once by start-up; a fork child restarting start-up
+/// keeps its parent's (its inherited lists are encoded and marked with them).
 pub fn init() {
-    if get().keys[0] != 0 {
+    if get().key != 0 {
         return;
     }
     let w = crate::sys::os::random_words();
-    // SAFETY: start-up, with no reader (see `Cell`); a raw write, no reference held.
+    // SAFETY: start-up, with no reader (see `Cell`); raw writes, no reference held.
     unsafe {
-        let k = &raw mut (*S.0.get()).keys;
-        // A zero first key would read as "not drawn" again.
-        *k = [w[0] as usize | 1, w[1] as usize, w[2] as usize];
-        (*S.0.get()).key0_lo = w[0] as usize | 1;
+        // A zero key would read as "not drawn" again.
+        (*S.0.get()).key = w[0] as usize | 1;
+        (*S.0.get()).mark = w[1] as usize;
+        (*S.0.get()).key_lo = w[0] as usize | 1;
     }
 }
 
@@ -73,20 +77,26 @@ pub fn set_window(lo: usize, len: usize) {
         debug_assert!(lo & (span - 1) == 0);
         (*S.0.get()).lo = lo;
         (*S.0.get()).mask = !(span - 1) | 15;
-        (*S.0.get()).key0_lo = (*S.0.get()).keys[0] ^ lo;
+        (*S.0.get()).key_lo = (*S.0.get()).key ^ lo;
     }
 }
 
-/// Key `i` (0, 1 or 2).
+/// The links' key.
 #[inline(always)]
-pub fn key(i: usize) -> usize {
-    get().keys[i]
+pub fn key() -> usize {
+    get().key
 }
 
-/// `key(0) ^ lo` (see `Secrets::key0_lo`).
+/// The free mark.
 #[inline(always)]
-pub fn key0_lo() -> usize {
-    get().key0_lo
+pub fn mark() -> usize {
+    get().mark
+}
+
+/// `key() ^ lo()` (see `Secrets::key_lo`).
+#[inline(always)]
+pub fn key_lo() -> usize {
+    get().key_lo
 }
 
 /// The window's start.

@@ -107,6 +107,7 @@ VARIANTS=(
   "no-small-adopt|small-adopt|-small-adopt"
   "no-shared-pool|shared-pool|-shared-pool"
   "no-stash-steal|stash-steal|-stash-steal"
+  "no-inbox-steal|inbox-steal|-inbox-steal"
 )
 
 CONDS=$OUT/conditions.txt

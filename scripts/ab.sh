@@ -103,10 +103,11 @@ VARIANTS=(
   "stash-max|S42|+stash-max"
   "no-ring|S41|-remote-ring"
   "no-coalesce|ring-coalesce|-ring-coalesce"
-  "no-adopt|medium-adopt|-medium-adopt"
+  "no-adopt|medium-adopt|-medium-adopt -inbox-steal"
   "no-small-adopt|small-adopt|-small-adopt"
   "no-shared-pool|shared-pool|-shared-pool"
   "no-stash-steal|stash-steal|-stash-steal"
+  "no-inbox-steal|inbox-steal|-inbox-steal"
 )
 
 CONDS=$OUT/conditions.txt

@@ -60,7 +60,11 @@ pub const SHARED_POOL_SLOTS: usize = 64;
 /// page, for classes of at least [`ADOPT_MIN_SIZE`] (an extension beyond hz3,
 /// design.md §7).
 pub const STASH_STEAL: bool = cfg!(feature = "stash-steal");
-/// `stash-steal`: other heaps' stashes one refill probes (round robin over all heaps).
+/// A medium refill that finds its own inbox and central list empty takes runs from other
+/// heaps' medium inboxes of the class before it carves new runs (design.md §7).
+pub const INBOX_STEAL: bool = cfg!(feature = "inbox-steal");
+/// `stash-steal`, `inbox-steal`: other heaps' stashes or inboxes one refill probes (round
+/// robin over all heaps).
 pub const STEAL_PROBES: u32 = 4;
 /// S42 transfer cache.
 pub const TRANSFER_CACHE: bool = cfg!(feature = "transfer-cache");
@@ -133,6 +137,9 @@ pub const MEDIUM_RECLAIM_MIN: usize = 2 << 20;
 /// Bytes of medium runs a heap keeps, all classes together, when its thread exits (the next
 /// owner's warm start; per class, 32 exited threads kept 770 MiB, issue 19).
 pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
+/// Page runs at least this long are placed by best fit among the heap's segments, shorter
+/// ones first fit (`heap/segments.rs`).
+pub const BEST_FIT_PAGES: usize = 16;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).
 pub const RELEASED_DECAY_MAX: u32 = 8;
 

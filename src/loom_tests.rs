@@ -287,6 +287,65 @@ fn mpsc_push_vs_take_all() {
     assert_eq!(out, BTreeSet::from([0, 1, 2, 3, 4]));
 }
 
+/// `inbox-steal`: a producer prepends chains [0, 1] and [2]; a thief on another thread takes
+/// the whole stack, keeps its first object and pushes the rest back (as
+/// `OwnedHeap::steal_inbox` does); the owner takes everything once, then drains after the
+/// joins. Both takes are swaps and the push-back is a producer's push: every object exactly
+/// once, with its producer's writes visible. Returns how many objects the thief kept.
+#[test]
+fn mpsc_thief_vs_take_all() {
+    let out = model(3, || {
+        let objs = Objs::new(3);
+        let st = Arc::new(MpscStack::new());
+        let producer = {
+            let (objs, st) = (objs.clone(), st.clone());
+            // SAFETY: the producer links only its own objects, each handed over once.
+            thread::spawn(move || unsafe {
+                objs.start();
+                st.push(objs.chain(&[0, 1]));
+                st.push(objs.chain(&[2]));
+            })
+        };
+        let thief = {
+            let (objs, st) = (objs.clone(), st.clone());
+            thread::spawn(move || {
+                objs.start();
+                let mut seen = Seen::new(&objs);
+                let all = st.take_all();
+                // SAFETY: the list came out of the structure under test and is now ours; the
+                // rest goes back with a producer's push.
+                unsafe {
+                    let (got, rest) = Chain::take(all, 1);
+                    if !rest.is_null() {
+                        st.push(Chain::measure(rest));
+                    }
+                    seen.chain(got);
+                }
+                seen.count
+            })
+        };
+        objs.start();
+        let mut seen = Seen::new(&objs);
+        // SAFETY: the list came out of the structure under test and is now ours.
+        unsafe { seen.list(st.take_all()) };
+        producer.join().unwrap();
+        let kept = thief.join().unwrap();
+        let mut got = 0;
+        for (c, t) in seen.count.iter_mut().zip(&kept) {
+            *c += t;
+            got += t;
+            assert!(*c <= 1, "an object reached both the owner and the thief");
+        }
+        // SAFETY: every other thread is joined; the list is now ours.
+        unsafe { seen.list(st.take_all()) };
+        assert!(st.is_empty());
+        seen.all_once();
+        got
+    });
+    // The thief found nothing or kept one object.
+    assert_eq!(out, BTreeSet::from([0, 1]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // OwnerStash
 

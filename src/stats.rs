@@ -59,6 +59,7 @@ events! {
     RefillNewPage / refill_new_page = "small refills from new page",
     MediumInbox / medium_refill_inbox = "medium refills from inbox",
     MediumCentral / medium_refill_central = "medium refills from central",
+    MediumSteal / medium_refill_steal = "medium refills from another heap's inbox",
     MediumCarve / medium_refill_new_runs = "medium refills from new runs",
     BinOverflow / bin_overflows = "thread-bin overflows to central",
     BinTrims / bin_trims = "idle thread bins trimmed at an epoch",

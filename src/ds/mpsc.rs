@@ -4,8 +4,10 @@
 //! into the head word: `owner_stash`.)
 //!
 //! ABA: producers only compare the head they linked their tail to, so a recycled head value
-//! still yields a correct list; the consumer never CASes a non-null head. Single-consumer is a
-//! precondition (one owning thread per heap, design.md §6).
+//! still yields a correct list; a taker never CASes a non-null head. The consumer is normally
+//! the heap's owner (design.md §6), but a take is one swap, so two takers (the owner and an
+//! `inbox-steal` thief, which pushes back what it does not keep as a producer would) get
+//! disjoint lists: nothing in the take depends on there being one.
 //!
 //! Orderings (C11 model): each producer's successful CAS is Release and the consumer's swap
 //! Acquire. Every write to the head is an RMW (the producers' CAS, the consumer's swap), so
@@ -13,7 +15,10 @@
 //! which reads the latest head, synchronizes with every producer whose chain it takes — not
 //! only the last one, whose value it read, but each earlier one that later CASes linked onto.
 //! The producers' loads of the head (the first, and a failed CAS) are Relaxed: the value is
-//! only written into the producer's own tail and compared, never dereferenced. The loom
+//! only written into the producer's own tail and compared, never dereferenced. A thief's
+//! push-back is a producer's Release CAS of objects its Acquire swap received, so the
+//! original producers' writes happen-before it (sequenced-before in the thief) and reach the
+//! next taker through the same release sequence. The loom
 //! models check this hand-off; loom does not explore every C11 execution (`loom_tests`), so
 //! this argument is the proof.
 
@@ -62,7 +67,8 @@ impl MpscStack {
         self.head.load(Relaxed).is_null()
     }
 
-    /// Takes the whole stack (consumer only). Returns the head of a null-terminated list.
+    /// Takes the whole stack (the owner, or an `inbox-steal` thief). Returns the head of a
+    /// null-terminated list.
     pub fn take_all(&self) -> *mut u8 {
         if self.is_empty() {
             return null_mut();

@@ -3,7 +3,7 @@
 //! owner's inbox (only the owner touches a segment's bitmap).
 
 use super::send::send_one;
-use super::{OwnedHeap, RUN_SEGS};
+use super::{registry, OwnedHeap, RUN_SEGS};
 use crate::config;
 use crate::ds::list::{Chain, LocalList};
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
@@ -11,18 +11,22 @@ use crate::page::{arena, page_tag};
 use crate::stats::Ev;
 
 impl OwnedHeap {
-    /// Medium refill: inbox (whole), then up to `want` runs from central, else `carve` new runs.
+    /// Medium refill: this class's inbox (whole; if it held runs, the other classes' inboxes
+    /// go back to the segments, [`return_inboxes`](Self::return_inboxes)), then up to `want`
+    /// runs from central, else (the other inboxes back to the segments first) from another
+    /// heap's inbox ([`steal_inbox`](Self::steal_inbox)), else `carve` new runs.
     pub fn refill_medium(&mut self, bin: usize, want: u32, carve: u32) -> LocalList {
         let h = self.heap();
         let mi = bin - SMALL_BINS;
         // SAFETY: the inbox and intake of `bin` are this heap's queues of free runs of `bin`.
-        unsafe {
-            if self.absorb(&h.shared.inbox[mi], bin) {
-                h.stats.add(Ev::InboxDrains, 1);
-                h.stats.add(Ev::MediumInbox, 1);
-            }
-            self.absorb(&h.shared.intake[bin], bin);
+        let homed = unsafe { self.absorb(&h.shared.inbox[mi], bin) };
+        if homed {
+            h.stats.add(Ev::InboxDrains, 1);
+            h.stats.add(Ev::MediumInbox, 1);
+            self.return_inboxes(mi);
         }
+        // SAFETY: as above.
+        unsafe { self.absorb(&h.shared.intake[bin], bin) };
         let l = self.local();
         let central = &mut l.medium[mi];
         if central.count > 0 {
@@ -32,6 +36,16 @@ impl OwnedHeap {
             let got = unsafe { central.take_whole_or(want, want) };
             l.medium_low[mi] = l.medium_low[mi].min(central.count);
             return got;
+        }
+        if !homed {
+            self.return_inboxes(mi);
+        }
+        if config::INBOX_STEAL {
+            let got = self.steal_inbox(mi, want);
+            if got.count > 0 {
+                h.stats.add(Ev::MediumSteal, 1);
+                return got;
+            }
         }
         let pages = sc::run_pages(bin);
         let tag = page_tag::encode(h.id, bin);
@@ -51,6 +65,74 @@ impl OwnedHeap {
             h.stats.add(Ev::MediumCarve, 1);
         }
         out
+    }
+
+    /// The runs other threads sent home of every medium class but `except` (a medium bin
+    /// index) go back to their segments, where they coalesce with their neighbours and serve
+    /// any class. Kept per class until the owner next refilled that class, each inbox held
+    /// about one run per class between refills, runs that served no other class
+    /// (`tests/py/queue_rss.py`, where consumers send every run home, docs/ab.md). Called by
+    /// a refill whose own inbox held runs (other threads send this heap runs home) and by one
+    /// about to take runs elsewhere; a refill served by its central list alone does not probe
+    /// the inboxes (random-mixed 16–32768: 47.7 Ir/op when every refill probed, 46.2 without).
+    fn return_inboxes(&mut self, except: usize) {
+        let h = self.heap();
+        for mi in 0..MEDIUM_BINS {
+            let q = &h.shared.inbox[mi];
+            if mi == except || q.is_empty() {
+                continue;
+            }
+            let all = q.take_all();
+            if !all.is_null() {
+                // SAFETY: the swap made the list ours: free runs of this heap's medium bin
+                // `SMALL_BINS + mi`, which `free_runs` gives back (or sends home if adopted).
+                unsafe { self.free_runs(SMALL_BINS + mi, Chain::measure(all)) };
+            }
+        }
+    }
+
+    /// `inbox-steal`: probes up to [`STEAL_PROBES`] other heaps' inboxes of medium bin
+    /// index `mi`, round robin (the cursor `stash-steal` uses), and takes up to `want` runs
+    /// from the first that holds any; the rest goes back. The runs keep their owner's tag, as
+    /// adopted runs do, and go home when they are freed and leave a bin. Why: an owner that is
+    /// not running (a producer blocked on a full queue) cannot reuse the runs its consumers
+    /// sent home, while the producer that runs carves new ones (`tests/py/queue_rss.py`:
+    /// 70 → 50 MiB, docs/ab.md). Any thread may take an inbox: a take is one swap, so takers
+    /// get disjoint lists (`ds/mpsc.rs`).
+    ///
+    /// [`STEAL_PROBES`]: config::STEAL_PROBES
+    fn steal_inbox(&mut self, mi: usize, want: u32) -> LocalList {
+        let h = self.heap();
+        let n = registry::published();
+        if n < 2 {
+            return LocalList::EMPTY;
+        }
+        let l = self.local();
+        for _ in 0..config::STEAL_PROBES.min(n - 1) {
+            let mut v = l.steal_next % n;
+            if v == h.id {
+                v = (v + 1) % n;
+            }
+            l.steal_next = v + 1;
+            let q = &registry::get(v).shared.inbox[mi];
+            let all = q.take_all();
+            if all.is_null() {
+                continue;
+            }
+            // SAFETY: the swap made the list ours: free runs of heap `v`, medium bin index
+            // `mi`, linked through their first word.
+            let (got, rest) = unsafe { Chain::take(all, want) };
+            if !rest.is_null() {
+                // SAFETY: `rest` is the null-terminated remainder of that list, still ours;
+                // it goes back to the inbox it came from.
+                unsafe { q.push(Chain::measure(rest)) };
+            }
+            return LocalList {
+                head: got.head,
+                count: got.n,
+            };
+        }
+        LocalList::EMPTY
     }
 
     /// Gives runs back to their segments; an adopted run of another heap goes to its owner's

@@ -28,10 +28,14 @@ impl OwnedHeap {
         self.new_segment_run(pages, kind)
     }
 
-    /// First fit among this heap's segments of `kind`, the hint first.
+    /// A free run of `pages` pages among this heap's segments of `kind`: runs of at least
+    /// [`config::BEST_FIT_PAGES`] by best fit, shorter ones first fit with the hint first.
     fn fit_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
         let h = self.heap();
         let l = self.local();
+        if pages >= config::BEST_FIT_PAGES {
+            return self.best_fit_run(pages, kind);
+        }
         let hint = l.seg_hint[kind];
         if hint != 0 {
             // SAFETY: `hint - 1` is one of this heap's segments, and we hold the owner's handle.
@@ -54,6 +58,39 @@ impl OwnedHeap {
             s = unsafe { arena::seg_meta(s - 1).get() }.next;
         }
         None
+    }
+
+    /// Best fit among this heap's segments of `kind`: the shortest free run that holds
+    /// `pages` (the first found on ties, an exact fit at once). With first fit, long runs
+    /// (arena-large classes, 20–64 pages) left gaps in 1 MiB segments that no later long run
+    /// fitted, and the heap took new segments beside 2–4 MiB of free pages
+    /// (`tests/py/queue_rss.py`, docs/ab.md).
+    fn best_fit_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+        let h = self.heap();
+        let l = self.local();
+        let mut best: Option<(u32, usize, usize)> = None;
+        let mut s = l.seg_head[kind];
+        while s != 0 {
+            // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle;
+            // the borrow ends with this iteration.
+            let m = unsafe { arena::seg_meta(s - 1).get() };
+            if let Some((start, len)) = m.pages.best_fit(pages) {
+                if best.is_none_or(|(_, _, b)| len < b) {
+                    best = Some((s - 1, start, len));
+                    if len == pages {
+                        break;
+                    }
+                }
+            }
+            s = m.next;
+        }
+        let (idx, start, _) = best?;
+        l.seg_hint[kind] = idx + 1;
+        // SAFETY: segment `idx` is on this heap's list, and we hold the owner's handle; no
+        // other `SegInner` borrow is live.
+        let p = unsafe { take_pages(idx, start, pages) };
+        h.stats.run_bytes_moved(pages << config::PAGE_SHIFT, true);
+        Some(p)
     }
 
     /// A run of `pages` pages in a segment taken from the arena (pooled or fresh).
@@ -202,13 +239,24 @@ impl OwnedHeap {
 /// Segment `idx` belongs to the heap whose owner's handle the caller holds; no other
 /// `SegInner` borrow is live.
 unsafe fn alloc_in(idx: u32, pages: usize) -> Option<*mut u8> {
+    // SAFETY: our segment, not re-entrant (caller contract); the borrow ends here.
+    let start = unsafe { arena::seg_meta(idx).get() }.pages.find_run(pages)?;
+    // SAFETY: as above; `find_run` found `pages` free pages at `start`.
+    Some(unsafe { take_pages(idx, start, pages) })
+}
+
+/// Marks the `pages` free pages at `start` of segment `idx` in use and returns their address.
+///
+/// # Safety
+/// As for [`alloc_in`], and those pages are free.
+unsafe fn take_pages(idx: u32, start: usize, pages: usize) -> *mut u8 {
     // SAFETY: our segment, not re-entrant (caller contract).
     let m = unsafe { arena::seg_meta(idx).get() };
-    let start = m.pages.find_run(pages)?;
+    debug_assert!(start + pages <= PAGES_PER_SEGMENT);
     m.pages.set_range(start, pages);
     // Reused: resident again, nothing to purge.
     m.dirty.clear_range(start, pages);
     m.aged.clear_range(start, pages);
-    // SAFETY: `find_run` returned a run inside the segment, so the offset stays within it.
-    Some(unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) })
+    // SAFETY: the run lies inside the segment (caller contract), so the offset stays within it.
+    unsafe { arena::segment_base(idx).add(start << config::PAGE_SHIFT) }
 }

@@ -76,6 +76,49 @@ impl PageBitmap {
         None
     }
 
+    /// The first clear index at or above `i`, or `BITS`.
+    fn next_clear(&self, mut i: usize) -> usize {
+        while i < BITS {
+            let w = !self.words[i / 64] >> (i % 64);
+            if w != 0 {
+                return (i + w.trailing_zeros() as usize).min(BITS);
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        BITS
+    }
+
+    /// The first set index at or above `i`, or `BITS`.
+    fn next_set(&self, mut i: usize) -> usize {
+        while i < BITS {
+            let w = self.words[i / 64] >> (i % 64);
+            if w != 0 {
+                return (i + w.trailing_zeros() as usize).min(BITS);
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        BITS
+    }
+
+    /// The shortest run of free pages that holds `n` (`1 <= n <= BITS`), the lowest on ties,
+    /// as `(start, length of the free run)`.
+    pub fn best_fit(&self, n: usize) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize)> = None;
+        let mut i = self.next_clear(0);
+        while i < BITS {
+            let end = self.next_set(i);
+            let len = end - i;
+            if len >= n && best.is_none_or(|(_, b)| len < b) {
+                best = Some((i, len));
+                if len == n {
+                    break;
+                }
+            }
+            i = self.next_clear(end);
+        }
+        best
+    }
+
     /// Highest set index at or below `i`, if any (`i < BITS`): the first page of the small
     /// run that holds page `i`, in a map of run starts.
     pub fn prev_set(&self, i: usize) -> Option<usize> {
@@ -180,6 +223,23 @@ mod tests {
             }
             for n in [1, 2, 3, 7, 8, 16, 63, 64, 65, 130, 256] {
                 assert_eq!(m.find_run(n), naive(&m, n), "round {round} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn best_fit_matches_naive() {
+        let mut seed = 0x2545_f491u32;
+        for round in 0..500 {
+            let (m, model) = random(&mut seed, round % 9);
+            let gaps = model_runs(&model, false);
+            for n in [1, 2, 3, 7, 8, 16, 63, 64, 65, 130, 256] {
+                let want = gaps
+                    .iter()
+                    .filter(|&&(_, l)| l >= n)
+                    .min_by_key(|&&(s, l)| (l, s))
+                    .copied();
+                assert_eq!(m.best_fit(n), want, "round {round} n {n}");
             }
         }
     }

@@ -3,8 +3,9 @@ through a bounded queue to 4 threads that only free them. Prints the peak RSS in
 
 A thread that only frees must not hoard what it frees: with medium runs adopted by the freeing
 thread unconditionally this peaked at 1.17 GB, without adoption at 0.45 GB, with a consumer
-keeping a full bin limit of adopted runs per class at 0.12 GB, now at about 0.08 GB, and under
-glibc at 57 MB (tests/preload.rs bounds it)."""
+keeping a full bin limit of adopted runs per class at 0.12 GB, with the runs sent home waiting
+in the producers' inboxes at 0.08 GB, now at about 50 MB, and under glibc at 57 MB
+(tests/preload.rs bounds it)."""
 import queue
 import random
 import resource

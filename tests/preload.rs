@@ -202,14 +202,50 @@ fn memory_return_decay_fast() {
     memory_return_lane(Lane::Fast, "decay");
 }
 
+/// Summary line counting heaps given back at their thread's exit.
+const EXIT_GIVE_BACKS: &str = "heaps given back at their thread's exit (a burst)";
+
+/// Thread churn: peak RSS bounded, and every heap handed back warm (no heap given back at
+/// exit, so no purge per thread).
+fn thread_churn_lane(lane: Lane) {
+    let r = memory_return_run(lane, "churn", 50);
+    let n = stat(&r.stderr, EXIT_GIVE_BACKS);
+    assert_eq!(n, 0, "thread churn gave {n} heaps back at exit:\n{}", r.stderr);
+}
+
 #[test]
 fn thread_churn_rss_scale() {
-    memory_return_lane(Lane::Scale, "churn");
+    thread_churn_lane(Lane::Scale);
 }
 
 #[test]
 fn thread_churn_rss_fast() {
-    memory_return_lane(Lane::Fast, "churn");
+    thread_churn_lane(Lane::Fast);
+}
+
+/// A burst (4 threads x 64 MiB, freed, half cross-thread) comes back by the time the threads
+/// have exited: the default decay interval, no `malloc_trim`, no background thread, and no
+/// call of the main thread in between (issue 19). Each burst heap is given back at its exit.
+fn burst_exit_lane(lane: Lane) {
+    let mut c = preloaded(&cprogs().memory_return, lane);
+    c.arg("burst-exit")
+        .env_remove("HAKOZUNA_DECAY_MS")
+        .env_remove("HAKOZUNA_BACKGROUND")
+        .env("HAKOZUNA_STATS", "1");
+    let r = run(c, Duration::from_secs(120));
+    r.expect_ok().expect_stdout_contains("burst-exit");
+    let n = stat(&r.stderr, EXIT_GIVE_BACKS);
+    assert!(n >= 1, "no heap given back at exit:\n{}", r.stderr);
+}
+
+#[test]
+fn burst_exit_rss_scale() {
+    burst_exit_lane(Lane::Scale);
+}
+
+#[test]
+fn burst_exit_rss_fast() {
+    burst_exit_lane(Lane::Fast);
 }
 
 /// RSS figures `background idle` printed: (before the burst, after it, after idling), KiB.

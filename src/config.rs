@@ -137,8 +137,8 @@ pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
 pub const RELEASED_DECAY_MAX: u32 = 8;
 /// Segments a heap may take from the arena during one owner's tenure and still be handed
 /// back warm at thread exit; a heap that took more (a thread that went through a burst) is
-/// given back at exit as `malloc_trim` gives back a heap, and stays "eager" for a decay
-/// interval (`heap::registry::trim_eager`). 32 MiB: a thread-churn thread of 4 MiB takes
+/// given back at exit as `malloc_trim` gives back a heap, and stays "eager" while later exits
+/// find more to give back (`heap::registry::trim_eager`). 32 MiB: a thread-churn thread of 4 MiB takes
 /// none to a few (issue 19, docs/ab.md).
 pub const EXIT_TRIM_SEGMENTS: u32 = 32;
 /// Eager heaps the registry keeps track of at once; each thread exit re-trims them (bounded

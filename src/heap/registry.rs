@@ -145,7 +145,7 @@ struct Registry {
     free_tail: *mut Heap,
     next_id: u32,
     /// Eager heaps ([`trim_eager`]) by id + 1 (0: a free slot): released, given back at their
-    /// thread's exit, less than an interval ago.
+    /// thread's exit, and still receiving what other threads free into them.
     eager: [u32; EAGER_MAX],
 }
 
@@ -245,7 +245,7 @@ fn claim_below(limit: usize) -> Option<OwnedHeap> {
 
 /// Returns a heap to the registry (thread exit), consuming the owner's handle; `eager` when
 /// its retirement gave it back (a burst heap, `OwnedHeap::retire`): [`trim_eager`] then
-/// trims it again at each thread exit for an interval.
+/// trims it again at each thread exit while it has something to give back.
 pub fn release(owned: OwnedHeap, eager: bool) {
     let now = os::now_ms();
     let hp = owned.heap;
@@ -289,11 +289,14 @@ pub fn release(owned: OwnedHeap, eager: bool) {
 /// Eager heaps: a burst heap given back at its thread's exit (`OwnedHeap::retire`) may still
 /// receive what other threads free into it, typically the rest of the burst, which the
 /// threads that freed it flush when they exit in turn. Each thread exit, after its own
-/// release, runs this pass: every heap released eager less than an interval ago is trimmed
-/// again as at its exit (`OwnedHeap::trim`; a heap whose lists did not change is not swept
-/// again), twice over for the objects one heap's sweep sends to another, so the last
-/// thread to exit leaves no burst behind, without waiting for a decay pass that no thread may
-/// run. Bounded: at most [`EAGER_MAX`] heaps, two rounds. Then the arena's pool keeps
+/// release, runs this pass: every eager heap is trimmed again as at its exit
+/// (`OwnedHeap::trim`; a heap whose lists did not change is not swept again), twice over for
+/// the objects one heap's sweep sends to another, so the last thread to exit leaves no burst
+/// behind, without waiting for a decay pass that no thread may run. A heap stops being eager
+/// when a pass at least an interval after its release found nothing to give back (a window of
+/// one interval alone lost heaps whose feeders exited later, on a loaded machine), when it is
+/// claimed, or when a newer one takes its slot. Bounded: at most [`EAGER_MAX`] heaps, two
+/// rounds. Then the arena's pool keeps
 /// [`config::EXIT_POOL_WARM_SEGMENTS`] resident segments and purges the rest (what the burst
 /// threads' own frees emptied while they ran). A no-op, one load, while no heap is eager.
 pub fn trim_eager() {
@@ -308,22 +311,9 @@ pub fn trim_eager() {
     }
     {
         let mut r = REG.lock();
-        let mut any = false;
-        for e in r.eager.iter_mut() {
-            if *e == 0 {
-                continue;
-            }
-            // SAFETY: an eager heap is released and queued; we hold the registry lock.
-            let at = unsafe { link(NonNull::from(get(*e - 1))) }.released_ms;
-            if now.saturating_sub(at) >= interval {
-                *e = 0;
-            } else {
-                any = true;
-            }
-        }
-        EAGER_ANY.store(any, Relaxed);
+        let mut gave = [false; EAGER_MAX];
         for _ in 0..2 {
-            for &e in r.eager.iter() {
+            for (i, &e) in r.eager.iter().enumerate() {
                 if e == 0 {
                     continue;
                 }
@@ -332,11 +322,26 @@ pub fn trim_eager() {
                 // and then holds its busy lock or has not taken it yet: the borrow is either
                 // refused or excludes it.
                 let Some(mut lent) = (unsafe { Lent::try_new(NonNull::from(get(e - 1))) }) else {
+                    gave[i] = true;
                     continue;
                 };
-                lent.trim(false);
+                gave[i] |= lent.trim(false) > 0;
             }
         }
+        let mut any = false;
+        for (i, e) in r.eager.iter_mut().enumerate() {
+            if *e == 0 {
+                continue;
+            }
+            // SAFETY: an eager heap is released and queued; we hold the registry lock.
+            let at = unsafe { link(NonNull::from(get(*e - 1))) }.released_ms;
+            if !gave[i] && now.saturating_sub(at) >= interval {
+                *e = 0;
+            } else {
+                any = true;
+            }
+        }
+        EAGER_ANY.store(any, Relaxed);
     }
     let bytes = crate::page::arena::purge_pool_beyond(config::EXIT_POOL_WARM_SEGMENTS);
     if bytes > 0 {

@@ -142,6 +142,18 @@ pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
 pub const BEST_FIT_PAGES: usize = 16;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).
 pub const RELEASED_DECAY_MAX: u32 = 8;
+/// Segments a heap may take from the arena during one owner's tenure and still be handed
+/// back warm at thread exit; a heap that took more (a thread that went through a burst) is
+/// given back at exit as `malloc_trim` gives back a heap, and stays "eager" while later exits
+/// find more to give back (`heap::registry::trim_eager`). 32 MiB: a thread-churn thread of 4 MiB takes
+/// none to a few (issue 19, docs/ab.md).
+pub const EXIT_TRIM_SEGMENTS: u32 = 32;
+/// Eager heaps the registry keeps track of at once; each thread exit re-trims them (bounded
+/// work per exit), the oldest giving its place to a newer one.
+pub const EAGER_MAX: usize = 8;
+/// Resident segments the arena's pool keeps warm when a burst is given back at thread exit;
+/// the rest are purged at once rather than an interval later.
+pub const EXIT_POOL_WARM_SEGMENTS: usize = 2;
 
 /// Bytes the large cache (all shards together) may always hold; it may hold more while large
 /// blocks are in use: see the next two.

@@ -84,6 +84,7 @@ events! {
     SmallRunsReturned / small_runs_returned = "small page runs returned to their segments",
     PoolSentHome / shared_pool_sent_home = "shared-pool objects sent home (class idle for an interval)",
     IdleHeapsDecayed / idle_heaps_decayed = "heaps of idle live threads given back by another thread's decay pass",
+    ExitGiveBacks / exit_give_backs = "heaps given back at their thread's exit (a burst)",
     RunsReturned / medium_runs_returned = "medium runs returned to segments",
     SegmentsTaken / segments_taken = "segments taken (fresh or purged)",
     SegmentsReused / segments_reused = "segments reused resident from the pool",

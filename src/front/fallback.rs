@@ -65,9 +65,9 @@ fn claim() -> Option<*mut ThreadCache> {
     let mut h = registry::claim_fallback()?;
     let Some(c) = tcache::cache_of(h.heap().id) else {
         h.enter();
-        h.retire();
+        let given_back = h.retire();
         h.leave();
-        registry::release(h);
+        registry::release(h, given_back);
         return None;
     };
     // SAFETY: `c` is the cache of the heap we now own, not referenced by anyone (a released

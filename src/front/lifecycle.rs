@@ -245,8 +245,8 @@ fn claim_worth_trying() -> bool {
         || os::now_ms().saturating_sub(FAILED_MS.load(Relaxed)) >= RETRY_MS
 }
 
-fn release(h: crate::heap::OwnedHeap) {
-    registry::release(h);
+fn release(h: crate::heap::OwnedHeap, given_back: bool) {
+    registry::release(h, given_back);
     RELEASES.fetch_add(1, Relaxed);
 }
 
@@ -275,9 +275,9 @@ fn take_cache(tp: usize, pid: u32) -> Option<*mut ThreadCache> {
     let Some(c) = tcache::cache_of(id) else {
         // No memory for a cache: give the heap back as a retiring thread would.
         h.enter();
-        h.retire();
+        let given_back = h.retire();
         h.leave();
-        release(h);
+        release(h, given_back);
         FAILED_MS.store(os::now_ms(), Relaxed);
         FAILED_AT.store(RELEASES.load(Relaxed), Relaxed);
         return None;
@@ -369,11 +369,12 @@ unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
         return;
     }
     // SAFETY: as above: our own ACTIVE cache.
-    if let Some(h) = unsafe { (*tc).retire() } {
+    if let Some((h, given_back)) = unsafe { (*tc).retire() } {
         // SAFETY: DEAD is a stand-in; nothing on this thread uses the retired cache again.
         unsafe { tls::set(tls::dead()) };
         orphans::forget(os::thread_pointer());
-        release(h);
+        release(h, given_back);
+        registry::trim_eager();
         registry::decay_released();
     }
 }

@@ -675,9 +675,9 @@ impl ThreadCache {
     /// The cache's part of thread exit: flush the remote buffer, return every bin to the
     /// heap, retire the heap and hand back its handle (`lifecycle` releases it, with this
     /// cache, after pointing the thread at `tls::DEAD`: later frees on this thread take the
-    /// shared path, later mallocs are served by the fallback cache). `None` when the cache was not
-    /// ACTIVE.
-    pub(super) fn retire(&mut self) -> Option<OwnedHeap> {
+    /// shared path, later mallocs are served by the fallback cache), with whether the heap was
+    /// given back at exit (`OwnedHeap::retire`). `None` when the cache was not ACTIVE.
+    pub(super) fn retire(&mut self) -> Option<(OwnedHeap, bool)> {
         if self.state != ACTIVE {
             return None;
         }
@@ -705,10 +705,10 @@ impl ThreadCache {
             // detached above.
             unsafe { h.take_back(bin, l) };
         }
-        h.retire();
+        let given_back = h.retire();
         h.leave();
         self.state = DEAD;
-        Some(h)
+        Some((h, given_back))
     }
 
     /// The id of the heap an ACTIVE cache holds.

@@ -190,12 +190,32 @@ impl OwnedHeap {
     /// Thread exit: moves the spill into the central lists (hz3 flushes it at thread exit),
     /// absorbs the medium inboxes and central intakes, shrinks the medium central lists to
     /// [`config::MEDIUM_RETIRE_BYTES`] together and sends adopted runs home; surplus own runs go
-    /// back to their segments, and empty segments to the arena's pool. Nothing is purged: the next
-    /// thread to claim the heap reuses it warm, and decay purges what stays unused
-    /// (`registry::decay_released`). The owner stashes and transfer caches stay as they are:
-    /// they are the heap's, and the next owner pops them in the usual order (moving them cost
-    /// a walk over every cold object at each thread exit).
-    pub fn retire(&mut self) {
+    /// back to their segments, and empty segments to the arena's pool. The owner stashes and
+    /// transfer caches stay as they are: they are the heap's, and the next owner pops them in
+    /// the usual order (moving them cost a walk over every cold object at each thread exit).
+    ///
+    /// A heap whose owner took at most [`config::EXIT_TRIM_SEGMENTS`] segments is handed back
+    /// warm: nothing is swept or purged, the next thread to claim it reuses it, and decay
+    /// purges what stays unused (`registry::decay_released`), so thread churn makes no
+    /// `madvise` call. A heap that took more went through a burst that a short-lived thread
+    /// does not: it is given back at once as `malloc_trim` gives back a heap ([`trim`], after
+    /// the shared pool's chains went home), since nothing may run decay for it later (a
+    /// process whose threads exited may only hit its thread caches). Returns whether it was:
+    /// the registry then keeps the heap eager for an interval.
+    ///
+    /// [`trim`]: Self::trim
+    pub fn retire(&mut self) -> bool {
+        let burst = self.local().segs_taken > config::EXIT_TRIM_SEGMENTS;
+        self.local().segs_taken = 0;
+        if burst {
+            self.heap().stats.add(Ev::ExitGiveBacks, 1);
+            // Chains the burst parked in the shared pool pin their runs: home first.
+            if config::SHARED_POOL {
+                super::pool::send_all_home(&self.heap().stats);
+            }
+            self.trim(true);
+            return true;
+        }
         self.drain_queues();
         self.shrink_medium_for_exit();
         for bin in 0..SMALL_BINS {
@@ -203,6 +223,7 @@ impl OwnedHeap {
         }
         // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
         self.release_empty_segments(true);
+        false
     }
 }
 

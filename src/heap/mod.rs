@@ -93,6 +93,11 @@ struct HeapLocal {
     /// Objects the central lists held after the last full sweep: a released heap whose
     /// lists have not changed since is not swept again.
     swept_total: u64,
+    /// Segments taken from the arena (fresh or pooled) since the owner claimed the heap: at
+    /// thread exit, more than [`config::EXIT_TRIM_SEGMENTS`] has the heap given back at once.
+    ///
+    /// [`config::EXIT_TRIM_SEGMENTS`]: crate::config::EXIT_TRIM_SEGMENTS
+    segs_taken: u32,
     /// Set while a trim runs: segments emptied meanwhile wait for its purge and then go to
     /// the arena's pool purged, rather than resident (which would keep them an interval).
     trimming: bool,

@@ -3,7 +3,7 @@
 //! released heaps (design.md §10), and the registry's share of the fork lock.
 
 use super::{pool, Heap, HeapLocal};
-use crate::config::{self, RELEASED_DECAY_MAX};
+use crate::config::{self, EAGER_MAX, RELEASED_DECAY_MAX};
 use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::sync::{self, SpinLock};
 use crate::sys::{options, os};
@@ -144,6 +144,9 @@ struct Registry {
     free: *mut Heap,
     free_tail: *mut Heap,
     next_id: u32,
+    /// Eager heaps ([`trim_eager`]) by id + 1 (0: a free slot): released, given back at their
+    /// thread's exit, and still receiving what other threads free into them.
+    eager: [u32; EAGER_MAX],
 }
 
 // SAFETY: the raw pointer names a 'static heap; the registry lock serialises access.
@@ -153,7 +156,13 @@ static REG: SpinLock<Registry> = SpinLock::new(Registry {
     free: null_mut(),
     free_tail: null_mut(),
     next_id: 0,
+    eager: [0; EAGER_MAX],
 });
+
+/// Whether a slot of `Registry::eager` may be taken: set by [`release`], cleared by a
+/// [`trim_eager`] pass that found every slot free. Written under the registry lock; read
+/// without it, so a thread exit with no eager heap costs one load. Relaxed: a hint.
+static EAGER_ANY: AtomicBool = AtomicBool::new(false);
 
 /// Clock (ms) of the last [`decay_released`] pass.
 static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
@@ -200,6 +209,14 @@ fn claim_below(limit: usize) -> Option<OwnedHeap> {
             }
             h.as_ref().stats.add(Ev::HeapsAdopted, 1);
         }
+        // An owned heap is not eager: its owner runs its slow paths.
+        // SAFETY: heaps are 'static.
+        let id = unsafe { h.as_ref() }.id + 1;
+        for e in r.eager.iter_mut() {
+            if *e == id {
+                *e = 0;
+            }
+        }
         // Taken off the queue under the lock: nobody else holds a handle on it.
         return Some(OwnedHeap { heap: h });
     }
@@ -226,8 +243,10 @@ fn claim_below(limit: usize) -> Option<OwnedHeap> {
     })
 }
 
-/// Returns a heap to the registry (thread exit), consuming the owner's handle.
-pub fn release(owned: OwnedHeap) {
+/// Returns a heap to the registry (thread exit), consuming the owner's handle; `eager` when
+/// its retirement gave it back (a burst heap, `OwnedHeap::retire`): [`trim_eager`] then
+/// trims it again at each thread exit while it has something to give back.
+pub fn release(owned: OwnedHeap, eager: bool) {
     let now = os::now_ms();
     let hp = owned.heap;
     let mut r = REG.lock();
@@ -244,6 +263,90 @@ pub fn release(owned: OwnedHeap) {
     }
     r.free_tail = hp.as_ptr();
     PENDING.store(true, Relaxed);
+    if eager {
+        // A free slot, else the one of the longest-released heap (which loses its eagerness:
+        // released-heap decay takes it in its turn).
+        let mut pick = 0;
+        let mut oldest = u64::MAX;
+        for (i, &e) in r.eager.iter().enumerate() {
+            if e == 0 {
+                pick = i;
+                break;
+            }
+            // SAFETY: an eager heap is released and queued; we hold the registry lock.
+            let at = unsafe { link(NonNull::from(get(e - 1))) }.released_ms;
+            if at < oldest {
+                oldest = at;
+                pick = i;
+            }
+        }
+        // SAFETY: heaps are 'static; `id` is the heap's.
+        r.eager[pick] = unsafe { hp.as_ref() }.id + 1;
+        EAGER_ANY.store(true, Relaxed);
+    }
+}
+
+/// Eager heaps: a burst heap given back at its thread's exit (`OwnedHeap::retire`) may still
+/// receive what other threads free into it, typically the rest of the burst, which the
+/// threads that freed it flush when they exit in turn. Each thread exit, after its own
+/// release, runs this pass: every eager heap is trimmed again as at its exit
+/// (`OwnedHeap::trim`; a heap whose lists did not change is not swept again), twice over for
+/// the objects one heap's sweep sends to another, so the last thread to exit leaves no burst
+/// behind, without waiting for a decay pass that no thread may run. A heap stops being eager
+/// when a pass at least an interval after its release found nothing to give back (a window of
+/// one interval alone lost heaps whose feeders exited later, on a loaded machine), when it is
+/// claimed, or when a newer one takes its slot. Bounded: at most [`EAGER_MAX`] heaps, two
+/// rounds. Then the arena's pool keeps
+/// [`config::EXIT_POOL_WARM_SEGMENTS`] resident segments and purges the rest (what the burst
+/// threads' own frees emptied while they ran). A no-op, one load, while no heap is eager.
+pub fn trim_eager() {
+    if !EAGER_ANY.load(Relaxed) {
+        return;
+    }
+    let now = os::now_ms();
+    let interval = options::decay_ms();
+    // What the exited threads' remote frees parked there since pins their runs.
+    if config::SHARED_POOL {
+        pool::send_all_home(&GLOBAL);
+    }
+    {
+        let mut r = REG.lock();
+        let mut gave = [false; EAGER_MAX];
+        for _ in 0..2 {
+            for (i, &e) in r.eager.iter().enumerate() {
+                if e == 0 {
+                    continue;
+                }
+                // SAFETY: a released heap, unclaimable while we hold the registry lock (a
+                // claim clears its slot under the lock); `trim_released` may hold it detached,
+                // and then holds its busy lock or has not taken it yet: the borrow is either
+                // refused or excludes it.
+                let Some(mut lent) = (unsafe { Lent::try_new(NonNull::from(get(e - 1))) }) else {
+                    gave[i] = true;
+                    continue;
+                };
+                gave[i] |= lent.trim(false) > 0;
+            }
+        }
+        let mut any = false;
+        for (i, e) in r.eager.iter_mut().enumerate() {
+            if *e == 0 {
+                continue;
+            }
+            // SAFETY: an eager heap is released and queued; we hold the registry lock.
+            let at = unsafe { link(NonNull::from(get(*e - 1))) }.released_ms;
+            if !gave[i] && now.saturating_sub(at) >= interval {
+                *e = 0;
+            } else {
+                any = true;
+            }
+        }
+        EAGER_ANY.store(any, Relaxed);
+    }
+    let bytes = crate::page::arena::purge_pool_beyond(config::EXIT_POOL_WARM_SEGMENTS);
+    if bytes > 0 {
+        GLOBAL.add_shared(Ev::BytesPurged, bytes as u64);
+    }
 }
 
 /// Decay of released heaps, which have no thread to run it (design.md §10): from any thread's

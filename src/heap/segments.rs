@@ -99,6 +99,7 @@ impl OwnedHeap {
         let l = self.local();
         let t = arena::take_segment()?;
         let idx = t.idx;
+        l.segs_taken = l.segs_taken.saturating_add(1);
         h.stats.add(
             if t.resident {
                 Ev::SegmentsReused

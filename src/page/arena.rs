@@ -414,6 +414,30 @@ pub fn purge_pool() -> usize {
     purge_list(resident)
 }
 
+/// Purges the pool's resident segments but the `keep` most recently given back (a burst
+/// given back at thread exit, `heap::registry::trim_eager`). Returns bytes purged.
+pub fn purge_pool_beyond(keep: usize) -> usize {
+    let old = {
+        let mut p = POOL.lock();
+        let mut link = &mut p.resident;
+        let mut n = 0;
+        loop {
+            let s = *link;
+            if s == 0 {
+                break 0;
+            }
+            if n == keep {
+                *link = 0;
+                break s;
+            }
+            n += 1;
+            // SAFETY: a pooled segment, and we hold the pool lock.
+            link = &mut unsafe { seg_meta(s - 1).get() }.next;
+        }
+    };
+    purge_list(old)
+}
+
 /// Whether resident segments wait in the pool (for their decay).
 pub fn pool_has_resident() -> bool {
     POOLED_RESIDENT.load(Relaxed) > 0

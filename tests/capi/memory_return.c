@@ -16,12 +16,19 @@
  *   memory_return small-idle    the same burst, then no trim: past the decay interval, one
  *                         slow-path malloc on the main thread must give the released heaps
  *                         back.
+ *   memory_return burst-exit    4 threads allocate 64 MiB each of mixed sizes (16 B – 256 KiB),
+ *                         free them all (half on another thread) and exit; with the default
+ *                         decay interval, no malloc_trim and no background thread, RSS right
+ *                         after the joins must be back near the start: a heap that went
+ *                         through a burst is given back at its thread's exit, and what the
+ *                         later threads flush into it at theirs is taken by the exits after.
  *   memory_return sweep-stress  correctness while sweeps run constantly (HAKOZUNA_DECAY_MS=0):
  *                         threads of several generations allocate, fill, hand over, verify and
  *                         free small blocks while one of them trims; calloc reads zero; once
  *                         all have exited, malloc_trim(0) returns what they used.
  * Prints one line per figure and exits 0 when the check holds, 1 otherwise. RSS is read from
  * /proc/self/statm (resident pages) and /proc/self/status (VmHWM); no timing is checked. */
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -347,6 +354,106 @@ static int small_idle_mode(void) {
     return check_small("small-idle", base, before, after);
 }
 
+/* burst-exit: the burst of bench/src/benches/burst_idle.rs, smaller. */
+#define BE_THREADS 4
+#define BE_BYTES (64L << 20) /* per thread */
+#define BE_MAX_OBJS (1L << 17)
+/* What may stay: each heap's warm remainder (1 MiB of medium runs, small objects of partly
+ * used runs), a few pooled segments and large-cache blocks, the main thread's own state.
+ * Measured about 6 MiB; 256 MiB when the heaps waited for decay (before issue 19). */
+#define BE_SLACK_KIB (32L << 10)
+
+static char **be_objs[BE_THREADS];
+static long be_n[BE_THREADS];
+static pthread_barrier_t be_barrier;
+
+/* RSS without calling the allocator (fopen would), so no slow path of the main thread runs
+ * between the joins and the reading. */
+static long rss_kib_raw(void) {
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    long size = 0, res = 0;
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (n <= 0 || (buf[n] = 0, sscanf(buf, "%ld %ld", &size, &res) != 2)) {
+        perror("statm");
+        exit(2);
+    }
+    close(fd);
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Sizes as burst-idle draws them: 850 in 1000 of 16-256 B, 120 of 257 B-2 KiB, 26 of
+ * 2-32 KiB, 4 of 32-256 KiB. */
+static size_t be_size(unsigned *s) {
+    *s = *s * 1664525u + 1013904223u;
+    unsigned r = *s >> 8, pm = (r >> 14) % 1000;
+    if (pm < 850)
+        return 16 + r % 241;
+    if (pm < 970)
+        return 257 + r % 1792;
+    if (pm < 996)
+        return 2049 + r % 30720;
+    return 32769 + r % 229376;
+}
+
+static void *burst_exit_worker(void *arg) {
+    long t = (long)arg;
+    char **p = be_objs[t];
+    unsigned s = 0x51ed270bu * (unsigned)(t + 1);
+    long bytes = 0, n = 0;
+    while (bytes < BE_BYTES && n < BE_MAX_OBJS) {
+        size_t size = be_size(&s);
+        p[n] = malloc(size);
+        if (!p[n]) {
+            fprintf(stderr, "malloc failed\n");
+            exit(2);
+        }
+        memset(p[n], (int)t + 1, size);
+        bytes += size;
+        n++;
+    }
+    be_n[t] = n;
+    pthread_barrier_wait(&be_barrier);
+    long prev = (t + BE_THREADS - 1) % BE_THREADS;
+    for (long i = 0; i < n; i += 2)
+        free(p[i]);
+    for (long i = 1; i < be_n[prev]; i += 2)
+        free(be_objs[prev][i]);
+    return NULL;
+}
+
+static int burst_exit_mode(void) {
+    pthread_t th[BE_THREADS];
+    size_t len = BE_MAX_OBJS * sizeof(char *);
+    run_thread(small_work, NULL);
+    sink = malloc(64);
+    free(sink);
+    pthread_barrier_init(&be_barrier, NULL, BE_THREADS);
+    for (long t = 0; t < BE_THREADS; t++) {
+        be_objs[t] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (be_objs[t] == MAP_FAILED) {
+            perror("mmap");
+            exit(2);
+        }
+    }
+    long base = rss_kib_raw();
+    for (long t = 0; t < BE_THREADS; t++)
+        if (pthread_create(&th[t], NULL, burst_exit_worker, (void *)t) != 0) {
+            perror("pthread_create");
+            exit(2);
+        }
+    for (int t = 0; t < BE_THREADS; t++)
+        pthread_join(th[t], NULL);
+    long after = rss_kib_raw();
+    for (int t = 0; t < BE_THREADS; t++)
+        munmap(be_objs[t], len);
+    pthread_barrier_destroy(&be_barrier);
+    printf("burst-exit: %d threads x %ld MiB, rss at start %ld KiB, after the threads exited "
+           "%ld KiB (bound: start + %ld KiB)\n",
+           BE_THREADS, BE_BYTES >> 20, base, after, BE_SLACK_KIB);
+    return after - base <= BE_SLACK_KIB ? 0 : 1;
+}
+
 /* sweep-stress: ST_SLOTS threads at a time, each slot restarted ST_GENS times (so heaps are
  * released and decayed while the other slots run), each thread doing ST_ITERS operations on a
  * table of ST_LIVE blocks; about half of the blocks are freed by another thread, through a
@@ -627,7 +734,9 @@ static int sweep_stress_mode(void) {
 
 int main(int argc, char **argv) {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s trim|decay|churn|small-trim|small-main-frees|small-idle|sweep-stress\n",
+        fprintf(stderr,
+                "usage: %s trim|decay|churn|small-trim|small-main-frees|small-idle|burst-exit|"
+                "sweep-stress\n",
                 argv[0]);
         return 2;
     }
@@ -643,6 +752,8 @@ int main(int argc, char **argv) {
         return small_main_frees_mode();
     if (!strcmp(argv[1], "small-idle"))
         return small_idle_mode();
+    if (!strcmp(argv[1], "burst-exit"))
+        return burst_exit_mode();
     if (!strcmp(argv[1], "sweep-stress"))
         return sweep_stress_mode();
     fprintf(stderr, "unknown mode %s\n", argv[1]);

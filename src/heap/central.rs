@@ -74,6 +74,14 @@ impl OwnedHeap {
             unsafe { central.push_chain(c) };
             return;
         }
+        let mut c = c;
+        if config::MEDIUM_POOL
+            && self.local().medium[bin - SMALL_BINS].count + c.n > sc::bin_limit(bin)
+        {
+            // Past one bin limit, other heaps' runs go to the shared pool (or home), not here.
+            // SAFETY: `c` is a detached chain of free runs of medium `bin` (caller contract).
+            c = unsafe { self.park_foreign(bin, c) };
+        }
         let central = &mut self.local().medium[bin - SMALL_BINS];
         // SAFETY: `c` holds free runs of `bin` (caller contract).
         unsafe { central.push_chain(c) };

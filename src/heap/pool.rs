@@ -24,16 +24,16 @@ use super::send::send_home;
 use crate::config::SHARED_POOL_SLOTS;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::transfer_cache::TransferCache;
-use crate::page::size_class::SMALL_BINS;
+use crate::page::size_class::NUM_BINS;
 use crate::stats::{Counters, Ev};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
 #[repr(C)]
 pub struct SharedPool {
-    classes: [TransferCache<SHARED_POOL_SLOTS>; SMALL_BINS],
+    classes: [TransferCache<SHARED_POOL_SLOTS>; NUM_BINS],
     /// Clock (ms) of the last take of a chain of the class.
-    taken_ms: [AtomicU64; SMALL_BINS],
+    taken_ms: [AtomicU64; NUM_BINS],
 }
 
 static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
@@ -111,7 +111,7 @@ pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
     }
     let Some(pool) = get() else { return 0 };
     let mut sent = 0;
-    for bin in 0..SMALL_BINS {
+    for bin in 0..NUM_BINS {
         if now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) >= interval_ms {
             sent += drain_class(pool, bin, stats);
         }
@@ -122,7 +122,7 @@ pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
 /// Sends every parked chain home (`malloc_trim`). Returns objects sent.
 pub fn send_all_home(stats: &Counters) -> u64 {
     let Some(pool) = get() else { return 0 };
-    (0..SMALL_BINS)
+    (0..NUM_BINS)
         .map(|bin| drain_class(pool, bin, stats))
         .sum()
 }

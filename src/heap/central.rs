@@ -1,8 +1,10 @@
 //! Central lists (design.md §7): a heap's owner-only store of free objects per bin, fed by its
 //! thread's bin overflows and drained remote queues, and drawn on by refills. A small class
 //! keeps [`SHARED_KEEP`] bin limits and parks the surplus in the shared pool; a medium class
-//! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments.
+//! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments; past one bin
+//! limit it keeps no other heap's runs ([`MEDIUM_POOL`]: they go to the shared pool).
 //!
+//! [`MEDIUM_POOL`]: config::MEDIUM_POOL
 //! [`SHARED_KEEP`]: config::SHARED_KEEP
 //! [`MEDIUM_CENTRAL_BYTES`]: config::MEDIUM_CENTRAL_BYTES
 

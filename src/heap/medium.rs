@@ -1,6 +1,7 @@
-//! Medium runs (design.md §7): refills from the inbox, central and new runs, and the way runs
-//! leave a heap: back to their segments, or, when adopted from another heap, home to their
-//! owner's inbox (only the owner touches a segment's bitmap).
+//! Medium runs (design.md §7): refills from the inbox, central, the shared pool and new runs,
+//! and the way runs leave a heap: back to their segments, or, when adopted from another heap,
+//! to the shared pool or home to their owner's inbox (only the owner touches a segment's
+//! bitmap).
 
 use super::send::send_one;
 use super::{pool, OwnedHeap, RUN_SEGS};
@@ -11,7 +12,8 @@ use crate::page::{arena, page_tag};
 use crate::stats::Ev;
 
 impl OwnedHeap {
-    /// Medium refill: inbox (whole), then up to `want` runs from central, else `carve` new runs.
+    /// Medium refill: inbox (whole), then up to `want` runs from central, else a chain from the
+    /// shared pool (other heaps' runs), else `carve` new runs.
     pub fn refill_medium(&mut self, bin: usize, want: u32, carve: u32) -> LocalList {
         let h = self.heap();
         let mi = bin - SMALL_BINS;

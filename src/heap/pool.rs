@@ -1,15 +1,20 @@
-//! The shared pool: per small class, whole chains of free objects that any heap may take
-//! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a class;
-//! a chain that would take it past that is parked here instead, and a refill that finds the
-//! heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
-//! before it carves a new page.
+//! The shared pool: per class, whole chains of free objects that any heap may take
+//! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a small
+//! class; a chain that would take it past that is parked here instead, and a refill that finds
+//! the heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
+//! before it carves a new page. With `medium-adopt`, a medium central list past one bin limit
+//! parks its adopted runs (other heaps') here too, and a medium refill takes from here before
+//! it carves new runs (`medium`).
 //!
 //! Why: a heap's central list is reachable only by its owner. With many threads per CPU the
 //! owners that hold free memory are mostly descheduled while the running threads carve fresh
 //! pages; at 16 threads per CPU the central lists held up to 150 MiB of free objects at the
-//! moments other threads carved (docs/ab.md). Objects keep their owner's tag: a small object
+//! moments other threads carved (docs/ab.md). Medium runs freed for other heaps stayed with
+//! the freeing heap, which never gave them back while the others carved (cross-churn: up to
+//! 260 MiB in one heap). Objects keep their owner's tag: a small object
 //! is a free object of its class wherever it is kept (small pages never go back to their
-//! segment), and a later free of it follows its tag as any remote free does.
+//! segment), a medium run goes back to its segment only through its owner, and a later free
+//! of either follows its tag as any remote free does.
 //!
 //! The slots are a [`TransferCache`] per class: a park is one CAS on an empty slot, a take is
 //! one swap, so takers need no lock and cannot see a chain twice.
@@ -71,8 +76,8 @@ fn get() -> Option<&'static SharedPool> {
 /// Parks `c` for any heap to take; gives it back when the class's slots are all taken.
 ///
 /// # Safety
-/// `c` is a well-formed, non-empty, null-terminated chain of free objects of small `bin` that
-/// the caller owns.
+/// `c` is a well-formed, non-empty, null-terminated chain of free objects of `bin` that the
+/// caller owns (of a medium `bin`: whole free runs, each first page tagged with its owner).
 pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
     match get() {
         // SAFETY: as the caller contract.
@@ -81,7 +86,7 @@ pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
     }
 }
 
-/// Takes one parked chain of small `bin`, or an empty list.
+/// Takes one parked chain of `bin`, or an empty list.
 pub fn take(bin: usize) -> LocalList {
     match get() {
         Some(pool) => {
@@ -135,8 +140,8 @@ fn drain_class(pool: &SharedPool, bin: usize, stats: &Counters) -> u64 {
             break;
         }
         sent += got.count as u64;
-        // SAFETY: the swap made the chain ours: null-terminated free objects of small `bin`,
-        // each in a page tagged with its owner.
+        // SAFETY: the swap made the chain ours: null-terminated free objects of `bin`, each in
+        // a page tagged with its owner.
         unsafe { send_home(bin, got.head, stats, true) };
     }
     if sent > 0 {

@@ -31,7 +31,7 @@ cargo test --release --workspace
 # default build above untouched.
 combo() {
     step "engine tests with features: $1"
-    CARGO_TARGET_DIR=target/combos cargo test --release -p hakozuna --no-default-features --features "$1" --lib --test stress --test stash_steal --test shared_pool
+    CARGO_TARGET_DIR=target/combos cargo test --release -p hakozuna --no-default-features --features "$1" --lib --test stress --test stash_steal --test shared_pool --test medium_pool
 }
 combo "fast-defaults"
 combo "secure-defaults"                                                                            # hardened lane: the stress suite through its checks

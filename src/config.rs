@@ -49,6 +49,10 @@ pub const ADOPT_CENTRAL_MAX: u32 = 4;
 /// every heap refills from before carving a new page (`heap::pool`; an extension beyond
 /// hz3, design.md §7).
 pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
+/// With `medium-adopt` and `shared-pool`: a medium central list past one bin limit of its
+/// class parks other heaps' runs in the shared pool (or sends them home when its slots are
+/// full) instead of keeping them, and a medium refill takes from the pool before it carves.
+pub const MEDIUM_POOL: bool = MEDIUM_ADOPT && SHARED_POOL;
 /// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
 pub const SHARED_KEEP: u32 = 1;
 /// `shared-pool`: chains parked per small class. With shed chains of half a bin limit this is

@@ -1,8 +1,10 @@
 //! Central lists (design.md §7): a heap's owner-only store of free objects per bin, fed by its
 //! thread's bin overflows and drained remote queues, and drawn on by refills. A small class
 //! keeps [`SHARED_KEEP`] bin limits and parks the surplus in the shared pool; a medium class
-//! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments.
+//! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments; past one bin
+//! limit it keeps no other heap's runs ([`MEDIUM_POOL`]: they go to the shared pool).
 //!
+//! [`MEDIUM_POOL`]: config::MEDIUM_POOL
 //! [`SHARED_KEEP`]: config::SHARED_KEEP
 //! [`MEDIUM_CENTRAL_BYTES`]: config::MEDIUM_CENTRAL_BYTES
 
@@ -73,6 +75,14 @@ impl OwnedHeap {
             // SAFETY: `c` holds free objects of `bin` (caller contract).
             unsafe { central.push_chain(c) };
             return;
+        }
+        let mut c = c;
+        if config::MEDIUM_POOL
+            && self.local().medium[bin - SMALL_BINS].count + c.n > sc::bin_limit(bin)
+        {
+            // Past one bin limit, other heaps' runs go to the shared pool (or home), not here.
+            // SAFETY: `c` is a detached chain of free runs of medium `bin` (caller contract).
+            c = unsafe { self.park_foreign(bin, c) };
         }
         let central = &mut self.local().medium[bin - SMALL_BINS];
         // SAFETY: `c` holds free runs of `bin` (caller contract).

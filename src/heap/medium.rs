@@ -1,11 +1,12 @@
-//! Medium runs (design.md §7): refills from the inbox, central and new runs, and the way runs
-//! leave a heap: back to their segments, or, when adopted from another heap, home to their
-//! owner's inbox (only the owner touches a segment's bitmap).
+//! Medium runs (design.md §7): refills from the inbox, central, the shared pool and new runs,
+//! and the way runs leave a heap: back to their segments, or, when adopted from another heap,
+//! to the shared pool or home to their owner's inbox (only the owner touches a segment's
+//! bitmap).
 
 use super::send::send_one;
-use super::{registry, OwnedHeap, RUN_SEGS};
+use super::{pool, registry, OwnedHeap, RUN_SEGS};
 use crate::config;
-use crate::ds::list::{Chain, LocalList};
+use crate::ds::list::{set_next, Chain, LocalList};
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
 use crate::stats::Ev;
@@ -13,8 +14,9 @@ use crate::stats::Ev;
 impl OwnedHeap {
     /// Medium refill: this class's inbox (whole; if it held runs, the other classes' inboxes
     /// go back to the segments, [`return_inboxes`](Self::return_inboxes)), then up to `want`
-    /// runs from central, else (the other inboxes back to the segments first) from another
-    /// heap's inbox ([`steal_inbox`](Self::steal_inbox)), else `carve` new runs.
+    /// runs from central, else a chain from the shared pool (other heaps' runs), else (the
+    /// other inboxes back to the segments first) from another heap's inbox
+    /// ([`steal_inbox`](Self::steal_inbox)), else `carve` new runs.
     pub fn refill_medium(&mut self, bin: usize, want: u32, carve: u32) -> LocalList {
         let h = self.heap();
         let mi = bin - SMALL_BINS;
@@ -36,6 +38,13 @@ impl OwnedHeap {
             let got = unsafe { central.take_whole_or(want, want) };
             l.medium_low[mi] = l.medium_low[mi].min(central.count);
             return got;
+        }
+        if config::MEDIUM_POOL {
+            let got = pool::take(bin);
+            if got.count > 0 {
+                h.stats.add(Ev::MediumPool, 1);
+                return got;
+            }
         }
         if !homed {
             self.return_inboxes(mi);
@@ -179,6 +188,68 @@ impl OwnedHeap {
         };
         // SAFETY: `c` is a detached chain of free runs the caller owns (caller contract).
         unsafe { c.retain(keep) }
+    }
+
+    /// Takes the adopted runs (other heaps') out of `c` and parks them in the shared pool in
+    /// chains of at most a bin limit, for any heap about to carve the class; a chain that finds
+    /// the class's slots full goes home. Returns this heap's own runs (in reverse order).
+    ///
+    /// # Safety
+    /// `c` is a detached chain of free runs of medium `bin` that the caller owns.
+    pub(super) unsafe fn park_foreign(&mut self, bin: usize, c: Chain) -> Chain {
+        if !config::MEDIUM_POOL {
+            return c;
+        }
+        let h = self.heap();
+        let limit = sc::bin_limit(bin);
+        let mut piece = Chain::EMPTY;
+        let park = |piece: &mut Chain| {
+            if piece.n == 0 {
+                return;
+            }
+            // SAFETY: `piece` is a non-empty null-terminated chain of free runs of `bin` that
+            // we own (built below from the caller's chain).
+            match unsafe { pool::park(bin, *piece) } {
+                Ok(()) => h.stats.add(Ev::MediumParks, 1),
+                Err(back) => {
+                    let mut p = back.head;
+                    for _ in 0..back.n {
+                        // SAFETY: `p` is one of the refused chain's runs, each another heap's
+                        // free run of `bin`; its link is read before it is handed on.
+                        unsafe {
+                            let nx = crate::ds::list::next(p);
+                            if let Some(dst) = foreign_owner(h.id, p) {
+                                send_one(p, dst, bin, &h.stats, false);
+                            }
+                            p = nx;
+                        }
+                    }
+                    h.stats.add(Ev::RunsSentHome, back.n as u64);
+                }
+            }
+            *piece = Chain::EMPTY;
+        };
+        let keep = |p: *mut u8| {
+            if foreign_owner(h.id, p).is_none() {
+                return true;
+            }
+            // SAFETY: `p` is handed to us by `retain` (its link already read): it becomes the
+            // head of `piece`, a null-terminated chain.
+            unsafe { set_next(p, piece.head) };
+            if piece.n == 0 {
+                piece.tail = p;
+            }
+            piece.head = p;
+            piece.n += 1;
+            if piece.n == limit {
+                park(&mut piece);
+            }
+            false
+        };
+        // SAFETY: `c` is a detached chain of free runs the caller owns (caller contract).
+        let own = unsafe { c.retain(keep) };
+        park(&mut piece);
+        own
     }
 
     /// Before the heap takes a new segment: the medium inboxes join the central lists, and if

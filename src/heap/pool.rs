@@ -1,15 +1,20 @@
-//! The shared pool: per small class, whole chains of free objects that any heap may take
-//! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a class;
-//! a chain that would take it past that is parked here instead, and a refill that finds the
-//! heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
-//! before it carves a new page.
+//! The shared pool: per class, whole chains of free objects that any heap may take
+//! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a small
+//! class; a chain that would take it past that is parked here instead, and a refill that finds
+//! the heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
+//! before it carves a new page. With `medium-adopt`, a medium central list past one bin limit
+//! parks its adopted runs (other heaps') here too, and a medium refill takes from here before
+//! it carves new runs (`medium`).
 //!
 //! Why: a heap's central list is reachable only by its owner. With many threads per CPU the
 //! owners that hold free memory are mostly descheduled while the running threads carve fresh
 //! pages; at 16 threads per CPU the central lists held up to 150 MiB of free objects at the
-//! moments other threads carved (docs/ab.md). Objects keep their owner's tag: a small object
+//! moments other threads carved (docs/ab.md). Medium runs freed for other heaps stayed with
+//! the freeing heap, which never gave them back while the others carved (cross-churn: up to
+//! 260 MiB in one heap). Objects keep their owner's tag: a small object
 //! is a free object of its class wherever it is kept (small pages never go back to their
-//! segment), and a later free of it follows its tag as any remote free does.
+//! segment), a medium run goes back to its segment only through its owner, and a later free
+//! of either follows its tag as any remote free does.
 //!
 //! The slots are a [`TransferCache`] per class: a park is one CAS on an empty slot, a take is
 //! one swap, so takers need no lock and cannot see a chain twice.
@@ -24,16 +29,16 @@ use super::send::send_home;
 use crate::config::SHARED_POOL_SLOTS;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::transfer_cache::TransferCache;
-use crate::page::size_class::SMALL_BINS;
+use crate::page::size_class::NUM_BINS;
 use crate::stats::{Counters, Ev};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
 #[repr(C)]
 pub struct SharedPool {
-    classes: [TransferCache<SHARED_POOL_SLOTS>; SMALL_BINS],
+    classes: [TransferCache<SHARED_POOL_SLOTS>; NUM_BINS],
     /// Clock (ms) of the last take of a chain of the class.
-    taken_ms: [AtomicU64; SMALL_BINS],
+    taken_ms: [AtomicU64; NUM_BINS],
 }
 
 static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
@@ -71,8 +76,8 @@ fn get() -> Option<&'static SharedPool> {
 /// Parks `c` for any heap to take; gives it back when the class's slots are all taken.
 ///
 /// # Safety
-/// `c` is a well-formed, non-empty, null-terminated chain of free objects of small `bin` that
-/// the caller owns.
+/// `c` is a well-formed, non-empty, null-terminated chain of free objects of `bin` that the
+/// caller owns (of a medium `bin`: whole free runs, each first page tagged with its owner).
 pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
     match get() {
         // SAFETY: as the caller contract.
@@ -81,7 +86,7 @@ pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
     }
 }
 
-/// Takes one parked chain of small `bin`, or an empty list.
+/// Takes one parked chain of `bin`, or an empty list.
 pub fn take(bin: usize) -> LocalList {
     match get() {
         Some(pool) => {
@@ -111,7 +116,7 @@ pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
     }
     let Some(pool) = get() else { return 0 };
     let mut sent = 0;
-    for bin in 0..SMALL_BINS {
+    for bin in 0..NUM_BINS {
         if now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) >= interval_ms {
             sent += drain_class(pool, bin, stats);
         }
@@ -122,7 +127,7 @@ pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
 /// Sends every parked chain home (`malloc_trim`). Returns objects sent.
 pub fn send_all_home(stats: &Counters) -> u64 {
     let Some(pool) = get() else { return 0 };
-    (0..SMALL_BINS)
+    (0..NUM_BINS)
         .map(|bin| drain_class(pool, bin, stats))
         .sum()
 }
@@ -135,8 +140,8 @@ fn drain_class(pool: &SharedPool, bin: usize, stats: &Counters) -> u64 {
             break;
         }
         sent += got.count as u64;
-        // SAFETY: the swap made the chain ours: null-terminated free objects of small `bin`,
-        // each in a page tagged with its owner.
+        // SAFETY: the swap made the chain ours: null-terminated free objects of `bin`, each in
+        // a page tagged with its owner.
         unsafe { send_home(bin, got.head, stats, true) };
     }
     if sent > 0 {

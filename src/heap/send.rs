@@ -87,13 +87,14 @@ pub unsafe fn send_one(p: *mut u8, dst: u32, bin: usize, stats: &Counters, share
     }
 }
 
-/// Sends each object of a list of small `bin` objects to the heap its page tag names, runs of
+/// Sends each object of a list of `bin` objects to the heap its page tag names, runs of
 /// consecutive objects of one owner as one chain (the sweep's foreign objects, the shared
-/// pool's idle chains).
+/// pool's idle chains: small objects, or medium runs, which go to their owner's inbox).
 ///
 /// # Safety
-/// `p` starts a null-terminated list of free objects of small `bin` in arena pages tagged with
-/// their owner, which the caller owns and nothing else references.
+/// `p` starts a null-terminated list of free objects of `bin` in arena pages tagged with
+/// their owner (a medium run: its first page), which the caller owns and nothing else
+/// references.
 pub unsafe fn send_home(bin: usize, mut p: *mut u8, stats: &Counters, shared_stats: bool) {
     let mut run = Chain::EMPTY;
     let mut dst = 0;
@@ -101,7 +102,7 @@ pub unsafe fn send_home(bin: usize, mut p: *mut u8, stats: &Counters, shared_sta
         // SAFETY: `p` is a member of the caller's list; its link is read before relinking.
         let nx = unsafe { crate::ds::list::next(p) };
         let Some((owner, _)) = crate::page::arena::owner_and_bin(p) else {
-            debug_assert!(false, "a free small object in an untagged page");
+            debug_assert!(false, "a free object in an untagged page");
             p = nx;
             continue;
         };

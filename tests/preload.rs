@@ -210,7 +210,11 @@ const EXIT_GIVE_BACKS: &str = "heaps given back at their thread's exit (a burst)
 fn thread_churn_lane(lane: Lane) {
     let r = memory_return_run(lane, "churn", 50);
     let n = stat(&r.stderr, EXIT_GIVE_BACKS);
-    assert_eq!(n, 0, "thread churn gave {n} heaps back at exit:\n{}", r.stderr);
+    assert_eq!(
+        n, 0,
+        "thread churn gave {n} heaps back at exit:\n{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! bitmap).
 
 use super::send::send_one;
-use super::{pool, registry, OwnedHeap, RUN_SEGS};
+use super::{pool, OwnedHeap, RUN_SEGS};
 use crate::config;
 use crate::ds::list::{set_next, Chain, LocalList};
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
@@ -111,37 +111,25 @@ impl OwnedHeap {
     ///
     /// [`STEAL_PROBES`]: config::STEAL_PROBES
     fn steal_inbox(&mut self, mi: usize, want: u32) -> LocalList {
-        let h = self.heap();
-        let n = registry::published();
-        if n < 2 {
-            return LocalList::EMPTY;
-        }
-        let l = self.local();
-        for _ in 0..config::STEAL_PROBES.min(n - 1) {
-            let mut v = l.steal_next % n;
-            if v == h.id {
-                v = (v + 1) % n;
-            }
-            l.steal_next = v + 1;
-            let q = &registry::get(v).shared.inbox[mi];
+        self.probe_others(|victim| {
+            let q = &victim.shared.inbox[mi];
             let all = q.take_all();
             if all.is_null() {
-                continue;
+                return LocalList::EMPTY;
             }
-            // SAFETY: the swap made the list ours: free runs of heap `v`, medium bin index
-            // `mi`, linked through their first word.
+            // SAFETY: the swap made the list ours: free runs of the victim heap, medium bin
+            // index `mi`, linked through their first word.
             let (got, rest) = unsafe { Chain::take(all, want) };
             if !rest.is_null() {
                 // SAFETY: `rest` is the null-terminated remainder of that list, still ours;
                 // it goes back to the inbox it came from.
                 unsafe { q.push(Chain::measure(rest)) };
             }
-            return LocalList {
+            LocalList {
                 head: got.head,
                 count: got.n,
-            };
-        }
-        LocalList::EMPTY
+            }
+        })
     }
 
     /// Gives runs back to their segments; an adopted run of another heap goes to its owner's

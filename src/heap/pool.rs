@@ -127,9 +127,7 @@ pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
 /// Sends every parked chain home (`malloc_trim`). Returns objects sent.
 pub fn send_all_home(stats: &Counters) -> u64 {
     let Some(pool) = get() else { return 0 };
-    (0..NUM_BINS)
-        .map(|bin| drain_class(pool, bin, stats))
-        .sum()
+    (0..NUM_BINS).map(|bin| drain_class(pool, bin, stats)).sum()
 }
 
 fn drain_class(pool: &SharedPool, bin: usize, stats: &Counters) -> u64 {

@@ -2,7 +2,7 @@
 //! spill → owner stash → transfer cache → central (with its remote intake) → shared pool →
 //! other heaps' stashes (`stash-steal`) → a freshly carved page run.
 
-use super::{pool, registry, OwnedHeap, SMALL_SEGS};
+use super::{pool, registry, Heap, OwnedHeap, SMALL_SEGS};
 use crate::config::{self, STASH_PUSH, TRANSFER_CACHE};
 use crate::ds::list::{set_next, LocalList};
 use crate::ds::owner_stash::PopMode;
@@ -70,7 +70,29 @@ impl OwnedHeap {
     ///
     /// [`STEAL_PROBES`]: config::STEAL_PROBES
     fn steal_small(&mut self, bin: usize, want: u32) -> LocalList {
-        let h = self.heap();
+        let got = self.probe_others(|victim| {
+            // SAFETY: any thread may steal (`OwnerStash::steal`); the objects become ours.
+            unsafe {
+                victim.shared.stash[bin].steal(
+                    want.min(config::STASH_DRAIN_LIMIT),
+                    sc::bin_limit(bin),
+                    PopMode::CONFIGURED,
+                )
+            }
+        });
+        if got.count > 0 {
+            self.heap().stats.add(Ev::RefillSteal, 1);
+        }
+        got
+    }
+
+    /// Offers up to [`STEAL_PROBES`] other heaps to `take`, round robin from the heap's steal
+    /// cursor (shared by `stash-steal` and `inbox-steal`), and returns the first non-empty list
+    /// it gives.
+    ///
+    /// [`STEAL_PROBES`]: config::STEAL_PROBES
+    pub(super) fn probe_others(&mut self, mut take: impl FnMut(&Heap) -> LocalList) -> LocalList {
+        let id = self.heap().id;
         let n = registry::published();
         if n < 2 {
             return LocalList::EMPTY;
@@ -78,21 +100,12 @@ impl OwnedHeap {
         let l = self.local();
         for _ in 0..config::STEAL_PROBES.min(n - 1) {
             let mut v = l.steal_next % n;
-            if v == h.id {
+            if v == id {
                 v = (v + 1) % n;
             }
             l.steal_next = v + 1;
-            let victim = registry::get(v);
-            // SAFETY: any thread may steal (`OwnerStash::steal`); the objects become ours.
-            let got = unsafe {
-                victim.shared.stash[bin].steal(
-                    want.min(config::STASH_DRAIN_LIMIT),
-                    sc::bin_limit(bin),
-                    PopMode::CONFIGURED,
-                )
-            };
+            let got = take(registry::get(v));
             if got.count > 0 {
-                h.stats.add(Ev::RefillSteal, 1);
                 return got;
             }
         }

@@ -241,7 +241,9 @@ impl OwnedHeap {
 /// `SegInner` borrow is live.
 unsafe fn alloc_in(idx: u32, pages: usize) -> Option<*mut u8> {
     // SAFETY: our segment, not re-entrant (caller contract); the borrow ends here.
-    let start = unsafe { arena::seg_meta(idx).get() }.pages.find_run(pages)?;
+    let start = unsafe { arena::seg_meta(idx).get() }
+        .pages
+        .find_run(pages)?;
     // SAFETY: as above; `find_run` found `pages` free pages at `start`.
     Some(unsafe { take_pages(idx, start, pages) })
 }

@@ -221,7 +221,10 @@ pub unsafe fn tag_in_run(off: usize) -> (u32, usize) {
     // SAFETY: hardened lane (caller contract): the entry has its run-start word; a plain read
     // (see `Entry`).
     let start = unsafe { *(*e.start.as_ptr()).get() };
-    (e.tag.load(Relaxed), (off as u32).wrapping_sub(start) as usize)
+    (
+        e.tag.load(Relaxed),
+        (off as u32).wrapping_sub(start) as usize,
+    )
 }
 
 /// Sets the tags of `n` pages starting at `p`.

@@ -444,9 +444,9 @@ impl ThreadCache {
         }
         // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free
         // objects of `bin`: ours, or adopted objects of a class in demand, or (small) other
-        // heaps' objects a
-        // refill took from the shared pool or another heap's stash. `put_central` accepts
-        // them all: a small object is a free object of its class wherever it is kept.
+        // heaps' objects a refill took from the shared pool or another heap's stash.
+        // `put_central` accepts them all: a small object is a free object of its class
+        // wherever it is kept.
         unsafe { self.owned().put_central(bin, front) };
     }
 

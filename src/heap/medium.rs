@@ -3,7 +3,7 @@
 //! to the shared pool or home to their owner's inbox (only the owner touches a segment's
 //! bitmap).
 
-use super::send::send_one;
+use super::send::{send_home, send_one};
 use super::{pool, OwnedHeap, RUN_SEGS};
 use crate::config;
 use crate::ds::list::{set_next, Chain, LocalList};
@@ -200,18 +200,9 @@ impl OwnedHeap {
             match unsafe { pool::park(bin, *piece) } {
                 Ok(()) => h.stats.add(Ev::MediumParks, 1),
                 Err(back) => {
-                    let mut p = back.head;
-                    for _ in 0..back.n {
-                        // SAFETY: `p` is one of the refused chain's runs, each another heap's
-                        // free run of `bin`; its link is read before it is handed on.
-                        unsafe {
-                            let nx = crate::ds::list::next(p);
-                            if let Some(dst) = foreign_owner(h.id, p) {
-                                send_one(p, dst, bin, &h.stats, false);
-                            }
-                            p = nx;
-                        }
-                    }
+                    // SAFETY: the refused chain is ours, null-terminated: other heaps' free runs
+                    // of `bin`, each first page tagged with its owner.
+                    unsafe { send_home(bin, back.head, &h.stats, false) };
                     h.stats.add(Ev::RunsSentHome, back.n as u64);
                 }
             }

@@ -393,20 +393,9 @@ pub fn decay_pool(now_ms: u64, interval_ms: u64) -> usize {
         }
         p.last_decay_ms = now_ms;
         // Newest first: cut the list at the first segment an interval old.
-        let mut link = &mut p.resident;
-        loop {
-            let s = *link;
-            if s == 0 {
-                break 0;
-            }
-            // SAFETY: a pooled segment, and we hold the pool lock.
-            let m = unsafe { seg_meta(s - 1).get() };
-            if now_ms.saturating_sub(m.pooled_ms) >= interval_ms {
-                *link = 0;
-                break s;
-            }
-            link = &mut m.next;
-        }
+        cut_resident(&mut p, |_, m| {
+            now_ms.saturating_sub(m.pooled_ms) >= interval_ms
+        })
     };
     purge_list(old)
 }
@@ -420,25 +409,30 @@ pub fn purge_pool() -> usize {
 /// Purges the pool's resident segments but the `keep` most recently given back (a burst
 /// given back at thread exit, `heap::registry::trim_eager`). Returns bytes purged.
 pub fn purge_pool_beyond(keep: usize) -> usize {
-    let old = {
-        let mut p = POOL.lock();
-        let mut link = &mut p.resident;
-        let mut n = 0;
-        loop {
-            let s = *link;
-            if s == 0 {
-                break 0;
-            }
-            if n == keep {
-                *link = 0;
-                break s;
-            }
-            n += 1;
-            // SAFETY: a pooled segment, and we hold the pool lock.
-            link = &mut unsafe { seg_meta(s - 1).get() }.next;
-        }
-    };
+    let old = cut_resident(&mut POOL.lock(), |n, _| n == keep);
     purge_list(old)
+}
+
+/// Detaches the pool's resident list (newest first) from the first segment for which `cut`
+/// (its position in the list and its metadata) holds, and returns that part (0: none). The
+/// caller holds the pool lock (`p`).
+fn cut_resident(p: &mut Pool, mut cut: impl FnMut(usize, &SegInner) -> bool) -> u32 {
+    let mut link = &mut p.resident;
+    let mut n = 0;
+    loop {
+        let s = *link;
+        if s == 0 {
+            return 0;
+        }
+        // SAFETY: a pooled segment, and the caller holds the pool lock.
+        let m = unsafe { seg_meta(s - 1).get() };
+        if cut(n, m) {
+            *link = 0;
+            return s;
+        }
+        n += 1;
+        link = &mut m.next;
+    }
 }
 
 /// Whether resident segments wait in the pool (for their decay).

@@ -211,8 +211,8 @@ static int churn_mode(void) {
     printf("churn: %d generations of %d threads, max rss %ld KiB, VmHWM %ld KiB\n", GENERATIONS,
            THREADS, max_rss, hwm);
     /* Each thread frees three blocks of four at once, so a generation holds about 4 x 1 MiB
-     * plus the quarter handed on; measured VmHWM 9.9-10.6 MiB (13.8 MiB before a warm thread
-     * exit parked its free objects in the shared pool, docs/ab.md). A bound of 32 MiB is
+     * plus the quarter handed on; measured VmHWM 9.7-10.4 MiB (up to 14.9 MiB before a warm
+     * thread exit parked its free objects in the shared pool, docs/ab.md). A bound of 32 MiB is
      * generous, and a heap per generation kept resident would exceed it. */
     return hwm <= 32 * 1024 ? 0 : 1;
 }

@@ -169,15 +169,17 @@ impl OwnedHeap {
 
     /// Thread exit, warm: the free objects a released heap would keep for its next owner are
     /// parked in the shared pool instead, where the next thread of *any* heap about to carve
-    /// takes them: each small central list that fits one chain (at most a bin limit, so it is
-    /// parked whole, without a walk; the sparse classes, where each heap otherwise keeps the
-    /// most any of its owners needed) and the medium runs [`shrink_medium_for_exit`] kept, in
-    /// chains of a bin limit. A chain the pool refuses (its class's slots all taken) stays.
-    /// Why: with a central list per heap, a program whose threads come and go holds, per
-    /// class, the sum over its heaps of each heap's peak, though its threads never needed them
-    /// all at once (thread churn: 37 → 28 MiB peak with five heaps; docs/ab.md). The parked
-    /// objects keep their owner's tag and pin their runs as any parked chain does; the pool's
-    /// decay sends a class home after an interval without takers.
+    /// takes them: the central list of each small class above [`EXIT_PARK_MIN_SIZE`] (whole,
+    /// without a walk, when it fits one chain, the usual case; else in chains of a bin limit)
+    /// and the medium runs [`shrink_medium_for_exit`] kept, in chains of a bin limit. A chain
+    /// the pool refuses (its class's slots all taken) stays. Why: with a central list per
+    /// heap, a program whose threads come and go holds, per class, the sum over its heaps of
+    /// each heap's peak, though its threads never needed them all at once (thread churn: peak
+    /// 38 → 28 MiB with five heaps; docs/ab.md). The parked objects keep their owner's tag and
+    /// pin their runs as any parked chain does; the pool's decay sends a class home after an
+    /// interval without takers.
+    ///
+    /// [`EXIT_PARK_MIN_SIZE`]: config::EXIT_PARK_MIN_SIZE
     ///
     /// [`shrink_medium_for_exit`]: Self::shrink_medium_for_exit
     pub(super) fn park_for_exit(&mut self) {

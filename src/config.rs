@@ -141,6 +141,12 @@ pub const MEDIUM_RECLAIM_MIN: usize = 2 << 20;
 /// Bytes of medium runs a heap keeps, all classes together, when its thread exits (the next
 /// owner's warm start; per class, 32 exited threads kept 770 MiB, issue 19).
 pub const MEDIUM_RETIRE_BYTES: usize = 1 << 20;
+/// Small classes above this size have their central lists parked in the shared pool at a warm
+/// thread exit (`heap::central`, `park_for_exit`): sparse classes, where each heap otherwise
+/// keeps the most any of its owners needed. The 16–256-byte classes are dense (a heap's list
+/// is close to what a thread needs, and longer than a chain, so it would be walked): parking
+/// them too lowered no peak (docs/ab.md).
+pub const EXIT_PARK_MIN_SIZE: usize = 256;
 /// Page runs at least this long are placed by best fit among the heap's segments, shorter
 /// ones first fit (`heap/segments.rs`).
 pub const BEST_FIT_PAGES: usize = 16;

@@ -167,6 +167,95 @@ impl OwnedHeap {
         offered
     }
 
+    /// Thread exit, warm: the free objects a released heap would keep for its next owner are
+    /// parked in the shared pool instead, where the next thread of *any* heap about to carve
+    /// takes them: the central list of each small class above [`EXIT_PARK_MIN_SIZE`] (whole,
+    /// without a walk, when it fits one chain, the usual case; else in chains of a bin limit)
+    /// and the medium runs [`shrink_medium_for_exit`] kept, in chains of a bin limit. A chain
+    /// the pool refuses (its class's slots all taken) stays. Why: with a central list per
+    /// heap, a program whose threads come and go holds, per class, the sum over its heaps of
+    /// each heap's peak, though its threads never needed them all at once (thread churn: peak
+    /// 38 → 28 MiB with five heaps; docs/ab.md). The parked objects keep their owner's tag and
+    /// pin their runs as any parked chain does; the pool's decay sends a class home after an
+    /// interval without takers.
+    ///
+    /// [`EXIT_PARK_MIN_SIZE`]: config::EXIT_PARK_MIN_SIZE
+    ///
+    /// [`shrink_medium_for_exit`]: Self::shrink_medium_for_exit
+    pub(super) fn park_for_exit(&mut self) {
+        if !config::SHARED_POOL {
+            return;
+        }
+        let h = self.heap();
+        for bin in 0..SMALL_BINS {
+            if sc::bin_size(bin) <= config::EXIT_PARK_MIN_SIZE {
+                continue;
+            }
+            let limit = sc::bin_limit(bin);
+            let l = &mut self.local().small[bin].central;
+            if l.count > 0 && l.count <= limit {
+                // The usual case, one chain: parked whole, without a walk (the pool reads only
+                // a chain's head and length).
+                let whole = core::mem::replace(l, LocalList::EMPTY);
+                let c = Chain {
+                    head: whole.head,
+                    tail: core::ptr::null_mut(),
+                    n: whole.count,
+                };
+                // SAFETY: the whole central list, detached above: a non-empty null-terminated
+                // list of exactly `c.n` (central counts are exact) free objects of small `bin`
+                // that we own, at most a bin limit.
+                match unsafe { pool::park(bin, c) } {
+                    Ok(()) => h.stats.add(Ev::ExitParks, 1),
+                    // Refused: the list goes back as it was (only an unused word changed).
+                    Err(_) => *l = whole,
+                }
+                continue;
+            }
+            while l.count > 0 {
+                // SAFETY: the central list is well formed with an exact count; the chain taken
+                // is detached from it: at most a bin limit of free objects of small `bin`.
+                let c = unsafe { l.take(limit) };
+                // SAFETY: `c` is a non-empty null-terminated chain of free objects of `bin`
+                // that we own.
+                match unsafe { pool::park(bin, c) } {
+                    Ok(()) => h.stats.add(Ev::ExitParks, 1),
+                    Err(c) => {
+                        // SAFETY: the chain just taken goes back where it came from.
+                        unsafe { l.push_chain(c) };
+                        break;
+                    }
+                }
+            }
+        }
+        if !config::MEDIUM_POOL {
+            return;
+        }
+        for mi in 0..MEDIUM_BINS {
+            let bin = SMALL_BINS + mi;
+            let limit = sc::bin_limit(bin);
+            let l = &mut self.local().medium[mi];
+            while l.count > 0 {
+                // SAFETY: the central list is well formed with an exact count; the chain taken
+                // is detached from it: at most a bin limit of this heap's free runs of `bin`
+                // (`shrink_medium_for_exit` sent the adopted ones home).
+                let c = unsafe { l.take(limit) };
+                // SAFETY: `c` is a non-empty null-terminated chain of free runs of `bin`, each
+                // first page tagged with its owner, that we own.
+                match unsafe { pool::park(bin, c) } {
+                    Ok(()) => h.stats.add(Ev::ExitParks, 1),
+                    Err(c) => {
+                        // SAFETY: the chain just taken goes back where it came from.
+                        unsafe { l.push_chain(c) };
+                        break;
+                    }
+                }
+            }
+            let l = self.local();
+            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+        }
+    }
+
     /// Moves the whole owner stash of small `bin` into its central list.
     pub(super) fn stash_to_central(&mut self, bin: usize) {
         let all = self.heap().shared.stash[bin].take_all();

@@ -221,6 +221,7 @@ impl OwnedHeap {
         for bin in 0..SMALL_BINS {
             self.spill_to_central(bin);
         }
+        self.park_for_exit();
         // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
         self.release_empty_segments(true);
         false

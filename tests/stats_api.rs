@@ -93,6 +93,7 @@ fn json_parses_into_the_same_values() {
         ("free_page_bytes", s.free_page_bytes),
         ("pooled_resident_bytes", s.pooled_resident_bytes),
         ("pooled_purged_bytes", s.pooled_purged_bytes),
+        ("shared_pool_medium_bytes", s.shared_pool_medium_bytes),
         ("large_live_bytes", s.large_live_bytes),
         ("large_live_blocks", s.large_live_blocks),
         ("large_peak_bytes", s.large_peak_bytes),

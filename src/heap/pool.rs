@@ -47,8 +47,10 @@ static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
 static DECAY_MS: AtomicU64 = AtomicU64::new(0);
 /// Bytes of medium and arena-large runs parked, all classes together; at most
 /// [`medium_budget`]. Relaxed: a count, not a hand-off (the chains move by the slots' own
-/// Acquire/Release); a park reserves its bytes before it pushes and gives them back if the
-/// push is refused, so the count is never below what the slots hold.
+/// Acquire/Release). A park adds its bytes before its push (sequenced before it, and the push
+/// is a Release the taker's Acquire pop reads), so the taker's subtraction happens after the
+/// addition and comes after it in the counter's modification order: the count never drops
+/// below what the slots hold (a refused push subtracts its own bytes again).
 static MEDIUM_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes of runs the pool may hold over all medium classes: [`config::MEDIUM_POOL_BYTES`], or

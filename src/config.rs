@@ -59,6 +59,12 @@ pub const SHARED_KEEP: u32 = 1;
 /// at most about 2 MiB per class up to 2 KiB, and 8 MiB per carved class above (2,560 to
 /// 14,336 bytes, whose bins hold 256 KiB).
 pub const SHARED_POOL_SLOTS: usize = 64;
+/// Bytes of medium and arena-large runs the shared pool holds at most, all classes together, or
+/// a [`MEDIUM_POOL_SHARE`]th of the bytes in heaps' segments if more; a chain past it goes home
+/// (design.md §10, "Bounds"). Without it the slots alone allowed about 334 MiB.
+pub const MEDIUM_POOL_BYTES: usize = 64 << 20;
+/// See [`MEDIUM_POOL_BYTES`].
+pub const MEDIUM_POOL_SHARE: usize = 4;
 /// A refill that finds every source of its own heap empty (spill, stash, transfer cache,
 /// central, shared pool) takes objects from other heaps' owner stashes before it carves a new
 /// page, for classes of at least [`ADOPT_MIN_SIZE`] (an extension beyond hz3,
@@ -158,9 +164,19 @@ pub const RELEASED_DECAY_MAX: u32 = 8;
 /// find more to give back (`heap::registry::trim_eager`). 32 MiB: a thread-churn thread of 4 MiB takes
 /// none to a few (issue 19, docs/ab.md).
 pub const EXIT_TRIM_SEGMENTS: u32 = 32;
+/// A burst heap's trim at thread exit and in the eager passes purges only free stretches of at
+/// least this many pages in segments that still hold runs (a segment left empty is purged
+/// whole); shorter ones wait for decay (docs/ab.md).
+pub const EXIT_PURGE_MIN_PAGES: usize = 16;
 /// Eager heaps the registry keeps track of at once; each thread exit re-trims them (bounded
 /// work per exit), the oldest giving its place to a newer one.
 pub const EAGER_MAX: usize = 8;
+/// Resident (given back, not yet purged) segments the arena's pool holds at most, or a
+/// [`POOL_RESIDENT_SHARE`]th of the segments heaps hold if more: past it the oldest are purged
+/// at once instead of at the pool's next decay pass (design.md §10, "Bounds").
+pub const POOL_RESIDENT_SEGMENTS: usize = 64;
+/// See [`POOL_RESIDENT_SEGMENTS`].
+pub const POOL_RESIDENT_SHARE: usize = 4;
 /// Resident segments the arena's pool keeps warm when a burst is given back at thread exit;
 /// the rest are purged at once rather than an interval later.
 pub const EXIT_POOL_WARM_SEGMENTS: usize = 2;

@@ -93,6 +93,7 @@ fn json_parses_into_the_same_values() {
         ("free_page_bytes", s.free_page_bytes),
         ("pooled_resident_bytes", s.pooled_resident_bytes),
         ("pooled_purged_bytes", s.pooled_purged_bytes),
+        ("shared_pool_medium_bytes", s.shared_pool_medium_bytes),
         ("large_live_bytes", s.large_live_bytes),
         ("large_live_blocks", s.large_live_blocks),
         ("large_peak_bytes", s.large_peak_bytes),
@@ -110,8 +111,8 @@ fn json_parses_into_the_same_values() {
         n += 1;
     }
     assert_eq!(events.len(), n, "every event once: {text}");
-    // 19 figures with the version and lane, events_counted and events.
-    assert_eq!(v.as_object().unwrap().len(), 18 + 4, "{text}");
+    // 19 figures, with the version, lane, events_counted and events.
+    assert_eq!(v.as_object().unwrap().len(), 19 + 4, "{text}");
 }
 
 #[test]

@@ -63,6 +63,9 @@ pub struct Stats {
     pub pooled_resident_bytes: u64,
     /// Segments in the pool that are purged: committed, not resident.
     pub pooled_purged_bytes: u64,
+    /// Medium and arena-large runs parked in the shared pool (adopted runs any heap may take;
+    /// part of `run_bytes`).
+    pub shared_pool_medium_bytes: u64,
     /// Live large blocks (their own mappings, design.md §9), by mapping length.
     pub large_live_bytes: u64,
     /// Number of live large blocks.
@@ -128,6 +131,7 @@ pub fn snapshot() -> Stats {
         free_page_bytes: free_pages,
         pooled_resident_bytes: pooled_resident,
         pooled_purged_bytes: pooled_purged,
+        shared_pool_medium_bytes: registry::shared_pool_medium_bytes() as u64,
         large_live_bytes: lg.live_bytes as u64,
         large_live_blocks: lg.live_blocks as u64,
         large_peak_bytes: lg.peak_bytes as u64,
@@ -142,7 +146,7 @@ pub fn snapshot() -> Stats {
 impl Stats {
     /// The figures as `(name, value)`, in the order of the fields; the names are the field
     /// names (and the JSON keys).
-    fn figures(&self) -> [(&'static str, u64); 18] {
+    fn figures(&self) -> [(&'static str, u64); 19] {
         [
             ("heaps", self.heaps),
             ("committed_bytes", self.committed_bytes),
@@ -155,6 +159,7 @@ impl Stats {
             ("free_page_bytes", self.free_page_bytes),
             ("pooled_resident_bytes", self.pooled_resident_bytes),
             ("pooled_purged_bytes", self.pooled_purged_bytes),
+            ("shared_pool_medium_bytes", self.shared_pool_medium_bytes),
             ("large_live_bytes", self.large_live_bytes),
             ("large_live_blocks", self.large_live_blocks),
             ("large_peak_bytes", self.large_peak_bytes),

@@ -734,7 +734,7 @@ impl ThreadCache {
         match &mut self.heap {
             Some(h) => {
                 h.enter();
-                let n = h.trim(true);
+                let n = h.trim(true, 1);
                 h.leave();
                 n
             }

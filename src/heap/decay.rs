@@ -57,6 +57,15 @@ impl OwnedHeap {
     /// for the next pass. Returns whether it gave anything back or left pages to purge next.
     pub(super) fn decay_local(&mut self, now: u64) -> bool {
         self.local().last_decay_ms = now;
+        // Owner stashes and spills join the central lists, whose low-water mark is what
+        // decides a sweep: a class the owner no longer refills would otherwise keep what other
+        // threads free to it there, out of the sweep's reach, for as long as the owner lives.
+        for bin in 0..SMALL_BINS {
+            if config::STASH_PUSH {
+                self.stash_to_central(bin);
+            }
+            self.spill_to_central(bin);
+        }
         let mut idle = BinSet::default();
         for bin in 0..SMALL_BINS {
             let l = &mut self.local().small[bin];
@@ -103,15 +112,17 @@ impl OwnedHeap {
     }
 
     /// `malloc_trim` of a heap: every small bin swept (whole runs back to their segments),
-    /// every medium run in central back to its segment, every free page purged, empty
-    /// segments given to the arena's pool. Unless `force`, a heap whose central lists have
-    /// not changed since its last sweep is not swept again. Returns bytes purged.
-    pub fn trim(&mut self, force: bool) -> usize {
+    /// every medium run in central back to its segment, free pages purged, empty segments
+    /// given to the arena's pool. Unless `force`, a heap whose central lists have not changed
+    /// since its last sweep is not swept again. Free stretches shorter than `min_pages` in a
+    /// segment that still holds runs stay dirty for decay (`1`: every free page is purged).
+    /// Returns bytes purged.
+    pub fn trim(&mut self, force: bool, min_pages: usize) -> usize {
         self.local().trimming = true;
         self.drain_queues();
         self.sweep_all(force);
         self.release_medium_central();
-        let bytes = self.purge_free_pages();
+        let bytes = self.purge_free_pages(min_pages);
         self.release_empty_segments(false);
         self.local().trimming = false;
         bytes
@@ -122,7 +133,7 @@ impl OwnedHeap {
     /// at once rather than aging over several passes. Returns whether it gave anything back.
     pub(super) fn decay_released_heap(&mut self, now: u64) -> bool {
         self.local().last_decay_ms = now;
-        self.trim(false) > 0
+        self.trim(false, 1) > 0
     }
 
     /// Gives every medium run in the central lists back to its segment (adopted ones home).
@@ -140,19 +151,69 @@ impl OwnedHeap {
         }
     }
 
-    /// Purges every dirty free page now. Returns bytes purged.
-    fn purge_free_pages(&mut self) -> usize {
-        self.purge_segments(
-            |m| {
-                m.dirty
+    /// Purges the dirty free pages now, one `madvise` per free stretch (from its first dirty
+    /// page to its last; pages purged before lie between them), so pages freed at different
+    /// times cost one call; segments whose pages are all free are purged whole, neighbours in
+    /// the arena together ([`SegmentPurger`]). In a segment that still holds runs, stretches
+    /// shorter than `min_pages` stay dirty for decay: a burst's exit trim met many short
+    /// stretches between runs other threads still held, and purging each cost a call
+    /// (docs/ab.md). Returns bytes purged (dirty pages only).
+    ///
+    /// [`SegmentPurger`]: arena::SegmentPurger
+    fn purge_free_pages(&mut self, min_pages: usize) -> usize {
+        let heads = self.local().seg_head;
+        let mut bytes = 0;
+        let mut whole = arena::SegmentPurger::new();
+        for mut s in heads {
+            while s != 0 {
+                // SAFETY: `s - 1` is on this heap's segment list and we hold the owner's
+                // handle; no other `SegInner` borrow is live.
+                let m = unsafe { arena::seg_meta(s - 1).get() };
+                let base = arena::segment_base(s - 1);
+                let dirty = m
+                    .dirty
                     .combine(&m.aged, |d, a| d | a)
-                    .combine(&m.pages, |da, used| da & !used)
-            },
-            |m| {
-                m.dirty = PageBitmap::new();
-                m.aged = PageBitmap::new();
-            },
-        )
+                    .combine(&m.pages, |da, used| da & !used);
+                if m.pages.is_empty() {
+                    if !dirty.is_empty() {
+                        bytes += dirty.ones().count() << config::PAGE_SHIFT;
+                        // SAFETY: segment `s - 1` is ours and has no page in use: it holds no
+                        // live object, and nothing else uses it while we hold the handle.
+                        unsafe { whole.add(s - 1) };
+                    }
+                    m.dirty = PageBitmap::new();
+                    m.aged = PageBitmap::new();
+                    s = m.next;
+                    continue;
+                }
+                let free = m.pages.combine(&m.pages, |used, _| !used);
+                for (start, len) in free.set_runs() {
+                    if len < min_pages {
+                        continue;
+                    }
+                    let mut ones = (start..start + len).filter(|&i| dirty.get(i));
+                    let Some(first) = ones.next() else { continue };
+                    let (last, n) = ones.fold((first, 1), |(_, n), i| (i, n + 1));
+                    // SAFETY: pages `first ..= last` lie in a free stretch of segment `s - 1`:
+                    // mapped arena memory that holds no live object.
+                    unsafe {
+                        os::purge(
+                            base.add(first << config::PAGE_SHIFT),
+                            (last + 1 - first) << config::PAGE_SHIFT,
+                        )
+                    };
+                    bytes += n << config::PAGE_SHIFT;
+                    m.dirty.clear_range(start, len);
+                    m.aged.clear_range(start, len);
+                }
+                s = m.next;
+            }
+        }
+        whole.finish();
+        if bytes > 0 {
+            self.heap().stats.add(Ev::BytesPurged, bytes as u64);
+        }
+        bytes
     }
 
     /// For each segment of this heap: purges the page runs `pick` selects (which must all be
@@ -213,7 +274,7 @@ impl OwnedHeap {
             if config::SHARED_POOL {
                 super::pool::send_all_home(&self.heap().stats);
             }
-            self.trim(true);
+            self.trim(true, config::EXIT_PURGE_MIN_PAGES);
             return true;
         }
         self.drain_queues();

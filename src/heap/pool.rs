@@ -26,13 +26,14 @@
 //! [`SHARED_KEEP`]: crate::config::SHARED_KEEP
 
 use super::send::send_home;
-use crate::config::SHARED_POOL_SLOTS;
+use crate::config::{self, SHARED_POOL_SLOTS};
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::transfer_cache::TransferCache;
-use crate::page::size_class::NUM_BINS;
+use crate::page::arena;
+use crate::page::size_class::{self as sc, NUM_BINS};
 use crate::stats::{Counters, Ev};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 
 #[repr(C)]
 pub struct SharedPool {
@@ -44,6 +45,37 @@ pub struct SharedPool {
 static POOL: AtomicPtr<SharedPool> = AtomicPtr::new(null_mut());
 /// Clock (ms) of the last [`decay`] pass.
 static DECAY_MS: AtomicU64 = AtomicU64::new(0);
+/// Bytes of medium and arena-large runs parked, all classes together; at most
+/// [`medium_budget`]. Relaxed: a count, not a hand-off (the chains move by the slots' own
+/// Acquire/Release). A park adds its bytes before its push (sequenced before it, and the push
+/// is a Release the taker's Acquire pop reads), so the taker's subtraction happens after the
+/// addition and comes after it in the counter's modification order: the count never drops
+/// below what the slots hold (a refused push subtracts its own bytes again).
+static MEDIUM_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of runs the pool may hold over all medium classes: [`config::MEDIUM_POOL_BYTES`], or
+/// a [`config::MEDIUM_POOL_SHARE`]th of the bytes in heaps' segments if more, so a program
+/// with a large live set keeps the reuse the pool gives it (mt-remote T=32 16–32768 lost
+/// memory to runs sent home at a lower fixed cap: docs/ab.md), and a small one holds little.
+fn medium_budget() -> usize {
+    let (resident, purged) = arena::pooled_bytes();
+    let held = arena::committed_bytes().saturating_sub(resident + purged);
+    config::MEDIUM_POOL_BYTES.max(held / config::MEDIUM_POOL_SHARE)
+}
+
+/// Bytes of medium runs parked now (statistics).
+pub fn medium_bytes() -> usize {
+    MEDIUM_BYTES.load(Relaxed)
+}
+
+/// Bytes of the runs of a chain of `n` objects of `bin`, 0 for a small class.
+fn medium_chain_bytes(bin: usize, n: u32) -> usize {
+    if sc::is_small(bin) {
+        0
+    } else {
+        n as usize * sc::bin_size(bin)
+    }
+}
 
 /// Creates the pool (once, before the first heap is published; the caller holds the heap
 /// registry's lock). False when metadata memory is exhausted.
@@ -79,18 +111,43 @@ fn get() -> Option<&'static SharedPool> {
 /// `c` is a well-formed, non-empty, null-terminated chain of free objects of `bin` that the
 /// caller owns (of a medium `bin`: whole free runs, each first page tagged with its owner).
 pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
-    match get() {
-        // SAFETY: as the caller contract.
-        Some(pool) => unsafe { pool.classes[bin].push(c) },
-        None => Err(c),
+    let Some(pool) = get() else { return Err(c) };
+    let bytes = medium_chain_bytes(bin, c.n);
+    if bytes > 0 {
+        let budget = medium_budget();
+        // Relaxed: see `MEDIUM_BYTES`.
+        if MEDIUM_BYTES
+            .fetch_update(Relaxed, Relaxed, |b| {
+                (b + bytes <= budget).then_some(b + bytes)
+            })
+            .is_err()
+        {
+            return Err(c);
+        }
     }
+    // SAFETY: as the caller contract.
+    let r = unsafe { pool.classes[bin].push(c) };
+    if r.is_err() && bytes > 0 {
+        MEDIUM_BYTES.fetch_sub(bytes, Relaxed);
+    }
+    r
+}
+
+/// Pops one chain of `bin` and gives back its share of [`MEDIUM_BYTES`].
+fn pop(pool: &SharedPool, bin: usize) -> LocalList {
+    let got = pool.classes[bin].pop();
+    let bytes = medium_chain_bytes(bin, got.count);
+    if bytes > 0 {
+        MEDIUM_BYTES.fetch_sub(bytes, Relaxed);
+    }
+    got
 }
 
 /// Takes one parked chain of `bin`, or an empty list.
 pub fn take(bin: usize) -> LocalList {
     match get() {
         Some(pool) => {
-            let got = pool.classes[bin].pop();
+            let got = pop(pool, bin);
             if got.count > 0 {
                 // Relaxed: a hint for decay's choice of classes.
                 pool.taken_ms[bin].store(crate::sys::os::now_ms(), Relaxed);
@@ -133,7 +190,7 @@ pub fn send_all_home(stats: &Counters) -> u64 {
 fn drain_class(pool: &SharedPool, bin: usize, stats: &Counters) -> u64 {
     let mut sent = 0;
     loop {
-        let got = pool.classes[bin].pop();
+        let got = pop(pool, bin);
         if got.count == 0 {
             break;
         }

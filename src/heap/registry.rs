@@ -286,6 +286,11 @@ pub fn release(owned: OwnedHeap, eager: bool) {
     }
 }
 
+/// Bytes of medium runs parked in the shared pool (statistics).
+pub fn shared_pool_medium_bytes() -> usize {
+    pool::medium_bytes()
+}
+
 /// Eager heaps: a burst heap given back at its thread's exit (`OwnedHeap::retire`) may still
 /// receive what other threads free into it, typically the rest of the burst, which the
 /// threads that freed it flush when they exit in turn. Each thread exit, after its own
@@ -325,7 +330,7 @@ pub fn trim_eager() {
                     gave[i] = true;
                     continue;
                 };
-                gave[i] |= lent.trim(false) > 0;
+                gave[i] |= lent.trim(false, config::EXIT_PURGE_MIN_PAGES) > 0;
             }
         }
         let mut any = false;
@@ -492,7 +497,7 @@ pub fn trim_released() -> usize {
             let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
                 continue;
             };
-            bytes += lent.trim(force);
+            bytes += lent.trim(force, 1);
         }
     }
     if let Some(last) = NonNull::new(last) {
@@ -528,7 +533,7 @@ pub fn trim_owned(skip: Option<u32>) -> usize {
         // SAFETY: an owned heap: its owner touches the local part only between `enter` and
         // `leave`, which take the same lock.
         if let Some(mut lent) = unsafe { Lent::try_new(nn) } {
-            bytes += lent.trim(true);
+            bytes += lent.trim(true, 1);
         }
     }
     bytes

@@ -170,7 +170,10 @@ impl OwnedHeap {
         }
         self.heap().stats.add(Ev::SegmentsReturned, 1);
         // SAFETY: unlinked above, empty (caller contract); ownership passes to the pool.
-        unsafe { arena::give_back_segment(idx, resident) };
+        let purged = unsafe { arena::give_back_segment(idx, resident) };
+        if purged > 0 {
+            self.heap().stats.add(Ev::BytesPurged, purged as u64);
+        }
     }
 
     /// Gives a run back to its segment's bitmap, marking its pages dirty. The memory goes

@@ -335,42 +335,67 @@ pub fn take_segment() -> Option<Taken> {
     })
 }
 
-/// Gives a segment back to the pool; `resident` if its pages may still be in memory.
+/// Gives a segment back to the pool; `resident` if its pages may still be in memory. When that
+/// takes the resident segments past their cap ([`resident_cap`]), the oldest are purged.
+/// Returns bytes purged.
 ///
 /// # Safety
 /// The caller's heap owns segment `idx`, has unlinked it, and no page of it holds a live
 /// object or a page tag; ownership passes to the pool.
-pub unsafe fn give_back_segment(idx: u32, resident: bool) {
+pub unsafe fn give_back_segment(idx: u32, resident: bool) -> usize {
     let now = if resident { os::now_ms() } else { 0 };
-    let mut p = POOL.lock();
-    let list = if resident {
-        POOLED_RESIDENT.fetch_add(1, Relaxed);
-        &mut p.resident
-    } else {
-        POOLED_PURGED.fetch_add(1, Relaxed);
-        &mut p.cold
+    let old = {
+        let mut p = POOL.lock();
+        let list = if resident {
+            POOLED_RESIDENT.fetch_add(1, Relaxed);
+            &mut p.resident
+        } else {
+            POOLED_PURGED.fetch_add(1, Relaxed);
+            &mut p.cold
+        };
+        // SAFETY: the segment is now the pool's (caller contract) and we hold the pool lock.
+        let m = unsafe { seg_meta(idx).get() };
+        m.next = *list;
+        m.pooled_ms = now;
+        *list = idx + 1;
+        let cap = resident_cap();
+        if resident && POOLED_RESIDENT.load(Relaxed) > cap {
+            // Down to three quarters of the cap, so `cut_resident` walks the list once per
+            // quarter cap of segments given back, not at each.
+            let keep = cap - cap / 4;
+            cut_resident(&mut p, |n, _| n == keep)
+        } else {
+            0
+        }
     };
-    // SAFETY: the segment is now the pool's (caller contract) and we hold the pool lock.
-    let m = unsafe { seg_meta(idx).get() };
-    m.next = *list;
-    m.pooled_ms = now;
-    *list = idx + 1;
+    purge_list(old)
+}
+
+/// Resident segments the pool may hold: [`config::POOL_RESIDENT_SEGMENTS`], or a
+/// [`config::POOL_RESIDENT_SHARE`]th of the segments heaps hold if more. The caller holds the
+/// pool lock, under which every counter read here changes.
+fn resident_cap() -> usize {
+    let pooled = POOLED_RESIDENT.load(Relaxed) + POOLED_PURGED.load(Relaxed);
+    let held = NEXT_SEG.load(Relaxed).saturating_sub(pooled);
+    config::POOL_RESIDENT_SEGMENTS.max(held / config::POOL_RESIDENT_SHARE)
 }
 
 /// Purges a detached pool list (owned by the caller, outside the lock) and moves it to `cold`.
 /// Returns bytes purged.
 fn purge_list(mut list: u32) -> usize {
     let (head, mut tail, mut bytes) = (list, 0, 0);
+    let mut purger = SegmentPurger::new();
     while list != 0 {
         let idx = list - 1;
         // SAFETY: the segment is on a list detached from the pool by our caller, so nothing
         // else uses it or its metadata; it holds no live object.
-        unsafe { os::purge(segment_base(idx), SEGMENT) };
+        unsafe { purger.add(idx) };
         bytes += SEGMENT;
         tail = idx;
         // SAFETY: as above.
         list = unsafe { seg_meta(idx).get() }.next;
     }
+    purger.finish();
     if head != 0 {
         let mut p = POOL.lock();
         // SAFETY: `tail` ends the detached list; relinking it happens under the pool lock.
@@ -381,6 +406,58 @@ fn purge_list(mut list: u32) -> usize {
         POOLED_PURGED.fetch_add(n, Relaxed);
     }
     bytes
+}
+
+/// Purges whole segments, one `madvise` for each stretch of segments adjacent in the arena: a
+/// burst given back at thread exit purged about a thousand segments one call each
+/// (docs/ab.md). Segments are gathered, up to [`PURGE_BATCH`] at a time (on the stack: no
+/// allocation), sorted by address and purged in stretches.
+pub struct SegmentPurger {
+    idx: [u32; PURGE_BATCH],
+    n: usize,
+}
+
+/// Segments a [`SegmentPurger`] gathers before it purges.
+const PURGE_BATCH: usize = 128;
+
+impl SegmentPurger {
+    pub const fn new() -> Self {
+        SegmentPurger {
+            idx: [0; PURGE_BATCH],
+            n: 0,
+        }
+    }
+
+    /// Adds segment `idx` to be purged by [`finish`](Self::finish) or a later `add`.
+    ///
+    /// # Safety
+    /// Segment `idx` holds no live object and nothing else uses its pages until `finish`
+    /// returns.
+    pub unsafe fn add(&mut self, idx: u32) {
+        if self.n == PURGE_BATCH {
+            self.finish();
+        }
+        self.idx[self.n] = idx;
+        self.n += 1;
+    }
+
+    /// Purges the gathered segments, one call per stretch of neighbours.
+    pub fn finish(&mut self) {
+        let seg = &mut self.idx[..self.n];
+        seg.sort_unstable();
+        let mut i = 0;
+        while i < seg.len() {
+            let mut j = i + 1;
+            while j < seg.len() && seg[j] == seg[j - 1] + 1 {
+                j += 1;
+            }
+            // SAFETY: segments `seg[i] ..= seg[j - 1]` were each added under `add`'s contract:
+            // mapped arena memory that holds no live object.
+            unsafe { os::purge(segment_base(seg[i]), (j - i) * SEGMENT) };
+            i = j;
+        }
+        self.n = 0;
+    }
 }
 
 /// Decay of the pool, at most once per `interval_ms` whatever the number of callers: the

@@ -570,10 +570,22 @@ impl ThreadCache {
             }
             return;
         }
+        // SAFETY: as for this function (caller contract).
+        unsafe { Self::send_uncovered(p, tag, self) }
+    }
+
+    /// A buffered free for a heap the bank does not cover (fast lane, heap ids from
+    /// `BANK_HEAPS`): to its owner now. Out of line, with the cache last, so that the common
+    /// push keeps its arguments in the registers `free` passes them in.
+    ///
+    /// # Safety
+    /// As for `send_remote` (`tc` is the cache).
+    #[inline(never)]
+    unsafe fn send_uncovered(p: *mut u8, tag: u32, tc: &mut ThreadCache) {
         // SAFETY: `tag` is nonzero (caller contract).
         let (dst, bin) = unsafe { page_tag::decode(tag).unwrap_unchecked() };
         // SAFETY: as for this function (caller contract).
-        unsafe { self.send_direct(p, dst, bin) }
+        unsafe { tc.send_direct(p, dst, bin) }
     }
 
     /// A free the ring has no live entry for: a new entry, after flushing the oldest ones if

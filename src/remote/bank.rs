@@ -107,17 +107,29 @@ impl RemoteBank {
         };
         if l.n == 0 {
             *l = fresh;
-            self.pending += 1;
-            let (dst, bin) = page_tag::split(tag);
-            // SAFETY: as above, `dst < BANK_HEAPS` and `bin < BINS`; no bounds check (which
-            // would leave a panic path in `free`).
-            unsafe { core::hint::assert_unchecked((dst as usize) < BANK_HEAPS && bin < BINS) };
-            self.nonempty[dst as usize][bin / 64] |= 1 << (bin % 64);
+            // SAFETY: `tag` is as for this function (caller contract).
+            unsafe { self.mark_started(tag) };
             return Push::Done;
         }
         // A full list goes over as the next object starts its successor, so the list stays
         // non-empty and its bitmap bit set.
         Push::Send(core::mem::replace(l, fresh))
+    }
+
+    /// Counts the list of `tag` that a push just started and sets its bitmap bit. Out of line
+    /// so that the common push keeps its arguments where `free` passes them.
+    ///
+    /// # Safety
+    /// `tag` is as for [`push`](Self::push).
+    #[cold]
+    #[inline(never)]
+    unsafe fn mark_started(&mut self, tag: u32) {
+        self.pending += 1;
+        let (dst, bin) = page_tag::split(tag);
+        // SAFETY: `dst < BANK_HEAPS` and `bin < BINS` (caller contract); no bounds check
+        // (which would leave a panic path in `free`).
+        unsafe { core::hint::assert_unchecked((dst as usize) < BANK_HEAPS && bin < BINS) };
+        self.nonempty[dst as usize][bin / 64] |= 1 << (bin % 64);
     }
 
     /// [`push`](Self::push) (the ring's signature; not reached, since `push` takes every free).

@@ -87,9 +87,7 @@ impl RemoteBank {
         let off = (tag >> OWNER_SHIFT) as usize * ROW + page_tag::slot(tag) - (ROW + SLOT);
         // SAFETY: `off` is the byte offset of slot `(dst, bin)` in `lists` (just said), a
         // `Slot` (rows and slots are multiples of its alignment); `&mut self` makes it ours.
-        let l = unsafe {
-            &mut (*(self.lists.as_mut_ptr() as *mut u8).add(off).cast::<Slot>()).0
-        };
+        let l = unsafe { &mut (*(self.lists.as_mut_ptr() as *mut u8).add(off).cast::<Slot>()).0 };
         // One unsigned compare finds both an empty list and a full one.
         if l.n.wrapping_sub(1) < BANK_LIST_FLUSH - 1 {
             // SAFETY: `p` is a free object now owned by the bank (caller contract).

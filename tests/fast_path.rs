@@ -5,6 +5,10 @@
 //! one instruction (or adds a call, which is at least two) fails here; a change that shortens
 //! one should lower its ceiling.
 //!
+//! The remote-free path is pinned the same way (tests/capi/remote_loop.c: one thread frees a
+//! million 32-byte blocks another thread allocated): the instructions of `free` and of
+//! `free_other` behind its remote branch (the remote buffer's push), per free.
+//!
 //! The hardened lane (`libhakozuna_secure.so`) has ceilings of its own: its checks are
 //! pinned the same way, so what they cost is a number that changes only on purpose
 //! (docs/results/secure.md).
@@ -31,6 +35,15 @@ const SECURE_MALLOC_HIT_MAX: f64 = 23.0;
 /// the mark.
 const SECURE_FREE_HIT_MAX: f64 = 34.0;
 
+/// Instructions of a remote free of a buffered class, per free, in the scale lane: `free`'s
+/// range check, tag load and failed bin test (16, `ret` included), then `free_other`'s
+/// state test, buffered-class test, ring hint lookup and push (26); the chain handed over
+/// every 32nd free adds a fraction (its send is out of line, not counted).
+const REMOTE_FREE_MAX_SCALE: f64 = 43.05;
+/// The same in the fast lane (24 in `free_other`), whose bank finds its list from the tag
+/// alone (`remote::bank`), with no hint to check.
+const REMOTE_FREE_MAX_FAST: f64 = 41.2;
+
 const CALLS: u64 = 1_000_000;
 
 /// Self cost (instructions) of every function named `name` in object `obj`, and the calls made
@@ -40,7 +53,6 @@ fn self_cost_and_calls(out: &str, obj: &str, name: &str) -> (u64, u64) {
     let mut in_fn = false;
     let mut cfn_match = false;
     let mut skip_next = false;
-    let mut calls_pending = false;
     let (mut cost, mut calls) = (0u64, 0u64);
     for line in out.lines() {
         if let Some(v) = line.strip_prefix("ob=") {
@@ -56,16 +68,13 @@ fn self_cost_and_calls(out: &str, obj: &str, name: &str) -> (u64, u64) {
             skip_next = true;
             if cfn_match {
                 calls += v.split_whitespace().next().unwrap().parse::<u64>().unwrap();
-                calls_pending = true;
             }
         } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-') {
             if skip_next {
-                // The inclusive cost of the call just named: the callee's, not ours.
+                // The inclusive cost of the call just named: the callee's, not ours. A `cob=`
+                // names the object of that one call only.
                 skip_next = false;
-                if calls_pending {
-                    calls_pending = false;
-                    cob = ob.clone();
-                }
+                cob = ob.clone();
                 continue;
             }
             if in_fn {
@@ -133,6 +142,67 @@ fn hit_paths_of(lane: &str, so: &Path, malloc_max: f64, free_max: f64) {
              {max} (its hit path grew)"
         );
     }
+}
+
+/// Runs tests/capi/remote_loop.c on `lane` under callgrind and checks `free` + `free_other`
+/// per free against `max`.
+fn remote_free_path(lane: Lane, krate: &str, max: f64) {
+    let so = lane.so();
+    let dir = scratch().join("fast_path");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(format!("remote_loop.{lane:?}"));
+    let mut c = plain("gcc");
+    c.args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/capi/remote_loop.c"));
+    run(c, Duration::from_secs(120)).expect_ok();
+
+    let out = dir.join(format!("callgrind-remote.{lane:?}.out"));
+    let mut v = plain("valgrind");
+    v.args([
+        "--tool=callgrind",
+        "--dump-line=no",
+        "--compress-strings=no",
+        "--compress-pos=no",
+    ])
+    .arg(format!("--callgrind-out-file={}", out.display()))
+    .arg(&exe)
+    .arg(CALLS.to_string())
+    .env("LD_PRELOAD", &so);
+    run(v, Duration::from_secs(300)).expect_ok();
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let name = so.file_name().unwrap().to_str().unwrap();
+    let (free_cost, frees) = self_cost_and_calls(&text, name, "free");
+    let other = format!("{krate}::front::alloc::free_other");
+    let (other_cost, others) = self_cost_and_calls(&text, name, &other);
+    assert!(
+        frees >= CALLS && others >= CALLS,
+        "{lane:?}: callgrind saw {frees} calls to free and {others} to {other} in {name}, \
+         expected at least {CALLS} of each"
+    );
+    let per_free = (free_cost + other_cost) as f64 / others as f64;
+    println!(
+        "{lane:?} remote free: ({free_cost} + {other_cost}) instructions / {others} remote \
+         frees = {per_free:.3}"
+    );
+    // `free`'s few own-heap calls (the blocks array, the consumer's warm-up) are shorter than
+    // a remote one, so they can only lower the average.
+    assert!(
+        per_free <= max + 0.01,
+        "{lane:?}: a remote free executes {per_free:.3} instructions in free + free_other, \
+         above its ceiling of {max} (the remote-free path grew)"
+    );
+}
+
+#[test]
+fn remote_free_scale() {
+    remote_free_path(Lane::Scale, "hakozuna", REMOTE_FREE_MAX_SCALE);
+}
+
+#[test]
+fn remote_free_fast() {
+    remote_free_path(Lane::Fast, "hakozuna_fast", REMOTE_FREE_MAX_FAST);
 }
 
 #[test]

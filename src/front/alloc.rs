@@ -166,8 +166,9 @@ unsafe fn free_arena(p: *mut u8, off: usize, tag: u32, tc: *mut ThreadCache, b: 
     // The tag read again rather than kept: the test above then consumes its register (one
     // copy fewer on the fast path, one load more here). The tag of a live block's page does
     // not change while the block is live.
-    // SAFETY: `p` is an arena pointer being freed (caller contract) and this its page tag.
-    unsafe { free_other(p, arena::tag_at(off)) };
+    // SAFETY: `p` is an arena pointer being freed (caller contract), this its page tag, and
+    // `tc` the thread's cache or stand-in (caller contract).
+    unsafe { free_other(p, arena::tag_at(off), tc) };
 }
 
 /// Hardened lane: `free` of an arena pointer that failed the quick start-of-block test (every
@@ -196,15 +197,17 @@ unsafe fn free_checked(p: *mut u8) {
 }
 
 /// A free of an arena block whose tag is not our heap's: a remote free on an active cache
-/// (kept free of calls that need saved registers: its slow paths are tail calls).
+/// (kept free of calls that need saved registers: its slow paths are tail calls). `free`
+/// passes the cache it already holds, which saves reading the thread pointer again.
 ///
 /// # Safety
-/// `p` is an arena block being freed and `tag` its page tag.
+/// `p` is an arena block being freed, `tag` its page tag and `tc` the calling thread's cache
+/// or stand-in (`tls::tcache`).
 #[cold]
 #[inline(never)]
-unsafe fn free_other(p: *mut u8, tag: u32) {
-    let tc = tls::tcache();
-    // SAFETY: this thread's cache or a stand-in, live for the whole thread; a plain read.
+unsafe fn free_other(p: *mut u8, tag: u32, tc: *mut ThreadCache) {
+    // SAFETY: this thread's cache or a stand-in (caller contract), live for the whole thread;
+    // a plain read.
     if unsafe { (*tc).state } == ACTIVE {
         // SAFETY: ACTIVE, so the thread's own cache, which nothing else references; `free`
         // found that the tag does not name our heap (`owner_base` cannot change in between:

@@ -78,16 +78,21 @@ impl Sink for ToOwners<'_> {
     }
 }
 
-/// Whether remote frees of `bin` wait in the ring/bank: the 16-byte-step classes, and the
-/// medium ones when `medium-adopt` does not keep them; never for a bin `>= NUM_BINS`. The
-/// carved classes above 2 KiB are sent at once (`size_class::sent_unbuffered`), and with
-/// neither buffer on every free is.
+/// Whether remote frees of the bin page tag `tag` names wait in the ring/bank: the
+/// 16-byte-step classes, and the medium ones when `medium-adopt` does not keep them; never
+/// for a zero tag. The carved classes above 2 KiB are sent at once
+/// (`size_class::sent_unbuffered`), and with neither buffer on every free is. With
+/// `medium-adopt` one compare of the tag's bin field (a byte offset, `page_tag::slot`), with
+/// no shift to a bin number.
 #[inline(always)]
-fn buffered(bin: usize) -> bool {
+fn buffered(tag: u32) -> bool {
     (config::FAST_LANE || config::REMOTE_RING)
         && if config::MEDIUM_ADOPT {
-            sc::is_step(bin)
+            // `slot` is `(bin + 1) << BIN_SHIFT`, or 0 for a zero tag, which wraps.
+            page_tag::slot(tag).wrapping_sub(page_tag::field(0) as usize)
+                < sc::STEP_BINS << page_tag::BIN_SHIFT
         } else {
+            let bin = page_tag::bin_of(tag);
             bin < NUM_BINS && !sc::sent_unbuffered(bin)
         }
 }
@@ -510,7 +515,7 @@ impl ThreadCache {
     #[inline(always)]
     pub unsafe fn free_remote(&mut self, p: *mut u8, tag: u32) {
         // A buffered class implies a nonzero tag (a zero tag's bin is `>= NUM_BINS`).
-        if buffered(page_tag::bin_of(tag)) {
+        if buffered(tag) {
             // SAFETY: as for this function (caller contract); the class is buffered.
             return unsafe { self.send_remote(p, tag) };
         }
@@ -561,31 +566,45 @@ impl ThreadCache {
                 // objects tagged `tag`, now ours to send.
                 Push::Send(c) => unsafe { self.send_chain(tag, c.head, c.tail, c.n) },
                 // SAFETY: as for this function (caller contract); `p` is still ours.
-                Push::NoEntry => unsafe { self.buffer_new(p, tag) },
+                Push::NoEntry => unsafe { Self::buffer_new(p, tag, self) },
             }
             return;
         }
+        // SAFETY: as for this function (caller contract).
+        unsafe { Self::send_uncovered(p, tag, self) }
+    }
+
+    /// A buffered free for a heap the bank does not cover (fast lane, heap ids from
+    /// `BANK_HEAPS`): to its owner now. Out of line, with the cache last, so that the common
+    /// push keeps its arguments in the registers `free` passes them in.
+    ///
+    /// # Safety
+    /// As for `send_remote` (`tc` is the cache).
+    #[inline(never)]
+    unsafe fn send_uncovered(p: *mut u8, tag: u32, tc: &mut ThreadCache) {
         // SAFETY: `tag` is nonzero (caller contract).
         let (dst, bin) = unsafe { page_tag::decode(tag).unwrap_unchecked() };
         // SAFETY: as for this function (caller contract).
-        unsafe { self.send_direct(p, dst, bin) }
+        unsafe { tc.send_direct(p, dst, bin) }
     }
 
     /// A free the ring has no live entry for: a new entry, after flushing the oldest ones if
-    /// the ring is full. Out of line so the common push saves no registers.
+    /// the ring is full. Out of line so the common push saves no registers; the cache comes
+    /// last, so that `free`'s remote branch keeps `p`, `tag` and the cache in the registers
+    /// they arrive in (no moves before the push).
     ///
     /// # Safety
-    /// As for `send_remote`, and `covers_tag(tag)`.
+    /// As for `send_remote` (`tc` is the cache), and `covers_tag(tag)`.
     #[inline(never)]
-    unsafe fn buffer_new(&mut self, p: *mut u8, tag: u32) {
-        if self.remote.is_full() {
+    unsafe fn buffer_new(p: *mut u8, tag: u32, tc: &mut ThreadCache) {
+        if tc.remote.is_full() {
             // SAFETY: ACTIVE (caller contract).
-            unsafe { self.flush_remote(RING_FULL_BUDGET) };
+            unsafe { tc.flush_remote(RING_FULL_BUDGET) };
         }
         // SAFETY: `p` is a free object tagged `tag`, now the buffer's; the flush made room.
-        if let Push::Send(c) = unsafe { self.remote.push_new(tag, p) } {
+        if let Push::Send(c) = unsafe { tc.remote.push_new(tag, p) } {
             // SAFETY: ACTIVE; a chain of free objects tagged `tag`, ours to send.
-            unsafe { self.send_chain(tag, c.head, c.tail, c.n) };
+            unsafe { tc.send_chain(tag, c.head, c.tail, c.n) };
         }
     }
 

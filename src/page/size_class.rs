@@ -42,8 +42,8 @@ pub const SMALL_MAX: usize = 2048;
 pub const MEDIUM_MAX: usize = 65536;
 /// Largest size served from the arena.
 pub const ARENA_MAX: usize = 256 << 10;
-/// Bins of the 16-byte-step classes.
-const STEP_BINS: usize = SMALL_MAX / 16;
+/// Bins of the 16-byte-step classes (up to [`SMALL_MAX`]): bins `0..STEP_BINS`.
+pub const STEP_BINS: usize = SMALL_MAX / 16;
 const PAGE: usize = 4096;
 /// Granularity of the classes above [`SMALL_MAX`]: all are multiples of 512 bytes.
 const ABOVE_SHIFT: u32 = 9;
@@ -162,13 +162,6 @@ pub fn bin16_of(size: usize) -> Option<usize> {
 #[inline]
 pub const fn is_small(bin: usize) -> bool {
     bin < SMALL_BINS
-}
-
-/// Whether `bin` is one of the 16-byte-step classes (up to [`SMALL_MAX`]); any `bin` is
-/// accepted.
-#[inline(always)]
-pub const fn is_step(bin: usize) -> bool {
-    bin < STEP_BINS
 }
 
 /// Whether a remote free of `bin` goes straight to its owner's stash instead of waiting in

@@ -5,20 +5,43 @@
 //! flush from scanning empty ones (a scan of every list at each refill was three quarters of
 //! larson's instructions). Frees for heaps beyond the bank's width are dispatched directly by
 //! the caller (one CAS), never refused.
+//!
+//! A list's slot is found from the page tag alone: slots are [`SLOT`] bytes, the width of a
+//! thread-cache bin, so the tag's bin field is already the slot's byte offset (plus one slot)
+//! and its owner field the row number (plus one row); both offsets fold into the address's
+//! displacement.
 
-use crate::config::{BANK_HEAPS, BANK_LIST_FLUSH};
+use crate::config::{self, BANK_HEAPS, BANK_LIST_FLUSH};
 use crate::ds::list::{set_next, Chain};
-use crate::page::page_tag;
-use crate::page::size_class::NUM_BINS;
+use crate::page::page_tag::{self, OWNER_SHIFT};
+use crate::page::size_class::{NUM_BINS, STEP_BINS};
 use crate::remote::{Push, Sink};
 
+/// Bins a row holds: every class the thread cache buffers (`front::tcache::buffered`), the
+/// 16-byte-step ones when `medium-adopt` keeps the medium frees, else all.
+const BINS: usize = if config::MEDIUM_ADOPT {
+    STEP_BINS
+} else {
+    NUM_BINS
+};
 /// Bitmap words per destination heap.
-const WORDS: usize = NUM_BINS.div_ceil(64);
+const WORDS: usize = BINS.div_ceil(64);
+/// Bytes of a slot: `page_tag::field(bin)` is `(bin + 1) * SLOT`.
+const SLOT: usize = 1 << page_tag::BIN_SHIFT;
+/// Bytes of a row (one destination heap).
+const ROW: usize = BINS * SLOT;
+
+/// A list padded to [`SLOT`] bytes.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot(Chain, [u8; SLOT - core::mem::size_of::<Chain>()]);
+
+const _: () = assert!(core::mem::size_of::<Slot>() == SLOT);
 
 /// All-zero is a valid empty bank.
 #[repr(C)]
 pub struct RemoteBank {
-    lists: [[Chain; NUM_BINS]; BANK_HEAPS],
+    lists: [[Slot; BINS]; BANK_HEAPS],
     /// Bit `bin % 64` of word `bin / 64` of row `dst`: list `(dst, bin)` holds objects.
     nonempty: [[u64; WORDS]; BANK_HEAPS],
     /// Lists holding objects (a cheap hint that makes empty flushes free).
@@ -52,19 +75,19 @@ impl RemoteBank {
     ///
     /// # Safety
     /// `p` is a free object of the heap and bin the nonzero page tag `tag` encodes, now owned
-    /// by the bank; `covers_tag(tag)`.
+    /// by the bank; `covers_tag(tag)`, and the bin is one the thread cache buffers (below
+    /// [`BINS`]).
     #[inline(always)]
     #[must_use]
     pub unsafe fn push(&mut self, tag: u32, p: *mut u8) -> Push {
         debug_assert!(Self::covers_tag(tag) && page_tag::decode(tag).is_some());
-        let (dst, bin) = page_tag::split(tag);
-        let dst = dst as usize;
-        // A nonzero tag is `page_tag::encode(dst, bin)` with `bin < NUM_BINS`, and
-        // `covers_tag` bounds `dst` below `BANK_HEAPS` (caller contract): the indexing below
-        // needs no checks, which would leave a panic path in `free`.
-        // SAFETY: as just said, `dst < BANK_HEAPS`.
-        unsafe { core::hint::assert_unchecked(dst < BANK_HEAPS && bin < NUM_BINS) };
-        let l = &mut self.lists[dst][bin];
+        debug_assert!(page_tag::bin_of(tag) < BINS);
+        // `tag` is `(dst + 1) << OWNER_SHIFT | (bin + 1) * SLOT` with `dst < BANK_HEAPS` and
+        // `bin < BINS` (caller contract), so this is `dst * ROW + bin * SLOT`, in bounds.
+        let off = (tag >> OWNER_SHIFT) as usize * ROW + page_tag::slot(tag) - (ROW + SLOT);
+        // SAFETY: `off` is the byte offset of slot `(dst, bin)` in `lists` (just said), a
+        // `Slot` (rows and slots are multiples of its alignment); `&mut self` makes it ours.
+        let l = unsafe { &mut (*(self.lists.as_mut_ptr() as *mut u8).add(off).cast::<Slot>()).0 };
         // One unsigned compare finds both an empty list and a full one.
         if l.n.wrapping_sub(1) < BANK_LIST_FLUSH - 1 {
             // SAFETY: `p` is a free object now owned by the bank (caller contract).
@@ -82,13 +105,29 @@ impl RemoteBank {
         };
         if l.n == 0 {
             *l = fresh;
-            self.pending += 1;
-            self.nonempty[dst][bin / 64] |= 1 << (bin % 64);
+            // SAFETY: `tag` is as for this function (caller contract).
+            unsafe { self.mark_started(tag) };
             return Push::Done;
         }
         // A full list goes over as the next object starts its successor, so the list stays
         // non-empty and its bitmap bit set.
         Push::Send(core::mem::replace(l, fresh))
+    }
+
+    /// Counts the list of `tag` that a push just started and sets its bitmap bit. Out of line
+    /// so that the common push keeps its arguments where `free` passes them.
+    ///
+    /// # Safety
+    /// `tag` is as for [`push`](Self::push).
+    #[cold]
+    #[inline(never)]
+    unsafe fn mark_started(&mut self, tag: u32) {
+        self.pending += 1;
+        let (dst, bin) = page_tag::split(tag);
+        // SAFETY: `dst < BANK_HEAPS` and `bin < BINS` (caller contract); no bounds check
+        // (which would leave a panic path in `free`).
+        unsafe { core::hint::assert_unchecked((dst as usize) < BANK_HEAPS && bin < BINS) };
+        self.nonempty[dst as usize][bin / 64] |= 1 << (bin % 64);
     }
 
     /// [`push`](Self::push) (the ring's signature; not reached, since `push` takes every free).
@@ -121,7 +160,7 @@ impl RemoteBank {
             while bits != 0 && left > 0 {
                 let bin = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let c = core::mem::replace(&mut self.lists[dst][bin], Chain::EMPTY);
+                let c = core::mem::replace(&mut self.lists[dst][bin].0, Chain::EMPTY);
                 self.pending -= 1;
                 left -= 1;
                 sent += c.n;
@@ -184,13 +223,13 @@ mod tests {
     fn budget_counts_lists_and_resumes() {
         // SAFETY: all-zero is the documented empty state.
         let mut b: Box<RemoteBank> = unsafe { Box::new(core::mem::zeroed()) };
-        let o = objects(2 * NUM_BINS);
+        let o = objects(2 * BINS);
         let mut rec = Rec(Vec::new());
         // Every bin of heaps 1 and 6 (the highest bins too), one object each.
         for (i, &p) in o.iter().enumerate() {
-            let dst = if i < NUM_BINS { 1 } else { 6 };
+            let dst = if i < BINS { 1 } else { 6 };
             // SAFETY: each `p` is a distinct unused object from `objects`.
-            let tag = page_tag::encode(dst, i % NUM_BINS);
+            let tag = page_tag::encode(dst, i % BINS);
             assert!(matches!(unsafe { b.push(tag, p) }, Push::Done));
         }
         assert!(rec.0.is_empty());
@@ -202,11 +241,11 @@ mod tests {
             // SAFETY: as above.
             flushed += unsafe { b.flush(7, &mut rec) } as usize;
         }
-        assert_eq!(flushed, 2 * NUM_BINS);
+        assert_eq!(flushed, 2 * BINS);
         let mut lists: Vec<(u32, usize)> = rec.0.iter().map(|x| (x.0, x.1)).collect();
         lists.sort();
         lists.dedup();
-        assert_eq!(lists.len(), 2 * NUM_BINS, "every list exactly once");
+        assert_eq!(lists.len(), 2 * BINS, "every list exactly once");
         // SAFETY: the bank is empty.
         assert_eq!(unsafe { b.flush(u32::MAX, &mut rec) }, 0);
     }

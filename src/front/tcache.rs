@@ -4,6 +4,7 @@
 
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
+use crate::ds::order;
 use crate::front::bin::Bin;
 use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
@@ -58,6 +59,11 @@ pub struct ThreadCache {
     /// Bytes the bins' limits have grown by beyond their defaults, together; at most
     /// [`config::BIN_GROW_BUDGET`].
     grown: usize,
+    /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
+    /// memory at the first use; null before. Goes with the cache.
+    order: *mut order::Scratch,
+    /// Rests of the bins so far (`at_rest`), for [`REST_PERIOD`].
+    rests: u32,
     remote: RemoteBuf,
 }
 
@@ -185,6 +191,7 @@ impl ThreadCache {
         self.demand_prev = [0; DEMAND_WORDS];
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
+        self.rests = 0;
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -319,12 +326,16 @@ impl ThreadCache {
     /// ACTIVE.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
+        // SAFETY: ACTIVE (caller contract).
+        if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
+            return;
+        }
         if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
             // SAFETY: ACTIVE (caller contract).
             if r >= 2 * self.bins[bin].limit()
                 && unsafe { self.front_is_own(bin) }
-                && unsafe { self.grow(bin, r) }
+                && unsafe { self.grow(bin) }
             {
                 return;
             }
@@ -345,11 +356,30 @@ impl ThreadCache {
     ///
     /// # Safety
     /// ACTIVE.
-    unsafe fn grow(&mut self, bin: usize, refilled: u32) -> bool {
+    unsafe fn grow(&mut self, bin: usize) -> bool {
+        let b = &self.bins[bin];
+        if b.limit() >= sc::bin_limit_max(bin)
+            || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET
+        {
+            return false;
+        }
+        self.bins[bin].rest = Bin::ARMED;
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.stats.add(Ev::BinGrows, 1);
+        true
+    }
+
+    /// Raises the limit of small bin `bin` by up to `by` objects, up to
+    /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
+    /// cannot grow at all.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn extend(&mut self, bin: usize, by: u32) -> bool {
         let size = sc::bin_size(bin);
         let room = (config::BIN_GROW_BUDGET - self.grown) / size;
         let b = &mut self.bins[bin];
-        let to = (b.limit() + refilled + refilled / 8).min(sc::bin_limit_max(bin));
+        let to = (b.limit() + by).min(sc::bin_limit_max(bin));
         let add = (to.saturating_sub(b.limit()) as usize).min(room) as u32;
         if add == 0 {
             return false;
@@ -357,10 +387,79 @@ impl ThreadCache {
         b.set_limit(b.limit() + add);
         self.grown += add as usize * size;
         // SAFETY: ACTIVE (caller contract).
-        let stats = &unsafe { self.heap() }.stats;
-        stats.add(Ev::BinGrows, 1);
-        stats.add(Ev::BinGrowBytes, (add as usize * size) as u64);
+        unsafe { self.heap() }
+            .stats
+            .add(Ev::BinGrowBytes, (add as usize * size) as u64);
         true
+    }
+
+    /// An overflow of a bin tracked since it grew (`rest` set), whose limit follows the most
+    /// objects it held, less one: so the push that brings it back to that high, when a round
+    /// trip has returned every object it handed out, overflows. Then (room −1) every
+    /// [`REST_PERIOD`]-th time the bin is relinked in address order (`ds::order`) and keeps
+    /// its room of −1, which the next pop clears. A push past the high (room below −1) raises
+    /// the limit by one. False (the caller sheds as for any bin) when the budget is spent, the
+    /// list is too short or spread too wide, or the bin only swings near its top: the object
+    /// [`REST_DEPTH`] deep is the one found there at the last rest, so fewer objects than that
+    /// were popped since; such a bin stops being tracked and keeps an eighth more room.
+    ///
+    /// # Safety
+    /// ACTIVE; `rest` of `bin` is set (only `grow` sets it, for small bins).
+    unsafe fn at_rest(&mut self, bin: usize) -> bool {
+        if self.bins[bin].room() < -1 {
+            // SAFETY: ACTIVE (caller contract).
+            if unsafe { self.extend(bin, 1) } {
+                return true;
+            }
+            self.bins[bin].rest = null_mut();
+            return false;
+        }
+        let b = &self.bins[bin];
+        let mut deep = b.head;
+        for _ in 0..REST_DEPTH {
+            if deep.is_null() {
+                break;
+            }
+            // SAFETY: `deep` is an object of the bin, a well-formed list of free objects.
+            deep = unsafe { crate::ds::list::next(deep) };
+        }
+        if deep.is_null() || deep == b.rest {
+            self.bins[bin].rest = null_mut();
+            let by = self.bins[bin].count() / 8;
+            // SAFETY: ACTIVE (caller contract).
+            return unsafe { self.extend(bin, by) } && self.bins[bin].room() >= 0;
+        }
+        self.rests = self.rests.wrapping_add(1);
+        if self.rests % REST_PERIOD == 0 {
+            // SAFETY: ACTIVE (caller contract).
+            if let Some(d) = unsafe { self.relink(bin) } {
+                deep = d;
+            }
+        }
+        self.bins[bin].rest = deep;
+        true
+    }
+
+    /// Relinks bin `bin` in address order; returns its object [`REST_DEPTH`] deep, or `None`
+    /// (the bin unchanged) when there is no scratch memory or the list spans too many pages.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn relink(&mut self, bin: usize) -> Option<*mut u8> {
+        if self.order.is_null() {
+            self.order = meta::alloc(
+                core::mem::size_of::<order::Scratch>(),
+                core::mem::align_of::<order::Scratch>(),
+            )?
+            .cast();
+        }
+        // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
+        // here by its owner thread; the bin is a well-formed list of distinct free objects.
+        let (head, deep) = unsafe { order::sort(&mut *self.order, self.bins[bin].head, REST_DEPTH as usize) }?;
+        self.bins[bin].head = head;
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.stats.add(Ev::BinRelinks, 1);
+        Some(deep)
     }
 
     /// Whether the [`OWN_SAMPLE`] most recently freed objects of bin `bin` are all this heap's:
@@ -388,6 +487,7 @@ impl ThreadCache {
     fn shrink_to_default(&mut self, bin: usize) {
         let b = &mut self.bins[bin];
         let d = sc::bin_limit(bin);
+        b.rest = null_mut();
         if b.limit() > d {
             self.grown -= (b.limit() - d) as usize * sc::bin_size(bin);
             b.set_limit(d);
@@ -747,6 +847,11 @@ const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
 /// Objects at the front of an overflowing bin that must all be the heap's own for it to grow
 /// (`ThreadCache::front_is_own`).
 const OWN_SAMPLE: u32 = 8;
+/// How deep a bin at rest is read to tell a round trip from a swing near its top
+/// (`ThreadCache::at_rest`).
+const REST_DEPTH: u32 = 64;
+/// A bin at rest is relinked in address order every this many rests of the thread's bins.
+const REST_PERIOD: u32 = 1;
 /// Between epochs, every this many slow-path calls check whether a decay pass is due (one
 /// clock read): a pass also gives back the heaps of idle live threads, which no flag
 /// announces (`registry::decay_pending` covers released heaps and pooled segments).

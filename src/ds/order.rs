@@ -30,81 +30,70 @@ pub struct Scratch {
     used: [u16; MAX_PAGES],
 }
 
-/// Relinks the list at `head` in address order and returns its new head and its object at
-/// position `depth` (0 is the head; null if the list is shorter), or `None`, with the list
-/// untouched, when its objects lie in more than [`MAX_PAGES`] pages.
+/// Relinks the list at `head` in address order and returns its new head, or `None`, with the
+/// list untouched, when its objects lie in more than [`MAX_PAGES`] pages.
 ///
 /// # Safety
 /// `head` is a well-formed, null-terminated list of distinct free objects (16-byte aligned)
 /// that the caller owns; `s` is empty (all-zero, or left by an earlier call).
-pub unsafe fn sort(s: &mut Scratch, head: *mut u8, depth: usize) -> Option<(*mut u8, *mut u8)> {
+pub unsafe fn sort(s: &mut Scratch, head: *mut u8) -> Option<*mut u8> {
     let mut used = 0;
     let mut p = head;
+    // The slot of the last object's page: neighbours in a list often share a page.
+    let mut i = 0;
     while !p.is_null() {
         let a = p as usize;
         let page = a >> PAGE_SHIFT;
-        let mut i = page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());
-        while s.page[i] != page {
-            if s.page[i] == 0 {
-                if used == MAX_PAGES {
-                    clear(s, used);
-                    return None;
+        if s.page[i % SLOTS] != page {
+            i = page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());
+            while s.page[i] != page {
+                if s.page[i] == 0 {
+                    if used == MAX_PAGES {
+                        clear(s, used);
+                        return None;
+                    }
+                    s.page[i] = page;
+                    s.used[used] = i as u16;
+                    used += 1;
+                    break;
                 }
-                s.page[i] = page;
-                s.used[used] = i as u16;
-                used += 1;
-                break;
+                i = (i + 1) % SLOTS;
             }
-            i = (i + 1) % SLOTS;
         }
-        let k = (a >> 4) & ((1 << (PAGE_SHIFT - 4)) - 1);
-        s.bits[i][k / 64] |= 1 << (k % 64);
+        let k = (a >> 4) % (1 << (PAGE_SHIFT - 4));
+        s.bits[i % SLOTS][k / 64 % WORDS] |= 1 << (k % 64);
         // SAFETY: `p` is an object of the caller's well-formed list.
         p = unsafe { next(p) };
     }
-    // At most MAX_PAGES pages: an insertion sort by page number.
-    for j in 1..used {
-        let x = s.used[j];
-        let mut m = j;
-        while m > 0 && s.page[s.used[m - 1] as usize] > s.page[x as usize] {
-            s.used[m] = s.used[m - 1];
-            m -= 1;
-        }
-        s.used[m] = x;
-    }
-    let mut first = null_mut();
-    let mut last: *mut u8 = null_mut();
-    let mut at = null_mut();
-    let mut n = 0;
-    for j in 0..used {
-        let i = s.used[j] as usize;
+    // At most MAX_PAGES pages, by page number (no allocation: core's in-place sort; a list
+    // walked from its most recently freed object usually finds them in descending order).
+    let page = &s.page;
+    s.used[..used].sort_unstable_by_key(|&i| page[i as usize % SLOTS]);
+    // A stand-in object before the first, so every object is linked the same way.
+    let mut before = [0usize; 2];
+    let mut last: *mut u8 = before.as_mut_ptr().cast();
+    for &i in &s.used[..used] {
+        let i = i as usize % SLOTS;
         let base = s.page[i] << PAGE_SHIFT;
         for w in 0..WORDS {
             let mut bits = s.bits[i][w];
             while bits != 0 {
                 let o = (base + ((w * 64 + bits.trailing_zeros() as usize) << 4)) as *mut u8;
                 bits &= bits - 1;
-                if last.is_null() {
-                    first = o;
-                } else {
-                    // SAFETY: `last` is one of the list's objects, which the caller owns.
-                    unsafe { set_next(last, o) };
-                }
-                if n == depth {
-                    at = o;
-                }
-                n += 1;
+                // SAFETY: `last` is the stand-in or one of the list's objects, which the
+                // caller owns.
+                unsafe { set_next(last, o) };
                 last = o;
             }
-            s.bits[i][w] = 0;
         }
+        s.bits[i] = [0; WORDS];
         s.page[i] = 0;
     }
-    if !last.is_null() {
-        // SAFETY: as above.
-        unsafe { set_next(last, null_mut()) };
+    // SAFETY: as above; the stand-in's link is the first object.
+    unsafe {
+        set_next(last, null_mut());
+        Some(next(before.as_mut_ptr().cast()))
     }
-    Some((first, at))
 }
 
 /// Empties the first `used` slots the walk filled.
@@ -144,11 +133,10 @@ mod tests {
         let mut s: Box<Scratch> = Box::new(unsafe { core::mem::zeroed() });
         // SAFETY: a list of distinct 16-byte aligned test objects.
         let c = unsafe { link(&objs) };
-        let (h, at) = unsafe { sort(&mut s, c.head, 3) }.unwrap();
+        let h = unsafe { sort(&mut s, c.head) }.unwrap();
         // SAFETY: the relinked list.
         let got = unsafe { collect(h) };
         assert_eq!(got, want);
-        assert_eq!(at, want[3]);
         assert!(s.page.iter().all(|&p| p == 0) && s.bits.iter().all(|b| *b == [0; WORDS]));
     }
 }

@@ -62,8 +62,8 @@ pub struct ThreadCache {
     /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
     /// memory at the first use; null before. Goes with the cache.
     order: *mut order::Scratch,
-    /// Rests of the bins so far (`at_rest`), for [`REST_PERIOD`].
-    rests: u32,
+    /// Rests of each small bin since it was last relinked (`at_rest`), up to [`REST_PERIOD`].
+    rests: [u8; SMALL_BINS],
     remote: RemoteBuf,
 }
 
@@ -191,7 +191,7 @@ impl ThreadCache {
         self.demand_prev = [0; DEMAND_WORDS];
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
-        self.rests = 0;
+        self.rests = [0; SMALL_BINS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -415,13 +415,18 @@ impl ThreadCache {
             return false;
         }
         let b = &self.bins[bin];
+        let size = sc::bin_size(bin);
         let mut deep = b.head;
+        // Neighbours in the list that are neighbours in memory.
+        let mut adjacent = 0;
         for _ in 0..REST_DEPTH {
             if deep.is_null() {
                 break;
             }
             // SAFETY: `deep` is an object of the bin, a well-formed list of free objects.
-            deep = unsafe { crate::ds::list::next(deep) };
+            let n = unsafe { crate::ds::list::next(deep) };
+            adjacent += u32::from((n as usize).abs_diff(deep as usize) == size);
+            deep = n;
         }
         if deep.is_null() || deep == b.rest {
             self.bins[bin].rest = null_mut();
@@ -429,37 +434,47 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract).
             return unsafe { self.extend(bin, by) } && self.bins[bin].room() >= 0;
         }
-        self.rests = self.rests.wrapping_add(1);
-        if self.rests % REST_PERIOD == 0 {
+        self.rests[bin] += 1;
+        if self.rests[bin] >= REST_PERIOD && adjacent < REST_ORDERED {
+            self.rests[bin] = 0;
             // SAFETY: ACTIVE (caller contract).
-            if let Some(d) = unsafe { self.relink(bin) } {
-                deep = d;
+            if unsafe { self.relink(bin) } {
+                deep = self.bins[bin].head;
+                for _ in 0..REST_DEPTH {
+                    // SAFETY: the bin holds more than REST_DEPTH objects (`deep` was found
+                    // that deep before it was relinked).
+                    deep = unsafe { crate::ds::list::next(deep) };
+                }
             }
         }
         self.bins[bin].rest = deep;
         true
     }
 
-    /// Relinks bin `bin` in address order; returns its object [`REST_DEPTH`] deep, or `None`
-    /// (the bin unchanged) when there is no scratch memory or the list spans too many pages.
+    /// Relinks bin `bin` in address order; false (the bin unchanged) when there is no scratch
+    /// memory or the list spans too many pages.
     ///
     /// # Safety
     /// ACTIVE.
-    unsafe fn relink(&mut self, bin: usize) -> Option<*mut u8> {
+    unsafe fn relink(&mut self, bin: usize) -> bool {
         if self.order.is_null() {
-            self.order = meta::alloc(
+            match meta::alloc(
                 core::mem::size_of::<order::Scratch>(),
                 core::mem::align_of::<order::Scratch>(),
-            )?
-            .cast();
+            ) {
+                Some(p) => self.order = p.cast(),
+                None => return false,
+            }
         }
         // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
         // here by its owner thread; the bin is a well-formed list of distinct free objects.
-        let (head, deep) = unsafe { order::sort(&mut *self.order, self.bins[bin].head, REST_DEPTH as usize) }?;
+        let Some(head) = (unsafe { order::sort(&mut *self.order, self.bins[bin].head) }) else {
+            return false;
+        };
         self.bins[bin].head = head;
         // SAFETY: ACTIVE (caller contract).
         unsafe { self.heap() }.stats.add(Ev::BinRelinks, 1);
-        Some(deep)
+        true
     }
 
     /// Whether the [`OWN_SAMPLE`] most recently freed objects of bin `bin` are all this heap's:
@@ -851,7 +866,11 @@ const OWN_SAMPLE: u32 = 8;
 /// (`ThreadCache::at_rest`).
 const REST_DEPTH: u32 = 64;
 /// A bin at rest is relinked in address order every this many rests of the thread's bins.
-const REST_PERIOD: u32 = 1;
+const REST_PERIOD: u8 = 4;
+/// A bin at rest whose first [`REST_DEPTH`] objects have at least this many neighbours in
+/// memory next to each other in the list is in order already (an allocate-then-free loop
+/// hands its blocks back in the order it got them) and is not relinked.
+const REST_ORDERED: u32 = 48;
 /// Between epochs, every this many slow-path calls check whether a decay pass is due (one
 /// clock read): a pass also gives back the heaps of idle live threads, which no flag
 /// announces (`registry::decay_pending` covers released heaps and pooled segments).

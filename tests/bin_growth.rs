@@ -90,7 +90,8 @@ fn shuffled_rounds(n: usize, total: usize, tail: usize, shuffle: bool) -> (u64, 
                 assert!(!blocks[i].is_null());
                 if round >= total - tail && i > 0 {
                     pairs += 1;
-                    adjacent += u64::from((blocks[i] as usize).abs_diff(blocks[i - 1] as usize) == 48);
+                    adjacent +=
+                        u64::from((blocks[i] as usize).abs_diff(blocks[i - 1] as usize) == 48);
                 }
             }
             if shuffle {
@@ -117,12 +118,24 @@ fn a_grown_bin_at_rest_hands_out_blocks_in_address_order() {
     // once if the thread took over a heap whose central list held an earlier test's blocks in
     // another order.
     let (relinks, adjacent) = shuffled_rounds(3000, 40, 8, false);
-    assert!(relinks <= 1, "a round trip in order was relinked {relinks} times");
-    assert!(adjacent > 0.9, "an in-order round trip lost its order: {adjacent}");
+    assert!(
+        relinks <= 1,
+        "a round trip in order was relinked {relinks} times"
+    );
+    assert!(
+        adjacent > 0.9,
+        "an in-order round trip lost its order: {adjacent}"
+    );
     // Freed in a random order each round, a LIFO bin would hand the blocks out scattered
     // (adjacent about 1/3000 of the time); relinked at every fourth rest, a quarter of the
     // rounds run through memory in order.
     let (relinks, adjacent) = shuffled_rounds(3000, 40, 8, true);
-    assert!(relinks >= 4, "a shuffled round trip was never relinked: {relinks}");
-    assert!(adjacent > 0.15, "mallocs after relinks were not in address order: {adjacent}");
+    assert!(
+        relinks >= 4,
+        "a shuffled round trip was never relinked: {relinks}"
+    );
+    assert!(
+        adjacent > 0.15,
+        "mallocs after relinks were not in address order: {adjacent}"
+    );
 }

@@ -6,7 +6,7 @@
 //! May use: `sys`, `config`.
 
 pub mod list;
-pub mod order;
 pub mod mpsc;
+pub mod order;
 pub mod owner_stash;
 pub mod transfer_cache;

@@ -120,7 +120,11 @@ mod tests {
     fn sorts_a_shuffled_list_and_keeps_every_object() {
         // Over several pages: 500 objects of 16 bytes, every third one in the list.
         let buf: &'static mut [Obj] = (0..1500).map(|_| Obj([0; 2])).collect::<Vec<_>>().leak();
-        let mut objs: Vec<*mut u8> = buf.iter_mut().step_by(3).map(|o| o.0.as_mut_ptr().cast()).collect();
+        let mut objs: Vec<*mut u8> = buf
+            .iter_mut()
+            .step_by(3)
+            .map(|o| o.0.as_mut_ptr().cast())
+            .collect();
         let mut want = objs.clone();
         want.sort();
         // A fixed shuffle.

@@ -35,9 +35,9 @@ pub struct Bin {
     /// lanes.
     start: [u64; START_WORDS],
     /// Bins at rest (design.md §5): null while the bin is not tracked; else [`Bin::ARMED`] or
-    /// the object that lay [`REST_DEPTH`](crate::front::tcache) deep in the list when the
-    /// bin last came back to its high. Read and written by the slow paths only (room the
-    /// layout leaves spare).
+    /// the object that lay 64 deep in the list when the bin last came back to its high
+    /// (`ThreadCache::at_rest`). Read and written by the slow paths only, in room the layout
+    /// leaves spare.
     pub rest: *mut u8,
 }
 

@@ -314,10 +314,10 @@ impl ThreadCache {
     /// A free pushed bin `bin` past its limit. If refills brought the bin at least two limits'
     /// worth since its last overflow in this epoch and its front holds only this heap's objects
     /// (the thread allocates more than the bin holds, then frees it: an allocate-then-free
-    /// loop, a tree built and freed), the bin's limit grows to hold the whole round trip
-    /// ([`grow`](Self::grow)) and it keeps everything, so the next round runs on the fast paths
-    /// alone and reuses the blocks in LIFO order; an idle bin's limit goes back to the default
-    /// at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
+    /// loop, a tree built and freed), the bin grows to hold the whole round trip
+    /// ([`grow`](Self::grow)) and keeps everything, so the next round runs on the fast paths
+    /// alone (a grown bin's overflows go to [`at_rest`](Self::at_rest)); an idle bin's limit
+    /// goes back to the default at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
     /// medium runs of a class this thread has not refilled lately go home instead). The half
     /// sent is the front — the most recently freed objects, whose links are still in cache —
     /// so the split costs one walk over warm memory and none over the cold tail.
@@ -349,10 +349,9 @@ impl ThreadCache {
         }
     }
 
-    /// Grows the limit of bin `bin` after a round trip that refilled it with `refilled` objects:
-    /// to the round trip's size (the limit plus `refilled`) and an eighth more, up to
-    /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
-    /// cannot grow.
+    /// Lets bin `bin` grow after a round trip: from now on its limit follows the most objects
+    /// it holds, less one ([`at_rest`](Self::at_rest)), up to [`sc::bin_limit_max`] and as far
+    /// as the thread's growth budget allows. False when it cannot grow.
     ///
     /// # Safety
     /// ACTIVE.
@@ -398,10 +397,11 @@ impl ThreadCache {
     /// trip has returned every object it handed out, overflows. Then (room −1) every
     /// [`REST_PERIOD`]-th time the bin is relinked in address order (`ds::order`) and keeps
     /// its room of −1, which the next pop clears. A push past the high (room below −1) raises
-    /// the limit by one. False (the caller sheds as for any bin) when the budget is spent, the
-    /// list is too short or spread too wide, or the bin only swings near its top: the object
-    /// [`REST_DEPTH`] deep is the one found there at the last rest, so fewer objects than that
-    /// were popped since; such a bin stops being tracked and keeps an eighth more room.
+    /// the limit by one. A bin whose object [`REST_DEPTH`] deep is the one found there at the
+    /// last rest only swings near its top (fewer objects than that were popped since: a rest
+    /// at each push would make every free a slow call), and one shorter than that cannot
+    /// tell: either stops being tracked and keeps an eighth more room. False (the caller sheds
+    /// as for any bin) when the budget allows no more room.
     ///
     /// # Safety
     /// ACTIVE; `rest` of `bin` is set (only `grow` sets it, for small bins).
@@ -865,7 +865,7 @@ const OWN_SAMPLE: u32 = 8;
 /// How deep a bin at rest is read to tell a round trip from a swing near its top
 /// (`ThreadCache::at_rest`).
 const REST_DEPTH: u32 = 64;
-/// A bin at rest is relinked in address order every this many rests of the thread's bins.
+/// A bin at rest is relinked in address order every this many of its rests.
 const REST_PERIOD: u8 = 4;
 /// A bin at rest whose first [`REST_DEPTH`] objects have at least this many neighbours in
 /// memory next to each other in the list is in order already (an allocate-then-free loop

@@ -30,19 +30,25 @@ pub struct Scratch {
     used: [u16; MAX_PAGES],
 }
 
-/// Relinks the list at `head` in address order and returns its new head, or `None`, with the
-/// list untouched, when its objects lie in more than [`MAX_PAGES`] pages.
+/// Relinks the list at `head` of objects `size` bytes apart in address order and returns its
+/// new head and the share of its objects (÷ 256) that followed their neighbour in memory
+/// before (how much of it was in order already), or `None`, with the list untouched, when its
+/// objects lie in more than [`MAX_PAGES`] pages.
 ///
 /// # Safety
 /// `head` is a well-formed, null-terminated list of distinct free objects (16-byte aligned)
 /// that the caller owns; `s` is empty (all-zero, or left by an earlier call).
-pub unsafe fn sort(s: &mut Scratch, head: *mut u8) -> Option<*mut u8> {
+pub unsafe fn sort(s: &mut Scratch, head: *mut u8, size: usize) -> Option<(*mut u8, u32)> {
     let mut used = 0;
+    let (mut n, mut adjacent, mut prev) = (0usize, 0usize, 0usize);
     let mut p = head;
     // The slot of the last object's page: neighbours in a list often share a page.
     let mut i = 0;
     while !p.is_null() {
         let a = p as usize;
+        adjacent += usize::from(a.abs_diff(prev) == size);
+        n += 1;
+        prev = a;
         let page = a >> PAGE_SHIFT;
         if s.page[i % SLOTS] != page {
             i = page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());
@@ -92,7 +98,10 @@ pub unsafe fn sort(s: &mut Scratch, head: *mut u8) -> Option<*mut u8> {
     // SAFETY: as above; the stand-in's link is the first object.
     unsafe {
         set_next(last, null_mut());
-        Some(next(before.as_mut_ptr().cast()))
+        Some((
+            next(before.as_mut_ptr().cast()),
+            (adjacent * 256 / n.max(1)) as u32,
+        ))
     }
 }
 
@@ -137,10 +146,19 @@ mod tests {
         let mut s: Box<Scratch> = Box::new(unsafe { core::mem::zeroed() });
         // SAFETY: a list of distinct 16-byte aligned test objects.
         let c = unsafe { link(&objs) };
-        let h = unsafe { sort(&mut s, c.head) }.unwrap();
+        let (h, ordered) = unsafe { sort(&mut s, c.head, 48) }.unwrap();
+        assert!(ordered < 16, "a shuffled list looked in order: {ordered}");
         // SAFETY: the relinked list.
         let got = unsafe { collect(h) };
         assert_eq!(got, want);
         assert!(s.page.iter().all(|&p| p == 0) && s.bits.iter().all(|b| *b == [0; WORDS]));
+        // Sorted, every object but the first follows its neighbour.
+        // SAFETY: the relinked list.
+        let (h2, ordered) = unsafe { sort(&mut s, h, 48) }.unwrap();
+        assert_eq!(h2, want[0]);
+        assert!(
+            ordered > 250,
+            "a sorted list looked out of order: {ordered}"
+        );
     }
 }

@@ -62,8 +62,14 @@ pub struct ThreadCache {
     /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
     /// memory at the first use; null before. Goes with the cache.
     order: *mut order::Scratch,
-    /// Rests of each small bin since it was last relinked (`at_rest`), up to [`REST_PERIOD`].
+    /// Rests of each small bin since it was last relinked (`at_rest`), up to its period:
+    /// [`REST_PERIOD`] shifted left by its `rest_shift`.
     rests: [u8; SMALL_BINS],
+    /// Per small bin, how many times in a row a relink found the list mostly in order (at
+    /// most [`REST_BACKOFF_MAX`]): a bin swung by fewer objects than it holds keeps the
+    /// order of its deep part, and relinking all of it each time would cost far more than
+    /// the swing.
+    rest_shift: [u8; SMALL_BINS],
     remote: RemoteBuf,
 }
 
@@ -192,6 +198,7 @@ impl ThreadCache {
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
         self.rests = [0; SMALL_BINS];
+        self.rest_shift = [0; SMALL_BINS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -363,6 +370,8 @@ impl ThreadCache {
             return false;
         }
         self.bins[bin].rest = Bin::ARMED;
+        self.rests[bin] = 0;
+        self.rest_shift[bin] = 0;
         // SAFETY: ACTIVE (caller contract).
         unsafe { self.heap() }.stats.add(Ev::BinGrows, 1);
         true
@@ -435,7 +444,7 @@ impl ThreadCache {
             return unsafe { self.extend(bin, by) } && self.bins[bin].room() >= 0;
         }
         self.rests[bin] += 1;
-        if self.rests[bin] >= REST_PERIOD && adjacent < REST_ORDERED {
+        if self.rests[bin] >= REST_PERIOD << self.rest_shift[bin] && adjacent < REST_ORDERED {
             self.rests[bin] = 0;
             // SAFETY: ACTIVE (caller contract).
             if unsafe { self.relink(bin) } {
@@ -468,10 +477,19 @@ impl ThreadCache {
         }
         // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
         // here by its owner thread; the bin is a well-formed list of distinct free objects.
-        let Some(head) = (unsafe { order::sort(&mut *self.order, self.bins[bin].head) }) else {
+        let size = sc::bin_size(bin);
+        let Some((head, ordered)) =
+            (unsafe { order::sort(&mut *self.order, self.bins[bin].head, size) })
+        else {
             return false;
         };
         self.bins[bin].head = head;
+        // Found mostly in order, the relink was little use: wait twice as long for the next.
+        self.rest_shift[bin] = if ordered > 128 {
+            (self.rest_shift[bin] + 1).min(REST_BACKOFF_MAX)
+        } else {
+            0
+        };
         // SAFETY: ACTIVE (caller contract).
         unsafe { self.heap() }.stats.add(Ev::BinRelinks, 1);
         true
@@ -867,6 +885,9 @@ const OWN_SAMPLE: u32 = 8;
 const REST_DEPTH: u32 = 64;
 /// A bin at rest is relinked in address order every this many of its rests.
 const REST_PERIOD: u8 = 4;
+/// Relinks that found a bin mostly in order double its period, up to this many times (every
+/// 64th rest).
+const REST_BACKOFF_MAX: u8 = 4;
 /// A bin at rest whose first [`REST_DEPTH`] objects have at least this many neighbours in
 /// memory next to each other in the list is in order already (an allocate-then-free loop
 /// hands its blocks back in the order it got them) and is not relinked.

@@ -31,8 +31,8 @@ pub struct Scratch {
 }
 
 /// Relinks the list at `head` of objects `size` bytes apart in address order and returns its
-/// new head and the share of its objects (÷ 256) that followed their neighbour in memory
-/// before (how much of it was in order already), or `None`, with the list untouched, when its
+/// new head and the share of its objects (÷ 256) that lay right after the object before
+/// them (how much of it was in address order already), or `None`, with the list untouched, when its
 /// objects lie in more than [`MAX_PAGES`] pages.
 ///
 /// # Safety
@@ -46,7 +46,7 @@ pub unsafe fn sort(s: &mut Scratch, head: *mut u8, size: usize) -> Option<(*mut 
     let mut i = 0;
     while !p.is_null() {
         let a = p as usize;
-        adjacent += usize::from(a.abs_diff(prev) == size);
+        adjacent += usize::from(a.wrapping_sub(prev) == size);
         n += 1;
         prev = a;
         let page = a >> PAGE_SHIFT;

@@ -66,6 +66,7 @@ events! {
     BinTrims / bin_trims = "idle thread bins trimmed at an epoch",
     BinGrows / bin_grows = "thread-bin limits grown (a round trip: refills, then an overflow)",
     BinGrowBytes / bin_grow_bytes = "bytes thread-bin limits grew by",
+    BinRelinks / bin_relinks = "thread bins at rest relinked in address order",
     RemoteQueued / remote_queued = "remote frees queued (with foreign objects a bin sent home)",
     RemoteDirect / remote_direct = "remote frees sent directly",
     RingFlushes / remote_flushes = "ring/bank flushes",

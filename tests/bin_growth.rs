@@ -71,3 +71,71 @@ fn a_round_trip_within_the_bin_does_not_grow_it() {
     let (all, _) = rounds(200, 50);
     assert_eq!(all, (0, 0), "a 200-block round trip fits the default bin");
 }
+
+/// Rounds of `n` allocations of 48 bytes on a fresh thread, freed in an order that `shuffle`
+/// makes each round. Returns the relinks counted and, over the last `tail` rounds, the share of
+/// consecutive mallocs that got blocks next to each other in memory.
+fn shuffled_rounds(n: usize, total: usize, tail: usize, shuffle: bool) -> (u64, f64) {
+    std::thread::spawn(move || {
+        let layout = Layout::from_size_align(48, 16).unwrap();
+        let mut blocks = vec![std::ptr::null_mut::<u8>(); n];
+        let relinks = || hakozuna::stats().events.bin_relinks;
+        let start = relinks();
+        let mut x = 12345u32;
+        let (mut adjacent, mut pairs) = (0u64, 0u64);
+        for round in 0..total {
+            for i in 0..n {
+                // SAFETY: a non-zero-sized layout.
+                blocks[i] = unsafe { A.alloc(layout) };
+                assert!(!blocks[i].is_null());
+                if round >= total - tail && i > 0 {
+                    pairs += 1;
+                    adjacent +=
+                        u64::from((blocks[i] as usize).abs_diff(blocks[i - 1] as usize) == 48);
+                }
+            }
+            if shuffle {
+                for i in (1..n).rev() {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    blocks.swap(i, (x >> 8) as usize % (i + 1));
+                }
+            }
+            for &b in blocks.iter() {
+                // SAFETY: allocated above with `layout`, freed once.
+                unsafe { A.dealloc(b, layout) };
+            }
+        }
+        (relinks() - start, adjacent as f64 / pairs as f64)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_grown_bin_at_rest_hands_out_blocks_in_address_order() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Freed in the order they were taken, the bin stays in order and is not relinked, except
+    // once if the thread took over a heap whose central list held an earlier test's blocks in
+    // another order.
+    let (relinks, adjacent) = shuffled_rounds(3000, 40, 8, false);
+    assert!(
+        relinks <= 1,
+        "a round trip in order was relinked {relinks} times"
+    );
+    assert!(
+        adjacent > 0.9,
+        "an in-order round trip lost its order: {adjacent}"
+    );
+    // Freed in a random order each round, a LIFO bin would hand the blocks out scattered
+    // (adjacent about 1/3000 of the time); relinked at every fourth rest, a quarter of the
+    // rounds run through memory in order.
+    let (relinks, adjacent) = shuffled_rounds(3000, 40, 8, true);
+    assert!(
+        relinks >= 4,
+        "a shuffled round trip was never relinked: {relinks}"
+    );
+    assert!(
+        adjacent > 0.15,
+        "mallocs after relinks were not in address order: {adjacent}"
+    );
+}

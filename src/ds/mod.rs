@@ -7,5 +7,6 @@
 
 pub mod list;
 pub mod mpsc;
+pub mod order;
 pub mod owner_stash;
 pub mod transfer_cache;

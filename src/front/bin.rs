@@ -34,6 +34,11 @@ pub struct Bin {
     /// stand-in and retired caches, and with `HAKOZUNA_ZERO_ON_FREE`. Empty in the other
     /// lanes.
     start: [u64; START_WORDS],
+    /// Bins at rest (design.md §5): null while the bin is not tracked; else [`Bin::ARMED`] or
+    /// the object that lay 64 deep in the list when the bin last came back to its high
+    /// (`ThreadCache::at_rest`). Read and written by the slow paths only, in room the layout
+    /// leaves spare.
+    pub rest: *mut u8,
 }
 
 const START_WORDS: usize = if config::SECURE { 2 } else { 0 };
@@ -47,7 +52,11 @@ impl Bin {
         key: 0,
         accept: 0,
         start: [0; START_WORDS],
+        rest: null_mut(),
     };
+
+    /// `rest` of a bin tracked since it last grew, before it came back to its high.
+    pub const ARMED: *mut u8 = core::ptr::without_provenance_mut(1);
 
     /// An empty bin with limit `limit` that takes no tag yet.
     pub fn empty(limit: u32) -> Bin {
@@ -106,6 +115,12 @@ impl Bin {
     #[inline]
     pub fn set_count(&mut self, n: u32) {
         self.room = self.limit as i32 - n as i32;
+    }
+
+    /// The limit minus the objects held: below zero after a push past the limit.
+    #[inline]
+    pub fn room(&self) -> i32 {
+        self.room
     }
 
     #[inline]

@@ -4,6 +4,7 @@
 
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
+use crate::ds::order;
 use crate::front::bin::Bin;
 use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
@@ -58,6 +59,17 @@ pub struct ThreadCache {
     /// Bytes the bins' limits have grown by beyond their defaults, together; at most
     /// [`config::BIN_GROW_BUDGET`].
     grown: usize,
+    /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
+    /// memory at the first use; null before. Goes with the cache.
+    order: *mut order::Scratch,
+    /// Rests of each small bin since it was last relinked (`at_rest`), up to its period:
+    /// [`REST_PERIOD`] shifted left by its `rest_shift`.
+    rests: [u8; SMALL_BINS],
+    /// Per small bin, how many times in a row a relink found the list mostly in order (at
+    /// most [`REST_BACKOFF_MAX`]): a bin swung by fewer objects than it holds keeps the
+    /// order of its deep part, and relinking all of it each time would cost far more than
+    /// the swing.
+    rest_shift: [u8; SMALL_BINS],
     remote: RemoteBuf,
 }
 
@@ -190,6 +202,8 @@ impl ThreadCache {
         self.demand_prev = [0; DEMAND_WORDS];
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
+        self.rests = [0; SMALL_BINS];
+        self.rest_shift = [0; SMALL_BINS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -312,10 +326,10 @@ impl ThreadCache {
     /// A free pushed bin `bin` past its limit. If refills brought the bin at least two limits'
     /// worth since its last overflow in this epoch and its front holds only this heap's objects
     /// (the thread allocates more than the bin holds, then frees it: an allocate-then-free
-    /// loop, a tree built and freed), the bin's limit grows to hold the whole round trip
-    /// ([`grow`](Self::grow)) and it keeps everything, so the next round runs on the fast paths
-    /// alone and reuses the blocks in LIFO order; an idle bin's limit goes back to the default
-    /// at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
+    /// loop, a tree built and freed), the bin grows to hold the whole round trip
+    /// ([`grow`](Self::grow)) and keeps everything, so the next round runs on the fast paths
+    /// alone (a grown bin's overflows go to [`at_rest`](Self::at_rest)); an idle bin's limit
+    /// goes back to the default at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
     /// medium runs of a class this thread has not refilled lately go home instead). The half
     /// sent is the front — the most recently freed objects, whose links are still in cache —
     /// so the split costs one walk over warm memory and none over the cold tail.
@@ -324,12 +338,16 @@ impl ThreadCache {
     /// ACTIVE.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
+        // SAFETY: ACTIVE (caller contract).
+        if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
+            return;
+        }
         if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
             // SAFETY: ACTIVE (caller contract).
             if r >= 2 * self.bins[bin].limit()
                 && unsafe { self.front_is_own(bin) }
-                && unsafe { self.grow(bin, r) }
+                && unsafe { self.grow(bin) }
             {
                 return;
             }
@@ -343,18 +361,38 @@ impl ThreadCache {
         }
     }
 
-    /// Grows the limit of bin `bin` after a round trip that refilled it with `refilled` objects:
-    /// to the round trip's size (the limit plus `refilled`) and an eighth more, up to
-    /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
-    /// cannot grow.
+    /// Lets bin `bin` grow after a round trip: from now on its limit follows the most objects
+    /// it holds, less one ([`at_rest`](Self::at_rest)), up to [`sc::bin_limit_max`] and as far
+    /// as the thread's growth budget allows. False when it cannot grow.
     ///
     /// # Safety
     /// ACTIVE.
-    unsafe fn grow(&mut self, bin: usize, refilled: u32) -> bool {
+    unsafe fn grow(&mut self, bin: usize) -> bool {
+        let b = &self.bins[bin];
+        if b.limit() >= sc::bin_limit_max(bin)
+            || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET
+        {
+            return false;
+        }
+        self.bins[bin].rest = Bin::ARMED;
+        self.rests[bin] = 0;
+        self.rest_shift[bin] = 0;
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.stats.add(Ev::BinGrows, 1);
+        true
+    }
+
+    /// Raises the limit of small bin `bin` by up to `by` objects, up to
+    /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
+    /// cannot grow at all.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn extend(&mut self, bin: usize, by: u32) -> bool {
         let size = sc::bin_size(bin);
         let room = (config::BIN_GROW_BUDGET - self.grown) / size;
         let b = &mut self.bins[bin];
-        let to = (b.limit() + refilled + refilled / 8).min(sc::bin_limit_max(bin));
+        let to = (b.limit() + by).min(sc::bin_limit_max(bin));
         let add = (to.saturating_sub(b.limit()) as usize).min(room) as u32;
         if add == 0 {
             return false;
@@ -362,9 +400,103 @@ impl ThreadCache {
         b.set_limit(b.limit() + add);
         self.grown += add as usize * size;
         // SAFETY: ACTIVE (caller contract).
-        let stats = &unsafe { self.heap() }.stats;
-        stats.add(Ev::BinGrows, 1);
-        stats.add(Ev::BinGrowBytes, (add as usize * size) as u64);
+        unsafe { self.heap() }
+            .stats
+            .add(Ev::BinGrowBytes, (add as usize * size) as u64);
+        true
+    }
+
+    /// An overflow of a bin tracked since it grew (`rest` set), whose limit follows the most
+    /// objects it held, less one: so the push that brings it back to that high, when a round
+    /// trip has returned every object it handed out, overflows. Then (room −1) every
+    /// [`REST_PERIOD`]-th time the bin is relinked in address order (`ds::order`) and keeps
+    /// its room of −1, which the next pop clears. A push past the high (room below −1) raises
+    /// the limit by one. A bin whose object [`REST_DEPTH`] deep is the one found there at the
+    /// last rest only swings near its top (fewer objects than that were popped since: a rest
+    /// at each push would make every free a slow call), and one shorter than that cannot
+    /// tell: either stops being tracked and keeps an eighth more room. False (the caller sheds
+    /// as for any bin) when the budget allows no more room.
+    ///
+    /// # Safety
+    /// ACTIVE; `rest` of `bin` is set (only `grow` sets it, for small bins).
+    unsafe fn at_rest(&mut self, bin: usize) -> bool {
+        if self.bins[bin].room() < -1 {
+            // SAFETY: ACTIVE (caller contract).
+            if unsafe { self.extend(bin, 1) } {
+                return true;
+            }
+            self.bins[bin].rest = null_mut();
+            return false;
+        }
+        let b = &self.bins[bin];
+        let size = sc::bin_size(bin);
+        let mut deep = b.head;
+        // Neighbours in the list that are neighbours in memory.
+        let mut adjacent = 0;
+        for _ in 0..REST_DEPTH {
+            if deep.is_null() {
+                break;
+            }
+            // SAFETY: `deep` is an object of the bin, a well-formed list of free objects.
+            let n = unsafe { crate::ds::list::next(deep) };
+            adjacent += u32::from((n as usize).abs_diff(deep as usize) == size);
+            deep = n;
+        }
+        if deep.is_null() || deep == b.rest {
+            self.bins[bin].rest = null_mut();
+            let by = self.bins[bin].count() / 8;
+            // SAFETY: ACTIVE (caller contract).
+            return unsafe { self.extend(bin, by) } && self.bins[bin].room() >= 0;
+        }
+        self.rests[bin] += 1;
+        if self.rests[bin] >= REST_PERIOD << self.rest_shift[bin] && adjacent < REST_ORDERED {
+            self.rests[bin] = 0;
+            // SAFETY: ACTIVE (caller contract).
+            if unsafe { self.relink(bin) } {
+                deep = self.bins[bin].head;
+                for _ in 0..REST_DEPTH {
+                    // SAFETY: the bin holds more than REST_DEPTH objects (`deep` was found
+                    // that deep before it was relinked).
+                    deep = unsafe { crate::ds::list::next(deep) };
+                }
+            }
+        }
+        self.bins[bin].rest = deep;
+        true
+    }
+
+    /// Relinks bin `bin` in address order; false (the bin unchanged) when there is no scratch
+    /// memory or the list spans too many pages.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn relink(&mut self, bin: usize) -> bool {
+        if self.order.is_null() {
+            match meta::alloc(
+                core::mem::size_of::<order::Scratch>(),
+                core::mem::align_of::<order::Scratch>(),
+            ) {
+                Some(p) => self.order = p.cast(),
+                None => return false,
+            }
+        }
+        // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
+        // here by its owner thread; the bin is a well-formed list of distinct free objects.
+        let size = sc::bin_size(bin);
+        let Some((head, ordered)) =
+            (unsafe { order::sort(&mut *self.order, self.bins[bin].head, size) })
+        else {
+            return false;
+        };
+        self.bins[bin].head = head;
+        // Found mostly in order, the relink was little use: wait twice as long for the next.
+        self.rest_shift[bin] = if ordered > 128 {
+            (self.rest_shift[bin] + 1).min(REST_BACKOFF_MAX)
+        } else {
+            0
+        };
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.heap() }.stats.add(Ev::BinRelinks, 1);
         true
     }
 
@@ -393,6 +525,7 @@ impl ThreadCache {
     fn shrink_to_default(&mut self, bin: usize) {
         let b = &mut self.bins[bin];
         let d = sc::bin_limit(bin);
+        b.rest = null_mut();
         if b.limit() > d {
             self.grown -= (b.limit() - d) as usize * sc::bin_size(bin);
             b.set_limit(d);
@@ -766,6 +899,18 @@ const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
 /// Objects at the front of an overflowing bin that must all be the heap's own for it to grow
 /// (`ThreadCache::front_is_own`).
 const OWN_SAMPLE: u32 = 8;
+/// How deep a bin at rest is read to tell a round trip from a swing near its top
+/// (`ThreadCache::at_rest`).
+const REST_DEPTH: u32 = 64;
+/// A bin at rest is relinked in address order every this many of its rests.
+const REST_PERIOD: u8 = 4;
+/// Relinks that found a bin mostly in order double its period, up to this many times (every
+/// 64th rest).
+const REST_BACKOFF_MAX: u8 = 4;
+/// A bin at rest whose first [`REST_DEPTH`] objects have at least this many neighbours in
+/// memory next to each other in the list is in order already (an allocate-then-free loop
+/// hands its blocks back in the order it got them) and is not relinked.
+const REST_ORDERED: u32 = 48;
 /// Between epochs, every this many slow-path calls check whether a decay pass is due (one
 /// clock read): a pass also gives back the heaps of idle live threads, which no flag
 /// announces (`registry::decay_pending` covers released heaps and pooled segments).

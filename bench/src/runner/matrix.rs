@@ -235,6 +235,18 @@ fn tree(t: usize, iters: u64, scale: f64) -> Row {
     }
 }
 
+/// `tree-build 1 ITERS 16 16 64`: one thread, trees of 65535 nodes (about 3 MiB), more than the
+/// thread bins hold, so the blocks cycle through the heap's lists (docs/ab.md "Bins at rest").
+fn tree_deep(iters: u64, scale: f64) -> Row {
+    Row {
+        name: "tree-T1-d16".into(),
+        bench: "tree-build",
+        args: vec!["1".into(), it(iters, scale), "16".into(), "16".into(), "64".into()],
+        threads: 1,
+        desc: "tree-build: 1 thread builds and frees binary trees of 65535 nodes of 16-64 bytes".into(),
+    }
+}
+
 /// Producer/consumer: the xmalloc-test program with T/2 producers, named by its producers.
 fn pc(t: usize, batches: u64, scale: f64) -> Row {
     Row {
@@ -325,6 +337,7 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             cross(2, 20_000_000, s),
             cross(4, 8_000_000, s),
             leak(200, s),
+            tree_deep(200, s),
         ],
         "smoke" => vec![
             rm("rm-16-2048", 20_000, 16, 2048, s),
@@ -457,6 +470,7 @@ mod tests {
                 "cross-churn 2 20000000 4096 25 64",
                 "cross-churn 4 8000000 4096 25 64",
                 "leak-churn 200 100000 16 512 4",
+                "tree-build 1 200 16 16 64",
             ]
         );
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -473,10 +487,11 @@ mod tests {
                 "cross-T2",
                 "cross-T4",
                 "leak-churn",
+                "tree-T1-d16",
             ]
         );
         let threads: Vec<usize> = rows.iter().map(|r| r.threads).collect();
-        assert_eq!(threads, [1, 1, 1, 1, 2, 2, 4, 2, 4, 1]);
+        assert_eq!(threads, [1, 1, 1, 1, 2, 2, 4, 2, 4, 1, 1]);
         // Scale changes iteration counts only: not live blocks, sizes, N, depth or threads.
         let small = matrix("field", 0.01).unwrap();
         assert_eq!(small[0].command(), "large-blocks 10 32 5120 25600");

@@ -3,7 +3,8 @@
 //! of a pointer outside the arena is recognised without reading memory around it (a foreign
 //! pointer simply misses). Freed blocks wait in per-thread-hashed cache shards by exact length
 //! (lengths are rounded to geometric classes, four per doubling) under a byte cap, and are
-//! unmapped once older than the decay interval.
+//! unmapped once older than the decay interval, or once the process took as many bytes of fresh
+//! arena segments as the block holds while it waited ([`process_grew`]).
 
 use crate::config::{
     LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_CACHE_PEAK_DEN, LARGE_CACHE_PEAK_NUM,

@@ -7,6 +7,7 @@ use super::{OwnedHeap, RUN_SEGS, SMALL_SEGS};
 use crate::config;
 use crate::page::arena::{self, PAGES_PER_SEGMENT};
 use crate::page::bitmap::PageBitmap;
+use crate::page::large;
 use crate::page::page_tag;
 use crate::stats::Ev;
 
@@ -100,6 +101,9 @@ impl OwnedHeap {
         let t = arena::take_segment()?;
         let idx = t.idx;
         l.segs_taken = l.segs_taken.saturating_add(1);
+        if !t.resident {
+            large::process_grew(arena::SEGMENT);
+        }
         h.stats.add(
             if t.resident {
                 Ev::SegmentsReused

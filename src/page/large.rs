@@ -3,7 +3,8 @@
 //! of a pointer outside the arena is recognised without reading memory around it (a foreign
 //! pointer simply misses). Freed blocks wait in per-thread-hashed cache shards by exact length
 //! (lengths are rounded to geometric classes, four per doubling) under a byte cap, and are
-//! unmapped once older than the decay interval.
+//! unmapped once older than the decay interval, or once the process took as many bytes of fresh
+//! arena segments as the block holds while it waited ([`process_grew`]).
 
 use crate::config::{
     LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_CACHE_PEAK_DEN, LARGE_CACHE_PEAK_NUM,
@@ -283,6 +284,8 @@ struct Cached {
     addr: usize,
     len: usize,
     stamp: u64,
+    /// [`GROWN`] when the block was cached (a split tail keeps its block's).
+    grown: usize,
 }
 
 struct Cache {
@@ -299,6 +302,7 @@ static CACHE: [SpinLock<Cache>; CACHE_SHARDS] = [const {
             addr: 0,
             len: 0,
             stamp: 0,
+            grown: 0,
         }; CACHE_ENTRIES],
         n: 0,
         bytes: 0,
@@ -523,6 +527,7 @@ fn take_at(
         addr: e.addr + want,
         len: e.len - want,
         stamp: e.stamp,
+        grown: e.grown,
     };
     c.bytes -= want;
     // Bytes only: the block count is unchanged (the tail stays an entry).
@@ -720,6 +725,7 @@ unsafe fn cache_put(p: *mut u8, len: usize) {
             addr: p as usize,
             len,
             stamp: now,
+            grown: GROWN.load(Relaxed),
         };
         own.n += 1;
         own.bytes += len;
@@ -809,6 +815,51 @@ pub fn decay(now: u64) {
         expire(&mut shard.lock(), now, &mut evict);
         evict.unmap();
     }
+}
+
+/// Bytes of fresh or purged arena segments the process has taken (and will fault in) since it
+/// started, as the heaps report them to [`process_grew`]. Relaxed: a policy figure that orders
+/// nothing else; its modification order alone makes it monotonic, and a stale read only moves
+/// one block's shedding by a segment or so.
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+
+/// The process took `bytes` of arena memory it will fault in (a fresh or purged segment).
+/// Cached blocks that sat unused while the process grew by at least their own length since
+/// they were cached are unmapped: keeping them would add their length to the process's peak,
+/// while giving them back leaves it no larger than had they been reused (the growth faulted
+/// as many pages anyway). A program that moves from large blocks to small and medium objects
+/// (Python's JSON decoder frees an 8 MiB memo dict, then the program fills hundreds of MiB of
+/// small objects) thus does not carry the idle block to its peak whatever the decay interval
+/// and the machine's speed; one that reuses its large blocks takes them before that much
+/// growth (docs/ab.md). Slow path: called once per segment taken, a few shard locks when the
+/// cache holds blocks.
+pub fn process_grew(bytes: usize) {
+    let grown = GROWN.fetch_add(bytes, Relaxed) + bytes;
+    if !has_cached() {
+        return;
+    }
+    for shard in &CACHE {
+        let mut evict = Evicted::new();
+        let mut c = shard.lock();
+        let mut i = 0;
+        while i < c.n {
+            let e = c.entries[i];
+            if idle_through_growth(grown, e.grown, e.len) {
+                evict.take(&mut c, i);
+            } else {
+                i += 1;
+            }
+        }
+        drop(c);
+        evict.unmap();
+    }
+}
+
+/// Whether a block of `len` bytes cached when [`GROWN`] read `at` sat idle through at least its
+/// own length of growth, [`GROWN`] now reading `now`. A mark above `now` is a block cached after
+/// a racing growth this caller has not seen: not idle. (A 64-bit byte count does not wrap.)
+fn idle_through_growth(now: usize, at: usize, len: usize) -> bool {
+    now.saturating_sub(at) >= len
 }
 
 /// Unmaps every cached block (`malloc_trim`). Returns bytes released.
@@ -901,6 +952,38 @@ mod tests {
             big / LARGE_CACHE_PEAK_DEN * LARGE_CACHE_PEAK_NUM
         );
         assert!(bound_for(base, usize::MAX) >= base, "no overflow");
+    }
+
+    #[test]
+    fn idle_growth_counts_from_the_put() {
+        let mib = 1 << 20;
+        assert!(!idle_through_growth(10 * mib, 8 * mib, 4 * mib));
+        assert!(idle_through_growth(12 * mib, 8 * mib, 4 * mib));
+        assert!(
+            !idle_through_growth(8 * mib, 9 * mib, mib),
+            "cached after a racing growth"
+        );
+    }
+
+    /// A cached block goes once the process grew by its length (other tests may grow it too,
+    /// so only the shedding is asserted, not the keeping before it).
+    #[test]
+    fn growth_sheds_an_idle_block() {
+        let _g = CACHE_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        purge_cache();
+        let len = 4 << 20;
+        let a = os::map_rw(len).expect("map");
+        // SAFETY: a fresh mapping of ours, unused.
+        unsafe { cache_put(a, len) };
+        let cached = |a: *mut u8| {
+            CACHE.iter().any(|c| {
+                let c = c.lock();
+                c.entries[..c.n].iter().any(|e| e.addr == a as usize)
+            })
+        };
+        assert!(cached(a));
+        process_grew(len);
+        assert!(!cached(a), "idle through its own length of growth");
     }
 
     #[test]

@@ -99,18 +99,22 @@ fn hit_paths(lane: Lane) {
     );
 }
 
-fn hit_paths_of(lane: &str, so: &Path, malloc_max: f64, free_max: f64) {
+/// Builds tests/capi/`prog`.c (with `cflags`) and runs it for [`CALLS`] calls under callgrind
+/// with `so` preloaded; returns the profile's text. One binary and profile per `lane`: the
+/// lanes' tests run in parallel.
+fn callgrind_of(prog: &str, cflags: &[&str], lane: &str, so: &Path) -> String {
     let dir = scratch().join("fast_path");
     std::fs::create_dir_all(&dir).unwrap();
-    // One binary per lane: the lanes' tests run in parallel.
-    let exe = dir.join(format!("hit_loop.{lane}"));
+    let exe = dir.join(format!("{prog}.{lane}"));
     let mut c = plain("gcc");
-    c.args(["-O1", "-o"])
+    c.arg("-O1")
+        .args(cflags)
+        .arg("-o")
         .arg(&exe)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/capi/hit_loop.c"));
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/capi/{prog}.c")));
     run(c, Duration::from_secs(120)).expect_ok();
 
-    let out = dir.join(format!("callgrind.{lane}.out"));
+    let out = dir.join(format!("callgrind-{prog}.{lane}.out"));
     let mut v = plain("valgrind");
     v.args([
         "--tool=callgrind",
@@ -123,8 +127,11 @@ fn hit_paths_of(lane: &str, so: &Path, malloc_max: f64, free_max: f64) {
     .arg(CALLS.to_string())
     .env("LD_PRELOAD", so);
     run(v, Duration::from_secs(300)).expect_ok();
+    std::fs::read_to_string(&out).unwrap()
+}
 
-    let text = std::fs::read_to_string(&out).unwrap();
+fn hit_paths_of(lane: &str, so: &Path, malloc_max: f64, free_max: f64) {
+    let text = callgrind_of("hit_loop", &[], lane, so);
     let name = so.file_name().unwrap().to_str().unwrap();
     for (f, max) in [("malloc", malloc_max), ("free", free_max)] {
         let (cost, calls) = self_cost_and_calls(&text, name, f);
@@ -148,30 +155,7 @@ fn hit_paths_of(lane: &str, so: &Path, malloc_max: f64, free_max: f64) {
 /// per free against `max`.
 fn remote_free_path(lane: Lane, krate: &str, max: f64) {
     let so = lane.so();
-    let dir = scratch().join("fast_path");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join(format!("remote_loop.{lane:?}"));
-    let mut c = plain("gcc");
-    c.args(["-O1", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/capi/remote_loop.c"));
-    run(c, Duration::from_secs(120)).expect_ok();
-
-    let out = dir.join(format!("callgrind-remote.{lane:?}.out"));
-    let mut v = plain("valgrind");
-    v.args([
-        "--tool=callgrind",
-        "--dump-line=no",
-        "--compress-strings=no",
-        "--compress-pos=no",
-    ])
-    .arg(format!("--callgrind-out-file={}", out.display()))
-    .arg(&exe)
-    .arg(CALLS.to_string())
-    .env("LD_PRELOAD", &so);
-    run(v, Duration::from_secs(300)).expect_ok();
-
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = callgrind_of("remote_loop", &["-pthread"], &format!("{lane:?}"), &so);
     let name = so.file_name().unwrap().to_str().unwrap();
     let (free_cost, frees) = self_cost_and_calls(&text, name, "free");
     let other = format!("{krate}::front::alloc::free_other");

@@ -13,7 +13,7 @@ use crate::config;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::mpsc::MpscStack;
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
-use crate::stats::Ev;
+use crate::stats::{Counters, Ev};
 
 impl OwnedHeap {
     /// Objects in the central list of small `bin`.
@@ -212,45 +212,19 @@ impl OwnedHeap {
                 }
                 continue;
             }
-            while l.count > 0 {
-                // SAFETY: the central list is well formed with an exact count; the chain taken
-                // is detached from it: at most a bin limit of free objects of small `bin`.
-                let c = unsafe { l.take(limit) };
-                // SAFETY: `c` is a non-empty null-terminated chain of free objects of `bin`
-                // that we own.
-                match unsafe { pool::park(bin, c) } {
-                    Ok(()) => h.stats.add(Ev::ExitParks, 1),
-                    Err(c) => {
-                        // SAFETY: the chain just taken goes back where it came from.
-                        unsafe { l.push_chain(c) };
-                        break;
-                    }
-                }
-            }
+            // SAFETY: the central list of small `bin`: free objects of the class that we own.
+            unsafe { park_chains(&h.stats, bin, l) };
         }
         if !config::MEDIUM_POOL {
             return;
         }
         for mi in 0..MEDIUM_BINS {
             let bin = SMALL_BINS + mi;
-            let limit = sc::bin_limit(bin);
             let l = &mut self.local().medium[mi];
-            while l.count > 0 {
-                // SAFETY: the central list is well formed with an exact count; the chain taken
-                // is detached from it: at most a bin limit of this heap's free runs of `bin`
-                // (`shrink_medium_for_exit` sent the adopted ones home).
-                let c = unsafe { l.take(limit) };
-                // SAFETY: `c` is a non-empty null-terminated chain of free runs of `bin`, each
-                // first page tagged with its owner, that we own.
-                match unsafe { pool::park(bin, c) } {
-                    Ok(()) => h.stats.add(Ev::ExitParks, 1),
-                    Err(c) => {
-                        // SAFETY: the chain just taken goes back where it came from.
-                        unsafe { l.push_chain(c) };
-                        break;
-                    }
-                }
-            }
+            // SAFETY: the central list of medium `bin`: this heap's free runs of the class
+            // (`shrink_medium_for_exit` sent the adopted ones home), each first page tagged
+            // with its owner, that we own.
+            unsafe { park_chains(&h.stats, bin, l) };
             let l = self.local();
             l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
         }
@@ -301,5 +275,30 @@ impl OwnedHeap {
         // contract for its contents).
         unsafe { self.put_central(bin, Chain::measure(all)) };
         true
+    }
+}
+
+/// Parks central list `l` of `bin` in the shared pool in chains of a bin limit, until it is
+/// empty or the pool refuses a chain (which goes back to `l`); counts each park in `stats`.
+///
+/// # Safety
+/// `l` is a well-formed list with an exact count of free blocks of `bin` (objects of a small
+/// class, or runs of a medium class with their first pages tagged) that the caller owns.
+unsafe fn park_chains(stats: &Counters, bin: usize, l: &mut LocalList) {
+    let limit = sc::bin_limit(bin);
+    while l.count > 0 {
+        // SAFETY: `l` is well formed with an exact count (caller contract); the chain taken is
+        // detached from it: at most a bin limit of its blocks.
+        let c = unsafe { l.take(limit) };
+        // SAFETY: `c` is a non-empty null-terminated chain of free blocks of `bin` that the
+        // caller owns.
+        match unsafe { pool::park(bin, c) } {
+            Ok(()) => stats.add(Ev::ExitParks, 1),
+            Err(c) => {
+                // SAFETY: the chain just taken goes back where it came from.
+                unsafe { l.push_chain(c) };
+                break;
+            }
+        }
     }
 }

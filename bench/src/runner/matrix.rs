@@ -241,9 +241,16 @@ fn tree_deep(iters: u64, scale: f64) -> Row {
     Row {
         name: "tree-T1-d16".into(),
         bench: "tree-build",
-        args: vec!["1".into(), it(iters, scale), "16".into(), "16".into(), "64".into()],
+        args: vec![
+            "1".into(),
+            it(iters, scale),
+            "16".into(),
+            "16".into(),
+            "64".into(),
+        ],
         threads: 1,
-        desc: "tree-build: 1 thread builds and frees binary trees of 65535 nodes of 16-64 bytes".into(),
+        desc: "tree-build: 1 thread builds and frees binary trees of 65535 nodes of 16-64 bytes"
+            .into(),
     }
 }
 

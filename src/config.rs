@@ -116,7 +116,7 @@ pub const BANK_LIST_FLUSH: u32 = 32;
 /// Bytes a thread's small bins may grow by, together, beyond their default limits
 /// (`front::tcache::overflow`): a thread that allocates a batch and frees it keeps the batch
 /// in its bins, up to this much more; an idle bin gives its share back at the next epoch.
-pub const BIN_GROW_BUDGET: usize = 1 << 20;
+pub const BIN_GROW_BUDGET: usize = 4 << 20;
 
 /// Slow-path calls between epochs (full ring flush) *(hz3: 1024)*.
 pub const EPOCH_PERIOD: u32 = 1024;

@@ -13,10 +13,10 @@ use crate::ds::list::{next, set_next};
 use core::ptr::null_mut;
 
 /// Pages a list may span; more and it is left as it is.
-pub const MAX_PAGES: usize = 192;
+pub const MAX_PAGES: usize = 1024;
 /// Table slots: a power of two, a quarter more than [`MAX_PAGES`] or better, so probes stay
 /// short.
-const SLOTS: usize = 256;
+const SLOTS: usize = 2048;
 const PAGE_SHIFT: u32 = 12;
 /// Objects start 16-byte aligned: 256 possible starts per 4 KiB page.
 const WORDS: usize = (1 << (PAGE_SHIFT - 4)) / 64;

@@ -316,8 +316,8 @@ pub const fn freer_limit(bin: usize) -> u32 {
 }
 
 /// The most a thread bin's limit grows to when the thread keeps allocating a batch and
-/// freeing it (`front::tcache::overflow`): for classes up to 2 KiB, 8,192 objects (as
-/// tcmalloc's longest thread free list) and [`crate::config::BIN_GROW_BUDGET`] bytes at most;
+/// freeing it (`front::tcache::overflow`): for classes up to 2 KiB, 32,768 objects (a
+/// tree of 65,535 nodes over three classes, docs/ab.md) and [`crate::config::BIN_GROW_BUDGET`] bytes at most;
 /// the default for the others.
 pub const fn bin_limit_max(bin: usize) -> u32 {
     let l = bin_limit(bin);
@@ -325,7 +325,7 @@ pub const fn bin_limit_max(bin: usize) -> u32 {
         return l;
     }
     let by_bytes = (crate::config::BIN_GROW_BUDGET / bin_size(bin)) as u32;
-    let m = if by_bytes < 8192 { by_bytes } else { 8192 };
+    let m = if by_bytes < 32768 { by_bytes } else { 32768 };
     if m < l {
         l
     } else {

@@ -782,14 +782,34 @@ impl Evicted {
 
 /// Moves entries older than the decay interval into `evict`.
 fn expire(c: &mut Cache, now: u64, evict: &mut Evicted) {
+    evict_where(c, evict, older_than_decay(now));
+}
+
+/// Whether an entry is older than the decay interval at `now` (ms).
+fn older_than_decay(now: u64) -> impl Fn(&Cached) -> bool {
     let decay = crate::sys::options::decay_ms();
+    move |e| now.saturating_sub(e.stamp) > decay
+}
+
+/// Moves the entries of shard `c` for which `old` holds into `evict`.
+fn evict_where(c: &mut Cache, evict: &mut Evicted, old: impl Fn(&Cached) -> bool) {
     let mut i = 0;
     while i < c.n {
-        if now.saturating_sub(c.entries[i].stamp) > decay {
+        if old(&c.entries[i]) {
             evict.take(c, i);
         } else {
             i += 1;
         }
+    }
+}
+
+/// Unmaps, shard by shard (each lock released before its `munmap`s), the cached blocks for
+/// which `old` holds.
+fn evict_all(old: impl Fn(&Cached) -> bool) {
+    for shard in &CACHE {
+        let mut evict = Evicted::new();
+        evict_where(&mut shard.lock(), &mut evict, &old);
+        evict.unmap();
     }
 }
 
@@ -810,11 +830,7 @@ pub fn decay(now: u64) {
         return;
     }
     RECENT.roll(LIVE_BYTES.load(Relaxed));
-    for shard in &CACHE {
-        let mut evict = Evicted::new();
-        expire(&mut shard.lock(), now, &mut evict);
-        evict.unmap();
-    }
+    evict_all(older_than_decay(now));
 }
 
 /// Bytes of fresh or purged arena segments the process has taken (and will fault in) since it
@@ -838,21 +854,7 @@ pub fn process_grew(bytes: usize) {
     if !has_cached() {
         return;
     }
-    for shard in &CACHE {
-        let mut evict = Evicted::new();
-        let mut c = shard.lock();
-        let mut i = 0;
-        while i < c.n {
-            let e = c.entries[i];
-            if idle_through_growth(grown, e.grown, e.len) {
-                evict.take(&mut c, i);
-            } else {
-                i += 1;
-            }
-        }
-        drop(c);
-        evict.unmap();
-    }
+    evict_all(|e| idle_through_growth(grown, e.grown, e.len));
 }
 
 /// Whether a block of `len` bytes cached when [`GROWN`] read `at` sat idle through at least its

@@ -15,6 +15,18 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+/// CPU seconds (user + system) the calling thread has used so far.
+fn thread_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes only into the zeroed struct passed by pointer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is Linux's per-thread query.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 pub const USAGE: &str = "usage: xmalloc-test T BATCHES BATCH MIN MAX\n\
 T/2 producer threads (>=1) each queue BATCHES batches of BATCH blocks; the other threads free them.";
 
@@ -67,6 +79,8 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                     let mut rng = Lcg::for_thread(i);
                     start.wait();
                     let t0 = Instant::now();
+                    let cpu0 = thread_cpu_secs();
+                    let mut waits = 0u64;
                     for _ in 0..batches {
                         let mut buf = {
                             let mut q = sh.q.lock().unwrap();
@@ -74,6 +88,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                                 if let Some(b) = q.empty.pop_front() {
                                     break b;
                                 }
+                                waits += 1;
                                 q = sh.have_empty.wait(q).unwrap();
                             }
                         };
@@ -90,7 +105,8 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                         start: t0,
                         end: Instant::now(),
                     };
-                    (batches * batch as u64, 0u64, 0u8, span)
+                    let cpu = thread_cpu_secs() - cpu0;
+                    (batches * batch as u64, 0u64, 0u8, span, cpu, waits)
                 })
                 .map_err(|e| format!("spawn: {e}"))?,
         );
@@ -106,6 +122,8 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                     let mut sink = 0u8;
                     start.wait();
                     let t0 = Instant::now();
+                    let cpu0 = thread_cpu_secs();
+                    let mut waits = 0u64;
                     loop {
                         let mut buf = {
                             let mut q = sh.q.lock().unwrap();
@@ -116,6 +134,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                                 if q.producers_done == producers {
                                     break None;
                                 }
+                                waits += 1;
                                 q = sh.have_full.wait(q).unwrap();
                             }
                         };
@@ -132,7 +151,8 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                         start: t0,
                         end: Instant::now(),
                     };
-                    (0u64, frees, sink, span)
+                    let cpu = thread_cpu_secs() - cpu0;
+                    (0u64, frees, sink, span, cpu, waits)
                 })
                 .map_err(|e| format!("spawn: {e}"))?,
         );
@@ -142,14 +162,22 @@ pub fn run(args: &[String]) -> Result<Report, String> {
     let mut mallocs = 0u64;
     let mut frees = 0u64;
     let mut sink = 0u8;
+    let (mut p_cpu, mut c_cpu, mut p_waits, mut c_waits) = (0.0, 0.0, 0u64, 0u64);
     for h in handles {
-        let (m, f, s, span) = h
+        let (m, f, s, span, cpu, waits) = h
             .join()
             .map_err(|_| "a benchmark thread panicked".to_string())?;
         mallocs += m;
         frees += f;
         sink ^= s;
         spans.push(span);
+        if m > 0 {
+            p_cpu += cpu;
+            p_waits += waits;
+        } else {
+            c_cpu += cpu;
+            c_waits += waits;
+        }
     }
     let secs = Span::covering(spans).ok_or("no thread ran")?.secs();
     std::hint::black_box(sink);
@@ -168,6 +196,10 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         .kv("batches", batches)
         .kv("batch", batch)
         .kv("sizes", &range)
+        .kv("producer_cpu_s", format!("{p_cpu:.3}"))
+        .kv("consumer_cpu_s", format!("{c_cpu:.3}"))
+        .kv("producer_waits", p_waits)
+        .kv("consumer_waits", c_waits)
         .kv("malloc_from", malloc_provider());
     rep.print(&format!(
         "xmalloc-test: {producers} producers x {batches} batches x {batch} blocks -> {consumers} consumers, sizes {range}; {}",

@@ -235,22 +235,25 @@ fn tree(t: usize, iters: u64, scale: f64) -> Row {
     }
 }
 
-/// `tree-build 1 ITERS 16 16 64`: one thread, trees of 65535 nodes (about 3 MiB), more than the
-/// thread bins hold, so the blocks cycle through the heap's lists (docs/ab.md "Bins at rest").
-fn tree_deep(iters: u64, scale: f64) -> Row {
+/// `tree-build 1 ITERS DEPTH 16 64`: one thread, trees of 2^DEPTH − 1 nodes (depth 16: about
+/// 3 MiB, depth 18: about 12 MiB), beyond what the thread bins hold by default, so the blocks
+/// cycle through the bins' growth or the heap's lists (docs/ab.md "Bins at rest").
+fn tree_deep(depth: u32, iters: u64, scale: f64) -> Row {
+    let nodes = (1u64 << depth) - 1;
     Row {
-        name: "tree-T1-d16".into(),
+        name: format!("tree-T1-d{depth}"),
         bench: "tree-build",
         args: vec![
             "1".into(),
             it(iters, scale),
-            "16".into(),
+            depth.to_string(),
             "16".into(),
             "64".into(),
         ],
         threads: 1,
-        desc: "tree-build: 1 thread builds and frees binary trees of 65535 nodes of 16-64 bytes"
-            .into(),
+        desc: format!(
+            "tree-build: 1 thread builds and frees binary trees of {nodes} nodes of 16-64 bytes"
+        ),
     }
 }
 
@@ -344,7 +347,8 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             cross(2, 20_000_000, s),
             cross(4, 8_000_000, s),
             leak(200, s),
-            tree_deep(200, s),
+            tree_deep(16, 200, s),
+            tree_deep(18, 50, s),
         ],
         "smoke" => vec![
             rm("rm-16-2048", 20_000, 16, 2048, s),
@@ -478,6 +482,7 @@ mod tests {
                 "cross-churn 4 8000000 4096 25 64",
                 "leak-churn 200 100000 16 512 4",
                 "tree-build 1 200 16 16 64",
+                "tree-build 1 50 18 16 64",
             ]
         );
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -495,10 +500,11 @@ mod tests {
                 "cross-T4",
                 "leak-churn",
                 "tree-T1-d16",
+                "tree-T1-d18",
             ]
         );
         let threads: Vec<usize> = rows.iter().map(|r| r.threads).collect();
-        assert_eq!(threads, [1, 1, 1, 1, 2, 2, 4, 2, 4, 1, 1]);
+        assert_eq!(threads, [1, 1, 1, 1, 2, 2, 4, 2, 4, 1, 1, 1]);
         // Scale changes iteration counts only: not live blocks, sizes, N, depth or threads.
         let small = matrix("field", 0.01).unwrap();
         assert_eq!(small[0].command(), "large-blocks 10 32 5120 25600");

@@ -448,7 +448,8 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract).
             return unsafe { self.extend(bin, by) } && self.bins[bin].room() >= 0;
         }
-        self.rests[bin] += 1;
+        // Saturating: a bin in order is never relinked, and rests at every round trip.
+        self.rests[bin] = self.rests[bin].saturating_add(1);
         if self.rests[bin] >= REST_PERIOD << self.rest_shift[bin] && adjacent < REST_ORDERED {
             self.rests[bin] = 0;
             // SAFETY: ACTIVE (caller contract).

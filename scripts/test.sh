@@ -45,9 +45,9 @@ combo ""                                                                        
 
 # Debug build: the engine's debug assertions (an adopted run never reaches its non-owner's
 # segment bitmap, pooled segments are empty and untagged, free_run only of the heap's own runs)
-# on the whole stress suite and the reuse tests.
+# and overflow checks on the whole stress suite, the reuse tests and the bin-growth tests.
 step "stress and reuse tests with debug assertions"
-cargo test -p hakozuna --lib --test stress --test shared_pool --test stash_steal
+cargo test -p hakozuna --lib --test stress --test shared_pool --test stash_steal --test bin_growth
 
 step "loom models of the lock-free structures"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p hakozuna --lib loom_tests -- --test-threads=1

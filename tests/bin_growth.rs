@@ -139,3 +139,21 @@ fn a_grown_bin_at_rest_hands_out_blocks_in_address_order() {
         "mallocs after relinks were not in address order: {adjacent}"
     );
 }
+
+#[test]
+fn an_in_order_bin_rests_for_hundreds_of_rounds() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Freed in the order they were taken, the bin comes back to its high every round, its
+    // list reversed (so the object 64 deep differs from the last rest's) and in order: it
+    // rests at each of 300 rounds and is never relinked. More than 255 rests of one bin
+    // (the debug build of scripts/test.sh checks the per-bin rest count does not overflow).
+    let (relinks, adjacent) = shuffled_rounds(3000, 300, 8, false);
+    assert!(
+        relinks <= 1,
+        "a round trip in order was relinked {relinks} times"
+    );
+    assert!(
+        adjacent > 0.9,
+        "an in-order round trip lost its order: {adjacent}"
+    );
+}

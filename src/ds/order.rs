@@ -161,4 +161,33 @@ mod tests {
             "a sorted list looked out of order: {ordered}"
         );
     }
+
+    #[test]
+    fn a_list_over_too_many_pages_is_left_as_it_is() {
+        // One object in each of MAX_PAGES + 1 pages, in descending address order.
+        let page = 1 << PAGE_SHIFT;
+        let buf: &'static mut [u8] = std::vec![0u8; (MAX_PAGES + 2) * page].leak();
+        let base = buf.as_mut_ptr();
+        let first = base.align_offset(page);
+        let mut objs: Vec<*mut u8> = (0..=MAX_PAGES)
+            .map(|i| base.wrapping_add(first + i * page))
+            .collect();
+        objs.reverse();
+        // SAFETY: all-zero is a valid, empty table.
+        let mut s: Box<Scratch> = Box::new(unsafe { core::mem::zeroed() });
+        // SAFETY: a list of distinct page-aligned test objects of 16 bytes or more.
+        let c = unsafe { link(&objs) };
+        // SAFETY: that list, and the table is empty.
+        assert!(unsafe { sort(&mut s, c.head, 16) }.is_none());
+        // SAFETY: the list, untouched.
+        assert_eq!(unsafe { collect(c.head) }, objs);
+        assert!(s.page.iter().all(|&p| p == 0) && s.bits.iter().all(|b| *b == [0; WORDS]));
+        // The table is usable again: the list less its first page fits.
+        // SAFETY: the same list from its second object, and the table was left empty.
+        let (h, _) = unsafe { sort(&mut s, objs[1], 16) }.unwrap();
+        let mut want = objs[1..].to_vec();
+        want.sort();
+        // SAFETY: the relinked list.
+        assert_eq!(unsafe { collect(h) }, want);
+    }
 }

@@ -17,7 +17,8 @@ pub struct Bin {
     /// `limit` minus the objects held: a push that takes it below zero overflows the bin. One
     /// decrement and a sign test on the free fast path, where a count would need a compare
     /// with the limit too. Below zero only inside that push (and after a refill larger than
-    /// the limit, which the next push sheds as a count would have).
+    /// the limit, which the next push sheds as a count would have), and −1 in a bin at rest
+    /// (`ThreadCache::at_rest`), which the next pop clears.
     room: i32,
     /// Objects the bin holds before a free sheds (design.md §4).
     limit: u32,

@@ -448,7 +448,8 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract).
             return unsafe { self.extend(bin, by) } && self.bins[bin].room() >= 0;
         }
-        self.rests[bin] += 1;
+        // Saturating: a bin in order is never relinked, and rests at every round trip.
+        self.rests[bin] = self.rests[bin].saturating_add(1);
         if self.rests[bin] >= REST_PERIOD << self.rest_shift[bin] && adjacent < REST_ORDERED {
             self.rests[bin] = 0;
             // SAFETY: ACTIVE (caller contract).
@@ -480,9 +481,10 @@ impl ThreadCache {
                 None => return false,
             }
         }
-        // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
-        // here by its owner thread; the bin is a well-formed list of distinct free objects.
         let size = sc::bin_size(bin);
+        // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
+        // here by its owner thread; the bin is a well-formed list of distinct free objects of
+        // its class (16-byte aligned).
         let Some((head, ordered)) =
             (unsafe { order::sort(&mut *self.order, self.bins[bin].head, size) })
         else {
@@ -686,8 +688,8 @@ impl ThreadCache {
     /// buffer: the heap (for its counters) is read on the paths that send.
     ///
     /// # Safety
-    /// ACTIVE; `p` is a free object whose page tag is `tag`, not our heap's; `buffered` holds
-    /// for its bin (so the tag is nonzero).
+    /// ACTIVE; `p` is a free object whose page tag is `tag`, not our heap's; `buffered(tag)`
+    /// holds (so the tag is nonzero and, in the bank, its bin has a list).
     #[inline(always)]
     unsafe fn send_remote(&mut self, p: *mut u8, tag: u32) {
         if RemoteBuf::covers_tag(tag) {

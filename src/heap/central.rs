@@ -204,7 +204,8 @@ impl OwnedHeap {
                 };
                 // SAFETY: the whole central list, detached above: a non-empty null-terminated
                 // list of exactly `c.n` (central counts are exact) free objects of small `bin`
-                // that we own, at most a bin limit.
+                // that we own, at most a bin limit; its tail is not known (null), which `park`
+                // does not read.
                 match unsafe { pool::park(bin, c) } {
                     Ok(()) => h.stats.add(Ev::ExitParks, 1),
                     // Refused: the list goes back as it was (only an unused word changed).

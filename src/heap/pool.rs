@@ -110,6 +110,8 @@ fn get() -> Option<&'static SharedPool> {
 /// # Safety
 /// `c` is a well-formed, non-empty, null-terminated chain of free objects of `bin` that the
 /// caller owns (of a medium `bin`: whole free runs, each first page tagged with its owner).
+/// Only `c.head` and `c.n` are read (`c.n` exact): `c.tail` may be null, and a refused chain
+/// comes back as it was given.
 pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
     let Some(pool) = get() else { return Err(c) };
     let bytes = medium_chain_bytes(bin, c.n);

@@ -9,6 +9,7 @@
 //! table of pages), then one pass over the pages in address order writes the links. The table
 //! is scratch memory the caller keeps (metadata memory, never `malloc`).
 
+use crate::config::PAGE_SHIFT;
 use crate::ds::list::{next, set_next};
 use core::ptr::null_mut;
 
@@ -17,7 +18,6 @@ pub const MAX_PAGES: usize = 1024;
 /// Table slots: a power of two, a quarter more than [`MAX_PAGES`] or better, so probes stay
 /// short.
 const SLOTS: usize = 2048;
-const PAGE_SHIFT: u32 = 12;
 /// Objects start 16-byte aligned: 256 possible starts per 4 KiB page.
 const WORDS: usize = (1 << (PAGE_SHIFT - 4)) / 64;
 

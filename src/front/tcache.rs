@@ -488,6 +488,9 @@ impl ThreadCache {
         let Some((head, ordered)) =
             (unsafe { order::sort(&mut *self.order, self.bins[bin].head, size) })
         else {
+            // Too many pages (or no scratch memory): it will not fit next time either, so
+            // wait as long as for a bin found in order.
+            self.rest_shift[bin] = (self.rest_shift[bin] + 1).min(REST_BACKOFF_MAX);
             return false;
         };
         self.bins[bin].head = head;

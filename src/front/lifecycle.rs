@@ -408,6 +408,8 @@ unsafe extern "C" fn child() {
     // memory unreachable), which is what every allocator does.
     // SAFETY: the child is single-threaded and inherited the locks `prepare` took.
     unsafe { parent() };
+    // SAFETY: the child is single-threaded, and the locks are released.
+    unsafe { arena::recount_after_fork() };
     // This image has the handlers (this one is running), whether or not the forking
     // process had stored the flag yet.
     FORK_HANDLERS.store(1, Relaxed);

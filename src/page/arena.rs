@@ -521,6 +521,32 @@ pub fn lock_for_fork() {
     POOL.raw_lock();
 }
 
+/// In a fork child, after the locks are released: counts the pool's lists again. A purge
+/// another thread of the parent had cut from the resident list and not yet relinked
+/// (`purge_list`, outside the lock) is not in the child, and its segments stay out of the
+/// child's pool; without the recount they would still count as resident, and every slow path
+/// would find decay pending for good.
+///
+/// # Safety
+/// Runs in the single-threaded fork child.
+pub unsafe fn recount_after_fork() {
+    let count = |mut list: u32| {
+        let mut n = 0;
+        while list != 0 {
+            n += 1;
+            // SAFETY: a pooled segment; the child is single-threaded (caller contract), so
+            // nothing changes the list under us.
+            list = unsafe { seg_meta(list - 1).get() }.next;
+        }
+        n
+    };
+    let p = POOL.lock();
+    let (resident, cold) = (count(p.resident), count(p.cold));
+    drop(p);
+    POOLED_RESIDENT.store(resident, Relaxed);
+    POOLED_PURGED.store(cold, Relaxed);
+}
+
 /// # Safety
 /// Pairs with [`lock_for_fork`] (parent) or runs in the single-threaded child.
 pub unsafe fn unlock_after_fork() {

@@ -60,12 +60,12 @@ impl OwnedHeap {
         // Owner stashes and spills join the central lists, whose low-water mark is what
         // decides a sweep: a class the owner no longer refills would otherwise keep what other
         // threads free to it there, out of the sweep's reach, for as long as the owner lives.
-        for bin in 0..SMALL_BINS {
-            if config::STASH_PUSH {
+        if config::STASH_PUSH {
+            for bin in 0..SMALL_BINS {
                 self.stash_to_central(bin);
             }
-            self.spill_to_central(bin);
         }
+        self.spills_to_central();
         let mut idle = BinSet::default();
         for bin in 0..SMALL_BINS {
             let l = &mut self.local().small[bin];
@@ -257,9 +257,7 @@ impl OwnedHeap {
         }
         self.drain_queues();
         self.shrink_medium_for_exit();
-        for bin in 0..SMALL_BINS {
-            self.spill_to_central(bin);
-        }
+        self.spills_to_central();
         self.park_for_exit();
         // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
         self.release_empty_segments(true);

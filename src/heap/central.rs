@@ -262,6 +262,13 @@ impl OwnedHeap {
         }
     }
 
+    /// Moves the spill of every small bin into its central list.
+    pub(super) fn spills_to_central(&mut self) {
+        for bin in 0..SMALL_BINS {
+            self.spill_to_central(bin);
+        }
+    }
+
     /// Moves everything queued in `q` into the central list of `bin`. True if it held any.
     ///
     /// # Safety

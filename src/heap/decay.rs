@@ -5,7 +5,7 @@
 use super::sweep::BinSet;
 use super::OwnedHeap;
 use crate::config;
-use crate::page::arena::{self, SegInner};
+use crate::page::arena;
 use crate::page::bitmap::PageBitmap;
 use crate::page::size_class::{self as sc, MEDIUM_BINS, NUM_BINS, SMALL_BINS};
 use crate::stats::{Counters, Ev};
@@ -60,12 +60,12 @@ impl OwnedHeap {
         // Owner stashes and spills join the central lists, whose low-water mark is what
         // decides a sweep: a class the owner no longer refills would otherwise keep what other
         // threads free to it there, out of the sweep's reach, for as long as the owner lives.
-        for bin in 0..SMALL_BINS {
-            if config::STASH_PUSH {
+        if config::STASH_PUSH {
+            for bin in 0..SMALL_BINS {
                 self.stash_to_central(bin);
             }
-            self.spill_to_central(bin);
         }
+        self.spills_to_central();
         let mut idle = BinSet::default();
         for bin in 0..SMALL_BINS {
             let l = &mut self.local().small[bin];
@@ -99,15 +99,19 @@ impl OwnedHeap {
     /// (free for at least a whole interval), and ages the pages dirtied since. Returns whether
     /// it purged or aged any.
     fn decay_pages(&mut self) -> bool {
+        let purged = self.purge_free_pages(Purge::Aged);
         let mut aged = false;
-        let purged = self.purge_segments(
-            |m| m.aged.combine(&m.pages, |aged, used| aged & !used),
-            |m| {
+        for mut s in self.local().seg_head {
+            while s != 0 {
+                // SAFETY: `s - 1` is on this heap's segment list and we hold the owner's
+                // handle; no other `SegInner` borrow is live.
+                let m = unsafe { arena::seg_meta(s - 1).get() };
                 m.aged = m.dirty.combine(&m.pages, |dirty, used| dirty & !used);
                 m.dirty = PageBitmap::new();
                 aged |= !m.aged.is_empty();
-            },
-        );
+                s = m.next;
+            }
+        }
         purged > 0 || aged
     }
 
@@ -122,7 +126,7 @@ impl OwnedHeap {
         self.drain_queues();
         self.sweep_all(force);
         self.release_medium_central();
-        let bytes = self.purge_free_pages(min_pages);
+        let bytes = self.purge_free_pages(Purge::All { min_pages });
         self.release_empty_segments(false);
         self.local().trimming = false;
         bytes
@@ -151,16 +155,19 @@ impl OwnedHeap {
         }
     }
 
-    /// Purges the dirty free pages now, one `madvise` per free stretch (from its first dirty
-    /// page to its last; pages purged before lie between them), so pages freed at different
-    /// times cost one call; segments whose pages are all free are purged whole, neighbours in
-    /// the arena together ([`SegmentPurger`]). In a segment that still holds runs, stretches
-    /// shorter than `min_pages` stay dirty for decay: a burst's exit trim met many short
-    /// stretches between runs other threads still held, and purging each cost a call
-    /// (docs/ab.md). Returns bytes purged (dirty pages only).
+    /// Purges free pages ([`Purge`] says which), one `madvise` per free stretch (from its first
+    /// page to purge to its last; pages purged before lie between them, and purging them again
+    /// costs no fault), so pages freed at different times cost one call; segments whose pages
+    /// are all free (and for decay, none dirtied since its last pass) are purged whole,
+    /// neighbours in the arena together ([`SegmentPurger`]). Returns bytes purged (pages to
+    /// purge only).
     ///
     /// [`SegmentPurger`]: arena::SegmentPurger
-    fn purge_free_pages(&mut self, min_pages: usize) -> usize {
+    fn purge_free_pages(&mut self, which: Purge) -> usize {
+        let min_pages = match which {
+            Purge::All { min_pages } => min_pages,
+            Purge::Aged => 1,
+        };
         let heads = self.local().seg_head;
         let mut bytes = 0;
         let mut whole = arena::SegmentPurger::new();
@@ -170,13 +177,16 @@ impl OwnedHeap {
                 // handle; no other `SegInner` borrow is live.
                 let m = unsafe { arena::seg_meta(s - 1).get() };
                 let base = arena::segment_base(s - 1);
-                let dirty = m
-                    .dirty
-                    .combine(&m.aged, |d, a| d | a)
-                    .combine(&m.pages, |da, used| da & !used);
-                if m.pages.is_empty() {
-                    if !dirty.is_empty() {
-                        bytes += dirty.ones().count() << config::PAGE_SHIFT;
+                // Pages to purge, and pages no purge may reach over: those in use, and for
+                // decay those dirtied since the last pass.
+                let (pick, stay) = match which {
+                    Purge::All { .. } => (m.dirty.combine(&m.aged, |d, a| d | a), m.pages),
+                    Purge::Aged => (m.aged, m.pages.combine(&m.dirty, |u, d| u | d)),
+                };
+                let pick = pick.combine(&stay, |p, st| p & !st);
+                if stay.is_empty() {
+                    if !pick.is_empty() {
+                        bytes += pick.ones().count() << config::PAGE_SHIFT;
                         // SAFETY: segment `s - 1` is ours and has no page in use: it holds no
                         // live object, and nothing else uses it while we hold the handle.
                         unsafe { whole.add(s - 1) };
@@ -186,12 +196,12 @@ impl OwnedHeap {
                     s = m.next;
                     continue;
                 }
-                let free = m.pages.combine(&m.pages, |used, _| !used);
-                for (start, len) in free.set_runs() {
+                let reach = stay.combine(&stay, |st, _| !st);
+                for (start, len) in reach.set_runs() {
                     if len < min_pages {
                         continue;
                     }
-                    let mut ones = (start..start + len).filter(|&i| dirty.get(i));
+                    let mut ones = (start..start + len).filter(|&i| pick.get(i));
                     let Some(first) = ones.next() else { continue };
                     let (last, n) = ones.fold((first, 1), |(_, n), i| (i, n + 1));
                     // SAFETY: pages `first ..= last` lie in a free stretch of segment `s - 1`:
@@ -210,38 +220,6 @@ impl OwnedHeap {
             }
         }
         whole.finish();
-        if bytes > 0 {
-            self.heap().stats.add(Ev::BytesPurged, bytes as u64);
-        }
-        bytes
-    }
-
-    /// For each segment of this heap: purges the page runs `pick` selects (which must all be
-    /// free), then lets `after` update the segment's dirty/aged maps. Returns bytes purged.
-    fn purge_segments(
-        &mut self,
-        pick: impl Fn(&SegInner) -> PageBitmap,
-        mut after: impl FnMut(&mut SegInner),
-    ) -> usize {
-        let heads = self.local().seg_head;
-        let mut bytes = 0;
-        for mut s in heads {
-            while s != 0 {
-                // SAFETY: `s - 1` is on this heap's segment list and we hold the owner's
-                // handle; no other `SegInner` borrow is live.
-                let m = unsafe { arena::seg_meta(s - 1).get() };
-                let base = arena::segment_base(s - 1);
-                for (start, len) in pick(m).set_runs() {
-                    let b = len << config::PAGE_SHIFT;
-                    // SAFETY: `pick` selects free pages of segment `s - 1`: mapped arena memory
-                    // that holds no live object.
-                    unsafe { os::purge(base.add(start << config::PAGE_SHIFT), b) };
-                    bytes += b;
-                }
-                after(m);
-                s = m.next;
-            }
-        }
         if bytes > 0 {
             self.heap().stats.add(Ev::BytesPurged, bytes as u64);
         }
@@ -279,14 +257,25 @@ impl OwnedHeap {
         }
         self.drain_queues();
         self.shrink_medium_for_exit();
-        for bin in 0..SMALL_BINS {
-            self.spill_to_central(bin);
-        }
+        self.spills_to_central();
         self.park_for_exit();
         // Empty run segments serve other heaps from the arena's pool, whose decay purges them.
         self.release_empty_segments(true);
         false
     }
+}
+
+/// Which free pages [`OwnedHeap::purge_free_pages`] purges.
+#[derive(Clone, Copy)]
+enum Purge {
+    /// A trim's: every dirty or aged free page, except that in a segment that still holds runs,
+    /// free stretches shorter than `min_pages` stay dirty for decay (a burst's exit trim met
+    /// many short stretches between runs other threads still held, and purging each cost a
+    /// call: docs/ab.md). `1`: every one.
+    All { min_pages: usize },
+    /// Decay's: the aged free pages (free for a whole interval). A stretch stops at the pages
+    /// dirtied since, which age for the next pass.
+    Aged,
 }
 
 /// The process-wide part of decay, each gated by its own clock so any number of callers do it

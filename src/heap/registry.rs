@@ -90,8 +90,9 @@ impl Lent {
     ///
     /// # Safety
     /// No handle on `h` is used while the borrow lives except by its owner after `enter`
-    /// (which waits for it): an owned heap, or a released one the caller holds off any claim
-    /// (the registry lock, or detached by `trim_released`).
+    /// (which waits for it): an owned heap, a released one the caller holds off any claim
+    /// (the registry lock, or detached by `trim_released`), or a released one a thread may
+    /// claim meanwhile (`trim_eager`), whose new owner enters before it touches the heap.
     unsafe fn try_new(h: NonNull<Heap>) -> Option<Lent> {
         // SAFETY: heaps are 'static.
         let busy = &unsafe { h.as_ref() }.shared.busy;
@@ -163,6 +164,10 @@ static REG: SpinLock<Registry> = SpinLock::new(Registry {
 /// [`trim_eager`] pass that found every slot free. Written under the registry lock; read
 /// without it, so a thread exit with no eager heap costs one load. Relaxed: a hint.
 static EAGER_ANY: AtomicBool = AtomicBool::new(false);
+
+/// Serialises [`trim_eager`] passes; taken before the registry lock, and by the fork handlers
+/// before it, so no pass is left halfway in a fork child with a queued heap borrowed.
+static EAGER_PASS: SpinLock<()> = SpinLock::new(());
 
 /// Clock (ms) of the last [`decay_released`] pass.
 static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
@@ -304,43 +309,70 @@ pub fn shared_pool_medium_bytes() -> usize {
 /// rounds. Then the arena's pool keeps
 /// [`config::EXIT_POOL_WARM_SEGMENTS`] resident segments and purges the rest (what the burst
 /// threads' own frees emptied while they ran). A no-op, one load, while no heap is eager.
+///
+/// The registry lock is held only to borrow the eager heaps (their `busy` locks, as decay
+/// passes borrow heaps) and, after the trims, to update the eager set: the `madvise` calls run
+/// without it, so thread starts, exits and decay passes do not wait for them. A thread that
+/// claims a borrowed heap meanwhile waits for the borrow at its first slow path, as the owner
+/// of an idle heap does. Passes run one at a time under [`EAGER_PASS`], so a thread exiting
+/// while another's pass runs trims what it flushed after that pass rather than finding the
+/// heaps borrowed and skipping them.
 pub fn trim_eager() {
     if !EAGER_ANY.load(Relaxed) {
         return;
     }
+    let _pass = EAGER_PASS.lock();
     let now = os::now_ms();
     let interval = options::decay_ms();
     // What the exited threads' remote frees parked there since pins their runs.
     if config::SHARED_POOL {
         pool::send_all_home(&GLOBAL);
     }
+    // Each slot's heap as borrowed: its id + 1 (0: none), its release clock, the borrow
+    // (`None`: busy, e.g. held detached by `trim_released`, and then kept eager).
+    let mut ids = [0u32; EAGER_MAX];
+    let mut released_ms = [0u64; EAGER_MAX];
+    let mut lent: [Option<Lent>; EAGER_MAX] = [const { None }; EAGER_MAX];
     {
-        let mut r = REG.lock();
-        let mut gave = [false; EAGER_MAX];
-        for _ in 0..2 {
-            for (i, &e) in r.eager.iter().enumerate() {
-                if e == 0 {
-                    continue;
-                }
-                // SAFETY: a released heap, unclaimable while we hold the registry lock (a
-                // claim clears its slot under the lock); `trim_released` may hold it detached,
-                // and then holds its busy lock or has not taken it yet: the borrow is either
-                // refused or excludes it.
-                let Some(mut lent) = (unsafe { Lent::try_new(NonNull::from(get(e - 1))) }) else {
-                    gave[i] = true;
-                    continue;
-                };
-                gave[i] |= lent.trim(false, config::EXIT_PURGE_MIN_PAGES) > 0;
+        let r = REG.lock();
+        for (i, &e) in r.eager.iter().enumerate() {
+            if e == 0 {
+                continue;
+            }
+            let nn = NonNull::from(get(e - 1));
+            ids[i] = e;
+            // SAFETY: an eager heap is released and queued; we hold the registry lock.
+            released_ms[i] = unsafe { link(nn) }.released_ms;
+            // SAFETY: a released heap. A thread may claim it once we drop the registry lock,
+            // and then uses its local part only after `enter`, which waits for the borrow;
+            // `trim_released` may hold it detached, and then holds its busy lock or has not
+            // taken it yet: the borrow is either refused or excludes it. No other pass
+            // borrows it without `try_lock`.
+            lent[i] = unsafe { Lent::try_new(nn) };
+        }
+    }
+    let mut gave = [false; EAGER_MAX];
+    for _ in 0..2 {
+        for (l, g) in lent.iter_mut().zip(&mut gave) {
+            if let Some(l) = l {
+                *g |= l.trim(false, config::EXIT_PURGE_MIN_PAGES) > 0;
             }
         }
+    }
+    {
+        let mut r = REG.lock();
+        // Slots may have changed meanwhile: a claim cleared one, a release took one. A heap
+        // we borrowed cannot have been released again, since its new owner's release waits
+        // for the borrow (which ends below), so its id still names the same tenure.
         let mut any = false;
-        for (i, e) in r.eager.iter_mut().enumerate() {
+        for e in r.eager.iter_mut() {
             if *e == 0 {
                 continue;
             }
-            // SAFETY: an eager heap is released and queued; we hold the registry lock.
-            let at = unsafe { link(NonNull::from(get(*e - 1))) }.released_ms;
-            if !gave[i] && now.saturating_sub(at) >= interval {
+            let done = ids.iter().position(|&id| id == *e).is_some_and(|i| {
+                lent[i].is_some() && !gave[i] && now.saturating_sub(released_ms[i]) >= interval
+            });
+            if done {
                 *e = 0;
             } else {
                 any = true;
@@ -348,6 +380,7 @@ pub fn trim_eager() {
         }
         EAGER_ANY.store(any, Relaxed);
     }
+    drop(lent);
     let bytes = crate::page::arena::purge_pool_beyond(config::EXIT_POOL_WARM_SEGMENTS);
     if bytes > 0 {
         GLOBAL.add_shared(Ev::BytesPurged, bytes as u64);
@@ -556,14 +589,19 @@ pub fn for_each_heap(mut f: impl FnMut(&Counters)) {
     }
 }
 
+/// The registry's locks for the fork handlers: the eager pass's, then the registry's.
 pub fn lock_for_fork() {
+    EAGER_PASS.raw_lock();
     REG.raw_lock();
 }
 
 /// # Safety
 /// Pairs with [`lock_for_fork`] in the parent, or runs in the single-threaded child.
 pub unsafe fn unlock_after_fork() {
-    // SAFETY: caller contract: we hold the lock from `lock_for_fork`, or are the only thread
+    // SAFETY: caller contract: we hold the locks from `lock_for_fork`, or are the only thread
     // left in the child.
-    unsafe { REG.raw_unlock() };
+    unsafe {
+        REG.raw_unlock();
+        EAGER_PASS.raw_unlock();
+    }
 }

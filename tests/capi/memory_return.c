@@ -217,31 +217,33 @@ static int churn_mode(void) {
     return hwm <= 32 * 1024 ? 0 : 1;
 }
 
-#define SB_THREADS 4
-#define SB_BYTES (128L << 20) /* in total */
-#define SB_MAX_OBJS (1L << 16) /* per thread; the sizes below average about 1.9 KiB */
+/* The burst of the small-* and burst-exit modes: BURST_THREADS threads each allocate `bytes`
+ * in blocks whose sizes `size` draws (at most `max_objs` blocks), touch them, and after a
+ * barrier free their even blocks and the previous thread's odd ones (handed over through the
+ * pointer arrays, mapped outside the allocator so they are not part of what it must give
+ * back). One burst per process: the mode fills in `bu` first. */
+#define BURST_THREADS 4
+static struct {
+    long bytes;    /* per thread */
+    long max_objs; /* per thread */
+    size_t (*size)(unsigned *);
+    unsigned seed; /* thread t starts from seed * (t + 1) */
+    /* The threads free nothing and exit at once, their blocks live; burst_unmap frees them. */
+    int main_frees;
+    /* The threads exit together, after a second barrier. */
+    int exit_together;
+    char **objs[BURST_THREADS];
+    long n[BURST_THREADS];
+    pthread_barrier_t barrier;
+} bu;
 
-/* Pointer arrays of the small burst, mapped outside the allocator so they are not part of
- * what it must give back. */
-static char **sb_objs[SB_THREADS];
-static long sb_n[SB_THREADS];
-static pthread_barrier_t sb_barrier;
-/* small-main-frees: the threads free nothing; the main thread frees every block after they
- * have exited. */
-static int sb_main_frees;
-
-/* Allocates SB_BYTES / SB_THREADS in small blocks (7 in 8 of 16 B – 2 KiB, the rest
- * 2 KiB – 14 KiB) and touches them; after a barrier frees its even blocks and the previous
- * thread's odd ones (handed over through the arrays), and exits after a second barrier
- * (unless sb_main_frees: then it exits at once, its blocks live). */
-static void *small_burst(void *arg) {
+static void *burst_worker(void *arg) {
     long t = (long)arg;
-    char **p = sb_objs[t];
-    unsigned s = 0x9e3779b9u * (unsigned)(t + 1);
+    char **p = bu.objs[t];
+    unsigned s = bu.seed * (unsigned)(t + 1);
     long bytes = 0, n = 0;
-    while (bytes < SB_BYTES / SB_THREADS && n < SB_MAX_OBJS) {
-        s = s * 1664525u + 1013904223u;
-        size_t size = (s >> 8) % 8 ? 16 + (s >> 11) % 2033 : 2049 + (s >> 11) % 12288;
+    while (bytes < bu.bytes && n < bu.max_objs) {
+        size_t size = bu.size(&s);
         p[n] = malloc(size);
         if (!p[n]) {
             fprintf(stderr, "malloc failed\n");
@@ -251,44 +253,74 @@ static void *small_burst(void *arg) {
         bytes += size;
         n++;
     }
-    sb_n[t] = n;
-    if (sb_main_frees)
+    bu.n[t] = n;
+    if (bu.main_frees)
         return NULL;
-    pthread_barrier_wait(&sb_barrier);
-    long prev = (t + SB_THREADS - 1) % SB_THREADS;
+    pthread_barrier_wait(&bu.barrier);
+    long prev = (t + BURST_THREADS - 1) % BURST_THREADS;
     for (long i = 0; i < n; i += 2)
         free(p[i]);
-    for (long i = 1; i < sb_n[prev]; i += 2)
-        free(sb_objs[prev][i]);
-    pthread_barrier_wait(&sb_barrier);
+    for (long i = 1; i < bu.n[prev]; i += 2)
+        free(bu.objs[prev][i]);
+    if (bu.exit_together)
+        pthread_barrier_wait(&bu.barrier);
     return NULL;
 }
 
-/* Runs small_burst on SB_THREADS threads and joins them. */
-static void small_burst_all(void) {
-    pthread_t th[SB_THREADS];
-    size_t len = SB_MAX_OBJS * sizeof(char *);
-    pthread_barrier_init(&sb_barrier, NULL, SB_THREADS);
-    for (long t = 0; t < SB_THREADS; t++) {
-        sb_objs[t] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (sb_objs[t] == MAP_FAILED) {
+/* Maps the pointer arrays (without the allocator). */
+static void burst_map(void) {
+    pthread_barrier_init(&bu.barrier, NULL, BURST_THREADS);
+    for (int t = 0; t < BURST_THREADS; t++) {
+        bu.objs[t] = mmap(NULL, bu.max_objs * sizeof(char *), PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (bu.objs[t] == MAP_FAILED) {
             perror("mmap");
             exit(2);
         }
     }
-    for (long t = 0; t < SB_THREADS; t++)
-        if (pthread_create(&th[t], NULL, small_burst, (void *)t) != 0) {
+}
+
+/* Runs the burst and joins its threads; calls the allocator on this thread only through
+ * pthread_create and pthread_join. */
+static void burst_run(void) {
+    pthread_t th[BURST_THREADS];
+    for (long t = 0; t < BURST_THREADS; t++)
+        if (pthread_create(&th[t], NULL, burst_worker, (void *)t) != 0) {
             perror("pthread_create");
             exit(2);
         }
-    for (int t = 0; t < SB_THREADS; t++)
+    for (int t = 0; t < BURST_THREADS; t++)
         pthread_join(th[t], NULL);
-    pthread_barrier_destroy(&sb_barrier);
-    for (int t = 0; t < SB_THREADS && sb_main_frees; t++)
-        for (long i = 0; i < sb_n[t]; i++)
-            free(sb_objs[t][i]);
-    for (int t = 0; t < SB_THREADS; t++)
-        munmap(sb_objs[t], len);
+}
+
+/* Frees the blocks the threads left (main_frees) and unmaps the arrays. */
+static void burst_unmap(void) {
+    pthread_barrier_destroy(&bu.barrier);
+    for (int t = 0; t < BURST_THREADS && bu.main_frees; t++)
+        for (long i = 0; i < bu.n[t]; i++)
+            free(bu.objs[t][i]);
+    for (int t = 0; t < BURST_THREADS; t++)
+        munmap(bu.objs[t], bu.max_objs * sizeof(char *));
+}
+
+/* Small blocks: 7 in 8 of 16 B – 2 KiB, the rest 2 KiB – 14 KiB (about 1.9 KiB on average). */
+static size_t sb_size(unsigned *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return (*s >> 8) % 8 ? 16 + (*s >> 11) % 2033 : 2049 + (*s >> 11) % 12288;
+}
+
+/* The small burst: 128 MiB in all, freed by the threads (which exit together), or by the
+ * main thread after they have exited (`main_frees`: small-main-frees). */
+static void small_burst_all(int main_frees) {
+    bu.bytes = (128L << 20) / BURST_THREADS;
+    bu.max_objs = 1L << 16;
+    bu.size = sb_size;
+    bu.seed = 0x9e3779b9u;
+    bu.main_frees = main_frees;
+    bu.exit_together = 1;
+    burst_map();
+    burst_run();
+    burst_unmap();
 }
 
 /* What small-trim, small-idle and sweep-stress may still hold when every block is freed:
@@ -309,7 +341,7 @@ static int small_trim_mode(void) {
     sink = malloc(64);
     free(sink);
     long base = rss_kib();
-    small_burst_all();
+    small_burst_all(0);
     long before = rss_kib();
     malloc_trim(0);
     return check_small("small-trim", base, before, rss_kib());
@@ -321,12 +353,11 @@ static int small_trim_mode(void) {
  * on the scale lane and 12.2 MiB on the fast lane when the trim left the caller's remote
  * buffer unflushed). */
 static int small_main_frees_mode(void) {
-    sb_main_frees = 1;
     run_thread(small_work, NULL);
     sink = malloc(64);
     free(sink);
     long base = rss_kib();
-    small_burst_all();
+    small_burst_all(1);
     long before = rss_kib();
     malloc_trim(0);
     long after = rss_kib();
@@ -344,7 +375,7 @@ static int small_idle_mode(void) {
     sink = malloc(64);
     free(sink);
     long base = rss_kib();
-    small_burst_all();
+    small_burst_all(0);
     long before = rss_kib();
     usleep(400 * 1000);
     fresh[0] = malloc(1000);
@@ -356,18 +387,11 @@ static int small_idle_mode(void) {
     return check_small("small-idle", base, before, after);
 }
 
-/* burst-exit: the burst of bench/src/benches/burst_idle.rs, smaller. */
-#define BE_THREADS 4
-#define BE_BYTES (64L << 20) /* per thread */
-#define BE_MAX_OBJS (1L << 17)
+/* burst-exit: the burst of bench/src/benches/burst_idle.rs, smaller: 64 MiB per thread. */
 /* What may stay: each heap's warm remainder (1 MiB of medium runs, small objects of partly
  * used runs), a few pooled segments and large-cache blocks, the main thread's own state.
  * Measured about 6 MiB; 256 MiB when the heaps waited for decay (before issue 19). */
 #define BE_SLACK_KIB (32L << 10)
-
-static char **be_objs[BE_THREADS];
-static long be_n[BE_THREADS];
-static pthread_barrier_t be_barrier;
 
 /* RSS without calling the allocator (fopen would), so no slow path of the main thread runs
  * between the joins and the reading. */
@@ -398,61 +422,22 @@ static size_t be_size(unsigned *s) {
     return 32769 + r % 229376;
 }
 
-static void *burst_exit_worker(void *arg) {
-    long t = (long)arg;
-    char **p = be_objs[t];
-    unsigned s = 0x51ed270bu * (unsigned)(t + 1);
-    long bytes = 0, n = 0;
-    while (bytes < BE_BYTES && n < BE_MAX_OBJS) {
-        size_t size = be_size(&s);
-        p[n] = malloc(size);
-        if (!p[n]) {
-            fprintf(stderr, "malloc failed\n");
-            exit(2);
-        }
-        memset(p[n], (int)t + 1, size);
-        bytes += size;
-        n++;
-    }
-    be_n[t] = n;
-    pthread_barrier_wait(&be_barrier);
-    long prev = (t + BE_THREADS - 1) % BE_THREADS;
-    for (long i = 0; i < n; i += 2)
-        free(p[i]);
-    for (long i = 1; i < be_n[prev]; i += 2)
-        free(be_objs[prev][i]);
-    return NULL;
-}
-
 static int burst_exit_mode(void) {
-    pthread_t th[BE_THREADS];
-    size_t len = BE_MAX_OBJS * sizeof(char *);
     run_thread(small_work, NULL);
     sink = malloc(64);
     free(sink);
-    pthread_barrier_init(&be_barrier, NULL, BE_THREADS);
-    for (long t = 0; t < BE_THREADS; t++) {
-        be_objs[t] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (be_objs[t] == MAP_FAILED) {
-            perror("mmap");
-            exit(2);
-        }
-    }
+    bu.bytes = 64L << 20;
+    bu.max_objs = 1L << 17;
+    bu.size = be_size;
+    bu.seed = 0x51ed270bu;
+    burst_map();
     long base = rss_kib_raw();
-    for (long t = 0; t < BE_THREADS; t++)
-        if (pthread_create(&th[t], NULL, burst_exit_worker, (void *)t) != 0) {
-            perror("pthread_create");
-            exit(2);
-        }
-    for (int t = 0; t < BE_THREADS; t++)
-        pthread_join(th[t], NULL);
+    burst_run();
     long after = rss_kib_raw();
-    for (int t = 0; t < BE_THREADS; t++)
-        munmap(be_objs[t], len);
-    pthread_barrier_destroy(&be_barrier);
+    burst_unmap();
     printf("burst-exit: %d threads x %ld MiB, rss at start %ld KiB, after the threads exited "
            "%ld KiB (bound: start + %ld KiB)\n",
-           BE_THREADS, BE_BYTES >> 20, base, after, BE_SLACK_KIB);
+           BURST_THREADS, bu.bytes >> 20, base, after, BE_SLACK_KIB);
     return after - base <= BE_SLACK_KIB ? 0 : 1;
 }
 

@@ -27,8 +27,8 @@
 //! take therefore synchronizes with every push (and push-back) whose objects it receives,
 //! however many pushes, takes and push-backs came between; a push-back publishes what its
 //! taker acquired before and its own writes to the list. Relaxed loads of the word (a push's
-//! first read and failed CAS, the emptiness probe) only choose a value to compare or skip an
-//! empty stash. The loom models check these hand-offs; loom does not explore every C11
+//! failed CAS, whose first try guesses an empty stash; the emptiness probe) only choose a value
+//! to compare or skip an empty stash. The loom models check these hand-offs; loom does not explore every C11
 //! execution (`loom_tests`), so this argument is the proof.
 
 use crate::config;
@@ -108,7 +108,11 @@ impl OwnerStash {
     /// # Safety
     /// `c` is a well-formed non-empty chain of free objects of this stash's bin and heap.
     pub unsafe fn push_list(&self, c: Chain, mode: PopMode, cap: u32) -> Result<(), Chain> {
-        let mut old = self.head.load(Relaxed);
+        // The first CAS guesses an empty stash instead of loading the word first: the word's
+        // line was last written by the owner's take (or another sender), and a load would
+        // fetch it shared only for the CAS to fetch it again exclusive, two transfers where
+        // one does. A wrong guess fails with the line already held and the current value.
+        let mut old = 0;
         loop {
             let n = count_of(old);
             if mode.count && cap > 0 && n >= cap {

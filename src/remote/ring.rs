@@ -10,7 +10,7 @@
 //! slot's key. A flush clears the keys of the slots it empties, so every slot outside the live
 //! range has key 0, which no `(dst, bin)` encodes to: a matching key is always a live entry.
 
-use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN, SECURE};
+use crate::config::{RING_CHAIN_MAX, RING_COALESCE, RING_LEN};
 use crate::ds::list::{set_next, Chain};
 use crate::page::page_tag;
 use crate::remote::{Push, Sink};
@@ -22,10 +22,9 @@ const _: () = assert!(RING_LEN.is_power_of_two() && RING_LEN <= 1 << 16);
 const _: () = assert!(RING_CHAIN_MAX >= 1);
 
 /// One buffered chain of frees to `(dst, bin)` (encoded in `key`): `ptr` is its head and `n`
-/// its length; the tail is kept in the head object's second word (written with the first
-/// object, so a join needs no test of the length; in the hardened lane, whose free mark is
-/// there, in `RemoteRing::tails`). A live entry is never empty: a full chain
-/// is handed over when the next object of its key starts a new one. Key 0 marks a slot
+/// its length; the tail is kept beside the entry in `RemoteRing::tails` (written with the
+/// first object, so a join needs no test of the length). A live entry is never empty: a full
+/// chain is handed over when the next object of its key starts a new one. Key 0 marks a slot
 /// outside the live range.
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -41,8 +40,6 @@ const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 /// Slots of the key → entry hint table (`ring-coalesce`); one per ring entry.
 const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
 
-/// Slots of the tails table (hardened lane); one per ring entry.
-const TAILS: usize = if SECURE { RING_LEN } else { 0 };
 
 /// All-zero is a valid empty ring.
 #[repr(C)]
@@ -51,9 +48,11 @@ pub struct RemoteRing {
     /// Slot of the entry that last took a key hashing here. Stale or colliding values are
     /// harmless: a push joins the slot only if the slot's key is its own.
     hint: [u16; HINTS],
-    /// Hardened lane: each entry's tail (the second word of a chain's head holds its free
-    /// mark there).
-    tails: [*mut u8; TAILS],
+    /// Each entry's tail. Kept here rather than in the chain's head object (its second
+    /// word, as before): a join then writes only the freed object's link, and reads nothing
+    /// of the previous head, whose line a neighbour's owner may have taken meanwhile (the
+    /// hardened lane's free mark is in that word, too). docs/ab.md "Producer/consumer".
+    tails: [*mut u8; RING_LEN],
     head: u32,
     tail: u32,
 }
@@ -61,17 +60,6 @@ pub struct RemoteRing {
 #[inline(always)]
 fn hash(key: u32, bits: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize
-}
-
-/// Second word of a chain's head object: the chain's tail.
-///
-/// # Safety
-/// `p` is a free object (at least 16 bytes) owned by the ring.
-#[inline(always)]
-unsafe fn tail_slot(p: *mut u8) -> *mut *mut u8 {
-    // SAFETY: every free object is at least 16 bytes and 16-byte aligned (list.rs), so its
-    // second word is in bounds, aligned, and unused while the ring owns the object.
-    unsafe { (p as *mut *mut u8).add(1) }
 }
 
 impl RemoteRing {
@@ -116,14 +104,11 @@ impl RemoteRing {
             return Push::NoEntry;
         }
         debug_assert!(e.n > 0);
-        // SAFETY: the entry's chain is live (n > 0) and owned by the ring.
-        let tail = unsafe { self.tail_of(i, &e) };
         if e.n >= RING_CHAIN_MAX {
+            let tail = self.tails[i];
             // SAFETY: `ptr` is now owned by the ring (caller contract).
-            unsafe {
-                set_next(ptr, null_mut());
-                self.set_tail(i, ptr, ptr);
-            }
+            unsafe { set_next(ptr, null_mut()) };
+            self.tails[i] = ptr;
             self.entries[i].ptr = ptr;
             self.entries[i].n = 1;
             return Push::Send(Chain {
@@ -132,12 +117,9 @@ impl RemoteRing {
                 n: e.n,
             });
         }
-        // SAFETY: `ptr` and the chain's objects are owned by the ring (caller contract), and
-        // the chain is live.
-        unsafe {
-            set_next(ptr, e.ptr);
-            self.set_tail(i, ptr, tail);
-        }
+        // SAFETY: `ptr` is now owned by the ring (caller contract); it becomes the head of the
+        // entry's live chain, whose tail stays.
+        unsafe { set_next(ptr, e.ptr) };
         self.entries[i].ptr = ptr;
         self.entries[i].n += 1;
         Push::Done
@@ -160,10 +142,8 @@ impl RemoteRing {
         }
         let i = (self.tail & MASK) as usize;
         // SAFETY: `ptr` is now owned by the ring (caller contract).
-        unsafe {
-            set_next(ptr, null_mut());
-            self.set_tail(i, ptr, ptr);
-        }
+        unsafe { set_next(ptr, null_mut()) };
+        self.tails[i] = ptr;
         self.entries[i] = Entry {
             key: tag,
             n: 1,
@@ -171,34 +151,6 @@ impl RemoteRing {
         };
         self.tail = self.tail.wrapping_add(1);
         Push::Done
-    }
-
-    /// The tail of entry `i` (`e`, a copy of it).
-    ///
-    /// # Safety
-    /// The entry is live (`n > 0`) and its chain owned by the ring.
-    #[inline(always)]
-    unsafe fn tail_of(&self, i: usize, e: &Entry) -> *mut u8 {
-        if SECURE {
-            self.tails[i]
-        } else {
-            // SAFETY: a live chain keeps its tail in its head's second word.
-            unsafe { *tail_slot(e.ptr) }
-        }
-    }
-
-    /// Records `tail` as the tail of entry `i`, whose chain now starts at `head`.
-    ///
-    /// # Safety
-    /// `head` is a free object owned by the ring.
-    #[inline(always)]
-    unsafe fn set_tail(&mut self, i: usize, head: *mut u8, tail: *mut u8) {
-        if SECURE {
-            self.tails[i] = tail;
-        } else {
-            // SAFETY: `head` is a free object owned by the ring (caller contract).
-            unsafe { *tail_slot(head) = tail };
-        }
     }
 
     /// Every nonzero tag fits in a ring entry.
@@ -248,8 +200,7 @@ impl RemoteRing {
             self.head = self.head.wrapping_add(1);
             debug_assert!(e.n > 0, "a live entry holds a chain");
             sent += e.n;
-            // SAFETY: a live entry's chain is not empty; the ring owns it (caller contract).
-            let tail = unsafe { self.tail_of(slot, &e) };
+            let tail = self.tails[slot];
             let k = e.key;
             let mut i = hash(k, SLOTS.trailing_zeros());
             while keys[i] != k && keys[i] != u32::MAX {

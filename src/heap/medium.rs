@@ -178,6 +178,36 @@ impl OwnedHeap {
         unsafe { c.retain(keep) }
     }
 
+    /// Parks what medium `bin`'s central list holds past one bin limit (after
+    /// [`park_foreign`](Self::park_foreign), this heap's own runs) in the shared pool, in chains
+    /// of at most a bin limit, the most recently freed first; a chain the pool refuses stays.
+    /// Why: a central list is reachable only by its owner, so runs it keeps past what the next
+    /// refills need wait there while other heaps carve new runs of the class (cross-churn, issue
+    /// 18: medium central lists held 8–26 MiB at the peak, docs/ab.md); parked, any heap about
+    /// to carve takes them, as small classes do past [`config::SHARED_KEEP`] bin limits.
+    pub(super) fn park_own_surplus(&mut self, bin: usize) {
+        if !config::MEDIUM_POOL {
+            return;
+        }
+        let h = self.heap();
+        let limit = sc::bin_limit(bin);
+        let central = &mut self.local().medium[bin - SMALL_BINS];
+        while central.count > limit {
+            // SAFETY: the central list is well formed with an exact count; `take` detaches a
+            // non-empty chain of at most `limit` of its free runs of `bin`.
+            let piece = unsafe { central.take((central.count - limit).min(limit)) };
+            // SAFETY: `piece` is a non-empty detached chain of free runs of `bin` we own.
+            match unsafe { pool::park(bin, piece) } {
+                Ok(()) => h.stats.add(Ev::MediumParks, 1),
+                Err(back) => {
+                    // SAFETY: the refused chain is the one just detached: back where it was.
+                    unsafe { central.push_chain(back) };
+                    return;
+                }
+            }
+        }
+    }
+
     /// Takes the adopted runs (other heaps') out of `c` and parks them in the shared pool in
     /// chains of at most a bin limit, for any heap about to carve the class; a chain that finds
     /// the class's slots full goes home. Returns this heap's own runs (in reverse order).

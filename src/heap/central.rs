@@ -1,9 +1,9 @@
 //! Central lists (design.md §7): a heap's owner-only store of free objects per bin, fed by its
 //! thread's bin overflows and drained remote queues, and drawn on by refills. A small class
 //! keeps [`SHARED_KEEP`] bin limits and parks the surplus in the shared pool; a medium class
-//! keeps one bin limit and parks the surplus, its own runs and other heaps', in the shared pool
-//! ([`MEDIUM_POOL`]); what the pool refuses it keeps up to [`MEDIUM_CENTRAL_BYTES`] (other
-//! heaps' runs go home) and gives back to the segments beyond.
+//! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments; past one bin
+//! limit it keeps no other heap's runs ([`MEDIUM_POOL`]: they go to the shared pool), nor its
+//! own while other heaps take the class from the pool.
 //!
 //! [`MEDIUM_POOL`]: config::MEDIUM_POOL
 //! [`SHARED_KEEP`]: config::SHARED_KEEP
@@ -87,7 +87,7 @@ impl OwnedHeap {
         }
         // SAFETY: `c` holds free runs of `bin` (caller contract).
         unsafe { self.local().medium[bin - SMALL_BINS].push_chain(c) };
-        // Past one bin limit, our own runs go to the shared pool too, as far as it has room.
+        // Past one bin limit, our own runs go to the shared pool too while other heaps take.
         self.park_own_surplus(bin);
         let central = &mut self.local().medium[bin - SMALL_BINS];
         let cap = sc::medium_central_cap(bin, config::MEDIUM_CENTRAL_BYTES);

@@ -134,7 +134,9 @@ pub const PAGE_SHIFT: u32 = 12;
 /// to the segments, and runs idle for a decay interval go back too. Remote frees arrive in
 /// bursts (a descheduled owner's whole backlog at once), and a central that could not hold a
 /// burst sent adopted runs back to owners that were not running: mt-remote T=32 16–32768
-/// used 3.4 GB at 1 MiB, 1.5 GB at 16 MiB (docs/ab.md).
+/// used 3.4 GB at 1 MiB, 1.5 GB at 16 MiB (docs/ab.md). With [`MEDIUM_POOL`], while other
+/// heaps take the class from the pool, runs past one bin limit are parked there first
+/// (`heap::medium`, `park_own_surplus`).
 pub const MEDIUM_CENTRAL_BYTES: usize = 16 << 20;
 /// Bytes of adopted runs a medium or arena-large thread bin holds while its thread frees the
 /// class without allocating it (a queue's consumer): the runs go home in small batches

@@ -78,7 +78,7 @@ events! {
     StashPopObjs / stash_popped_objects = "stash objects popped",
     XferPushes / transfer_cache_pushes = "transfer-cache pushes",
     PoolParks / shared_pool_parks = "chains parked in the shared pool",
-    MediumParks / medium_pool_parks = "chains of adopted medium runs parked in the shared pool",
+    MediumParks / medium_pool_parks = "chains of medium runs a central list parked in the shared pool",
     ExitParks / exit_pool_parks = "chains a warm thread exit parked in the shared pool",
     IntakePushes / intake_pushes = "central intake pushes",
     InboxPushes / inbox_pushes = "inbox pushes",

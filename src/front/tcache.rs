@@ -233,6 +233,13 @@ impl ThreadCache {
         if !sc::is_small(bin) {
             // A freer's lowered limit (`shed`) ends with its first refill.
             self.bins[bin].set_limit(sc::bin_limit(bin));
+        } else {
+            // A small limit that overflows without refills lowered (`overflow`) doubles back
+            // towards its default with each refill: the thread allocates the class again.
+            let (b, d) = (&mut self.bins[bin], sc::bin_limit(bin));
+            if b.limit() < d {
+                b.set_limit((2 * b.limit()).min(d));
+            }
         }
         let limit = self.bins[bin].limit();
         // SAFETY: ACTIVE (caller contract).
@@ -344,12 +351,29 @@ impl ThreadCache {
         }
         if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
+            let (limit, default) = (self.bins[bin].limit(), sc::bin_limit(bin));
             // SAFETY: ACTIVE (caller contract).
-            if r >= 2 * self.bins[bin].limit()
-                && unsafe { self.front_is_own(bin) }
+            if r >= 2 * limit
+                && limit >= default
+                && unsafe { self.front_is_own(bin, OWN_SAMPLE) }
                 && unsafe { self.grow(bin) }
             {
                 return;
+            }
+            // SAFETY: ACTIVE (caller contract).
+            if r == 0
+                && limit <= default
+                && registry::published() > 1
+                && !unsafe { self.front_is_own(bin, OWN_SAMPLE) }
+            {
+                // Two overflows with no refill between, adopted objects among the last freed:
+                // this thread frees more of the class than it allocates because other threads'
+                // objects come to it (`small-adopt`), and what the bin keeps would wait for
+                // mallocs that do not come while those threads carve. Halve the limit, down to
+                // one refill batch; refills double it back. A thread freeing its own blocks
+                // (the free phase of a round, leak-churn) keeps its limit: it will allocate them
+                // again, and lowered limits there cost 28 % more instructions (docs/ab.md).
+                self.bins[bin].set_limit((limit / 2).max(sc::refill_batch(bin)));
             }
         }
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
@@ -505,15 +529,16 @@ impl ThreadCache {
         true
     }
 
-    /// Whether the [`OWN_SAMPLE`] most recently freed objects of bin `bin` are all this heap's:
-    /// a round trip of the thread's own blocks, not a bin swung by adopted remote frees (which
-    /// `small-adopt` keeps in the bin, and which made mt-remote's bins grow).
+    /// Whether the `n` most recently freed objects of bin `bin` are all this heap's: a round
+    /// trip of the thread's own blocks ([`OWN_SAMPLE`] of them), not a bin swung by adopted
+    /// remote frees (which `small-adopt` keeps in the bin, and which made mt-remote's bins
+    /// grow).
     ///
     /// # Safety
     /// ACTIVE.
-    unsafe fn front_is_own(&self, bin: usize) -> bool {
+    unsafe fn front_is_own(&self, bin: usize, n: u32) -> bool {
         let mut p = self.bins[bin].head;
-        for _ in 0..OWN_SAMPLE {
+        for _ in 0..n {
             if p.is_null() {
                 break;
             }

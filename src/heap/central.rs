@@ -2,7 +2,8 @@
 //! thread's bin overflows and drained remote queues, and drawn on by refills. A small class
 //! keeps [`SHARED_KEEP`] bin limits and parks the surplus in the shared pool; a medium class
 //! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments; past one bin
-//! limit it keeps no other heap's runs ([`MEDIUM_POOL`]: they go to the shared pool).
+//! limit it keeps no other heap's runs ([`MEDIUM_POOL`]: they go to the shared pool), nor its
+//! own while other heaps take the class from the pool.
 //!
 //! [`MEDIUM_POOL`]: config::MEDIUM_POOL
 //! [`SHARED_KEEP`]: config::SHARED_KEEP
@@ -84,9 +85,11 @@ impl OwnedHeap {
             // SAFETY: `c` is a detached chain of free runs of medium `bin` (caller contract).
             c = unsafe { self.park_foreign(bin, c) };
         }
-        let central = &mut self.local().medium[bin - SMALL_BINS];
         // SAFETY: `c` holds free runs of `bin` (caller contract).
-        unsafe { central.push_chain(c) };
+        unsafe { self.local().medium[bin - SMALL_BINS].push_chain(c) };
+        // Past one bin limit, our own runs go to the shared pool too while other heaps take.
+        self.park_own_surplus(bin);
+        let central = &mut self.local().medium[bin - SMALL_BINS];
         let cap = sc::medium_central_cap(bin, config::MEDIUM_CENTRAL_BYTES);
         if central.count > cap {
             // Give the surplus runs back to their segments so other classes can use the pages.

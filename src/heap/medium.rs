@@ -10,6 +10,7 @@ use crate::ds::list::{set_next, Chain, LocalList};
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
 use crate::stats::Ev;
+use crate::sys::{options, os};
 
 impl OwnedHeap {
     /// Medium refill: this class's inbox (whole; if it held runs, the other classes' inboxes
@@ -176,6 +177,41 @@ impl OwnedHeap {
         };
         // SAFETY: `c` is a detached chain of free runs the caller owns (caller contract).
         unsafe { c.retain(keep) }
+    }
+
+    /// Parks what medium `bin`'s central list holds past one bin limit (after
+    /// [`park_foreign`](Self::park_foreign), mostly this heap's own runs) in the shared pool, in
+    /// chains of at most a bin limit, the most recently freed first, while some heap has taken
+    /// a chain of the class within the last decay interval; a chain the pool refuses stays.
+    /// Why: a central list is reachable only by its owner, so runs it keeps past what the next
+    /// refills need wait there while other heaps carve new runs of the class (cross-churn, issue
+    /// 18: medium central lists held 8–26 MiB at the peak, docs/ab.md); parked, any heap about
+    /// to carve takes them, as small classes do past [`config::SHARED_KEEP`] bin limits. A class
+    /// nobody takes from keeps the central cap's behaviour (the surplus past it goes back to the
+    /// segments): parked anyway, a thread that freed 32 MiB of runs held the pool's share on top
+    /// of the cap's 16 MiB (`tests/stats_api.rs`). The gate costs a clock read per medium shed
+    /// that finds the list past one bin limit.
+    pub(super) fn park_own_surplus(&mut self, bin: usize) {
+        if !config::MEDIUM_POOL || !pool::taken_within(bin, os::now_ms(), options::decay_ms()) {
+            return;
+        }
+        let h = self.heap();
+        let limit = sc::bin_limit(bin);
+        let central = &mut self.local().medium[bin - SMALL_BINS];
+        while central.count > limit {
+            // SAFETY: the central list is well formed with an exact count; `take` detaches a
+            // non-empty chain of at most `limit` of its free runs of `bin`.
+            let piece = unsafe { central.take((central.count - limit).min(limit)) };
+            // SAFETY: `piece` is a non-empty detached chain of free runs of `bin` we own.
+            match unsafe { pool::park(bin, piece) } {
+                Ok(()) => h.stats.add(Ev::MediumParks, 1),
+                Err(back) => {
+                    // SAFETY: the refused chain is the one just detached: back where it was.
+                    unsafe { central.push_chain(back) };
+                    return;
+                }
+            }
+        }
     }
 
     /// Takes the adopted runs (other heaps') out of `c` and parks them in the shared pool in

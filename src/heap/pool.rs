@@ -160,6 +160,11 @@ pub fn take(bin: usize) -> LocalList {
     }
 }
 
+/// Whether some heap took a chain of `bin` within the last `interval_ms` (a relaxed hint).
+pub fn taken_within(bin: usize, now_ms: u64, interval_ms: u64) -> bool {
+    get().is_some_and(|pool| now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) < interval_ms)
+}
+
 /// Decay of the pool, at most once per `interval_ms` for the whole process: the chains of
 /// every class nobody took from for an interval go home. Returns objects sent.
 pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {

@@ -294,11 +294,11 @@ pub fn release(owned: OwnedHeap, eager: bool) {
 
 /// A run of `pages` pages for medium `bin`, carved in the resident free pages of a released
 /// heap (`OwnedHeap::take_resident_run`) and tagged with that heap's id: for a heap about to
-/// take a segment from the arena, which then holds the run as an adopted one (it goes home to
-/// the lender's inbox, as adopted runs do). Probes at most [`config::LEND_PROBES`] heaps from
+/// take a segment from the arena, which then holds the run as an adopted one (it returns to
+/// the lender's segment through the lender's inbox, as adopted runs do). Probes at most [`config::LEND_PROBES`] heaps from
 /// the longest released, each borrowed under its `busy` lock while the registry lock keeps it
 /// unclaimable. `None` if none has room.
-pub fn lend_run(pages: usize, bin: usize) -> Option<*mut u8> {
+pub(super) fn lend_run(pages: usize, bin: usize) -> Option<*mut u8> {
     let r = REG.lock();
     let mut h = r.free;
     for _ in 0..config::LEND_PROBES {

@@ -47,10 +47,14 @@ impl OwnedHeap {
         bin: usize,
         tag: u32,
     ) -> Option<*mut u8> {
-        // Not for a heap in a burst (its owner took more than `EXIT_TRIM_SEGMENTS`): it would
-        // walk its own full segments at every run lent rather than once per segment taken,
-        // and it is given back at its thread's exit anyway.
-        if !arena::pool_has_resident() && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS {
+        // Only with `medium-adopt`, without which a heap takes every run in its lists for its
+        // own. Not for a heap in a burst (its owner took more than `EXIT_TRIM_SEGMENTS`): it
+        // would walk its own full segments at every run lent rather than once per segment
+        // taken, and it is given back at its thread's exit anyway.
+        if config::MEDIUM_ADOPT
+            && !arena::pool_has_resident()
+            && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS
+        {
             if let Some(run) = registry::lend_run(pages, bin) {
                 self.heap().stats.add(Ev::MediumLent, 1);
                 return Some(run);

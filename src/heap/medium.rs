@@ -61,15 +61,22 @@ impl OwnedHeap {
         let tag = page_tag::encode(h.id, bin);
         let mut out = LocalList::EMPTY;
         for _ in 0..carve {
-            let Some(run) = self.alloc_run(pages, RUN_SEGS) else {
-                break;
+            let run = match self.alloc_run_here(pages, RUN_SEGS) {
+                Some(run) => {
+                    // SAFETY: `run` is a fresh page run of this heap.
+                    unsafe { arena::set_tags(run, 1, tag) };
+                    run
+                }
+                // Before a segment from the arena: resident free pages of a released heap
+                // (the run keeps that heap's tag, as an adopted run).
+                None => match self.lend_or_new_segment(pages, bin, tag) {
+                    Some(run) => run,
+                    None => break,
+                },
             };
-            // SAFETY: `run` is a fresh page run of this heap (its first page is tagged), and
-            // no other list references it.
-            unsafe {
-                arena::set_tags(run, 1, tag);
-                out.push(run);
-            }
+            // SAFETY: `run` is a fresh page run, its first page tagged, that no other list
+            // references.
+            unsafe { out.push(run) };
         }
         if out.count > 0 {
             h.stats.add(Ev::MediumCarve, 1);

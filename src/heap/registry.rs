@@ -4,6 +4,7 @@
 
 use super::{pool, Heap, HeapLocal};
 use crate::config::{self, EAGER_MAX, RELEASED_DECAY_MAX};
+use crate::page::{arena, page_tag};
 use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::sync::{self, SpinLock};
 use crate::sys::{options, os};
@@ -289,6 +290,34 @@ pub fn release(owned: OwnedHeap, eager: bool) {
         r.eager[pick] = unsafe { hp.as_ref() }.id + 1;
         EAGER_ANY.store(true, Relaxed);
     }
+}
+
+/// A run of `pages` pages for medium `bin`, carved in the resident free pages of a released
+/// heap (`OwnedHeap::take_resident_run`) and tagged with that heap's id: for a heap about to
+/// take a segment from the arena, which then holds the run as an adopted one (it returns to
+/// the lender's segment through the lender's inbox, as adopted runs do). Probes at most [`config::LEND_PROBES`] heaps from
+/// the longest released, each borrowed under its `busy` lock while the registry lock keeps it
+/// unclaimable. `None` if none has room.
+pub(super) fn lend_run(pages: usize, bin: usize) -> Option<*mut u8> {
+    let r = REG.lock();
+    let mut h = r.free;
+    for _ in 0..config::LEND_PROBES {
+        let nn = NonNull::new(h)?;
+        // SAFETY: a heap on the queue; we hold the registry lock.
+        h = unsafe { link(nn) }.next;
+        // SAFETY: a released heap, unclaimable while we hold the registry lock; the borrow
+        // ends with this iteration, the heap staying on the queue.
+        let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+            continue;
+        };
+        if let Some(run) = lent.take_resident_run(pages) {
+            // SAFETY: `run` starts a run of `pages` pages just taken in the lender's segment;
+            // its first page carries the lender's tag, as every medium run of that heap does.
+            unsafe { arena::set_tags(run, 1, page_tag::encode(lent.heap().id, bin)) };
+            return Some(run);
+        }
+    }
+    None
 }
 
 /// Bytes of medium runs parked in the shared pool (statistics).

@@ -3,7 +3,7 @@
 //! bitmap, and empty run segments back to the arena's pool. A segment's metadata is touched
 //! only by the owner of the heap whose list holds it.
 
-use super::{OwnedHeap, RUN_SEGS, SMALL_SEGS};
+use super::{registry, OwnedHeap, RUN_SEGS, SMALL_SEGS};
 use crate::config;
 use crate::page::arena::{self, PAGES_PER_SEGMENT};
 use crate::page::bitmap::PageBitmap;
@@ -15,6 +15,13 @@ impl OwnedHeap {
     /// First-fit page run from this heap's segments of `kind`, taking a segment from the
     /// arena (pooled or fresh) when none fits.
     pub(super) fn alloc_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+        self.alloc_run_here(pages, kind)
+            .or_else(|| self.new_segment_run(pages, kind))
+    }
+
+    /// [`alloc_run`](Self::alloc_run) without taking a segment: `None` when this heap's
+    /// segments have no room.
+    pub(super) fn alloc_run_here(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
         if let Some(p) = self.fit_run(pages, kind) {
             return Some(p);
         }
@@ -22,11 +29,73 @@ impl OwnedHeap {
         // medium central lists and inboxes) go back to their segments, and the run is sought
         // again among the pages they free.
         if kind == RUN_SEGS && self.reclaim_runs() {
-            if let Some(p) = self.fit_run(pages, kind) {
-                return Some(p);
+            return self.fit_run(pages, kind);
+        }
+        None
+    }
+
+    /// A run of medium `bin` for a heap whose segments have no room: unless the arena's pool
+    /// holds a resident segment, one carved in the resident free pages of a released heap
+    /// ([`registry::lend_run`]; it keeps that heap's tag, and this heap holds it as an adopted
+    /// run), else one in a segment from the arena, tagged `tag`. Why: a segment moves between
+    /// heaps only when empty, so the pages a released heap's runs freed served only its own
+    /// later owners while other heaps faulted in fresh segments (docs/ab.md, "Thread churn:
+    /// released heaps' pages").
+    pub(super) fn lend_or_new_segment(
+        &mut self,
+        pages: usize,
+        bin: usize,
+        tag: u32,
+    ) -> Option<*mut u8> {
+        // Only with `medium-adopt`, without which a heap takes every run in its lists for its
+        // own. Not for a heap in a burst (its owner took more than `EXIT_TRIM_SEGMENTS`): it
+        // would walk its own full segments at every run lent rather than once per segment
+        // taken, and it is given back at its thread's exit anyway.
+        if config::MEDIUM_ADOPT
+            && !arena::pool_has_resident()
+            && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS
+        {
+            if let Some(run) = registry::lend_run(pages, bin) {
+                self.heap().stats.add(Ev::MediumLent, 1);
+                return Some(run);
             }
         }
-        self.new_segment_run(pages, kind)
+        let run = self.new_segment_run(pages, RUN_SEGS)?;
+        // SAFETY: `run` is a fresh page run of this heap.
+        unsafe { arena::set_tags(run, 1, tag) };
+        Some(run)
+    }
+
+    /// Takes a run of `pages` free pages that are still resident (dirty) from this heap's run
+    /// segments, best fit, for another heap ([`registry::lend_run`]): the caller tags it with
+    /// this heap's id, and it comes home as any adopted run does.
+    pub(super) fn take_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
+        let mut best: Option<(u32, usize, usize)> = None;
+        let mut s = self.local().seg_head[RUN_SEGS];
+        while s != 0 {
+            // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle;
+            // the borrow ends with this iteration.
+            let m = unsafe { arena::seg_meta(s - 1).get() };
+            // Clear bits: pages both free and dirty.
+            let avail = m.dirty.combine(&m.pages, |dirty, used| !(dirty & !used));
+            if let Some((start, len)) = avail.best_fit(pages) {
+                if best.is_none_or(|(_, _, b)| len < b) {
+                    best = Some((s - 1, start, len));
+                    if len == pages {
+                        break;
+                    }
+                }
+            }
+            s = m.next;
+        }
+        let (idx, start, _) = best?;
+        // SAFETY: segment `idx` is on this heap's list, and we hold the owner's handle; those
+        // pages are free; no other `SegInner` borrow is live.
+        let p = unsafe { take_pages(idx, start, pages) };
+        self.heap()
+            .stats
+            .run_bytes_moved(pages << config::PAGE_SHIFT, true);
+        Some(p)
     }
 
     /// A free run of `pages` pages among this heap's segments of `kind`: runs of at least

@@ -61,7 +61,9 @@ pub struct ThreadCache {
     grown: usize,
     /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
     /// memory at the first use; null before. Goes with the cache.
-    order: *mut order::Scratch,
+    order: *mut order::Small,
+    /// Scratch table for putting a large central list in address order (`OwnedHeap::order_central`).
+    order_large: *mut order::Large,
     /// Rests of each small bin since it was last relinked (`at_rest`), up to its period:
     /// [`REST_PERIOD`] shifted left by its `rest_shift`.
     rests: [u8; SMALL_BINS],
@@ -242,10 +244,19 @@ impl ThreadCache {
             }
         }
         let limit = self.bins[bin].limit();
+        if sc::is_small(bin) {
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.order_central(bin) };
+        }
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
         let got = if sc::is_small(bin) {
-            let want = sc::refill_batch(bin);
+            // A round trip larger than the bins takes its ordered central list a bin at a time.
+            let want = if h.central_ordering(bin) {
+                limit
+            } else {
+                sc::refill_batch(bin)
+            };
             let g = h.refill_small_shared(bin, want);
             if g.count == 0 {
                 h.carve_small(bin, want)
@@ -349,7 +360,13 @@ impl ThreadCache {
         if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
             return;
         }
-        if let Some(r) = self.refilled.get_mut(bin) {
+        // SAFETY: ACTIVE (caller contract).
+        if sc::is_small(bin) && unsafe { self.owned() }.central_ordering(bin) {
+            // Round trips larger than the bins go through the central list, which is put in
+            // address order each round: a grown bin would hand its part out unordered.
+            self.refilled[bin] = 0;
+            self.shrink_to_default(bin);
+        } else if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
             let (limit, default) = (self.bins[bin].limit(), sc::bin_limit(bin));
             // SAFETY: ACTIVE (caller contract).
@@ -490,27 +507,47 @@ impl ThreadCache {
         true
     }
 
+    /// Puts the heap's central list of small `bin` in address order when it is large and
+    /// mostly unordered (`OwnedHeap::order_central`).
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn order_central(&mut self, bin: usize) {
+        // SAFETY: ACTIVE (caller contract).
+        if !unsafe { self.owned() }.central_wants_order(bin) {
+            return;
+        }
+        if self.order_large.is_null() {
+            match meta::alloc(
+                core::mem::size_of::<order::Large>(),
+                core::mem::align_of::<order::Large>(),
+            ) {
+                Some(p) => self.order_large = p.cast(),
+                None => return,
+            }
+        }
+        let table = self.order_large;
+        // SAFETY: ACTIVE (caller contract); the table is this cache's, zeroed or left empty
+        // by the last sort, and only this thread uses it.
+        unsafe {
+            if self.owned().order_central(bin, &mut *table) {
+                self.heap().stats.add(Ev::BinRelinks, 1);
+            }
+        }
+    }
+
     /// Relinks bin `bin` in address order; false (the bin unchanged) when there is no scratch
     /// memory or the list spans too many pages.
     ///
     /// # Safety
     /// ACTIVE.
     unsafe fn relink(&mut self, bin: usize) -> bool {
-        if self.order.is_null() {
-            match meta::alloc(
-                core::mem::size_of::<order::Scratch>(),
-                core::mem::align_of::<order::Scratch>(),
-            ) {
-                Some(p) => self.order = p.cast(),
-                None => return false,
-            }
-        }
         let size = sc::bin_size(bin);
-        // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
-        // here by its owner thread; the bin is a well-formed list of distinct free objects of
-        // its class (16-byte aligned).
+        // SAFETY: `order` is this cache's scratch table, used only here by its owner thread;
+        // the bin is a well-formed list of distinct free objects of its class (16-byte
+        // aligned).
         let Some((head, ordered)) =
-            (unsafe { order::sort(&mut *self.order, self.bins[bin].head, size) })
+            (unsafe { sort_with(&mut self.order, self.bins[bin].head, size) })
         else {
             // Too many pages (or no scratch memory): it will not fit next time either, so
             // wait as long as for a bin found in order.
@@ -581,10 +618,11 @@ impl ThreadCache {
         b.head = l.head;
         b.set_count(l.count);
         if sc::is_small(bin) {
+            // SAFETY: ACTIVE (caller contract), for each call.
             if config::SMALL_ADOPT
                 && !(self.in_demand(bin)
-                    // SAFETY: ACTIVE (caller contract).
-                    && unsafe { self.owned() }.small_central_len(bin) + front.n <= cap)
+                    && (unsafe { self.owned() }.small_central_len(bin) + front.n <= cap
+                        || unsafe { self.owned() }.central_ordering(bin)))
             {
                 let n = front.n;
                 // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free objects
@@ -932,6 +970,27 @@ const OWN_SAMPLE: u32 = 8;
 /// How deep a bin at rest is read to tell a round trip from a swing near its top
 /// (`ThreadCache::at_rest`).
 const REST_DEPTH: u32 = 64;
+/// Sorts the list at `head` with the scratch table `*table`, taking it from metadata memory at
+/// the first use; `None` (the list untouched) when there is none or the list spans too many
+/// pages.
+///
+/// # Safety
+/// As [`order::sort`]; `*table` is null or a table only the caller's thread uses.
+unsafe fn sort_with<const P: usize, const S: usize>(
+    table: &mut *mut order::Scratch<P, S>,
+    head: *mut u8,
+    size: usize,
+) -> Option<(*mut u8, u32)> {
+    if table.is_null() {
+        let size = core::mem::size_of::<order::Scratch<P, S>>();
+        let align = core::mem::align_of::<order::Scratch<P, S>>();
+        *table = meta::alloc(size, align)?.cast();
+    }
+    // SAFETY: `*table` is zeroed metadata memory (all-zero is empty) or left empty by the last
+    // sort, and only this thread uses it (caller contract); the list is the caller's.
+    unsafe { order::sort(&mut **table, head, size) }
+}
+
 /// A bin at rest is relinked in address order every this many of its rests.
 const REST_PERIOD: u8 = 4;
 /// Relinks that found a bin mostly in order double its period, up to this many times (every

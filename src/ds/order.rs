@@ -13,48 +13,32 @@ use crate::config::PAGE_SHIFT;
 use crate::ds::list::{next, set_next};
 use core::ptr::null_mut;
 
+/// Pages a list may span; more and it is left as it is.
+pub const MAX_PAGES: usize = 1024;
+/// Table slots: a power of two, a quarter more than [`MAX_PAGES`] or better, so probes stay
+/// short.
+const SLOTS: usize = 2048;
 /// Objects start 16-byte aligned: 256 possible starts per 4 KiB page.
 const WORDS: usize = (1 << (PAGE_SHIFT - 4)) / 64;
 
-/// A scratch table for lists over at most `PAGES` pages (more and the list is left as it is),
-/// with `SLOTS` slots: a power of two, at least a quarter more than `PAGES`, so probes stay
-/// short. All-zero is empty (no object lies in page 0), and [`sort`] leaves it empty.
+/// The scratch table. All-zero is empty (no object lies in page 0), and [`sort`] leaves it
+/// empty.
 #[repr(C)]
-pub struct Scratch<const PAGES: usize, const SLOTS: usize> {
+pub struct Scratch {
     page: [usize; SLOTS],
     bits: [[u64; WORDS]; SLOTS],
-    used: [u16; PAGES],
-}
-
-/// For lists over up to 1,024 pages (4 MiB): 82 KiB.
-pub type Small = Scratch<1024, 2048>;
-/// For lists over up to 4,096 pages (16 MiB): 328 KiB, taken only by a cache whose bins grew
-/// beyond what [`Small`] covers.
-pub type Large = Scratch<4096, 8192>;
-
-impl<const PAGES: usize, const SLOTS: usize> Scratch<PAGES, SLOTS> {
-    /// Pages a list may span.
-    pub const MAX_PAGES: usize = PAGES;
-    const VALID: () = assert!(
-        SLOTS.is_power_of_two() && SLOTS >= PAGES + PAGES / 4 && SLOTS <= 1 << 16
-    );
+    used: [u16; MAX_PAGES],
 }
 
 /// Relinks the list at `head` of objects `size` bytes apart in address order and returns its
 /// new head and the share of its objects (÷ 256) that lay right after the object before
 /// them (how much of it was in address order already), or `None`, with the list untouched, when its
-/// objects lie in more than `PAGES` pages.
+/// objects lie in more than [`MAX_PAGES`] pages.
 ///
 /// # Safety
 /// `head` is a well-formed, null-terminated list of distinct free objects (16-byte aligned)
 /// that the caller owns; `s` is empty (all-zero, or left by an earlier call).
-pub unsafe fn sort<const PAGES: usize, const SLOTS: usize>(
-    s: &mut Scratch<PAGES, SLOTS>,
-    head: *mut u8,
-    size: usize,
-) -> Option<(*mut u8, u32)> {
-    #[allow(clippy::let_unit_value)]
-    let () = Scratch::<PAGES, SLOTS>::VALID;
+pub unsafe fn sort(s: &mut Scratch, head: *mut u8, size: usize) -> Option<(*mut u8, u32)> {
     let mut used = 0;
     let (mut n, mut adjacent, mut prev) = (0usize, 0usize, 0usize);
     let mut p = head;
@@ -70,7 +54,7 @@ pub unsafe fn sort<const PAGES: usize, const SLOTS: usize>(
             i = page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());
             while s.page[i] != page {
                 if s.page[i] == 0 {
-                    if used == PAGES {
+                    if used == MAX_PAGES {
                         clear(s, used);
                         return None;
                     }
@@ -87,7 +71,7 @@ pub unsafe fn sort<const PAGES: usize, const SLOTS: usize>(
         // SAFETY: `p` is an object of the caller's well-formed list.
         p = unsafe { next(p) };
     }
-    // At most PAGES pages, by page number (no allocation: core's in-place sort; a list
+    // At most MAX_PAGES pages, by page number (no allocation: core's in-place sort; a list
     // walked from its most recently freed object usually finds them in descending order).
     let page = &s.page;
     s.used[..used].sort_unstable_by_key(|&i| page[i as usize % SLOTS]);
@@ -122,7 +106,7 @@ pub unsafe fn sort<const PAGES: usize, const SLOTS: usize>(
 }
 
 /// Empties the first `used` slots the walk filled.
-fn clear<const PAGES: usize, const SLOTS: usize>(s: &mut Scratch<PAGES, SLOTS>, used: usize) {
+fn clear(s: &mut Scratch, used: usize) {
     for j in 0..used {
         let i = s.used[j] as usize;
         s.page[i] = 0;
@@ -159,7 +143,7 @@ mod tests {
             objs.swap(i, (x >> 8) as usize % (i + 1));
         }
         // SAFETY: all-zero is a valid, empty table.
-        let mut s: Box<Small> = Box::new(unsafe { core::mem::zeroed() });
+        let mut s: Box<Scratch> = Box::new(unsafe { core::mem::zeroed() });
         // SAFETY: a list of distinct 16-byte aligned test objects.
         let c = unsafe { link(&objs) };
         let (h, ordered) = unsafe { sort(&mut s, c.head, 48) }.unwrap();
@@ -180,17 +164,17 @@ mod tests {
 
     #[test]
     fn a_list_over_too_many_pages_is_left_as_it_is() {
-        // One object in each of the small table's pages + 1, in descending address order.
+        // One object in each of MAX_PAGES + 1 pages, in descending address order.
         let page = 1 << PAGE_SHIFT;
-        let buf: &'static mut [u8] = std::vec![0u8; (Small::MAX_PAGES + 2) * page].leak();
+        let buf: &'static mut [u8] = std::vec![0u8; (MAX_PAGES + 2) * page].leak();
         let base = buf.as_mut_ptr();
         let first = base.align_offset(page);
-        let mut objs: Vec<*mut u8> = (0..=Small::MAX_PAGES)
+        let mut objs: Vec<*mut u8> = (0..=MAX_PAGES)
             .map(|i| base.wrapping_add(first + i * page))
             .collect();
         objs.reverse();
         // SAFETY: all-zero is a valid, empty table.
-        let mut s: Box<Small> = Box::new(unsafe { core::mem::zeroed() });
+        let mut s: Box<Scratch> = Box::new(unsafe { core::mem::zeroed() });
         // SAFETY: a list of distinct page-aligned test objects of 16 bytes or more.
         let c = unsafe { link(&objs) };
         // SAFETY: that list, and the table is empty.
@@ -205,34 +189,5 @@ mod tests {
         want.sort();
         // SAFETY: the relinked list.
         assert_eq!(unsafe { collect(h) }, want);
-    }
-
-    #[test]
-    fn each_table_takes_lists_up_to_its_pages() {
-        // One 16-byte object in each of 1,100 pages, listed from the highest page down: too
-        // many pages for the small table (left untouched), sorted by the large one.
-        const N: usize = 1100;
-        let layout = std::alloc::Layout::from_size_align(N << PAGE_SHIFT, 1 << PAGE_SHIFT).unwrap();
-        // SAFETY: a nonzero size; freed below.
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!base.is_null());
-        let objs: Vec<*mut u8> = (0..N).rev().map(|i| base.wrapping_add(i << PAGE_SHIFT)).collect();
-        // SAFETY: all-zero is a valid, empty table.
-        let mut small: Box<Small> = Box::new(unsafe { core::mem::zeroed() });
-        // SAFETY: as above.
-        let mut large: Box<Large> = Box::new(unsafe { core::mem::zeroed() });
-        // SAFETY: a list of distinct 16-byte aligned objects in the buffer.
-        let c = unsafe { link(&objs) };
-        assert!(unsafe { sort(&mut small, c.head, 16) }.is_none());
-        assert!(small.page.iter().all(|&p| p == 0) && small.bits.iter().all(|b| *b == [0; WORDS]));
-        // SAFETY: the list as it was (a failed sort leaves it untouched).
-        assert_eq!(unsafe { collect(c.head) }, objs);
-        let (h, _) = unsafe { sort(&mut large, c.head, 16) }.unwrap();
-        let mut want = objs.clone();
-        want.sort();
-        // SAFETY: the relinked list.
-        assert_eq!(unsafe { collect(h) }, want);
-        // SAFETY: allocated above with this layout.
-        unsafe { std::alloc::dealloc(base, layout) };
     }
 }

@@ -5,6 +5,7 @@
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
+use crate::ds::page_set::PageSet;
 use crate::front::bin::Bin;
 use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
@@ -61,9 +62,7 @@ pub struct ThreadCache {
     grown: usize,
     /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
     /// memory at the first use; null before. Goes with the cache.
-    order: *mut order::Small,
-    /// Scratch table for putting a large central list in address order (`OwnedHeap::order_central`).
-    order_large: *mut order::Large,
+    order: *mut order::Scratch,
     /// Rests of each small bin since it was last relinked (`at_rest`), up to its period:
     /// [`REST_PERIOD`] shifted left by its `rest_shift`.
     rests: [u8; SMALL_BINS],
@@ -72,6 +71,16 @@ pub struct ThreadCache {
     /// order of its deep part, and relinking all of it each time would cost far more than
     /// the swing.
     rest_shift: [u8; SMALL_BINS],
+    /// Classes whose round trips are larger than the bins (`by_page`): their bins keep their
+    /// default limits and shed into `pages`, from which their refills take page by page.
+    by_page: [u64; BY_PAGE_WORDS],
+    /// Per class up to `SMALL_MAX`, the most objects of it seen free in the heap's central list
+    /// at a refill or held in `pages` since the last epoch (saturating): at an epoch a class
+    /// below [`BY_PAGE_MIN`] stops being held by page.
+    by_page_peak: [u16; sc::STEP_BINS],
+    /// Free objects of the `by_page` classes, filed by page; from metadata memory at the first
+    /// use, null before. Goes with the cache.
+    pages: *mut PageSet<{ sc::STEP_BINS }>,
     remote: RemoteBuf,
 }
 
@@ -206,6 +215,8 @@ impl ThreadCache {
         self.grown = 0;
         self.rests = [0; SMALL_BINS];
         self.rest_shift = [0; SMALL_BINS];
+        self.by_page = [0; BY_PAGE_WORDS];
+        self.by_page_peak = [0; sc::STEP_BINS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -244,19 +255,23 @@ impl ThreadCache {
             }
         }
         let limit = self.bins[bin].limit();
-        if sc::is_small(bin) {
-            // SAFETY: ACTIVE (caller contract).
-            unsafe { self.order_central(bin) };
+        if self.is_by_page(bin) {
+            // SAFETY: `pages` is set while a class is held by page, and only this thread
+            // uses it; what it holds is ours (`shed`).
+            let got = unsafe { self.take_by_page(bin, limit) };
+            if got.count > 0 {
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.owned() }.leave();
+                // SAFETY: `got` is a well-formed list of free objects of `bin` now ours, and
+                // the bin is empty (caller contract).
+                return unsafe { self.fill_from(bin, got) };
+            }
         }
+        // SAFETY: ACTIVE (caller contract).
+        let want = unsafe { self.small_want(bin, limit) };
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
         let got = if sc::is_small(bin) {
-            // A round trip larger than the bins takes its ordered central list a bin at a time.
-            let want = if h.central_ordering(bin) {
-                limit
-            } else {
-                sc::refill_batch(bin)
-            };
             let g = h.refill_small_shared(bin, want);
             if g.count == 0 {
                 h.carve_small(bin, want)
@@ -303,6 +318,7 @@ impl ThreadCache {
             unsafe {
                 self.heap().stats.add(Ev::Epochs, 1);
                 self.refilled = [0; SMALL_BINS];
+                self.end_small_by_page();
                 self.trim_idle_bins();
                 self.flush_remote(u32::MAX);
                 let h = self.owned();
@@ -313,6 +329,24 @@ impl ThreadCache {
         } else if self.slow_calls.is_multiple_of(IDLE_CHECK_PERIOD) || registry::decay_pending() {
             registry::decay_released();
         }
+    }
+
+    /// Epoch: a class held by page whose central list and held objects stayed below
+    /// [`BY_PAGE_MIN`] since the last epoch goes back to the central list.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn end_small_by_page(&mut self) {
+        if self.by_page == [0; BY_PAGE_WORDS] {
+            return;
+        }
+        for bin in 0..sc::STEP_BINS {
+            if self.is_by_page(bin) && u32::from(self.by_page_peak[bin]) < BY_PAGE_MIN {
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.unhold_by_page(Some(bin)) };
+            }
+        }
+        self.by_page_peak = [0; sc::STEP_BINS];
     }
 
     /// Epoch (design.md §10, "trim bins to targets"): a bin this thread has not refilled for two
@@ -360,10 +394,9 @@ impl ThreadCache {
         if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
             return;
         }
-        // SAFETY: ACTIVE (caller contract).
-        if sc::is_small(bin) && unsafe { self.owned() }.central_ordering(bin) {
-            // Round trips larger than the bins go through the central list, which is put in
-            // address order each round: a grown bin would hand its part out unordered.
+        if self.is_by_page(bin) {
+            // Its round trips are larger than the bins could grow to: the bin stays at its
+            // default limit and sheds into `pages`, which hands the objects out page by page.
             self.refilled[bin] = 0;
             self.shrink_to_default(bin);
         } else if let Some(r) = self.refilled.get_mut(bin) {
@@ -507,47 +540,27 @@ impl ThreadCache {
         true
     }
 
-    /// Puts the heap's central list of small `bin` in address order when it is large and
-    /// mostly unordered (`OwnedHeap::order_central`).
-    ///
-    /// # Safety
-    /// ACTIVE.
-    unsafe fn order_central(&mut self, bin: usize) {
-        // SAFETY: ACTIVE (caller contract).
-        if !unsafe { self.owned() }.central_wants_order(bin) {
-            return;
-        }
-        if self.order_large.is_null() {
-            match meta::alloc(
-                core::mem::size_of::<order::Large>(),
-                core::mem::align_of::<order::Large>(),
-            ) {
-                Some(p) => self.order_large = p.cast(),
-                None => return,
-            }
-        }
-        let table = self.order_large;
-        // SAFETY: ACTIVE (caller contract); the table is this cache's, zeroed or left empty
-        // by the last sort, and only this thread uses it.
-        unsafe {
-            if self.owned().order_central(bin, &mut *table) {
-                self.heap().stats.add(Ev::BinRelinks, 1);
-            }
-        }
-    }
-
     /// Relinks bin `bin` in address order; false (the bin unchanged) when there is no scratch
     /// memory or the list spans too many pages.
     ///
     /// # Safety
     /// ACTIVE.
     unsafe fn relink(&mut self, bin: usize) -> bool {
+        if self.order.is_null() {
+            match meta::alloc(
+                core::mem::size_of::<order::Scratch>(),
+                core::mem::align_of::<order::Scratch>(),
+            ) {
+                Some(p) => self.order = p.cast(),
+                None => return false,
+            }
+        }
         let size = sc::bin_size(bin);
-        // SAFETY: `order` is this cache's scratch table, used only here by its owner thread;
-        // the bin is a well-formed list of distinct free objects of its class (16-byte
-        // aligned).
+        // SAFETY: `order` is this cache's zeroed (or left empty) scratch table, used only
+        // here by its owner thread; the bin is a well-formed list of distinct free objects of
+        // its class (16-byte aligned).
         let Some((head, ordered)) =
-            (unsafe { sort_with(&mut self.order, self.bins[bin].head, size) })
+            (unsafe { order::sort(&mut *self.order, self.bins[bin].head, size) })
         else {
             // Too many pages (or no scratch memory): it will not fit next time either, so
             // wait as long as for a bin found in order.
@@ -607,6 +620,20 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, and the bin holds more than `keep` objects.
     unsafe fn shed(&mut self, bin: usize, keep: u32) {
+        if self.is_by_page(bin) {
+            // Filed by page in the same walk that finds the cut; adopted objects among them
+            // are kept as central would keep them for a class in demand.
+            let (head, n) = (self.bins[bin].head, self.bins[bin].count() - keep);
+            // SAFETY: the bin is a well-formed list of more than `keep` free objects of `bin`
+            // (caller contract), none held by page.
+            let (rest, filed) = unsafe { self.put_by_page(bin, head, n) };
+            let b = &mut self.bins[bin];
+            b.head = rest;
+            b.set_count(b.count() - filed);
+            if filed == n {
+                return;
+            }
+        }
         let b = &mut self.bins[bin];
         let cap = ADOPT_CENTRAL_MAX * b.limit();
         let mut l = LocalList {
@@ -618,11 +645,10 @@ impl ThreadCache {
         b.head = l.head;
         b.set_count(l.count);
         if sc::is_small(bin) {
-            // SAFETY: ACTIVE (caller contract), for each call.
             if config::SMALL_ADOPT
                 && !(self.in_demand(bin)
-                    && (unsafe { self.owned() }.small_central_len(bin) + front.n <= cap
-                        || unsafe { self.owned() }.central_ordering(bin)))
+                    // SAFETY: ACTIVE (caller contract).
+                    && unsafe { self.owned() }.small_central_len(bin) + front.n <= cap)
             {
                 let n = front.n;
                 // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free objects
@@ -654,6 +680,111 @@ impl ThreadCache {
         // `put_central` accepts them all: a small object is a free object of its class
         // wherever it is kept.
         unsafe { self.owned().put_central(bin, front) };
+    }
+
+    /// How many objects a refill of small `bin` asks the heap for: a refill batch, or a bin
+    /// limit for a class held by page. Holds the class by page from now on when the heap's
+    /// central list has [`BY_PAGE_MIN`] of its objects: a round trip larger than the bins left
+    /// them there.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn small_want(&mut self, bin: usize, limit: u32) -> u32 {
+        if !sc::is_small(bin) {
+            return 0;
+        }
+        if bin < sc::STEP_BINS {
+            // SAFETY: ACTIVE (caller contract).
+            let central = unsafe { self.owned() }.small_central_len(bin);
+            let p = &mut self.by_page_peak[bin];
+            *p = (*p).max(central.min(u32::from(u16::MAX)) as u16);
+            if central >= BY_PAGE_MIN && !self.is_by_page(bin) {
+                self.by_page[bin / 64] |= 1 << (bin % 64);
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.heap() }.stats.add(Ev::ByPage, 1);
+            }
+        }
+        if self.is_by_page(bin) {
+            limit
+        } else {
+            sc::refill_batch(bin)
+        }
+    }
+
+    /// Whether small class `bin` is held by page (`by_page`).
+    #[inline]
+    fn is_by_page(&self, bin: usize) -> bool {
+        bin < sc::STEP_BINS && self.by_page[bin / 64] & (1 << (bin % 64)) != 0
+    }
+
+    /// Files the first `n` objects of the list at `head`, free objects of `bin`, in `pages`
+    /// (taking it at the first use); returns the rest of the list and how many it filed.
+    ///
+    /// # Safety
+    /// `head` starts a well-formed list of at least `n` free objects of `bin` that this
+    /// thread owns, none of them held in `pages`.
+    unsafe fn put_by_page(&mut self, bin: usize, head: *mut u8, n: u32) -> (*mut u8, u32) {
+        if self.pages.is_null() {
+            match meta::alloc(
+                core::mem::size_of::<PageSet<{ sc::STEP_BINS }>>(),
+                core::mem::align_of::<PageSet<{ sc::STEP_BINS }>>(),
+            ) {
+                Some(p) => {
+                    self.pages = p.cast();
+                    // SAFETY: fresh zeroed metadata memory of the set's size and alignment,
+                    // which all-zero makes a valid set before `init`.
+                    unsafe { (*self.pages).init() };
+                }
+                None => return (head, 0),
+            }
+        }
+        // SAFETY: `pages` is this cache's set, used only by its thread.
+        let pages = unsafe { &mut *self.pages };
+        // SAFETY: as the caller contract.
+        let r = unsafe { pages.put(bin, head, n) };
+        let p = &mut self.by_page_peak[bin];
+        *p = (*p).max(pages.held(bin).min(u32::from(u16::MAX)) as u16);
+        r
+    }
+
+    /// Takes up to `want` objects of `bin` held by page.
+    ///
+    /// # Safety
+    /// `bin` is held by page or `pages` holds none of it.
+    unsafe fn take_by_page(&mut self, bin: usize, want: u32) -> LocalList {
+        if self.pages.is_null() {
+            return LocalList::EMPTY;
+        }
+        // SAFETY: `pages` is this cache's set, used only by its thread, holding free objects
+        // this cache filed.
+        let got = unsafe { (*self.pages).take(bin, want) };
+        if got.count > 0 {
+            // SAFETY: ACTIVE (caller contract of every caller).
+            unsafe { self.heap() }.stats.add(Ev::RefillByPage, 1);
+        }
+        got
+    }
+
+    /// Gives the objects held by page of class `bin` (all classes with `None`) to the heap's
+    /// central list, and ends holding them by page.
+    ///
+    /// # Safety
+    /// ACTIVE or BUSY with the heap still held.
+    unsafe fn unhold_by_page(&mut self, only: Option<usize>) {
+        for bin in 0..sc::STEP_BINS {
+            if only.is_some_and(|b| b != bin) || !self.is_by_page(bin) {
+                continue;
+            }
+            self.by_page[bin / 64] &= !(1 << (bin % 64));
+            // SAFETY: held by page until just now.
+            let l = unsafe { self.take_by_page(bin, u32::MAX) };
+            if l.count > 0 {
+                let mut l = l;
+                // SAFETY: a well-formed list of free objects of `bin` just taken, ours; the
+                // heap is held (caller contract).
+                unsafe { self.owned().put_central(bin, l.take_all()) };
+            }
+        }
     }
 
     #[inline(always)]
@@ -911,6 +1042,15 @@ impl ThreadCache {
         for b in &mut self.bins {
             b.take_none();
         }
+        if self.heap.is_none() {
+            return None;
+        }
+        // SAFETY: BUSY with the heap still held; the objects go to its central lists.
+        unsafe {
+            self.owned().enter();
+            self.unhold_by_page(None);
+            self.owned().leave();
+        }
         let mut h = self.heap.take()?;
         h.enter();
         for bin in 0..NUM_BINS {
@@ -951,6 +1091,12 @@ impl ThreadCache {
             // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
+        // SAFETY: the heap is held (checked above); its owner is this thread.
+        unsafe {
+            self.owned().enter();
+            self.unhold_by_page(None);
+            self.owned().leave();
+        }
         match &mut self.heap {
             Some(h) => {
                 h.enter();
@@ -970,26 +1116,11 @@ const OWN_SAMPLE: u32 = 8;
 /// How deep a bin at rest is read to tell a round trip from a swing near its top
 /// (`ThreadCache::at_rest`).
 const REST_DEPTH: u32 = 64;
-/// Sorts the list at `head` with the scratch table `*table`, taking it from metadata memory at
-/// the first use; `None` (the list untouched) when there is none or the list spans too many
-/// pages.
-///
-/// # Safety
-/// As [`order::sort`]; `*table` is null or a table only the caller's thread uses.
-unsafe fn sort_with<const P: usize, const S: usize>(
-    table: &mut *mut order::Scratch<P, S>,
-    head: *mut u8,
-    size: usize,
-) -> Option<(*mut u8, u32)> {
-    if table.is_null() {
-        let size = core::mem::size_of::<order::Scratch<P, S>>();
-        let align = core::mem::align_of::<order::Scratch<P, S>>();
-        *table = meta::alloc(size, align)?.cast();
-    }
-    // SAFETY: `*table` is zeroed metadata memory (all-zero is empty) or left empty by the last
-    // sort, and only this thread uses it (caller contract); the list is the caller's.
-    unsafe { order::sort(&mut **table, head, size) }
-}
+/// Objects of a class up to `SMALL_MAX` found in the heap's central list at a refill from which
+/// the class is held by page: a round trip larger than the bins (they grow by at most
+/// `config::BIN_GROW_BUDGET` in all) left them there.
+const BY_PAGE_MIN: u32 = 8192;
+const BY_PAGE_WORDS: usize = sc::STEP_BINS.div_ceil(64);
 
 /// A bin at rest is relinked in address order every this many of its rests.
 const REST_PERIOD: u8 = 4;

@@ -12,13 +12,9 @@
 use super::{pool, OwnedHeap};
 use crate::config;
 use crate::ds::list::{Chain, LocalList};
-use crate::ds::order;
 use crate::ds::mpsc::MpscStack;
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
 use crate::stats::{Counters, Ev};
-
-/// Objects a small central list holds at least before a refill puts it in address order.
-const ORDER_MIN: u32 = 8192;
 
 impl OwnedHeap {
     /// Objects in the central list of small `bin`.
@@ -59,13 +55,9 @@ impl OwnedHeap {
                 }
                 return;
             }
-            let l = &mut self.local().small[bin];
-            l.unordered = l.unordered.saturating_add(c.n);
-            let ordering = l.ordering;
-            let central = &mut l.central;
+            let central = &mut self.local().small[bin].central;
             // Chains of at most a bin limit only: a taker installs one as its bin.
             let c = if config::SHARED_POOL
-                && !ordering
                 && c.n <= limit
                 && central.count + c.n > config::SHARED_KEEP * limit
             {
@@ -108,46 +100,6 @@ impl OwnedHeap {
                 self.free_runs(bin, extra);
             }
         }
-    }
-
-    /// Whether the central list of small `bin` is large and mostly unordered
-    /// ([`order_central`](Self::order_central) would sort it).
-    pub fn central_wants_order(&mut self, bin: usize) -> bool {
-        let l = &mut self.local().small[bin];
-        if l.unordered < l.central.count / 2 || l.unordered == 0 {
-            return false;
-        }
-        // Mostly objects put since the last sort: the start of a new round.
-        l.ordering = l.central.count >= ORDER_MIN;
-        l.ordering
-    }
-
-    /// Whether small `bin`'s round trips are larger than the thread's bins
-    /// ([`order_central`](Self::order_central) sorted its central list in their last round).
-    pub fn central_ordering(&mut self, bin: usize) -> bool {
-        self.local().small[bin].ordering
-    }
-
-    /// Puts the central list of small `bin` in address order, so the refills that follow take
-    /// its objects page by page. True when it did.
-    ///
-    /// # Safety
-    /// `s` is empty (zeroed, or left by an earlier sort) and used by no other thread.
-    pub unsafe fn order_central<const P: usize, const S: usize>(
-        &mut self,
-        bin: usize,
-        s: &mut order::Scratch<P, S>,
-    ) -> bool {
-        let l = &mut self.local().small[bin];
-        // SAFETY: the central list is a well-formed list of distinct free objects of `bin`
-        // (16-byte aligned) that this heap owns; `s` is empty (caller contract).
-        let Some((head, _)) = (unsafe { order::sort(s, l.central.head, sc::bin_size(bin)) }) else {
-            return false;
-        };
-        l.central.head = head;
-        l.unordered = 0;
-        l.ordering = true;
-        true
     }
 
     /// Bytes of free runs in this heap's medium central lists, all classes together.

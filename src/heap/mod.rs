@@ -71,12 +71,6 @@ struct SmallLocal {
     /// Fewest objects the central list held since the last decay pass: with a run's worth
     /// idle for a whole interval, the pass sweeps the bin (`sweep`).
     low: u32,
-    /// Objects put in the central list since it was last put in address order
-    /// (`OwnedHeap::order_central`).
-    unordered: u32,
-    /// The central list was put in address order at its last large refill: a round trip
-    /// larger than the thread's bins, whose objects this heap keeps rather than parking them.
-    ordering: bool,
 }
 
 /// The owner's part of a heap, reached only through an [`OwnedHeap`].

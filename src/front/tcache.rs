@@ -398,7 +398,12 @@ impl ThreadCache {
             // Its round trips are larger than the bins could grow to: the bin stays at its
             // default limit and sheds into `pages`, which hands the objects out page by page.
             self.refilled[bin] = 0;
-            self.shrink_to_default(bin);
+            let d = sc::bin_limit(bin);
+            if self.bins[bin].limit() != BY_PAGE_BINS * d {
+                self.shrink_to_default(bin);
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.extend(bin, (BY_PAGE_BINS - 1) * d) };
+            }
         } else if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
             let (limit, default) = (self.bins[bin].limit(), sc::bin_limit(bin));
@@ -1120,6 +1125,8 @@ const REST_DEPTH: u32 = 64;
 /// the class is held by page: a round trip larger than the bins (they grow by at most
 /// `config::BIN_GROW_BUDGET` in all) left them there.
 const BY_PAGE_MIN: u32 = 8192;
+/// A class held by page keeps this many default bin limits in its bin.
+const BY_PAGE_BINS: u32 = 4;
 const BY_PAGE_WORDS: usize = sc::STEP_BINS.div_ceil(64);
 
 /// A bin at rest is relinked in address order every this many of its rests.

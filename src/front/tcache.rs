@@ -434,7 +434,15 @@ impl ThreadCache {
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {
             self.owned().enter();
-            self.shed(bin, self.bins[bin].limit() / 2);
+            let limit = self.bins[bin].limit();
+            // A class held by page sheds only its most recent frees, still in L1 cache, and
+            // keeps the rest (the bin filing them walks each shed object once).
+            let keep = if self.is_by_page(bin) {
+                limit - BY_PAGE_SHED.min(limit / 2)
+            } else {
+                limit / 2
+            };
+            self.shed(bin, keep);
             self.owned().leave();
             self.heap().stats.add(Ev::BinOverflow, 1);
         }
@@ -1127,6 +1135,8 @@ const REST_DEPTH: u32 = 64;
 const BY_PAGE_MIN: u32 = 8192;
 /// A class held by page keeps this many default bin limits in its bin.
 const BY_PAGE_BINS: u32 = 4;
+/// Objects a bin of a class held by page sheds at an overflow.
+const BY_PAGE_SHED: u32 = 128;
 const BY_PAGE_WORDS: usize = sc::STEP_BINS.div_ceil(64);
 
 /// A bin at rest is relinked in address order every this many of its rests.

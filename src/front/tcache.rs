@@ -403,6 +403,9 @@ impl ThreadCache {
                 self.shrink_to_default(bin);
                 // SAFETY: ACTIVE (caller contract).
                 unsafe { self.extend(bin, (BY_PAGE_BINS - 1) * d) };
+                if self.bins[bin].room() >= 0 {
+                    return;
+                }
             }
         } else if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
@@ -697,8 +700,8 @@ impl ThreadCache {
 
     /// How many objects a refill of small `bin` asks the heap for: a refill batch, or a bin
     /// limit for a class held by page. Holds the class by page from now on when the heap's
-    /// central list has [`BY_PAGE_MIN`] of its objects: a round trip larger than the bins left
-    /// them there.
+    /// central list has [`BY_PAGE_MIN`] of its objects and the class's bin grew or the growth
+    /// budget is spent: a round trip larger than the bins left them there.
     ///
     /// # Safety
     /// ACTIVE.
@@ -711,7 +714,14 @@ impl ThreadCache {
             let central = unsafe { self.owned() }.small_central_len(bin);
             let p = &mut self.by_page_peak[bin];
             *p = (*p).max(central.min(u32::from(u16::MAX)) as u16);
-            if central >= BY_PAGE_MIN && !self.is_by_page(bin) {
+            // This thread's round trips outgrew the bins: its bin grew, or all the growth
+            // budget is taken. (Not a thread that just claimed a heap whose central list an
+            // earlier owner filled.)
+            if central >= BY_PAGE_MIN
+                && !self.is_by_page(bin)
+                && (self.bins[bin].limit() > sc::bin_limit(bin)
+                    || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET)
+            {
                 self.by_page[bin / 64] |= 1 << (bin % 64);
                 // SAFETY: ACTIVE (caller contract).
                 unsafe { self.heap() }.stats.add(Ev::ByPage, 1);

@@ -1065,9 +1065,7 @@ impl ThreadCache {
         for b in &mut self.bins {
             b.take_none();
         }
-        if self.heap.is_none() {
-            return None;
-        }
+        self.heap.as_ref()?;
         // SAFETY: BUSY with the heap still held; the objects go to its central lists.
         unsafe {
             self.owned().enter();

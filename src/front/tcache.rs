@@ -391,7 +391,10 @@ impl ThreadCache {
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
         // SAFETY: ACTIVE (caller contract).
-        if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
+        if !self.is_by_page(bin)
+            && !self.bins[bin].rest.is_null()
+            && unsafe { self.at_rest(bin) }
+        {
             return;
         }
         if self.is_by_page(bin) {
@@ -782,13 +785,13 @@ impl ThreadCache {
         // this cache filed.
         let got = unsafe { (*self.pages).take(bin, want) };
         if got.count > 0 {
-            // SAFETY: ACTIVE (caller contract of every caller).
+            // SAFETY: the cache holds its heap (every caller's contract).
             unsafe { self.heap() }.stats.add(Ev::RefillByPage, 1);
         }
         got
     }
 
-    /// Gives the objects held by page of class `bin` (all classes with `None`) to the heap's
+    /// Gives the objects held by page of class `only` (all classes with `None`) to the heap's
     /// central list, and ends holding them by page.
     ///
     /// # Safety
@@ -799,6 +802,8 @@ impl ThreadCache {
                 continue;
             }
             self.by_page[bin / 64] &= !(1 << (bin % 64));
+            // Its bin goes back to the default limit (and its growth to the budget).
+            self.shrink_to_default(bin);
             // SAFETY: held by page until just now.
             let l = unsafe { self.take_by_page(bin, u32::MAX) };
             if l.count > 0 {

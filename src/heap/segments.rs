@@ -70,15 +70,36 @@ impl OwnedHeap {
     /// segments, best fit, for another heap ([`registry::lend_run`]): the caller tags it with
     /// this heap's id, and it comes home as any adopted run does.
     pub(super) fn take_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
+        // Clear bits of the combined map: pages both free and dirty.
+        let (idx, start) = self.best_fit_over(RUN_SEGS, pages, |m| {
+            m.dirty
+                .combine(&m.pages, |dirty, used| !(dirty & !used))
+                .best_fit(pages)
+        })?;
+        // SAFETY: segment `idx` is on this heap's list, and we hold the owner's handle; those
+        // pages are free; no other `SegInner` borrow is live.
+        let p = unsafe { take_pages(idx, start, pages) };
+        self.heap()
+            .stats
+            .run_bytes_moved(pages << config::PAGE_SHIFT, true);
+        Some(p)
+    }
+
+    /// The segment and first page of the shortest stretch `fit` finds among this heap's
+    /// segments of `kind` (the first found on ties, an exact fit of `pages` at once).
+    fn best_fit_over(
+        &mut self,
+        kind: usize,
+        pages: usize,
+        fit: impl Fn(&arena::SegInner) -> Option<(usize, usize)>,
+    ) -> Option<(u32, usize)> {
         let mut best: Option<(u32, usize, usize)> = None;
-        let mut s = self.local().seg_head[RUN_SEGS];
+        let mut s = self.local().seg_head[kind];
         while s != 0 {
             // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle;
             // the borrow ends with this iteration.
             let m = unsafe { arena::seg_meta(s - 1).get() };
-            // Clear bits: pages both free and dirty.
-            let avail = m.dirty.combine(&m.pages, |dirty, used| !(dirty & !used));
-            if let Some((start, len)) = avail.best_fit(pages) {
+            if let Some((start, len)) = fit(m) {
                 if best.is_none_or(|(_, _, b)| len < b) {
                     best = Some((s - 1, start, len));
                     if len == pages {
@@ -88,14 +109,7 @@ impl OwnedHeap {
             }
             s = m.next;
         }
-        let (idx, start, _) = best?;
-        // SAFETY: segment `idx` is on this heap's list, and we hold the owner's handle; those
-        // pages are free; no other `SegInner` borrow is live.
-        let p = unsafe { take_pages(idx, start, pages) };
-        self.heap()
-            .stats
-            .run_bytes_moved(pages << config::PAGE_SHIFT, true);
-        Some(p)
+        best.map(|(idx, start, _)| (idx, start))
     }
 
     /// A free run of `pages` pages among this heap's segments of `kind`: runs of at least
@@ -137,24 +151,8 @@ impl OwnedHeap {
     /// (`tests/py/queue_rss.py`, docs/ab.md).
     fn best_fit_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
         let h = self.heap();
+        let (idx, start) = self.best_fit_over(kind, pages, |m| m.pages.best_fit(pages))?;
         let l = self.local();
-        let mut best: Option<(u32, usize, usize)> = None;
-        let mut s = l.seg_head[kind];
-        while s != 0 {
-            // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle;
-            // the borrow ends with this iteration.
-            let m = unsafe { arena::seg_meta(s - 1).get() };
-            if let Some((start, len)) = m.pages.best_fit(pages) {
-                if best.is_none_or(|(_, _, b)| len < b) {
-                    best = Some((s - 1, start, len));
-                    if len == pages {
-                        break;
-                    }
-                }
-            }
-            s = m.next;
-        }
-        let (idx, start, _) = best?;
         l.seg_hint[kind] = idx + 1;
         // SAFETY: segment `idx` is on this heap's list, and we hold the owner's handle; no
         // other `SegInner` borrow is live.

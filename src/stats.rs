@@ -68,6 +68,8 @@ events! {
     BinGrows / bin_grows = "thread-bin limits grown (a round trip: refills, then an overflow)",
     BinGrowBytes / bin_grow_bytes = "bytes thread-bin limits grew by",
     BinRelinks / bin_relinks = "thread bins at rest relinked in address order",
+    ByPage / by_page = "small classes whose round trips outgrew the bins, then held by page",
+    RefillByPage / refill_by_page = "small refills from objects held by page",
     RemoteQueued / remote_queued = "remote frees queued (with foreign objects a bin sent home)",
     RemoteDirect / remote_direct = "remote frees sent directly",
     RingFlushes / remote_flushes = "ring/bank flushes",

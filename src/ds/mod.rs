@@ -9,4 +9,5 @@ pub mod list;
 pub mod mpsc;
 pub mod order;
 pub mod owner_stash;
+pub mod page_set;
 pub mod transfer_cache;

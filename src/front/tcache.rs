@@ -5,6 +5,7 @@
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
+use crate::ds::page_set::PageSet;
 use crate::front::bin::Bin;
 use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
@@ -70,6 +71,16 @@ pub struct ThreadCache {
     /// order of its deep part, and relinking all of it each time would cost far more than
     /// the swing.
     rest_shift: [u8; SMALL_BINS],
+    /// Classes whose round trips are larger than the bins (`by_page`): their bins keep their
+    /// default limits and shed into `pages`, from which their refills take page by page.
+    by_page: [u64; BY_PAGE_WORDS],
+    /// Per class up to `SMALL_MAX`, the most objects of it seen free in the heap's central list
+    /// at a refill or held in `pages` since the last epoch (saturating): at an epoch a class
+    /// below [`BY_PAGE_MIN`] stops being held by page.
+    by_page_peak: [u16; sc::STEP_BINS],
+    /// Free objects of the `by_page` classes, filed by page; from metadata memory at the first
+    /// use, null before. Goes with the cache.
+    pages: *mut PageSet<{ sc::STEP_BINS }>,
     remote: RemoteBuf,
 }
 
@@ -204,6 +215,8 @@ impl ThreadCache {
         self.grown = 0;
         self.rests = [0; SMALL_BINS];
         self.rest_shift = [0; SMALL_BINS];
+        self.by_page = [0; BY_PAGE_WORDS];
+        self.by_page_peak = [0; sc::STEP_BINS];
         self.adopt_range = 0;
         self.refills = 0;
         self.state = ACTIVE;
@@ -242,10 +255,23 @@ impl ThreadCache {
             }
         }
         let limit = self.bins[bin].limit();
+        if self.is_by_page(bin) {
+            // SAFETY: `pages` is set while a class is held by page, and only this thread
+            // uses it; what it holds is ours (`shed`).
+            let got = unsafe { self.take_by_page(bin, limit) };
+            if got.count > 0 {
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.owned() }.leave();
+                // SAFETY: `got` is a well-formed list of free objects of `bin` now ours, and
+                // the bin is empty (caller contract).
+                return unsafe { self.fill_from(bin, got) };
+            }
+        }
+        // SAFETY: ACTIVE (caller contract).
+        let want = unsafe { self.small_want(bin, limit) };
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
         let got = if sc::is_small(bin) {
-            let want = sc::refill_batch(bin);
             let g = h.refill_small_shared(bin, want);
             if g.count == 0 {
                 h.carve_small(bin, want)
@@ -292,6 +318,7 @@ impl ThreadCache {
             unsafe {
                 self.heap().stats.add(Ev::Epochs, 1);
                 self.refilled = [0; SMALL_BINS];
+                self.end_small_by_page();
                 self.trim_idle_bins();
                 self.flush_remote(u32::MAX);
                 let h = self.owned();
@@ -302,6 +329,24 @@ impl ThreadCache {
         } else if self.slow_calls.is_multiple_of(IDLE_CHECK_PERIOD) || registry::decay_pending() {
             registry::decay_released();
         }
+    }
+
+    /// Epoch: a class held by page whose central list and held objects stayed below
+    /// [`BY_PAGE_MIN`] since the last epoch goes back to the central list.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn end_small_by_page(&mut self) {
+        if self.by_page == [0; BY_PAGE_WORDS] {
+            return;
+        }
+        for bin in 0..sc::STEP_BINS {
+            if self.is_by_page(bin) && u32::from(self.by_page_peak[bin]) < BY_PAGE_MIN {
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.unhold_by_page(Some(bin)) };
+            }
+        }
+        self.by_page_peak = [0; sc::STEP_BINS];
     }
 
     /// Epoch (design.md §10, "trim bins to targets"): a bin this thread has not refilled for two
@@ -346,10 +391,26 @@ impl ThreadCache {
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
         // SAFETY: ACTIVE (caller contract).
-        if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
+        if !self.is_by_page(bin)
+            && !self.bins[bin].rest.is_null()
+            && unsafe { self.at_rest(bin) }
+        {
             return;
         }
-        if let Some(r) = self.refilled.get_mut(bin) {
+        if self.is_by_page(bin) {
+            // Its round trips are larger than the bins could grow to: the bin stays at its
+            // default limit and sheds into `pages`, which hands the objects out page by page.
+            self.refilled[bin] = 0;
+            let d = sc::bin_limit(bin);
+            if self.bins[bin].limit() != BY_PAGE_BINS * d {
+                self.shrink_to_default(bin);
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.extend(bin, (BY_PAGE_BINS - 1) * d) };
+                if self.bins[bin].room() >= 0 {
+                    return;
+                }
+            }
+        } else if let Some(r) = self.refilled.get_mut(bin) {
             let r = u32::from(core::mem::take(r));
             let (limit, default) = (self.bins[bin].limit(), sc::bin_limit(bin));
             // SAFETY: ACTIVE (caller contract).
@@ -379,7 +440,15 @@ impl ThreadCache {
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {
             self.owned().enter();
-            self.shed(bin, self.bins[bin].limit() / 2);
+            let limit = self.bins[bin].limit();
+            // A class held by page sheds only its most recent frees, still in L1 cache, and
+            // keeps the rest (the bin filing them walks each shed object once).
+            let keep = if self.is_by_page(bin) {
+                limit - BY_PAGE_SHED.min(limit / 2)
+            } else {
+                limit / 2
+            };
+            self.shed(bin, keep);
             self.owned().leave();
             self.heap().stats.add(Ev::BinOverflow, 1);
         }
@@ -570,6 +639,20 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, and the bin holds more than `keep` objects.
     unsafe fn shed(&mut self, bin: usize, keep: u32) {
+        if self.is_by_page(bin) {
+            // Filed by page in the same walk that finds the cut; adopted objects among them
+            // are kept as central would keep them for a class in demand.
+            let (head, n) = (self.bins[bin].head, self.bins[bin].count() - keep);
+            // SAFETY: the bin is a well-formed list of more than `keep` free objects of `bin`
+            // (caller contract), none held by page.
+            let (rest, filed) = unsafe { self.put_by_page(bin, head, n) };
+            let b = &mut self.bins[bin];
+            b.head = rest;
+            b.set_count(b.count() - filed);
+            if filed == n {
+                return;
+            }
+        }
         let b = &mut self.bins[bin];
         let cap = ADOPT_CENTRAL_MAX * b.limit();
         let mut l = LocalList {
@@ -616,6 +699,120 @@ impl ThreadCache {
         // `put_central` accepts them all: a small object is a free object of its class
         // wherever it is kept.
         unsafe { self.owned().put_central(bin, front) };
+    }
+
+    /// How many objects a refill of small `bin` asks the heap for: a refill batch, or a bin
+    /// limit for a class held by page. Holds the class by page from now on when the heap's
+    /// central list has [`BY_PAGE_MIN`] of its objects and the class's bin grew or the growth
+    /// budget is spent: a round trip larger than the bins left them there.
+    ///
+    /// # Safety
+    /// ACTIVE.
+    unsafe fn small_want(&mut self, bin: usize, limit: u32) -> u32 {
+        if !sc::is_small(bin) {
+            return 0;
+        }
+        if bin < sc::STEP_BINS {
+            // SAFETY: ACTIVE (caller contract).
+            let central = unsafe { self.owned() }.small_central_len(bin);
+            let p = &mut self.by_page_peak[bin];
+            *p = (*p).max(central.min(u32::from(u16::MAX)) as u16);
+            // This thread's round trips outgrew the bins: its bin grew, or all the growth
+            // budget is taken. (Not a thread that just claimed a heap whose central list an
+            // earlier owner filled.)
+            if central >= BY_PAGE_MIN
+                && !self.is_by_page(bin)
+                && (self.bins[bin].limit() > sc::bin_limit(bin)
+                    || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET)
+            {
+                self.by_page[bin / 64] |= 1 << (bin % 64);
+                // SAFETY: ACTIVE (caller contract).
+                unsafe { self.heap() }.stats.add(Ev::ByPage, 1);
+            }
+        }
+        if self.is_by_page(bin) {
+            limit
+        } else {
+            sc::refill_batch(bin)
+        }
+    }
+
+    /// Whether small class `bin` is held by page (`by_page`).
+    #[inline]
+    fn is_by_page(&self, bin: usize) -> bool {
+        bin < sc::STEP_BINS && self.by_page[bin / 64] & (1 << (bin % 64)) != 0
+    }
+
+    /// Files the first `n` objects of the list at `head`, free objects of `bin`, in `pages`
+    /// (taking it at the first use); returns the rest of the list and how many it filed.
+    ///
+    /// # Safety
+    /// `head` starts a well-formed list of at least `n` free objects of `bin` that this
+    /// thread owns, none of them held in `pages`.
+    unsafe fn put_by_page(&mut self, bin: usize, head: *mut u8, n: u32) -> (*mut u8, u32) {
+        if self.pages.is_null() {
+            match meta::alloc(
+                core::mem::size_of::<PageSet<{ sc::STEP_BINS }>>(),
+                core::mem::align_of::<PageSet<{ sc::STEP_BINS }>>(),
+            ) {
+                Some(p) => {
+                    self.pages = p.cast();
+                    // SAFETY: fresh zeroed metadata memory of the set's size and alignment,
+                    // which all-zero makes a valid set before `init`.
+                    unsafe { (*self.pages).init() };
+                }
+                None => return (head, 0),
+            }
+        }
+        // SAFETY: `pages` is this cache's set, used only by its thread.
+        let pages = unsafe { &mut *self.pages };
+        // SAFETY: as the caller contract.
+        let r = unsafe { pages.put(bin, head, n) };
+        let p = &mut self.by_page_peak[bin];
+        *p = (*p).max(pages.held(bin).min(u32::from(u16::MAX)) as u16);
+        r
+    }
+
+    /// Takes up to `want` objects of `bin` held by page.
+    ///
+    /// # Safety
+    /// `bin` is held by page or `pages` holds none of it.
+    unsafe fn take_by_page(&mut self, bin: usize, want: u32) -> LocalList {
+        if self.pages.is_null() {
+            return LocalList::EMPTY;
+        }
+        // SAFETY: `pages` is this cache's set, used only by its thread, holding free objects
+        // this cache filed.
+        let got = unsafe { (*self.pages).take(bin, want) };
+        if got.count > 0 {
+            // SAFETY: the cache holds its heap (every caller's contract).
+            unsafe { self.heap() }.stats.add(Ev::RefillByPage, 1);
+        }
+        got
+    }
+
+    /// Gives the objects held by page of class `only` (all classes with `None`) to the heap's
+    /// central list, and ends holding them by page.
+    ///
+    /// # Safety
+    /// ACTIVE or BUSY with the heap still held.
+    unsafe fn unhold_by_page(&mut self, only: Option<usize>) {
+        for bin in 0..sc::STEP_BINS {
+            if only.is_some_and(|b| b != bin) || !self.is_by_page(bin) {
+                continue;
+            }
+            self.by_page[bin / 64] &= !(1 << (bin % 64));
+            // Its bin goes back to the default limit (and its growth to the budget).
+            self.shrink_to_default(bin);
+            // SAFETY: held by page until just now.
+            let l = unsafe { self.take_by_page(bin, u32::MAX) };
+            if l.count > 0 {
+                let mut l = l;
+                // SAFETY: a well-formed list of free objects of `bin` just taken, ours; the
+                // heap is held (caller contract).
+                unsafe { self.owned().put_central(bin, l.take_all()) };
+            }
+        }
     }
 
     #[inline(always)]
@@ -873,6 +1070,13 @@ impl ThreadCache {
         for b in &mut self.bins {
             b.take_none();
         }
+        self.heap.as_ref()?;
+        // SAFETY: BUSY with the heap still held; the objects go to its central lists.
+        unsafe {
+            self.owned().enter();
+            self.unhold_by_page(None);
+            self.owned().leave();
+        }
         let mut h = self.heap.take()?;
         h.enter();
         for bin in 0..NUM_BINS {
@@ -913,6 +1117,12 @@ impl ThreadCache {
             // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
+        // SAFETY: the heap is held (checked above); its owner is this thread.
+        unsafe {
+            self.owned().enter();
+            self.unhold_by_page(None);
+            self.owned().leave();
+        }
         match &mut self.heap {
             Some(h) => {
                 h.enter();
@@ -932,6 +1142,16 @@ const OWN_SAMPLE: u32 = 8;
 /// How deep a bin at rest is read to tell a round trip from a swing near its top
 /// (`ThreadCache::at_rest`).
 const REST_DEPTH: u32 = 64;
+/// Objects of a class up to `SMALL_MAX` found in the heap's central list at a refill from which
+/// the class is held by page: a round trip larger than the bins (they grow by at most
+/// `config::BIN_GROW_BUDGET` in all) left them there.
+const BY_PAGE_MIN: u32 = 8192;
+/// A class held by page keeps this many default bin limits in its bin.
+const BY_PAGE_BINS: u32 = 4;
+/// Objects a bin of a class held by page sheds at an overflow.
+const BY_PAGE_SHED: u32 = 128;
+const BY_PAGE_WORDS: usize = sc::STEP_BINS.div_ceil(64);
+
 /// A bin at rest is relinked in address order every this many of its rests.
 const REST_PERIOD: u8 = 4;
 /// Relinks that found a bin mostly in order double its period, up to this many times (every

@@ -160,6 +160,38 @@ pub fn take(bin: usize) -> LocalList {
     }
 }
 
+/// Takes one parked chain of small `bin`, or an empty list, keeping at most `max` objects of
+/// a longer one: the rest is parked again (walking only the `max` taken), unless the class's
+/// slots have filled meanwhile, when the whole chain is taken.
+pub fn take_at_most(bin: usize, max: u32) -> LocalList {
+    let got = take(bin);
+    if got.count <= max || max == 0 {
+        return got;
+    }
+    // SAFETY: a chain the pool held: a well-formed null-terminated list of exactly
+    // `got.count` free objects of small `bin`, ours since the take.
+    let (piece, rest) = unsafe { Chain::take(got.head, max) };
+    let rest = Chain {
+        head: rest,
+        tail: null_mut(),
+        n: got.count - piece.n,
+    };
+    // SAFETY: `rest` is the detached remainder: non-empty (`got.count > max`), null-terminated,
+    // exactly `rest.n` free objects of small `bin` that we own; `park` does not read its tail.
+    match unsafe { park(bin, rest) } {
+        Ok(()) => LocalList {
+            head: piece.head,
+            count: piece.n,
+        },
+        Err(rest) => {
+            // SAFETY: `piece.tail` is the last object of the piece cut from this same chain;
+            // linking the remainder back restores it.
+            unsafe { crate::ds::list::set_next(piece.tail, rest.head) };
+            got
+        }
+    }
+}
+
 /// Whether some heap took a chain of `bin` within the last `interval_ms` (a relaxed hint).
 pub fn taken_within(bin: usize, now_ms: u64, interval_ms: u64) -> bool {
     get().is_some_and(|pool| now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) < interval_ms)

@@ -13,6 +13,15 @@ use core::ptr::null_mut;
 /// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
 const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
 
+/// Most objects a small refill takes from one shared-pool chain: a fresh run's objects, at
+/// least [`POOL_TAKE_MIN`], at most the refill's `want`.
+fn pool_take_max(bin: usize, want: u32) -> u32 {
+    (sc::objs_per_run(bin) as u32).max(POOL_TAKE_MIN).min(want)
+}
+
+/// Fewest objects [`pool_take_max`] allows (classes of one or two objects per run).
+const POOL_TAKE_MIN: u32 = 4;
+
 impl OwnedHeap {
     /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
     /// central list, then ours. Returns an empty list when all are empty; the caller then
@@ -49,7 +58,10 @@ impl OwnedHeap {
             return got;
         }
         if config::SHARED_POOL {
-            let got = pool::take(bin);
+            // At most what a fresh run gives (and the batch): a whole chain (up to a bin
+            // limit) stayed in the taker's bin until its thread exited while other threads
+            // carved, and came back merged into one longer chain (docs/ab.md).
+            let got = pool::take_at_most(bin, pool_take_max(bin, want));
             if got.count > 0 {
                 h.stats.add(Ev::RefillPool, 1);
                 return got;

@@ -13,14 +13,22 @@ use core::ptr::null_mut;
 /// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
 const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
 
-/// Most objects a small refill takes from one shared-pool chain: a fresh run's objects, at
-/// least [`POOL_TAKE_MIN`], at most the refill's `want`.
-fn pool_take_max(bin: usize, want: u32) -> u32 {
-    (sc::objs_per_run(bin) as u32).max(POOL_TAKE_MIN).min(want)
+/// Most objects a small refill keeps of one shared-pool chain, the rest being parked again:
+/// half a fresh run's objects (at least 2) at the owner's first take of the class, twice as
+/// many at each further take, at most the refill's `want` (a slow start, as tcmalloc's thread
+/// caches grow a list's length). Why: a refill took a whole chain (up to a bin limit), a
+/// thread that needed a few objects of a class kept the rest in its bin until it exited while
+/// other threads carved, and at its exit all of it came back as one longer chain; in thread
+/// churn the classes of 257–2,048 bytes grew to two or three times what a generation uses
+/// (docs/ab.md, "Thread churn: shared-pool chains").
+fn pool_take_max(bin: usize, want: u32, takes: u32) -> u32 {
+    let first = (sc::objs_per_run(bin) as u32 / 2).max(2);
+    (first << takes.min(POOL_TAKE_DOUBLINGS)).min(want)
 }
 
-/// Fewest objects [`pool_take_max`] allows (classes of one or two objects per run).
-const POOL_TAKE_MIN: u32 = 4;
+/// Doublings after which [`pool_take_max`] is the refill's `want` for every class (a first
+/// take of at least 2 objects reaches 512).
+const POOL_TAKE_DOUBLINGS: u32 = 8;
 
 impl OwnedHeap {
     /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
@@ -58,11 +66,10 @@ impl OwnedHeap {
             return got;
         }
         if config::SHARED_POOL {
-            // At most what a fresh run gives (and the batch): a whole chain (up to a bin
-            // limit) stayed in the taker's bin until its thread exited while other threads
-            // carved, and came back merged into one longer chain (docs/ab.md).
-            let got = pool::take_at_most(bin, pool_take_max(bin, want));
+            // Part of a chain, growing with the owner's takes of the class ([`pool_take_max`]).
+            let got = pool::take_at_most(bin, pool_take_max(bin, want, l.pool_takes));
             if got.count > 0 {
+                l.pool_takes = l.pool_takes.saturating_add(1);
                 h.stats.add(Ev::RefillPool, 1);
                 return got;
             }

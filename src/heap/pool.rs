@@ -2,9 +2,10 @@
 //! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a small
 //! class; a chain that would take it past that is parked here instead, and a refill that finds
 //! the heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
-//! before it carves a new page. With `medium-adopt`, a medium central list past one bin limit
-//! parks its adopted runs (other heaps') here too, and a medium refill takes from here before
-//! it carves new runs (`medium`).
+//! before it carves a new page, keeping only part of a long one early in its owner's tenure
+//! ([`take_at_most`], `refill`'s slow start). With `medium-adopt`, a medium central list past
+//! one bin limit parks its adopted runs (other heaps') here too, and a medium refill takes from
+//! here before it carves new runs (`medium`).
 //!
 //! Why: a heap's central list is reachable only by its owner. With many threads per CPU the
 //! owners that hold free memory are mostly descheduled while the running threads carve fresh

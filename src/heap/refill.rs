@@ -72,7 +72,7 @@ impl OwnedHeap {
             // Part of a chain, growing with the owner's takes of the class ([`pool_take_max`]);
             // whole while this is the only heap: the pool then holds only its own surplus, and
             // no other heap waits for the rest (split, `leak-churn`'s one thread grew 30 bins
-            // instead of 5 and ran 1.4x slower).
+            // instead of 5 and ran 1.4-3x slower).
             let max = if registry::published() > 1 {
                 pool_take_max(bin, l.pool_takes)
             } else {

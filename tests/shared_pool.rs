@@ -49,3 +49,40 @@ fn surplus_of_one_heap_serves_another() {
     }
     eprintln!("B reused {reused} of its {N} objects from A");
 }
+
+/// A refill keeps only part of a long pool chain and parks the rest again (slow start): thread
+/// A frees 56 objects of the 1,040-byte class (8 runs of 7) and exits, which parks them as one
+/// chain; thread B takes one object and stays alive, holding its bin; thread C, with a heap of
+/// its own, then allocates 30. C must get all 30 from A's chain, which B did not take whole
+/// (before, B's refill took all 56 and C carved new runs). No other test allocates that class.
+#[test]
+fn pool_take_leaves_the_rest_of_a_chain() {
+    const SIZE: usize = 1040;
+    const FREED: usize = 56;
+    const WANT: usize = 30;
+    let layout = Layout::from_size_align(SIZE, 8).unwrap();
+    let freed: HashSet<usize> = thread::spawn(move || reuse::alloc_check_free(&A, layout, FREED))
+        .join()
+        .unwrap()
+        .into_iter()
+        .collect();
+    let (took_tx, took_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let b = thread::spawn(move || {
+        let one = reuse::alloc_filled(&A, layout, 1);
+        took_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        reuse::check_free(&A, layout, &one);
+    });
+    took_rx.recv().unwrap();
+    let got = thread::spawn(move || reuse::alloc_check_free(&A, layout, WANT))
+        .join()
+        .unwrap();
+    done_tx.send(()).unwrap();
+    b.join().unwrap();
+    let reused = got.iter().filter(|p| freed.contains(p)).count();
+    eprintln!("C reused {reused} of its {WANT} objects from A's chain");
+    if cfg!(feature = "shared-pool") {
+        assert_eq!(reused, WANT, "C carved while A's chain waited in B's bin");
+    }
+}

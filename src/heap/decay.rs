@@ -246,6 +246,10 @@ impl OwnedHeap {
     pub fn retire(&mut self) -> bool {
         let burst = self.local().segs_taken > config::EXIT_TRIM_SEGMENTS;
         self.local().segs_taken = 0;
+        // The next owner's takes from the shared pool start small again (`refill`).
+        for l in self.local().small.iter_mut() {
+            l.pool_takes = 0;
+        }
         if burst {
             self.heap().stats.add(Ev::ExitGiveBacks, 1);
             // Chains the burst parked in the shared pool pin their runs: home first.

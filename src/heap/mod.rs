@@ -71,6 +71,9 @@ struct SmallLocal {
     /// Fewest objects the central list held since the last decay pass: with a run's worth
     /// idle for a whole interval, the pass sweeps the bin (`sweep`).
     low: u32,
+    /// Chains of the class taken from the shared pool since the owner claimed the heap: each
+    /// take may keep twice as many objects as the last (`refill`'s slow start).
+    pool_takes: u32,
 }
 
 /// The owner's part of a heap, reached only through an [`OwnedHeap`].

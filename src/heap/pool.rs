@@ -2,9 +2,10 @@
 //! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a small
 //! class; a chain that would take it past that is parked here instead, and a refill that finds
 //! the heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
-//! before it carves a new page. With `medium-adopt`, a medium central list past one bin limit
-//! parks its adopted runs (other heaps') here too, and a medium refill takes from here before
-//! it carves new runs (`medium`).
+//! before it carves a new page, keeping only part of a long one early in its owner's tenure
+//! ([`take_at_most`], `refill`'s slow start). With `medium-adopt`, a medium central list past
+//! one bin limit parks its adopted runs (other heaps') here too, and a medium refill takes from
+//! here before it carves new runs (`medium`).
 //!
 //! Why: a heap's central list is reachable only by its owner. With many threads per CPU the
 //! owners that hold free memory are mostly descheduled while the running threads carve fresh
@@ -157,6 +158,38 @@ pub fn take(bin: usize) -> LocalList {
             got
         }
         None => LocalList::EMPTY,
+    }
+}
+
+/// Takes one parked chain of small `bin`, or an empty list, keeping at most `max` objects of
+/// a longer one: the rest is parked again (walking only the `max` taken), unless the class's
+/// slots have filled meanwhile, when the whole chain is taken.
+pub fn take_at_most(bin: usize, max: u32) -> LocalList {
+    let got = take(bin);
+    if got.count <= max || max == 0 {
+        return got;
+    }
+    // SAFETY: a chain the pool held: a well-formed null-terminated list of exactly
+    // `got.count` free objects of small `bin`, ours since the take.
+    let (piece, rest) = unsafe { Chain::take(got.head, max) };
+    let rest = Chain {
+        head: rest,
+        tail: null_mut(),
+        n: got.count - piece.n,
+    };
+    // SAFETY: `rest` is the detached remainder: non-empty (`got.count > max`), null-terminated,
+    // exactly `rest.n` free objects of small `bin` that we own; `park` does not read its tail.
+    match unsafe { park(bin, rest) } {
+        Ok(()) => LocalList {
+            head: piece.head,
+            count: piece.n,
+        },
+        Err(rest) => {
+            // SAFETY: `piece.tail` is the last object of the piece cut from this same chain;
+            // linking the remainder back restores it.
+            unsafe { crate::ds::list::set_next(piece.tail, rest.head) };
+            got
+        }
     }
 }
 

@@ -13,6 +13,26 @@ use core::ptr::null_mut;
 /// Whether the transfer cache can ever hold anything: only when the stash may refuse a push.
 const XFER_FED: bool = TRANSFER_CACHE && (!STASH_PUSH || config::STASH_CAPPED);
 
+/// Most objects a small refill keeps of one shared-pool chain, the rest being parked again:
+/// half a fresh run's objects (at least 2) at the owner's first take of the class, twice as
+/// many at each further take (a slow start, as tcmalloc's thread caches grow a list's length),
+/// so that from the 8th take on every chain is taken whole, as before. Why: a refill took a
+/// whole chain (up to a bin limit), a thread that needed a few objects of a class kept the
+/// rest in its bin until it exited while other threads carved, and at its exit all of it came
+/// back as one longer chain; in thread churn the classes of 257–2,048 bytes grew to two or
+/// three times what a generation uses (docs/ab.md, "Thread churn: shared-pool chains"). Not
+/// capped at the refill batch: a thread that keeps taking a class would then walk every chain
+/// (cold objects, in `leak-churn`) where it installed it whole.
+fn pool_take_max(bin: usize, takes: u32) -> u32 {
+    let first = (sc::objs_per_run(bin) as u32 / 2).max(2);
+    first << takes.min(POOL_TAKE_DOUBLINGS)
+}
+
+/// Doublings after which [`pool_take_max`] exceeds every small bin limit (at most 256
+/// objects), so chains are taken whole.
+const POOL_TAKE_DOUBLINGS: u32 = 8;
+const _: () = assert!(2 << POOL_TAKE_DOUBLINGS > 256);
+
 impl OwnedHeap {
     /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
     /// central list, then ours. Returns an empty list when all are empty; the caller then
@@ -49,8 +69,18 @@ impl OwnedHeap {
             return got;
         }
         if config::SHARED_POOL {
-            let got = pool::take(bin);
+            // Part of a chain, growing with the owner's takes of the class ([`pool_take_max`]);
+            // whole while this is the only heap: the pool then holds only its own surplus, and
+            // no other heap waits for the rest (split, `leak-churn`'s one thread grew 30 bins
+            // instead of 5 and ran 1.4-3x slower).
+            let max = if registry::published() > 1 {
+                pool_take_max(bin, l.pool_takes)
+            } else {
+                u32::MAX
+            };
+            let got = pool::take_at_most(bin, max);
             if got.count > 0 {
+                l.pool_takes = l.pool_takes.saturating_add(1);
                 h.stats.add(Ev::RefillPool, 1);
                 return got;
             }

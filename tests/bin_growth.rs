@@ -190,7 +190,11 @@ fn a_round_trip_larger_than_the_bins_is_held_by_page() {
             }
             for (i, &b) in blocks.iter().enumerate() {
                 // SAFETY: allocated above; a block handed out twice would hold the later index.
-                assert_eq!(unsafe { b.cast::<usize>().read() }, i, "a block handed out twice");
+                assert_eq!(
+                    unsafe { b.cast::<usize>().read() },
+                    i,
+                    "a block handed out twice"
+                );
             }
             for i in (1..n).rev() {
                 x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);

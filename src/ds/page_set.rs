@@ -155,7 +155,8 @@ impl<const BINS: usize> PageSet<BINS> {
             let base = s.page << PAGE_SHIFT;
             for w in 0..WORDS {
                 while s.bits[w] != 0 && n < want {
-                    let o = (base + ((w * 64 + s.bits[w].trailing_zeros() as usize) << 4)) as *mut u8;
+                    let o =
+                        (base + ((w * 64 + s.bits[w].trailing_zeros() as usize) << 4)) as *mut u8;
                     s.bits[w] &= s.bits[w] - 1;
                     // SAFETY: `last` is the stand-in or an object taken here, which the
                     // caller owns.
@@ -215,7 +216,9 @@ mod tests {
         let buf: &'static mut [u8] = std::vec![0u8; n * size + 4096].leak();
         let base = buf.as_mut_ptr();
         let first = base.align_offset(16);
-        (0..n).map(|i| base.wrapping_add(first + i * size)).collect()
+        (0..n)
+            .map(|i| base.wrapping_add(first + i * size))
+            .collect()
     }
 
     #[test]
@@ -262,10 +265,17 @@ mod tests {
         let mut distinct = pages.clone();
         distinct.sort();
         distinct.dedup();
-        assert_eq!(pages.len(), distinct.len(), "a page came back in two pieces");
+        assert_eq!(
+            pages.len(),
+            distinct.len(),
+            "a page came back in two pieces"
+        );
         // Empty again: cleared.
         assert_eq!(s.n_used, 0);
-        assert!(s.slot.iter().all(|sl| sl.page == 0 && sl.bits == [0; WORDS]));
+        assert!(s
+            .slot
+            .iter()
+            .all(|sl| sl.page == 0 && sl.bits == [0; WORDS]));
     }
 
     #[test]

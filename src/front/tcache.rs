@@ -391,10 +391,7 @@ impl ThreadCache {
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
         // SAFETY: ACTIVE (caller contract).
-        if !self.is_by_page(bin)
-            && !self.bins[bin].rest.is_null()
-            && unsafe { self.at_rest(bin) }
-        {
+        if !self.is_by_page(bin) && !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
             return;
         }
         if self.is_by_page(bin) {

@@ -40,7 +40,6 @@ const _: () = assert!(core::mem::size_of::<Entry>() == 16);
 /// Slots of the key → entry hint table (`ring-coalesce`); one per ring entry.
 const HINTS: usize = if RING_COALESCE { RING_LEN } else { 0 };
 
-
 /// All-zero is a valid empty ring.
 #[repr(C)]
 pub struct RemoteRing {

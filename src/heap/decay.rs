@@ -196,8 +196,7 @@ impl OwnedHeap {
                     s = m.next;
                     continue;
                 }
-                let reach = stay.combine(&stay, |st, _| !st);
-                for (start, len) in reach.set_runs() {
+                for (start, len) in stay.free_runs() {
                     if len < min_pages {
                         continue;
                     }

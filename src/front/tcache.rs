@@ -56,8 +56,10 @@ pub struct ThreadCache {
     /// thread allocates more than its bin holds, then frees it), and the bin's limit grows
     /// instead (`overflow`).
     refilled: [u16; SMALL_BINS],
-    /// Bytes the bins' limits have grown by beyond their defaults, together; at most
-    /// [`config::BIN_GROW_BUDGET`].
+    /// Bytes the bins' limits have grown by beyond their defaults, together; never more than
+    /// [`config::BIN_GROW_BUDGET`] (`grow` admits a bin only with a class size of budget
+    /// left, `extend` adds at most what is left, and `shrink_to_default` gives it back), which
+    /// `extend`'s subtraction relies on.
     grown: usize,
     /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
     /// memory at the first use; null before. Goes with the cache.
@@ -408,11 +410,13 @@ impl ThreadCache {
 
     /// Raises the limit of small bin `bin` by up to `by` objects, up to
     /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
-    /// cannot grow at all.
+    /// cannot grow at all. Keeps `grown <= BIN_GROW_BUDGET` (see `grown`): it adds at most the
+    /// budget left, in whole objects.
     ///
     /// # Safety
     /// ACTIVE.
     unsafe fn extend(&mut self, bin: usize, by: u32) -> bool {
+        debug_assert!(self.grown <= config::BIN_GROW_BUDGET);
         let size = sc::bin_size(bin);
         let room = (config::BIN_GROW_BUDGET - self.grown) / size;
         let b = &mut self.bins[bin];
@@ -423,6 +427,7 @@ impl ThreadCache {
         }
         b.set_limit(b.limit() + add);
         self.grown += add as usize * size;
+        debug_assert!(self.grown <= config::BIN_GROW_BUDGET);
         // SAFETY: ACTIVE (caller contract).
         unsafe { self.heap() }
             .stats

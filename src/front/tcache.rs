@@ -344,9 +344,13 @@ impl ThreadCache {
     /// so the split costs one walk over warm memory and none over the cold tail.
     ///
     /// # Safety
-    /// ACTIVE.
+    /// ACTIVE; `bin < NUM_BINS`.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
+        // SAFETY: caller contract. Stated to the compiler so the bins' indexing below has no
+        // bounds-check panic path: a panic inside `free` must not unwind into C (the C ABI
+        // libraries abort on panic, but the crate as a Rust global allocator may not).
+        unsafe { core::hint::assert_unchecked(bin < NUM_BINS) };
         // SAFETY: ACTIVE (caller contract).
         if !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
             return;
@@ -449,6 +453,10 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE; `rest` of `bin` is set (only `grow` sets it, for small bins).
     unsafe fn at_rest(&mut self, bin: usize) -> bool {
+        // SAFETY: `rest` is set (caller contract) only by `grow`, which `overflow` calls only
+        // for a bin it found in `refilled` (`SMALL_BINS` long). Stated so the indexing below
+        // has no bounds-check panic path, as in `overflow`.
+        unsafe { core::hint::assert_unchecked(bin < SMALL_BINS) };
         if self.bins[bin].room() < -1 {
             // SAFETY: ACTIVE (caller contract).
             if unsafe { self.extend(bin, 1) } {

@@ -69,6 +69,7 @@ impl OwnedHeap {
         let mut idle = BinSet::default();
         for bin in 0..SMALL_BINS {
             let l = &mut self.local().small[bin];
+            debug_assert!(l.low <= l.central.count, "a stale low-water mark");
             if l.low as usize >= sc::objs_per_run(bin) {
                 idle.insert(bin);
             }

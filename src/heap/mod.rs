@@ -69,8 +69,18 @@ struct SmallLocal {
     bump: *mut u8,
     end: *mut u8,
     /// Fewest objects the central list held since the last decay pass: with a run's worth
-    /// idle for a whole interval, the pass sweeps the bin (`sweep`).
+    /// idle for a whole interval, the pass sweeps the bin (`sweep`). At most `central.count`:
+    /// whatever takes objects out of the central list lowers it ([`SmallLocal::note_low`]).
     low: u32,
+}
+
+impl SmallLocal {
+    /// Lowers the low-water mark to what the central list holds now; called after objects
+    /// left it (a refill, a sweep, parking in the shared pool), so the next decay pass does
+    /// not count objects that left as idle.
+    fn note_low(&mut self) {
+        self.low = self.low.min(self.central.count);
+    }
 }
 
 /// The owner's part of a heap, reached only through an [`OwnedHeap`].

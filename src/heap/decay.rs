@@ -44,6 +44,11 @@ impl OwnedHeap {
         }
     }
 
+    /// Whether this heap's decay pass ran at `now` (a released-heap pass took it already).
+    pub(super) fn decayed_at(&mut self, now: u64) -> bool {
+        self.local().last_decay_ms == now
+    }
+
     /// Whether this heap's decay pass is due at `now`.
     pub(super) fn decay_due(&mut self, now: u64) -> bool {
         now.saturating_sub(self.local().last_decay_ms) >= options::decay_ms()

@@ -99,6 +99,9 @@ impl OwnedHeap {
                 let extra = central.take(central.count - cap);
                 self.free_runs(bin, extra);
             }
+            let l = self.local();
+            let mi = bin - SMALL_BINS;
+            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
         }
     }
 

@@ -86,6 +86,7 @@ impl OwnedHeap {
         for mi in 0..MEDIUM_BINS {
             let l = self.local();
             let idle = l.medium_low[mi];
+            debug_assert!(idle <= l.medium[mi].count, "a stale medium low-water mark");
             if idle > 0 {
                 worked = true;
                 // SAFETY: the central list is well formed; `c` is detached from it: free runs

@@ -89,7 +89,8 @@ struct HeapLocal {
     small: [SmallLocal; SMALL_BINS],
     medium: [LocalList; MEDIUM_BINS],
     /// Fewest runs each medium central held since the last decay pass: runs nobody needed for
-    /// a whole interval, released at the next one.
+    /// a whole interval, released at the next one. At most the list's count: whatever takes
+    /// runs out of the list lowers it.
     medium_low: [u32; MEDIUM_BINS],
     /// Clock (ms) of the last decay pass.
     last_decay_ms: u64,

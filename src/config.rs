@@ -179,10 +179,15 @@ pub const EXIT_PURGE_MIN_PAGES: usize = 16;
 pub const EAGER_MAX: usize = 8;
 /// Resident (given back, not yet purged) segments the arena's pool holds at most, or a
 /// [`POOL_RESIDENT_SHARE`]th of the segments heaps hold if more: past it the oldest are purged
-/// at once instead of at the pool's next decay pass (design.md §10, "Bounds").
+/// at once ([`POOL_PURGE_PER_GIVE_BACK`] at a time) instead of at the pool's next decay pass
+/// (design.md §10, "Bounds").
 pub const POOL_RESIDENT_SEGMENTS: usize = 64;
 /// See [`POOL_RESIDENT_SEGMENTS`].
 pub const POOL_RESIDENT_SHARE: usize = 4;
+/// Resident segments one give-back past the cap purges at most (oldest first): the give-back
+/// runs inside a `free`, which purged a quarter of the cap at once before (16 MiB or more, a
+/// latency spike); what is left goes at the next give-backs or the pool's decay.
+pub const POOL_PURGE_PER_GIVE_BACK: usize = 8;
 /// Resident segments the arena's pool keeps warm when a burst is given back at thread exit;
 /// the rest are purged at once rather than an interval later.
 pub const EXIT_POOL_WARM_SEGMENTS: usize = 2;

@@ -1,6 +1,7 @@
 //! Bounded caches (design.md §10, "Bounds"): the arena's segment pool holds at most
 //! `POOL_RESIDENT_SEGMENTS` (64) resident segments while the heaps hold few, the segments
-//! given back past that purged at once rather than at the pool's next decay pass; the shared
+//! given back past that purged at once rather than at the pool's next decay pass, at most
+//! `POOL_PURGE_PER_GIVE_BACK` (8) in one `free`; the shared
 //! pool holds at most `MEDIUM_POOL_BYTES` (64 MiB) of medium runs while the heaps hold little,
 //! the runs past that sent home. Its own test binary (its own process), so the pools hold only
 //! what these tests give back; the tests take turns.
@@ -25,6 +26,8 @@ const BYTES: usize = 256 << 20;
 /// `config::POOL_RESIDENT_SEGMENTS` segments of 1 MiB (the cap while the heaps hold fewer
 /// than four times as many).
 const CAP: u64 = 64 << 20;
+/// `config::POOL_PURGE_PER_GIVE_BACK` segments of 1 MiB: what one `free` may purge.
+const PER_FREE: u64 = 8 << 20;
 
 #[test]
 fn segment_pool_keeps_at_most_its_cap_resident() {
@@ -42,17 +45,29 @@ fn segment_pool_keeps_at_most_its_cap_resident() {
         blocks.push(p);
     }
     let during = hakozuna::stats();
+    // The most one `free` purged from the pool (it purges only when a segment it empties
+    // takes the pool past its cap; nothing else runs in this process meanwhile).
+    let mut purged = during.pooled_purged_bytes;
+    let mut most = 0;
     for p in blocks {
         // SAFETY: allocated above with this layout, freed once.
         unsafe { A.dealloc(p, layout) };
+        let now = hakozuna::stats().pooled_purged_bytes;
+        most = most.max(now.saturating_sub(purged));
+        purged = now;
     }
     let s = hakozuna::stats();
     eprintln!(
-        "pool: {} resident / {} purged bytes after freeing {} MiB ({} in use before)",
+        "pool: {} resident / {} purged bytes after freeing {} MiB ({} in use before); \
+         one free purged at most {most} bytes",
         s.pooled_resident_bytes,
         s.pooled_purged_bytes,
         BYTES >> 20,
         during.in_use_bytes
+    );
+    assert!(
+        most <= PER_FREE,
+        "one free purged {most} bytes of pooled segments, more than {PER_FREE}"
     );
     assert!(
         s.pooled_resident_bytes + s.pooled_purged_bytes >= (BYTES / 2) as u64,

@@ -54,7 +54,10 @@ pub unsafe fn sort(s: &mut Scratch, head: *mut u8, size: usize) -> Option<(*mut 
             i = page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());
             while s.page[i] != page {
                 if s.page[i] == 0 {
-                    if used == MAX_PAGES {
+                    // `>=`, not `==`, though `used` never passes MAX_PAGES: the compiler then
+                    // knows the index below is in range, and `sort` (inside `free`) keeps no
+                    // bounds-check panic path; so do `% SLOTS` and `.min(MAX_PAGES)` below.
+                    if used >= MAX_PAGES {
                         clear(s, used);
                         return None;
                     }
@@ -73,6 +76,7 @@ pub unsafe fn sort(s: &mut Scratch, head: *mut u8, size: usize) -> Option<(*mut 
     }
     // At most MAX_PAGES pages, by page number (no allocation: core's in-place sort; a list
     // walked from its most recently freed object usually finds them in descending order).
+    let used = used.min(MAX_PAGES);
     let page = &s.page;
     s.used[..used].sort_unstable_by_key(|&i| page[i as usize % SLOTS]);
     // A stand-in object before the first, so every object is linked the same way.
@@ -107,8 +111,8 @@ pub unsafe fn sort(s: &mut Scratch, head: *mut u8, size: usize) -> Option<(*mut 
 
 /// Empties the first `used` slots the walk filled.
 fn clear(s: &mut Scratch, used: usize) {
-    for j in 0..used {
-        let i = s.used[j] as usize;
+    for &i in s.used.iter().take(used) {
+        let i = i as usize % SLOTS;
         s.page[i] = 0;
         s.bits[i] = [0; WORDS];
     }

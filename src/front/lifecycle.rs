@@ -379,9 +379,11 @@ unsafe extern "C" fn on_thread_exit(_: *mut libc::c_void) {
     }
 }
 
-// Lock order (also the nesting order everywhere else): fallback cache → eager pass →
-// registry → segment pool → metadata → large tier (`registry::lock_for_fork` takes the eager
-// pass's lock and the registry's). The orphan records' lock nests with none; taken first.
+// Lock order (also the nesting order everywhere else): fallback cache → eager pass → purge
+// passes → registry → segment pool → metadata → large tier (`registry::lock_for_fork` takes
+// the two pass locks and the registry's; the pass locks never nest with each other, and each
+// is held while its pass works on heaps it borrowed outside the registry lock, so the child
+// finds none borrowed). The orphan records' lock nests with none; taken first.
 unsafe extern "C" fn prepare() {
     orphans::lock_for_fork();
     fallback::lock_for_fork();

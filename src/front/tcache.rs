@@ -57,8 +57,10 @@ pub struct ThreadCache {
     /// thread allocates more than its bin holds, then frees it), and the bin's limit grows
     /// instead (`overflow`).
     refilled: [u16; SMALL_BINS],
-    /// Bytes the bins' limits have grown by beyond their defaults, together; at most
-    /// [`config::BIN_GROW_BUDGET`].
+    /// Bytes the bins' limits have grown by beyond their defaults, together; never more than
+    /// [`config::BIN_GROW_BUDGET`] (`grow` admits a bin only with a class size of budget
+    /// left, `extend` adds at most what is left, and `shrink_to_default` gives it back), which
+    /// `extend`'s subtraction relies on.
     grown: usize,
     /// Scratch table for relinking a bin at rest in address order (`ds::order`), from metadata
     /// memory at the first use; null before. Goes with the cache.
@@ -387,9 +389,13 @@ impl ThreadCache {
     /// so the split costs one walk over warm memory and none over the cold tail.
     ///
     /// # Safety
-    /// ACTIVE.
+    /// ACTIVE; `bin < NUM_BINS`.
     #[cold]
     pub unsafe fn overflow(&mut self, bin: usize) {
+        // SAFETY: caller contract. Stated to the compiler so the bins' indexing below has no
+        // bounds-check panic path: a panic inside `free` must not unwind into C (the C ABI
+        // libraries abort on panic, but the crate as a Rust global allocator may not).
+        unsafe { core::hint::assert_unchecked(bin < NUM_BINS) };
         // SAFETY: ACTIVE (caller contract).
         if !self.is_by_page(bin) && !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
             return;
@@ -474,11 +480,13 @@ impl ThreadCache {
 
     /// Raises the limit of small bin `bin` by up to `by` objects, up to
     /// [`sc::bin_limit_max`] and as far as the thread's growth budget allows. False when it
-    /// cannot grow at all.
+    /// cannot grow at all. Keeps `grown <= BIN_GROW_BUDGET` (see `grown`): it adds at most the
+    /// budget left, in whole objects.
     ///
     /// # Safety
     /// ACTIVE.
     unsafe fn extend(&mut self, bin: usize, by: u32) -> bool {
+        debug_assert!(self.grown <= config::BIN_GROW_BUDGET);
         let size = sc::bin_size(bin);
         let room = (config::BIN_GROW_BUDGET - self.grown) / size;
         let b = &mut self.bins[bin];
@@ -489,6 +497,7 @@ impl ThreadCache {
         }
         b.set_limit(b.limit() + add);
         self.grown += add as usize * size;
+        debug_assert!(self.grown <= config::BIN_GROW_BUDGET);
         // SAFETY: ACTIVE (caller contract).
         unsafe { self.heap() }
             .stats
@@ -510,6 +519,10 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE; `rest` of `bin` is set (only `grow` sets it, for small bins).
     unsafe fn at_rest(&mut self, bin: usize) -> bool {
+        // SAFETY: `rest` is set (caller contract) only by `grow`, which `overflow` calls only
+        // for a bin it found in `refilled` (`SMALL_BINS` long). Stated so the indexing below
+        // has no bounds-check panic path, as in `overflow`.
+        unsafe { core::hint::assert_unchecked(bin < SMALL_BINS) };
         if self.bins[bin].room() < -1 {
             // SAFETY: ACTIVE (caller contract).
             if unsafe { self.extend(bin, 1) } {

@@ -99,6 +99,9 @@ impl OwnedHeap {
                 let extra = central.take(central.count - cap);
                 self.free_runs(bin, extra);
             }
+            let l = self.local();
+            let mi = bin - SMALL_BINS;
+            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
         }
     }
 
@@ -166,6 +169,7 @@ impl OwnedHeap {
                     }
                 }
             }
+            l.note_low();
         }
         offered
     }
@@ -218,6 +222,11 @@ impl OwnedHeap {
             }
             // SAFETY: the central list of small `bin`: free objects of the class that we own.
             unsafe { park_chains(&h.stats, bin, l) };
+        }
+        // What was parked left the central lists: the next owner's first decay pass must not
+        // count it as idle there (nor sweep a class for objects that came after).
+        for s in self.local().small.iter_mut() {
+            s.note_low();
         }
         if !config::MEDIUM_POOL {
             return;

@@ -44,6 +44,11 @@ impl OwnedHeap {
         }
     }
 
+    /// Whether this heap's decay pass ran at `now` (a released-heap pass took it already).
+    pub(super) fn decayed_at(&mut self, now: u64) -> bool {
+        self.local().last_decay_ms == now
+    }
+
     /// Whether this heap's decay pass is due at `now`.
     pub(super) fn decay_due(&mut self, now: u64) -> bool {
         now.saturating_sub(self.local().last_decay_ms) >= options::decay_ms()
@@ -69,6 +74,7 @@ impl OwnedHeap {
         let mut idle = BinSet::default();
         for bin in 0..SMALL_BINS {
             let l = &mut self.local().small[bin];
+            debug_assert!(l.low <= l.central.count, "a stale low-water mark");
             if l.low as usize >= sc::objs_per_run(bin) {
                 idle.insert(bin);
             }
@@ -80,6 +86,7 @@ impl OwnedHeap {
         for mi in 0..MEDIUM_BINS {
             let l = self.local();
             let idle = l.medium_low[mi];
+            debug_assert!(idle <= l.medium[mi].count, "a stale medium low-water mark");
             if idle > 0 {
                 worked = true;
                 // SAFETY: the central list is well formed; `c` is detached from it: free runs
@@ -196,8 +203,7 @@ impl OwnedHeap {
                     s = m.next;
                     continue;
                 }
-                let reach = stay.combine(&stay, |st, _| !st);
-                for (start, len) in reach.set_runs() {
+                for (start, len) in stay.free_runs() {
                     if len < min_pages {
                         continue;
                     }

@@ -215,10 +215,15 @@ impl OwnedHeap {
                 Err(back) => {
                     // SAFETY: the refused chain is the one just detached: back where it was.
                     unsafe { central.push_chain(back) };
-                    return;
+                    break;
                 }
             }
         }
+        // What was parked left the list: the next decay pass must not return the runs that
+        // stay as if they had sat there for the whole interval.
+        let l = self.local();
+        let mi = bin - SMALL_BINS;
+        l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
     }
 
     /// Takes the adopted runs (other heaps') out of `c` and parks them in the shared pool in

@@ -69,11 +69,21 @@ struct SmallLocal {
     bump: *mut u8,
     end: *mut u8,
     /// Fewest objects the central list held since the last decay pass: with a run's worth
-    /// idle for a whole interval, the pass sweeps the bin (`sweep`).
+    /// idle for a whole interval, the pass sweeps the bin (`sweep`). At most `central.count`:
+    /// whatever takes objects out of the central list lowers it ([`SmallLocal::note_low`]).
     low: u32,
     /// Chains of the class taken from the shared pool since the owner claimed the heap: each
     /// take may keep twice as many objects as the last (`refill`'s slow start).
     pool_takes: u32,
+}
+
+impl SmallLocal {
+    /// Lowers the low-water mark to what the central list holds now; called after objects
+    /// left it (a refill, a sweep, parking in the shared pool), so the next decay pass does
+    /// not count objects that left as idle.
+    fn note_low(&mut self) {
+        self.low = self.low.min(self.central.count);
+    }
 }
 
 /// The owner's part of a heap, reached only through an [`OwnedHeap`].
@@ -82,7 +92,8 @@ struct HeapLocal {
     small: [SmallLocal; SMALL_BINS],
     medium: [LocalList; MEDIUM_BINS],
     /// Fewest runs each medium central held since the last decay pass: runs nobody needed for
-    /// a whole interval, released at the next one.
+    /// a whole interval, released at the next one. At most the list's count: whatever takes
+    /// runs out of the list lowers it.
     medium_low: [u32; MEDIUM_BINS],
     /// Clock (ms) of the last decay pass.
     last_decay_ms: u64,

@@ -65,7 +65,7 @@ impl OwnedHeap {
             // or a bin handed back at thread exit).
             // SAFETY: the central list is well formed with an exact count.
             let got = unsafe { l.central.take_whole_or(sc::bin_limit(bin), want) };
-            l.low = l.low.min(l.central.count);
+            l.note_low();
             return got;
         }
         if config::SHARED_POOL {

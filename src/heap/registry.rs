@@ -91,9 +91,11 @@ impl Lent {
     ///
     /// # Safety
     /// No handle on `h` is used while the borrow lives except by its owner after `enter`
-    /// (which waits for it): an owned heap, a released one the caller holds off any claim
-    /// (the registry lock, or detached by `trim_released`), or a released one a thread may
-    /// claim meanwhile (`trim_eager`), whose new owner enters before it touches the heap.
+    /// (which waits for it): an owned heap (whose owner may also release it meanwhile:
+    /// `trim_owned`, `decay_idle`), a released one the caller holds off any claim (the
+    /// registry lock, or detached by `trim_released`), or a released one a thread may claim
+    /// meanwhile (`trim_eager`, `decay_released`), whose new owner enters before it touches
+    /// the heap.
     unsafe fn try_new(h: NonNull<Heap>) -> Option<Lent> {
         // SAFETY: heaps are 'static.
         let busy = &unsafe { h.as_ref() }.shared.busy;
@@ -169,6 +171,18 @@ static EAGER_ANY: AtomicBool = AtomicBool::new(false);
 /// Serialises [`trim_eager`] passes; taken before the registry lock, and by the fork handlers
 /// before it, so no pass is left halfway in a fork child with a queued heap borrowed.
 static EAGER_PASS: SpinLock<()> = SpinLock::new(());
+
+/// Held by [`decay_released`] (for each batch of heaps it borrows) and [`trim_owned`] (for
+/// each heap) while they work on heaps borrowed under the registry lock after they dropped
+/// it. Taken before the registry lock, and by the fork handlers before it, so a fork child
+/// finds no heap borrowed by a thread it does not have (the forking thread's own heap among
+/// them, or a released heap it could claim). A fork waits for at most one batch of
+/// [`RELEASED_DECAY_MAX`] heaps or one heap's trim; a thread start or exit (the registry lock)
+/// waits for none.
+static PURGE_PASS: SpinLock<()> = SpinLock::new(());
+
+/// Heaps a [`decay_released`] pass borrows at a time.
+const DECAY_BATCH: usize = RELEASED_DECAY_MAX as usize;
 
 /// Clock (ms) of the last [`decay_released`] pass.
 static RELEASED_DECAY_MS: AtomicU64 = AtomicU64::new(0);
@@ -427,6 +441,12 @@ pub fn trim_eager() {
 /// pass stops after [`RELEASED_DECAY_MAX`] heaps that had something to give back, so heaps
 /// already given back cost only their check and deeper ones are reached. Last, the
 /// process-wide part: the arena's segment pool and the large cache.
+///
+/// The registry lock is held only to pick and borrow the heaps, [`DECAY_BATCH`] at a time
+/// (their `busy` locks, which keep them from any other pass); the trims and their `madvise`
+/// calls run without it, so thread starts and exits do not wait for them. A thread that
+/// claims a borrowed heap meanwhile waits for the borrow at its first slow path. Each batch
+/// runs under [`PURGE_PASS`] (the fork handlers' lock before the registry's).
 pub fn decay_released() {
     let now = os::now_ms();
     let interval = options::decay_ms();
@@ -443,64 +463,144 @@ pub fn decay_released() {
     if config::SHARED_POOL {
         pool::decay(now, interval, &GLOBAL);
     }
-    {
-        let r = REG.lock();
-        let mut budget = RELEASED_DECAY_MAX;
-        let mut more = false;
+    let mut budget = RELEASED_DECAY_MAX;
+    let mut more = false;
+    let mut first = true;
+    // Each batch ends the heaps it took with `last_decay_ms == now`, which the next batch
+    // skips, so the walk goes on where the last one stopped even if the queue changed. At
+    // most one batch per heap that can exist: a bound, should heaps keep being released
+    // (with `HAKOZUNA_DECAY_MS=0` they are old at once).
+    for _ in 0..=MAX_HEAPS / DECAY_BATCH {
+        let _pass = PURGE_PASS.lock();
+        let mut batch: [Option<Lent>; DECAY_BATCH] = [const { None }; DECAY_BATCH];
+        let full = {
+            let r = REG.lock();
+            if first {
+                // A release from now on sets it again (under the registry lock), so the
+                // pass's own answer below cannot hide it.
+                PENDING.store(false, Relaxed);
+                first = false;
+            }
+            pick_released(&r, now, interval, &mut batch, &mut more)
+        };
+        if batch[0].is_none() {
+            break;
+        }
         // Two rounds: the first sends each heap's adopted objects and runs home, and those
-        // whose home came earlier in the walk are taken in the second (it skips a heap
+        // whose home came earlier in the batch are taken in the second (it skips a heap
         // whose lists did not change).
-        'rounds: for round in 0..2 {
-            let mut h = r.free;
-            while let Some(nn) = NonNull::new(h) {
-                // SAFETY: a heap on the queue; we hold the registry lock.
-                let l = unsafe { link(nn) };
-                h = l.next;
-                if now.saturating_sub(l.released_ms) < interval {
-                    more = true;
-                    continue;
-                }
-                // A released heap has no owner, and none can claim it while we hold the lock.
-                // SAFETY: as just said; the borrow ends with this iteration, the heap staying
-                // on the queue.
-                let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
-                    more = true;
-                    continue;
-                };
-                if round == 0 && !lent.decay_due(now) {
-                    more = true;
-                    continue;
-                }
-                let mut worked = lent.decay_released_heap(now);
-                if round == 1 {
-                    worked |= lent.offer_small();
-                }
-                if worked {
-                    more = true;
-                    budget -= 1;
-                    if budget == 0 {
-                        break 'rounds;
+        let mut worked = [false; DECAY_BATCH];
+        for round in 0..2 {
+            for (l, w) in batch.iter_mut().zip(&mut worked) {
+                if let Some(l) = l {
+                    *w |= l.decay_released_heap(now);
+                    if round == 1 {
+                        *w |= l.offer_small();
                     }
                 }
             }
         }
-        PENDING.store(more, Relaxed);
-        if budget > 0 {
-            decay_idle(now, interval, budget);
+        drop(batch);
+        let n = worked.iter().filter(|&&w| w).count() as u32;
+        more |= n > 0;
+        budget = budget.saturating_sub(n);
+        if budget == 0 || !full {
+            break;
         }
+    }
+    if more {
+        PENDING.store(true, Relaxed);
+    }
+    if budget > 0 {
+        decay_idle(now, interval, budget);
     }
     // The process-wide part, once per pass and outside the registry lock.
     super::decay::decay_shared(now, &GLOBAL, true);
+}
+
+/// Borrows into `batch`, from the front of the released queue, the heaps released at least
+/// an interval ago whose decay is due and that no pass of this `now` took yet; sets `more`
+/// when a heap is left for a later pass (too young, busy, or not due). Returns whether the
+/// batch is full (more may wait behind it). The caller holds the registry lock (`r`).
+fn pick_released(
+    r: &Registry,
+    now: u64,
+    interval: u64,
+    batch: &mut [Option<Lent>; DECAY_BATCH],
+    more: &mut bool,
+) -> bool {
+    let mut n = 0;
+    let mut h = r.free;
+    while let Some(nn) = NonNull::new(h) {
+        // SAFETY: a heap on the queue; we hold the registry lock (caller contract).
+        let l = unsafe { link(nn) };
+        h = l.next;
+        if now.saturating_sub(l.released_ms) < interval {
+            *more = true;
+            continue;
+        }
+        // SAFETY: a released heap: no owner. A thread may claim it once the caller drops the
+        // registry lock, and then uses its local part only after `enter`, which waits for
+        // the borrow; `trim_released` may hold it detached (then it is not on the queue).
+        // Every other pass only tries the lock.
+        let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+            *more = true;
+            continue;
+        };
+        if lent.decayed_at(now) {
+            continue;
+        }
+        if !lent.decay_due(now) {
+            *more = true;
+            continue;
+        }
+        if n == DECAY_BATCH {
+            *more = true;
+            return true;
+        }
+        batch[n] = Some(lent);
+        n += 1;
+    }
+    false
 }
 
 /// The part of [`decay_released`] for heaps whose threads are alive but idle: a heap whose
 /// owner entered no slow path for a whole interval (its `activity` unchanged) and is not in
 /// one now is borrowed under its `busy` lock and given back as a released heap is. Its owner,
 /// if it wakes meanwhile, waits for the borrow at its next slow path. Stops after `budget`
-/// heaps that gave something back. The caller holds the registry lock (the links' `seen`
-/// fields are its).
+/// heaps that gave something back. As in [`decay_released`], the registry lock is held only
+/// to pick and borrow a batch (the links' `seen` fields are its), and each batch runs under
+/// [`PURGE_PASS`].
 fn decay_idle(now: u64, interval: u64, mut budget: u32) {
-    for id in 0..published() {
+    let mut next = 0;
+    while next < published() {
+        let _pass = PURGE_PASS.lock();
+        let mut batch: [Option<Lent>; DECAY_BATCH] = [const { None }; DECAY_BATCH];
+        {
+            let _r = REG.lock();
+            next = pick_idle(next, now, interval, &mut batch);
+        }
+        for l in batch.iter_mut().flatten() {
+            if l.decay_released_heap(now) {
+                l.heap().stats.add_shared(Ev::IdleHeapsDecayed, 1);
+                budget -= 1;
+                if budget == 0 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Borrows into `batch` the idle owned heaps from id `from` on (see [`decay_idle`]), noting
+/// every owned heap's activity on the way. Returns the id to go on from. The caller holds
+/// the registry lock.
+fn pick_idle(from: u32, now: u64, interval: u64, batch: &mut [Option<Lent>; DECAY_BATCH]) -> u32 {
+    let mut n = 0;
+    for id in from..published() {
+        if n == DECAY_BATCH {
+            return id;
+        }
         let nn = NonNull::from(get(id));
         // SAFETY: we hold the registry lock (caller contract).
         let l = unsafe { link(nn) };
@@ -518,19 +618,17 @@ fn decay_idle(now: u64, interval: u64, mut budget: u32) {
             continue;
         }
         // SAFETY: an owned heap: its owner touches the local part only between `enter` and
-        // `leave`, which take the same lock.
-        let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
+        // `leave`, which take the same lock. If it exits while the caller works on the heap
+        // without the registry lock, its retirement enters first (and waits); a thread that
+        // claims it after the release enters before it touches it.
+        let Some(lent) = (unsafe { Lent::try_new(nn) }) else {
             continue;
         };
         l.seen_ms = now;
-        if lent.decay_released_heap(now) {
-            lent.heap().stats.add_shared(Ev::IdleHeapsDecayed, 1);
-            budget -= 1;
-            if budget == 0 {
-                return;
-            }
-        }
+        batch[n] = Some(lent);
+        n += 1;
     }
+    published()
 }
 
 /// `malloc_trim` for released heaps: every one trimmed as [`OwnedHeap::trim`] does (queues
@@ -579,22 +677,30 @@ pub fn trim_released() -> usize {
 /// `malloc_trim` for heaps other live threads own: each one whose owner is not in a slow path
 /// right now is borrowed and trimmed as [`OwnedHeap::trim`] does (its owner, if it calls
 /// meanwhile, waits at its next slow path); one that is busy is skipped. `skip` is the
-/// caller's own heap (trimmed by its owner). Returns bytes purged.
+/// caller's own heap (trimmed by its owner). Returns bytes purged. The registry lock is held
+/// only to check and borrow each heap, not across its trim; each heap's borrow and trim run
+/// under [`PURGE_PASS`].
 pub fn trim_owned(skip: Option<u32>) -> usize {
-    let _r = REG.lock();
     let mut bytes = 0;
     for id in 0..published() {
         if Some(id) == skip {
             continue;
         }
         let nn = NonNull::from(get(id));
-        // SAFETY: we hold the registry lock.
-        if unsafe { link(nn) }.queued {
-            continue;
-        }
-        // SAFETY: an owned heap: its owner touches the local part only between `enter` and
-        // `leave`, which take the same lock.
-        if let Some(mut lent) = unsafe { Lent::try_new(nn) } {
+        let _pass = PURGE_PASS.lock();
+        let lent = {
+            let _r = REG.lock();
+            // SAFETY: we hold the registry lock.
+            if unsafe { link(nn) }.queued {
+                continue;
+            }
+            // SAFETY: an owned heap: its owner touches the local part only between `enter`
+            // and `leave`, which take the same lock. If it exits during the trim, its
+            // retirement enters first (and waits); after its release, a thread that claims
+            // it enters before it touches it, and every other pass only tries the lock.
+            unsafe { Lent::try_new(nn) }
+        };
+        if let Some(mut lent) = lent {
             bytes += lent.trim(true, 1);
         }
     }
@@ -618,9 +724,11 @@ pub fn for_each_heap(mut f: impl FnMut(&Counters)) {
     }
 }
 
-/// The registry's locks for the fork handlers: the eager pass's, then the registry's.
+/// The registry's locks for the fork handlers: the eager pass's, the purge passes', then the
+/// registry's.
 pub fn lock_for_fork() {
     EAGER_PASS.raw_lock();
+    PURGE_PASS.raw_lock();
     REG.raw_lock();
 }
 
@@ -631,6 +739,7 @@ pub unsafe fn unlock_after_fork() {
     // left in the child.
     unsafe {
         REG.raw_unlock();
+        PURGE_PASS.raw_unlock();
         EAGER_PASS.raw_unlock();
     }
 }

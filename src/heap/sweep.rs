@@ -112,6 +112,7 @@ impl OwnedHeap {
             let (kept, foreign) = unsafe { self.split(all.head) };
             // SAFETY: `kept` holds free objects of this heap and `bin`, in no other list.
             unsafe { self.local().small[bin].central.push_chain(kept) };
+            self.local().small[bin].note_low();
             // SAFETY: `foreign` is a null-terminated list of free objects of `bin` whose tags
             // name other heaps; nothing else references them.
             unsafe { send_home(bin, foreign, &h.stats, false) };

@@ -85,7 +85,8 @@ pub struct SegInner {
     pub found: [u16; PAGES_PER_SEGMENT],
     /// Next segment of the same heap (or of the same pool list), as index + 1 (0 ends it).
     pub next: u32,
-    /// Previous segment of the same heap, as index + 1 (0 = first); unused in the pool.
+    /// Previous segment of the same heap, or of the pool's resident list, as index + 1
+    /// (0 = first).
     pub prev: u32,
     /// Clock (ms) when the segment joined the pool's resident list.
     pub pooled_ms: u64,
@@ -253,9 +254,12 @@ pub unsafe fn set_tags(p: *mut u8, n: usize, tag: u32) {
 
 /// The pool of given-back segments: LIFO lists through `SegInner::next` (index + 1).
 /// `resident` were given back without being purged, newest first, each stamped with the
-/// time it came (`pooled_ms`); `cold` are purged (committed, not resident).
+/// time it came (`pooled_ms`), and linked back through `SegInner::prev` from the oldest
+/// (`resident_tail`), so a give-back past the cap purges the oldest without walking the list;
+/// `cold` are purged (committed, not resident).
 struct Pool {
     resident: u32,
+    resident_tail: u32,
     cold: u32,
     last_decay_ms: u64,
     /// Segments `0 .. committed` of the arena are readable and writable.
@@ -264,6 +268,7 @@ struct Pool {
 
 static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     resident: 0,
+    resident_tail: 0,
     cold: 0,
     last_decay_ms: 0,
     committed: 0,
@@ -285,11 +290,22 @@ fn pop(list: &mut u32) -> Option<u32> {
     Some(idx)
 }
 
+/// Pops the newest resident segment (see [`pop`]), keeping the back links.
+fn pop_resident(p: &mut Pool) -> Option<u32> {
+    let idx = pop(&mut p.resident)?;
+    match p.resident {
+        0 => p.resident_tail = 0,
+        // SAFETY: a pooled segment, and the caller holds the pool lock (`p`).
+        head => unsafe { seg_meta(head - 1).get() }.prev = 0,
+    }
+    Some(idx)
+}
+
 /// Takes a segment: the most recently given-back one, else a fresh one, committed. `None`
 /// when the arena is exhausted or the OS refuses to commit.
 pub fn take_segment() -> Option<Taken> {
     let mut p = POOL.lock();
-    if let Some(idx) = pop(&mut p.resident) {
+    if let Some(idx) = pop_resident(&mut p) {
         POOLED_RESIDENT.fetch_sub(1, Relaxed);
         return Some(Taken {
             idx,
@@ -336,8 +352,10 @@ pub fn take_segment() -> Option<Taken> {
 }
 
 /// Gives a segment back to the pool; `resident` if its pages may still be in memory. When that
-/// takes the resident segments past their cap ([`resident_cap`]), the oldest are purged.
-/// Returns bytes purged.
+/// takes the resident segments past their cap ([`resident_cap`]), the oldest are purged, down
+/// to three quarters of the cap but at most [`config::POOL_PURGE_PER_GIVE_BACK`] (this runs
+/// inside a `free`; what is left is purged by the next give-backs and by decay). Returns
+/// bytes purged.
 ///
 /// # Safety
 /// The caller's heap owns segment `idx`, has unlinked it, and no page of it holds a live
@@ -346,26 +364,35 @@ pub unsafe fn give_back_segment(idx: u32, resident: bool) -> usize {
     let now = if resident { os::now_ms() } else { 0 };
     let old = {
         let mut p = POOL.lock();
-        let list = if resident {
-            POOLED_RESIDENT.fetch_add(1, Relaxed);
-            &mut p.resident
-        } else {
-            POOLED_PURGED.fetch_add(1, Relaxed);
-            &mut p.cold
-        };
         // SAFETY: the segment is now the pool's (caller contract) and we hold the pool lock.
         let m = unsafe { seg_meta(idx).get() };
-        m.next = *list;
         m.pooled_ms = now;
-        *list = idx + 1;
-        let cap = resident_cap();
-        if resident && POOLED_RESIDENT.load(Relaxed) > cap {
-            // Down to three quarters of the cap, so `cut_resident` walks the list once per
-            // quarter cap of segments given back, not at each.
-            let keep = cap - cap / 4;
-            cut_resident(&mut p, |n, _| n == keep)
-        } else {
+        if !resident {
+            POOLED_PURGED.fetch_add(1, Relaxed);
+            m.next = p.cold;
+            p.cold = idx + 1;
             0
+        } else {
+            let count = POOLED_RESIDENT.fetch_add(1, Relaxed) + 1;
+            m.next = p.resident;
+            m.prev = 0;
+            match p.resident {
+                0 => p.resident_tail = idx + 1,
+                // SAFETY: a pooled segment, and we hold the pool lock.
+                head => unsafe { seg_meta(head - 1).get() }.prev = idx + 1,
+            }
+            p.resident = idx + 1;
+            let cap = resident_cap();
+            if count > cap {
+                // Down to three quarters of the cap, so a pool at its cap purges a batch
+                // (fewer calls, neighbours in one) every few give-backs, not one at each; a
+                // pool far past it (the cap fell as trims gave segments back purged) gets
+                // there over several give-backs.
+                let keep = cap - cap / 4;
+                cut_oldest(&mut p, (count - keep).min(config::POOL_PURGE_PER_GIVE_BACK))
+            } else {
+                0
+            }
         }
     };
     purge_list(old)
@@ -479,7 +506,11 @@ pub fn decay_pool(now_ms: u64, interval_ms: u64) -> usize {
 
 /// Purges every pooled segment now (`malloc_trim`). Returns bytes purged.
 pub fn purge_pool() -> usize {
-    let resident = core::mem::replace(&mut POOL.lock().resident, 0);
+    let resident = {
+        let mut p = POOL.lock();
+        p.resident_tail = 0;
+        core::mem::replace(&mut p.resident, 0)
+    };
     purge_list(resident)
 }
 
@@ -494,22 +525,56 @@ pub fn purge_pool_beyond(keep: usize) -> usize {
 /// (its position in the list and its metadata) holds, and returns that part (0: none). The
 /// caller holds the pool lock (`p`).
 fn cut_resident(p: &mut Pool, mut cut: impl FnMut(usize, &SegInner) -> bool) -> u32 {
-    let mut link = &mut p.resident;
+    // The segment before the one looked at (index + 1; 0: none yet): at the end, the tail.
+    let mut before = 0;
+    let mut s = p.resident;
     let mut n = 0;
-    loop {
-        let s = *link;
-        if s == 0 {
-            return 0;
-        }
+    while s != 0 {
         // SAFETY: a pooled segment, and the caller holds the pool lock.
         let m = unsafe { seg_meta(s - 1).get() };
         if cut(n, m) {
-            *link = 0;
+            detach_from(p, s);
             return s;
         }
         n += 1;
-        link = &mut m.next;
+        before = s;
+        s = m.next;
     }
+    debug_assert_eq!(before, p.resident_tail);
+    0
+}
+
+/// Detaches the `n` oldest resident segments (fewer if the list is shorter) and returns them
+/// as a list, oldest last (0: none). The caller holds the pool lock (`p`). At most `n` steps.
+fn cut_oldest(p: &mut Pool, n: usize) -> u32 {
+    let mut s = p.resident_tail;
+    if s == 0 || n == 0 {
+        return 0;
+    }
+    for _ in 1..n {
+        // SAFETY: a pooled segment, and the caller holds the pool lock.
+        let prev = unsafe { seg_meta(s - 1).get() }.prev;
+        if prev == 0 {
+            break;
+        }
+        s = prev;
+    }
+    detach_from(p, s);
+    s
+}
+
+/// Cuts the resident list before segment `s` (index + 1, on the list): `s` and the segments
+/// after it leave the list, whose tail becomes the one before `s`. The caller holds the pool
+/// lock (`p`).
+fn detach_from(p: &mut Pool, s: u32) {
+    // SAFETY: a pooled segment, and the caller holds the pool lock.
+    let before = core::mem::replace(&mut unsafe { seg_meta(s - 1).get() }.prev, 0);
+    match before {
+        0 => p.resident = 0,
+        // SAFETY: as above.
+        b => unsafe { seg_meta(b - 1).get() }.next = 0,
+    }
+    p.resident_tail = before;
 }
 
 /// Whether resident segments wait in the pool (for their decay).

@@ -162,6 +162,7 @@ impl PageBitmap {
     }
 
     /// Runs of set bits as `(start, len)`, in address order.
+    #[cfg(test)]
     pub fn set_runs(&self) -> FreeRuns {
         // The runs of set bits of `self` are the runs of clear bits of its complement.
         FreeRuns {
@@ -170,8 +171,7 @@ impl PageBitmap {
         }
     }
 
-    /// Free runs as `(start, len)`, in address order.
-    #[cfg(test)]
+    /// Runs of clear bits (free pages) as `(start, len)`, in address order.
     pub fn free_runs(&self) -> FreeRuns {
         FreeRuns { map: *self, i: 0 }
     }

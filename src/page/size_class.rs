@@ -154,6 +154,7 @@ pub fn bin16_of(size: usize) -> Option<usize> {
         core::hint::cold_path();
         Some(ABOVE_OF16[s >> ABOVE_SHIFT] as usize)
     } else {
+        core::hint::cold_path();
         None
     }
 }

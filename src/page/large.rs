@@ -92,13 +92,16 @@ pub struct Figures {
 }
 
 /// The tier's figures now: relaxed reads, each exact on its own but not a consistent
-/// snapshot while other threads allocate.
+/// snapshot while other threads allocate. The peaks are read as at least the live figures: a read between an allocation's add to
+/// the live count and its raise of the peak would otherwise show a peak below the live count.
 pub fn figures() -> Figures {
+    let live_bytes = LIVE_BYTES.load(Relaxed);
+    let live_blocks = LIVE_BLOCKS.load(Relaxed);
     Figures {
-        live_bytes: LIVE_BYTES.load(Relaxed),
-        live_blocks: LIVE_BLOCKS.load(Relaxed),
-        peak_bytes: PEAK_BYTES.load(Relaxed),
-        peak_blocks: PEAK_BLOCKS.load(Relaxed),
+        live_bytes,
+        live_blocks,
+        peak_bytes: PEAK_BYTES.load(Relaxed).max(live_bytes),
+        peak_blocks: PEAK_BLOCKS.load(Relaxed).max(live_blocks),
         cached_bytes: CACHED_BYTES.load(Relaxed),
         cached_blocks: CACHED_BLOCKS.load(Relaxed),
         table_bytes: TABLE_BYTES.load(Relaxed),

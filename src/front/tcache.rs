@@ -396,11 +396,12 @@ impl ThreadCache {
         // bounds-check panic path: a panic inside `free` must not unwind into C (the C ABI
         // libraries abort on panic, but the crate as a Rust global allocator may not).
         unsafe { core::hint::assert_unchecked(bin < NUM_BINS) };
+        let by_page = self.is_by_page(bin);
         // SAFETY: ACTIVE (caller contract).
-        if !self.is_by_page(bin) && !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
+        if !by_page && !self.bins[bin].rest.is_null() && unsafe { self.at_rest(bin) } {
             return;
         }
-        if self.is_by_page(bin) {
+        if by_page {
             // Its round trips are larger than the bins could grow to: the bin stays at its
             // default limit and sheds into `pages`, which hands the objects out page by page.
             self.refilled[bin] = 0;
@@ -446,7 +447,7 @@ impl ThreadCache {
             let limit = self.bins[bin].limit();
             // A class held by page sheds only its most recent frees, still in L1 cache, and
             // keeps the rest (the bin filing them walks each shed object once).
-            let keep = if self.is_by_page(bin) {
+            let keep = if by_page {
                 limit - BY_PAGE_SHED.min(limit / 2)
             } else {
                 limit / 2

@@ -153,7 +153,7 @@ pub fn take(bin: usize) -> LocalList {
             let got = pop(pool, bin);
             if got.count > 0 {
                 // Relaxed: a hint for decay's choice of classes.
-                pool.taken_ms[bin].store(crate::sys::os::now_ms(), Relaxed);
+                stamp_taken(pool, bin);
             }
             got
         }
@@ -193,9 +193,30 @@ pub fn take_at_most(bin: usize, max: u32) -> LocalList {
     }
 }
 
+/// Records a take of `bin` now. Stamps are at least 1: 0 means "never taken", which must not
+/// read as a take at boot on a clock that starts at boot (`CLOCK_MONOTONIC`: a machine up for
+/// less than an interval saw every class as recently taken).
+fn stamp_taken(pool: &SharedPool, bin: usize) {
+    // Relaxed: a hint for decay's choice of classes.
+    pool.taken_ms[bin].store(crate::sys::os::now_ms().max(1), Relaxed);
+}
+
+/// Milliseconds since some heap last took a chain of `bin`; `u64::MAX` if none ever did.
+fn since_taken(pool: &SharedPool, bin: usize, now_ms: u64) -> u64 {
+    age(pool.taken_ms[bin].load(Relaxed), now_ms)
+}
+
+/// Age of a take stamp (0: never).
+fn age(stamp: u64, now_ms: u64) -> u64 {
+    match stamp {
+        0 => u64::MAX,
+        t => now_ms.saturating_sub(t),
+    }
+}
+
 /// Whether some heap took a chain of `bin` within the last `interval_ms` (a relaxed hint).
 pub fn taken_within(bin: usize, now_ms: u64, interval_ms: u64) -> bool {
-    get().is_some_and(|pool| now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) < interval_ms)
+    get().is_some_and(|pool| since_taken(pool, bin, now_ms) < interval_ms)
 }
 
 /// Decay of the pool, at most once per `interval_ms` for the whole process: the chains of
@@ -214,7 +235,7 @@ pub fn decay(now_ms: u64, interval_ms: u64, stats: &Counters) -> u64 {
     let Some(pool) = get() else { return 0 };
     let mut sent = 0;
     for bin in 0..NUM_BINS {
-        if now_ms.saturating_sub(pool.taken_ms[bin].load(Relaxed)) >= interval_ms {
+        if since_taken(pool, bin, now_ms) >= interval_ms {
             sent += drain_class(pool, bin, stats);
         }
     }
@@ -243,4 +264,18 @@ fn drain_class(pool: &SharedPool, bin: usize, stats: &Counters) -> u64 {
         stats.add_shared(Ev::PoolSentHome, sent);
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn a_class_never_taken_is_not_taken_recently_even_just_after_boot() {
+        // The clock starts at boot: 500 ms after it, a stamp of 0 must not read as a take
+        // 500 ms ago.
+        assert_eq!(age(0, 500), u64::MAX);
+        assert_eq!(age(1, 500), 499);
+        assert_eq!(age(600, 500), 0);
+    }
 }

@@ -129,34 +129,12 @@ impl OwnedHeap {
     /// segment that still holds runs stay dirty for decay (`1`: every free page is purged).
     /// Returns bytes purged.
     pub fn trim(&mut self, force: bool, min_pages: usize) -> usize {
-        self.trim_as(force, min_pages, false)
-    }
-
-    /// The trim of a burst heap at its thread's exit and of the eager passes after it
-    /// (`registry::trim_eager`): [`trim`] with free stretches under
-    /// [`config::EXIT_PURGE_MIN_PAGES`] left to decay, except that the segments it leaves
-    /// empty go to the arena's pool resident instead of being purged here, one heap at a
-    /// time. The eager pass that follows every such exit (the exiting thread's own, or the
-    /// one it leaves its pass to) purges the pool's resident segments but the 2 newest in
-    /// one go, sorted, so that neighbours in the arena that different heaps took (threads
-    /// take fresh segments in turn) are purged by one call (docs/ab.md, "Thread exits in a
-    /// crowd"). Returns bytes purged here plus the dirty bytes of the segments pooled.
-    ///
-    /// [`trim`]: Self::trim
-    pub fn trim_for_exit(&mut self, force: bool) -> usize {
-        self.trim_as(force, config::EXIT_PURGE_MIN_PAGES, true)
-    }
-
-    fn trim_as(&mut self, force: bool, min_pages: usize, pool_empty: bool) -> usize {
         self.local().trimming = true;
         self.drain_queues();
         self.sweep_all(force);
         self.release_medium_central();
-        let bytes = self.purge_free_pages(Purge::All {
-            min_pages,
-            pool_empty,
-        });
-        self.release_empty_segments(pool_empty);
+        let bytes = self.purge_free_pages(Purge::All { min_pages });
+        self.release_empty_segments(false);
         self.local().trimming = false;
         bytes
     }
@@ -193,14 +171,10 @@ impl OwnedHeap {
     ///
     /// [`SegmentPurger`]: arena::SegmentPurger
     fn purge_free_pages(&mut self, which: Purge) -> usize {
-        let (min_pages, pool_empty) = match which {
-            Purge::All {
-                min_pages,
-                pool_empty,
-            } => (min_pages, pool_empty),
-            Purge::Aged => (1, false),
+        let min_pages = match which {
+            Purge::All { min_pages } => min_pages,
+            Purge::Aged => 1,
         };
-        let mut pooled = 0;
         let heads = self.local().seg_head;
         let mut bytes = 0;
         let mut whole = arena::SegmentPurger::new();
@@ -217,12 +191,6 @@ impl OwnedHeap {
                     Purge::Aged => (m.aged, m.pages.combine(&m.dirty, |u, d| u | d)),
                 };
                 let pick = pick.combine(&stay, |p, st| p & !st);
-                if stay.is_empty() && pool_empty {
-                    // Left dirty: `release_empty_segments` pools it resident.
-                    pooled += pick.ones().count() << config::PAGE_SHIFT;
-                    s = m.next;
-                    continue;
-                }
                 if stay.is_empty() {
                     if !pick.is_empty() {
                         bytes += pick.ones().count() << config::PAGE_SHIFT;
@@ -261,7 +229,7 @@ impl OwnedHeap {
         if bytes > 0 {
             self.heap().stats.add(Ev::BytesPurged, bytes as u64);
         }
-        bytes + pooled
+        bytes
     }
 
     /// Thread exit: moves the spill into the central lists (hz3 flushes it at thread exit),
@@ -294,7 +262,7 @@ impl OwnedHeap {
             if config::SHARED_POOL {
                 super::pool::send_all_home(&self.heap().stats);
             }
-            self.trim_for_exit(true);
+            self.trim(true, config::EXIT_PURGE_MIN_PAGES);
             return true;
         }
         self.drain_queues();
@@ -313,9 +281,8 @@ enum Purge {
     /// A trim's: every dirty or aged free page, except that in a segment that still holds runs,
     /// free stretches shorter than `min_pages` stay dirty for decay (a burst's exit trim met
     /// many short stretches between runs other threads still held, and purging each cost a
-    /// call: docs/ab.md). `1`: every one. With `pool_empty`, a segment with no page in use is
-    /// left as it is, for the arena's pool to take resident (`OwnedHeap::trim_for_exit`).
-    All { min_pages: usize, pool_empty: bool },
+    /// call: docs/ab.md). `1`: every one.
+    All { min_pages: usize },
     /// Decay's: the aged free pages (free for a whole interval). A stretch stops at the pages
     /// dirtied since, which age for the next pass.
     Aged,

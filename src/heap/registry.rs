@@ -426,7 +426,7 @@ fn eager_pass() {
     for _ in 0..2 {
         for (l, g) in lent.iter_mut().zip(&mut gave) {
             if let Some(l) = l {
-                *g |= l.trim_for_exit(false) > 0;
+                *g |= l.trim(false, config::EXIT_PURGE_MIN_PAGES) > 0;
             }
         }
     }

@@ -2,7 +2,8 @@
 //! variant), `TransferCache` (with one consumer, and with several as the shared pool uses it),
 //! and the remote ring's flush into an owner stash; and of the locks' three-state futex
 //! protocol (`sys::sync`, on a loom word with an emulated futex), including a heap's `busy`
-//! lock as its owner and a decay pass that borrows the heap use it.
+//! lock as its owner and a decay pass that borrows the heap use it; and of the baton that
+//! hands exiting threads' eager passes to the thread running them (`sys::sync::baton_ask`).
 //!
 //! What loom does not show (its README lists the gaps): it does not explore every execution
 //! the C11 model allows. It runs the threads as one interleaving, in which no access reads
@@ -1000,4 +1001,67 @@ fn heap_borrow_vs_owner() {
         lent
     });
     assert_eq!(out, BTreeSet::from([0, 1]));
+}
+
+/// The eager passes' baton (`sys::sync::baton_ask`, `baton_done`; `heap::registry::trim_eager`):
+/// `threads` threads each publish a value (Relaxed, as a thread's frees and heap release are
+/// ordered only by the baton) and ask for a pass; a thread that becomes the runner passes,
+/// reading every value, until `baton_done` lets it stop. Once all have finished, some pass
+/// must have read every thread's value: a request left to a runner that then stopped without
+/// passing again, or a pass that could read a requester's value stale, fails here. Outcome:
+/// requests left to a runner (from none to all but the first).
+fn baton_model(threads: usize, bound: usize) {
+    let out = model(bound, move || {
+        let shared = Arc::new((
+            LoomWord::<1>::new(),
+            (0..threads)
+                .map(|_| loom::sync::atomic::AtomicU32::new(0))
+                .collect::<Vec<_>>(),
+            (0..threads)
+                .map(|_| loom::sync::atomic::AtomicU32::new(0))
+                .collect::<Vec<_>>(),
+        ));
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let s = shared.clone();
+                thread::spawn(move || {
+                    s.1[t].store(1, Relaxed);
+                    if !sync::baton_ask(&s.0) {
+                        return 1;
+                    }
+                    loop {
+                        for i in 0..s.1.len() {
+                            if s.1[i].load(Relaxed) == 1 {
+                                s.2[i].store(1, Relaxed);
+                            }
+                        }
+                        if sync::baton_done(&s.0) {
+                            return 0;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let left: u32 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        for i in 0..threads {
+            assert_eq!(
+                shared.2[i].load(Relaxed),
+                1,
+                "thread {i}'s request was lost"
+            );
+        }
+        assert_eq!(shared.0.word.load(Relaxed), sync::BATON_IDLE);
+        left
+    });
+    assert_eq!(out, (0..threads as u32).collect::<BTreeSet<u32>>());
+}
+
+#[test]
+fn baton_two_threads() {
+    baton_model(2, 3);
+}
+
+#[test]
+fn baton_three_threads() {
+    baton_model(3, 2);
 }

@@ -92,6 +92,8 @@ events! {
     PoolSentHome / shared_pool_sent_home = "shared-pool objects sent home (class idle for an interval)",
     IdleHeapsDecayed / idle_heaps_decayed = "heaps of idle live threads given back by another thread's decay pass",
     ExitGiveBacks / exit_give_backs = "heaps given back at their thread's exit (a burst)",
+    EagerPasses / eager_passes = "passes over the heaps given back at exit (run by exiting threads)",
+    EagerHandoffs / eager_handoffs = "thread exits that left their pass to one running",
     RunsReturned / medium_runs_returned = "medium runs returned to segments",
     SegmentsTaken / segments_taken = "segments taken (fresh or purged)",
     SegmentsReused / segments_reused = "segments reused resident from the pool",

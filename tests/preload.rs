@@ -204,6 +204,10 @@ fn memory_return_decay_fast() {
 
 /// Summary line counting heaps given back at their thread's exit.
 const EXIT_GIVE_BACKS: &str = "heaps given back at their thread's exit (a burst)";
+/// Summary lines counting the eager passes that exiting threads ran, and the exits that left
+/// theirs to a pass already running.
+const EAGER_PASSES: &str = "passes over the heaps given back at exit (run by exiting threads)";
+const EAGER_HANDOFFS: &str = "thread exits that left their pass to one running";
 
 /// Thread churn: peak RSS bounded, and every heap handed back warm (no heap given back at
 /// exit, so no purge per thread).
@@ -245,6 +249,18 @@ fn burst_exit_lane(lane: Lane, decay_ms: Option<&str>) {
     r.expect_ok().expect_stdout_contains("burst-exit");
     let n = stat(&r.stderr, EXIT_GIVE_BACKS);
     assert!(n >= 1, "no heap given back at exit:\n{}", r.stderr);
+    // Every exit after the first give-back asks for an eager pass: it runs passes or leaves
+    // its request to the thread running them, which then passes again.
+    let (passes, left) = (
+        stat(&r.stderr, EAGER_PASSES),
+        stat(&r.stderr, EAGER_HANDOFFS),
+    );
+    assert!(passes >= 1, "no eager pass ran:\n{}", r.stderr);
+    assert!(
+        passes + left >= n,
+        "{n} heaps given back, but {passes} passes and {left} requests left:\n{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -413,6 +413,7 @@ unsafe extern "C" fn child() {
     unsafe { parent() };
     // SAFETY: the child is single-threaded, and the locks are released.
     unsafe { arena::recount_after_fork() };
+    registry::forget_eager_runner_after_fork();
     // This image has the handlers (this one is running), whether or not the forking
     // process had stored the flag yet.
     FORK_HANDLERS.store(1, Relaxed);

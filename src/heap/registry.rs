@@ -172,6 +172,10 @@ static EAGER_ANY: AtomicBool = AtomicBool::new(false);
 /// before it, so no pass is left halfway in a fork child with a queued heap borrowed.
 static EAGER_PASS: SpinLock<()> = SpinLock::new(());
 
+/// Which thread runs [`trim_eager`]'s passes ([`sync::baton_ask`]); the runner takes
+/// [`EAGER_PASS`] after it.
+static EAGER_BATON: sync::Word = sync::Word::new();
+
 /// Held by [`decay_released`] (for each batch of heaps it borrows) and [`trim_owned`] (for
 /// each heap) while they work on heaps borrowed under the registry lock after they dropped
 /// it. Taken before the registry lock, and by the fork handlers before it, so a fork child
@@ -357,14 +361,38 @@ pub fn shared_pool_medium_bytes() -> usize {
 /// passes borrow heaps) and, after the trims, to update the eager set: the `madvise` calls run
 /// without it, so thread starts, exits and decay passes do not wait for them. A thread that
 /// claims a borrowed heap meanwhile waits for the borrow at its first slow path, as the owner
-/// of an idle heap does. Passes run one at a time under [`EAGER_PASS`], so a thread exiting
-/// while another's pass runs trims what it flushed after that pass rather than finding the
-/// heaps borrowed and skipping them.
+/// of an idle heap does.
+///
+/// Passes run one at a time, all by one thread while it has work (the *runner*, which holds
+/// [`EAGER_BATON`] and [`EAGER_PASS`]). A thread exiting while a pass runs does not wait for
+/// it: it asks the runner for one more pass ([`sync::baton_ask`]) and goes on exiting, and
+/// the runner passes again before it stops, which trims what the asking thread flushed (so
+/// the last thread to exit still leaves no burst behind: the runner exits after it). Many
+/// threads exiting at once then cost a few passes instead of one each, and none sleeps on the
+/// lock while another's pass runs (32 threads exiting together ran 32 passes, each over every
+/// eager heap, and slept up to 0.3 s each: docs/ab.md, "Thread exits in a crowd"). Requests
+/// made during one pass are answered by one more, so the runner's exit is delayed by no more
+/// passes than the requesters would have waited for.
 pub fn trim_eager() {
     if !EAGER_ANY.load(Relaxed) {
         return;
     }
+    if !sync::baton_ask(&EAGER_BATON) {
+        GLOBAL.add_shared(Ev::EagerHandoffs, 1);
+        return;
+    }
     let _pass = EAGER_PASS.lock();
+    loop {
+        eager_pass();
+        GLOBAL.add_shared(Ev::EagerPasses, 1);
+        if sync::baton_done(&EAGER_BATON) {
+            break;
+        }
+    }
+}
+
+/// One pass of [`trim_eager`], by the runner under [`EAGER_PASS`].
+fn eager_pass() {
     let now = os::now_ms();
     let interval = options::decay_ms();
     // What the exited threads' remote frees parked there since pins their runs.
@@ -730,6 +758,14 @@ pub fn lock_for_fork() {
     EAGER_PASS.raw_lock();
     PURGE_PASS.raw_lock();
     REG.raw_lock();
+}
+
+/// In the fork child, after [`unlock_after_fork`]: a thread of the parent that held the
+/// eager passes' baton (waiting for [`EAGER_PASS`], which the fork handlers held) is not in
+/// the child, so nobody would pass there again; the child starts with no runner.
+pub fn forget_eager_runner_after_fork() {
+    use sync::LockWord;
+    EAGER_BATON.swap(sync::BATON_IDLE, Relaxed);
 }
 
 /// # Safety

@@ -196,6 +196,57 @@ fn wake<W: LockWord>(w: &W) {
     w.wake_one();
 }
 
+/// Baton word values ([`baton_ask`], [`baton_done`]): nobody is running the passes; a runner
+/// is passing; a runner is passing and was asked, since that pass began, to pass once more.
+pub const BATON_IDLE: u32 = 0;
+pub const BATON_RUNNING: u32 = 1;
+pub const BATON_AGAIN: u32 = 2;
+
+/// Asks for a pass of work that one thread at a time runs for every thread that asks (the
+/// eager passes at thread exit, `heap::registry::trim_eager`). True: nobody was running them,
+/// and the caller is now the runner: it passes, then calls [`baton_done`] until that returns
+/// true. False: a runner is passing and will pass again after this request, so the caller
+/// leaves its pass to it and does not wait.
+///
+/// Every request is one successful RMW on the word (even when it already says AGAIN), so it
+/// is in the modification order and the runner's Acquire RMW in [`baton_done`] reads it or a
+/// later value of its release sequence: whatever the caller did before asking (Release)
+/// happens-before the runner's next pass. And since the word is one, a request made while the
+/// runner finishes either comes before the runner's last `baton_done` in the modification
+/// order (which then reads AGAIN) or after it (and reads IDLE: the caller becomes the runner):
+/// no request is lost.
+pub fn baton_ask<W: LockWord>(w: &W) -> bool {
+    let mut s = w.load(Relaxed);
+    loop {
+        let next = match s {
+            BATON_IDLE => BATON_RUNNING,
+            _ => BATON_AGAIN,
+        };
+        // AcqRel: Release for the runner's next pass (above); Acquire when becoming the runner,
+        // so the previous runner's passes happen-before ours.
+        match w.compare_exchange(s, next, AcqRel, Relaxed) {
+            Ok(_) => return next == BATON_RUNNING,
+            Err(v) => s = v,
+        }
+    }
+}
+
+/// The runner, after a pass: true if no thread asked since that pass began (the word is IDLE
+/// again and the caller is no longer the runner), false if one did (the caller must pass
+/// again, then call this again).
+pub fn baton_done<W: LockWord>(w: &W) -> bool {
+    // Release on success: the passes happen-before the next runner's (its Acquire CAS).
+    // Acquire on failure and in the swap: the requests read (AGAIN) happen-before the next pass;
+    // the swap reads the latest value, so a request between the two is covered too.
+    if w.compare_exchange(BATON_RUNNING, BATON_IDLE, AcqRel, Acquire)
+        .is_ok()
+    {
+        return true;
+    }
+    w.swap(BATON_RUNNING, AcqRel);
+    false
+}
+
 pub struct SpinLock<T> {
     word: Word,
     value: UnsafeCell<T>,
@@ -278,6 +329,93 @@ mod tests {
     use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
+
+    /// The baton's states in one thread: a request while a runner passes is left to it (and
+    /// several make one more pass), the runner passes again and then stops, and a request
+    /// after that makes the caller the runner.
+    #[test]
+    fn baton_hands_requests_to_the_runner() {
+        let w = Word::new();
+        assert!(baton_ask(&w), "nobody ran: the first asker runs");
+        assert!(
+            !baton_ask(&w),
+            "a runner is passing: the request is left to it"
+        );
+        assert!(!baton_ask(&w));
+        assert_eq!(w.load(Relaxed), BATON_AGAIN);
+        assert!(!baton_done(&w), "asked during the pass: pass again");
+        assert_eq!(w.load(Relaxed), BATON_RUNNING);
+        assert!(baton_done(&w), "nobody asked during the second pass");
+        assert_eq!(w.load(Relaxed), BATON_IDLE);
+        assert!(baton_ask(&w), "no runner any more: the next asker runs");
+        assert!(baton_done(&w));
+    }
+
+    /// Threads each publish a value and ask for one pass, as exiting threads do: each pass
+    /// (whichever thread runs it) reads every value, and once all threads have finished, some
+    /// pass read every thread's value (none left behind by a runner that stopped while a
+    /// request was pending). Repeated, so that requests meet running passes.
+    #[test]
+    fn baton_leaves_no_request_behind() {
+        const THREADS: usize = 6;
+        struct Shared {
+            w: Word,
+            published: [AtomicU64; THREADS],
+            seen: [AtomicU64; THREADS],
+            passes: AtomicU64,
+            left: AtomicU64,
+        }
+        let mut left = 0;
+        for round in 1..=200u64 {
+            let s = Arc::new(Shared {
+                w: Word::new(),
+                published: [const { AtomicU64::new(0) }; THREADS],
+                seen: [const { AtomicU64::new(0) }; THREADS],
+                passes: AtomicU64::new(0),
+                left: AtomicU64::new(0),
+            });
+            let hs: std::vec::Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        s.published[t].store(round, Relaxed);
+                        if !baton_ask(&s.w) {
+                            s.left.fetch_add(1, Relaxed);
+                            return;
+                        }
+                        loop {
+                            for i in 0..THREADS {
+                                // Relaxed: the baton's RMWs order the publication before
+                                // the pass that must see it.
+                                let v = s.published[i].load(Relaxed);
+                                s.seen[i].fetch_max(v, Relaxed);
+                            }
+                            // A pass long enough for other threads' requests to meet it.
+                            std::thread::sleep(Duration::from_micros(50));
+                            s.passes.fetch_add(1, Relaxed);
+                            if baton_done(&s.w) {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            for i in 0..THREADS {
+                assert_eq!(
+                    s.seen[i].load(Relaxed),
+                    round,
+                    "round {round}: thread {i} unseen"
+                );
+            }
+            assert_eq!(s.w.load(Relaxed), BATON_IDLE);
+            assert!(s.passes.load(Relaxed) >= 1);
+            left += s.left.load(Relaxed);
+        }
+        std::eprintln!("baton: {left} requests left to a runner in 200 rounds");
+    }
 
     #[test]
     fn counts_under_contention() {

@@ -247,6 +247,13 @@ pub fn baton_done<W: LockWord>(w: &W) -> bool {
     false
 }
 
+/// The runner stops without passing again, whether or not it was asked: the word is IDLE and
+/// the next [`baton_ask`] makes its caller the runner.
+pub fn baton_drop<W: LockWord>(w: &W) {
+    // Release: the passes happen-before the next runner's (its Acquire CAS).
+    w.swap(BATON_IDLE, Release);
+}
+
 pub struct SpinLock<T> {
     word: Word,
     value: UnsafeCell<T>,
@@ -348,6 +355,16 @@ mod tests {
         assert!(baton_done(&w), "nobody asked during the second pass");
         assert_eq!(w.load(Relaxed), BATON_IDLE);
         assert!(baton_ask(&w), "no runner any more: the next asker runs");
+        assert!(baton_done(&w));
+        assert!(baton_ask(&w));
+        assert!(!baton_ask(&w));
+        baton_drop(&w);
+        assert_eq!(
+            w.load(Relaxed),
+            BATON_IDLE,
+            "a runner that stops leaves no runner"
+        );
+        assert!(baton_ask(&w), "after a runner stopped, the next asker runs");
         assert!(baton_done(&w));
     }
 

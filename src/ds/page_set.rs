@@ -124,7 +124,11 @@ impl<const BINS: usize> PageSet<BINS> {
             let s = &mut self.slot[i];
             if s.page == page || s.page == 0 {
                 if s.page == 0 {
-                    if self.n_used as usize == MAX_PAGES {
+                    // `>=`, not `==`, though `n_used` never passes MAX_PAGES: the compiler
+                    // then knows the index below is in range, and `put` (inside `free`) keeps
+                    // no bounds-check panic path; so do `% SLOTS` and `.min(MAX_PAGES)` in
+                    // `take` and `clear`.
+                    if self.n_used as usize >= MAX_PAGES {
                         return None;
                     }
                     s.page = page;
@@ -159,7 +163,7 @@ impl<const BINS: usize> PageSet<BINS> {
         let mut last = first;
         let mut n = 0;
         while n < want && self.top[bin] != NONE {
-            let i = self.top[bin] as usize;
+            let i = self.top[bin] as usize % SLOTS;
             let s = &mut self.slot[i];
             let base = s.page << PAGE_SHIFT;
             for w in 0..WORDS {
@@ -195,8 +199,8 @@ impl<const BINS: usize> PageSet<BINS> {
 
     /// Empties the table once it holds no object, so its slots serve new pages.
     fn clear(&mut self) {
-        for j in 0..self.n_used as usize {
-            let s = &mut self.slot[self.used[j] as usize];
+        for &i in &self.used[..(self.n_used as usize).min(MAX_PAGES)] {
+            let s = &mut self.slot[i as usize % SLOTS];
             s.page = 0;
             s.listed = false;
         }

@@ -221,3 +221,75 @@ fn a_round_trip_larger_than_the_bins_is_held_by_page() {
         "mallocs held by page were not in address order: {adjacent}"
     );
 }
+
+#[test]
+fn classes_held_by_page_with_other_threads_blocks_and_thread_exits() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Two threads at a time, each allocating 60,000 blocks of 112 bytes a round (6.7 MiB: past
+    // the bins' growth budget, so the class is held by page), then freeing half of its own and
+    // half of the other's: the other's blocks are adopted (`small-adopt`) and filed in the page
+    // set with this heap's. Three generations: each exit gives the held objects back and the
+    // next threads claim the heaps (and caches, page sets included) the last ones released.
+    // Every block carries its owner and index from its malloc to its free: a block handed out
+    // twice, or one filed under the wrong class, would be overwritten by its second user.
+    const N: usize = 60_000;
+    const ROUNDS: usize = 6;
+    let layout = Layout::from_size_align(112, 16).unwrap();
+    let ev = || {
+        let e = hakozuna::stats().events;
+        (e.by_page, e.refill_by_page)
+    };
+    let start = ev();
+    for generation in 0..3usize {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let handoff: std::sync::Arc<[Mutex<Vec<usize>>; 2]> =
+            std::sync::Arc::new([Mutex::new(Vec::new()), Mutex::new(Vec::new())]);
+        let workers: Vec<_> = (0..2usize)
+            .map(|me| {
+                let (barrier, handoff) = (barrier.clone(), handoff.clone());
+                std::thread::spawn(move || {
+                    let tag = |i: usize| (generation << 40) | (me << 32) | i;
+                    let mut x = 7919u32 + me as u32;
+                    for _ in 0..ROUNDS {
+                        let mut blocks: Vec<usize> = (0..N)
+                            .map(|i| {
+                                // SAFETY: a non-zero-sized layout.
+                                let p = unsafe { A.alloc(layout) };
+                                assert!(!p.is_null());
+                                // SAFETY: a fresh block of 112 bytes.
+                                unsafe { p.cast::<usize>().add(2).write(tag(i)) };
+                                p as usize
+                            })
+                            .collect();
+                        for (i, &b) in blocks.iter().enumerate() {
+                            // SAFETY: allocated above and live.
+                            let v = unsafe { (b as *const usize).add(2).read() };
+                            assert_eq!(v, tag(i), "a block handed out twice");
+                        }
+                        for i in (1..N).rev() {
+                            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                            blocks.swap(i, (x >> 8) as usize % (i + 1));
+                        }
+                        let theirs = blocks.split_off(N / 2);
+                        *handoff[me].lock().unwrap() = theirs;
+                        barrier.wait();
+                        let mine_to_free = std::mem::take(&mut *handoff[1 - me].lock().unwrap());
+                        barrier.wait();
+                        for b in blocks.into_iter().chain(mine_to_free) {
+                            // SAFETY: allocated with `layout` by one of the two threads, live,
+                            // freed once.
+                            unsafe { A.dealloc(b as *mut u8, layout) };
+                        }
+                        barrier.wait();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+    let end = ev();
+    assert!(end.0 > start.0, "the class was never held by page");
+    assert!(end.1 > start.1, "no refill took objects held by page");
+}

@@ -257,3 +257,31 @@ fn the_operator_list_matches_libstdcxx() {
     ours.sort();
     assert_eq!(theirs, ours);
 }
+
+/// The page set (`ds/page_set.rs`) is reached from `free` (a bin's overflow sheds into it) and
+/// `malloc` (refills take from it): no bounds check there may leave a panic path, which would
+/// abort inside a C call (or unwind out of a Rust global allocator). Found by the source line
+/// `objdump -dl` gives the instructions before each call of a panic function.
+#[test]
+fn the_page_set_has_no_panic_path() {
+    for name in LIBS {
+        let so = lib(name);
+        let dis = run(
+            "objdump",
+            &["-dl", "--no-show-raw-insn", so.to_str().unwrap()],
+        );
+        let mut line = "";
+        let mut found = Vec::new();
+        for l in dis.lines() {
+            if l.starts_with('/') && l.contains(".rs:") {
+                line = l;
+            } else if l.contains("call") && l.contains("panic") && line.contains("ds/page_set.rs") {
+                found.push(line.rsplit("src/").next().unwrap_or(line).to_string());
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "{name}: panic calls after page set lines {found:?}"
+        );
+    }
+}

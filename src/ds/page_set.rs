@@ -85,16 +85,25 @@ impl<const BINS: usize> PageSet<BINS> {
     pub unsafe fn put(&mut self, bin: usize, head: *mut u8, n: u32) -> (*mut u8, u32) {
         let mut p = head;
         let mut i = self.last as usize % SLOTS;
+        // The page of slot `i` if it is on its class's stack, else 0 (no object lies in page
+        // 0): a take may have emptied the last page filed and taken it off the stack since, and
+        // bits set there without `find` would be on no stack, never taken again.
+        let mut at = if self.slot[i].listed {
+            self.slot[i].page
+        } else {
+            0
+        };
         let mut filed = 0;
         while filed < n {
             let a = p as usize;
             let page = a >> PAGE_SHIFT;
-            if self.slot[i].page != page {
+            if at != page {
                 match self.find(page, bin) {
-                    Some(j) => i = j,
+                    Some(j) => (i, at) = (j, page),
                     None => break,
                 }
             }
+            debug_assert!(self.slot[i].listed && self.slot[i].bin as usize == bin);
             let s = &mut self.slot[i];
             let k = (a >> 4) % (1 << (PAGE_SHIFT - 4));
             s.bits[k / 64] |= 1 << (k % 64);
@@ -115,7 +124,11 @@ impl<const BINS: usize> PageSet<BINS> {
             let s = &mut self.slot[i];
             if s.page == page || s.page == 0 {
                 if s.page == 0 {
-                    if self.n_used as usize == MAX_PAGES {
+                    // `>=`, not `==`, though `n_used` never passes MAX_PAGES: the compiler
+                    // then knows the index below is in range, and `put` (inside `free`) keeps
+                    // no bounds-check panic path; so do `% SLOTS` and `.min(MAX_PAGES)` in
+                    // `take` and `clear`.
+                    if self.n_used as usize >= MAX_PAGES {
                         return None;
                     }
                     s.page = page;
@@ -150,7 +163,7 @@ impl<const BINS: usize> PageSet<BINS> {
         let mut last = first;
         let mut n = 0;
         while n < want && self.top[bin] != NONE {
-            let i = self.top[bin] as usize;
+            let i = self.top[bin] as usize % SLOTS;
             let s = &mut self.slot[i];
             let base = s.page << PAGE_SHIFT;
             for w in 0..WORDS {
@@ -186,8 +199,8 @@ impl<const BINS: usize> PageSet<BINS> {
 
     /// Empties the table once it holds no object, so its slots serve new pages.
     fn clear(&mut self) {
-        for j in 0..self.n_used as usize {
-            let s = &mut self.slot[self.used[j] as usize];
+        for &i in &self.used[..(self.n_used as usize).min(MAX_PAGES)] {
+            let s = &mut self.slot[i as usize % SLOTS];
             s.page = 0;
             s.listed = false;
         }
@@ -276,6 +289,45 @@ mod tests {
             .slot
             .iter()
             .all(|sl| sl.page == 0 && sl.bits == [0; WORDS]));
+    }
+
+    #[test]
+    fn a_page_emptied_by_a_take_and_filed_again_first_is_taken_again() {
+        let page = 1 << PAGE_SHIFT;
+        // Four objects on each of two pages, P and Q.
+        let buf: &'static mut [u8] = std::vec![0u8; 3 * page].leak();
+        let base = buf.as_mut_ptr();
+        let first = base.align_offset(page);
+        let q: Vec<*mut u8> = (0..4).map(|i| base.wrapping_add(first + i * 64)).collect();
+        let p: Vec<*mut u8> = (0..4)
+            .map(|i| base.wrapping_add(first + page + i * 64))
+            .collect();
+        let mut s = new_set();
+        // Q's objects, then P's: P is filed last and tops the class's stack.
+        let chain: Vec<*mut u8> = q.iter().chain(&p).copied().collect();
+        // SAFETY: distinct 16-byte aligned test objects, not yet held.
+        let (rest, filed) = unsafe { s.put(3, link(&chain).head, 8) };
+        assert!(rest.is_null() && filed == 8);
+        // A take of four empties P (Q still holds objects, so the table is not cleared).
+        // SAFETY: filed above.
+        let l = unsafe { s.take(3, 4) };
+        // SAFETY: the list just taken.
+        assert_eq!(unsafe { collect(l.head) }, p);
+        // P's objects come back, first in the next chain filed: they must be taken again.
+        // SAFETY: the objects just taken, ours again, not held.
+        let (rest, filed) = unsafe { s.put(3, link(&p).head, 4) };
+        assert!(rest.is_null() && filed == 4);
+        assert_eq!(s.held(3), 8);
+        // SAFETY: filed above.
+        let l = unsafe { s.take(3, u32::MAX) };
+        // SAFETY: the list just taken.
+        let mut got = unsafe { collect(l.head) };
+        got.sort();
+        let mut want = chain.clone();
+        want.sort();
+        assert_eq!(got, want, "objects filed on an emptied page were lost");
+        assert_eq!(s.held(3), 0);
+        assert_eq!(s.n_used, 0);
     }
 
     #[test]

@@ -16,12 +16,15 @@ const _: () = assert!(options::MAX_HEAPS_DEFAULT as usize == MAX_HEAPS - 1);
 
 /// The owning thread's handle on its heap, and the only way to the heap's local part.
 ///
-/// Only this module makes one: [`claim`] for a heap nobody owns, and the released-heap passes
-/// below for a heap they hold off the queue or under the registry lock. [`release`] consumes
-/// it. So at most one exists per heap at a time. It is neither `Clone` nor `Send` (a `NonNull`
-/// field), so it stays with the thread that holds it, and a `&mut OwnedHeap` is exclusive access
-/// to the local part. `repr(transparent)`: `Option<OwnedHeap>` is then one word whose all-zero
-/// value is `None`, which the thread cache's all-zero start relies on.
+/// Only this module makes one: [`claim`] for a heap nobody owns, and the passes below for a heap
+/// they borrow ([`Lent`], under the heap's `busy` lock). [`release`] consumes the owner's. Two
+/// may exist for one heap at a time: a pass's borrow and the owner's handle (an idle owner's,
+/// or that of a thread that claimed a released heap while a pass had it borrowed). So a handle
+/// alone is not exclusive access to the local part: [`local`](Self::local) is reached only
+/// under `busy` (the owner's [`enter`](Self::enter), which waits for a borrow, or the borrow
+/// itself), checked in debug builds. It is neither `Clone` nor `Send` (a `NonNull` field), so
+/// it stays with the thread that holds it. `repr(transparent)`: `Option<OwnedHeap>` is then one
+/// word whose all-zero value is `None`, which the thread cache's all-zero start relies on.
 #[repr(transparent)]
 pub struct OwnedHeap {
     heap: NonNull<Heap>,
@@ -64,9 +67,10 @@ impl OwnedHeap {
             self.heap().shared.busy.held(),
             "local part of a heap reached without its busy lock"
         );
-        // SAFETY: this handle is the only one for its heap (only this module makes one, one per
-        // heap at a time) and nothing else reaches `local`, so `&mut self` is exclusive access;
-        // the result borrows `self`, so two cannot be live at once.
+        // SAFETY: the caller holds the heap's `busy` lock (every caller runs between `enter`
+        // and `leave`, or inside a `Lent` borrow; checked above in debug builds), which at
+        // most one of the heap's handles holds at a time, and nothing else reaches `local`;
+        // the result borrows `self`, so two cannot be live at once through this handle.
         unsafe { &mut *self.heap().local.get() }
     }
 }

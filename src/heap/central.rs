@@ -99,9 +99,7 @@ impl OwnedHeap {
                 let extra = central.take(central.count - cap);
                 self.free_runs(bin, extra);
             }
-            let l = self.local();
-            let mi = bin - SMALL_BINS;
-            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+            self.local().note_medium_low(bin - SMALL_BINS);
         }
     }
 
@@ -238,8 +236,7 @@ impl OwnedHeap {
             // (`shrink_medium_for_exit` sent the adopted ones home), each first page tagged
             // with its owner, that we own.
             unsafe { park_chains(&h.stats, bin, l) };
-            let l = self.local();
-            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+            self.local().note_medium_low(mi);
         }
     }
 

@@ -37,7 +37,7 @@ impl OwnedHeap {
             // Whole when it is at most a refill: no walk over a page per run.
             // SAFETY: the central list is well formed with an exact count.
             let got = unsafe { central.take_whole_or(want, want) };
-            l.medium_low[mi] = l.medium_low[mi].min(central.count);
+            l.note_medium_low(mi);
             return got;
         }
         if config::MEDIUM_POOL {
@@ -221,9 +221,7 @@ impl OwnedHeap {
         }
         // What was parked left the list: the next decay pass must not return the runs that
         // stay as if they had sat there for the whole interval.
-        let l = self.local();
-        let mi = bin - SMALL_BINS;
-        l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+        self.local().note_medium_low(bin - SMALL_BINS);
     }
 
     /// Takes the adopted runs (other heaps') out of `c` and parks them in the shared pool in
@@ -350,7 +348,7 @@ impl OwnedHeap {
                 }
             }
             let l = self.local();
-            l.medium_low[mi] = l.medium_low[mi].min(l.medium[mi].count);
+            l.note_medium_low(mi);
             budget -= l.medium[mi].count as usize * sc::bin_size(bin);
         }
     }

@@ -117,6 +117,14 @@ struct HeapLocal {
     trimming: bool,
 }
 
+impl HeapLocal {
+    /// Lowers medium class `mi`'s low-water mark to what its central list holds now; called
+    /// after runs left it, as [`SmallLocal::note_low`] is for small classes.
+    fn note_medium_low(&mut self, mi: usize) {
+        self.medium_low[mi] = self.medium_low[mi].min(self.medium[mi].count);
+    }
+}
+
 #[repr(C, align(64))]
 pub struct Heap {
     pub shared: HeapShared,

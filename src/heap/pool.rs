@@ -152,7 +152,6 @@ pub fn take(bin: usize) -> LocalList {
         Some(pool) => {
             let got = pop(pool, bin);
             if got.count > 0 {
-                // Relaxed: a hint for decay's choice of classes.
                 stamp_taken(pool, bin);
             }
             got

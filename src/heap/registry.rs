@@ -776,8 +776,7 @@ pub fn lock_for_fork() {
 /// eager passes' baton (waiting for [`EAGER_PASS`], which the fork handlers held) is not in
 /// the child, so nobody would pass there again; the child starts with no runner.
 pub fn forget_eager_runner_after_fork() {
-    use sync::LockWord;
-    EAGER_BATON.swap(sync::BATON_IDLE, Relaxed);
+    sync::baton_drop(&EAGER_BATON);
 }
 
 /// # Safety

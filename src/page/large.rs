@@ -92,8 +92,9 @@ pub struct Figures {
 }
 
 /// The tier's figures now: relaxed reads, each exact on its own but not a consistent
-/// snapshot while other threads allocate. The peaks are read as at least the live figures: a read between an allocation's add to
-/// the live count and its raise of the peak would otherwise show a peak below the live count.
+/// snapshot while other threads allocate. The peaks are read as at least the live figures: a
+/// read between an allocation's add to the live count and its raise of the peak would otherwise
+/// show a peak below the live count.
 pub fn figures() -> Figures {
     let live_bytes = LIVE_BYTES.load(Relaxed);
     let live_blocks = LIVE_BLOCKS.load(Relaxed);

@@ -383,10 +383,8 @@ impl ThreadCache {
     /// loop, a tree built and freed), the bin grows to hold the whole round trip
     /// ([`grow`](Self::grow)) and keeps everything, so the next round runs on the fast paths
     /// alone (a grown bin's overflows go to [`at_rest`](Self::at_rest)); an idle bin's limit
-    /// goes back to the default at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
-    /// medium runs of a class this thread has not refilled lately go home instead). The half
-    /// sent is the front — the most recently freed objects, whose links are still in cache —
-    /// so the split costs one walk over warm memory and none over the cold tail.
+    /// goes back to the default at the next epoch. Otherwise the bin sheds ([`shed`](Self::shed)): a small class
+    /// keeps its [`SMALL_OVERFLOW_KEEP`] most recent frees, a medium class its older half.
     ///
     /// # Safety
     /// ACTIVE; `bin < NUM_BINS`.
@@ -914,7 +912,7 @@ impl ThreadCache {
         }
     }
 
-    /// Pushes a freed object onto its bin, sending half the bin on when it passes its limit.
+    /// Pushes a freed object onto its bin, shedding the bin when it passes its limit.
     ///
     /// # Safety
     /// ACTIVE; `bin < NUM_BINS`; `p` is a free object of `bin` that nothing else references:

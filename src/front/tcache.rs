@@ -52,6 +52,11 @@ pub struct ThreadCache {
     /// trimmed at each epoch.
     demand: [u64; DEMAND_WORDS],
     demand_prev: [u64; DEMAND_WORDS],
+    /// Small bins whose round trip outgrew the growth budget while they grew (`at_rest`): they
+    /// went back to their default limit and do not grow again until the class goes idle (an
+    /// epoch finds it not refilled for two epochs). Growing them only to shed most of a grown
+    /// bin each round walked every object it shed (`leak-churn`, docs/ab.md).
+    outgrown: [u64; DEMAND_WORDS],
     /// Objects each small bin received from refills since its last overflow in this epoch
     /// (saturating). An overflow after refills of at least two bin limits is a round trip (the
     /// thread allocates more than its bin holds, then frees it), and the bin's limit grows
@@ -213,6 +218,7 @@ impl ThreadCache {
         self.slow_calls = 0;
         self.demand = [0; DEMAND_WORDS];
         self.demand_prev = [0; DEMAND_WORDS];
+        self.outgrown = [0; DEMAND_WORDS];
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
         self.rests = [0; SMALL_BINS];
@@ -362,6 +368,7 @@ impl ThreadCache {
             if self.in_demand(bin) {
                 continue;
             }
+            self.outgrown[bin / 64] &= !(1 << (bin % 64));
             self.shrink_to_default(bin);
             let target = self.bins[bin].limit() / 4;
             if self.bins[bin].count() <= target {
@@ -468,7 +475,8 @@ impl ThreadCache {
     /// ACTIVE.
     unsafe fn grow(&mut self, bin: usize) -> bool {
         let b = &self.bins[bin];
-        if b.limit() >= sc::bin_limit_max(bin)
+        if self.is_outgrown(bin)
+            || b.limit() >= sc::bin_limit_max(bin)
             || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET
         {
             return false;
@@ -531,7 +539,9 @@ impl ThreadCache {
             if unsafe { self.extend(bin, 1) } {
                 return true;
             }
-            self.bins[bin].rest = null_mut();
+            // Still growing, and no budget left: the round trip does not fit.
+            self.outgrown[bin / 64] |= 1 << (bin % 64);
+            self.shrink_to_default(bin);
             return false;
         }
         let b = &self.bins[bin];
@@ -784,12 +794,13 @@ impl ThreadCache {
             let central = unsafe { self.owned() }.small_central_len(bin);
             let p = &mut self.by_page_peak[bin];
             *p = (*p).max(central.min(u32::from(u16::MAX)) as u16);
-            // This thread's round trips outgrew the bins: its bin grew, or all the growth
-            // budget is taken. (Not a thread that just claimed a heap whose central list an
+            // This thread's round trips outgrew the bins: its bin grew, or outgrew the budget
+            // (`outgrown`), or all the growth budget is taken. (Not a thread that just claimed a heap whose central list an
             // earlier owner filled.)
             if central >= BY_PAGE_MIN
                 && !self.is_by_page(bin)
                 && (self.bins[bin].limit() > sc::bin_limit(bin)
+                    || self.is_outgrown(bin)
                     || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET)
             {
                 self.by_page[bin / 64] |= 1 << (bin % 64);
@@ -802,6 +813,12 @@ impl ThreadCache {
         } else {
             sc::refill_batch(bin)
         }
+    }
+
+    /// Whether small bin `bin` outgrew the growth budget (`outgrown`).
+    #[inline]
+    fn is_outgrown(&self, bin: usize) -> bool {
+        self.outgrown[bin / 64] >> (bin % 64) & 1 != 0
     }
 
     /// Whether small class `bin` is held by page (`by_page`).

@@ -107,7 +107,7 @@ impl OwnedHeap {
     /// known: parked whole when central already holds its keep, installed whole in an empty
     /// central list, and walked only to join a non-empty one (the shorter of the two) or to
     /// cut one longer than a bin limit (a grown bin's) into pieces of one limit, each object
-    /// once.
+    /// once, unless this is the only heap and central is empty.
     ///
     /// # Safety
     /// `list` is a well-formed null-terminated list of exactly `list.count` free objects of
@@ -116,9 +116,10 @@ impl OwnedHeap {
     pub unsafe fn put_small_list(&mut self, bin: usize, mut list: LocalList) {
         let limit = sc::bin_limit(bin);
         let central = &mut self.local().small[bin].central;
-        if list.count > limit && central.count == 0 {
-            // A grown bin's older part: kept whole for the bin's next refill, which takes an
-            // empty central list's objects whole up to the bin's limit.
+        if list.count > limit && central.count == 0 && super::registry::published() <= 1 {
+            // A grown bin's older part, in the only heap: kept whole for the bin's next
+            // refill, which takes an empty central list's objects whole up to the bin's
+            // limit. (With other heaps it goes to the pool, where they can take it.)
             *central = list;
             return;
         }

@@ -390,8 +390,9 @@ impl ThreadCache {
     /// loop, a tree built and freed), the bin grows to hold the whole round trip
     /// ([`grow`](Self::grow)) and keeps everything, so the next round runs on the fast paths
     /// alone (a grown bin's overflows go to [`at_rest`](Self::at_rest)); an idle bin's limit
-    /// goes back to the default at the next epoch. Otherwise the bin sheds ([`shed`](Self::shed)): a small class
-    /// keeps its [`SMALL_OVERFLOW_KEEP`] most recent frees, a medium class its older half.
+    /// goes back to the default at the next epoch. Otherwise the bin sheds
+    /// ([`shed`](Self::shed)): a small class keeps its [`SMALL_OVERFLOW_KEEP`] most recent
+    /// frees, a medium class its older half.
     ///
     /// # Safety
     /// ACTIVE; `bin < NUM_BINS`.
@@ -795,8 +796,8 @@ impl ThreadCache {
             let p = &mut self.by_page_peak[bin];
             *p = (*p).max(central.min(u32::from(u16::MAX)) as u16);
             // This thread's round trips outgrew the bins: its bin grew, or outgrew the budget
-            // (`outgrown`), or all the growth budget is taken. (Not a thread that just claimed a heap whose central list an
-            // earlier owner filled.)
+            // (`outgrown`), or all the growth budget is taken. (Not a thread that just claimed
+            // a heap whose central list an earlier owner filled.)
             if central >= BY_PAGE_MIN
                 && !self.is_by_page(bin)
                 && (self.bins[bin].limit() > sc::bin_limit(bin)

@@ -36,9 +36,9 @@ const _: () = assert!(2 << POOL_TAKE_DOUBLINGS > 256);
 impl OwnedHeap {
     /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
     /// central list, then ours; `whole` is the limit of the bin to fill. Returns an empty list
-    /// when all are empty; the caller then
-    /// carves ([`carve_small`](Self::carve_small)). (The caller flushes its own remote buffer
-    /// at the entry of every refill, as hz3 does, rather than between central and carving.)
+    /// when all are empty; the caller then carves ([`carve_small`](Self::carve_small)). (The
+    /// caller flushes its own remote buffer at the entry of every refill, as hz3 does, rather
+    /// than between central and carving.)
     pub fn refill_small_shared(&mut self, bin: usize, want: u32, whole: u32) -> LocalList {
         let h = self.heap();
         if config::STASH_POP {

@@ -40,6 +40,8 @@ struct Slot {
     /// in use holds at least one object and is on its class's stack.
     page: usize,
     bits: [u64; WORDS],
+    /// Objects held on the page: the bits set.
+    count: u16,
     /// The class (bin) of the page's objects.
     bin: u16,
     /// The neighbours in the class's stack of pages (towards the bottom and the top), or
@@ -106,10 +108,11 @@ impl<const BINS: usize> PageSet<BINS> {
             }
             debug_assert!(self.slot[i].bin as usize == bin);
             // The run of the chain on this page, with the slot's bitmap at hand.
-            let bits = &mut self.slot[i].bits;
+            let s = &mut self.slot[i];
+            let before = left;
             loop {
                 let a = p as usize;
-                bits[(a >> WORD_SHIFT) % WORDS] |= 1 << ((a >> 4) % 64);
+                s.bits[(a >> WORD_SHIFT) % WORDS] |= 1 << ((a >> 4) % 64);
                 left -= 1;
                 // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
                 p = unsafe { next(p) };
@@ -117,6 +120,8 @@ impl<const BINS: usize> PageSet<BINS> {
                     break;
                 }
             }
+            // At most 256 objects on a page (none held twice: caller contract).
+            s.count += (before - left) as u16;
         }
         self.last = i as u16;
         let filed = n - left;
@@ -145,6 +150,7 @@ impl<const BINS: usize> PageSet<BINS> {
                 self.slot[i] = Slot {
                     page,
                     bits: [0; WORDS],
+                    count: 0,
                     bin: bin as u16,
                     next: top,
                     prev: NONE,
@@ -214,39 +220,55 @@ impl<const BINS: usize> PageSet<BINS> {
             let i = self.top[bin] as usize % SLOTS;
             let s = &mut self.slot[i];
             let mut base = s.page << PAGE_SHIFT;
-            for w in 0..WORDS {
-                let mut bits = s.bits[w];
-                if want - n >= 64 {
-                    // The whole word fits: no count test per object.
+            if u32::from(s.count) <= want - n {
+                // The whole page: its count is known, no test per object.
+                n += u32::from(s.count);
+                for w in 0..WORDS {
+                    let mut bits = s.bits[w];
+                    // Two objects a turn, so `last` needs no copy.
                     while bits != 0 {
                         let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
                         bits &= bits - 1;
                         // SAFETY: `last` is the stand-in or an object taken here, which the
                         // caller owns.
                         unsafe { set_next(last, o) };
-                        last = o;
-                        n += 1;
-                    }
-                } else {
-                    while bits != 0 && n < want {
-                        let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
+                        if bits == 0 {
+                            last = o;
+                            break;
+                        }
+                        let o2 = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
                         bits &= bits - 1;
                         // SAFETY: as above.
-                        unsafe { set_next(last, o) };
-                        last = o;
-                        n += 1;
+                        unsafe { set_next(o, o2) };
+                        last = o2;
                     }
+                    base += 1 << WORD_SHIFT;
                 }
-                s.bits[w] = bits;
-                base += 1 << WORD_SHIFT;
-            }
-            if s.bits == [0; WORDS] {
                 let below = s.next;
                 self.top[bin] = below;
                 if below != NONE {
                     self.slot[below as usize % SLOTS].prev = NONE;
                 }
                 self.remove(i);
+            } else {
+                // Part of it, and the rest stays on top.
+                let part = want - n;
+                n = want;
+                s.count -= part as u16;
+                let mut k = part;
+                for w in 0..WORDS {
+                    let mut bits = s.bits[w];
+                    while bits != 0 && k > 0 {
+                        let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
+                        bits &= bits - 1;
+                        // SAFETY: as above.
+                        unsafe { set_next(last, o) };
+                        last = o;
+                        k -= 1;
+                    }
+                    s.bits[w] = bits;
+                    base += 1 << WORD_SHIFT;
+                }
             }
         }
         // SAFETY: as above.

@@ -502,7 +502,7 @@ mod tests {
         let mut got: [Vec<*mut u8>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut refile = true;
         while (1..4).any(|c| s.held(c) > 0) {
-            for c in 0..3 {
+            for (c, g) in got.iter_mut().enumerate() {
                 // SAFETY: filed above.
                 let l = unsafe { s.take(c + 1, 5) };
                 // SAFETY: the list just taken.
@@ -515,14 +515,14 @@ mod tests {
                     assert!(rest.is_null() && filed as usize == v.len());
                     continue;
                 }
-                got[c].extend(v);
+                g.extend(v);
             }
         }
-        for c in 0..3 {
-            got[c].sort();
-            let mut want = by_class[c].clone();
+        for (c, (g, objs)) in got.iter_mut().zip(&by_class).enumerate() {
+            g.sort();
+            let mut want = objs.clone();
             want.sort();
-            assert_eq!(got[c], want, "class {c}");
+            assert_eq!(*g, want, "class {c}");
         }
         assert_eq!(s.n_used, 0);
         assert!(s.slot.iter().all(|sl| sl.page == 0));

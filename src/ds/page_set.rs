@@ -109,14 +109,20 @@ impl<const BINS: usize> PageSet<BINS> {
             debug_assert!(self.slot[i].bin as usize == bin);
             // The run of the chain on this page, with the slot's bitmap at hand.
             let s = &mut self.slot[i];
+            let base = page << PAGE_SHIFT;
             let before = left;
+            // The offset in the page, which the page test computes.
+            let mut off = p as usize - base;
             loop {
-                let a = p as usize;
-                s.bits[(a >> WORD_SHIFT) % WORDS] |= 1 << ((a >> 4) % 64);
+                // SAFETY: `off` < the page size (tested on entry and below), so its word is
+                // one of the page's `WORDS`.
+                let w = unsafe { s.bits.get_unchecked_mut(off >> WORD_SHIFT) };
+                *w |= 1 << ((off >> 4) % 64);
                 left -= 1;
                 // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
                 p = unsafe { next(p) };
-                if left == 0 || p as usize >> PAGE_SHIFT != page {
+                off = (p as usize).wrapping_sub(base);
+                if left == 0 || off >> PAGE_SHIFT != 0 {
                     break;
                 }
             }

@@ -114,8 +114,8 @@ impl<const BINS: usize> PageSet<BINS> {
             // The offset in the page, which the page test computes.
             let mut off = p as usize - base;
             loop {
-                // SAFETY: `off` < the page size (tested on entry and below), so its word is
-                // one of the page's `WORDS`.
+                // SAFETY: `off` < the page size (so on entry, `page` being `p`'s, and tested
+                // below), so its word is one of the page's `WORDS`.
                 let w = unsafe { s.bits.get_unchecked_mut(off >> WORD_SHIFT) };
                 *w |= 1 << ((off >> 4) % 64);
                 left -= 1;

@@ -12,10 +12,11 @@
 //! locality.
 //!
 //! One table per thread cache (metadata memory, never `malloc`), shared by the classes that
-//! use it: an open-addressed table of pages, each slot with its bitmap, its class and its place
-//! in the class's stack of pages that hold objects. Slots are not deleted one by one: a page
-//! whose objects are all taken stays in the table, empty, until the whole table is empty and
-//! is cleared at once; a set that would need more than [`MAX_PAGES`] slots refuses the rest.
+//! use it: an open-addressed table of pages (linear probing), each slot with its bitmap, its
+//! class and its place in the class's stack of pages that hold objects. A slot lives exactly
+//! while its page holds an object: a take that empties a page deletes its slot at once
+//! (backward-shift deletion, no tombstones), so the table holds the pages with objects and no
+//! more, and a set that would need more than [`MAX_PAGES`] such pages refuses the rest.
 
 use crate::config::PAGE_SHIFT;
 use crate::ds::list::{next, set_next, LocalList};
@@ -27,21 +28,26 @@ pub const MAX_PAGES: usize = 4096;
 const SLOTS: usize = 8192;
 /// Objects start 16-byte aligned: 256 possible starts per 4 KiB page.
 const WORDS: usize = (1 << (PAGE_SHIFT - 4)) / 64;
+/// Address bits below an object's bitmap word: 64 starts of 16 bytes.
+const WORD_SHIFT: u32 = 4 + 6;
 /// No slot (the end of a class's stack).
 const NONE: u16 = u16::MAX;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Slot {
-    /// Page number (address >> PAGE_SHIFT); 0 = free slot (no object lies in page 0).
+    /// Page number (address >> PAGE_SHIFT); 0 = free slot (no object lies in page 0). A slot
+    /// in use holds at least one object and is on its class's stack.
     page: usize,
     bits: [u64; WORDS],
+    /// Objects held on the page: the bits set.
+    count: u16,
     /// The class (bin) of the page's objects.
     bin: u16,
-    /// The next slot in the class's stack of pages holding objects, or [`NONE`].
+    /// The neighbours in the class's stack of pages (towards the bottom and the top), or
+    /// [`NONE`]: a slot moved by a deletion elsewhere is relinked where it now is.
     next: u16,
-    /// Whether the slot is on its class's stack.
-    listed: bool,
+    prev: u16,
 }
 
 /// The set, for classes (bins) `0..BINS`. All-zero is a valid empty set except for the class
@@ -49,16 +55,20 @@ struct Slot {
 #[repr(C)]
 pub struct PageSet<const BINS: usize> {
     slot: [Slot; SLOTS],
-    /// Slots taken since the table was last cleared, in the order taken.
-    used: [u16; MAX_PAGES],
+    /// Slots in use (pages holding objects), at most [`MAX_PAGES`].
     n_used: u32,
-    /// Objects held, all classes together.
-    total: u32,
     /// Per class: objects held, and the top of its stack of pages.
     held: [u32; BINS],
     top: [u16; BINS],
-    /// The slot of the last page filed: neighbours in a shed chain often share a page.
+    /// The slot of the last page filed: neighbours in a shed chain often share a page. A hint
+    /// only: a deletion may have freed the slot or moved another page into it.
     last: u16,
+}
+
+/// The slot where `page`'s probe starts.
+#[inline(always)]
+fn home(page: usize) -> usize {
+    page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2())
 }
 
 impl<const BINS: usize> PageSet<BINS> {
@@ -84,75 +94,125 @@ impl<const BINS: usize> PageSet<BINS> {
     /// already held.
     pub unsafe fn put(&mut self, bin: usize, head: *mut u8, n: u32) -> (*mut u8, u32) {
         let mut p = head;
+        let mut left = n;
         let mut i = self.last as usize % SLOTS;
-        // The page of slot `i` if it is on its class's stack, else 0 (no object lies in page
-        // 0): a take may have emptied the last page filed and taken it off the stack since, and
-        // bits set there without `find` would be on no stack, never taken again.
-        let mut at = if self.slot[i].listed {
-            self.slot[i].page
-        } else {
-            0
-        };
-        let mut filed = 0;
-        while filed < n {
-            let a = p as usize;
-            let page = a >> PAGE_SHIFT;
-            if at != page {
+        while left > 0 {
+            let page = p as usize >> PAGE_SHIFT;
+            // A slot in use for `page` holds objects of `page`, whose class is `bin`: the
+            // hint needs no class check.
+            if self.slot[i].page != page {
                 match self.find(page, bin) {
-                    Some(j) => (i, at) = (j, page),
+                    Some(j) => i = j,
                     None => break,
                 }
             }
-            debug_assert!(self.slot[i].listed && self.slot[i].bin as usize == bin);
+            debug_assert!(self.slot[i].bin as usize == bin);
+            // The run of the chain on this page, with the slot's bitmap at hand.
             let s = &mut self.slot[i];
-            let k = (a >> 4) % (1 << (PAGE_SHIFT - 4));
-            s.bits[k / 64] |= 1 << (k % 64);
-            filed += 1;
-            // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
-            p = unsafe { next(p) };
+            let base = page << PAGE_SHIFT;
+            let before = left;
+            // The offset in the page, which the page test computes.
+            let mut off = p as usize - base;
+            loop {
+                // SAFETY: `off` < the page size (so on entry, `page` being `p`'s, and tested
+                // below), so its word is one of the page's `WORDS`.
+                let w = unsafe { s.bits.get_unchecked_mut(off >> WORD_SHIFT) };
+                *w |= 1 << ((off >> 4) % 64);
+                left -= 1;
+                // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
+                p = unsafe { next(p) };
+                off = (p as usize).wrapping_sub(base);
+                if left == 0 || off >> PAGE_SHIFT != 0 {
+                    break;
+                }
+            }
+            // At most 256 objects on a page (none held twice: caller contract).
+            s.count += (before - left) as u16;
         }
         self.last = i as u16;
+        let filed = n - left;
         self.held[bin] += filed;
-        self.total += filed;
         (p, filed)
     }
 
-    /// The slot of `page` (of class `bin`), taken if new; `None` when the table is full.
+    /// The slot of `page` (of class `bin`), taken and pushed on the class's stack if new;
+    /// `None` when the table is full.
     fn find(&mut self, page: usize, bin: usize) -> Option<usize> {
-        let mut i = page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SLOTS.ilog2());
+        let mut i = home(page);
         loop {
-            let s = &mut self.slot[i];
-            if s.page == page || s.page == 0 {
-                if s.page == 0 {
-                    // `>=`, not `==`, though `n_used` never passes MAX_PAGES: the compiler
-                    // then knows the index below is in range, and `put` (inside `free`) keeps
-                    // no bounds-check panic path; so do `% SLOTS` and `.min(MAX_PAGES)` in
-                    // `take` and `clear`.
-                    if self.n_used as usize >= MAX_PAGES {
-                        return None;
-                    }
-                    s.page = page;
-                    s.listed = false;
-                    self.used[self.n_used as usize] = i as u16;
-                    self.n_used += 1;
+            let s = &self.slot[i];
+            if s.page == page {
+                return Some(i);
+            }
+            if s.page == 0 {
+                // `>=`, not `==`, though `n_used` never passes MAX_PAGES; indices are taken
+                // `% SLOTS` everywhere so that `put` (inside `free`) keeps no bounds-check
+                // panic path.
+                if self.n_used as usize >= MAX_PAGES {
+                    return None;
                 }
-                if !s.listed {
-                    // A page whose objects were all taken may have been given back and carved
-                    // again for another class.
-                    s.bin = bin as u16;
-                    s.listed = true;
-                    s.next = self.top[bin];
-                    self.top[bin] = i as u16;
+                self.n_used += 1;
+                let top = self.top[bin];
+                self.slot[i] = Slot {
+                    page,
+                    bits: [0; WORDS],
+                    count: 0,
+                    bin: bin as u16,
+                    next: top,
+                    prev: NONE,
+                };
+                if top != NONE {
+                    self.slot[top as usize % SLOTS].prev = i as u16;
                 }
-                debug_assert!(s.bin as usize == bin);
+                self.top[bin] = i as u16;
                 return Some(i);
             }
             i = (i + 1) % SLOTS;
         }
     }
 
-    /// Takes up to `want` objects of class `bin`, `size` bytes apart: page by page, each
-    /// page's in address order, linked into a list.
+    /// Frees slot `i`, already off its class's stack: the slots after it in its probe run
+    /// that may move back do (Knuth's algorithm R), relinked where they land.
+    fn remove(&mut self, mut i: usize) {
+        self.n_used -= 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) % SLOTS;
+            let page = self.slot[j].page;
+            if page == 0 {
+                break;
+            }
+            // `j` stays when its home lies cyclically in (i, j]: a probe for it from there
+            // never passes `i`.
+            let h = home(page);
+            let stays = if i <= j {
+                i < h && h <= j
+            } else {
+                i < h || h <= j
+            };
+            if stays {
+                continue;
+            }
+            self.slot[i] = self.slot[j];
+            let s = self.slot[i];
+            if s.prev == NONE {
+                self.top[s.bin as usize % BINS] = i as u16;
+            } else {
+                self.slot[s.prev as usize % SLOTS].next = i as u16;
+            }
+            if s.next != NONE {
+                self.slot[s.next as usize % SLOTS].prev = i as u16;
+            }
+            if self.last as usize == j {
+                self.last = i as u16;
+            }
+            i = j;
+        }
+        self.slot[i].page = 0;
+    }
+
+    /// Takes up to `want` objects of class `bin`: page by page, each page's in address
+    /// order, linked into a list.
     ///
     /// # Safety
     /// The objects held were given by [`put`](Self::put) and are still the caller's.
@@ -165,47 +225,66 @@ impl<const BINS: usize> PageSet<BINS> {
         while n < want && self.top[bin] != NONE {
             let i = self.top[bin] as usize % SLOTS;
             let s = &mut self.slot[i];
-            let base = s.page << PAGE_SHIFT;
-            for w in 0..WORDS {
-                while s.bits[w] != 0 && n < want {
-                    let o =
-                        (base + ((w * 64 + s.bits[w].trailing_zeros() as usize) << 4)) as *mut u8;
-                    s.bits[w] &= s.bits[w] - 1;
-                    // SAFETY: `last` is the stand-in or an object taken here, which the
-                    // caller owns.
-                    unsafe { set_next(last, o) };
-                    last = o;
-                    n += 1;
+            let mut base = s.page << PAGE_SHIFT;
+            if u32::from(s.count) <= want - n {
+                // The whole page: its count is known, no test per object.
+                n += u32::from(s.count);
+                for w in 0..WORDS {
+                    let mut bits = s.bits[w];
+                    // Two objects a turn, so `last` needs no copy.
+                    while bits != 0 {
+                        let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
+                        bits &= bits - 1;
+                        // SAFETY: `last` is the stand-in or an object taken here, which the
+                        // caller owns.
+                        unsafe { set_next(last, o) };
+                        if bits == 0 {
+                            last = o;
+                            break;
+                        }
+                        let o2 = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
+                        bits &= bits - 1;
+                        // SAFETY: as above.
+                        unsafe { set_next(o, o2) };
+                        last = o2;
+                    }
+                    base += 1 << WORD_SHIFT;
                 }
-            }
-            if s.bits == [0; WORDS] {
-                s.listed = false;
-                self.top[bin] = s.next;
+                let below = s.next;
+                self.top[bin] = below;
+                if below != NONE {
+                    self.slot[below as usize % SLOTS].prev = NONE;
+                }
+                self.remove(i);
+            } else {
+                // Part of it, and the rest stays on top.
+                let part = want - n;
+                n = want;
+                s.count -= part as u16;
+                let mut k = part;
+                for w in 0..WORDS {
+                    let mut bits = s.bits[w];
+                    while bits != 0 && k > 0 {
+                        let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
+                        bits &= bits - 1;
+                        // SAFETY: as above.
+                        unsafe { set_next(last, o) };
+                        last = o;
+                        k -= 1;
+                    }
+                    s.bits[w] = bits;
+                    base += 1 << WORD_SHIFT;
+                }
             }
         }
         // SAFETY: as above.
         unsafe { set_next(last, null_mut()) };
         self.held[bin] -= n;
-        self.total -= n;
-        if self.total == 0 {
-            self.clear();
-        }
         LocalList {
             // SAFETY: the stand-in's link is the first object (or null).
             head: unsafe { next(first) },
             count: n,
         }
-    }
-
-    /// Empties the table once it holds no object, so its slots serve new pages.
-    fn clear(&mut self) {
-        for &i in &self.used[..(self.n_used as usize).min(MAX_PAGES)] {
-            let s = &mut self.slot[i as usize % SLOTS];
-            s.page = 0;
-            s.listed = false;
-        }
-        self.n_used = 0;
-        self.top = [NONE; BINS];
     }
 }
 
@@ -283,12 +362,10 @@ mod tests {
             distinct.len(),
             "a page came back in two pieces"
         );
-        // Empty again: cleared.
+        // Empty again: every slot free.
         assert_eq!(s.n_used, 0);
-        assert!(s
-            .slot
-            .iter()
-            .all(|sl| sl.page == 0 && sl.bits == [0; WORDS]));
+        assert!(s.slot.iter().all(|sl| sl.page == 0));
+        assert!(s.top.iter().all(|&t| t == NONE));
     }
 
     #[test]
@@ -308,7 +385,7 @@ mod tests {
         // SAFETY: distinct 16-byte aligned test objects, not yet held.
         let (rest, filed) = unsafe { s.put(3, link(&chain).head, 8) };
         assert!(rest.is_null() && filed == 8);
-        // A take of four empties P (Q still holds objects, so the table is not cleared).
+        // A take of four empties P, while Q still holds objects.
         // SAFETY: filed above.
         let l = unsafe { s.take(3, 4) };
         // SAFETY: the list just taken.
@@ -364,5 +441,96 @@ mod tests {
         let l = unsafe { s.take(2, u32::MAX) };
         assert_eq!(l.count as usize, MAX_PAGES - 10);
         assert_eq!(s.n_used, 0);
+    }
+
+    #[test]
+    fn pages_emptied_while_others_stay_held_free_their_slots() {
+        let page = 1 << PAGE_SHIFT;
+        // One object of class 2 stays held throughout; class 1 files one object on each of
+        // MAX_PAGES - 1 pages, takes them all, then does the same on as many other pages.
+        let buf: &'static mut [u8] = std::vec![0u8; (2 * MAX_PAGES + 1) * page].leak();
+        let base = buf.as_mut_ptr();
+        let first = base.align_offset(page);
+        let objs: Vec<*mut u8> = (0..2 * MAX_PAGES)
+            .map(|i| base.wrapping_add(first + i * page))
+            .collect();
+        let mut s = new_set();
+        // SAFETY: distinct page-aligned test objects, not yet held.
+        let (_, filed) = unsafe { s.put(2, link(&objs[..1]).head, 1) };
+        assert_eq!(filed, 1);
+        for round in [&objs[1..MAX_PAGES], &objs[MAX_PAGES..2 * MAX_PAGES - 1]] {
+            let k = round.len() as u32;
+            // SAFETY: as above; the first round's objects were all taken back.
+            let (rest, filed) = unsafe { s.put(1, link(round).head, k) };
+            assert!(rest.is_null(), "a page no longer held kept its slot");
+            assert_eq!(filed, k);
+            // SAFETY: filed above.
+            let l = unsafe { s.take(1, u32::MAX) };
+            assert_eq!(l.count, k);
+            // SAFETY: the list just taken.
+            let mut got = unsafe { collect(l.head) };
+            got.sort();
+            assert_eq!(got, round.to_vec());
+        }
+        assert_eq!(s.n_used, 1);
+        // SAFETY: filed above.
+        let l = unsafe { s.take(2, u32::MAX) };
+        // SAFETY: the list just taken.
+        assert_eq!(unsafe { collect(l.head) }, objs[..1].to_vec());
+        assert_eq!(s.n_used, 0);
+    }
+
+    #[test]
+    fn deletions_keep_every_page_findable_and_every_stack_linked() {
+        // Many pages of three classes in a crowded table, taken in small bites so that pages
+        // empty (and slots move back) while others stay: every object comes back once.
+        let page = 1 << PAGE_SHIFT;
+        let n_pages = MAX_PAGES;
+        let buf: &'static mut [u8] = std::vec![0u8; (n_pages + 1) * page].leak();
+        let base = buf.as_mut_ptr();
+        let first = base.align_offset(page);
+        let mut x = 7u32;
+        let mut by_class: [Vec<*mut u8>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for pg in 0..n_pages {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let c = (x >> 20) as usize % 3;
+            for k in 0..3 {
+                by_class[c].push(base.wrapping_add(first + pg * page + k * 1024 + 16 * c));
+            }
+        }
+        let mut s = new_set();
+        for (c, objs) in by_class.iter().enumerate() {
+            // SAFETY: distinct 16-byte aligned test objects, not yet held.
+            let (rest, filed) = unsafe { s.put(c + 1, link(objs).head, objs.len() as u32) };
+            assert!(rest.is_null() && filed as usize == objs.len());
+        }
+        assert_eq!(s.n_used as usize, n_pages);
+        let mut got: [Vec<*mut u8>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut refile = true;
+        while (1..4).any(|c| s.held(c) > 0) {
+            for (c, g) in got.iter_mut().enumerate() {
+                // SAFETY: filed above.
+                let l = unsafe { s.take(c + 1, 5) };
+                // SAFETY: the list just taken.
+                let v = unsafe { collect(l.head) };
+                if refile && !v.is_empty() {
+                    // Once, file a bite back: its page is found again or taken anew.
+                    refile = false;
+                    // SAFETY: the objects just taken, ours again, not held.
+                    let (rest, filed) = unsafe { s.put(c + 1, link(&v).head, v.len() as u32) };
+                    assert!(rest.is_null() && filed as usize == v.len());
+                    continue;
+                }
+                g.extend(v);
+            }
+        }
+        for (c, (g, objs)) in got.iter_mut().zip(&by_class).enumerate() {
+            g.sort();
+            let mut want = objs.clone();
+            want.sort();
+            assert_eq!(*g, want, "class {c}");
+        }
+        assert_eq!(s.n_used, 0);
+        assert!(s.slot.iter().all(|sl| sl.page == 0));
     }
 }

@@ -71,7 +71,8 @@ impl OwnedHeap {
     /// this heap's id, and it comes home as any adopted run does.
     pub(super) fn take_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
         // Clear bits of the combined map: pages both free and dirty.
-        let (idx, start) = self.best_fit_over(RUN_SEGS, pages, |m| {
+        // A failure here says nothing of free pages that are not resident: not learnt.
+        let (idx, start) = self.best_fit_over(RUN_SEGS, pages, false, |m| {
             m.dirty
                 .combine(&m.pages, |dirty, used| !(dirty & !used))
                 .best_fit(pages)
@@ -91,6 +92,7 @@ impl OwnedHeap {
         &mut self,
         kind: usize,
         pages: usize,
+        learn: bool,
         fit: impl Fn(&arena::SegInner) -> Option<(usize, usize)>,
     ) -> Option<(u32, usize)> {
         let mut best: Option<(u32, usize, usize)> = None;
@@ -99,12 +101,16 @@ impl OwnedHeap {
             // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle;
             // the borrow ends with this iteration.
             let m = unsafe { arena::seg_meta(s - 1).get() };
-            if let Some((start, len)) = fit(m) {
-                if best.is_none_or(|(_, _, b)| len < b) {
-                    best = Some((s - 1, start, len));
-                    if len == pages {
-                        break;
+            if !skips(m, pages) {
+                if let Some((start, len)) = fit(m) {
+                    if best.is_none_or(|(_, _, b)| len < b) {
+                        best = Some((s - 1, start, len));
+                        if len == pages {
+                            break;
+                        }
                     }
+                } else if learn {
+                    note_no_run(m, pages);
                 }
             }
             s = m.next;
@@ -151,7 +157,7 @@ impl OwnedHeap {
     /// (`tests/py/queue_rss.py`, docs/ab.md).
     fn best_fit_run(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
         let h = self.heap();
-        let (idx, start) = self.best_fit_over(kind, pages, |m| m.pages.best_fit(pages))?;
+        let (idx, start) = self.best_fit_over(kind, pages, true, |m| m.pages.best_fit(pages))?;
         let l = self.local();
         l.seg_hint[kind] = idx + 1;
         // SAFETY: segment `idx` is on this heap's list, and we hold the owner's handle; no
@@ -183,6 +189,7 @@ impl OwnedHeap {
         // `alloc_in` takes its own borrow.
         let m = unsafe { arena::seg_meta(idx).get() };
         m.pages = PageBitmap::new();
+        m.no_run_of = 0;
         // A reused segment's pages may be resident: let page decay consider them all.
         m.dirty = if t.resident {
             PageBitmap::full()
@@ -271,6 +278,7 @@ impl OwnedHeap {
         // borrow is live.
         let m = unsafe { arena::seg_meta(idx).get() };
         m.pages.clear_range(page, pages);
+        m.no_run_of = 0;
         m.dirty.set_range(page, pages);
         self.heap()
             .stats
@@ -315,11 +323,30 @@ impl OwnedHeap {
 /// `SegInner` borrow is live.
 unsafe fn alloc_in(idx: u32, pages: usize) -> Option<*mut u8> {
     // SAFETY: our segment, not re-entrant (caller contract); the borrow ends here.
-    let start = unsafe { arena::seg_meta(idx).get() }
-        .pages
-        .find_run(pages)?;
+    let m = unsafe { arena::seg_meta(idx).get() };
+    if skips(m, pages) {
+        return None;
+    }
+    let Some(start) = m.pages.find_run(pages) else {
+        note_no_run(m, pages);
+        return None;
+    };
     // SAFETY: as above; `find_run` found `pages` free pages at `start`.
     Some(unsafe { take_pages(idx, start, pages) })
+}
+
+/// Whether a search for a run of `pages` pages may skip `m` (see `SegInner::no_run_of`).
+fn skips(m: &arena::SegInner, pages: usize) -> bool {
+    m.no_run_of != 0 && pages >= usize::from(m.no_run_of)
+}
+
+/// Records that `m` has no free run of `pages` pages (so none longer either). Taking pages
+/// never lengthens a free run; freeing pages clears the record.
+fn note_no_run(m: &mut arena::SegInner, pages: usize) {
+    let p = pages.min(usize::from(u16::MAX)) as u16;
+    if m.no_run_of == 0 || p < m.no_run_of {
+        m.no_run_of = p;
+    }
 }
 
 /// Marks the `pages` free pages at `start` of segment `idx` in use and returns their address.

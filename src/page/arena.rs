@@ -85,6 +85,11 @@ pub struct SegInner {
     pub found: [u16; PAGES_PER_SEGMENT],
     /// Next segment of the same heap (or of the same pool list), as index + 1 (0 ends it).
     pub next: u32,
+    /// Run searches skip this segment for runs of this many pages or more: a search found no
+    /// free run that long, and no page was freed since (0: not known). Kept next to `next`,
+    /// which the searches read anyway, so a full segment costs them one line: in a burst that
+    /// fills hundreds of segments each new run scanned every full one's page map.
+    pub no_run_of: u16,
     /// Previous segment of the same heap, or of the pool's resident list, as index + 1
     /// (0 = first).
     pub prev: u32,

@@ -13,8 +13,8 @@
 //! from the first refill there, at the end of `malloc`'s slow path. `pthread_create` may call
 //! `calloc` (glibc allocates the new thread's TLS vector): inside `malloc` our own thread
 //! cache is in use, so the calling thread's slot points at `tls::DEAD` for the call, and what
-//! glibc allocates is served by the large tier without touching that cache — as during
-//! activation. Never from a fork handler: the child handlers of other libraries (after ours)
+//! glibc allocates is served as a retired thread's mallocs are (the shared fallback cache, whose
+//! heap this first use claims) without touching that cache — as during activation. Never from a fork handler: the child handlers of other libraries (after ours)
 //! have not run yet, and ours runs with our locks just released.
 //!
 //! **Exit and fork.** It is detached, blocks every signal (process-directed signals go to the
@@ -86,7 +86,7 @@ unsafe fn start() {
     let own = tls::tcache();
     // SAFETY: DEAD is a stand-in; `own` is restored below and no reference to it is used
     // meanwhile (caller contract), so an allocation glibc makes in `pthread_create` re-enters
-    // as a retired thread's would (large tier) and leaves our cache alone.
+    // as a retired thread's would (the fallback cache) and leaves our cache alone.
     unsafe { tls::set(tls::dead()) };
     let ok = spawn();
     // SAFETY: `own` is what the slot held: a stand-in or this thread's own cache, which is

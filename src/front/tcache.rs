@@ -428,7 +428,7 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract).
             if r == 0
                 && limit <= default
-                && registry::published() > 1
+                && registry::others_own_heaps()
                 && !unsafe { self.front_is_own(bin, OWN_SAMPLE) }
             {
                 // Two overflows with no refill between, adopted objects among the last freed:

@@ -70,10 +70,10 @@ impl OwnedHeap {
         }
         if config::SHARED_POOL {
             // Part of a chain, growing with the owner's takes of the class ([`pool_take_max`]);
-            // whole while this is the only heap: the pool then holds only its own surplus, and
-            // no other heap waits for the rest (split, `leak-churn`'s one thread grew 30 bins
-            // instead of 5 and ran 1.4-3x slower).
-            let max = if registry::published() > 1 {
+            // whole while no other thread owns a heap: the pool then holds only this heap's
+            // surplus and what exited threads left, and no other heap waits for the rest
+            // (split, `leak-churn`'s one thread grew 30 bins instead of 5 and ran 1.4-3x slower).
+            let max = if registry::others_own_heaps() {
                 pool_take_max(bin, l.pool_takes)
             } else {
                 u32::MAX

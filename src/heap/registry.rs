@@ -10,7 +10,7 @@ use crate::sys::sync::{self, SpinLock};
 use crate::sys::{options, os};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 pub use super::table::{get, published, MAX_HEAPS};
 const _: () = assert!(options::MAX_HEAPS_DEFAULT as usize == MAX_HEAPS - 1);
@@ -266,6 +266,9 @@ struct Registry {
     /// Eager heaps ([`trim_eager`]) by id + 1 (0: a free slot): released, given back at their
     /// thread's exit, and still receiving what other threads free into them.
     eager: [u32; EAGER_MAX],
+    /// The fallback heap's id + 1 while [`claim_fallback`] has it (0: none): not counted in
+    /// [`OWNED`].
+    fallback: u32,
 }
 
 // SAFETY: the raw pointer names a 'static heap; the registry lock serialises access.
@@ -276,7 +279,26 @@ static REG: SpinLock<Registry> = SpinLock::new(Registry {
     recs: Records(()),
     next_id: 0,
     eager: [0; EAGER_MAX],
+    fallback: 0,
 });
+
+/// Heaps threads own now: [`claim`]s less their [`release`]s (a dead thread's heap that no
+/// thread has adopted yet counts, as do a fork parent's other threads' heaps in the child).
+/// The fallback heap is not counted: it serves the mallocs of threads without a heap of
+/// their own (rare), and once claimed it stays for good, so counting it made one thread
+/// look like two for the rest of the program (with `HAKOZUNA_BACKGROUND=1`, the purge
+/// thread's creation claims it from the main thread's first refill). Written under the
+/// registry lock; read without it by [`others_own_heaps`].
+static OWNED: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a thread other than the caller (which owns a heap) owns one now, so may take
+/// from the shared pool or send the caller its objects. Relaxed: a hint for policy (how much
+/// of a pool chain to take, whether a bin gives back adopted objects); a stale answer only
+/// delays a change of policy by a call.
+#[inline]
+pub fn others_own_heaps() -> bool {
+    OWNED.load(Relaxed) > 1
+}
 
 /// Whether a slot of `Registry::eager` may be taken: set by [`release`], cleared by a
 /// [`trim_eager`] pass that found every slot free. Written under the registry lock; read
@@ -326,18 +348,30 @@ pub fn decay_pending() -> bool {
 /// `None` when `HAKOZUNA_MAX_HEAPS` heaps (at most 65,534) exist and none is released, or
 /// metadata memory is exhausted.
 pub fn claim() -> Option<OwnedHeap> {
-    claim_below(options::max_heaps() as usize)
+    claim_below(options::max_heaps() as usize, false)
 }
 
 /// [`claim`] for the shared fallback heap (`front::fallback`), which may also take the one id
 /// [`claim`] never hands out, so it exists even when threads own every other.
 pub fn claim_fallback() -> Option<OwnedHeap> {
-    claim_below(MAX_HEAPS)
+    claim_below(MAX_HEAPS, true)
 }
 
-fn claim_below(limit: usize) -> Option<OwnedHeap> {
+fn claim_below(limit: usize, fallback: bool) -> Option<OwnedHeap> {
     let mut guard = REG.lock();
     let r = &mut *guard;
+    let owned = claim_locked(r, limit)?;
+    if fallback {
+        r.fallback = owned.heap().id + 1;
+    } else {
+        // Relaxed: written under the registry lock, read as a hint.
+        OWNED.store(OWNED.load(Relaxed) + 1, Relaxed);
+    }
+    Some(owned)
+}
+
+/// The body of [`claim_below`], under the registry lock (`r`).
+fn claim_locked(r: &mut Registry, limit: usize) -> Option<OwnedHeap> {
     if let Some(owned) = r.free.pop_front() {
         r.recs.get_mut(owned.heap).queued = false;
         owned.heap().stats.add(Ev::HeapsAdopted, 1);
@@ -380,6 +414,12 @@ pub fn release(owned: OwnedHeap, eager: bool) {
     let now = os::now_ms();
     let mut guard = REG.lock();
     let r = &mut *guard;
+    if r.fallback == owned.heap().id + 1 {
+        r.fallback = 0;
+    } else {
+        // Relaxed: as in `claim_below`.
+        OWNED.store(OWNED.load(Relaxed) - 1, Relaxed);
+    }
     let hp = r.free.push_back(owned);
     let rec = r.recs.get_mut(hp);
     rec.released_ms = now;

@@ -12,7 +12,7 @@ use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
-pub use super::table::{get, published, MAX_HEAPS};
+pub use super::table::{get, published, slot, MAX_HEAPS, SLOTS};
 const _: () = assert!(options::MAX_HEAPS_DEFAULT as usize == MAX_HEAPS - 1);
 
 /// The owning thread's handle on its heap, and the only way to the heap's local part.

@@ -19,14 +19,19 @@ impl PageBitmap {
         self.words[i / 64] >> (i % 64) & 1 == 1
     }
 
+    /// Sets pages `start..start + n` (within the segment; a range past its end is cut there,
+    /// so no index check is left to panic).
     pub fn set_range(&mut self, start: usize, n: usize) {
-        for i in start..start + n {
+        debug_assert!(start + n <= BITS);
+        for i in start..(start + n).min(BITS) {
             self.words[i / 64] |= 1 << (i % 64);
         }
     }
 
+    /// Clears pages `start..start + n`, as [`set_range`](Self::set_range) sets them.
     pub fn clear_range(&mut self, start: usize, n: usize) {
-        for i in start..start + n {
+        debug_assert!(start + n <= BITS);
+        for i in start..(start + n).min(BITS) {
             self.words[i / 64] &= !(1 << (i % 64));
         }
     }
@@ -44,6 +49,8 @@ impl PageBitmap {
 
     /// Lowest index of `n` consecutive free pages, if any (`1 <= n <= BITS`).
     pub fn find_run(&self, n: usize) -> Option<usize> {
+        // At least 1, so `i < BITS` in the loop (no index check left to panic).
+        let n = n.max(1);
         let mut i = 0;
         while i + n <= BITS {
             // Skip used pages a word at a time.

@@ -178,10 +178,11 @@ fn last_thread() -> bool {
         libc::close(fd);
         n
     };
-    if n <= 0 {
-        return false;
+    // `get`: no index check left to panic (`n` is at most the buffer's length).
+    match buf.get(..n.max(0) as usize) {
+        Some(stat) if n > 0 => sole_survivor(stat),
+        _ => false,
     }
-    sole_survivor(&buf[..n as usize])
 }
 
 /// Parses `/proc/<pid>/stat` (proc(5)): after the command name in parentheses (which may hold
@@ -191,7 +192,9 @@ fn sole_survivor(stat: &[u8]) -> bool {
     let Some(close) = stat.iter().rposition(|&c| c == b')') else {
         return false;
     };
-    let mut fields = stat[close + 1..]
+    let mut fields = stat
+        .get(close + 1..)
+        .unwrap_or(&[])
         .split(|&c| c == b' ')
         .filter(|f| !f.is_empty());
     let leader_dead = matches!(fields.next(), Some(b"Z") | Some(b"X"));

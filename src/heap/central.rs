@@ -242,7 +242,11 @@ impl OwnedHeap {
 
     /// Moves the whole owner stash of small `bin` into its central list.
     pub(super) fn stash_to_central(&mut self, bin: usize) {
-        let all = self.heap().shared.stash[bin].take_all();
+        // Always a small bin (callers pass one); `get` leaves no panic path.
+        let Some(stash) = self.heap().shared.stash.get(bin) else {
+            return;
+        };
+        let all = stash.take_all();
         if !all.is_null() {
             // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap made
             // exclusively ours.
@@ -256,7 +260,10 @@ impl OwnedHeap {
 
     /// Moves the spill of small `bin` into its central list.
     pub(super) fn spill_to_central(&mut self, bin: usize) {
-        let l = &mut self.local().small[bin];
+        // Always a small bin (callers pass one); `get_mut` leaves no panic path.
+        let Some(l) = self.local().small.get_mut(bin) else {
+            return;
+        };
         if l.spill.head.is_null() {
             return;
         }

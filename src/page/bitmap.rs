@@ -15,8 +15,11 @@ impl PageBitmap {
         PageBitmap { words: [0; WORDS] }
     }
 
+    /// Whether page `i` is set (no page past the segment is: `get` leaves no panic path).
     pub fn get(&self, i: usize) -> bool {
-        self.words[i / 64] >> (i % 64) & 1 == 1
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
 
     /// Sets pages `start..start + n` (within the segment; a range past its end is cut there,
@@ -49,10 +52,10 @@ impl PageBitmap {
 
     /// Lowest index of `n` consecutive free pages, if any (`1 <= n <= BITS`).
     pub fn find_run(&self, n: usize) -> Option<usize> {
-        // At least 1, so `i < BITS` in the loop (no index check left to panic).
-        let n = n.max(1);
+        // Within `1..=BITS`, so `i < BITS` in the loop (no index check left to panic).
+        let n = n.clamp(1, BITS);
         let mut i = 0;
-        while i + n <= BITS {
+        while i <= BITS - n {
             // Skip used pages a word at a time.
             let w = self.words[i / 64] >> (i % 64);
             if w & 1 == 1 {
@@ -154,7 +157,11 @@ impl PageBitmap {
                 }
                 let b = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                Some(w * 64 + b)
+                let i = w * 64 + b;
+                // SAFETY: `w < WORDS` and `b < 64` (a set bit of a non-zero word). Stated so
+                // that callers indexing per-page arrays by it leave no panic path.
+                unsafe { core::hint::assert_unchecked(i < BITS) };
+                Some(i)
             })
         })
     }
@@ -203,6 +210,9 @@ impl Iterator for FreeRuns {
         while self.i < BITS && !self.map.get(self.i) {
             self.i += 1;
         }
+        // SAFETY: the loops above stop at `BITS`. Stated so that callers indexing pages of
+        // the run leave no panic path.
+        unsafe { core::hint::assert_unchecked(start < self.i && self.i <= BITS) };
         Some((start, self.i - start))
     }
 }

@@ -13,9 +13,10 @@
 //! from the first refill there, at the end of `malloc`'s slow path. `pthread_create` may call
 //! `calloc` (glibc allocates the new thread's TLS vector): inside `malloc` our own thread
 //! cache is in use, so the calling thread's slot points at `tls::DEAD` for the call, and what
-//! glibc allocates is served as a retired thread's mallocs are (the shared fallback cache, whose
-//! heap this first use claims) without touching that cache — as during activation. Never from a fork handler: the child handlers of other libraries (after ours)
-//! have not run yet, and ours runs with our locks just released.
+//! glibc allocates is served as a retired thread's mallocs are (the shared fallback cache,
+//! whose heap this first use claims) without touching that cache — as during activation.
+//! Never from a fork handler: the child handlers of other libraries (after ours) have not run
+//! yet, and ours runs with our locks just released.
 //!
 //! **Exit and fork.** It is detached, blocks every signal (process-directed signals go to the
 //! program's threads) and holds a lock only inside the decay pass, whose lock order is every

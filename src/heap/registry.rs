@@ -899,14 +899,17 @@ pub unsafe fn unlock_after_fork() {
 
 #[cfg(test)]
 mod tests {
-    use super::{Heap, OwnedHeap, Queue};
+    use super::{Heap, OwnedHeap, Queue, Records};
     use core::ptr::NonNull;
     use std::vec::Vec;
 
-    /// Zeroed heaps of metadata memory (all-zero is an empty heap), never published.
+    /// Zeroed heaps (all-zero is an empty heap), never published; the test frees them. From
+    /// the test's own allocator, not metadata memory, whose addresses come from an integer:
+    /// Miri checks the aliasing of pointers with provenance only.
     fn heaps<const N: usize>() -> [NonNull<Heap>; N] {
         core::array::from_fn(|_| {
-            let p = crate::sys::meta::alloc(core::mem::size_of::<Heap>(), 64).unwrap();
+            // SAFETY: `Heap` has a non-zero size.
+            let p = unsafe { std::alloc::alloc_zeroed(std::alloc::Layout::new::<Heap>()) };
             NonNull::new(p as *mut Heap).unwrap()
         })
     }
@@ -929,6 +932,19 @@ mod tests {
         // put the detached heaps back in front.
         let detached = core::mem::replace(&mut q, Queue::EMPTY);
         assert_eq!(ids(&detached, &hs), [2, 3, 4]);
+        // While `trim_released` walks the detached heaps' `next` cells, a decay pass writes
+        // their records under the registry lock (`pick_idle`): interleaved here, so that Miri
+        // (`cargo +nightly miri test -p hakozuna --lib heap::registry`) checks that the two
+        // paths' references never alias. (A `Records` of the test's own: these heaps are not
+        // the registry's.)
+        let mut recs = Records(());
+        for h in detached.iter() {
+            let r = recs.get_mut(h);
+            assert!(!r.queued);
+            r.queued = true;
+            r.seen_ms += 1;
+        }
+        assert!(detached.iter().all(|h| recs.get(h).queued));
         q.push_back(OwnedHeap { heap: hs[0] });
         q.prepend(Queue::EMPTY);
         assert_eq!(ids(&q, &hs), [0]);
@@ -948,5 +964,11 @@ mod tests {
         q.prepend(d);
         q.push_back(OwnedHeap { heap: hs[4] });
         assert_eq!(ids(&q, &hs), [3, 4]);
+        for h in hs {
+            // SAFETY: allocated by `heaps` with this layout; nothing refers to it any more.
+            unsafe {
+                std::alloc::dealloc(h.as_ptr() as *mut u8, std::alloc::Layout::new::<Heap>())
+            };
+        }
     }
 }

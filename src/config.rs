@@ -55,9 +55,9 @@ pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
 pub const MEDIUM_POOL: bool = MEDIUM_ADOPT && SHARED_POOL;
 /// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
 pub const SHARED_KEEP: u32 = 1;
-/// `shared-pool`: chains parked per small class. With shed chains of half a bin limit this is
-/// at most about 2 MiB per class up to 2 KiB, and 8 MiB per carved class above (2,560 to
-/// 14,336 bytes, whose bins hold 256 KiB).
+/// `shared-pool`: chains parked per small class, each at most one bin limit: at most 4 MiB per
+/// class up to 2 KiB (bins of 64 KiB), and 16 MiB per carved class above (2,560 to 14,336
+/// bytes, whose bins hold 256 KiB).
 pub const SHARED_POOL_SLOTS: usize = 64;
 /// Bytes of medium and arena-large runs the shared pool holds at most, all classes together, or
 /// a [`MEDIUM_POOL_SHARE`]th of the bytes in heaps' segments if more; a chain past it goes home

@@ -51,6 +51,11 @@ pub struct ThreadCache {
     /// trimmed at each epoch.
     demand: [u64; DEMAND_WORDS],
     demand_prev: [u64; DEMAND_WORDS],
+    /// Small bins whose round trip outgrew the growth budget while they grew (`at_rest`): they
+    /// went back to their default limit and do not grow again until the class goes idle (an
+    /// epoch finds it not refilled for two epochs). Growing them only to shed most of a grown
+    /// bin each round walked every object it shed (`leak-churn`, docs/ab.md).
+    outgrown: [u64; DEMAND_WORDS],
     /// Objects each small bin received from refills since its last overflow in this epoch
     /// (saturating). An overflow after refills of at least two bin limits is a round trip (the
     /// thread allocates more than its bin holds, then frees it), and the bin's limit grows
@@ -212,6 +217,7 @@ impl ThreadCache {
         self.slow_calls = 0;
         self.demand = [0; DEMAND_WORDS];
         self.demand_prev = [0; DEMAND_WORDS];
+        self.outgrown = [0; DEMAND_WORDS];
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
         self.rests = [0; SMALL_BINS];
@@ -273,7 +279,7 @@ impl ThreadCache {
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
         let got = if sc::is_small(bin) {
-            let g = h.refill_small_shared(bin, want);
+            let g = h.refill_small_shared(bin, want, limit);
             if g.count == 0 {
                 h.carve_small(bin, want)
             } else {
@@ -361,6 +367,7 @@ impl ThreadCache {
             if self.in_demand(bin) {
                 continue;
             }
+            self.outgrown[bin / 64] &= !(1 << (bin % 64));
             self.shrink_to_default(bin);
             let target = self.bins[bin].limit() / 4;
             if self.bins[bin].count() <= target {
@@ -382,10 +389,9 @@ impl ThreadCache {
     /// loop, a tree built and freed), the bin grows to hold the whole round trip
     /// ([`grow`](Self::grow)) and keeps everything, so the next round runs on the fast paths
     /// alone (a grown bin's overflows go to [`at_rest`](Self::at_rest)); an idle bin's limit
-    /// goes back to the default at the next epoch. Otherwise half of the bin goes to the heap's central list (adopted
-    /// medium runs of a class this thread has not refilled lately go home instead). The half
-    /// sent is the front — the most recently freed objects, whose links are still in cache —
-    /// so the split costs one walk over warm memory and none over the cold tail.
+    /// goes back to the default at the next epoch. Otherwise the bin sheds
+    /// ([`shed`](Self::shed)): a small class keeps its [`SMALL_OVERFLOW_KEEP`] most recent
+    /// frees, a medium class its older half.
     ///
     /// # Safety
     /// ACTIVE; `bin < NUM_BINS`.
@@ -445,9 +451,13 @@ impl ThreadCache {
             self.owned().enter();
             let limit = self.bins[bin].limit();
             // A class held by page sheds only its most recent frees, still in L1 cache, and
-            // keeps the rest (the bin filing them walks each shed object once).
+            // keeps the rest (the bin filing them walks each shed object once). Another small
+            // class keeps only its most recent frees, walked to find the cut, and sheds the
+            // older rest without a walk (`shed_small`).
             let keep = if by_page {
                 limit - BY_PAGE_SHED.min(limit / 2)
+            } else if sc::is_small(bin) {
+                SMALL_OVERFLOW_KEEP.min(limit / 2)
             } else {
                 limit / 2
             };
@@ -465,7 +475,8 @@ impl ThreadCache {
     /// ACTIVE.
     unsafe fn grow(&mut self, bin: usize) -> bool {
         let b = &self.bins[bin];
-        if b.limit() >= sc::bin_limit_max(bin)
+        if self.is_outgrown(bin)
+            || b.limit() >= sc::bin_limit_max(bin)
             || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET
         {
             return false;
@@ -528,7 +539,9 @@ impl ThreadCache {
             if unsafe { self.extend(bin, 1) } {
                 return true;
             }
-            self.bins[bin].rest = null_mut();
+            // Still growing, and no budget left: the round trip does not fit.
+            self.outgrown[bin / 64] |= 1 << (bin % 64);
+            self.shrink_to_default(bin);
             return false;
         }
         let b = &self.bins[bin];
@@ -641,10 +654,10 @@ impl ThreadCache {
         }
     }
 
-    /// Moves all but `keep` objects of bin `bin` (the front: the most recently freed) to the
-    /// heap's central list. Adopted objects of a class this thread has not refilled lately (a
-    /// queue's consumer) go home instead: kept, they would only be hoarded here. So do adopted
-    /// small objects once central holds [`ADOPT_CENTRAL_MAX`] bin limits of the class.
+    /// Moves all but `keep` objects of bin `bin` to the heap's central list. Adopted objects of a
+    /// class this thread has not refilled lately (a queue's consumer) go home instead: kept, they
+    /// would only be hoarded here. So do adopted small objects once central holds
+    /// [`ADOPT_CENTRAL_MAX`] bin limits of the class.
     ///
     /// # Safety
     /// ACTIVE, and the bin holds more than `keep` objects.
@@ -663,8 +676,83 @@ impl ThreadCache {
                 return;
             }
         }
+        if sc::is_small(bin) {
+            // SAFETY: caller contract.
+            unsafe { self.shed_small(bin, keep) };
+        } else {
+            // SAFETY: caller contract.
+            unsafe { self.shed_medium(bin, keep) };
+        }
+    }
+
+    /// [`shed`](Self::shed) of a small class: the bin keeps its `keep` most recent frees (its
+    /// front, walked to find the cut: still in cache when `keep` is small) and the older rest
+    /// leaves without a walk (its tail is not needed: the shared pool and an empty central
+    /// list take a list whole), unless adopted objects must be sorted out of it.
+    ///
+    /// # Safety
+    /// ACTIVE, the class is small, and the bin holds more than `keep` objects.
+    unsafe fn shed_small(&mut self, bin: usize, keep: u32) {
+        let by_page = self.is_by_page(bin);
         let b = &mut self.bins[bin];
         let cap = ADOPT_CENTRAL_MAX * b.limit();
+        let mut l = LocalList {
+            head: b.head,
+            count: b.count(),
+        };
+        let mut back = if by_page {
+            // What `put_by_page` did not file (adopted objects) leaves from the front, where
+            // it left them.
+            // SAFETY: a thread bin is a well-formed list of `count` free objects.
+            let c = unsafe { l.take(l.count - keep) };
+            b.head = l.head;
+            LocalList {
+                head: c.head,
+                count: c.n,
+            }
+        } else {
+            // SAFETY: a thread bin is a well-formed list of `count` free objects.
+            let front = unsafe { l.take(keep) };
+            b.head = front.head;
+            l
+        };
+        b.set_count(keep);
+        if config::SMALL_ADOPT
+            && !(self.in_demand(bin)
+                // SAFETY: ACTIVE (caller contract).
+                && unsafe { self.owned() }.small_central_len(bin) + back.count <= cap)
+        {
+            let n = back.count;
+            // SAFETY: `back` is detached from the bin: a well-formed list of exactly
+            // `back.count` free objects of small `bin`.
+            let chain = unsafe { back.take_all() };
+            // SAFETY: ACTIVE (caller contract); `chain` is a detached chain of free objects
+            // of small `bin`.
+            let own = unsafe { self.send_foreign_small(bin, chain) };
+            if own.n < n {
+                // This thread adopts faster than it allocates: adopted objects went home
+                // after a second pass over each. Until its next refill it keeps no more of
+                // this class in central, and the fast path stops adopting.
+                self.forget_demand(bin);
+                self.set_adopt(0);
+            }
+            // SAFETY: ACTIVE (caller contract); `own` holds this heap's free objects of `bin`.
+            unsafe { self.owned().put_central(bin, own) };
+            return;
+        }
+        // SAFETY: ACTIVE (caller contract); `back` is detached from the bin and holds free
+        // objects of `bin` with an exact count: ours, or adopted objects of a class in demand,
+        // or other heaps' objects a refill took from the shared pool or another heap's stash,
+        // all of which central accepts (`put_central`).
+        unsafe { self.owned().put_small_list(bin, back) };
+    }
+
+    /// [`shed`](Self::shed) of a medium class: the front (the most recently freed runs) leaves.
+    ///
+    /// # Safety
+    /// ACTIVE, the class is medium, and the bin holds more than `keep` objects.
+    unsafe fn shed_medium(&mut self, bin: usize, keep: u32) {
+        let b = &mut self.bins[bin];
         let mut l = LocalList {
             head: b.head,
             count: b.count(),
@@ -673,25 +761,7 @@ impl ThreadCache {
         let mut front = unsafe { l.take(l.count - keep) };
         b.head = l.head;
         b.set_count(l.count);
-        if sc::is_small(bin) {
-            if config::SMALL_ADOPT
-                && !(self.in_demand(bin)
-                    // SAFETY: ACTIVE (caller contract).
-                    && unsafe { self.owned() }.small_central_len(bin) + front.n <= cap)
-            {
-                let n = front.n;
-                // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free objects
-                // of small `bin`.
-                front = unsafe { self.send_foreign_small(bin, front) };
-                if front.n < n {
-                    // This thread adopts faster than it allocates: adopted objects went home
-                    // after a second pass over each. Until its next refill it keeps no more of
-                    // this class in central, and the fast path stops adopting.
-                    self.forget_demand(bin);
-                    self.set_adopt(0);
-                }
-            }
-        } else if config::MEDIUM_ADOPT && !self.in_demand(bin) {
+        if config::MEDIUM_ADOPT && !self.in_demand(bin) {
             // SAFETY: ACTIVE (caller contract); `front` is a detached chain of free runs of
             // `bin`.
             let n = front.n;
@@ -704,10 +774,7 @@ impl ThreadCache {
             }
         }
         // SAFETY: ACTIVE (caller contract); `front` is detached from the bin and holds free
-        // objects of `bin`: ours, or adopted objects of a class in demand, or (small) other
-        // heaps' objects a refill took from the shared pool or another heap's stash.
-        // `put_central` accepts them all: a small object is a free object of its class
-        // wherever it is kept.
+        // runs of `bin`: ours, or adopted runs of a class in demand.
         unsafe { self.owned().put_central(bin, front) };
     }
 
@@ -727,12 +794,13 @@ impl ThreadCache {
             let central = unsafe { self.owned() }.small_central_len(bin);
             let p = &mut self.by_page_peak[bin];
             *p = (*p).max(central.min(u32::from(u16::MAX)) as u16);
-            // This thread's round trips outgrew the bins: its bin grew, or all the growth
-            // budget is taken. (Not a thread that just claimed a heap whose central list an
-            // earlier owner filled.)
+            // This thread's round trips outgrew the bins: its bin grew, or outgrew the budget
+            // (`outgrown`), or all the growth budget is taken. (Not a thread that just claimed
+            // a heap whose central list an earlier owner filled.)
             if central >= BY_PAGE_MIN
                 && !self.is_by_page(bin)
                 && (self.bins[bin].limit() > sc::bin_limit(bin)
+                    || self.is_outgrown(bin)
                     || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET)
             {
                 self.by_page[bin / 64] |= 1 << (bin % 64);
@@ -745,6 +813,12 @@ impl ThreadCache {
         } else {
             sc::refill_batch(bin)
         }
+    }
+
+    /// Whether small bin `bin` outgrew the growth budget (`outgrown`).
+    #[inline]
+    fn is_outgrown(&self, bin: usize) -> bool {
+        self.outgrown[bin / 64] >> (bin % 64) & 1 != 0
     }
 
     /// Whether small class `bin` is held by page (`by_page`).
@@ -855,7 +929,7 @@ impl ThreadCache {
         }
     }
 
-    /// Pushes a freed object onto its bin, sending half the bin on when it passes its limit.
+    /// Pushes a freed object onto its bin, shedding the bin when it passes its limit.
     ///
     /// # Safety
     /// ACTIVE; `bin < NUM_BINS`; `p` is a free object of `bin` that nothing else references:
@@ -1158,6 +1232,8 @@ const REST_DEPTH: u32 = 64;
 const BY_PAGE_MIN: u32 = 8192;
 /// A class held by page keeps this many default bin limits in its bin.
 const BY_PAGE_BINS: u32 = 4;
+/// Objects an overflowing bin of a small class not held by page keeps (at most half its limit).
+const SMALL_OVERFLOW_KEEP: u32 = 32;
 /// Objects a bin of a class held by page sheds at an overflow.
 const BY_PAGE_SHED: u32 = 128;
 const BY_PAGE_WORDS: usize = sc::STEP_BINS.div_ceil(64);

@@ -103,6 +103,60 @@ impl OwnedHeap {
         }
     }
 
+    /// Takes back the part of a thread bin a shed sends off, as a list whose tail is not
+    /// known: parked whole when central already holds its keep, installed whole in an empty
+    /// central list, and walked only to join a non-empty one (the shorter of the two) or to
+    /// cut one longer than a bin limit (a grown bin's) into pieces of one limit, each object
+    /// once, unless no other thread owns a heap and central is empty.
+    ///
+    /// # Safety
+    /// `list` is a well-formed null-terminated list of exactly `list.count` free objects of
+    /// small `bin`, shared with no other list, as [`put_central`](Self::put_central) accepts
+    /// them.
+    pub unsafe fn put_small_list(&mut self, bin: usize, mut list: LocalList) {
+        let limit = sc::bin_limit(bin);
+        let central = &mut self.local().small[bin].central;
+        if list.count > limit && central.count == 0 && !super::registry::others_own_heaps() {
+            // A grown bin's older part, in the only heap a thread owns: kept whole for the
+            // bin's next refill, which takes an empty central list's objects whole up to the
+            // bin's limit. (While other threads own heaps it goes to the pool, where they can
+            // take it.)
+            *central = list;
+            return;
+        }
+        while list.count > 0 {
+            let mut piece = if list.count > limit {
+                // SAFETY: the list is well formed with an exact count (caller contract).
+                let c = unsafe { list.take(limit) };
+                LocalList {
+                    head: c.head,
+                    count: c.n,
+                }
+            } else {
+                core::mem::replace(&mut list, LocalList::EMPTY)
+            };
+            let h = self.heap();
+            let central = &mut self.local().small[bin].central;
+            if config::SHARED_POOL && central.count + piece.count > config::SHARED_KEEP * limit {
+                let c = Chain {
+                    head: piece.head,
+                    tail: core::ptr::null_mut(),
+                    n: piece.count,
+                };
+                // SAFETY: a non-empty null-terminated list of exactly `c.n` free objects of
+                // small `bin` that we own (caller contract), at most a bin limit; `park` does
+                // not read its tail.
+                if unsafe { pool::park(bin, c) }.is_ok() {
+                    h.stats.add(Ev::PoolParks, 1);
+                    continue;
+                }
+            }
+            // SAFETY: both lists are well formed with exact counts and share no object
+            // (caller contract).
+            unsafe { central.append(&mut piece) };
+        }
+    }
+
     /// Bytes of free runs in this heap's medium central lists, all classes together.
     pub(super) fn medium_central_bytes(&mut self) -> usize {
         let l = self.local();

@@ -35,10 +35,11 @@ const _: () = assert!(2 << POOL_TAKE_DOUBLINGS > 256);
 
 impl OwnedHeap {
     /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
-    /// central list, then ours. Returns an empty list when all are empty; the caller then
-    /// carves ([`carve_small`](Self::carve_small)). (The caller flushes its own remote buffer
-    /// at the entry of every refill, as hz3 does, rather than between central and carving.)
-    pub fn refill_small_shared(&mut self, bin: usize, want: u32) -> LocalList {
+    /// central list, then ours; `whole` is the limit of the bin to fill. Returns an empty list
+    /// when all are empty; the caller then carves ([`carve_small`](Self::carve_small)). (The
+    /// caller flushes its own remote buffer at the entry of every refill, as hz3 does, rather
+    /// than between central and carving.)
+    pub fn refill_small_shared(&mut self, bin: usize, want: u32, whole: u32) -> LocalList {
         let h = self.heap();
         if config::STASH_POP {
             let got = self.pop_stash(bin, want);
@@ -61,10 +62,11 @@ impl OwnedHeap {
         let l = &mut self.local().small[bin];
         if l.central.count > 0 {
             h.stats.add(Ev::RefillCentral, 1);
-            // Whole if it fits in the bin: its objects are often cold (frees of other threads,
-            // or a bin handed back at thread exit).
+            // Whole if it fits in the bin (`whole`, its limit, or the default if more): its
+            // objects are often cold (frees of other threads, a bin handed back at thread
+            // exit, the older part a grown bin shed).
             // SAFETY: the central list is well formed with an exact count.
-            let got = unsafe { l.central.take_whole_or(sc::bin_limit(bin), want) };
+            let got = unsafe { l.central.take_whole_or(whole.max(sc::bin_limit(bin)), want) };
             l.note_low();
             return got;
         }

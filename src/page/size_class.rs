@@ -309,7 +309,7 @@ pub const fn refill_batch(bin: usize) -> u32 {
     }
 }
 
-/// Thread-bin cap: beyond it a free sends half the bin back to the heap's central list.
+/// Thread-bin cap: beyond it a free sheds the bin to the heap's central list (`front::tcache`).
 /// At least two refills (no ping-pong); otherwise ~64 KiB per bin up to 2 KiB (at most 256
 /// objects) and ~256 KiB per bin above.
 pub const fn bin_limit(bin: usize) -> u32 {

@@ -285,3 +285,88 @@ fn the_page_set_has_no_panic_path() {
         );
     }
 }
+
+/// Calls from the library's own functions into functions of Rust's `core` that can panic:
+/// `(caller, callee)`, one per call site. A `core` function can panic when
+/// `core::panicking::panic_fmt` is reachable from it through `core` functions (found from the
+/// calls `objdump -d` shows, so `panic_bounds_check`, `slice_index_fail`, `unwrap_failed`, the
+/// sort's order check and any newcomer alike).
+fn panic_sites(so: &Path) -> Vec<(String, String)> {
+    use std::collections::{HashMap, HashSet};
+    let dis = run(
+        "objdump",
+        &["-d", "--no-show-raw-insn", "-C", so.to_str().unwrap()],
+    );
+    let mut calls: Vec<(String, String)> = Vec::new();
+    let mut func = String::new();
+    for l in dis.lines() {
+        if let Some(name) = l.strip_suffix(">:") {
+            if let Some((_, name)) = name.split_once(" <") {
+                func = name.to_string();
+            }
+            continue;
+        }
+        let Some((_, rest)) = l.split_once('\t') else {
+            continue;
+        };
+        if !(rest.starts_with("call") || rest.starts_with("jmp")) {
+            continue;
+        }
+        let Some((_, target)) = rest.split_once('<') else {
+            continue;
+        };
+        let target = target.trim_end_matches('>');
+        let target = target.split_once('+').map_or(target, |(t, _)| t);
+        if target != func {
+            calls.push((func.clone(), target.to_string()));
+        }
+    }
+    let mut callers: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (f, t) in &calls {
+        callers.entry(t.as_str()).or_default().push(f.as_str());
+    }
+    let mut panics: HashSet<&str> = HashSet::from(["core::panicking::panic_fmt"]);
+    let mut todo = vec!["core::panicking::panic_fmt"];
+    while let Some(f) = todo.pop() {
+        for &c in callers.get(f).map_or(&[][..], |v| v.as_slice()) {
+            if c.starts_with("core::") && panics.insert(c) {
+                todo.push(c);
+            }
+        }
+    }
+    assert!(
+        panics.len() > 1,
+        "no panic function found in {}: has objdump's output changed?",
+        so.display()
+    );
+    calls
+        .iter()
+        .filter(|(f, t)| !f.starts_with("core::") && panics.contains(t.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// No panic path is left in the libraries' own code (a panic inside `malloc` or `free` would
+/// abort the program: `panic = "abort"`), but the unstable sort of integers: the segment purge
+/// and the by-page shed sort with `sort_unstable`, whose only panic is for an `Ord` that is
+/// not a total order (an integer's is). 92 call sites in the scale lane before they were
+/// removed (docs/ab.md, "Panic paths"); this keeps the count from growing again.
+#[test]
+fn no_panic_path_but_the_sort() {
+    const SORT: &str = "core::slice::sort::unstable::ipnsort";
+    const SORT_SITES: usize = 3;
+    for name in LIBS {
+        let sites = panic_sites(&lib(name));
+        let (sorts, others): (Vec<_>, Vec<_>) = sites.into_iter().partition(|(_, t)| t == SORT);
+        assert!(
+            others.is_empty(),
+            "{name}: calls of functions that may panic: {others:#?}"
+        );
+        assert!(
+            sorts.len() <= SORT_SITES,
+            "{name}: {} calls of the unstable sort (at most {SORT_SITES}; a new one sorts \
+             integers? raise the bound): {sorts:#?}",
+            sorts.len()
+        );
+    }
+}

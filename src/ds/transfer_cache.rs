@@ -183,7 +183,11 @@ impl<const N: usize> TransferCache<N> {
             // their CAS in the slot's order (module doc, point 2).
             self.occupied.fetch_and(!(1 << i), AcqRel);
             // Acquire: synchronizes with the Release CAS that parked the chain we read.
-            let h = self.slots[i].swap(null_mut(), Acquire);
+            // Only bits below `N` are ever set; `get` leaves no panic path.
+            let Some(slot) = self.slots.get(i) else {
+                break;
+            };
+            let h = slot.swap(null_mut(), Acquire);
             if !h.is_null() {
                 // SAFETY: `h` is a chain parked by `push`, which wrote its length before its
                 // Release CAS; our Acquire swap read that CAS's value, so it synchronizes

@@ -13,9 +13,10 @@
 //! from the first refill there, at the end of `malloc`'s slow path. `pthread_create` may call
 //! `calloc` (glibc allocates the new thread's TLS vector): inside `malloc` our own thread
 //! cache is in use, so the calling thread's slot points at `tls::DEAD` for the call, and what
-//! glibc allocates is served by the large tier without touching that cache — as during
-//! activation. Never from a fork handler: the child handlers of other libraries (after ours)
-//! have not run yet, and ours runs with our locks just released.
+//! glibc allocates is served as a retired thread's mallocs are (the shared fallback cache,
+//! whose heap this first use claims) without touching that cache — as during activation.
+//! Never from a fork handler: the child handlers of other libraries (after ours) have not run
+//! yet, and ours runs with our locks just released.
 //!
 //! **Exit and fork.** It is detached, blocks every signal (process-directed signals go to the
 //! program's threads) and holds a lock only inside the decay pass, whose lock order is every
@@ -86,7 +87,7 @@ unsafe fn start() {
     let own = tls::tcache();
     // SAFETY: DEAD is a stand-in; `own` is restored below and no reference to it is used
     // meanwhile (caller contract), so an allocation glibc makes in `pthread_create` re-enters
-    // as a retired thread's would (large tier) and leaves our cache alone.
+    // as a retired thread's would (the fallback cache) and leaves our cache alone.
     unsafe { tls::set(tls::dead()) };
     let ok = spawn();
     // SAFETY: `own` is what the slot held: a stand-in or this thread's own cache, which is
@@ -178,10 +179,11 @@ fn last_thread() -> bool {
         libc::close(fd);
         n
     };
-    if n <= 0 {
-        return false;
+    // `get`: no index check left to panic (`n` is at most the buffer's length).
+    match buf.get(..n.max(0) as usize) {
+        Some(stat) if n > 0 => sole_survivor(stat),
+        _ => false,
     }
-    sole_survivor(&buf[..n as usize])
 }
 
 /// Parses `/proc/<pid>/stat` (proc(5)): after the command name in parentheses (which may hold
@@ -191,7 +193,9 @@ fn sole_survivor(stat: &[u8]) -> bool {
     let Some(close) = stat.iter().rposition(|&c| c == b')') else {
         return false;
     };
-    let mut fields = stat[close + 1..]
+    let mut fields = stat
+        .get(close + 1..)
+        .unwrap_or(&[])
         .split(|&c| c == b' ')
         .filter(|f| !f.is_empty());
     let leader_dead = matches!(fields.next(), Some(b"Z") | Some(b"X"));

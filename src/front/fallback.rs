@@ -51,8 +51,12 @@ pub fn alloc(bin: usize) -> *mut u8 {
     // alone; no other reference to it exists (no TLS slot names it).
     let c = unsafe { &mut *f.cache };
     debug_assert!(c.state == ACTIVE);
+    // Always a bin (callers pass a small or medium class); `get_mut` leaves no panic path.
+    let Some(b) = c.bins.get_mut(bin) else {
+        return null_mut();
+    };
     // SAFETY: a bin of an ACTIVE cache is a well-formed list with an exact count.
-    let p = unsafe { Bin::pop(&mut c.bins[bin], bin) };
+    let p = unsafe { Bin::pop(b, bin) };
     if !p.is_null() {
         return p;
     }

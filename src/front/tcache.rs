@@ -7,7 +7,6 @@ use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
 use crate::ds::page_set::PageSet;
 use crate::front::bin::Bin;
-use crate::heap::registry::MAX_HEAPS;
 use crate::heap::send::{send, send_one};
 use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
@@ -434,7 +433,7 @@ impl ThreadCache {
             // SAFETY: ACTIVE (caller contract).
             if r == 0
                 && limit <= default
-                && registry::published() > 1
+                && registry::others_own_heaps()
                 && !unsafe { self.front_is_own(bin, OWN_SAMPLE) }
             {
                 // Two overflows with no refill between, adopted objects among the last freed:
@@ -1281,13 +1280,13 @@ impl ThreadCache {
 /// The thread cache of each heap id, allocated from metadata memory the first time the id is
 /// claimed. Only the heap's owner reads or writes its entry and the cache, and a new owner
 /// comes after the previous one's release through the registry lock, so Relaxed suffices.
-static CACHES: [AtomicPtr<ThreadCache>; MAX_HEAPS] =
-    [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+static CACHES: [AtomicPtr<ThreadCache>; registry::SLOTS] =
+    [const { AtomicPtr::new(null_mut()) }; registry::SLOTS];
 
 /// The cache that goes with heap `id`, whose owner we are; `None` if metadata memory is
 /// exhausted.
 pub(super) fn cache_of(id: u32) -> Option<*mut ThreadCache> {
-    let slot = &CACHES[id as usize];
+    let slot = &CACHES[registry::slot(id)];
     let c = slot.load(Relaxed);
     if !c.is_null() {
         return Some(c);
@@ -1303,7 +1302,7 @@ pub(super) fn cache_of(id: u32) -> Option<*mut ThreadCache> {
 
 /// The cache of heap `id` if it has one (null otherwise).
 pub(super) fn cache_at(id: u32) -> *mut ThreadCache {
-    CACHES[id as usize].load(Relaxed)
+    CACHES[registry::slot(id)].load(Relaxed)
 }
 
 /// The shared path for a thread without an active cache (exited, or no heap available):

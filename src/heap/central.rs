@@ -107,7 +107,7 @@ impl OwnedHeap {
     /// known: parked whole when central already holds its keep, installed whole in an empty
     /// central list, and walked only to join a non-empty one (the shorter of the two) or to
     /// cut one longer than a bin limit (a grown bin's) into pieces of one limit, each object
-    /// once, unless this is the only heap and central is empty.
+    /// once, unless no other thread owns a heap and central is empty.
     ///
     /// # Safety
     /// `list` is a well-formed null-terminated list of exactly `list.count` free objects of
@@ -116,10 +116,11 @@ impl OwnedHeap {
     pub unsafe fn put_small_list(&mut self, bin: usize, mut list: LocalList) {
         let limit = sc::bin_limit(bin);
         let central = &mut self.local().small[bin].central;
-        if list.count > limit && central.count == 0 && super::registry::published() <= 1 {
-            // A grown bin's older part, in the only heap: kept whole for the bin's next
-            // refill, which takes an empty central list's objects whole up to the bin's
-            // limit. (With other heaps it goes to the pool, where they can take it.)
+        if list.count > limit && central.count == 0 && !super::registry::others_own_heaps() {
+            // A grown bin's older part, in the only heap a thread owns: kept whole for the
+            // bin's next refill, which takes an empty central list's objects whole up to the
+            // bin's limit. (While other threads own heaps it goes to the pool, where they can
+            // take it.)
             *central = list;
             return;
         }
@@ -295,7 +296,11 @@ impl OwnedHeap {
 
     /// Moves the whole owner stash of small `bin` into its central list.
     pub(super) fn stash_to_central(&mut self, bin: usize) {
-        let all = self.heap().shared.stash[bin].take_all();
+        // Always a small bin (callers pass one); `get` leaves no panic path.
+        let Some(stash) = self.heap().shared.stash.get(bin) else {
+            return;
+        };
+        let all = stash.take_all();
         if !all.is_null() {
             // SAFETY: `all` is a null-terminated list of free objects of `bin` the swap made
             // exclusively ours.
@@ -309,7 +314,10 @@ impl OwnedHeap {
 
     /// Moves the spill of small `bin` into its central list.
     pub(super) fn spill_to_central(&mut self, bin: usize) {
-        let l = &mut self.local().small[bin];
+        // Always a small bin (callers pass one); `get_mut` leaves no panic path.
+        let Some(l) = self.local().small.get_mut(bin) else {
+            return;
+        };
         if l.spill.head.is_null() {
             return;
         }

@@ -129,9 +129,9 @@ impl HeapLocal {
 pub struct Heap {
     pub shared: HeapShared,
     local: UnsafeCell<HeapLocal>,
-    /// The heap's place in the registry's queue of released heaps; touched only under the
-    /// registry lock.
-    link: UnsafeCell<registry::Link>,
+    /// The heap's place in the registry: its record, reached under the registry lock, and its
+    /// link on the queue of released heaps (or on one `malloc_trim` detached from it).
+    link: registry::Link,
     pub stats: Counters,
     pub id: u32,
 }

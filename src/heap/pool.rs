@@ -115,6 +115,10 @@ fn get() -> Option<&'static SharedPool> {
 /// comes back as it was given.
 pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
     let Some(pool) = get() else { return Err(c) };
+    // Always a class (a chain of `bin`'s objects); `get` leaves no panic path.
+    let Some(class) = pool.classes.get(bin) else {
+        return Err(c);
+    };
     let bytes = medium_chain_bytes(bin, c.n);
     if bytes > 0 {
         let budget = medium_budget();
@@ -129,7 +133,7 @@ pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
         }
     }
     // SAFETY: as the caller contract.
-    let r = unsafe { pool.classes[bin].push(c) };
+    let r = unsafe { class.push(c) };
     if r.is_err() && bytes > 0 {
         MEDIUM_BYTES.fetch_sub(bytes, Relaxed);
     }
@@ -138,7 +142,11 @@ pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
 
 /// Pops one chain of `bin` and gives back its share of [`MEDIUM_BYTES`].
 fn pop(pool: &SharedPool, bin: usize) -> LocalList {
-    let got = pool.classes[bin].pop();
+    // Always a class (callers pass a bin); `get` leaves no panic path.
+    let Some(class) = pool.classes.get(bin) else {
+        return LocalList::EMPTY;
+    };
+    let got = class.pop();
     let bytes = medium_chain_bytes(bin, got.count);
     if bytes > 0 {
         MEDIUM_BYTES.fetch_sub(bytes, Relaxed);

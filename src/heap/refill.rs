@@ -72,10 +72,10 @@ impl OwnedHeap {
         }
         if config::SHARED_POOL {
             // Part of a chain, growing with the owner's takes of the class ([`pool_take_max`]);
-            // whole while this is the only heap: the pool then holds only its own surplus, and
-            // no other heap waits for the rest (split, `leak-churn`'s one thread grew 30 bins
-            // instead of 5 and ran 1.4-3x slower).
-            let max = if registry::published() > 1 {
+            // whole while no other thread owns a heap: the pool then holds only this heap's
+            // surplus and what exited threads left, and no other heap waits for the rest
+            // (split, `leak-churn`'s one thread grew 30 bins instead of 5 and ran 1.4-3x slower).
+            let max = if registry::others_own_heaps() {
                 pool_take_max(bin, l.pool_takes)
             } else {
                 u32::MAX
@@ -206,7 +206,10 @@ impl OwnedHeap {
             h.stats.add(Ev::PagesCarved, 1);
         }
         let l = &mut self.local().small[bin];
-        let avail = (l.end as usize - l.bump as usize) / size;
+        // `checked_div`: a class size is never 0, but the compiler cannot see it.
+        let avail = (l.end as usize - l.bump as usize)
+            .checked_div(size)
+            .unwrap_or(0);
         let n = (want as usize).min(avail);
         let head = l.bump;
         let mut p = head;

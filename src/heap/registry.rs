@@ -8,10 +8,11 @@ use crate::page::{arena, page_tag};
 use crate::stats::{Counters, Ev, GLOBAL};
 use crate::sys::sync::{self, SpinLock};
 use crate::sys::{options, os};
+use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
-pub use super::table::{get, published, MAX_HEAPS};
+pub use super::table::{get, published, slot, MAX_HEAPS, SLOTS};
 const _: () = assert!(options::MAX_HEAPS_DEFAULT as usize == MAX_HEAPS - 1);
 
 /// The owning thread's handle on its heap, and the only way to the heap's local part.
@@ -75,16 +76,137 @@ impl OwnedHeap {
     }
 }
 
-/// A heap's place on the queue of released heaps.
+/// A heap's place in the registry, in two parts reached by different paths, each through the
+/// value that guards it: a path that touches one part forms no reference to the other, and
+/// the borrow checker keeps two `&mut` to one part from being live at once. (One `&mut Link`
+/// for both, handed out by the registry lock or by holding the heap detached, let
+/// `trim_released`, walking the `next` links of the heaps it detached, and a decay pass,
+/// reading their `queued` flags under the lock, hold two `&mut` to one link at once: undefined
+/// behaviour under Rust's aliasing rules even though they touched different fields.)
 pub(super) struct Link {
-    next: *mut Heap,
+    /// Reached only through [`Records`], which only the registry (under its lock) holds.
+    rec: UnsafeCell<Record>,
+    /// The next heap on the [`Queue`] that holds this one; reached only through that queue.
+    next: UnsafeCell<*mut Heap>,
+}
+
+/// The registry's record of a heap.
+struct Record {
     /// Clock (ms) when the heap was released.
     released_ms: u64,
-    /// On the released queue (or detached from it by `trim_released`).
+    /// Released: on the queue, or on a queue `trim_released` detached from it.
     queued: bool,
     /// The owner's `activity` as a decay pass last saw it, and since when (ms).
     seen_activity: u32,
     seen_ms: u64,
+}
+
+/// Access to every heap's [`Record`]: `&Records` reads them, `&mut Records` writes them. Only
+/// the registry holds one ([`Registry::recs`], made once for [`REG`]; nothing else in this
+/// module makes one), so a borrow of it is a borrow of the registry under its lock.
+struct Records(());
+
+impl Records {
+    /// The record of heap `h`.
+    fn get(&self, h: NonNull<Heap>) -> &Record {
+        // SAFETY: heaps are 'static; records are reached only through the one `Records`, and
+        // this shared borrow of it excludes any `&mut Record` meanwhile.
+        unsafe { &*h.as_ref().link.rec.get() }
+    }
+
+    /// The record of heap `h`, to write.
+    fn get_mut(&mut self, h: NonNull<Heap>) -> &mut Record {
+        // SAFETY: as in `get`; the exclusive borrow of `self` excludes any other reference
+        // to a record meanwhile.
+        unsafe { &mut *h.as_ref().link.rec.get() }
+    }
+}
+
+/// A FIFO list of released heaps, linked through their `next` cells. Heaps enter one only
+/// from an owner's handle ([`push_back`](Self::push_back) consumes it) and leave it as one
+/// ([`pop_front`](Self::pop_front)), or move with a whole queue: so a heap is on at most one
+/// queue, whose borrow is the borrow of its heaps' `next` cells (`&self` reads them, `&mut
+/// self` writes them).
+struct Queue {
+    head: *mut Heap,
+    tail: *mut Heap,
+}
+
+impl Queue {
+    const EMPTY: Queue = Queue {
+        head: null_mut(),
+        tail: null_mut(),
+    };
+
+    /// The heap after `h`.
+    ///
+    /// # Safety
+    /// `h` is on this queue.
+    unsafe fn next(&self, h: NonNull<Heap>) -> *mut Heap {
+        // SAFETY: heaps are 'static; `h` is ours (caller contract), so its cell is reached
+        // only through `self`, whose shared borrow excludes writes meanwhile.
+        unsafe { *h.as_ref().link.next.get() }
+    }
+
+    /// Makes `next` follow `h`.
+    ///
+    /// # Safety
+    /// `h` is on this queue, or is being put on it by the caller.
+    unsafe fn set_next(&mut self, h: NonNull<Heap>, next: *mut Heap) {
+        // SAFETY: as in `next`, with the exclusive borrow of `self`.
+        unsafe { *h.as_ref().link.next.get() = next };
+    }
+
+    /// Puts the heap of `owned` at the back; returns it (unowned from now on).
+    fn push_back(&mut self, owned: OwnedHeap) -> NonNull<Heap> {
+        let h = owned.heap;
+        // SAFETY: `h` is being put on this queue; the old tail is on it.
+        unsafe {
+            self.set_next(h, null_mut());
+            match NonNull::new(self.tail) {
+                Some(t) => self.set_next(t, h.as_ptr()),
+                None => self.head = h.as_ptr(),
+            }
+        }
+        self.tail = h.as_ptr();
+        h
+    }
+
+    /// Takes the front heap off, owned by the caller from now on.
+    fn pop_front(&mut self) -> Option<OwnedHeap> {
+        let h = NonNull::new(self.head)?;
+        // SAFETY: `h` heads this queue.
+        self.head = unsafe { self.next(h) };
+        if self.head.is_null() {
+            self.tail = null_mut();
+        }
+        // Off the queue: nobody else holds a handle on it (released heaps are unowned).
+        Some(OwnedHeap { heap: h })
+    }
+
+    /// Puts the heaps of `front` before this queue's.
+    fn prepend(&mut self, front: Queue) {
+        let Some(last) = NonNull::new(front.tail) else {
+            return;
+        };
+        // SAFETY: `last` ends `front`, whose heaps join this queue now.
+        unsafe { self.set_next(last, self.head) };
+        if self.head.is_null() {
+            self.tail = last.as_ptr();
+        }
+        self.head = front.head;
+    }
+
+    /// The heaps from the front.
+    fn iter(&self) -> impl Iterator<Item = NonNull<Heap>> + '_ {
+        let mut h = self.head;
+        core::iter::from_fn(move || {
+            let nn = NonNull::new(h)?;
+            // SAFETY: `nn` is on this queue (reached from its head).
+            h = unsafe { self.next(nn) };
+            Some(nn)
+        })
+    }
 }
 
 /// A heap a decay pass borrowed: its `busy` lock is held until the end of the borrow.
@@ -131,17 +253,6 @@ impl Drop for Lent {
     }
 }
 
-/// The link of heap `h`.
-///
-/// # Safety
-/// The caller holds the registry lock, or holds `h` off the queue (detached by `trim_released`),
-/// and has no other reference to the link.
-#[allow(clippy::mut_from_ref)]
-unsafe fn link(h: NonNull<Heap>) -> &'static mut Link {
-    // SAFETY: heaps are 'static; exclusive access to the link by the caller contract.
-    unsafe { &mut *h.as_ref().link.get() }
-}
-
 /// Released heaps wait in a FIFO queue, so every one is claimed again in turn and what other
 /// threads keep freeing into it is reused. A LIFO stack (the most recently released, warmest
 /// heap first) was tried: a new thread then always took the same few heaps, and small objects
@@ -149,23 +260,45 @@ unsafe fn link(h: NonNull<Heap>) -> &'static mut Link {
 /// 93.0 MiB while 8 later threads allocated 24 MiB, against no growth with the queue;
 /// docs/ab.md). Each heap is just as warm when threads come and go one generation at a time.
 struct Registry {
-    free: *mut Heap,
-    free_tail: *mut Heap,
+    free: Queue,
+    recs: Records,
     next_id: u32,
     /// Eager heaps ([`trim_eager`]) by id + 1 (0: a free slot): released, given back at their
     /// thread's exit, and still receiving what other threads free into them.
     eager: [u32; EAGER_MAX],
+    /// The fallback heap's id + 1 while [`claim_fallback`] has it (0: none): not counted in
+    /// [`OWNED`].
+    fallback: u32,
 }
 
 // SAFETY: the raw pointer names a 'static heap; the registry lock serialises access.
 unsafe impl Send for Registry {}
 
 static REG: SpinLock<Registry> = SpinLock::new(Registry {
-    free: null_mut(),
-    free_tail: null_mut(),
+    free: Queue::EMPTY,
+    recs: Records(()),
     next_id: 0,
     eager: [0; EAGER_MAX],
+    fallback: 0,
 });
+
+/// Heaps threads own now: [`claim`]s less their [`release`]s (a dead thread's heap that no
+/// thread has adopted yet counts, as do a fork parent's other threads' heaps in the child).
+/// The fallback heap is not counted: it serves the mallocs of threads without a heap of
+/// their own (rare), and once claimed it stays for good, so counting it made one thread
+/// look like two for the rest of the program (with `HAKOZUNA_BACKGROUND=1`, the purge
+/// thread's creation claims it from the main thread's first refill). Written under the
+/// registry lock; read without it by [`others_own_heaps`].
+static OWNED: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a thread other than the caller (which owns a heap) owns one now, so may take
+/// from the shared pool or send the caller its objects. Relaxed: a hint for policy (how much
+/// of a pool chain to take, whether a bin gives back adopted objects); a stale answer only
+/// delays a change of policy by a call.
+#[inline]
+pub fn others_own_heaps() -> bool {
+    OWNED.load(Relaxed) > 1
+}
 
 /// Whether a slot of `Registry::eager` may be taken: set by [`release`], cleared by a
 /// [`trim_eager`] pass that found every slot free. Written under the registry lock; read
@@ -215,38 +348,41 @@ pub fn decay_pending() -> bool {
 /// `None` when `HAKOZUNA_MAX_HEAPS` heaps (at most 65,534) exist and none is released, or
 /// metadata memory is exhausted.
 pub fn claim() -> Option<OwnedHeap> {
-    claim_below(options::max_heaps() as usize)
+    claim_below(options::max_heaps() as usize, false)
 }
 
 /// [`claim`] for the shared fallback heap (`front::fallback`), which may also take the one id
 /// [`claim`] never hands out, so it exists even when threads own every other.
 pub fn claim_fallback() -> Option<OwnedHeap> {
-    claim_below(MAX_HEAPS)
+    claim_below(MAX_HEAPS, true)
 }
 
-fn claim_below(limit: usize) -> Option<OwnedHeap> {
-    let mut r = REG.lock();
-    if let Some(h) = NonNull::new(r.free) {
-        // SAFETY: heaps on the queue are 'static and unowned; we hold the registry lock.
-        unsafe {
-            let l = link(h);
-            r.free = l.next;
-            l.queued = false;
-            if r.free.is_null() {
-                r.free_tail = null_mut();
-            }
-            h.as_ref().stats.add(Ev::HeapsAdopted, 1);
-        }
+fn claim_below(limit: usize, fallback: bool) -> Option<OwnedHeap> {
+    let mut guard = REG.lock();
+    let r = &mut *guard;
+    let owned = claim_locked(r, limit)?;
+    if fallback {
+        r.fallback = owned.heap().id + 1;
+    } else {
+        // Relaxed: written under the registry lock, read as a hint.
+        OWNED.store(OWNED.load(Relaxed) + 1, Relaxed);
+    }
+    Some(owned)
+}
+
+/// The body of [`claim_below`], under the registry lock (`r`).
+fn claim_locked(r: &mut Registry, limit: usize) -> Option<OwnedHeap> {
+    if let Some(owned) = r.free.pop_front() {
+        r.recs.get_mut(owned.heap).queued = false;
+        owned.heap().stats.add(Ev::HeapsAdopted, 1);
         // An owned heap is not eager: its owner runs its slow paths.
-        // SAFETY: heaps are 'static.
-        let id = unsafe { h.as_ref() }.id + 1;
+        let id = owned.heap().id + 1;
         for e in r.eager.iter_mut() {
             if *e == id {
                 *e = 0;
             }
         }
-        // Taken off the queue under the lock: nobody else holds a handle on it.
-        return Some(OwnedHeap { heap: h });
+        return Some(owned);
     }
     if r.next_id as usize >= limit.min(MAX_HEAPS) {
         return None;
@@ -276,20 +412,18 @@ fn claim_below(limit: usize) -> Option<OwnedHeap> {
 /// trims it again at each thread exit while it has something to give back.
 pub fn release(owned: OwnedHeap, eager: bool) {
     let now = os::now_ms();
-    let hp = owned.heap;
-    let mut r = REG.lock();
-    // SAFETY: we hold the registry lock; the heap is not on the queue yet, and the old tail is.
-    unsafe {
-        let l = link(hp);
-        l.next = null_mut();
-        l.released_ms = now;
-        l.queued = true;
-        match NonNull::new(r.free_tail) {
-            Some(t) => link(t).next = hp.as_ptr(),
-            None => r.free = hp.as_ptr(),
-        }
+    let mut guard = REG.lock();
+    let r = &mut *guard;
+    if r.fallback == owned.heap().id + 1 {
+        r.fallback = 0;
+    } else {
+        // Relaxed: as in `claim_below`.
+        OWNED.store(OWNED.load(Relaxed) - 1, Relaxed);
     }
-    r.free_tail = hp.as_ptr();
+    let hp = r.free.push_back(owned);
+    let rec = r.recs.get_mut(hp);
+    rec.released_ms = now;
+    rec.queued = true;
     PENDING.store(true, Relaxed);
     if eager {
         // A free slot, else the one of the longest-released heap (which loses its eagerness:
@@ -301,8 +435,7 @@ pub fn release(owned: OwnedHeap, eager: bool) {
                 pick = i;
                 break;
             }
-            // SAFETY: an eager heap is released and queued; we hold the registry lock.
-            let at = unsafe { link(NonNull::from(get(e - 1))) }.released_ms;
+            let at = r.recs.get(NonNull::from(get(e - 1))).released_ms;
             if at < oldest {
                 oldest = at;
                 pick = i;
@@ -322,11 +455,7 @@ pub fn release(owned: OwnedHeap, eager: bool) {
 /// unclaimable. `None` if none has room.
 pub(super) fn lend_run(pages: usize, bin: usize) -> Option<*mut u8> {
     let r = REG.lock();
-    let mut h = r.free;
-    for _ in 0..config::LEND_PROBES {
-        let nn = NonNull::new(h)?;
-        // SAFETY: a heap on the queue; we hold the registry lock.
-        h = unsafe { link(nn) }.next;
+    for nn in r.free.iter().take(config::LEND_PROBES) {
         // SAFETY: a released heap, unclaimable while we hold the registry lock; the borrow
         // ends with this iteration, the heap staying on the queue.
         let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
@@ -424,8 +553,7 @@ fn eager_pass() {
             }
             let nn = NonNull::from(get(e - 1));
             ids[i] = e;
-            // SAFETY: an eager heap is released and queued; we hold the registry lock.
-            released_ms[i] = unsafe { link(nn) }.released_ms;
+            released_ms[i] = r.recs.get(nn).released_ms;
             // SAFETY: a released heap. A thread may claim it once we drop the registry lock,
             // and then uses its local part only after `enter`, which waits for the borrow;
             // `trim_released` may hold it detached, and then holds its busy lock or has not
@@ -570,12 +698,8 @@ fn pick_released(
     more: &mut bool,
 ) -> bool {
     let mut n = 0;
-    let mut h = r.free;
-    while let Some(nn) = NonNull::new(h) {
-        // SAFETY: a heap on the queue; we hold the registry lock (caller contract).
-        let l = unsafe { link(nn) };
-        h = l.next;
-        if now.saturating_sub(l.released_ms) < interval {
+    for nn in r.free.iter() {
+        if now.saturating_sub(r.recs.get(nn).released_ms) < interval {
             *more = true;
             continue;
         }
@@ -616,10 +740,7 @@ fn decay_idle(now: u64, interval: u64, mut budget: u32) {
     while next < published() {
         let _pass = PURGE_PASS.lock();
         let mut batch: [Option<Lent>; DECAY_BATCH] = [const { None }; DECAY_BATCH];
-        {
-            let _r = REG.lock();
-            next = pick_idle(next, now, interval, &mut batch);
-        }
+        next = pick_idle(&mut REG.lock().recs, next, now, interval, &mut batch);
         for l in batch.iter_mut().flatten() {
             if l.decay_released_heap(now) {
                 l.heap().stats.add_shared(Ev::IdleHeapsDecayed, 1);
@@ -633,17 +754,21 @@ fn decay_idle(now: u64, interval: u64, mut budget: u32) {
 }
 
 /// Borrows into `batch` the idle owned heaps from id `from` on (see [`decay_idle`]), noting
-/// every owned heap's activity on the way. Returns the id to go on from. The caller holds
-/// the registry lock.
-fn pick_idle(from: u32, now: u64, interval: u64, batch: &mut [Option<Lent>; DECAY_BATCH]) -> u32 {
+/// every owned heap's activity on the way. Returns the id to go on from.
+fn pick_idle(
+    recs: &mut Records,
+    from: u32,
+    now: u64,
+    interval: u64,
+    batch: &mut [Option<Lent>; DECAY_BATCH],
+) -> u32 {
     let mut n = 0;
     for id in from..published() {
         if n == DECAY_BATCH {
             return id;
         }
         let nn = NonNull::from(get(id));
-        // SAFETY: we hold the registry lock (caller contract).
-        let l = unsafe { link(nn) };
+        let l = recs.get_mut(nn);
         if l.queued {
             continue;
         }
@@ -677,21 +802,12 @@ fn pick_idle(from: u32, now: u64, interval: u64, batch: &mut [Option<Lent>; DECA
 /// is not held across `madvise` (threads starting meanwhile get new heaps; a fork meanwhile
 /// leaves them unreachable in the child, as other threads' heaps are). Returns bytes purged.
 pub fn trim_released() -> usize {
-    let detached = {
-        let mut r = REG.lock();
-        r.free_tail = null_mut();
-        core::mem::replace(&mut r.free, null_mut())
-    };
+    let detached = core::mem::replace(&mut REG.lock().free, Queue::EMPTY);
     let mut bytes = 0;
-    let mut last = null_mut();
     // A second pass takes the objects one released heap's sweep sent home to another that
     // the first pass had already trimmed.
     for force in [true, false] {
-        let mut h = detached;
-        while let Some(nn) = NonNull::new(h) {
-            // SAFETY: the detached heaps are reachable only through `detached`, which we hold.
-            h = unsafe { link(nn) }.next;
-            last = nn.as_ptr();
+        for nn in detached.iter() {
             // SAFETY: off the queue and unowned, so no claim reaches it, and decay passes skip
             // it (it is still marked queued).
             let Some(mut lent) = (unsafe { Lent::try_new(nn) }) else {
@@ -700,17 +816,8 @@ pub fn trim_released() -> usize {
             bytes += lent.trim(force, 1);
         }
     }
-    if let Some(last) = NonNull::new(last) {
-        let mut r = REG.lock();
-        // SAFETY: `last` ends the detached list, which we still hold; relinking it happens
-        // under the registry lock. The detached heaps were released before any queued since,
-        // so they go back in front.
-        unsafe { link(last) }.next = r.free;
-        if r.free.is_null() {
-            r.free_tail = last.as_ptr();
-        }
-        r.free = detached;
-    }
+    // The detached heaps were released before any queued since, so they go back in front.
+    REG.lock().free.prepend(detached);
     bytes
 }
 
@@ -729,9 +836,8 @@ pub fn trim_owned(skip: Option<u32>) -> usize {
         let nn = NonNull::from(get(id));
         let _pass = PURGE_PASS.lock();
         let lent = {
-            let _r = REG.lock();
-            // SAFETY: we hold the registry lock.
-            if unsafe { link(nn) }.queued {
+            let r = REG.lock();
+            if r.recs.get(nn).queued {
                 continue;
             }
             // SAFETY: an owned heap: its owner touches the local part only between `enter`
@@ -788,5 +894,81 @@ pub unsafe fn unlock_after_fork() {
         REG.raw_unlock();
         PURGE_PASS.raw_unlock();
         EAGER_PASS.raw_unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Heap, OwnedHeap, Queue, Records};
+    use core::ptr::NonNull;
+    use std::vec::Vec;
+
+    /// Zeroed heaps (all-zero is an empty heap), never published; the test frees them. From
+    /// the test's own allocator, not metadata memory, whose addresses come from an integer:
+    /// Miri checks the aliasing of pointers with provenance only.
+    fn heaps<const N: usize>() -> [NonNull<Heap>; N] {
+        core::array::from_fn(|_| {
+            // SAFETY: `Heap` has a non-zero size.
+            let p = unsafe { std::alloc::alloc_zeroed(std::alloc::Layout::new::<Heap>()) };
+            NonNull::new(p as *mut Heap).unwrap()
+        })
+    }
+
+    fn ids(q: &Queue, all: &[NonNull<Heap>]) -> Vec<usize> {
+        q.iter()
+            .map(|h| all.iter().position(|&a| a == h).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_released_queue_is_fifo_and_a_detached_queue_goes_back_in_front() {
+        let hs = heaps::<5>();
+        let mut q = Queue::EMPTY;
+        assert!(q.pop_front().is_none());
+        for &h in &hs[2..] {
+            q.push_back(OwnedHeap { heap: h });
+        }
+        // What `trim_released` does: detach the whole queue, let releases go on meanwhile,
+        // put the detached heaps back in front.
+        let detached = core::mem::replace(&mut q, Queue::EMPTY);
+        assert_eq!(ids(&detached, &hs), [2, 3, 4]);
+        // While `trim_released` walks the detached heaps' `next` cells, a decay pass writes
+        // their records under the registry lock (`pick_idle`): interleaved here, so that Miri
+        // (`cargo +nightly miri test -p hakozuna --lib heap::registry`) checks that the two
+        // paths' references never alias. (A `Records` of the test's own: these heaps are not
+        // the registry's.)
+        let mut recs = Records(());
+        for h in detached.iter() {
+            let r = recs.get_mut(h);
+            assert!(!r.queued);
+            r.queued = true;
+            r.seen_ms += 1;
+        }
+        assert!(detached.iter().all(|h| recs.get(h).queued));
+        q.push_back(OwnedHeap { heap: hs[0] });
+        q.prepend(Queue::EMPTY);
+        assert_eq!(ids(&q, &hs), [0]);
+        q.prepend(detached);
+        assert_eq!(ids(&q, &hs), [2, 3, 4, 0]);
+        q.push_back(OwnedHeap { heap: hs[1] });
+        assert_eq!(ids(&q, &hs), [2, 3, 4, 0, 1]);
+        let mut order = Vec::new();
+        while let Some(o) = q.pop_front() {
+            order.push(hs.iter().position(|&a| a == o.heap).unwrap());
+        }
+        assert_eq!(order, [2, 3, 4, 0, 1]);
+        assert!(q.tail.is_null());
+        // Into an empty queue: the prepended queue's tail becomes the tail.
+        let mut d = Queue::EMPTY;
+        d.push_back(OwnedHeap { heap: hs[3] });
+        q.prepend(d);
+        q.push_back(OwnedHeap { heap: hs[4] });
+        assert_eq!(ids(&q, &hs), [3, 4]);
+        for h in hs {
+            // SAFETY: allocated by `heaps` with this layout; nothing refers to it any more.
+            unsafe {
+                std::alloc::dealloc(h.as_ptr() as *mut u8, std::alloc::Layout::new::<Heap>())
+            };
+        }
     }
 }

@@ -124,6 +124,11 @@ impl OwnedHeap {
 
     /// Moves the owner stash, spill, transfer cache and intake of small `bin` into central.
     fn gather(&mut self, bin: usize) {
+        // Always a small bin (callers iterate a `BinSet`); the test leaves the indexing below
+        // no panic path.
+        if !sc::is_small(bin) {
+            return;
+        }
         let h = self.heap();
         if STASH_PUSH {
             self.stash_to_central(bin);
@@ -216,7 +221,10 @@ impl OwnedHeap {
                 let l = &mut self.local().small[bin];
                 let carving = !l.end.is_null() && l.end as usize - run_bytes == run as usize;
                 let carved = if carving {
-                    (l.bump as usize - run as usize) / size
+                    // `checked_div`: a class size is never 0, but the compiler cannot see it.
+                    (l.bump as usize - run as usize)
+                        .checked_div(size)
+                        .unwrap_or(0)
                 } else {
                     sc::objs_per_run(bin)
                 };

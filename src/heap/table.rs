@@ -10,7 +10,20 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
 
 pub const MAX_HEAPS: usize = MAX_OWNER as usize + 1;
 
-static HEAPS: [AtomicPtr<Heap>; MAX_HEAPS] = [const { AtomicPtr::new(null_mut()) }; MAX_HEAPS];
+/// Slots of [`HEAPS`]: a power of two at least [`MAX_HEAPS`], so that an id masked with
+/// [`SLOT_MASK`] indexes it without a bounds check (whose panic path would sit inside `malloc`
+/// and `free`). Every id is below `MAX_HEAPS`, so the mask changes none.
+pub const SLOTS: usize = MAX_HEAPS.next_power_of_two();
+const SLOT_MASK: u32 = SLOTS as u32 - 1;
+
+/// The index of heap `id` in a table of [`SLOTS`] entries (`id` itself: ids are below
+/// [`MAX_HEAPS`]); the mask shows the compiler the bound.
+#[inline(always)]
+pub const fn slot(id: u32) -> usize {
+    (id & SLOT_MASK) as usize
+}
+
+static HEAPS: [AtomicPtr<Heap>; SLOTS] = [const { AtomicPtr::new(null_mut()) }; SLOTS];
 /// Heaps published in [`HEAPS`] (ids `0..PUBLISHED`), for `stash-steal`'s lock-free probe.
 static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 
@@ -21,7 +34,7 @@ static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 /// heap that is never freed.
 pub(super) unsafe fn publish(id: u32, p: *mut Heap) {
     // Release: a thread that reads this slot (for a tag carrying `id`) sees the initialised heap.
-    HEAPS[id as usize].store(p, Release);
+    HEAPS[slot(id)].store(p, Release);
     // Release: a thread that reads the count finds the slots below it published. (C11: its
     // Acquire load synchronizes with this store; slot `id` was stored before it in this
     // thread, and each earlier slot by a publish that happened-before ours through the
@@ -38,7 +51,7 @@ pub fn get(id: u32) -> &'static Heap {
     // chain from its store, which the owner made after publishing the heap, so the slot's
     // store happens-before this load, which therefore reads the heap, never null; the Acquire
     // pairs with the Release directly as well.)
-    unsafe { &*HEAPS[id as usize].load(Acquire) }
+    unsafe { &*HEAPS[slot(id)].load(Acquire) }
 }
 
 /// Heaps published so far, ids `0..n`: each [`get`]-able. Acquire pairs with `publish`'s

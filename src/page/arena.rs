@@ -466,16 +466,19 @@ impl SegmentPurger {
     /// Segment `idx` holds no live object and nothing else uses its pages until `finish`
     /// returns.
     pub unsafe fn add(&mut self, idx: u32) {
-        if self.n == PURGE_BATCH {
+        if self.n >= PURGE_BATCH {
             self.finish();
         }
-        self.idx[self.n] = idx;
-        self.n += 1;
+        // Always a slot after `finish`; `get_mut` leaves no panic path.
+        if let Some(s) = self.idx.get_mut(self.n) {
+            *s = idx;
+            self.n += 1;
+        }
     }
 
     /// Purges the gathered segments, one call per stretch of neighbours.
     pub fn finish(&mut self) {
-        let seg = &mut self.idx[..self.n];
+        let seg = self.idx.get_mut(..self.n).unwrap_or(&mut []);
         seg.sort_unstable();
         let mut i = 0;
         while i < seg.len() {

@@ -15,18 +15,26 @@ impl PageBitmap {
         PageBitmap { words: [0; WORDS] }
     }
 
+    /// Whether page `i` is set (no page past the segment is: `get` leaves no panic path).
     pub fn get(&self, i: usize) -> bool {
-        self.words[i / 64] >> (i % 64) & 1 == 1
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
 
+    /// Sets pages `start..start + n` (within the segment; a range past its end is cut there,
+    /// so no index check is left to panic).
     pub fn set_range(&mut self, start: usize, n: usize) {
-        for i in start..start + n {
+        debug_assert!(start + n <= BITS);
+        for i in start..(start + n).min(BITS) {
             self.words[i / 64] |= 1 << (i % 64);
         }
     }
 
+    /// Clears pages `start..start + n`, as [`set_range`](Self::set_range) sets them.
     pub fn clear_range(&mut self, start: usize, n: usize) {
-        for i in start..start + n {
+        debug_assert!(start + n <= BITS);
+        for i in start..(start + n).min(BITS) {
             self.words[i / 64] &= !(1 << (i % 64));
         }
     }
@@ -44,8 +52,10 @@ impl PageBitmap {
 
     /// Lowest index of `n` consecutive free pages, if any (`1 <= n <= BITS`).
     pub fn find_run(&self, n: usize) -> Option<usize> {
+        // Within `1..=BITS`, so `i < BITS` in the loop (no index check left to panic).
+        let n = n.clamp(1, BITS);
         let mut i = 0;
-        while i + n <= BITS {
+        while i <= BITS - n {
             // Skip used pages a word at a time.
             let w = self.words[i / 64] >> (i % 64);
             if w & 1 == 1 {
@@ -147,7 +157,11 @@ impl PageBitmap {
                 }
                 let b = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                Some(w * 64 + b)
+                let i = w * 64 + b;
+                // SAFETY: `w < WORDS` and `b < 64` (a set bit of a non-zero word). Stated so
+                // that callers indexing per-page arrays by it leave no panic path.
+                unsafe { core::hint::assert_unchecked(i < BITS) };
+                Some(i)
             })
         })
     }
@@ -196,6 +210,9 @@ impl Iterator for FreeRuns {
         while self.i < BITS && !self.map.get(self.i) {
             self.i += 1;
         }
+        // SAFETY: the loops above stop at `BITS`. Stated so that callers indexing pages of
+        // the run leave no panic path.
+        unsafe { core::hint::assert_unchecked(start < self.i && self.i <= BITS) };
         Some((start, self.i - start))
     }
 }

@@ -294,8 +294,21 @@ struct Cached {
 
 struct Cache {
     entries: [Cached; CACHE_ENTRIES],
+    /// Entries in use, `entries[..n]`: never above `CACHE_ENTRIES` (only `cache_put` adds
+    /// one, when there is room).
     n: usize,
     bytes: usize,
+}
+
+impl Cache {
+    /// `n`, with its bound stated for the compiler, so indexing below it leaves no panic path.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        // SAFETY: the field's invariant: only `cache_put` raises `n`, and only below
+        // `CACHE_ENTRIES`.
+        unsafe { core::hint::assert_unchecked(self.n <= CACHE_ENTRIES) };
+        self.n
+    }
 }
 
 static TABLE: [SpinLock<AddrTable>; TABLE_SHARDS] =
@@ -475,8 +488,8 @@ fn cache_take(len: usize) -> Option<(*mut u8, usize)> {
 
 /// Takes entry `i` of a locked shard out of it.
 fn remove_entry(c: &mut Cache, i: usize) -> Cached {
+    let last = c.len() - 1;
     let e = c.entries[i];
-    let last = c.n - 1;
     c.entries[i] = c.entries[last];
     c.n = last;
     c.bytes -= e.len;
@@ -499,7 +512,7 @@ fn choose(
     better: impl Fn(usize, usize) -> bool,
 ) -> Option<usize> {
     let mut best: Option<usize> = None;
-    for i in 0..c.n {
+    for i in 0..c.len() {
         let l = c.entries[i].len;
         if ok(l) && best.is_none_or(|b| better(l, c.entries[b].len)) {
             best = Some(i);
@@ -521,7 +534,7 @@ fn take_at(
     ok: impl Fn(usize) -> bool,
 ) -> Option<(*mut u8, usize)> {
     let mut c = shard.lock();
-    let i = (0..c.n).find(|&i| c.entries[i].addr == addr && ok(c.entries[i].len))?;
+    let i = (0..c.len()).find(|&i| c.entries[i].addr == addr && ok(c.entries[i].len))?;
     let e = c.entries[i];
     if e.len <= want || (loose && whole_ok(want, e.len)) {
         let e = remove_entry(&mut c, i);
@@ -592,7 +605,7 @@ fn take_aligned(len: usize, align: usize) -> Option<(*mut u8, usize)> {
         let mut best: Option<(&SpinLock<Cache>, usize, usize)> = None;
         for shard in shards() {
             let c = shard.lock();
-            for e in &c.entries[..c.n] {
+            for e in &c.entries[..c.len()] {
                 if e.len >= len
                     && e.addr.is_multiple_of(align)
                     && best.is_none_or(|(_, _, l)| e.len < l)
@@ -755,28 +768,45 @@ impl Evicted {
         }
     }
 
+    /// Adds a block. There is always room (one shard's entries and the block being freed);
+    /// were there none, the block is unmapped at once rather than a panic path left here.
     fn push(&mut self, addr: usize, len: usize) {
-        self.list[self.n] = (addr, len);
-        self.n += 1;
+        if let Some(s) = self.list.get_mut(self.n) {
+            *s = (addr, len);
+            self.n += 1;
+        } else {
+            GLOBAL.add_shared(Ev::LargeUnmaps, 1);
+            // SAFETY: the block is an unused mapping the cache owned (callers: `take`) or the
+            // caller frees (`cache_put`).
+            unsafe { os::unmap(addr as *mut u8, len) };
+        }
     }
 
+    /// Takes the oldest entry of `c`, if any.
     fn take_oldest(&mut self, c: &mut Cache) {
-        let oldest = (0..c.n).min_by_key(|&i| c.entries[i].stamp).unwrap_or(0);
-        self.take(c, oldest);
+        if let Some(oldest) = (0..c.len()).min_by_key(|&i| c.entries[i].stamp) {
+            self.take(c, oldest);
+        }
     }
 
+    /// Takes entry `i` of `c` (callers found it below `c.len()`; checked so that the indexing
+    /// leaves no panic path).
     fn take(&mut self, c: &mut Cache, i: usize) {
+        let n = c.len();
+        if i >= n {
+            return;
+        }
+        let last = n - 1;
         let e = c.entries[i];
         self.push(e.addr, e.len);
         c.bytes -= e.len;
         cached_moved(e.len, false);
-        c.n -= 1;
-        let last = c.n;
+        c.n = last;
         c.entries[i] = c.entries[last];
     }
 
     fn unmap(&self) {
-        for &(a, l) in &self.list[..self.n] {
+        for &(a, l) in self.list.iter().take(self.n) {
             GLOBAL.add_shared(Ev::LargeUnmaps, 1);
             // SAFETY: evicted blocks are unused mappings the cache owned.
             unsafe { os::unmap(a as *mut u8, l) };
@@ -798,7 +828,7 @@ fn older_than_decay(now: u64) -> impl Fn(&Cached) -> bool {
 /// Moves the entries of shard `c` for which `old` holds into `evict`.
 fn evict_where(c: &mut Cache, evict: &mut Evicted, old: impl Fn(&Cached) -> bool) {
     let mut i = 0;
-    while i < c.n {
+    while i < c.len() {
         if old(&c.entries[i]) {
             evict.take(c, i);
         } else {
@@ -873,7 +903,7 @@ pub fn purge_cache() -> usize {
     let mut bytes = 0;
     for shard in &CACHE {
         let mut c = shard.lock();
-        for i in 0..c.n {
+        for i in 0..c.len() {
             let e = c.entries[i];
             // SAFETY: cached blocks are unused mappings owned by the cache.
             unsafe { os::unmap(e.addr as *mut u8, e.len) };

@@ -138,8 +138,22 @@ const BIN_SIZE: [u32; NUM_BINS] = {
 /// Bin for a request of `size` bytes, `None` for 0 and for the large tier.
 #[inline(always)]
 pub fn bin_of(size: usize) -> Option<usize> {
-    bin16_of(size).map(|x| x >> 4)
+    let bin = bin16_of(size)? >> 4;
+    // SAFETY: every bin `bin16_of` gives is below `NUM_BINS` (`(s & !15) >> 4` for `s <
+    // SMALL_MAX`, else an entry of `ABOVE_OF`: both checked at compile time below). Stated so
+    // that indexing by it leaves no panic path.
+    unsafe { core::hint::assert_unchecked(bin < NUM_BINS) };
+    Some(bin)
 }
+
+const _: () = {
+    assert!((SMALL_MAX - 1) >> 4 < NUM_BINS);
+    let mut i = 0;
+    while i < ABOVE_OF.len() {
+        assert!((ABOVE_OF[i] as usize) < NUM_BINS);
+        i += 1;
+    }
+};
 
 /// 16 × [`bin_of`]: the malloc fast path's form, which up to 2 KiB is `(size − 1)` with its
 /// low four bits cleared (one `and`; the thread cache addresses bins by it, design.md §5).
@@ -177,19 +191,27 @@ pub const fn sent_unbuffered(bin: usize) -> bool {
     bin.wrapping_sub(STEP_BINS) < SMALL_BINS - STEP_BINS
 }
 
-/// Object size of a bin.
+/// Object size of a bin (0 for no bin: the test replaces an index check, whose panic path
+/// would sit inside `malloc` and `free`, at the same cost).
 #[inline]
 pub const fn bin_size(bin: usize) -> usize {
     if bin < STEP_BINS {
         (bin + 1) << 4
-    } else {
+    } else if bin < NUM_BINS {
         BIN_SIZE[bin] as usize
+    } else {
+        0
     }
 }
 
-/// Pages in one run of a bin: medium = the object; small = see [`small_run_pages`].
+/// Pages in one run of a bin: medium = the object; small = see [`small_run_pages`] (0 for no
+/// bin, as in [`bin_size`]).
 pub const fn run_pages(bin: usize) -> usize {
-    RUN_PAGES[bin] as usize
+    if bin < NUM_BINS {
+        RUN_PAGES[bin] as usize
+    } else {
+        0
+    }
 }
 
 /// Run length of a carved class. Up to 2 KiB: the shortest run of 1, 2, 4 or 8 pages whose

@@ -207,8 +207,12 @@ impl RemoteRing {
             }
             if keys[i] == u32::MAX {
                 keys[i] = k;
-                used[nused] = i as u8;
-                nused += 1;
+                // Room for every entry of the group (`g <= GROUP`); `get_mut` leaves no panic
+                // path.
+                if let Some(u) = used.get_mut(nused) {
+                    *u = i as u8;
+                    nused += 1;
+                }
                 chains[i].write(Chain {
                     head: e.ptr,
                     tail,
@@ -225,10 +229,12 @@ impl RemoteRing {
                 }
             }
         }
-        for &i in &used[..nused] {
-            let k = keys[i as usize];
+        for &i in used.iter().take(nused) {
+            // A slot index (masked when stored): the mask only shows the compiler the bound.
+            let i = i as usize & (SLOTS - 1);
+            let k = keys[i];
             // SAFETY: every slot in `used` had its key claimed, which wrote its chain.
-            let c = unsafe { chains[i as usize].assume_init_read() };
+            let c = unsafe { chains[i].assume_init_read() };
             let (dst, bin) = page_tag::split(k);
             sink.send(dst, bin, c);
         }

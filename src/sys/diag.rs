@@ -5,6 +5,19 @@
 
 use core::fmt;
 
+/// Copies what fits of `s` into `buf` after its first `*len` bytes, advances `*len`, and
+/// returns the bytes copied. By iterators, so that no index or length check leaves a panic
+/// path in the C entry points that print (`malloc_stats`, `malloc_info`, the reports).
+fn append(buf: &mut [u8], len: &mut usize, s: &[u8]) -> usize {
+    let mut n = 0;
+    for (d, &c) in buf.iter_mut().skip(*len).zip(s) {
+        *d = c;
+        n += 1;
+    }
+    *len += n;
+    n
+}
+
 pub struct Line {
     buf: [u8; 512],
     len: usize,
@@ -23,9 +36,7 @@ impl Line {
     }
 
     pub fn bytes(&mut self, s: &[u8]) -> &mut Self {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
-        self.len += n;
+        append(&mut self.buf, &mut self.len, s);
         self
     }
 
@@ -40,7 +51,7 @@ impl Line {
                 break;
             }
         }
-        self.bytes(&tmp[i..])
+        self.bytes(tmp.get(i..).unwrap_or(&[]))
     }
 
     /// `v` as `0x…` in hexadecimal.
@@ -59,11 +70,11 @@ impl Line {
         i -= 2;
         tmp[i] = b'0';
         tmp[i + 1] = b'x';
-        self.bytes(&tmp[i..])
+        self.bytes(tmp.get(i..).unwrap_or(&[]))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or(&[])
     }
 
     /// Appends a newline and writes the line to stderr.
@@ -109,7 +120,7 @@ impl<F: FnMut(&[u8])> Chunked<F> {
     /// Hands what is buffered to `out`.
     pub fn finish(&mut self) {
         if self.len > 0 {
-            (self.out)(&self.buf[..self.len]);
+            (self.out)(self.buf.get(..self.len).unwrap_or(&[]));
             self.len = 0;
         }
     }
@@ -122,10 +133,8 @@ impl<F: FnMut(&[u8])> fmt::Write for Chunked<F> {
             if self.len == self.buf.len() {
                 self.finish();
             }
-            let n = b.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-            self.len += n;
-            b = &b[n..];
+            let n = append(&mut self.buf, &mut self.len, b);
+            b = b.get(n..).unwrap_or(&[]);
         }
         Ok(())
     }
@@ -204,9 +213,9 @@ pub fn env_u64(name: &[u8], default: u64, min: u64, max: u64) -> u64 {
         _ => {
             Line::new()
                 .str("hakozuna: ignoring malformed ")
-                .bytes(&name[..name.len() - 1])
+                .bytes(name.strip_suffix(b"\0").unwrap_or(name))
                 .str("='")
-                .bytes(&raw[..raw.len().min(64)])
+                .bytes(raw.get(..64).unwrap_or(raw))
                 .str("' (expected ")
                 .num(min)
                 .str("..")

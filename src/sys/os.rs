@@ -257,7 +257,7 @@ pub fn write_fd(fd: i32, mut b: &[u8]) -> bool {
         if n == 0 {
             return false;
         }
-        b = &b[n as usize..];
+        b = b.get(n as usize..).unwrap_or(&[]);
     }
     true
 }

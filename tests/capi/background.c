@@ -9,6 +9,9 @@
  *                       of rounds) and exits; the parent must still have its thread.
  *   background exit     the main thread leaves with pthread_exit while another thread works:
  *                       the process must still end when that thread does.
+ *   background alone    the main thread alone churns small blocks (leak-churn's shape: each
+ *                       round keeps a growing share, frees the rest); the test compares the
+ *                       refill statistics with and without the thread.
  * Prints one line per figure; exits 0 when the mode's own check holds. RSS is read from
  * /proc/self/statm with open/read (stdio would allocate); no timing is checked. */
 #define _GNU_SOURCE
@@ -230,9 +233,51 @@ static int exit_mode(void) {
     pthread_exit(NULL);
 }
 
+#define ALONE_ROUNDS 20
+#define ALONE_N 50000
+
+static void *alone_ptrs[ALONE_N];
+
+/* One thread: round r allocates ALONE_N blocks of 16-512 bytes, keeps about r/5 % of them
+ * (up to 4 %) and frees the rest in allocation order. Deterministic (a fixed LCG). */
+static int alone_mode(void) {
+    unsigned long long x = 88172645463325252ULL;
+    void **kept = NULL;
+    size_t nkept = 0, cap = 0;
+    for (int r = 1; r <= ALONE_ROUNDS; r++) {
+        for (int i = 0; i < ALONE_N; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t size = 16 + (x >> 33) % 497;
+            alone_ptrs[i] = malloc(size);
+            if (!alone_ptrs[i])
+                return 2;
+            memset(alone_ptrs[i], r, 16);
+        }
+        for (int i = 0; i < ALONE_N; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            if ((x >> 48) % 10000 < (unsigned)(400 * r / ALONE_ROUNDS)) {
+                if (nkept == cap) {
+                    cap = cap ? 2 * cap : 1024;
+                    kept = realloc(kept, cap * sizeof *kept);
+                    if (!kept)
+                        return 2;
+                }
+                kept[nkept++] = alone_ptrs[i];
+            } else {
+                free(alone_ptrs[i]);
+            }
+        }
+    }
+    for (size_t i = 0; i < nkept; i++)
+        free(kept[i]);
+    free(kept);
+    printf("alone kept %zu\n", nkept);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s idle|fork|exit\n", argv[0]);
+        fprintf(stderr, "usage: %s idle|fork|exit|alone\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[1], "idle"))
@@ -241,6 +286,8 @@ int main(int argc, char **argv) {
         return fork_mode();
     if (!strcmp(argv[1], "exit"))
         return exit_mode();
+    if (!strcmp(argv[1], "alone"))
+        return alone_mode();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

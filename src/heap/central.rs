@@ -34,7 +34,6 @@ impl OwnedHeap {
         if c.n == 0 {
             return;
         }
-        let h = self.heap();
         if sc::is_small(bin) {
             let limit = sc::bin_limit(bin);
             if config::SHARED_POOL && c.n > limit {
@@ -50,31 +49,15 @@ impl OwnedHeap {
                         tail: if rest.is_null() { rest } else { c.tail },
                         n: c.n - piece.n,
                     };
-                    // SAFETY: `piece` holds at most a bin limit of the caller's objects.
-                    unsafe { self.put_central(bin, piece) };
+                    // SAFETY: `piece` is a non-empty chain of at most a bin limit of the
+                    // caller's objects, its tail known.
+                    unsafe { self.put_small_piece(bin, piece) };
                 }
                 return;
             }
-            let central = &mut self.local().small[bin].central;
-            // Chains of at most a bin limit only: a taker installs one as its bin.
-            let c = if config::SHARED_POOL
-                && c.n <= limit
-                && central.count + c.n > config::SHARED_KEEP * limit
-            {
-                // SAFETY: `c` is a non-empty chain of free objects of small `bin` that we own
-                // (caller contract).
-                match unsafe { pool::park(bin, c) } {
-                    Ok(()) => {
-                        h.stats.add(Ev::PoolParks, 1);
-                        return;
-                    }
-                    Err(c) => c,
-                }
-            } else {
-                c
-            };
-            // SAFETY: `c` holds free objects of `bin` (caller contract).
-            unsafe { central.push_chain(c) };
+            // SAFETY: `c` is a non-empty well-formed chain of free objects of small `bin` that
+            // we own (caller contract), its tail known.
+            unsafe { self.put_small_piece(bin, c) };
             return;
         }
         let mut c = c;
@@ -125,35 +108,62 @@ impl OwnedHeap {
             return;
         }
         while list.count > 0 {
-            let mut piece = if list.count > limit {
-                // SAFETY: the list is well formed with an exact count (caller contract).
-                let c = unsafe { list.take(limit) };
-                LocalList {
-                    head: c.head,
-                    count: c.n,
-                }
+            let piece = if list.count > limit {
+                // SAFETY: the list is well formed with an exact count (caller contract); the
+                // cut finds the piece's tail.
+                unsafe { list.take(limit) }
             } else {
-                core::mem::replace(&mut list, LocalList::EMPTY)
-            };
-            let h = self.heap();
-            let central = &mut self.local().small[bin].central;
-            if config::SHARED_POOL && central.count + piece.count > config::SHARED_KEEP * limit {
-                let c = Chain {
-                    head: piece.head,
+                let rest = core::mem::replace(&mut list, LocalList::EMPTY);
+                Chain {
+                    head: rest.head,
                     tail: core::ptr::null_mut(),
-                    n: piece.count,
-                };
-                // SAFETY: a non-empty null-terminated list of exactly `c.n` free objects of
-                // small `bin` that we own (caller contract), at most a bin limit; `park` does
-                // not read its tail.
-                if unsafe { pool::park(bin, c) }.is_ok() {
-                    h.stats.add(Ev::PoolParks, 1);
-                    continue;
+                    n: rest.count,
                 }
+            };
+            // SAFETY: a non-empty null-terminated chain of exactly `piece.n` free objects of
+            // small `bin` that we own (caller contract), at most a bin limit; its tail known
+            // from a cut, or null for the rest.
+            unsafe { self.put_small_piece(bin, piece) };
+        }
+    }
+
+    /// One chain of at most a bin limit of small `bin` into central, or parked in the shared
+    /// pool when central already holds [`SHARED_KEEP`](config::SHARED_KEEP) bin limits with
+    /// it (a taker installs a parked chain as its bin, hence the bound). Its tail may be
+    /// unknown (null): it then joins central by [`LocalList::append`], which walks the shorter
+    /// of the two.
+    ///
+    /// # Safety
+    /// `c` is a non-empty, well-formed, null-terminated chain of exactly `c.n` free objects of
+    /// small `bin` that we own, shared with no other list, at most a bin limit with
+    /// `shared-pool`; `c.tail` is its last object or null.
+    unsafe fn put_small_piece(&mut self, bin: usize, c: Chain) {
+        let limit = sc::bin_limit(bin);
+        let h = self.heap();
+        let central = &mut self.local().small[bin].central;
+        let c = if config::SHARED_POOL && central.count + c.n > config::SHARED_KEEP * limit {
+            // SAFETY: as the caller contract; `park` reads only the head and the count.
+            match unsafe { pool::park(bin, c) } {
+                Ok(()) => {
+                    h.stats.add(Ev::PoolParks, 1);
+                    return;
+                }
+                Err(c) => c,
             }
+        } else {
+            c
+        };
+        if c.tail.is_null() {
+            let mut l = LocalList {
+                head: c.head,
+                count: c.n,
+            };
             // SAFETY: both lists are well formed with exact counts and share no object
             // (caller contract).
-            unsafe { central.append(&mut piece) };
+            unsafe { central.append(&mut l) };
+        } else {
+            // SAFETY: `c` holds free objects of `bin` with its tail known (caller contract).
+            unsafe { central.push_chain(c) };
         }
     }
 

@@ -206,10 +206,7 @@ impl OwnedHeap {
             h.stats.add(Ev::PagesCarved, 1);
         }
         let l = &mut self.local().small[bin];
-        // `checked_div`: a class size is never 0, but the compiler cannot see it.
-        let avail = (l.end as usize - l.bump as usize)
-            .checked_div(size)
-            .unwrap_or(0);
+        let avail = sc::objs_in(bin, l.end as usize - l.bump as usize);
         let n = (want as usize).min(avail);
         let head = l.bump;
         let mut p = head;

@@ -221,10 +221,7 @@ impl OwnedHeap {
                 let l = &mut self.local().small[bin];
                 let carving = !l.end.is_null() && l.end as usize - run_bytes == run as usize;
                 let carved = if carving {
-                    // `checked_div`: a class size is never 0, but the compiler cannot see it.
-                    (l.bump as usize - run as usize)
-                        .checked_div(size)
-                        .unwrap_or(0)
+                    sc::objs_in(bin, l.bump as usize - run as usize)
                 } else {
                     sc::objs_per_run(bin)
                 };

@@ -284,7 +284,16 @@ pub const fn starts_object(bin: usize, at: usize) -> bool {
 
 /// Objects carved from one run of a small bin.
 pub const fn objs_per_run(bin: usize) -> usize {
-    run_pages(bin) * PAGE / bin_size(bin)
+    objs_in(bin, run_pages(bin) * PAGE)
+}
+
+/// Objects of `bin` that `bytes` hold (0 for no bin). A class size is never 0, but the
+/// compiler cannot see it: `checked_div` leaves the callers in `malloc` no panic path.
+pub const fn objs_in(bin: usize, bytes: usize) -> usize {
+    match bytes.checked_div(bin_size(bin)) {
+        Some(n) => n,
+        None => 0,
+    }
 }
 
 /// Objects moved into a thread bin per refill: 32 up to 2 KiB *(hz3)*; above, by size, as

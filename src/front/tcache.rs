@@ -313,12 +313,71 @@ impl ThreadCache {
         unsafe { Bin::pop(b, bin) }
     }
 
+    /// While other threads own heaps: when this thread's bins and its heap's central lists
+    /// hold more small free bytes than its share of [`config::PRIVATE_BUDGET`], each bin of at
+    /// least 8 objects sheds its older half, and each central list that fits one chain goes,
+    /// to the shared pool, where every heap's refill finds them before it carves. Per class
+    /// limits alone bound a thread's stock by the classes it touches, not by the threads: at
+    /// T=32 on 128 classes the bins and central lists held 60 MiB at the peak while other
+    /// threads carved the same classes anew (docs/ab.md). gperftools bounds its thread
+    /// caches the same way (32 MiB over all threads); its lists shed by low-water mark, ours
+    /// by halves, since a low-water mark would cost the hit path a compare.
+    ///
+    /// # Safety
+    /// ACTIVE, and the heap entered.
+    unsafe fn share_surplus(&mut self) {
+        let heaps = registry::owned_heaps();
+        if !config::SHARED_POOL || heaps < 2 {
+            return;
+        }
+        let share = (config::PRIVATE_BUDGET / heaps).max(config::PRIVATE_MIN);
+        let in_bins: usize = (0..SMALL_BINS)
+            .map(|bin| self.bins[bin].count() as usize * sc::bin_size(bin))
+            .sum();
+        // SAFETY: ACTIVE (caller contract).
+        if in_bins + unsafe { self.owned() }.small_central_bytes() <= share {
+            return;
+        }
+        for bin in 0..SMALL_BINS {
+            let n = self.bins[bin].count();
+            // A bin at rest keeps a pointer into its list, and one held by page files its
+            // objects by page: both keep theirs.
+            if n < 8 || !self.bins[bin].rest.is_null() || self.is_by_page(bin) {
+                continue;
+            }
+            let b = &mut self.bins[bin];
+            let mut older = LocalList {
+                head: b.head,
+                count: n,
+            };
+            // SAFETY: a thread bin is a well-formed list of `count` free objects.
+            let front = unsafe { older.take(n / 2) };
+            b.head = front.head;
+            b.set_count(front.n);
+            let c = Chain {
+                head: older.head,
+                tail: core::ptr::null_mut(),
+                n: older.count,
+            };
+            // SAFETY: ACTIVE and entered (caller contract); `c` is the bin's older half,
+            // detached from it: free objects of small `bin` with an exact count, which
+            // central accepts as a shed (ours, adopted, or taken from the pool or a stash).
+            unsafe { self.owned().park_surplus(bin, c) };
+        }
+        // SAFETY: ACTIVE (caller contract).
+        unsafe { self.owned() }.park_centrals();
+    }
+
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).
     ///
     /// # Safety
     /// ACTIVE.
     unsafe fn tick(&mut self) {
         self.slow_calls += 1;
+        if self.slow_calls.is_multiple_of(config::PRIVATE_CHECK_PERIOD) {
+            // SAFETY: ACTIVE, and the heap entered (caller contract).
+            unsafe { self.share_surplus() };
+        }
         if self.slow_calls >= EPOCH_PERIOD {
             self.slow_calls = 0;
             // SAFETY: ACTIVE (caller contract), for each call.

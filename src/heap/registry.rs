@@ -300,6 +300,12 @@ pub fn others_own_heaps() -> bool {
     OWNED.load(Relaxed) > 1
 }
 
+/// How many heaps threads own now. Relaxed: a hint, as [`others_own_heaps`].
+#[inline]
+pub fn owned_heaps() -> usize {
+    OWNED.load(Relaxed) as usize
+}
+
 /// Whether a slot of `Registry::eager` may be taken: set by [`release`], cleared by a
 /// [`trim_eager`] pass that found every slot free. Written under the registry lock; read
 /// without it, so a thread exit with no eager heap costs one load. Relaxed: a hint.

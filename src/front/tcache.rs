@@ -46,6 +46,11 @@ pub struct ThreadCache {
     /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
     slow_calls: u32,
+    /// [`registry::small_runs_taken`] at this thread's last look at its share
+    /// (`share_surplus`).
+    runs_seen: u32,
+    /// Where `share_surplus` starts on the bins next.
+    share_cursor: u16,
     /// Bins this thread refilled in the current epoch and in the previous one: the classes it
     /// allocates from its heap. Adopted runs are kept only for these, and the others' bins are
     /// trimmed at each epoch.
@@ -313,21 +318,30 @@ impl ThreadCache {
         unsafe { Bin::pop(b, bin) }
     }
 
-    /// While other threads own heaps: when this thread's bins and its heap's central lists
-    /// hold more small free bytes than its share of [`config::PRIVATE_BUDGET`], each bin of at
-    /// least 8 objects sheds its older half, and each central list that fits one chain goes,
-    /// to the shared pool, where every heap's refill finds them before it carves. Per class
-    /// limits alone bound a thread's stock by the classes it touches, not by the threads: at
-    /// T=32 on 128 classes the bins and central lists held 60 MiB at the peak while other
-    /// threads carved the same classes anew (docs/ab.md). gperftools bounds its thread
-    /// caches the same way (32 MiB over all threads); its lists shed by low-water mark, ours
-    /// by halves, since a low-water mark would cost the hit path a compare.
+    /// While other threads own heaps and some thread took a new small run since this thread
+    /// last looked: when this thread's bins and its heap's central lists hold more small free
+    /// bytes than its share of [`config::PRIVATE_BUDGET`], the central lists that fit one
+    /// chain, then whole bins (starting one bin further at each look, so no class always goes
+    /// first), go to the shared pool until half the share is left, where every heap's refill finds them
+    /// before it carves.
+    ///
+    /// Why: per class limits bound a thread's stock by the classes it touches, not by the
+    /// threads; at T=32 on 128 classes the bins and central lists held 60 MiB at the peak
+    /// while other threads carved the same classes anew (docs/ab.md). gperftools bounds its
+    /// thread caches the same way (32 MiB over all threads). Whole bins leave without a walk
+    /// (halving them walked half of every bin, cold objects); the look waits for a new run so
+    /// that a program whose memory does not grow (a producer and a consumer) pays one load.
     ///
     /// # Safety
     /// ACTIVE, and the heap entered.
     unsafe fn share_surplus(&mut self) {
+        let runs = registry::small_runs_taken();
+        if !config::SHARED_POOL || runs == self.runs_seen {
+            return;
+        }
+        self.runs_seen = runs;
         let heaps = registry::owned_heaps();
-        if !config::SHARED_POOL || heaps < 2 {
+        if heaps < 2 {
             return;
         }
         let share = (config::PRIVATE_BUDGET / heaps).max(config::PRIVATE_MIN);
@@ -335,37 +349,42 @@ impl ThreadCache {
             .map(|bin| self.bins[bin].count() as usize * sc::bin_size(bin))
             .sum();
         // SAFETY: ACTIVE (caller contract).
-        if in_bins + unsafe { self.owned() }.small_central_bytes() <= share {
+        let h = unsafe { self.owned() };
+        if in_bins + h.small_central_bytes() <= share {
             return;
         }
-        for bin in 0..SMALL_BINS {
-            let n = self.bins[bin].count();
-            // A bin at rest keeps a pointer into its list, and one held by page files its
-            // objects by page: both keep theirs.
-            if n < 8 || !self.bins[bin].rest.is_null() || self.is_by_page(bin) {
+        h.park_centrals();
+        let mut over = (in_bins + h.small_central_bytes()).saturating_sub(share / 2);
+        let start = self.share_cursor as usize;
+        self.share_cursor = ((start + 1) % SMALL_BINS) as u16;
+        for i in 0..SMALL_BINS {
+            if over == 0 {
+                break;
+            }
+            let bin = (start + i) % SMALL_BINS;
+            let b = &mut self.bins[bin];
+            let n = b.count();
+            // A bin at rest keeps a pointer into its list, one held by page files its objects
+            // by page, and a grown bin may hold more than a pool chain: all three keep theirs.
+            if n < 8 || !b.rest.is_null() || b.limit() > sc::bin_limit(bin) || self.is_by_page(bin)
+            {
                 continue;
             }
             let b = &mut self.bins[bin];
-            let mut older = LocalList {
-                head: b.head,
-                count: n,
-            };
-            // SAFETY: a thread bin is a well-formed list of `count` free objects.
-            let front = unsafe { older.take(n / 2) };
-            b.head = front.head;
-            b.set_count(front.n);
             let c = Chain {
-                head: older.head,
+                head: b.head,
                 tail: core::ptr::null_mut(),
-                n: older.count,
+                n,
             };
-            // SAFETY: ACTIVE and entered (caller contract); `c` is the bin's older half,
-            // detached from it: free objects of small `bin` with an exact count, which
-            // central accepts as a shed (ours, adopted, or taken from the pool or a stash).
+            b.head = core::ptr::null_mut();
+            b.set_count(0);
+            // SAFETY: ACTIVE and entered (caller contract); `c` is the whole bin, detached
+            // from it: at most a bin limit of free objects of small `bin` with an exact count,
+            // which central accepts as a shed (ours, adopted, or taken from the pool or a
+            // stash).
             unsafe { self.owned().park_surplus(bin, c) };
+            over = over.saturating_sub(n as usize * sc::bin_size(bin));
         }
-        // SAFETY: ACTIVE (caller contract).
-        unsafe { self.owned() }.park_centrals();
     }
 
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).

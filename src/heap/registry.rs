@@ -300,6 +300,23 @@ pub fn others_own_heaps() -> bool {
     OWNED.load(Relaxed) > 1
 }
 
+/// Small page runs heaps took for carving, all heaps together (wrapping). Relaxed: a
+/// thread compares it with the value it saw last to learn that memory is coming in
+/// (`ThreadCache::share_surplus`).
+static SMALL_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Counts a small run taken for carving ([`small_runs_taken`]).
+#[inline]
+pub(super) fn note_small_run() {
+    SMALL_RUNS.fetch_add(1, Relaxed);
+}
+
+/// Small page runs taken for carving so far, all heaps together (wrapping).
+#[inline]
+pub fn small_runs_taken() -> u32 {
+    SMALL_RUNS.load(Relaxed)
+}
+
 /// How many heaps threads own now. Relaxed: a hint, as [`others_own_heaps`].
 #[inline]
 pub fn owned_heaps() -> usize {

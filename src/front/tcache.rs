@@ -345,8 +345,10 @@ impl ThreadCache {
             return;
         }
         let share = (config::PRIVATE_BUDGET / heaps).max(config::PRIVATE_MIN);
-        let in_bins: usize = (0..SMALL_BINS)
-            .map(|bin| self.bins[bin].count() as usize * sc::bin_size(bin))
+        let in_bins: usize = self.bins[..SMALL_BINS]
+            .iter()
+            .zip(sc::SMALL_SIZES)
+            .map(|(b, size)| b.count() as usize * size as usize)
             .sum();
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };

@@ -169,9 +169,11 @@ impl OwnedHeap {
 
     /// Bytes of free objects in this heap's small central lists, all classes together.
     pub fn small_central_bytes(&mut self) -> usize {
-        let l = self.local();
-        (0..SMALL_BINS)
-            .map(|bin| l.small[bin].central.count as usize * sc::bin_size(bin))
+        self.local()
+            .small
+            .iter()
+            .zip(sc::SMALL_SIZES)
+            .map(|(l, size)| l.central.count as usize * size as usize)
             .sum()
     }
 

@@ -59,7 +59,7 @@ pub const SHARED_KEEP: u32 = 1;
 /// its heap's central lists), all threads together, while more than one thread owns a heap.
 /// A thread's share is this divided by the heaps threads own, at least [`PRIVATE_MIN`]; past
 /// it the thread moves its surplus to the shared pool (`ThreadCache::share_surplus`). Per
-/// class limits alone let 32 threads keep 60 MiB that the others carved anew (design.md §5).
+/// class limits alone let 32 threads keep 44–62 MiB that the others carved anew (design.md §5).
 pub const PRIVATE_BUDGET: usize = 16 << 20;
 /// See [`PRIVATE_BUDGET`].
 pub const PRIVATE_MIN: usize = 256 << 10;

@@ -322,11 +322,11 @@ impl ThreadCache {
     /// last looked: when this thread's bins and its heap's central lists hold more small free
     /// bytes than its share of [`config::PRIVATE_BUDGET`], the central lists that fit one
     /// chain, then whole bins (starting one bin further at each look, so no class always goes
-    /// first), go to the shared pool until half the share is left, where every heap's refill finds them
-    /// before it carves.
+    /// first), go to the shared pool until half the share is left, where every heap's refill
+    /// finds them before it carves.
     ///
     /// Why: per class limits bound a thread's stock by the classes it touches, not by the
-    /// threads; at T=32 on 128 classes the bins and central lists held 60 MiB at the peak
+    /// threads; at T=32 on 128 classes the bins and central lists held 44–62 MiB at the peak
     /// while other threads carved the same classes anew (docs/ab.md). gperftools bounds its
     /// thread caches the same way (32 MiB over all threads). Whole bins leave without a walk
     /// (halving them walked half of every bin, cold objects); the look waits for a new run so

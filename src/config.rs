@@ -55,6 +55,16 @@ pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
 pub const MEDIUM_POOL: bool = MEDIUM_ADOPT && SHARED_POOL;
 /// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
 pub const SHARED_KEEP: u32 = 1;
+/// `shared-pool`: bytes of free small objects that only their thread reaches (its bins and
+/// its heap's central lists), all threads together, while more than one thread owns a heap.
+/// A thread's share is this divided by the heaps threads own, at least [`PRIVATE_MIN`]; past
+/// it the thread moves its surplus to the shared pool (`ThreadCache::share_surplus`). Per
+/// class limits alone let 32 threads keep 44–62 MiB that the others carved anew (design.md §5).
+pub const PRIVATE_BUDGET: usize = 16 << 20;
+/// See [`PRIVATE_BUDGET`].
+pub const PRIVATE_MIN: usize = 256 << 10;
+/// Slow-path calls between two checks of a thread's share of [`PRIVATE_BUDGET`].
+pub const PRIVATE_CHECK_PERIOD: u32 = 16;
 /// `shared-pool`: chains parked per small class, each at most one bin limit: at most 4 MiB per
 /// class up to 2 KiB (bins of 64 KiB), and 16 MiB per carved class above (2,560 to 14,336
 /// bytes, whose bins hold 256 KiB).

@@ -46,6 +46,11 @@ pub struct ThreadCache {
     /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
     slow_calls: u32,
+    /// [`registry::small_runs_taken`] at this thread's last look at its share
+    /// (`share_surplus`).
+    runs_seen: u32,
+    /// Where `share_surplus` starts on the bins next.
+    share_cursor: u16,
     /// Bins this thread refilled in the current epoch and in the previous one: the classes it
     /// allocates from its heap. Adopted runs are kept only for these, and the others' bins are
     /// trimmed at each epoch.
@@ -313,12 +318,87 @@ impl ThreadCache {
         unsafe { Bin::pop(b, bin) }
     }
 
+    /// While other threads own heaps and some thread took a new small run since this thread
+    /// last looked: when this thread's bins and its heap's central lists hold more small free
+    /// bytes than its share of [`config::PRIVATE_BUDGET`], the central lists that fit one
+    /// chain, then whole bins (starting one bin further at each look, so no class always goes
+    /// first), go to the shared pool until half the share is left, where every heap's refill
+    /// finds them before it carves.
+    ///
+    /// Why: per class limits bound a thread's stock by the classes it touches, not by the
+    /// threads; at T=32 on 128 classes the bins and central lists held 44–62 MiB at the peak
+    /// while other threads carved the same classes anew (docs/ab.md). gperftools bounds its
+    /// thread caches the same way (32 MiB over all threads). Whole bins leave without a walk
+    /// (halving them walked half of every bin, cold objects); the look waits for a new run so
+    /// that a program whose memory does not grow (a producer and a consumer) pays one load.
+    ///
+    /// # Safety
+    /// ACTIVE, and the heap entered.
+    unsafe fn share_surplus(&mut self) {
+        let runs = registry::small_runs_taken();
+        if !config::SHARED_POOL || runs == self.runs_seen {
+            return;
+        }
+        self.runs_seen = runs;
+        let heaps = registry::owned_heaps();
+        if heaps < 2 {
+            return;
+        }
+        let share = (config::PRIVATE_BUDGET / heaps).max(config::PRIVATE_MIN);
+        let in_bins: usize = self.bins[..SMALL_BINS]
+            .iter()
+            .zip(sc::SMALL_SIZES)
+            .map(|(b, size)| b.count() as usize * size as usize)
+            .sum();
+        // SAFETY: ACTIVE (caller contract).
+        let h = unsafe { self.owned() };
+        if in_bins + h.small_central_bytes() <= share {
+            return;
+        }
+        h.park_centrals();
+        let mut over = (in_bins + h.small_central_bytes()).saturating_sub(share / 2);
+        let start = self.share_cursor as usize;
+        self.share_cursor = ((start + 1) % SMALL_BINS) as u16;
+        for i in 0..SMALL_BINS {
+            if over == 0 {
+                break;
+            }
+            let bin = (start + i) % SMALL_BINS;
+            let b = &mut self.bins[bin];
+            let n = b.count();
+            // A bin at rest keeps a pointer into its list, one held by page files its objects
+            // by page, and a grown bin may hold more than a pool chain: all three keep theirs.
+            if n < 8 || !b.rest.is_null() || b.limit() > sc::bin_limit(bin) || self.is_by_page(bin)
+            {
+                continue;
+            }
+            let b = &mut self.bins[bin];
+            let c = Chain {
+                head: b.head,
+                tail: core::ptr::null_mut(),
+                n,
+            };
+            b.head = core::ptr::null_mut();
+            b.set_count(0);
+            // SAFETY: ACTIVE and entered (caller contract); `c` is the whole bin, detached
+            // from it: at most a bin limit of free objects of small `bin` with an exact count,
+            // which central accepts as a shed (ours, adopted, or taken from the pool or a
+            // stash).
+            unsafe { self.owned().park_surplus(bin, c) };
+            over = over.saturating_sub(n as usize * sc::bin_size(bin));
+        }
+    }
+
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).
     ///
     /// # Safety
     /// ACTIVE.
     unsafe fn tick(&mut self) {
         self.slow_calls += 1;
+        if self.slow_calls.is_multiple_of(config::PRIVATE_CHECK_PERIOD) {
+            // SAFETY: ACTIVE, and the heap entered (caller contract).
+            unsafe { self.share_surplus() };
+        }
         if self.slow_calls >= EPOCH_PERIOD {
             self.slow_calls = 0;
             // SAFETY: ACTIVE (caller contract), for each call.

@@ -167,6 +167,67 @@ impl OwnedHeap {
         }
     }
 
+    /// Bytes of free objects in this heap's small central lists, all classes together.
+    pub fn small_central_bytes(&mut self) -> usize {
+        self.local()
+            .small
+            .iter()
+            .zip(sc::SMALL_SIZES)
+            .map(|(l, size)| l.central.count as usize * size as usize)
+            .sum()
+    }
+
+    /// Parks a thread bin's surplus of small `bin` in the shared pool for any heap to take;
+    /// [`put_central`](Self::put_central) takes it when it is longer than a bin limit or the
+    /// class's slots are full (or without `shared-pool`).
+    ///
+    /// # Safety
+    /// As [`put_central`](Self::put_central), with `c.n` exact; `c.tail` may be null.
+    pub unsafe fn park_surplus(&mut self, bin: usize, c: Chain) {
+        let c = if config::SHARED_POOL && c.n <= sc::bin_limit(bin) {
+            // SAFETY: caller contract; `park` reads only the head and the count.
+            match unsafe { pool::park(bin, c) } {
+                Ok(()) => {
+                    self.heap().stats.add(Ev::PoolParks, 1);
+                    return;
+                }
+                Err(c) => c,
+            }
+        } else {
+            c
+        };
+        // SAFETY: caller contract.
+        unsafe { self.put_central(bin, c) };
+    }
+
+    /// Parks each small central list that fits one chain (at most a bin limit) in the shared
+    /// pool, for any heap to take; a list the pool refuses stays.
+    pub fn park_centrals(&mut self) {
+        if !config::SHARED_POOL {
+            return;
+        }
+        for bin in 0..SMALL_BINS {
+            let central = &mut self.local().small[bin].central;
+            let n = central.count;
+            if n == 0 || n > sc::bin_limit(bin) {
+                continue;
+            }
+            let c = Chain {
+                head: central.head,
+                tail: core::ptr::null_mut(),
+                n,
+            };
+            // SAFETY: a central list is a well-formed list of exactly `count` free objects of
+            // `bin` this heap holds; `park` reads only the head and the count.
+            if unsafe { pool::park(bin, c) }.is_ok() {
+                let l = &mut self.local().small[bin];
+                l.central = LocalList::EMPTY;
+                l.note_low();
+                self.heap().stats.add(Ev::PoolParks, 1);
+            }
+        }
+    }
+
     /// Bytes of free runs in this heap's medium central lists, all classes together.
     pub(super) fn medium_central_bytes(&mut self) -> usize {
         let l = self.local();

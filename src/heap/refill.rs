@@ -204,6 +204,7 @@ impl OwnedHeap {
             // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.
             l.end = unsafe { run.add(sc::objs_per_run(bin) * size) };
             h.stats.add(Ev::PagesCarved, 1);
+            registry::note_small_run();
         }
         let l = &mut self.local().small[bin];
         let avail = sc::objs_in(bin, l.end as usize - l.bump as usize);

@@ -300,6 +300,29 @@ pub fn others_own_heaps() -> bool {
     OWNED.load(Relaxed) > 1
 }
 
+/// Small page runs heaps took for carving, all heaps together (wrapping). Relaxed: a
+/// thread compares it with the value it saw last to learn that memory is coming in
+/// (`ThreadCache::share_surplus`).
+static SMALL_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Counts a small run taken for carving ([`small_runs_taken`]).
+#[inline]
+pub(super) fn note_small_run() {
+    SMALL_RUNS.fetch_add(1, Relaxed);
+}
+
+/// Small page runs taken for carving so far, all heaps together (wrapping).
+#[inline]
+pub fn small_runs_taken() -> u32 {
+    SMALL_RUNS.load(Relaxed)
+}
+
+/// How many heaps threads own now. Relaxed: a hint, as [`others_own_heaps`].
+#[inline]
+pub fn owned_heaps() -> usize {
+    OWNED.load(Relaxed) as usize
+}
+
 /// Whether a slot of `Registry::eager` may be taken: set by [`release`], cleared by a
 /// [`trim_eager`] pass that found every slot free. Written under the registry lock; read
 /// without it, so a thread exit with no eager heap costs one load. Relaxed: a hint.

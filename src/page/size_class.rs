@@ -135,6 +135,17 @@ const BIN_SIZE: [u32; NUM_BINS] = {
     t
 };
 
+/// Object size of every small bin, for sums over the bins (`bin_size` tests its argument).
+pub const SMALL_SIZES: [u32; SMALL_BINS] = {
+    let mut t = [0u32; SMALL_BINS];
+    let mut b = 0;
+    while b < SMALL_BINS {
+        t[b] = BIN_SIZE[b];
+        b += 1;
+    }
+    t
+};
+
 /// Bin for a request of `size` bytes, `None` for 0 and for the large tier.
 #[inline(always)]
 pub fn bin_of(size: usize) -> Option<usize> {

@@ -289,10 +289,10 @@ fn mpsc_push_vs_take_all() {
 }
 
 /// `inbox-steal`: a producer prepends chains [0, 1] and [2]; a thief on another thread takes
-/// the whole stack, keeps its first object and pushes the rest back (as
-/// `OwnedHeap::steal_inbox` does); the owner takes everything once, then drains after the
-/// joins. Both takes are swaps and the push-back is a producer's push: every object exactly
-/// once, with its producer's writes visible. Returns how many objects the thief kept.
+/// the whole stack, keeps its first object and restores the rest (as
+/// `OwnedHeap::steal_inbox` does: one CAS while the stack is still empty, else it takes what
+/// the producer pushed meanwhile and links it in front); the owner takes everything once, then
+/// drains after the joins. Every object exactly once, with its producer's writes visible. Returns how many objects the thief kept.
 #[test]
 fn mpsc_thief_vs_take_all() {
     let out = model(3, || {
@@ -318,7 +318,7 @@ fn mpsc_thief_vs_take_all() {
                 unsafe {
                     let (got, rest) = Chain::take(all, 1);
                     if !rest.is_null() {
-                        st.push(Chain::measure(rest));
+                        st.restore(rest);
                     }
                     seen.chain(got);
                 }

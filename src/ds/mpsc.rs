@@ -18,7 +18,9 @@
 //! only written into the producer's own tail and compared, never dereferenced. A thief's
 //! push-back is a producer's Release CAS of objects its Acquire swap received, so the
 //! original producers' writes happen-before it (sequenced-before in the thief) and reach the
-//! next taker through the same release sequence. The loom
+//! next taker through the same release sequence. A thief's `restore` is the same: its CAS
+//! (null to its remainder) is a Release RMW on the head, and chains producers pushed meanwhile
+//! reach it through an Acquire swap before it links them in front. The loom
 //! models check this hand-off; loom does not explore every C11 execution (`loom_tests`), so
 //! this argument is the proof.
 
@@ -58,6 +60,42 @@ impl MpscStack {
             {
                 Ok(_) => return,
                 Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Puts back a null-terminated list the caller took with [`take_all`](Self::take_all)
+    /// (an `inbox-steal` thief's remainder) without walking it: one CAS while the stack is
+    /// still empty. If producers pushed meanwhile, the caller takes their chains, walks only
+    /// them to link the list behind their tail, and tries again. Why: a thief that measured
+    /// its remainder to push it back walked a whole inbox of descheduled owners, a cache miss
+    /// per run (mt-remote T=8 R=90 16–32768, docs/ab.md).
+    ///
+    /// # Safety
+    /// `head` starts a well-formed non-empty null-terminated list the caller owns; ownership
+    /// passes to the stack.
+    pub unsafe fn restore(&self, mut head: *mut u8) {
+        loop {
+            // Release: the list's links (and what its producers wrote, which happened before
+            // the caller's Acquire take) reach the next taker's Acquire swap.
+            match self
+                .head
+                .compare_exchange(null_mut(), head, Release, Relaxed)
+            {
+                Ok(_) => return,
+                Err(_) => {
+                    let fresh = self.take_all();
+                    if !fresh.is_null() {
+                        // SAFETY: the swap made `fresh` ours, a null-terminated list whose
+                        // links its producers' Release CASes published to our Acquire swap;
+                        // its tail is linked to the caller's list, which is ours too.
+                        unsafe {
+                            let c = Chain::measure(fresh);
+                            set_next(c.tail, head);
+                        }
+                        head = fresh;
+                    }
+                }
             }
         }
     }

@@ -130,8 +130,8 @@ impl OwnedHeap {
             let (got, rest) = unsafe { Chain::take(all, want) };
             if !rest.is_null() {
                 // SAFETY: `rest` is the null-terminated remainder of that list, still ours;
-                // it goes back to the inbox it came from.
-                unsafe { q.push(Chain::measure(rest)) };
+                // it goes back to the inbox it came from, unwalked.
+                unsafe { q.restore(rest) };
             }
             LocalList {
                 head: got.head,

@@ -292,7 +292,8 @@ fn mpsc_push_vs_take_all() {
 /// the whole stack, keeps its first object and restores the rest (as
 /// `OwnedHeap::steal_inbox` does: one CAS while the stack is still empty, else it takes what
 /// the producer pushed meanwhile and links it in front); the owner takes everything once, then
-/// drains after the joins. Every object exactly once, with its producer's writes visible. Returns how many objects the thief kept.
+/// drains after the joins. Every object exactly once, with its producer's writes visible.
+/// Returns how many objects the thief kept.
 #[test]
 fn mpsc_thief_vs_take_all() {
     let out = model(3, || {

@@ -275,15 +275,21 @@ fn burst_exit_rss_fast() {
     burst_exit_lane(Lane::Fast, Some("1"));
 }
 
+/// Runs `tests/capi/background.c` in `mode` with `HAKOZUNA_BACKGROUND=background`, the decay
+/// interval `decay_ms` and the statistics report on.
+fn background_prog(lane: Lane, mode: &str, background: &str, decay_ms: &str) -> harness::Run {
+    let mut c = preloaded(&cprogs().background, lane);
+    c.arg(mode)
+        .env("HAKOZUNA_BACKGROUND", background)
+        .env("HAKOZUNA_DECAY_MS", decay_ms)
+        .env("HAKOZUNA_STATS", "1");
+    run(c, Duration::from_secs(120))
+}
+
 /// RSS figures `background idle` printed: (before the burst, after it, after idling), KiB.
 /// The purge thread's passes are counted in the summary exactly when it is on.
 fn idle_rss(lane: Lane, background: &str) -> (i64, i64, i64) {
-    let mut c = preloaded(&cprogs().background, lane);
-    c.arg("idle")
-        .env("HAKOZUNA_BACKGROUND", background)
-        .env("HAKOZUNA_DECAY_MS", "100")
-        .env("HAKOZUNA_STATS", "1");
-    let r = run(c, Duration::from_secs(120));
+    let r = background_prog(lane, "idle", background, "100");
     r.expect_ok();
     let nums: Vec<i64> = r
         .stdout
@@ -328,13 +334,8 @@ fn background_idle_fast() {
 
 /// Refill statistics of `background alone` (one thread) with the purge thread `background`.
 fn alone_stats(lane: Lane, background: &str) -> (u64, u64, u64, String) {
-    let mut c = preloaded(&cprogs().background, lane);
-    c.arg("alone")
-        .env("HAKOZUNA_BACKGROUND", background)
-        // No decay pass within the run: the two runs must differ only by the thread.
-        .env("HAKOZUNA_DECAY_MS", "1000000")
-        .env("HAKOZUNA_STATS", "1");
-    let r = run(c, Duration::from_secs(120));
+    // No decay pass within the run: the two runs must differ only by the thread.
+    let r = background_prog(lane, "alone", background, "1000000");
     r.expect_ok().expect_stdout_contains("alone kept");
     (
         stat(&r.stderr, "heaps created"),

@@ -352,11 +352,12 @@ impl ThreadCache {
             .sum();
         // SAFETY: ACTIVE (caller contract).
         let h = unsafe { self.owned() };
-        if in_bins + h.small_central_bytes() <= share {
+        let in_central = h.small_central_bytes();
+        if in_bins + in_central <= share {
             return;
         }
-        h.park_centrals();
-        let mut over = (in_bins + h.small_central_bytes()).saturating_sub(share / 2);
+        let left = in_bins + in_central - h.park_centrals();
+        let mut over = left.saturating_sub(share / 2);
         let start = self.share_cursor as usize;
         self.share_cursor = ((start + 1) % SMALL_BINS) as u16;
         for i in 0..SMALL_BINS {
@@ -364,15 +365,16 @@ impl ThreadCache {
                 break;
             }
             let bin = (start + i) % SMALL_BINS;
-            let b = &mut self.bins[bin];
-            let n = b.count();
-            // A bin at rest keeps a pointer into its list, one held by page files its objects
-            // by page, and a grown bin may hold more than a pool chain: all three keep theirs.
-            if n < 8 || !b.rest.is_null() || b.limit() > sc::bin_limit(bin) || self.is_by_page(bin)
-            {
+            // A bin held by page files its objects by page, one at rest keeps a pointer into
+            // its list, and a grown bin may hold more than a pool chain: all three keep theirs.
+            if self.is_by_page(bin) {
                 continue;
             }
             let b = &mut self.bins[bin];
+            let n = b.count();
+            if n < 8 || !b.rest.is_null() || b.limit() > sc::bin_limit(bin) {
+                continue;
+            }
             let c = Chain {
                 head: b.head,
                 tail: core::ptr::null_mut(),

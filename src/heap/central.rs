@@ -201,29 +201,48 @@ impl OwnedHeap {
     }
 
     /// Parks each small central list that fits one chain (at most a bin limit) in the shared
-    /// pool, for any heap to take; a list the pool refuses stays.
-    pub fn park_centrals(&mut self) {
+    /// pool, for any heap to take; a list the pool refuses stays. Returns the bytes parked.
+    pub fn park_centrals(&mut self) -> usize {
         if !config::SHARED_POOL {
-            return;
+            return 0;
         }
-        for bin in 0..SMALL_BINS {
-            let central = &mut self.local().small[bin].central;
-            let n = central.count;
-            if n == 0 || n > sc::bin_limit(bin) {
-                continue;
-            }
-            let c = Chain {
-                head: central.head,
-                tail: core::ptr::null_mut(),
-                n,
-            };
-            // SAFETY: a central list is a well-formed list of exactly `count` free objects of
-            // `bin` this heap holds; `park` reads only the head and the count.
-            if unsafe { pool::park(bin, c) }.is_ok() {
-                let l = &mut self.local().small[bin];
-                l.central = LocalList::EMPTY;
+        (0..SMALL_BINS)
+            .map(|bin| self.park_central_whole(bin, Ev::PoolParks) as usize * sc::bin_size(bin))
+            .sum()
+    }
+
+    /// Parks the central list of small `bin` in the shared pool whole, without a walk (the
+    /// pool reads only a chain's head and length), when it holds one chain (1 to a bin limit
+    /// of objects); a list the pool refuses stays as it was. Counts `ev` and returns the
+    /// objects parked.
+    fn park_central_whole(&mut self, bin: usize, ev: Ev) -> u32 {
+        let h = self.heap();
+        let Some(l) = self.local().small.get_mut(bin) else {
+            return 0;
+        };
+        if l.central.count == 0 || l.central.count > sc::bin_limit(bin) {
+            return 0;
+        }
+        let whole = core::mem::replace(&mut l.central, LocalList::EMPTY);
+        let c = Chain {
+            head: whole.head,
+            tail: core::ptr::null_mut(),
+            n: whole.count,
+        };
+        // SAFETY: the whole central list, detached above: a non-empty null-terminated list of
+        // exactly `c.n` (central counts are exact) free objects of small `bin` that we own, at
+        // most a bin limit; its tail is not known (null), which `park` does not read.
+        match unsafe { pool::park(bin, c) } {
+            Ok(()) => {
+                h.stats.add(ev, 1);
+                // What was parked left the central list: decay must not count it as idle.
                 l.note_low();
-                self.heap().stats.add(Ev::PoolParks, 1);
+                whole.count
+            }
+            // Refused: the list goes back as it was (only an unused word changed).
+            Err(_) => {
+                l.central = whole;
+                0
             }
         }
     }
@@ -321,28 +340,12 @@ impl OwnedHeap {
             if sc::bin_size(bin) <= config::EXIT_PARK_MIN_SIZE {
                 continue;
             }
-            let limit = sc::bin_limit(bin);
-            let l = &mut self.local().small[bin].central;
-            if l.count > 0 && l.count <= limit {
-                // The usual case, one chain: parked whole, without a walk (the pool reads only
-                // a chain's head and length).
-                let whole = core::mem::replace(l, LocalList::EMPTY);
-                let c = Chain {
-                    head: whole.head,
-                    tail: core::ptr::null_mut(),
-                    n: whole.count,
-                };
-                // SAFETY: the whole central list, detached above: a non-empty null-terminated
-                // list of exactly `c.n` (central counts are exact) free objects of small `bin`
-                // that we own, at most a bin limit; its tail is not known (null), which `park`
-                // does not read.
-                match unsafe { pool::park(bin, c) } {
-                    Ok(()) => h.stats.add(Ev::ExitParks, 1),
-                    // Refused: the list goes back as it was (only an unused word changed).
-                    Err(_) => *l = whole,
-                }
+            if self.local().small[bin].central.count <= sc::bin_limit(bin) {
+                // The usual case, one chain (or none): parked whole, without a walk.
+                self.park_central_whole(bin, Ev::ExitParks);
                 continue;
             }
+            let l = &mut self.local().small[bin].central;
             // SAFETY: the central list of small `bin`: free objects of the class that we own.
             unsafe { park_chains(&h.stats, bin, l) };
         }

@@ -297,7 +297,7 @@ static OWNED: AtomicU32 = AtomicU32::new(0);
 /// delays a change of policy by a call.
 #[inline]
 pub fn others_own_heaps() -> bool {
-    OWNED.load(Relaxed) > 1
+    owned_heaps() > 1
 }
 
 /// Small page runs heaps took for carving, all heaps together (wrapping). Relaxed: a

@@ -277,9 +277,7 @@ impl OwnedHeap {
         // SAFETY: segment `idx` holds our run, so it is this heap's; no other `SegInner`
         // borrow is live.
         let m = unsafe { arena::seg_meta(idx).get() };
-        m.pages.clear_range(page, pages);
-        m.no_run_of = 0;
-        m.dirty.set_range(page, pages);
+        m.free_pages(page, pages);
         self.heap()
             .stats
             .run_bytes_moved(pages << config::PAGE_SHIFT, false);

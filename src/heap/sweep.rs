@@ -305,9 +305,7 @@ impl OwnedHeap {
                     // were found free and unlinked); its tags go so that no `free` routes here.
                     unsafe { arena::set_tags(run, pages, 0) };
                     m.starts.clear_range(start, 1);
-                    m.pages.clear_range(start, pages);
-                    m.no_run_of = 0;
-                    m.dirty.set_range(start, pages);
+                    m.free_pages(start, pages);
                     m.found[start] = 0;
                     h.stats.run_bytes_moved(pages << config::PAGE_SHIFT, false);
                 }

@@ -97,6 +97,17 @@ pub struct SegInner {
     pub pooled_ms: u64,
 }
 
+impl SegInner {
+    /// Gives back `pages` pages from `start`: free, still resident (dirty), and no longer
+    /// known too full for any run (`no_run_of`: freeing is the only thing that lengthens a
+    /// free run).
+    pub fn free_pages(&mut self, start: usize, pages: usize) {
+        self.pages.clear_range(start, pages);
+        self.no_run_of = 0;
+        self.dirty.set_range(start, pages);
+    }
+}
+
 impl SegMeta {
     /// # Safety
     /// Only the owner of the heap that took this segment may call this — for a pooled segment

@@ -4,10 +4,11 @@
 //! into the head word: `owner_stash`.)
 //!
 //! ABA: producers only compare the head they linked their tail to, so a recycled head value
-//! still yields a correct list; a taker never CASes a non-null head. The consumer is normally
-//! the heap's owner (design.md §6), but a take is one swap, so two takers (the owner and an
-//! `inbox-steal` thief, which pushes back what it does not keep as a producer would) get
-//! disjoint lists: nothing in the take depends on there being one.
+//! still yields a correct list; a taker never CASes a non-null head (a thief's `restore`
+//! compares with null, and any empty stack is a correct place for its list). The consumer is
+//! normally the heap's owner (design.md §6), but a take is one swap, so two takers (the owner
+//! and an `inbox-steal` thief, which restores what it does not keep) get disjoint lists:
+//! nothing in the take depends on there being one.
 //!
 //! Orderings (C11 model): each producer's successful CAS is Release and the consumer's swap
 //! Acquire. Every write to the head is an RMW (the producers' CAS, the consumer's swap), so
@@ -16,13 +17,17 @@
 //! only the last one, whose value it read, but each earlier one that later CASes linked onto.
 //! The producers' loads of the head (the first, and a failed CAS) are Relaxed: the value is
 //! only written into the producer's own tail and compared, never dereferenced. A thief's
-//! push-back is a producer's Release CAS of objects its Acquire swap received, so the
-//! original producers' writes happen-before it (sequenced-before in the thief) and reach the
-//! next taker through the same release sequence. A thief's `restore` is the same: its CAS
-//! (null to its remainder) is a Release RMW on the head, and chains producers pushed meanwhile
-//! reach it through an Acquire swap before it links them in front. The loom
-//! models check this hand-off; loom does not explore every C11 execution (`loom_tests`), so
-//! this argument is the proof.
+//! `restore` is a Release CAS (null to its remainder) of objects its Acquire swap received:
+//! the original producers' writes happen-before it, and so do the thief's own (the link it
+//! writes from the tail of chains pushed meanwhile, which it took with another Acquire swap,
+//! to its remainder). Every later write to the head being an RMW, that CAS heads a release
+//! sequence which the next taker's Acquire swap reads from, so all of them reach that taker.
+//! Its refused CAS (Relaxed) only sends it to take; the Relaxed probe in that take reads the
+//! refused value or a later one (coherence), so a null there means a taker emptied the stack
+//! meanwhile. The loom models check these hand-offs but for the thief's own link, plain
+//! memory loom does not see (with `restore`'s CAS Relaxed they still pass, though that link
+//! would then race with the next taker's walk); nor does loom explore every C11 execution
+//! (`loom_tests`), so this argument is the proof.
 
 use crate::ds::list::{set_next, Chain};
 use crate::sys::atomics::AtomicPtr;

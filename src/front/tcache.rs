@@ -384,9 +384,10 @@ impl ThreadCache {
             b.head = core::ptr::null_mut();
             b.set_count(0);
             // SAFETY: ACTIVE and entered (caller contract); `c` is the whole bin, detached
-            // from it: at most a bin limit of free objects of small `bin` with an exact count,
-            // which central accepts as a shed (ours, adopted, or taken from the pool or a
-            // stash).
+            // from it: free objects of small `bin` with an exact count, possibly more than a
+            // bin limit (a limit lowered to the default keeps the count until the next push
+            // sheds), which `park_surplus` leaves to `put_central` to cut; central accepts
+            // them as a shed (ours, adopted, or taken from the pool or a stash).
             unsafe { self.owned().park_surplus(bin, c) };
             over = over.saturating_sub(n as usize * sc::bin_size(bin));
         }

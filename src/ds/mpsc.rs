@@ -120,3 +120,104 @@ impl MpscStack {
         self.head.swap(null_mut(), Acquire)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::MpscStack;
+    use crate::ds::list::tests::{collect, link, objects};
+    use crate::ds::list::Chain;
+    use crate::sys::atomics::AtomicPtr;
+    use core::ptr::null_mut;
+    use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    extern crate std;
+    use std::collections::HashMap;
+    use std::vec::Vec;
+
+    /// Two producers push chains of one to three objects while a thief takes the whole stack,
+    /// keeps its first object and restores the rest (as `inbox-steal` does) and the owner takes
+    /// everything: every object arrives exactly once. With real threads that yield now and
+    /// then, so that `restore`'s CAS is refused thousands of times a run (a `restore` that
+    /// dropped the chains it took then failed every run); the loom model
+    /// `mpsc_thief_vs_take_all` checks the orderings and every branch on three objects.
+    #[test]
+    fn a_thief_restores_while_producers_push_and_the_owner_takes() {
+        const PER_PRODUCER: usize = 20_000;
+        let objs = objects(2 * PER_PRODUCER);
+        let addrs: Vec<usize> = objs.iter().map(|&p| p as usize).collect();
+        let st = MpscStack {
+            head: AtomicPtr::new(null_mut()),
+        };
+        let done = AtomicBool::new(false);
+        let (thief, mut got) = std::thread::scope(|s| {
+            let producers: Vec<_> = addrs
+                .chunks(PER_PRODUCER)
+                .map(|mine| {
+                    let st = &st;
+                    s.spawn(move || {
+                        let mut i = 0;
+                        while i < mine.len() {
+                            let n = (1 + i % 3).min(mine.len() - i);
+                            let c: Vec<*mut u8> =
+                                mine[i..i + n].iter().map(|&a| a as *mut u8).collect();
+                            // SAFETY: this producer's own unused objects, each pushed once.
+                            unsafe { st.push(link(&c)) };
+                            i += n;
+                            if i % 16 < 3 {
+                                std::thread::yield_now();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let thief = s.spawn(|| {
+                let mut kept = Vec::new();
+                while !done.load(Relaxed) {
+                    let all = st.take_all();
+                    if all.is_null() {
+                        continue;
+                    }
+                    // SAFETY: the swap made the list ours; the rest goes back unwalked.
+                    unsafe {
+                        let (one, rest): (Chain, *mut u8) = Chain::take(all, 1);
+                        if !rest.is_null() {
+                            // Descheduled between its take and its restore, as a thief on a
+                            // busy machine may be: producers and the owner run meanwhile.
+                            std::thread::yield_now();
+                            st.restore(rest);
+                        }
+                        kept.extend(collect(one.head).iter().map(|&p| p as usize));
+                    }
+                }
+                kept
+            });
+            let mut got = Vec::new();
+            while producers.iter().any(|p| !p.is_finished()) {
+                // SAFETY: the swap made the list ours.
+                got.extend(
+                    unsafe { collect(st.take_all()) }
+                        .iter()
+                        .map(|&p| p as usize),
+                );
+                std::thread::yield_now();
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            done.store(true, Relaxed);
+            (thief.join().unwrap(), got)
+        });
+        // SAFETY: every other thread has been joined; the swap made the list ours.
+        got.extend(
+            unsafe { collect(st.take_all()) }
+                .iter()
+                .map(|&p| p as usize),
+        );
+        assert!(st.is_empty());
+        let mut seen: HashMap<usize, u32> = HashMap::new();
+        for a in got.iter().chain(&thief) {
+            *seen.entry(*a).or_default() += 1;
+        }
+        assert!(seen.values().all(|&n| n == 1), "an object arrived twice");
+        assert_eq!(seen.len(), addrs.len(), "an object was lost");
+    }
+}

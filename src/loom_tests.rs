@@ -319,7 +319,7 @@ fn mpsc_thief_vs_take_all() {
                 let mut seen = Seen::new(&objs);
                 let all = st.take_all();
                 // SAFETY: the list came out of the structure under test and is now ours; the
-                // rest goes back with a producer's push.
+                // rest goes back with `restore`.
                 unsafe {
                     let (got, rest) = Chain::take(all, 1);
                     if !rest.is_null() {

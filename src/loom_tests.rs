@@ -294,9 +294,13 @@ fn mpsc_push_vs_take_all() {
 /// the producer pushed meanwhile and links it in front); the owner takes everything once, then
 /// drains after the joins. Every object exactly once, with its producer's writes visible.
 /// Returns how many objects the thief kept.
+///
+/// Bound 4: `restore`'s branch where its CAS is refused and the owner then empties the stack
+/// before the thief's take (so the thief finds nothing and CASes again) takes four
+/// preemptions here; at 3 a `restore` that dropped its list on that branch passed.
 #[test]
 fn mpsc_thief_vs_take_all() {
-    let out = model(3, || {
+    let out = model(4, || {
         let objs = Objs::new(3);
         let st = Arc::new(MpscStack::new());
         let producer = {
@@ -315,7 +319,7 @@ fn mpsc_thief_vs_take_all() {
                 let mut seen = Seen::new(&objs);
                 let all = st.take_all();
                 // SAFETY: the list came out of the structure under test and is now ours; the
-                // rest goes back with a producer's push.
+                // rest goes back with `restore`.
                 unsafe {
                     let (got, rest) = Chain::take(all, 1);
                     if !rest.is_null() {

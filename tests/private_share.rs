@@ -1,7 +1,7 @@
 //! A thread's share of the budget for free small objects only it reaches (design.md §5,
-//! `config::PRIVATE_BUDGET`): past it, the thread's bins shed their older half to the shared
-//! pool, where another thread's refill finds them instead of carving new ones. Alone in its
-//! binary so that no other test's thread takes from the pool.
+//! `config::PRIVATE_BUDGET`): past it, the thread's central lists that fit one chain, then
+//! whole bins, go to the shared pool, where another thread's refill finds them instead of
+//! carving new ones. Alone in its binary so that no other test's thread takes from the pool.
 
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};

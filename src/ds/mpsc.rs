@@ -4,10 +4,11 @@
 //! into the head word: `owner_stash`.)
 //!
 //! ABA: producers only compare the head they linked their tail to, so a recycled head value
-//! still yields a correct list; a taker never CASes a non-null head. The consumer is normally
-//! the heap's owner (design.md §6), but a take is one swap, so two takers (the owner and an
-//! `inbox-steal` thief, which pushes back what it does not keep as a producer would) get
-//! disjoint lists: nothing in the take depends on there being one.
+//! still yields a correct list; a taker never CASes a non-null head (a thief's `restore`
+//! compares with null, and any empty stack is a correct place for its list). The consumer is
+//! normally the heap's owner (design.md §6), but a take is one swap, so two takers (the owner
+//! and an `inbox-steal` thief, which restores what it does not keep) get disjoint lists:
+//! nothing in the take depends on there being one.
 //!
 //! Orderings (C11 model): each producer's successful CAS is Release and the consumer's swap
 //! Acquire. Every write to the head is an RMW (the producers' CAS, the consumer's swap), so
@@ -16,13 +17,17 @@
 //! only the last one, whose value it read, but each earlier one that later CASes linked onto.
 //! The producers' loads of the head (the first, and a failed CAS) are Relaxed: the value is
 //! only written into the producer's own tail and compared, never dereferenced. A thief's
-//! push-back is a producer's Release CAS of objects its Acquire swap received, so the
-//! original producers' writes happen-before it (sequenced-before in the thief) and reach the
-//! next taker through the same release sequence. A thief's `restore` is the same: its CAS
-//! (null to its remainder) is a Release RMW on the head, and chains producers pushed meanwhile
-//! reach it through an Acquire swap before it links them in front. The loom
-//! models check this hand-off; loom does not explore every C11 execution (`loom_tests`), so
-//! this argument is the proof.
+//! `restore` is a Release CAS (null to its remainder) of objects its Acquire swap received:
+//! the original producers' writes happen-before it, and so do the thief's own (the link it
+//! writes from the tail of chains pushed meanwhile, which it took with another Acquire swap,
+//! to its remainder). Every later write to the head being an RMW, that CAS heads a release
+//! sequence which the next taker's Acquire swap reads from, so all of them reach that taker.
+//! Its refused CAS (Relaxed) only sends it to take; the Relaxed probe in that take reads the
+//! refused value or a later one (coherence), so a null there means a taker emptied the stack
+//! meanwhile. The loom models check these hand-offs but for the thief's own link, plain
+//! memory loom does not see (with `restore`'s CAS Relaxed they still pass, though that link
+//! would then race with the next taker's walk); nor does loom explore every C11 execution
+//! (`loom_tests`), so this argument is the proof.
 
 use crate::ds::list::{set_next, Chain};
 use crate::sys::atomics::AtomicPtr;
@@ -113,5 +118,106 @@ impl MpscStack {
         }
         // Acquire: pairs with the producers' Release CAS so their links are visible.
         self.head.swap(null_mut(), Acquire)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::MpscStack;
+    use crate::ds::list::tests::{collect, link, objects};
+    use crate::ds::list::Chain;
+    use crate::sys::atomics::AtomicPtr;
+    use core::ptr::null_mut;
+    use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    extern crate std;
+    use std::collections::HashMap;
+    use std::vec::Vec;
+
+    /// Two producers push chains of one to three objects while a thief takes the whole stack,
+    /// keeps its first object and restores the rest (as `inbox-steal` does) and the owner takes
+    /// everything: every object arrives exactly once. With real threads that yield now and
+    /// then, so that `restore`'s CAS is refused thousands of times a run (a `restore` that
+    /// dropped the chains it took then failed every run); the loom model
+    /// `mpsc_thief_vs_take_all` checks the orderings and every branch on three objects.
+    #[test]
+    fn a_thief_restores_while_producers_push_and_the_owner_takes() {
+        const PER_PRODUCER: usize = 20_000;
+        let objs = objects(2 * PER_PRODUCER);
+        let addrs: Vec<usize> = objs.iter().map(|&p| p as usize).collect();
+        let st = MpscStack {
+            head: AtomicPtr::new(null_mut()),
+        };
+        let done = AtomicBool::new(false);
+        let (thief, mut got) = std::thread::scope(|s| {
+            let producers: Vec<_> = addrs
+                .chunks(PER_PRODUCER)
+                .map(|mine| {
+                    let st = &st;
+                    s.spawn(move || {
+                        let mut i = 0;
+                        while i < mine.len() {
+                            let n = (1 + i % 3).min(mine.len() - i);
+                            let c: Vec<*mut u8> =
+                                mine[i..i + n].iter().map(|&a| a as *mut u8).collect();
+                            // SAFETY: this producer's own unused objects, each pushed once.
+                            unsafe { st.push(link(&c)) };
+                            i += n;
+                            if i % 16 < 3 {
+                                std::thread::yield_now();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let thief = s.spawn(|| {
+                let mut kept = Vec::new();
+                while !done.load(Relaxed) {
+                    let all = st.take_all();
+                    if all.is_null() {
+                        continue;
+                    }
+                    // SAFETY: the swap made the list ours; the rest goes back unwalked.
+                    unsafe {
+                        let (one, rest): (Chain, *mut u8) = Chain::take(all, 1);
+                        if !rest.is_null() {
+                            // Descheduled between its take and its restore, as a thief on a
+                            // busy machine may be: producers and the owner run meanwhile.
+                            std::thread::yield_now();
+                            st.restore(rest);
+                        }
+                        kept.extend(collect(one.head).iter().map(|&p| p as usize));
+                    }
+                }
+                kept
+            });
+            let mut got = Vec::new();
+            while producers.iter().any(|p| !p.is_finished()) {
+                // SAFETY: the swap made the list ours.
+                got.extend(
+                    unsafe { collect(st.take_all()) }
+                        .iter()
+                        .map(|&p| p as usize),
+                );
+                std::thread::yield_now();
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            done.store(true, Relaxed);
+            (thief.join().unwrap(), got)
+        });
+        // SAFETY: every other thread has been joined; the swap made the list ours.
+        got.extend(
+            unsafe { collect(st.take_all()) }
+                .iter()
+                .map(|&p| p as usize),
+        );
+        assert!(st.is_empty());
+        let mut seen: HashMap<usize, u32> = HashMap::new();
+        for a in got.iter().chain(&thief) {
+            *seen.entry(*a).or_default() += 1;
+        }
+        assert!(seen.values().all(|&n| n == 1), "an object arrived twice");
+        assert_eq!(seen.len(), addrs.len(), "an object was lost");
     }
 }

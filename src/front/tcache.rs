@@ -241,7 +241,7 @@ impl ThreadCache {
     pub unsafe fn refill(&mut self, bin: usize) -> *mut u8 {
         // SAFETY: ACTIVE (caller contract): the cache holds its heap.
         unsafe { self.owned() }.enter();
-        // SAFETY: ACTIVE (caller contract).
+        // SAFETY: ACTIVE (caller contract), and the heap entered just above.
         unsafe { self.tick() };
         self.demand[bin / 64] |= 1 << (bin % 64);
         if self.refills < config::ADOPT_WARMUP {
@@ -366,7 +366,8 @@ impl ThreadCache {
             }
             let bin = (start + i) % SMALL_BINS;
             // A bin held by page files its objects by page, one at rest keeps a pointer into
-            // its list, and a grown bin may hold more than a pool chain: all three keep theirs.
+            // its list, and a grown bin may hold more than a pool chain: all three keep theirs,
+            // as does a bin of fewer than 8 objects.
             if self.is_by_page(bin) {
                 continue;
             }
@@ -383,18 +384,21 @@ impl ThreadCache {
             b.head = core::ptr::null_mut();
             b.set_count(0);
             // SAFETY: ACTIVE and entered (caller contract); `c` is the whole bin, detached
-            // from it: at most a bin limit of free objects of small `bin` with an exact count,
-            // which central accepts as a shed (ours, adopted, or taken from the pool or a
-            // stash).
+            // from it: free objects of small `bin` with an exact count, possibly more than a
+            // bin limit (a limit lowered to the default keeps the count until the next push
+            // sheds), which `park_surplus` leaves to `put_central` to cut; central accepts
+            // them as a shed (ours, adopted, or taken from the pool or a stash).
             unsafe { self.owned().park_surplus(bin, c) };
             over = over.saturating_sub(n as usize * sc::bin_size(bin));
         }
     }
 
-    /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10).
+    /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10), and
+    /// every [`config::PRIVATE_CHECK_PERIOD`] a look at the thread's share
+    /// ([`share_surplus`](Self::share_surplus)).
     ///
     /// # Safety
-    /// ACTIVE.
+    /// ACTIVE, and the heap entered.
     unsafe fn tick(&mut self) {
         self.slow_calls += 1;
         if self.slow_calls.is_multiple_of(config::PRIVATE_CHECK_PERIOD) {

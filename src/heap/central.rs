@@ -182,7 +182,8 @@ impl OwnedHeap {
     /// class's slots are full (or without `shared-pool`).
     ///
     /// # Safety
-    /// As [`put_central`](Self::put_central), with `c.n` exact; `c.tail` may be null.
+    /// As [`put_central`](Self::put_central), with `bin` small and `c.n` exact; `c.tail` may
+    /// be null (which `put_central` accepts for a small bin only).
     pub unsafe fn park_surplus(&mut self, bin: usize, c: Chain) {
         let c = if config::SHARED_POOL && c.n <= sc::bin_limit(bin) {
             // SAFETY: caller contract; `park` reads only the head and the count.

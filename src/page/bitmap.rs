@@ -50,10 +50,13 @@ impl PageBitmap {
         self.words.iter().all(|&w| w == 0)
     }
 
-    /// Lowest index of `n` consecutive free pages, if any (`1 <= n <= BITS`).
+    /// Lowest index of `n` consecutive free pages, if any (`1 <= n <= BITS`; none for more).
     pub fn find_run(&self, n: usize) -> Option<usize> {
+        if n > BITS {
+            return None;
+        }
         // Within `1..=BITS`, so `i < BITS` in the loop (no index check left to panic).
-        let n = n.clamp(1, BITS);
+        let n = n.max(1);
         let mut i = 0;
         while i <= BITS - n {
             // Skip used pages a word at a time.
@@ -242,6 +245,16 @@ mod tests {
                 assert_eq!(m.find_run(n), naive(&m, n), "round {round} n {n}");
             }
         }
+    }
+
+    /// A run longer than a segment fits in none: `find_run` answers as `best_fit` does (a
+    /// clamp of `n` to `BITS` once made it offer a whole empty segment for it).
+    #[test]
+    fn no_run_longer_than_a_segment() {
+        let m = PageBitmap::new();
+        assert_eq!(m.find_run(BITS), Some(0));
+        assert_eq!(m.find_run(BITS + 1), None);
+        assert_eq!(m.best_fit(BITS + 1), None);
     }
 
     #[test]

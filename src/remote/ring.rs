@@ -170,8 +170,8 @@ impl RemoteRing {
         let mut sent = 0;
         while left > 0 {
             let g = left.min(GROUP as u32);
-            // SAFETY: `g <= len()` entries remain, each a chain of free objects the ring
-            // owns, tagged with its (dst, bin) (caller contract).
+            // SAFETY: `g <= GROUP`, and `g <= len()` entries remain, each a chain of free
+            // objects the ring owns, tagged with its (dst, bin) (caller contract).
             sent += unsafe { self.flush_group(g, sink) };
             left -= g;
         }
@@ -184,7 +184,8 @@ impl RemoteRing {
     /// a third of xmalloc-test's instructions).
     ///
     /// # Safety
-    /// At least `g` entries are buffered, each a chain of free objects of its `(dst, bin)`
+    /// `g <= GROUP` (else entries past the table's record of used slots would be dropped), and
+    /// at least `g` entries are buffered, each a chain of free objects of its `(dst, bin)`
     /// that the ring owns.
     unsafe fn flush_group(&mut self, g: u32, sink: &mut impl Sink) -> u32 {
         let mut keys = [u32::MAX; SLOTS];

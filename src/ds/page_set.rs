@@ -237,12 +237,14 @@ impl<const BINS: usize> PageSet<BINS> {
     /// The objects held were given by [`put`](Self::put) and are still the caller's.
     pub unsafe fn take(&mut self, bin: usize, want: u32) -> LocalList {
         // A stand-in object before the first, so every object is linked the same way.
+        // `bin` < BINS (every caller's): stated so that no index below has a panic path.
+        let bin = bin % BINS;
         let mut before = [0usize; 2];
         let first: *mut u8 = before.as_mut_ptr().cast();
         let mut last = first;
         // The address `last` links to (`put`); the stand-in's, none.
         let mut ahead: *mut u8 = null_mut();
-        let size = self.size[bin % BINS] as usize;
+        let size = self.size[bin] as usize;
         // Bits between neighbours (0: not a multiple of 16 bytes, no run test).
         let stride = if size % 16 == 0 {
             (size >> 4) as u32

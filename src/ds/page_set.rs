@@ -246,7 +246,7 @@ impl<const BINS: usize> PageSet<BINS> {
         let mut ahead: *mut u8 = null_mut();
         let size = self.size[bin] as usize;
         // Bits between neighbours (0: not a multiple of 16 bytes, no run test).
-        let stride = if size % 16 == 0 {
+        let stride = if size.is_multiple_of(16) {
             (size >> 4) as u32
         } else {
             0
@@ -713,7 +713,7 @@ mod tests {
             let mut outside = all.clone();
             let mut held = std::collections::BTreeSet::new();
             for _ in 0..200 {
-                if rng(&mut x) % 2 == 0 && !outside.is_empty() {
+                if rng(&mut x).is_multiple_of(2) && !outside.is_empty() {
                     // Put a shuffled chain of some of the objects not held.
                     shuffle(&mut outside, &mut x);
                     let k = 1 + rng(&mut x) % outside.len().min(300);

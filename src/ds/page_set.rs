@@ -1,15 +1,19 @@
 //! Free objects held by page (design.md §5, "Round trips larger than the bins"): a set of free
-//! small objects kept as one bit per object in a bitmap per 4 KiB page, not linked, and handed
-//! out a page at a time. A thread whose round trips are larger than its bins (a tree of 12 MiB
-//! built and freed again and again) sends what its bins shed here instead of to the heap's
-//! central list: there the blocks waited in free order and came back scattered over thousands
-//! of pages, so every malloc and every read of a node missed, and sorting that list afterwards
-//! cost a cache miss per object in its walk
+//! small objects kept as one bit per object in a bitmap per 4 KiB page, and handed out a page
+//! at a time. A thread whose round trips are larger than its bins (a tree of 12 MiB built and
+//! freed again and again) sends what its bins shed here instead of to the heap's central list:
+//! there the blocks waited in free order and came back scattered over thousands of pages, so
+//! every malloc and every read of a node missed, and sorting that list afterwards cost a cache
+//! miss per object in its walk
 //! ([ab.md](../../docs/ab.md#round-trips-larger-than-the-bins-objects-held-by-page-issue-18)).
-//! Here an object is filed while it is still warm from its free (the shed has just walked it),
-//! and a refill takes a page's objects in address order and links only those, which the
-//! thread's next mallocs touch anyway: mimalloc's per-page free lists give it the same
-//! locality.
+//! Here an object is filed while it is still warm from its free (the shed has just walked it):
+//! its bit is set and its link written to point at its neighbour in address order. A refill
+//! then takes a page's objects in address order, and links only the last object of each run
+//! of neighbours held (a page wholly held: its last object alone), so the objects it hands out
+//! are first touched by the mallocs that pop them, in address order, as a fresh run's are.
+//! Kept as per-page lists in free order instead, the order within a page got more scrambled
+//! with every round and the mallocs' pointer chase missed on it
+//! ([ab.md](../../docs/ab.md#held-by-page-links-laid-at-the-shed-issue-18)).
 //!
 //! One table per thread cache (metadata memory, never `malloc`), shared by the classes that
 //! use it: an open-addressed table of pages (linear probing), each slot with its bitmap, its
@@ -57,9 +61,11 @@ pub struct PageSet<const BINS: usize> {
     slot: [Slot; SLOTS],
     /// Slots in use (pages holding objects), at most [`MAX_PAGES`].
     n_used: u32,
-    /// Per class: objects held, and the top of its stack of pages.
+    /// Per class: objects held, the top of its stack of pages, and its object size (the
+    /// distance between neighbours in its runs).
     held: [u32; BINS],
     top: [u16; BINS],
+    size: [u32; BINS],
     /// The slot of the last page filed: neighbours in a shed chain often share a page. A hint
     /// only: a deletion may have freed the slot or moved another page into it.
     last: u16,
@@ -72,10 +78,14 @@ fn home(page: usize) -> usize {
 }
 
 impl<const BINS: usize> PageSet<BINS> {
-    /// Makes an all-zero set ready.
-    pub fn init(&mut self) {
+    /// Makes an all-zero set ready; `size(bin)` is class `bin`'s object size, the distance
+    /// between neighbouring objects in its runs.
+    pub fn init(&mut self, size: impl Fn(usize) -> usize) {
         self.top = [NONE; BINS];
         self.last = 0;
+        for (bin, s) in self.size.iter_mut().enumerate() {
+            *s = size(bin) as u32;
+        }
     }
 
     /// Objects of class `bin` held.
@@ -86,7 +96,8 @@ impl<const BINS: usize> PageSet<BINS> {
 
     /// Files the first `n` objects of the list at `head`, free objects of small class `bin`,
     /// and returns the rest of the list (from the first object not filed) and how many it
-    /// filed: fewer than `n` when the table is full.
+    /// filed: fewer than `n` when the table is full. Each object filed is linked to the
+    /// address one object size above it, which [`take`](Self::take) relies on.
     ///
     /// # Safety
     /// `head` starts a well-formed list of at least `n` distinct free objects of `bin`
@@ -109,6 +120,7 @@ impl<const BINS: usize> PageSet<BINS> {
             debug_assert!(self.slot[i].bin as usize == bin);
             // The run of the chain on this page, with the slot's bitmap at hand.
             let s = &mut self.slot[i];
+            let size = self.size[bin % BINS] as usize;
             let base = page << PAGE_SHIFT;
             let before = left;
             // The offset in the page, which the page test computes.
@@ -120,7 +132,12 @@ impl<const BINS: usize> PageSet<BINS> {
                 *w |= 1 << ((off >> 4) % 64);
                 left -= 1;
                 // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
-                p = unsafe { next(p) };
+                let q = unsafe { next(p) };
+                // Linked ahead to its neighbour in address order, which a take then need not
+                // link when it is held too (`take`). SAFETY: `p` is given up to the set, its
+                // link read above.
+                unsafe { set_next(p, p.wrapping_add(size)) };
+                p = q;
                 off = (p as usize).wrapping_sub(base);
                 if left == 0 || off >> PAGE_SHIFT != 0 {
                     break;
@@ -212,73 +229,60 @@ impl<const BINS: usize> PageSet<BINS> {
     }
 
     /// Takes up to `want` objects of class `bin`: page by page, each page's in address
-    /// order, linked into a list.
+    /// order, linked into a list. `put` linked every object to its neighbour in address order,
+    /// so only the last object of each run of neighbours held is linked here: a page whose
+    /// objects are all held is taken without touching them but its last.
     ///
     /// # Safety
     /// The objects held were given by [`put`](Self::put) and are still the caller's.
     pub unsafe fn take(&mut self, bin: usize, want: u32) -> LocalList {
         // A stand-in object before the first, so every object is linked the same way.
+        // `bin` < BINS (every caller's): stated so that no index below has a panic path.
+        let bin = bin % BINS;
         let mut before = [0usize; 2];
         let first: *mut u8 = before.as_mut_ptr().cast();
         let mut last = first;
+        // The address `last` links to (`put`); the stand-in's, none.
+        let mut ahead: *mut u8 = null_mut();
+        let size = self.size[bin] as usize;
+        // Bits between neighbours (0: not a multiple of 16 bytes, no run test).
+        let stride = if size.is_multiple_of(16) {
+            (size >> 4) as u32
+        } else {
+            0
+        };
         let mut n = 0;
         while n < want && self.top[bin] != NONE {
             let i = self.top[bin] as usize % SLOTS;
             let s = &mut self.slot[i];
-            let mut base = s.page << PAGE_SHIFT;
-            if u32::from(s.count) <= want - n {
-                // The whole page: its count is known, no test per object.
-                n += u32::from(s.count);
-                for w in 0..WORDS {
-                    let mut bits = s.bits[w];
-                    // Two objects a turn, so `last` needs no copy.
-                    while bits != 0 {
-                        let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
-                        bits &= bits - 1;
-                        // SAFETY: `last` is the stand-in or an object taken here, which the
-                        // caller owns.
-                        unsafe { set_next(last, o) };
-                        if bits == 0 {
-                            last = o;
-                            break;
-                        }
-                        let o2 = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
-                        bits &= bits - 1;
-                        // SAFETY: as above.
-                        unsafe { set_next(o, o2) };
-                        last = o2;
-                    }
-                    base += 1 << WORD_SHIFT;
+            // The whole page when its count fits (no count test per object), else part of
+            // it, and the rest stays on top.
+            let whole = u32::from(s.count) <= want - n;
+            let k = if whole { u32::from(s.count) } else { want - n };
+            n += k;
+            s.count -= k as u16;
+            let base = s.page << PAGE_SHIFT;
+            // SAFETY: the objects held are the caller's (caller contract).
+            unsafe {
+                if whole && (1..64).contains(&stride) {
+                    link_runs(&mut s.bits, base, stride, &mut last, &mut ahead);
+                } else if whole {
+                    link_page::<true>(&mut s.bits, base, k, size, &mut last, &mut ahead);
+                } else {
+                    link_page::<false>(&mut s.bits, base, k, size, &mut last, &mut ahead);
                 }
+            }
+            if whole {
                 let below = s.next;
                 self.top[bin] = below;
                 if below != NONE {
                     self.slot[below as usize % SLOTS].prev = NONE;
                 }
                 self.remove(i);
-            } else {
-                // Part of it, and the rest stays on top.
-                let part = want - n;
-                n = want;
-                s.count -= part as u16;
-                let mut k = part;
-                for w in 0..WORDS {
-                    let mut bits = s.bits[w];
-                    while bits != 0 && k > 0 {
-                        let o = (base + ((bits.trailing_zeros() as usize) << 4)) as *mut u8;
-                        bits &= bits - 1;
-                        // SAFETY: as above.
-                        unsafe { set_next(last, o) };
-                        last = o;
-                        k -= 1;
-                    }
-                    s.bits[w] = bits;
-                    base += 1 << WORD_SHIFT;
-                }
             }
         }
         // SAFETY: as above.
-        unsafe { set_next(last, null_mut()) };
+        unsafe { relink(last, null_mut()) };
         self.held[bin] -= n;
         LocalList {
             // SAFETY: the stand-in's link is the first object (or null).
@@ -286,6 +290,98 @@ impl<const BINS: usize> PageSet<BINS> {
             count: n,
         }
     }
+}
+
+/// Writes the link of `p`, an object a take hands out or its stand-in (counted in the tests,
+/// which check that a take writes only the ends of runs).
+///
+/// # Safety
+/// As [`set_next`].
+#[inline(always)]
+unsafe fn relink(p: *mut u8, n: *mut u8) {
+    #[cfg(test)]
+    tests::LINKS_WRITTEN.with(|c| c.set(c.get() + 1));
+    // SAFETY: caller contract.
+    unsafe { set_next(p, n) };
+}
+
+/// Takes the first `k` objects of a page's bitmap (all of them when `WHOLE`: then `k` is its
+/// count), in address order, clearing their bits, and links each after `*last` unless `*last`
+/// already links to it (`*ahead`, its neighbour that `put` linked it to).
+///
+/// # Safety
+/// `*last` is writable (a stand-in or an object the caller owns), and so is every object whose
+/// bit is set; `*ahead` is where `*last`'s link points, or an address no object has.
+#[inline(always)]
+unsafe fn link_page<const WHOLE: bool>(
+    bits: &mut [u64; WORDS],
+    mut base: usize,
+    mut k: u32,
+    size: usize,
+    last: &mut *mut u8,
+    ahead: &mut *mut u8,
+) {
+    for word in bits.iter_mut() {
+        let mut b = *word;
+        while b != 0 && (WHOLE || k > 0) {
+            let o = (base + ((b.trailing_zeros() as usize) << 4)) as *mut u8;
+            b &= b - 1;
+            k = k.wrapping_sub(1);
+            if o != *ahead {
+                // SAFETY: caller contract.
+                unsafe { relink(*last, o) };
+            }
+            *last = o;
+            *ahead = o.wrapping_add(size);
+        }
+        *word = b;
+        base += 1 << WORD_SHIFT;
+    }
+}
+
+/// Takes every object of a page's bitmap, in address order, clearing it: [`link_page`] for
+/// objects `stride` bits apart (`stride` in 1..64, their size `16 × stride`), which visits only
+/// the first and last object of each run of neighbours held, not the objects between.
+///
+/// # Safety
+/// As [`link_page`].
+#[inline(always)]
+unsafe fn link_runs(
+    bits: &mut [u64; WORDS],
+    mut base: usize,
+    stride: u32,
+    last: &mut *mut u8,
+    ahead: &mut *mut u8,
+) {
+    debug_assert!((1..64).contains(&stride));
+    let size = (stride as usize) << 4;
+    let b = *bits;
+    let mut prev = 0u64;
+    for w in 0..WORDS {
+        let cur = b[w];
+        let next_w = if w + 1 < WORDS { b[w + 1] } else { 0 };
+        // Objects whose neighbour below (above) in the page is held too.
+        let below = cur << stride | prev >> (64 - stride);
+        let above = cur >> stride | next_w << (64 - stride);
+        let (starts, ends) = (cur & !below, cur & !above);
+        let mut m = starts | ends;
+        while m != 0 {
+            let at = m.trailing_zeros();
+            m &= m - 1;
+            let o = (base + ((at as usize) << 4)) as *mut u8;
+            if starts >> at & 1 != 0 && o != *ahead {
+                // SAFETY: caller contract.
+                unsafe { relink(*last, o) };
+            }
+            if ends >> at & 1 != 0 {
+                *last = o;
+                *ahead = o.wrapping_add(size);
+            }
+        }
+        prev = cur;
+        base += 1 << WORD_SHIFT;
+    }
+    *bits = [0; WORDS];
 }
 
 #[cfg(test)]
@@ -296,10 +392,15 @@ mod tests {
     use std::boxed::Box;
     use std::vec::Vec;
 
+    std::thread_local! {
+        /// Links a take wrote on this thread ([`relink`]).
+        pub static LINKS_WRITTEN: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
     fn new_set() -> Box<PageSet<8>> {
         // SAFETY: all-zero is a valid set before `init`.
         let mut s: Box<PageSet<8>> = Box::new(unsafe { core::mem::zeroed() });
-        s.init();
+        s.init(|_| 48);
         s
     }
 
@@ -532,5 +633,123 @@ mod tests {
         }
         assert_eq!(s.n_used, 0);
         assert!(s.slot.iter().all(|sl| sl.page == 0));
+    }
+
+    /// A small LCG for the tests' shuffles and choices.
+    fn rng(x: &mut u64) -> usize {
+        *x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*x >> 33) as usize
+    }
+
+    fn shuffle<T>(v: &mut [T], x: &mut u64) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, rng(x) % (i + 1));
+        }
+    }
+
+    #[test]
+    fn a_take_writes_only_the_links_at_the_ends_of_runs() {
+        let page = 1 << PAGE_SHIFT;
+        let size = 64;
+        // Three pages of 64-byte objects, all filed but one on the middle page and four on
+        // the last, in a shuffled chain (a bin's order).
+        let buf: &'static mut [u8] = std::vec![0u8; 4 * page].leak();
+        let base = buf.as_mut_ptr();
+        let first = base.align_offset(page);
+        let per_page = page / size;
+        let mut filed: Vec<*mut u8> = (0..3 * per_page)
+            .filter(|&k| k != per_page + 5 && !(2 * per_page + 20..2 * per_page + 24).contains(&k))
+            .map(|k| base.wrapping_add(first + k * size))
+            .collect();
+        let mut x = 99;
+        shuffle(&mut filed, &mut x);
+        let mut s = new_set();
+        s.size = [size as u32; 8];
+        // SAFETY: distinct 16-byte aligned test objects, not yet held.
+        let (rest, n) = unsafe { s.put(2, link(&filed).head, filed.len() as u32) };
+        assert!(rest.is_null() && n as usize == filed.len());
+        LINKS_WRITTEN.with(|c| c.set(0));
+        // SAFETY: filed above.
+        let l = unsafe { s.take(2, u32::MAX) };
+        let written = LINKS_WRITTEN.with(|c| c.get());
+        // SAFETY: the list just taken.
+        let v = unsafe { collect(l.head) };
+        assert_eq!(v.len(), filed.len());
+        assert_eq!(l.count as usize, filed.len());
+        let mut sorted = v.clone();
+        sorted.sort();
+        filed.sort();
+        assert_eq!(sorted, filed);
+        // The stand-in's link, the null at the end, and one per object not followed by its
+        // neighbour: three pages, two gaps, so no more than seven.
+        let breaks = v
+            .windows(2)
+            .filter(|w| w[1] as usize != w[0] as usize + size)
+            .count();
+        assert_eq!(written, 2 + breaks);
+        assert!(written <= 7, "{written} links written");
+    }
+
+    #[test]
+    fn random_puts_and_takes_give_every_object_back_once_in_page_order() {
+        let page = 1 << PAGE_SHIFT;
+        let n_pages = 24;
+        // Objects of each size laid out from a page-aligned buffer, crossing pages; 1024 and
+        // 2048 bytes take the path without the run test.
+        const SIZES: [usize; 7] = [16, 48, 64, 208, 1024, 2048, 32];
+        let mut x = 5u64;
+        for (round, &size) in SIZES.iter().enumerate() {
+            let bin = round + 1;
+            let buf: &'static mut [u8] = std::vec![0u8; (n_pages + 1) * page].leak();
+            let base = buf.as_mut_ptr();
+            let first = base.align_offset(page);
+            let all: Vec<*mut u8> = (0..n_pages * page / size)
+                .map(|k| base.wrapping_add(first + k * size))
+                .collect();
+            let mut s = new_set();
+            s.size[bin] = size as u32;
+            let mut outside = all.clone();
+            let mut held = std::collections::BTreeSet::new();
+            for _ in 0..200 {
+                if rng(&mut x).is_multiple_of(2) && !outside.is_empty() {
+                    // Put a shuffled chain of some of the objects not held.
+                    shuffle(&mut outside, &mut x);
+                    let k = 1 + rng(&mut x) % outside.len().min(300);
+                    let chain: Vec<*mut u8> = outside.drain(..k).collect();
+                    // SAFETY: distinct 16-byte aligned test objects of this class, not held.
+                    let (rest, filed) = unsafe { s.put(bin, link(&chain).head, k as u32) };
+                    assert!(rest.is_null() && filed as usize == k);
+                    held.extend(chain.iter().map(|&p| p as usize));
+                } else {
+                    let want = 1 + rng(&mut x) % 400;
+                    // SAFETY: the objects held were filed above.
+                    let l = unsafe { s.take(bin, want as u32) };
+                    // SAFETY: the list just taken.
+                    let v = unsafe { collect(l.head) };
+                    assert_eq!(v.len(), l.count as usize);
+                    assert_eq!(v.len(), want.min(held.len()));
+                    for w in v.windows(2) {
+                        if (w[0] as usize) >> PAGE_SHIFT == (w[1] as usize) >> PAGE_SHIFT {
+                            assert!(w[0] < w[1], "size {size}: out of address order");
+                        }
+                    }
+                    for &p in &v {
+                        assert!(held.remove(&(p as usize)), "size {size}: not held: {p:?}");
+                    }
+                    outside.extend(v);
+                }
+                assert_eq!(s.held(bin) as usize, held.len());
+            }
+            // SAFETY: as above.
+            let l = unsafe { s.take(bin, u32::MAX) };
+            // SAFETY: the list just taken.
+            let v = unsafe { collect(l.head) };
+            let got: std::collections::BTreeSet<usize> = v.iter().map(|&p| p as usize).collect();
+            assert_eq!(got.len(), v.len());
+            assert_eq!(got, held, "size {size}");
+            assert_eq!(s.n_used, 0);
+        }
     }
 }

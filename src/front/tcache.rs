@@ -929,7 +929,7 @@ impl ThreadCache {
                     self.pages = p.cast();
                     // SAFETY: fresh zeroed metadata memory of the set's size and alignment,
                     // which all-zero makes a valid set before `init`.
-                    unsafe { (*self.pages).init() };
+                    unsafe { (*self.pages).init(sc::bin_size) };
                 }
                 None => return (head, 0),
             }

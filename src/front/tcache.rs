@@ -3,6 +3,7 @@
 //! retire them. The malloc/free fast paths themselves are in `alloc`.
 
 use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
+use crate::ds::bin_set::BinSet;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
 use crate::ds::page_set::PageSet;
@@ -54,13 +55,13 @@ pub struct ThreadCache {
     /// Bins this thread refilled in the current epoch and in the previous one: the classes it
     /// allocates from its heap. Adopted runs are kept only for these, and the others' bins are
     /// trimmed at each epoch.
-    demand: [u64; DEMAND_WORDS],
-    demand_prev: [u64; DEMAND_WORDS],
+    demand: Bins,
+    demand_prev: Bins,
     /// Small bins whose round trip outgrew the growth budget while they grew (`at_rest`): they
     /// went back to their default limit and do not grow again until the class goes idle (an
     /// epoch finds it not refilled for two epochs). Growing them only to shed most of a grown
     /// bin each round walked every object it shed (`leak-churn`, docs/ab.md).
-    outgrown: [u64; DEMAND_WORDS],
+    outgrown: Bins,
     /// Objects each small bin received from refills since its last overflow in this epoch
     /// (saturating). An overflow after refills of at least two bin limits is a round trip (the
     /// thread allocates more than its bin holds, then frees it), and the bin's limit grows
@@ -84,7 +85,7 @@ pub struct ThreadCache {
     rest_shift: [u8; SMALL_BINS],
     /// Classes whose round trips are larger than the bins (`by_page`): their bins keep their
     /// default limits and shed into `pages`, from which their refills take page by page.
-    by_page: [u64; BY_PAGE_WORDS],
+    by_page: StepBins,
     /// Per class up to `SMALL_MAX`, the most objects of it seen free in the heap's central list
     /// at a refill or held in `pages` since the last epoch (saturating): at an epoch a class
     /// below [`BY_PAGE_MIN`] stops being held by page.
@@ -220,14 +221,14 @@ impl ThreadCache {
         self.owner_base = base;
         self.heap = Some(owned);
         self.slow_calls = 0;
-        self.demand = [0; DEMAND_WORDS];
-        self.demand_prev = [0; DEMAND_WORDS];
-        self.outgrown = [0; DEMAND_WORDS];
+        self.demand = Bins::EMPTY;
+        self.demand_prev = Bins::EMPTY;
+        self.outgrown = Bins::EMPTY;
         self.refilled = [0; SMALL_BINS];
         self.grown = 0;
         self.rests = [0; SMALL_BINS];
         self.rest_shift = [0; SMALL_BINS];
-        self.by_page = [0; BY_PAGE_WORDS];
+        self.by_page = StepBins::EMPTY;
         self.by_page_peak = [0; sc::STEP_BINS];
         self.adopt_range = 0;
         self.refills = 0;
@@ -243,7 +244,7 @@ impl ThreadCache {
         unsafe { self.owned() }.enter();
         // SAFETY: ACTIVE (caller contract), and the heap entered just above.
         unsafe { self.tick() };
-        self.demand[bin / 64] |= 1 << (bin % 64);
+        self.demand.insert(bin);
         if self.refills < config::ADOPT_WARMUP {
             self.refills += 1;
         } else {
@@ -430,7 +431,7 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE.
     unsafe fn end_small_by_page(&mut self) {
-        if self.by_page == [0; BY_PAGE_WORDS] {
+        if self.by_page.is_empty() {
             return;
         }
         for bin in 0..sc::STEP_BINS {
@@ -453,7 +454,7 @@ impl ThreadCache {
             if self.in_demand(bin) {
                 continue;
             }
-            self.outgrown[bin / 64] &= !(1 << (bin % 64));
+            self.outgrown.remove(bin);
             self.shrink_to_default(bin);
             let target = self.bins[bin].limit() / 4;
             if self.bins[bin].count() <= target {
@@ -466,7 +467,7 @@ impl ThreadCache {
             }
         }
         self.demand_prev = self.demand;
-        self.demand = [0; DEMAND_WORDS];
+        self.demand = Bins::EMPTY;
     }
 
     /// A free pushed bin `bin` past its limit. If refills brought the bin at least two limits'
@@ -626,7 +627,7 @@ impl ThreadCache {
                 return true;
             }
             // Still growing, and no budget left: the round trip does not fit.
-            self.outgrown[bin / 64] |= 1 << (bin % 64);
+            self.outgrown.insert(bin);
             self.shrink_to_default(bin);
             return false;
         }
@@ -889,7 +890,7 @@ impl ThreadCache {
                     || self.is_outgrown(bin)
                     || self.grown + sc::bin_size(bin) > config::BIN_GROW_BUDGET)
             {
-                self.by_page[bin / 64] |= 1 << (bin % 64);
+                self.by_page.insert(bin);
                 // SAFETY: ACTIVE (caller contract).
                 unsafe { self.heap() }.stats.add(Ev::ByPage, 1);
             }
@@ -904,13 +905,13 @@ impl ThreadCache {
     /// Whether small bin `bin` outgrew the growth budget (`outgrown`).
     #[inline]
     fn is_outgrown(&self, bin: usize) -> bool {
-        self.outgrown[bin / 64] >> (bin % 64) & 1 != 0
+        self.outgrown.contains(bin)
     }
 
     /// Whether small class `bin` is held by page (`by_page`).
     #[inline]
     fn is_by_page(&self, bin: usize) -> bool {
-        bin < sc::STEP_BINS && self.by_page[bin / 64] & (1 << (bin % 64)) != 0
+        self.by_page.contains(bin)
     }
 
     /// Files the first `n` objects of the list at `head`, free objects of `bin`, in `pages`
@@ -971,7 +972,7 @@ impl ThreadCache {
             if only.is_some_and(|b| b != bin) || !self.is_by_page(bin) {
                 continue;
             }
-            self.by_page[bin / 64] &= !(1 << (bin % 64));
+            self.by_page.remove(bin);
             // Its bin goes back to the default limit (and its growth to the budget).
             self.shrink_to_default(bin);
             // SAFETY: held by page until just now.
@@ -1305,7 +1306,8 @@ impl ThreadCache {
     }
 }
 
-const DEMAND_WORDS: usize = NUM_BINS.div_ceil(64);
+/// A set of bins (`demand`, `outgrown`).
+type Bins = BinSet<NUM_BINS, { NUM_BINS.div_ceil(64) }>;
 /// Objects at the front of an overflowing bin that must all be the heap's own for it to grow
 /// (`ThreadCache::front_is_own`).
 const OWN_SAMPLE: u32 = 8;
@@ -1322,7 +1324,8 @@ const BY_PAGE_BINS: u32 = 4;
 const SMALL_OVERFLOW_KEEP: u32 = 32;
 /// Objects a bin of a class held by page sheds at an overflow.
 const BY_PAGE_SHED: u32 = 128;
-const BY_PAGE_WORDS: usize = sc::STEP_BINS.div_ceil(64);
+/// A set of the 16-byte-step bins (`by_page`).
+type StepBins = BinSet<{ sc::STEP_BINS }, { sc::STEP_BINS.div_ceil(64) }>;
 
 /// A bin at rest is relinked in address order every this many of its rests.
 const REST_PERIOD: u8 = 4;
@@ -1352,14 +1355,13 @@ impl ThreadCache {
     /// Whether this thread refilled `bin` in the current or the previous epoch.
     #[inline]
     fn in_demand(&self, bin: usize) -> bool {
-        (self.demand[bin / 64] | self.demand_prev[bin / 64]) >> (bin % 64) & 1 != 0
+        self.demand.either_contains(&self.demand_prev, bin)
     }
 
     /// Treats `bin` as not refilled lately, until its next refill.
     fn forget_demand(&mut self, bin: usize) {
-        let bit = 1u64 << (bin % 64);
-        self.demand[bin / 64] &= !bit;
-        self.demand_prev[bin / 64] &= !bit;
+        self.demand.remove(bin);
+        self.demand_prev.remove(bin);
     }
 }
 

@@ -21,29 +21,8 @@ use crate::page::size_class::{self as sc, SMALL_BINS};
 use crate::stats::Ev;
 use core::ptr::null_mut;
 
-const WORDS: usize = SMALL_BINS.div_ceil(64);
-
 /// A set of small bins.
-#[derive(Clone, Copy, Default)]
-pub(super) struct BinSet([u64; WORDS]);
-
-impl BinSet {
-    pub(super) fn insert(&mut self, bin: usize) {
-        self.0[bin / 64] |= 1 << (bin % 64);
-    }
-
-    fn contains(&self, bin: usize) -> bool {
-        bin < SMALL_BINS && self.0[bin / 64] >> (bin % 64) & 1 != 0
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
-    }
-
-    fn iter(self) -> impl Iterator<Item = usize> {
-        (0..SMALL_BINS).filter(move |&b| self.contains(b))
-    }
-}
+pub(super) type BinSet = crate::ds::bin_set::BinSet<SMALL_BINS, { SMALL_BINS.div_ceil(64) }>;
 
 /// `found` of a run the sweep returns: above any real count.
 const DOOMED: u16 = u16::MAX;
@@ -61,10 +40,7 @@ impl OwnedHeap {
     /// central lists hold just as many objects as after its last full sweep is left alone
     /// (a released heap's lists only grow, so it has nothing new). Returns runs returned.
     pub(super) fn sweep_all(&mut self, force: bool) -> usize {
-        let mut all = BinSet::default();
-        for bin in 0..SMALL_BINS {
-            all.insert(bin);
-        }
+        let all = BinSet::all();
         if !force {
             for bin in 0..SMALL_BINS {
                 self.gather(bin);

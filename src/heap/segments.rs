@@ -20,8 +20,18 @@ impl OwnedHeap {
     }
 
     /// [`alloc_run`](Self::alloc_run) without taking a segment: `None` when this heap's
-    /// segments have no room.
+    /// segments have no room. A medium or arena-large run goes first in free pages that are
+    /// still resident (best fit): first fit from the hint segment carved the untouched tail
+    /// of the newest segment while pages the heap's earlier runs freed waited, so a heap
+    /// whose owners come and go grew by what they left (thread churn: docs/ab.md, "Thread
+    /// churn: resident pages first"). Not in a burst (an owner that took more than
+    /// [`config::EXIT_TRIM_SEGMENTS`]): the search walks every run segment of the heap.
     pub(super) fn alloc_run_here(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+        if kind == RUN_SEGS && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS {
+            if let Some(p) = self.take_resident_run(pages) {
+                return Some(p);
+            }
+        }
         if let Some(p) = self.fit_run(pages, kind) {
             return Some(p);
         }
@@ -67,8 +77,9 @@ impl OwnedHeap {
     }
 
     /// Takes a run of `pages` free pages that are still resident (dirty) from this heap's run
-    /// segments, best fit, for another heap ([`registry::lend_run`]): the caller tags it with
-    /// this heap's id, and it comes home as any adopted run does.
+    /// segments, best fit: for this heap's own carving ([`alloc_run_here`](Self::alloc_run_here)),
+    /// or for another heap ([`registry::lend_run`]), when the caller tags it with this heap's
+    /// id and it comes home as any adopted run does.
     pub(super) fn take_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
         // Clear bits of the combined map: pages both free and dirty.
         // A failure here says nothing of free pages that are not resident: not learnt.

@@ -20,18 +20,8 @@ impl OwnedHeap {
     }
 
     /// [`alloc_run`](Self::alloc_run) without taking a segment: `None` when this heap's
-    /// segments have no room. A medium or arena-large run goes first in free pages that are
-    /// still resident (best fit): first fit from the hint segment carved the untouched tail
-    /// of the newest segment while pages the heap's earlier runs freed waited, so a heap
-    /// whose owners come and go grew by what they left (thread churn: docs/ab.md, "Thread
-    /// churn: resident pages first"). Not in a burst (an owner that took more than
-    /// [`config::EXIT_TRIM_SEGMENTS`]): the search walks every run segment of the heap.
+    /// segments have no room.
     pub(super) fn alloc_run_here(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
-        if kind == RUN_SEGS && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS {
-            if let Some(p) = self.take_resident_run(pages) {
-                return Some(p);
-            }
-        }
         if let Some(p) = self.fit_run(pages, kind) {
             return Some(p);
         }
@@ -44,33 +34,41 @@ impl OwnedHeap {
         None
     }
 
-    /// A run of medium `bin` for a heap whose segments have no room: unless the arena's pool
-    /// holds a resident segment, one carved in the resident free pages of a released heap
-    /// ([`registry::lend_run`]; it keeps that heap's tag, and this heap holds it as an adopted
-    /// run), else one in a segment from the arena, tagged `tag`. Why: a segment moves between
-    /// heaps only when empty, so the pages a released heap's runs freed served only its own
-    /// later owners while other heaps faulted in fresh segments (docs/ab.md, "Thread churn:
-    /// released heaps' pages").
-    pub(super) fn lend_or_new_segment(
-        &mut self,
-        pages: usize,
-        bin: usize,
-        tag: u32,
-    ) -> Option<*mut u8> {
-        // Only with `medium-adopt`, without which a heap takes every run in its lists for its
-        // own. Not for a heap in a burst (its owner took more than `EXIT_TRIM_SEGMENTS`): it
-        // would walk its own full segments at every run lent rather than once per segment
-        // taken, and it is given back at its thread's exit anyway.
-        if config::MEDIUM_ADOPT
-            && !arena::pool_has_resident()
-            && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS
-        {
-            if let Some(run) = registry::lend_run(pages, bin) {
-                self.heap().stats.add(Ev::MediumLent, 1);
-                return Some(run);
+    /// A new run of medium `bin`, tagged `tag` unless lent, taken where it touches no new
+    /// page first: free pages of this heap that are still resident (best fit), then (with
+    /// `medium-adopt`, while some heap is released) the resident free pages of a released
+    /// heap ([`registry::lend_run`]; the run keeps that heap's tag, and this heap holds it as
+    /// an adopted run), then this heap's other free pages (first fit from the hint segment,
+    /// after its reclaim), then a segment from the arena. Why: a segment moves between heaps
+    /// only when empty, so first fit from the hint carved the untouched tail of a heap's
+    /// newest segment while the pages its earlier runs freed waited, and a released heap's
+    /// freed pages served only its own later owners while other heaps faulted in fresh pages
+    /// (docs/ab.md, "Thread churn: released heaps' pages", "Thread churn: resident pages
+    /// first"). Not for a heap in a burst (its owner took more than
+    /// [`config::EXIT_TRIM_SEGMENTS`]): the resident searches walk every run segment at each
+    /// run, and the heap is given back at its thread's exit anyway.
+    pub(super) fn carve_run(&mut self, pages: usize, bin: usize, tag: u32) -> Option<*mut u8> {
+        let calm = self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS;
+        let own = if calm {
+            self.take_resident_run(pages)
+        } else {
+            None
+        };
+        let own = match own {
+            Some(run) => Some(run),
+            None => {
+                // Only with `medium-adopt`, without which a heap takes every run in its
+                // lists for its own.
+                if config::MEDIUM_ADOPT && calm && registry::some_released() {
+                    if let Some(run) = registry::lend_run(pages, bin) {
+                        self.heap().stats.add(Ev::MediumLent, 1);
+                        return Some(run);
+                    }
+                }
+                self.alloc_run(pages, RUN_SEGS)
             }
-        }
-        let run = self.new_segment_run(pages, RUN_SEGS)?;
+        };
+        let run = own?;
         // SAFETY: `run` is a fresh page run of this heap.
         unsafe { arena::set_tags(run, 1, tag) };
         Some(run)

@@ -65,7 +65,12 @@ impl OwnedHeap {
                         return Some(run);
                     }
                 }
-                self.alloc_run(pages, RUN_SEGS)
+                if calm && arena::pool_has_resident() {
+                    self.new_segment_run(pages, RUN_SEGS)
+                        .or_else(|| self.alloc_run(pages, RUN_SEGS))
+                } else {
+                    self.alloc_run(pages, RUN_SEGS)
+                }
             }
         };
         let run = own?;

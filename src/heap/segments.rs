@@ -34,46 +34,41 @@ impl OwnedHeap {
         None
     }
 
-    /// A new run of medium `bin`, tagged `tag` unless lent, taken where it touches no new
-    /// page first: free pages of this heap that are still resident (best fit), then (with
+    /// A new run of medium `bin`, tagged `tag` unless lent, carved where it touches no new
+    /// page first: free pages of this heap that are still resident (best fit); then (with
     /// `medium-adopt`, while some heap is released) the resident free pages of a released
     /// heap ([`registry::lend_run`]; the run keeps that heap's tag, and this heap holds it as
-    /// an adopted run), then this heap's other free pages (first fit from the hint segment,
-    /// after its reclaim), then a segment from the arena. Why: a segment moves between heaps
-    /// only when empty, so first fit from the hint carved the untouched tail of a heap's
-    /// newest segment while the pages its earlier runs freed waited, and a released heap's
-    /// freed pages served only its own later owners while other heaps faulted in fresh pages
+    /// an adopted run); then a resident segment from the arena's pool; only then this heap's
+    /// other free pages (first fit from the hint segment, after its reclaim) and a purged or
+    /// fresh segment. Why: first fit from the hint carved the untouched tail of the heap's
+    /// newest segment while pages its earlier runs freed, a released heap's free pages and
+    /// pooled segments waited, so heaps whose owners come and go grew by what those left
     /// (docs/ab.md, "Thread churn: released heaps' pages", "Thread churn: resident pages
-    /// first"). Not for a heap in a burst (its owner took more than
-    /// [`config::EXIT_TRIM_SEGMENTS`]): the resident searches walk every run segment at each
+    /// before untouched ones"). Not for a heap in a burst (its owner took more than
+    /// [`config::EXIT_TRIM_SEGMENTS`]): the resident search walks every run segment at each
     /// run, and the heap is given back at its thread's exit anyway.
     pub(super) fn carve_run(&mut self, pages: usize, bin: usize, tag: u32) -> Option<*mut u8> {
         let calm = self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS;
-        let own = if calm {
-            self.take_resident_run(pages)
-        } else {
-            None
-        };
-        let own = match own {
-            Some(run) => Some(run),
-            None => {
-                // Only with `medium-adopt`, without which a heap takes every run in its
-                // lists for its own.
-                if config::MEDIUM_ADOPT && calm && registry::some_released() {
-                    if let Some(run) = registry::lend_run(pages, bin) {
-                        self.heap().stats.add(Ev::MediumLent, 1);
-                        return Some(run);
-                    }
-                }
-                if calm && arena::pool_has_resident() {
-                    self.new_segment_run(pages, RUN_SEGS)
-                        .or_else(|| self.alloc_run(pages, RUN_SEGS))
-                } else {
-                    self.alloc_run(pages, RUN_SEGS)
+        let mut run = None;
+        if calm {
+            run = self.take_resident_run(pages);
+            // Only with `medium-adopt`, without which a heap takes every run in its lists for
+            // its own.
+            if run.is_none() && config::MEDIUM_ADOPT && registry::some_released() {
+                if let Some(lent) = registry::lend_run(pages, bin) {
+                    self.heap().stats.add(Ev::MediumLent, 1);
+                    return Some(lent);
                 }
             }
+            if run.is_none() && arena::pool_has_resident() {
+                // Another thread may take that segment first: then a purged or fresh one.
+                run = self.new_segment_run(pages, RUN_SEGS);
+            }
+        }
+        let run = match run {
+            Some(run) => run,
+            None => self.alloc_run(pages, RUN_SEGS)?,
         };
-        let run = own?;
         // SAFETY: `run` is a fresh page run of this heap.
         unsafe { arena::set_tags(run, 1, tag) };
         Some(run)

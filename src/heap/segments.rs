@@ -51,7 +51,7 @@ impl OwnedHeap {
         let calm = self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS;
         let mut run = None;
         if calm {
-            run = self.fit_resident(pages);
+            run = self.take_resident_run(pages);
             // Only with `medium-adopt`, without which a heap takes every run in its lists for
             // its own.
             if run.is_none() && config::MEDIUM_ADOPT && registry::some_released() {
@@ -74,52 +74,19 @@ impl OwnedHeap {
         Some(run)
     }
 
-    /// A run of `pages` free pages that are still resident (dirty) in this heap's run
-    /// segments, for its own carving: first fit, segment by segment from the newest, skipping
-    /// segments with no resident free page (a fresh segment's); best fit for runs of
-    /// [`config::BEST_FIT_PAGES`] or more, as [`fit_run`](Self::fit_run) places them. (Best
-    /// fit for every run cost half again as many instructions in the search: docs/ab.md.)
-    fn fit_resident(&mut self, pages: usize) -> Option<*mut u8> {
-        if pages >= config::BEST_FIT_PAGES {
-            return self.take_resident_run(pages);
-        }
-        let mut s = self.local().seg_head[RUN_SEGS];
-        while s != 0 {
-            // SAFETY: `s - 1` is on this heap's segment list, and we hold the owner's handle;
-            // the borrow ends before `take_pages` takes its own.
-            let (next, start) = {
-                let m = unsafe { arena::seg_meta(s - 1).get() };
-                let start = if m.dirty.is_empty() || skips(m, pages) {
-                    None
-                } else {
-                    m.dirty
-                        .combine(&m.pages, |dirty, used| !(dirty & !used))
-                        .find_run(pages)
-                };
-                (m.next, start)
-            };
-            if let Some(start) = start {
-                // SAFETY: segment `s - 1` is ours, those pages are free; no other `SegInner`
-                // borrow is live.
-                let p = unsafe { take_pages(s - 1, start, pages) };
-                self.heap()
-                    .stats
-                    .run_bytes_moved(pages << config::PAGE_SHIFT, true);
-                return Some(p);
-            }
-            s = next;
-        }
-        None
-    }
-
     /// Takes a run of `pages` free pages that are still resident (dirty) from this heap's run
-    /// segments, best fit: for another heap ([`registry::lend_run`]), when the caller tags it
-    /// with this heap's id and it comes home as any adopted run does, or for this heap's own
-    /// long runs ([`fit_resident`](Self::fit_resident)).
+    /// segments, best fit (a segment with no resident free page, a fresh one, is skipped
+    /// unread): for this heap's own carving ([`carve_run`](Self::carve_run)), or for another
+    /// heap ([`registry::lend_run`]), when the caller tags it with this heap's id and it comes
+    /// home as any adopted run does. (First fit instead kept the instructions the same in
+    /// thread churn and lost the gain of a single thread's churn: docs/ab.md.)
     pub(super) fn take_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
         // Clear bits of the combined map: pages both free and dirty.
         // A failure here says nothing of free pages that are not resident: not learnt.
         let (idx, start) = self.best_fit_over(RUN_SEGS, pages, false, |m| {
+            if m.dirty.is_empty() {
+                return None;
+            }
             m.dirty
                 .combine(&m.pages, |dirty, used| !(dirty & !used))
                 .best_fit(pages)

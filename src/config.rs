@@ -170,9 +170,10 @@ pub const EXIT_PARK_MIN_SIZE: usize = 256;
 pub const BEST_FIT_PAGES: usize = 16;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).
 pub const RELEASED_DECAY_MAX: u32 = 8;
-/// Released heaps a medium refill probes for resident free pages before its heap takes a
-/// segment from the arena (`registry::lend_run`), from the longest released: bounded so that a
-/// process with many released heaps and no free pages pays a few failed probes per new segment.
+/// Released heaps a medium run probes for resident free pages when its own heap has none
+/// (`registry::lend_run`, `OwnedHeap::carve_run`), from the longest released: bounded so that
+/// a process with many released heaps and no free pages pays a few failed probes per run that
+/// touches new pages.
 pub const LEND_PROBES: usize = 8;
 /// Segments a heap may take from the arena during one owner's tenure and still be handed
 /// back warm at thread exit; a heap that took more (a thread that went through a burst) is

@@ -4,7 +4,7 @@
 //! bitmap).
 
 use super::send::{send_home, send_one};
-use super::{pool, OwnedHeap, RUN_SEGS};
+use super::{pool, OwnedHeap};
 use crate::config;
 use crate::ds::list::{set_next, Chain, LocalList};
 use crate::page::size_class::{self as sc, MEDIUM_BINS, SMALL_BINS};
@@ -61,18 +61,8 @@ impl OwnedHeap {
         let tag = page_tag::encode(h.id, bin);
         let mut out = LocalList::EMPTY;
         for _ in 0..carve {
-            let run = match self.alloc_run_here(pages, RUN_SEGS) {
-                Some(run) => {
-                    // SAFETY: `run` is a fresh page run of this heap.
-                    unsafe { arena::set_tags(run, 1, tag) };
-                    run
-                }
-                // Before a segment from the arena: resident free pages of a released heap
-                // (the run keeps that heap's tag, as an adopted run).
-                None => match self.lend_or_new_segment(pages, bin, tag) {
-                    Some(run) => run,
-                    None => break,
-                },
+            let Some(run) = self.carve_run(pages, bin, tag) else {
+                break;
             };
             // SAFETY: `run` is a fresh page run, its first page tagged, that no other list
             // references.

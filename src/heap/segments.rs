@@ -34,45 +34,59 @@ impl OwnedHeap {
         None
     }
 
-    /// A run of medium `bin` for a heap whose segments have no room: unless the arena's pool
-    /// holds a resident segment, one carved in the resident free pages of a released heap
-    /// ([`registry::lend_run`]; it keeps that heap's tag, and this heap holds it as an adopted
-    /// run), else one in a segment from the arena, tagged `tag`. Why: a segment moves between
-    /// heaps only when empty, so the pages a released heap's runs freed served only its own
-    /// later owners while other heaps faulted in fresh segments (docs/ab.md, "Thread churn:
-    /// released heaps' pages").
-    pub(super) fn lend_or_new_segment(
-        &mut self,
-        pages: usize,
-        bin: usize,
-        tag: u32,
-    ) -> Option<*mut u8> {
-        // Only with `medium-adopt`, without which a heap takes every run in its lists for its
-        // own. Not for a heap in a burst (its owner took more than `EXIT_TRIM_SEGMENTS`): it
-        // would walk its own full segments at every run lent rather than once per segment
-        // taken, and it is given back at its thread's exit anyway.
-        if config::MEDIUM_ADOPT
-            && !arena::pool_has_resident()
-            && self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS
-        {
-            if let Some(run) = registry::lend_run(pages, bin) {
-                self.heap().stats.add(Ev::MediumLent, 1);
-                return Some(run);
+    /// A new run of medium `bin`, tagged `tag` unless lent, carved where it touches no new
+    /// page first: free pages of this heap that are still resident (best fit); then (with
+    /// `medium-adopt`, while some heap is released) the resident free pages of a released
+    /// heap ([`registry::lend_run`]; the run keeps that heap's tag, and this heap holds it as
+    /// an adopted run); then a resident segment from the arena's pool; only then this heap's
+    /// other free pages (first fit from the hint segment, after its reclaim) and a purged or
+    /// fresh segment. Why: first fit from the hint carved the untouched tail of the heap's
+    /// newest segment while pages its earlier runs freed, a released heap's free pages and
+    /// pooled segments waited, so heaps whose owners come and go grew by what those left
+    /// (docs/ab.md, "Thread churn: released heaps' pages", "Thread churn: resident pages
+    /// before untouched ones"). Not for a heap in a burst (its owner took more than
+    /// [`config::EXIT_TRIM_SEGMENTS`]): the resident search walks every run segment at each
+    /// run, and the heap is given back at its thread's exit anyway.
+    pub(super) fn carve_run(&mut self, pages: usize, bin: usize, tag: u32) -> Option<*mut u8> {
+        let calm = self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS;
+        let mut run = None;
+        if calm {
+            run = self.take_resident_run(pages);
+            // Only with `medium-adopt`, without which a heap takes every run in its lists for
+            // its own.
+            if run.is_none() && config::MEDIUM_ADOPT && registry::some_released() {
+                if let Some(lent) = registry::lend_run(pages, bin) {
+                    self.heap().stats.add(Ev::MediumLent, 1);
+                    return Some(lent);
+                }
+            }
+            if run.is_none() && arena::pool_has_resident() {
+                // Another thread may take that segment first: then a purged or fresh one.
+                run = self.new_segment_run(pages, RUN_SEGS);
             }
         }
-        let run = self.new_segment_run(pages, RUN_SEGS)?;
+        let run = match run {
+            Some(run) => run,
+            None => self.alloc_run(pages, RUN_SEGS)?,
+        };
         // SAFETY: `run` is a fresh page run of this heap.
         unsafe { arena::set_tags(run, 1, tag) };
         Some(run)
     }
 
     /// Takes a run of `pages` free pages that are still resident (dirty) from this heap's run
-    /// segments, best fit, for another heap ([`registry::lend_run`]): the caller tags it with
-    /// this heap's id, and it comes home as any adopted run does.
+    /// segments, best fit (a segment with no resident free page, a fresh one, is skipped
+    /// unread): for this heap's own carving ([`carve_run`](Self::carve_run)), or for another
+    /// heap ([`registry::lend_run`]), when the caller tags it with this heap's id and it comes
+    /// home as any adopted run does. (First fit instead kept the instructions the same in
+    /// thread churn and lost the gain of a single thread's churn: docs/ab.md.)
     pub(super) fn take_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
         // Clear bits of the combined map: pages both free and dirty.
         // A failure here says nothing of free pages that are not resident: not learnt.
         let (idx, start) = self.best_fit_over(RUN_SEGS, pages, false, |m| {
+            if m.dirty.is_empty() {
+                return None;
+            }
             m.dirty
                 .combine(&m.pages, |dirty, used| !(dirty & !used))
                 .best_fit(pages)

@@ -134,8 +134,10 @@ impl<const BINS: usize> PageSet<BINS> {
                 // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
                 let q = unsafe { next(p) };
                 // Linked ahead to its neighbour in address order, which a take then need not
-                // link when it is held too (`take`). SAFETY: `p` is given up to the set, its
-                // link read above.
+                // link when it is held too (`take`); in the hardened lane this also marks it
+                // free, and nothing writes a held object's words until a take hands it out.
+                // SAFETY: `p` is one of the caller's free objects (at least 16 bytes), given
+                // up to the set here, and its link was read above.
                 unsafe { set_next(p, p.wrapping_add(size)) };
                 p = q;
                 off = (p as usize).wrapping_sub(base);
@@ -262,7 +264,10 @@ impl<const BINS: usize> PageSet<BINS> {
             n += k;
             s.count -= k as u16;
             let base = s.page << PAGE_SHIFT;
-            // SAFETY: the objects held are the caller's (caller contract).
+            // SAFETY: the objects held on this page are the caller's (caller contract), and
+            // `last` is the stand-in or an object this take handed out, so both writable; its
+            // link points at `ahead` (`put` linked each object one size ahead, and `last` was
+            // not relinked since it became `last`), or `ahead` is null for the stand-in.
             unsafe {
                 if whole && (1..64).contains(&stride) {
                     link_runs(&mut s.bits, base, stride, &mut last, &mut ahead);

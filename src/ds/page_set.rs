@@ -723,7 +723,7 @@ mod tests {
             let mut outside = all.clone();
             let mut held = std::collections::BTreeSet::new();
             for round in 0..120 {
-                let put = rng(&mut x) % 3 != 0;
+                let put = !rng(&mut x).is_multiple_of(3);
                 if put && round != 119 && !outside.is_empty() {
                     shuffle(&mut outside, &mut x);
                     let k = 1 + rng(&mut x) % outside.len().min(3 * per_page);

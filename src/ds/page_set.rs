@@ -134,8 +134,10 @@ impl<const BINS: usize> PageSet<BINS> {
                 // SAFETY: `p` is one of the first `n` objects of the caller's well-formed list.
                 let q = unsafe { next(p) };
                 // Linked ahead to its neighbour in address order, which a take then need not
-                // link when it is held too (`take`). SAFETY: `p` is given up to the set, its
-                // link read above.
+                // link when it is held too (`take`); in the hardened lane this also marks it
+                // free, and nothing writes a held object's words until a take hands it out.
+                // SAFETY: `p` is one of the caller's free objects (at least 16 bytes), given
+                // up to the set here, and its link was read above.
                 unsafe { set_next(p, p.wrapping_add(size)) };
                 p = q;
                 off = (p as usize).wrapping_sub(base);
@@ -262,7 +264,10 @@ impl<const BINS: usize> PageSet<BINS> {
             n += k;
             s.count -= k as u16;
             let base = s.page << PAGE_SHIFT;
-            // SAFETY: the objects held are the caller's (caller contract).
+            // SAFETY: the objects held on this page are the caller's (caller contract), and
+            // `last` is the stand-in or an object this take handed out, so both writable; its
+            // link points at `ahead` (`put` linked each object one size ahead, and `last` was
+            // not relinked since it became `last`), or `ahead` is null for the stand-in.
             unsafe {
                 if whole && (1..64).contains(&stride) {
                     link_runs(&mut s.bits, base, stride, &mut last, &mut ahead);
@@ -690,6 +695,93 @@ mod tests {
             .count();
         assert_eq!(written, 2 + breaks);
         assert!(written <= 7, "{written} links written");
+    }
+
+    /// Every class of the 16-byte steps (each stride `link_runs` takes, 1 to 63 bits, across
+    /// word and page boundaries, and the strides of 64 and more that `link_page` takes), in
+    /// random puts and partial and whole takes against a model: each list, walked through
+    /// `next` (which decodes in the hardened lane, aborting on a bad link), holds exactly the
+    /// objects taken, each page's together and in address order; the counts stay exact; and
+    /// in the hardened lane every object taken carries the free mark, which its put wrote
+    /// (the test wipes the mark before each put) and the take left in place.
+    #[test]
+    fn every_step_class_gives_back_exactly_what_was_held_through_the_links_put_laid() {
+        let page = 1 << PAGE_SHIFT;
+        let n_pages = 6;
+        let mut x = 77u64;
+        for size in (16..=2048).step_by(16) {
+            let bin = size / 16 % 8;
+            let per_page = page / size + 1;
+            let buf: &'static mut [u8] = std::vec![0u8; (n_pages + 1) * page].leak();
+            let base = buf.as_mut_ptr();
+            let first = base.align_offset(page);
+            let all: Vec<*mut u8> = (0..n_pages * page / size)
+                .map(|k| base.wrapping_add(first + k * size))
+                .collect();
+            let mut s = new_set();
+            s.size[bin] = size as u32;
+            let mut outside = all.clone();
+            let mut held = std::collections::BTreeSet::new();
+            for round in 0..120 {
+                let put = !rng(&mut x).is_multiple_of(3);
+                if put && round != 119 && !outside.is_empty() {
+                    shuffle(&mut outside, &mut x);
+                    let k = 1 + rng(&mut x) % outside.len().min(3 * per_page);
+                    let chain: Vec<*mut u8> = outside.drain(..k).collect();
+                    // SAFETY: distinct 16-byte aligned test objects of this class, not held.
+                    let head = unsafe { link(&chain).head };
+                    for &p in &chain {
+                        // SAFETY: a test object of at least 16 bytes, not held: its second
+                        // word made anything but the mark.
+                        unsafe { *(p as *mut usize).add(1) = !crate::sys::secret::mark() };
+                    }
+                    // SAFETY: as above.
+                    let (rest, filed) = unsafe { s.put(bin, head, k as u32) };
+                    assert!(rest.is_null() && filed as usize == k);
+                    held.extend(chain.iter().map(|&p| p as usize));
+                } else {
+                    let want = if round == 119 {
+                        u32::MAX as usize
+                    } else {
+                        1 + rng(&mut x) % (3 * per_page)
+                    };
+                    // SAFETY: the objects held were filed above.
+                    let l = unsafe { s.take(bin, want as u32) };
+                    // SAFETY: the list just taken.
+                    let v = unsafe { collect(l.head) };
+                    assert_eq!(v.len(), l.count as usize, "size {size}");
+                    assert_eq!(v.len(), want.min(held.len()), "size {size}");
+                    let mut pages_seen = std::collections::BTreeSet::new();
+                    for (i, &p) in v.iter().enumerate() {
+                        let pg = p as usize >> PAGE_SHIFT;
+                        if i == 0 || v[i - 1] as usize >> PAGE_SHIFT != pg {
+                            assert!(pages_seen.insert(pg), "size {size}: a page split");
+                        } else {
+                            assert!(v[i - 1] < p, "size {size}: out of address order");
+                        }
+                        assert!(held.remove(&(p as usize)), "size {size}: not held: {p:?}");
+                        if crate::config::SECURE {
+                            // SAFETY: a test object of at least 16 bytes.
+                            assert!(unsafe { crate::ds::list::is_free(p) }, "size {size}");
+                        }
+                    }
+                    outside.extend(v);
+                }
+                assert_eq!(s.held(bin) as usize, held.len(), "size {size}");
+                let count: u32 = s
+                    .slot
+                    .iter()
+                    .filter(|sl| sl.page != 0)
+                    .map(|sl| {
+                        let ones: u32 = sl.bits.iter().map(|w| w.count_ones()).sum();
+                        assert_eq!(ones, u32::from(sl.count), "size {size}");
+                        ones
+                    })
+                    .sum();
+                assert_eq!(count as usize, held.len(), "size {size}");
+            }
+            assert!(held.is_empty() && s.n_used == 0, "size {size}");
+        }
     }
 
     #[test]

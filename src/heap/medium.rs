@@ -267,12 +267,14 @@ impl OwnedHeap {
         own
     }
 
-    /// Before the heap takes a new segment: the medium inboxes join the central lists, and if
-    /// those then hold more than [`config::MEDIUM_RECLAIM_MIN`] bytes, every run in them goes
-    /// back to its segment (adopted runs go home), so the new run can take their pages instead
-    /// of a new segment. True if any run went back. Below the threshold the lists are left
-    /// alone: a single-threaded mix of classes re-carved what it gave back and fragmented its
-    /// segments (random-mixed 16–32768: 6.0 → 9.2 MiB peak at a 1 MiB threshold).
+    /// Before the heap takes a purged or fresh segment (a heap not in a burst takes a resident
+    /// one from the arena's pool before this: `carve_run`): the medium inboxes join the
+    /// central lists, and if those then hold more than [`config::MEDIUM_RECLAIM_MIN`] bytes,
+    /// every run in them goes back to its segment (adopted runs go home), so the new run can
+    /// take their pages instead of a new segment. True if any run went back. Below the
+    /// threshold the lists are left alone: a single-threaded mix of classes re-carved what it
+    /// gave back and fragmented its segments (random-mixed 16–32768: 6.0 → 9.2 MiB peak at a
+    /// 1 MiB threshold).
     pub(super) fn reclaim_runs(&mut self) -> bool {
         let h = self.heap();
         for mi in 0..MEDIUM_BINS {

@@ -471,8 +471,10 @@ pub fn release(owned: OwnedHeap, eager: bool) {
 }
 
 /// Whether some heap may be released now (a relaxed hint: heaps published less those
-/// threads own; the fallback heap, when it exists, counts as released). A stale answer only
-/// skips or wastes one [`lend_run`].
+/// threads own; the fallback heap, when it exists, counts as released, so from then on the
+/// answer is always yes and every carve that misses its own resident pages takes the
+/// registry lock in [`lend_run`], as all did before this hint). A stale answer only skips or
+/// wastes one [`lend_run`].
 pub(super) fn some_released() -> bool {
     super::table::published() as usize > owned_heaps()
 }
@@ -480,10 +482,11 @@ pub(super) fn some_released() -> bool {
 /// A run of `pages` pages for medium `bin`, carved in the resident free pages of a released
 /// heap (`OwnedHeap::take_resident_run`) and tagged with that heap's id: for a heap with no
 /// resident free pages of its own (`OwnedHeap::carve_run`), which then holds the run as an
-/// adopted one (it returns to
-/// the lender's segment through the lender's inbox, as adopted runs do). Probes at most [`config::LEND_PROBES`] heaps from
-/// the longest released, each borrowed under its `busy` lock while the registry lock keeps it
-/// unclaimable. `None` if none has room.
+/// adopted one (it returns to the lender's segment through the lender's inbox, as adopted
+/// runs do). Probes at most [`config::LEND_PROBES`] heaps from the longest released, each
+/// borrowed under its `busy` lock (tried, never waited for, so a caller holding its own
+/// heap's `busy` lock cannot deadlock here) while the registry lock keeps it unclaimable.
+/// `None` if none has room.
 pub(super) fn lend_run(pages: usize, bin: usize) -> Option<*mut u8> {
     let r = REG.lock();
     for nn in r.free.iter().take(config::LEND_PROBES) {

@@ -21,7 +21,7 @@ impl OwnedHeap {
 
     /// [`alloc_run`](Self::alloc_run) without taking a segment: `None` when this heap's
     /// segments have no room.
-    pub(super) fn alloc_run_here(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
+    fn alloc_run_here(&mut self, pages: usize, kind: usize) -> Option<*mut u8> {
         if let Some(p) = self.fit_run(pages, kind) {
             return Some(p);
         }

@@ -409,11 +409,12 @@ mod tests {
         s
     }
 
-    /// `n` distinct 16-byte aligned objects `size` bytes apart in one leaked buffer.
+    /// `n` distinct objects `size` bytes apart in one leaked buffer, the first at a page
+    /// boundary (so 16-byte aligned, and laid out on pages as a run would be).
     fn objects(n: usize, size: usize) -> Vec<*mut u8> {
-        let buf: &'static mut [u8] = std::vec![0u8; n * size + 4096].leak();
+        let buf: &'static mut [u8] = std::vec![0u8; n * size + (1 << PAGE_SHIFT)].leak();
         let base = buf.as_mut_ptr();
-        let first = base.align_offset(16);
+        let first = base.align_offset(1 << PAGE_SHIFT);
         (0..n)
             .map(|i| base.wrapping_add(first + i * size))
             .collect()
@@ -518,12 +519,7 @@ mod tests {
         let page = 1 << PAGE_SHIFT;
         // One object on each of MAX_PAGES + 10 pages: class 1 gets the first 10, class 2 the
         // others, of which the last 10 find no slot.
-        let buf: &'static mut [u8] = std::vec![0u8; (MAX_PAGES + 11) * page].leak();
-        let base = buf.as_mut_ptr();
-        let first = base.align_offset(page);
-        let objs: Vec<*mut u8> = (0..MAX_PAGES + 10)
-            .map(|i| base.wrapping_add(first + i * page))
-            .collect();
+        let objs = objects(MAX_PAGES + 10, page);
         let mut s = new_set();
         // SAFETY: distinct page-aligned test objects, not yet held.
         let (rest, filed) = unsafe { s.put(1, link(&objs[..10]).head, 10) };
@@ -554,12 +550,7 @@ mod tests {
         let page = 1 << PAGE_SHIFT;
         // One object of class 2 stays held throughout; class 1 files one object on each of
         // MAX_PAGES - 1 pages, takes them all, then does the same on as many other pages.
-        let buf: &'static mut [u8] = std::vec![0u8; (2 * MAX_PAGES + 1) * page].leak();
-        let base = buf.as_mut_ptr();
-        let first = base.align_offset(page);
-        let objs: Vec<*mut u8> = (0..2 * MAX_PAGES)
-            .map(|i| base.wrapping_add(first + i * page))
-            .collect();
+        let objs = objects(2 * MAX_PAGES, page);
         let mut s = new_set();
         // SAFETY: distinct page-aligned test objects, not yet held.
         let (_, filed) = unsafe { s.put(2, link(&objs[..1]).head, 1) };
@@ -712,12 +703,7 @@ mod tests {
         for size in (16..=2048).step_by(16) {
             let bin = size / 16 % 8;
             let per_page = page / size + 1;
-            let buf: &'static mut [u8] = std::vec![0u8; (n_pages + 1) * page].leak();
-            let base = buf.as_mut_ptr();
-            let first = base.align_offset(page);
-            let all: Vec<*mut u8> = (0..n_pages * page / size)
-                .map(|k| base.wrapping_add(first + k * size))
-                .collect();
+            let all = objects(n_pages * page / size, size);
             let mut s = new_set();
             s.size[bin] = size as u32;
             let mut outside = all.clone();
@@ -794,12 +780,7 @@ mod tests {
         let mut x = 5u64;
         for (round, &size) in SIZES.iter().enumerate() {
             let bin = round + 1;
-            let buf: &'static mut [u8] = std::vec![0u8; (n_pages + 1) * page].leak();
-            let base = buf.as_mut_ptr();
-            let first = base.align_offset(page);
-            let all: Vec<*mut u8> = (0..n_pages * page / size)
-                .map(|k| base.wrapping_add(first + k * size))
-                .collect();
+            let all = objects(n_pages * page / size, size);
             let mut s = new_set();
             s.size[bin] = size as u32;
             let mut outside = all.clone();

@@ -130,6 +130,7 @@ impl OwnedHeap {
     /// Returns bytes purged.
     pub fn trim(&mut self, force: bool, min_pages: usize) -> usize {
         self.local().trimming = true;
+        self.drop_ahead_runs();
         self.drain_queues();
         self.sweep_all(force);
         self.release_medium_central();

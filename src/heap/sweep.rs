@@ -204,6 +204,8 @@ impl OwnedHeap {
                 if m.found[start] as usize == carved {
                     m.found[start] = DOOMED;
                     doomed += 1;
+                    // Runs of the class come back: it is not growing, reserve one at a time.
+                    l.group = 1;
                     if carving {
                         l.bump = null_mut();
                         l.end = null_mut();

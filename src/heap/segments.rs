@@ -35,8 +35,11 @@ impl OwnedHeap {
     }
 
     /// Takes up to `n` runs of `pages` pages that follow the run at `run` in its segment, as
-    /// far as their pages are all free; returns how many. (Small runs reserved ahead of
-    /// carving, `refill.rs`.)
+    /// far as their pages are all free and not resident; returns how many. (Small runs
+    /// reserved ahead of carving, `refill.rs`.) Not resident pages only: resident free pages
+    /// reserved ahead of a class that then stops carving would keep other classes from
+    /// reusing them, and those would touch new pages instead; pages not yet touched are what
+    /// first fit would give the next run anyway.
     pub(super) fn claim_after(&mut self, run: *mut u8, pages: usize, n: usize) -> usize {
         let (idx, page) = arena::locate(run);
         let from = page + pages;
@@ -47,7 +50,9 @@ impl OwnedHeap {
             let mut got = 0;
             while got < n {
                 let at = from + got * pages;
-                if at + pages > PAGES_PER_SEGMENT || (at..at + pages).any(|i| m.pages.get(i)) {
+                if at + pages > PAGES_PER_SEGMENT
+                    || (at..at + pages).any(|i| m.pages.get(i) || m.dirty.get(i))
+                {
                     break;
                 }
                 got += 1;

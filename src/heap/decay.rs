@@ -267,6 +267,8 @@ impl OwnedHeap {
             return true;
         }
         self.drain_queues();
+        // The next owner may need other classes; reserved pages were never touched.
+        self.drop_ahead_runs();
         self.shrink_medium_for_exit();
         self.spills_to_central();
         self.park_for_exit();

@@ -74,7 +74,7 @@ struct SmallLocal {
     ahead: *mut u8,
     ahead_runs: u32,
     /// Runs the next reservation of the class takes side by side: doubles at each, back to 1
-    /// when a sweep gives a run of the class back (`sweep`) and at a trim.
+    /// when a sweep gives runs back, at a trim and at the owner's exit (`drop_ahead_runs`).
     group: u32,
     /// Fewest objects the central list held since the last decay pass: with a run's worth
     /// idle for a whole interval, the pass sweeps the bin (`sweep`). At most `central.count`:

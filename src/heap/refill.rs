@@ -268,7 +268,8 @@ impl OwnedHeap {
         Some(run)
     }
 
-    /// Gives back every small class's runs reserved ahead of carving (a trim).
+    /// Gives back every small class's runs reserved ahead of carving, and puts every class's
+    /// group back to one run (a sweep that gave runs back, a trim, a thread's exit).
     pub(super) fn drop_ahead_runs(&mut self) {
         for bin in 0..sc::SMALL_BINS {
             let l = &mut self.local().small[bin];
@@ -282,8 +283,10 @@ impl OwnedHeap {
             // SAFETY: the reserved pages lie in one of this heap's small segments and we hold
             // the owner's handle; no other `SegInner` borrow is live.
             let m = unsafe { arena::seg_meta(idx).get() };
-            // Dirty: they may have been resident free pages when they were reserved.
-            m.free_pages(page, pages);
+            // Free and not dirty: `claim_after` reserves only pages never touched, and carving
+            // has not reached these (nothing for decay to purge).
+            m.pages.clear_range(page, pages);
+            m.no_run_of = 0;
             self.heap()
                 .stats
                 .run_bytes_moved(pages << config::PAGE_SHIFT, false);

@@ -93,6 +93,11 @@ impl OwnedHeap {
             // name other heaps; nothing else references them.
             unsafe { send_home(bin, foreign, &h.stats, false) };
         }
+        if doomed > 0 {
+            // Pages come free: runs reserved ahead would have classes carve untouched pages
+            // beside them; give them back, and let first fit place runs again.
+            self.drop_ahead_runs();
+        }
         self.free_doomed_runs();
         h.stats.add(Ev::SmallRunsReturned, doomed as u64);
         doomed
@@ -204,8 +209,6 @@ impl OwnedHeap {
                 if m.found[start] as usize == carved {
                     m.found[start] = DOOMED;
                     doomed += 1;
-                    // Runs of the class come back: it is not growing, reserve one at a time.
-                    l.group = 1;
                     if carving {
                         l.bump = null_mut();
                         l.end = null_mut();

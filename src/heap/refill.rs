@@ -251,7 +251,14 @@ impl OwnedHeap {
             l.ahead = unsafe { run.add(pages << config::PAGE_SHIFT) };
             return Some(run);
         }
-        let max = (config::SMALL_GROUP_PAGES / pages).max(1) as u32;
+        // Only while no other thread owns a heap: with 8 threads on mt-remote, classes carved
+        // their reserved pages while resident free pages of their heaps waited, and peak RSS
+        // rose by a quarter (docs/ab.md).
+        let max = if registry::others_own_heaps() {
+            1
+        } else {
+            (config::SMALL_GROUP_PAGES / pages).max(1) as u32
+        };
         let k = l.group.clamp(1, max);
         l.group = (k * 2).min(max);
         let run = self.alloc_run(pages, SMALL_SEGS)?;

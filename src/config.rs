@@ -168,6 +168,12 @@ pub const EXIT_PARK_MIN_SIZE: usize = 256;
 /// Page runs at least this long are placed by best fit among the heap's segments, shorter
 /// ones first fit (`heap/segments.rs`).
 pub const BEST_FIT_PAGES: usize = 16;
+/// Most pages a small class reserves at once for carving: a class that keeps taking runs
+/// takes 1, 2, 4 … of its runs side by side (up to this many pages, 64 KiB), and carves them in
+/// address order, so what it hands out runs on across page boundaries instead of jumping to
+/// wherever the next first-fit page lies between other classes' pages (`heap/refill.rs`,
+/// docs/ab.md "Python dict/JSON: small runs side by side"). 1 reserves single runs.
+pub const SMALL_GROUP_PAGES: usize = 16;
 /// Released heaps one pass of released-heap decay may decay (bounded work per slow path).
 pub const RELEASED_DECAY_MAX: u32 = 8;
 /// Released heaps a medium run probes for resident free pages when its own heap has none

@@ -130,6 +130,7 @@ impl OwnedHeap {
     /// Returns bytes purged.
     pub fn trim(&mut self, force: bool, min_pages: usize) -> usize {
         self.local().trimming = true;
+        self.drop_ahead_runs();
         self.drain_queues();
         self.sweep_all(force);
         self.release_medium_central();
@@ -266,6 +267,8 @@ impl OwnedHeap {
             return true;
         }
         self.drain_queues();
+        // The next owner may need other classes; reserved pages were never touched.
+        self.drop_ahead_runs();
         self.shrink_medium_for_exit();
         self.spills_to_central();
         self.park_for_exit();

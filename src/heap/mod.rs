@@ -68,6 +68,14 @@ struct SmallLocal {
     central: LocalList,
     bump: *mut u8,
     end: *mut u8,
+    /// Runs of the class taken ahead of carving, side by side after the current one
+    /// (`carve_small`): the first page of the next, and how many are left. Their pages are in
+    /// use in the segment's bitmap but untagged, with no start bit and never touched.
+    ahead: *mut u8,
+    ahead_runs: u32,
+    /// Runs the next reservation of the class takes side by side: doubles at each, back to 1
+    /// when a sweep gives runs back, at a trim and at the owner's exit (`drop_ahead_runs`).
+    group: u32,
     /// Fewest objects the central list held since the last decay pass: with a run's worth
     /// idle for a whole interval, the pass sweeps the bin (`sweep`). At most `central.count`:
     /// whatever takes objects out of the central list lowers it ([`SmallLocal::note_low`]).

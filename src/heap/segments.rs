@@ -34,6 +34,41 @@ impl OwnedHeap {
         None
     }
 
+    /// Takes up to `n` runs of `pages` pages that follow the run at `run` in its segment, as
+    /// far as their pages are all free and not resident; returns how many. (Small runs
+    /// reserved ahead of carving, `refill.rs`.) Not resident pages only: resident free pages
+    /// reserved ahead of a class that then stops carving would keep other classes from
+    /// reusing them, and those would touch new pages instead; pages not yet touched are what
+    /// first fit would give the next run anyway.
+    pub(super) fn claim_after(&mut self, run: *mut u8, pages: usize, n: usize) -> usize {
+        let (idx, page) = arena::locate(run);
+        let from = page + pages;
+        let got = {
+            // SAFETY: `run` is a run of this heap, so segment `idx` is ours, and we hold the
+            // owner's handle; no other `SegInner` borrow is live, and this one ends here.
+            let m = unsafe { arena::seg_meta(idx).get() };
+            let mut got = 0;
+            while got < n {
+                let at = from + got * pages;
+                if at + pages > PAGES_PER_SEGMENT
+                    || (at..at + pages).any(|i| m.pages.get(i) || m.dirty.get(i))
+                {
+                    break;
+                }
+                got += 1;
+            }
+            got
+        };
+        if got > 0 {
+            // SAFETY: as above; those `got * pages` pages at `from` are free.
+            unsafe { take_pages(idx, from, got * pages) };
+            self.heap()
+                .stats
+                .run_bytes_moved((got * pages) << config::PAGE_SHIFT, true);
+        }
+        got
+    }
+
     /// A new run of medium `bin`, tagged `tag` unless lent, carved where it touches no new
     /// page first: free pages of this heap that are still resident (best fit); then (with
     /// `medium-adopt`, while some heap is released) the resident free pages of a released

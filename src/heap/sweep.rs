@@ -93,6 +93,11 @@ impl OwnedHeap {
             // name other heaps; nothing else references them.
             unsafe { send_home(bin, foreign, &h.stats, false) };
         }
+        if doomed > 0 {
+            // Pages come free: runs reserved ahead would have classes carve untouched pages
+            // beside them; give them back, and let first fit place runs again.
+            self.drop_ahead_runs();
+        }
         self.free_doomed_runs();
         h.stats.add(Ev::SmallRunsReturned, doomed as u64);
         doomed

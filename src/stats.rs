@@ -175,34 +175,3 @@ impl Counters {
 
 /// Counters of threads without a heap (exited, or before activation).
 pub static GLOBAL: Counters = Counters::new();
-
-/// TEMPORARY probe (branch rss8): free small bytes by place, for attribution at the peak.
-pub mod probe {
-    use core::sync::atomic::{AtomicI64, Ordering::Relaxed};
-    pub const BINS: usize = 0;
-    pub const CENTRAL: usize = 1;
-    pub const SPILL: usize = 2;
-    pub const POOL: usize = 3;
-    pub const RING: usize = 4;
-    pub const FEW: usize = 5;
-    pub const LOOKS: usize = 6;
-    pub const OVER: usize = 7;
-    pub const PARKED: usize = 8;
-    pub const GATED: usize = 9;
-    pub const HALVED: usize = 10;
-    pub const GROWN: usize = 11;
-    pub const FULLISH: usize = 12;
-    pub const LOWISH: usize = 13;
-    pub const N: usize = 14;
-    #[allow(clippy::declare_interior_mutable_const)]
-    const Z: AtomicI64 = AtomicI64::new(0);
-    pub static G: [AtomicI64; N] = [Z; N];
-    pub fn add(i: usize, d: i64) {
-        if let Some(g) = G.get(i) {
-            g.fetch_add(d, Relaxed);
-        }
-    }
-    pub fn get(i: usize) -> i64 {
-        G.get(i).map_or(0, |g| g.load(Relaxed))
-    }
-}

@@ -259,11 +259,6 @@ impl OwnerStash {
         unsafe { self.pop_batch(&mut no_spill, want, whole, mode) }.list
     }
 
-    /// TEMPORARY probe: objects in the stash (count mode).
-    pub fn probe_count(&self) -> u32 {
-        count_of(self.head.load(Relaxed))
-    }
-
     /// Everything in the stash (owner only): used when pops are switched off and at adoption.
     pub fn take_all(&self) -> *mut u8 {
         self.take_word().0

@@ -246,37 +246,3 @@ pub unsafe extern "C" fn hakozuna_stats_json(buf: *mut c_char, len: usize) -> us
 pub extern "C" fn hakozuna_stats_print() {
     report::print_text();
 }
-
-/// TEMPORARY probe (branch rss8): `out[0..8]` = bins, central, spill, pool, ring, stash bytes
-/// (small classes), run bytes, free page bytes.
-///
-/// # Safety
-/// `out` is valid for 17 writes.
-#[no_mangle]
-pub unsafe extern "C" fn hakozuna_probe(out: *mut i64) {
-    use crate::stats::probe;
-    let s = report::snapshot();
-    let v = [
-        probe::get(probe::BINS),
-        probe::get(probe::CENTRAL),
-        probe::get(probe::SPILL),
-        probe::get(probe::POOL),
-        probe::get(probe::RING),
-        crate::heap::registry::probe_stash_bytes(),
-        s.run_bytes as i64,
-        s.free_page_bytes as i64,
-        probe::get(probe::FEW),
-        probe::get(probe::LOOKS),
-        probe::get(probe::OVER),
-        probe::get(probe::PARKED),
-        probe::get(probe::GATED),
-        probe::get(probe::HALVED),
-        probe::get(probe::GROWN),
-        probe::get(probe::FULLISH),
-        probe::get(probe::LOWISH),
-    ];
-    for (i, x) in v.iter().enumerate() {
-        // SAFETY: caller contract.
-        unsafe { *out.add(i) = *x };
-    }
-}

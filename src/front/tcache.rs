@@ -94,8 +94,6 @@ pub struct ThreadCache {
     /// use, null before. Goes with the cache.
     pages: *mut PageSet<{ sc::STEP_BINS }>,
     remote: RemoteBuf,
-    /// TEMPORARY probe: last published bins, central, spill, ring bytes.
-    probe_last: [i64; 9],
 }
 
 // A page tag's bin field is the offset of its bin in the cache; a zero tag's is the guard's.
@@ -246,7 +244,6 @@ impl ThreadCache {
         unsafe { self.owned() }.enter();
         // SAFETY: ACTIVE (caller contract), and the heap entered just above.
         unsafe { self.tick() };
-        unsafe { self.probe_publish() };
         self.demand.insert(bin);
         if self.refills < config::ADOPT_WARMUP {
             self.refills += 1;
@@ -341,10 +338,8 @@ impl ThreadCache {
     unsafe fn share_surplus(&mut self) {
         let runs = registry::small_runs_taken();
         if !config::SHARED_POOL || runs == self.runs_seen {
-            crate::stats::probe::add(crate::stats::probe::GATED, 1);
             return;
         }
-        crate::stats::probe::add(crate::stats::probe::LOOKS, 1);
         self.runs_seen = runs;
         let heaps = registry::owned_heaps();
         if heaps < 2 {
@@ -362,10 +357,7 @@ impl ThreadCache {
         if in_bins + in_central <= share {
             return;
         }
-        crate::stats::probe::add(crate::stats::probe::OVER, 1);
-        let pc = h.park_centrals();
-        crate::stats::probe::add(crate::stats::probe::PARKED, pc as i64);
-        let left = in_bins + in_central - pc;
+        let left = in_bins + in_central - h.park_centrals();
         let mut over = left.saturating_sub(share / 2);
         let start = self.share_cursor as usize;
         self.share_cursor = ((start + 1) % SMALL_BINS) as u16;
@@ -398,78 +390,8 @@ impl ThreadCache {
             // sheds), which `park_surplus` leaves to `put_central` to cut; central accepts
             // them as a shed (ours, adopted, or taken from the pool or a stash).
             unsafe { self.owned().park_surplus(bin, c) };
-            crate::stats::probe::add(
-                crate::stats::probe::PARKED,
-                (n as usize * sc::bin_size(bin)) as i64,
-            );
             over = over.saturating_sub(n as usize * sc::bin_size(bin));
         }
-    }
-
-    /// TEMPORARY probe: publishes this thread's free small bytes by place.
-    ///
-    /// # Safety
-    /// ACTIVE, and the heap entered.
-    pub unsafe fn probe_publish(&mut self) {
-        use crate::stats::probe;
-        let in_bins: usize = self.bins[..SMALL_BINS]
-            .iter()
-            .zip(sc::SMALL_SIZES)
-            .map(|(b, size)| b.count() as usize * size as usize)
-            .sum();
-        let few: usize = self.bins[..SMALL_BINS]
-            .iter()
-            .zip(sc::SMALL_SIZES)
-            .filter(|(b, _)| b.count() < 8)
-            .map(|(b, size)| b.count() as usize * size as usize)
-            .sum();
-        let mut st = [0usize; 4];
-        for (i, (b, size)) in self.bins[..SMALL_BINS]
-            .iter()
-            .zip(sc::SMALL_SIZES)
-            .enumerate()
-        {
-            let d = sc::bin_limit(i);
-            let k = if b.limit() < d {
-                0
-            } else if b.limit() > d {
-                1
-            } else if 2 * b.count() > b.limit() {
-                2
-            } else {
-                3
-            };
-            st[k] += b.count() as usize * size as usize;
-        }
-        let ring = self.remote.probe_bytes();
-        // SAFETY: caller contract.
-        let h = unsafe { self.owned() };
-        let now = [
-            in_bins as i64,
-            h.small_central_bytes() as i64,
-            h.probe_spill_bytes() as i64,
-            ring as i64,
-            few as i64,
-            st[0] as i64,
-            st[1] as i64,
-            st[2] as i64,
-            st[3] as i64,
-        ];
-        let idx = [
-            probe::BINS,
-            probe::CENTRAL,
-            probe::SPILL,
-            probe::RING,
-            probe::FEW,
-            probe::HALVED,
-            probe::GROWN,
-            probe::FULLISH,
-            probe::LOWISH,
-        ];
-        for k in 0..9 {
-            probe::add(idx[k], now[k] - self.probe_last[k]);
-        }
-        self.probe_last = now;
     }
 
     /// Counts a slow-path call; every [`EPOCH_PERIOD`] calls, an epoch (design.md §10), and
@@ -627,7 +549,6 @@ impl ThreadCache {
                 limit / 2
             };
             self.shed(bin, keep);
-            self.probe_publish();
             self.owned().leave();
             self.heap().stats.add(Ev::BinOverflow, 1);
         }

@@ -167,16 +167,6 @@ impl OwnedHeap {
         }
     }
 
-    /// TEMPORARY probe: bytes in the small spills.
-    pub fn probe_spill_bytes(&mut self) -> usize {
-        self.local()
-            .small
-            .iter()
-            .zip(sc::SMALL_SIZES)
-            .map(|(l, size)| l.spill.count as usize * size as usize)
-            .sum()
-    }
-
     /// Bytes of free objects in this heap's small central lists, all classes together.
     pub fn small_central_bytes(&mut self) -> usize {
         self.local()

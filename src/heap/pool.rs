@@ -133,14 +133,7 @@ pub unsafe fn park(bin: usize, c: Chain) -> Result<(), Chain> {
         }
     }
     // SAFETY: as the caller contract.
-    let n = c.n;
     let r = unsafe { class.push(c) };
-    if r.is_ok() && sc::is_small(bin) {
-        crate::stats::probe::add(
-            crate::stats::probe::POOL,
-            n as i64 * sc::bin_size(bin) as i64,
-        );
-    }
     if r.is_err() && bytes > 0 {
         MEDIUM_BYTES.fetch_sub(bytes, Relaxed);
     }
@@ -154,12 +147,6 @@ fn pop(pool: &SharedPool, bin: usize) -> LocalList {
         return LocalList::EMPTY;
     };
     let got = class.pop();
-    if sc::is_small(bin) {
-        crate::stats::probe::add(
-            crate::stats::probe::POOL,
-            -(got.count as i64 * sc::bin_size(bin) as i64),
-        );
-    }
     let bytes = medium_chain_bytes(bin, got.count);
     if bytes > 0 {
         MEDIUM_BYTES.fetch_sub(bytes, Relaxed);

@@ -897,23 +897,6 @@ pub fn trim_pool() -> u64 {
     }
 }
 
-/// TEMPORARY probe: bytes of small objects in every heap's owner stashes.
-pub fn probe_stash_bytes() -> i64 {
-    let mut t = 0i64;
-    for id in 0..published() {
-        let h = get(id);
-        for (s, size) in h
-            .shared
-            .stash
-            .iter()
-            .zip(crate::page::size_class::SMALL_SIZES)
-        {
-            t += s.probe_count() as i64 * size as i64;
-        }
-    }
-    t
-}
-
 /// Calls `f` with every published heap's counters.
 pub fn for_each_heap(mut f: impl FnMut(&Counters)) {
     for id in 0..published() {

@@ -51,11 +51,6 @@ pub struct RemoteBank {
 }
 
 impl RemoteBank {
-    /// TEMPORARY probe (not counted in the fast lane).
-    pub fn probe_bytes(&self) -> usize {
-        0
-    }
-
     /// Whether the heap a nonzero page tag names has lists here (ids below [`BANK_HEAPS`]):
     /// one compare.
     #[inline(always)]

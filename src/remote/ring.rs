@@ -68,21 +68,6 @@ impl RemoteRing {
         self.head == self.tail
     }
 
-    /// TEMPORARY probe: bytes buffered.
-    pub fn probe_bytes(&self) -> usize {
-        let mut t = 0;
-        let mut i = self.head;
-        while i != self.tail {
-            let e = &self.entries[(i & MASK) as usize];
-            let b = page_tag::bin_of(e.key);
-            if b < crate::page::size_class::NUM_BINS {
-                t += e.n as usize * crate::page::size_class::bin_size(b);
-            }
-            i = i.wrapping_add(1);
-        }
-        t
-    }
-
     pub fn len(&self) -> u32 {
         self.tail.wrapping_sub(self.head)
     }

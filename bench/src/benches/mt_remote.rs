@@ -163,46 +163,6 @@ pub fn run(args: &[String]) -> Result<Report, String> {
 
     let flight = Arc::new(InFlight::default());
 
-    // TEMPORARY probe (branch rss8): MTR_PROBE=1 samples RSS and hakozuna_probe at each new high.
-    let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let prober = std::env::var_os("MTR_PROBE").map(|_| {
-        let flight = Arc::clone(&flight);
-        let stop = Arc::clone(&probe_stop);
-        std::thread::spawn(move || {
-            type ProbeFn = unsafe extern "C" fn(*mut i64);
-            let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"hakozuna_probe".as_ptr()) };
-            let f: Option<ProbeFn> = if sym.is_null() {
-                None
-            } else {
-                Some(unsafe { std::mem::transmute::<*mut libc::c_void, ProbeFn>(sym) })
-            };
-            let fd = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY) };
-            let mut best = (0i64, 0i64, [0i64; 17]);
-            let mut buf = [0u8; 128];
-            while !stop.load(Ordering::Relaxed) {
-                let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n > 0 {
-                    let txt = &buf[..n as usize];
-                    let mut it = txt.split(|&b| b == b' ');
-                    it.next();
-                    let rss: i64 = std::str::from_utf8(it.next().unwrap_or(b"0"))
-                        .unwrap_or("0")
-                        .parse()
-                        .unwrap_or(0);
-                    let rss = rss * 4096;
-                    if rss > best.0 {
-                        let mut v = [0i64; 17];
-                        if let Some(f) = f {
-                            unsafe { f(v.as_mut_ptr()) }
-                        }
-                        best = (rss, flight.now.0.load(Ordering::Relaxed), v);
-                    }
-                }
-                std::thread::sleep(std::time::Duration::from_micros(200));
-            }
-            best
-        })
-    });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let rings = Arc::clone(&rings);
@@ -267,7 +227,6 @@ pub fn run(args: &[String]) -> Result<Report, String> {
     }
     bars[0].wait();
     bars[1].wait();
-    probe_stop.store(true, Ordering::Relaxed);
     bars[2].wait();
 
     let mut tot = Counts::default();
@@ -285,30 +244,6 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         spans.extend(c.span);
     }
     let secs = Span::covering(spans).ok_or("no thread ran")?.secs();
-    if std::env::var_os("MTR_PROBE").is_some() {
-        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"hakozuna_probe".as_ptr()) };
-        if !sym.is_null() {
-            let f: unsafe extern "C" fn(*mut i64) = unsafe { std::mem::transmute(sym) };
-            let mut v = [0i64; 17];
-            unsafe { f(v.as_mut_ptr()) };
-            println!(
-                "PROBE_END looks={} over={} parked_mib={:.1} gated={}",
-                v[9],
-                v[10],
-                v[11] as f64 / 1048576.0,
-                v[12]
-            );
-        }
-    }
-    if let Some(p) = prober {
-        probe_stop.store(true, Ordering::Relaxed);
-        let (rss, inflight, v) = p.join().unwrap();
-        let m = |x: i64| x as f64 / (1 << 20) as f64;
-        println!(
-            "PROBE rss={:.1} inflight_now={:.1} bins={:.1} central={:.1} spill={:.1} pool={:.1} ring={:.1} stash={:.1} run={:.1} freepages={:.1} few={:.1} halved={:.1} grown={:.1} fullish={:.1} lowish={:.1}",
-            m(rss), inflight as f64 * sizes.mean() / (1 << 20) as f64, m(v[0]), m(v[1]), m(v[2]), m(v[3]), m(v[4]), m(v[5]), m(v[6]), m(v[7]), m(v[8]), m(v[13]), m(v[14]), m(v[15]), m(v[16])
-        );
-    }
     std::hint::black_box(tot.sink);
     debug_assert_eq!(tot.sends, tot.recv_frees);
 

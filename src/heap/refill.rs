@@ -174,7 +174,11 @@ impl OwnedHeap {
     }
 
     /// Carves up to `want` fresh objects of a small bin, taking a new page run when the
-    /// current one is used up. Empty only when the arena cannot supply a run.
+    /// current one is used up. Up to 2 KiB, only those that start in the bump pointer's page,
+    /// so a run of several pages is touched a page at a time, as the thread needs its objects:
+    /// every heap carves its own run of each class it allocates, and a thread that needed a
+    /// few objects of a class made the whole run resident (docs/ab.md, "mt-remote 16–2,048").
+    /// Empty only when the arena cannot supply a run.
     pub fn carve_small(&mut self, bin: usize, want: u32) -> LocalList {
         let h = self.heap();
         let size = sc::bin_size(bin);
@@ -208,7 +212,14 @@ impl OwnedHeap {
         }
         let l = &mut self.local().small[bin];
         let avail = sc::objs_in(bin, l.end as usize - l.bump as usize);
-        let n = (want as usize).min(avail);
+        let n = if size <= sc::SMALL_MAX {
+            let page_end = (l.bump as usize | (crate::sys::os::PAGE - 1)) + 1;
+            (want as usize)
+                .min(avail)
+                .min((page_end - l.bump as usize).div_ceil(size))
+        } else {
+            (want as usize).min(avail)
+        };
         let head = l.bump;
         let mut p = head;
         // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and the

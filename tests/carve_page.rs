@@ -1,7 +1,7 @@
 //! A heap's first run of a small class that spans several pages is carved a page at a time
-//! (`carve_small`):
-//! a thread that takes one object of each of the 45 classes of 592–1,792 bytes with runs of
-//! 2 or 4 pages (120 pages in all) touches the first page of each run, not the whole run.
+//! (`carve_small`): a thread that takes one object of each of the 45 classes of 592–1,792
+//! bytes with runs of 2 or 4 pages (120 pages in all) touches the first page of each run, not
+//! the whole run.
 //! Before, the first refill of a class linked 32 objects, which touched every page of the
 //! run. Its own test binary (its own process), so the thread's heap carves fresh runs in
 //! pages nothing touched yet.

@@ -83,6 +83,9 @@ struct SmallLocal {
     /// Chains of the class taken from the shared pool since the owner claimed the heap: each
     /// take may keep twice as many objects as the last (`refill`'s slow start).
     pool_takes: u32,
+    /// Whether the heap has carved a second run of the class: its first run is carved a page
+    /// at a time (`carve_small`), later ones a refill batch at a time.
+    grew: bool,
 }
 
 impl SmallLocal {

@@ -174,7 +174,14 @@ impl OwnedHeap {
     }
 
     /// Carves up to `want` fresh objects of a small bin, taking a new page run when the
-    /// current one is used up. Empty only when the arena cannot supply a run.
+    /// current one is used up. In the heap's first run of a class up to 2 KiB, only those that
+    /// start in the bump pointer's page, so that run is touched a page at a time, as the thread
+    /// needs its objects: every heap carves its own first run of each class it allocates, and
+    /// a thread that needed a few objects of a class made the whole run resident (docs/ab.md,
+    /// "mt-remote 16–2,048"). Later runs, carved while the heap's use of the class grows, are
+    /// linked a refill batch at a time (a page at a time, every carve of a 2-page run was two
+    /// refills: +10 % instructions on mt-remote T=8). Empty only when the arena cannot supply
+    /// a run.
     pub fn carve_small(&mut self, bin: usize, want: u32) -> LocalList {
         let h = self.heap();
         let size = sc::bin_size(bin);
@@ -183,6 +190,8 @@ impl OwnedHeap {
             l.bump == l.end
         };
         if exhausted {
+            // A run before this one: the heap's first run of the class is used up.
+            let grew = !self.local().small[bin].bump.is_null();
             let pages = sc::run_pages(bin);
             let Some(run) = self.next_small_run(bin, pages) else {
                 return LocalList::EMPTY;
@@ -200,6 +209,7 @@ impl OwnedHeap {
                 unsafe { crate::ds::list::mark_run(run, sc::objs_per_run(bin), size) };
             }
             let l = &mut self.local().small[bin];
+            l.grew |= grew;
             l.bump = run;
             // SAFETY: `objs_per_run(bin) * size` bytes fit in the run of `run_pages(bin)` pages.
             l.end = unsafe { run.add(sc::objs_per_run(bin) * size) };
@@ -208,7 +218,16 @@ impl OwnedHeap {
         }
         let l = &mut self.local().small[bin];
         let avail = sc::objs_in(bin, l.end as usize - l.bump as usize);
-        let n = (want as usize).min(avail);
+        let n = if size <= sc::SMALL_MAX && !l.grew {
+            // Objects that start before the page's end: `objs_in` rounds down, so ask for one
+            // byte short of a further object.
+            let page_end = (l.bump as usize | (crate::sys::os::PAGE - 1)) + 1;
+            (want as usize)
+                .min(avail)
+                .min(sc::objs_in(bin, page_end - l.bump as usize + size - 1))
+        } else {
+            (want as usize).min(avail)
+        };
         let head = l.bump;
         let mut p = head;
         // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and the

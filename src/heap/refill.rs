@@ -196,7 +196,8 @@ impl OwnedHeap {
             let Some(run) = self.next_small_run(bin, pages) else {
                 return LocalList::EMPTY;
             };
-            // SAFETY: `run` is a page run of `pages` pages `alloc_run` just took for this heap.
+            // SAFETY: `run` is a page run of `pages` pages of this heap that `next_small_run`
+            // just took or had reserved, untouched by any other class.
             unsafe { arena::set_tags(run, pages, page_tag::encode(h.id, bin)) };
             let (idx, page) = arena::locate(run);
             // SAFETY: the run lies in one of this heap's small segments and we hold the

@@ -310,8 +310,9 @@ impl OwnedHeap {
             // SAFETY: the reserved pages lie in one of this heap's small segments and we hold
             // the owner's handle; no other `SegInner` borrow is live.
             let m = unsafe { arena::seg_meta(idx).get() };
-            // Free and not dirty: `claim_after` reserves only pages never touched, and carving
-            // has not reached these (nothing for decay to purge).
+            // Free, neither dirty nor aged: `claim_after` reserves only pages that are not
+            // resident (never touched, or purged), and carving has not reached these (nothing
+            // for decay or a trim to purge).
             m.pages.clear_range(page, pages);
             m.no_run_of = 0;
             self.heap()

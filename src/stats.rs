@@ -166,8 +166,9 @@ impl Counters {
         c.store(c.load(Relaxed).wrapping_add(d), Relaxed);
     }
 
-    /// Bytes of pages in this heap's runs: blocks in use and free blocks cached anywhere
-    /// (any thread; a relaxed read).
+    /// Bytes of pages in this heap's runs: blocks in use and free blocks cached anywhere, and
+    /// small runs reserved ahead of carving (untouched; `heap/refill.rs`) (any thread; a
+    /// relaxed read).
     pub fn run_bytes(&self) -> u64 {
         self.run_bytes.load(Relaxed)
     }

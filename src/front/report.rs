@@ -54,7 +54,8 @@ pub struct Stats {
     pub arena_reserved_bytes: u64,
     /// Arena segments handed out so far (a high-water mark: in heaps or in the pool).
     pub arena_segment_bytes: u64,
-    /// Pages in runs of size classes, small, medium and arena-large, summed over heaps.
+    /// Pages in runs of size classes, small, medium and arena-large, summed over heaps
+    /// (with the small runs a class reserved ahead of carving, untouched: design.md §7).
     pub run_bytes: u64,
     /// Free pages inside heaps' segments (resident until decay purges them).
     pub free_page_bytes: u64,

@@ -33,6 +33,23 @@ fn pool_take_max(bin: usize, takes: u32) -> u32 {
 const POOL_TAKE_DOUBLINGS: u32 = 8;
 const _: () = assert!(2 << POOL_TAKE_DOUBLINGS > 256);
 
+/// Objects a carve of small `bin` links from `bump`, where `avail` objects are left in the
+/// run: up to `want`, and with `by_page` (the heap's first run of the class) and a class up
+/// to 2 KiB only those that start in `bump`'s page (`carve_small`). At least one whenever
+/// `avail` and `want` are.
+fn carve_count(bin: usize, bump: usize, avail: usize, want: u32, by_page: bool) -> usize {
+    let n = (want as usize).min(avail);
+    let size = sc::bin_size(bin);
+    if size <= sc::SMALL_MAX && by_page {
+        // Objects that start before the page's end: `objs_in` rounds down, so ask for one
+        // byte short of a further object.
+        let page_end = (bump | (crate::sys::os::PAGE - 1)) + 1;
+        n.min(sc::objs_in(bin, page_end - bump + size - 1))
+    } else {
+        n
+    }
+}
+
 impl OwnedHeap {
     /// The refill sources of a small bin up to the shared ones, in hz3's order up to the
     /// central list, then ours; `whole` is the limit of the bin to fill. Returns an empty list
@@ -219,16 +236,7 @@ impl OwnedHeap {
         }
         let l = &mut self.local().small[bin];
         let avail = sc::objs_in(bin, l.end as usize - l.bump as usize);
-        let n = if size <= sc::SMALL_MAX && !l.grew {
-            // Objects that start before the page's end: `objs_in` rounds down, so ask for one
-            // byte short of a further object.
-            let page_end = (l.bump as usize | (crate::sys::os::PAGE - 1)) + 1;
-            (want as usize)
-                .min(avail)
-                .min(sc::objs_in(bin, page_end - l.bump as usize + size - 1))
-        } else {
-            (want as usize).min(avail)
-        };
+        let n = carve_count(bin, l.bump as usize, avail, want, !l.grew);
         let head = l.bump;
         let mut p = head;
         // SAFETY: [bump, end) is the uncarved, unused tail of this bin's current run, and the
@@ -310,13 +318,69 @@ impl OwnedHeap {
             // SAFETY: the reserved pages lie in one of this heap's small segments and we hold
             // the owner's handle; no other `SegInner` borrow is live.
             let m = unsafe { arena::seg_meta(idx).get() };
-            // Free and not dirty: `claim_after` reserves only pages never touched, and carving
-            // has not reached these (nothing for decay to purge).
+            // Free, neither dirty nor aged: `claim_after` reserves only pages that are not
+            // resident (never touched, or purged), and carving has not reached these (nothing
+            // for decay or a trim to purge).
             m.pages.clear_range(page, pages);
             m.no_run_of = 0;
             self.heap()
                 .stats
                 .run_bytes_moved(pages << config::PAGE_SHIFT, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carve_count;
+    use crate::page::size_class as sc;
+    use crate::sys::os::PAGE;
+
+    /// A model of the first run's carving over every small class and every carving point of
+    /// its run (runs start on a page): with room, a carve links at least one object; carved
+    /// a page at a time, it links exactly the objects that start in the bump pointer's page
+    /// (the last may cross into the next page, none lies past the run's objects), and
+    /// successive carves cover the run's objects, each once; later runs and classes above
+    /// 2 KiB are linked `want` at a time.
+    #[test]
+    fn a_first_run_is_carved_by_the_objects_that_start_in_each_page() {
+        for bin in 0..sc::SMALL_BINS {
+            let size = sc::bin_size(bin);
+            let objs = sc::objs_per_run(bin);
+            assert!(objs >= 1);
+            // A run at an arbitrary page-aligned address.
+            let run = 0x7f00_0000_0000usize + 37 * PAGE;
+            for want in [1u32, 3, 32, u32::MAX] {
+                let mut carved = 0;
+                while carved < objs {
+                    let bump = run + carved * size;
+                    let avail = objs - carved;
+                    let later = carve_count(bin, bump, avail, want, false);
+                    assert_eq!(later, avail.min(want as usize), "bin {bin}");
+                    let n = carve_count(bin, bump, avail, want, true);
+                    assert!(
+                        n >= 1 && n <= avail && n <= want as usize,
+                        "bin {bin} at {carved}"
+                    );
+                    if size <= sc::SMALL_MAX {
+                        let page = bump / PAGE;
+                        // Every linked object starts in the bump pointer's page.
+                        assert_eq!(
+                            (bump + (n - 1) * size) / PAGE,
+                            page,
+                            "bin {bin} at {carved}"
+                        );
+                        // Unless capped by `want` or the run, the next one starts past it.
+                        if n < avail && n < want as usize {
+                            assert!((bump + n * size) / PAGE > page, "bin {bin} at {carved}");
+                        }
+                    } else {
+                        assert_eq!(n, later);
+                    }
+                    carved += n;
+                }
+                assert_eq!(carved, objs, "bin {bin}: the run's objects, each once");
+            }
         }
     }
 }

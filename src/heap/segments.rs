@@ -35,11 +35,13 @@ impl OwnedHeap {
     }
 
     /// Takes up to `n` runs of `pages` pages that follow the run at `run` in its segment, as
-    /// far as their pages are all free and not resident; returns how many. (Small runs
-    /// reserved ahead of carving, `refill.rs`.) Not resident pages only: resident free pages
-    /// reserved ahead of a class that then stops carving would keep other classes from
-    /// reusing them, and those would touch new pages instead; pages not yet touched are what
-    /// first fit would give the next run anyway.
+    /// far as their pages are all free and not resident (neither dirty nor aged); returns how
+    /// many. (Small runs reserved ahead of carving, `refill.rs`.) Not resident pages only:
+    /// resident free pages reserved ahead of a class that then stops carving would keep other
+    /// classes from reusing them, and those would touch new pages instead; pages not yet
+    /// touched are what first fit would give the next run anyway. Aged pages too are still
+    /// resident: reserved, they lost their aged bit (`take_pages`), and given back untouched
+    /// (`drop_ahead_runs`) no purge would have seen them (`tests/reserve_aged.rs`).
     pub(super) fn claim_after(&mut self, run: *mut u8, pages: usize, n: usize) -> usize {
         let (idx, page) = arena::locate(run);
         let from = page + pages;
@@ -51,7 +53,7 @@ impl OwnedHeap {
             while got < n {
                 let at = from + got * pages;
                 if at + pages > PAGES_PER_SEGMENT
-                    || (at..at + pages).any(|i| m.pages.get(i) || m.dirty.get(i))
+                    || (at..at + pages).any(|i| m.pages.get(i) || m.dirty.get(i) || m.aged.get(i))
                 {
                     break;
                 }

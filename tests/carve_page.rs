@@ -6,6 +6,9 @@
 //! run. Its own test binary (its own process), so the thread's heap carves fresh runs in
 //! pages nothing touched yet.
 
+mod common;
+
+use common::thread_faults;
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};
 use std::thread;
@@ -14,16 +17,6 @@ use std::thread;
 static A: Hakozuna = Hakozuna;
 
 const PAGE: usize = 4096;
-
-/// Minor page faults of the calling thread so far.
-fn thread_faults() -> i64 {
-    // SAFETY: `ru` is a valid out-parameter; RUSAGE_THREAD reads the calling thread's usage.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
-        ru.ru_minflt
-    }
-}
 
 /// Pages in a run of class `size` (16-byte steps up to 2 KiB): the shortest of 1, 2, 4 or 8
 /// whose tail waste is under an eighth (design.md §4).

@@ -8,6 +8,9 @@
 //! first fit from the hint segment carved the third segment's untouched tail, one fault a
 //! page. Its own test binary (its own process), so no other test's heaps are in the way.
 
+mod common;
+
+use common::thread_faults;
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
@@ -28,16 +31,6 @@ const CARVE: usize = 28 << 10;
 /// Runs B allocates.
 const N: usize = 16;
 const PAGE: usize = 4096;
-
-/// Minor page faults of the calling thread so far.
-fn thread_faults() -> i64 {
-    // SAFETY: `ru` is a valid out-parameter; RUSAGE_THREAD reads the calling thread's usage.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
-        ru.ru_minflt
-    }
-}
 
 fn alloc_touched(layout: Layout) -> usize {
     // SAFETY: a non-zero-sized layout.

@@ -321,8 +321,7 @@ impl OwnedHeap {
             // Free, neither dirty nor aged: `claim_after` reserves only pages that are not
             // resident (never touched, or purged), and carving has not reached these (nothing
             // for decay or a trim to purge).
-            m.pages.clear_range(page, pages);
-            m.no_run_of = 0;
+            m.free_untouched_pages(page, pages);
             self.heap()
                 .stats
                 .run_bytes_moved(pages << config::PAGE_SHIFT, false);

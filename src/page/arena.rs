@@ -102,9 +102,16 @@ impl SegInner {
     /// known too full for any run (`no_run_of`: freeing is the only thing that lengthens a
     /// free run).
     pub fn free_pages(&mut self, start: usize, pages: usize) {
+        self.free_untouched_pages(start, pages);
+        self.dirty.set_range(start, pages);
+    }
+
+    /// Gives back `pages` pages from `start` that were taken but never touched (small runs
+    /// reserved ahead of carving): free, not resident, so not marked dirty; and, as
+    /// [`free_pages`](Self::free_pages), no longer known too full for any run.
+    pub fn free_untouched_pages(&mut self, start: usize, pages: usize) {
         self.pages.clear_range(start, pages);
         self.no_run_of = 0;
-        self.dirty.set_range(start, pages);
     }
 }
 

@@ -6,10 +6,10 @@
 //! run. Its own test binary (its own process), so the thread's heap carves fresh runs in
 //! pages nothing touched yet.
 
-mod common;
+mod harness;
 
-use common::thread_faults;
 use hakozuna::Hakozuna;
+use harness::thread_faults;
 use std::alloc::{GlobalAlloc, Layout};
 use std::thread;
 

@@ -8,10 +8,10 @@
 //! first fit from the hint segment carved the third segment's untouched tail, one fault a
 //! page. Its own test binary (its own process), so no other test's heaps are in the way.
 
-mod common;
+mod harness;
 
-use common::thread_faults;
 use hakozuna::Hakozuna;
+use harness::thread_faults;
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
 use std::thread;

@@ -1,6 +1,7 @@
 //! Shared by the integration tests that run programs under the preloaded libraries
 //! (`preload.rs`, `fork_order.rs`): where the libraries and scratch files are, and running a
-//! command with a deadline.
+//! command with a deadline; and the calling thread's page faults, for tests that count them
+//! in-process (`carve_page.rs`, `resident_first.rs`).
 //!
 //! `HAKOZUNA_SO=/path/lib.so` replaces the scale-lane library (and the fast-lane one too
 //! unless `HAKOZUNA_FAST_SO` is set); `HAKOZUNA_FAST_SO=/path/lib.so` replaces the fast-lane
@@ -237,4 +238,14 @@ pub fn preloaded(prog: impl AsRef<std::ffi::OsStr>, lane: Lane) -> Command {
     let mut c = Command::new(prog);
     c.env("LD_PRELOAD", lane.so());
     c
+}
+
+/// Minor page faults of the calling thread so far.
+pub fn thread_faults() -> i64 {
+    // SAFETY: `ru` is a valid out-parameter; RUSAGE_THREAD reads the calling thread's usage.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
+        ru.ru_minflt
+    }
 }

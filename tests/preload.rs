@@ -27,7 +27,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, scratch, test_dir, Lane};
+use harness::{plain, preloaded, root, run, test_dir, try_compile, Lane};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -48,20 +48,13 @@ struct CProgs {
 fn cprogs() -> &'static CProgs {
     static P: OnceLock<Result<CProgs, String>> = OnceLock::new();
     let r = P.get_or_init(|| {
-        let dir = scratch().join("capi");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let build = |name: &str| -> Result<PathBuf, String> {
-            let src = root().join("tests/capi").join(format!("{name}.c"));
-            let exe = dir.join(name);
-            let mut c = plain("gcc");
-            c.args(["-O1", "-pthread", "-Wall", "-o"])
-                .arg(&exe)
-                .arg(&src);
-            let r = run(c, Duration::from_secs(120));
-            if !r.ok() {
-                return Err(format!("compiling {}: {}", src.display(), r.describe()));
-            }
-            Ok(exe)
+        let build = |name: &str| {
+            try_compile(
+                "gcc",
+                &format!("tests/capi/{name}.c"),
+                &format!("capi/{name}"),
+                &["-pthread"],
+            )
         };
         Ok(CProgs {
             conformance: build("conformance")?,

@@ -11,40 +11,17 @@
  * Exit 0 and "AFTER_MALLOC OK".
  */
 #include "common.h"
+#include "tier_handlers.h"
 
 enum { ROUNDS = 20, WORKERS = 2 };
 
-static atomic_int g_prepared, g_parented, g_prepared2;
-static volatile int g_child_handler_ran;
-
-static void prepare(void)
-{
-    if (!churn(1, 3))
-        FAIL("prepare: churn failed");
-    atomic_fetch_add(&g_prepared, 1);
-}
+static atomic_int g_prepared2;
 
 static void prepare2(void)
 {
     if (!churn(4, 2))
         FAIL("second prepare: churn failed");
     atomic_fetch_add(&g_prepared2, 1);
-}
-
-static void parent(void)
-{
-    if (!churn(2, 3))
-        FAIL("parent handler: churn failed");
-    atomic_fetch_add(&g_parented, 1);
-}
-
-static void child(void)
-{
-    if (!churn(3, 3)) {
-        say("child handler: churn failed\n");
-        _exit(5);
-    }
-    g_child_handler_ran = 1;
 }
 
 int main(void)

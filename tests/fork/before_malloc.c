@@ -13,34 +13,9 @@
  * Exit 0 and "BEFORE_MALLOC OK".
  */
 #include "common.h"
+#include "tier_handlers.h"
 
 enum { ROUNDS = 20 };
-
-static atomic_int g_prepared, g_parented;
-static volatile int g_child_handler_ran;
-
-static void prepare(void)
-{
-    if (!churn(1, 3))
-        FAIL("prepare: churn failed");
-    atomic_fetch_add(&g_prepared, 1);
-}
-
-static void parent(void)
-{
-    if (!churn(2, 3))
-        FAIL("parent handler: churn failed");
-    atomic_fetch_add(&g_parented, 1);
-}
-
-static void child(void)
-{
-    if (!churn(3, 3)) {
-        say("child handler: churn failed\n");
-        _exit(5);
-    }
-    g_child_handler_ran = 1;
-}
 
 int main(void)
 {

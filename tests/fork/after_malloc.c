@@ -26,9 +26,9 @@ static void prepare2(void)
 
 int main(void)
 {
-    unsigned char *keep = f_malloc(200000);
+    unsigned char *keep = f_malloc(KEEP_BYTES);
     CHECK(keep, "malloc");
-    memset(keep, 0x5a, 200000);
+    memset(keep, 0x5a, KEEP_BYTES);
     printf("after_malloc: allocated first\n");
     fflush(stdout);
     CHECK(pthread_atfork(prepare, parent, child) == 0, "pthread_atfork");
@@ -37,16 +37,7 @@ int main(void)
     for (int i = 0; i < ROUNDS; i++) {
         if (i == ROUNDS / 2)
             CHECK(pthread_atfork(prepare2, NULL, NULL) == 0, "second pthread_atfork");
-        pid_t pid = fork();
-        CHECK(pid >= 0, "fork: %s", strerror(errno));
-        if (pid == 0) {
-            if (!g_child_handler_ran)
-                _exit(6);
-            if (keep[0] != 0x5a || keep[199999] != 0x5a)
-                _exit(7);
-            _exit(child_work(100 + i));
-        }
-        expect_child_ok(pid, 10, "fork", i);
+        fork_round(keep, i);
     }
     stop_workers(w, WORKERS);
     CHECK(atomic_load(&g_prepared) == ROUNDS && atomic_load(&g_parented) == ROUNDS &&

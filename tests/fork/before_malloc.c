@@ -20,20 +20,11 @@ enum { ROUNDS = 20 };
 int main(void)
 {
     CHECK(pthread_atfork(prepare, parent, child) == 0, "pthread_atfork");
-    unsigned char *keep = f_malloc(200000);
+    unsigned char *keep = f_malloc(KEEP_BYTES);
     CHECK(keep, "malloc");
-    memset(keep, 0x5a, 200000);
+    memset(keep, 0x5a, KEEP_BYTES);
     for (int i = 0; i < ROUNDS; i++) {
-        pid_t pid = fork();
-        CHECK(pid >= 0, "fork: %s", strerror(errno));
-        if (pid == 0) {
-            if (!g_child_handler_ran)
-                _exit(6);
-            if (keep[0] != 0x5a || keep[199999] != 0x5a)
-                _exit(7);
-            _exit(child_work(100 + i));
-        }
-        expect_child_ok(pid, 10, "fork", i);
+        fork_round(keep, i);
     }
     CHECK(atomic_load(&g_prepared) == ROUNDS && atomic_load(&g_parented) == ROUNDS,
           "handlers ran %d/%d times, expected %d", atomic_load(&g_prepared),

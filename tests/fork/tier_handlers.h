@@ -1,8 +1,8 @@
 /*
- * tier_handlers.h - the prepare/parent/child handlers that before_malloc.c and after_malloc.c
- * register (include after common.h): each allocates in every tier and counts its runs, so a
- * fork whose allocator locks are held in the wrong order hangs in one of them. A child
- * handler that fails says so with write(2) only and exits 5.
+ * tier_handlers.h - what before_malloc.c and after_malloc.c share (include after common.h):
+ * the prepare/parent/child handlers they register, each allocating in every tier and counting
+ * its runs, so a fork whose allocator locks are held in the wrong order hangs in one of them
+ * (a child handler that fails says so with write(2) only and exits 5); and their fork round.
  */
 
 static atomic_int g_prepared, g_parented;
@@ -29,4 +29,25 @@ static void child(void)
         _exit(5);
     }
     g_child_handler_ran = 1;
+}
+
+/*
+ * Round `i`: one fork. The child checks that its handler ran and that `keep` (KEEP_BYTES of
+ * 0x5a, allocated before the fork) came through, then allocates (child_work); the parent
+ * waits for it to exit 0.
+ */
+enum { KEEP_BYTES = 200000 };
+
+static void fork_round(const unsigned char *keep, int i)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (!g_child_handler_ran)
+            _exit(6);
+        if (keep[0] != 0x5a || keep[KEEP_BYTES - 1] != 0x5a)
+            _exit(7);
+        _exit(child_work(100 + i));
+    }
+    expect_child_ok(pid, 10, "fork", i);
 }

@@ -27,7 +27,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, run, scratch, try_compile, Lane};
+use harness::{once, plain, preloaded, run, scratch, try_compile, Lane};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -46,7 +46,7 @@ const PROGRAMS: [&str; 6] = [
 /// Compiles every program once (with `cc`); returns the directory holding them.
 fn built() -> &'static PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = DIR.get_or_init(|| {
+    once(&DIR, || {
         let dir = scratch().join("fork");
         let lib_dir = format!("-L{}", dir.display());
         let rpath = format!("-Wl,-rpath,{}", dir.display());
@@ -69,11 +69,7 @@ fn built() -> &'static PathBuf {
             )?;
         }
         Ok(dir)
-    });
-    match r {
-        Ok(d) => d,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 /// Runs `name` under `lane` (None: plain glibc) and checks it exited 0 in time, saying so.

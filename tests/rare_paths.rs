@@ -9,7 +9,7 @@
 
 mod harness;
 
-use harness::{compile_c, plain, preloaded, run, Lane};
+use harness::{once, plain, preloaded, run, try_compile, Lane};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -20,18 +20,22 @@ struct Progs {
 }
 
 fn progs() -> &'static Progs {
-    static P: OnceLock<Progs> = OnceLock::new();
-    P.get_or_init(|| Progs {
-        prog: compile_c(
-            "tests/capi/rare_paths.c",
-            "rare_paths/rare_paths",
-            &["-pthread", "-ldl"],
-        ),
-        shim: compile_c(
-            "tests/capi/rare_paths_shim.c",
-            "rare_paths/rare_paths_shim.so",
-            &["-shared", "-fPIC", "-ldl"],
-        ),
+    static P: OnceLock<Result<Progs, String>> = OnceLock::new();
+    once(&P, || {
+        Ok(Progs {
+            prog: try_compile(
+                "gcc",
+                "tests/capi/rare_paths.c",
+                "rare_paths/rare_paths",
+                &["-pthread", "-ldl"],
+            )?,
+            shim: try_compile(
+                "gcc",
+                "tests/capi/rare_paths_shim.c",
+                "rare_paths/rare_paths_shim.so",
+                &["-shared", "-fPIC", "-ldl"],
+            )?,
+        })
     })
 }
 

@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::{compile_c, plain, preloaded, root, run, Lane, Run};
+use harness::{once, plain, preloaded, root, run, try_compile, Lane, Run};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,9 +16,10 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn errors_prog() -> &'static PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        compile_c(
+    static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&P, || {
+        try_compile(
+            "gcc",
             "tests/secure/errors.c",
             "secure/errors",
             &["-Wno-use-after-free", "-pthread"],

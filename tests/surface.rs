@@ -20,7 +20,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, test_dir, try_compile, Lane, Run};
+use harness::{once, plain, preloaded, root, run, test_dir, try_compile, Lane, Run};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,17 +30,7 @@ use std::time::Duration;
 const MIB: u64 = 1 << 20;
 const T: Duration = Duration::from_secs(180);
 
-fn once(
-    cell: &'static OnceLock<Result<PathBuf, String>>,
-    f: fn() -> Result<PathBuf, String>,
-) -> PathBuf {
-    match cell.get_or_init(f) {
-        Ok(p) => p.clone(),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn operators() -> PathBuf {
+fn operators() -> &'static PathBuf {
     static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     once(&P, || {
         try_compile(
@@ -52,7 +42,7 @@ fn operators() -> PathBuf {
     })
 }
 
-fn introspect() -> PathBuf {
+fn introspect() -> &'static PathBuf {
     static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     once(&P, || {
         try_compile(

@@ -260,6 +260,20 @@ pub fn try_compile(
     Ok(exe)
 }
 
+/// What several tests of a binary share (programs built from C, an interpreter found, a check
+/// passed), made once: every caller gets the first attempt's result, and when it failed every
+/// caller fails with its message (a panic inside `get_or_init` would leave the cell empty and
+/// try again for each test).
+pub fn once<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    make: impl FnOnce() -> Result<T, String>,
+) -> &'static T {
+    match cell.get_or_init(make) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// [`try_compile`] with `gcc`; panics with gcc's output when the build fails.
 pub fn compile_c(src: &str, out: &str, flags: &[&str]) -> PathBuf {
     try_compile("gcc", src, out, flags).unwrap_or_else(|e| panic!("{e}"))

@@ -20,19 +20,15 @@
 
 mod harness;
 
-use harness::{plain, root, run, scratch, Lane};
+use harness::{compile_c, plain, root, run, Lane};
 use std::time::Duration;
 
 fn dlopen_threads(lane: Lane) {
-    let dir = scratch().join("dlopen");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join(format!("dlopen_threads.{lane:?}"));
-    let mut c = plain("gcc");
-    c.args(["-O1", "-Wall", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(root().join("tests/dlopen/dlopen_threads.c"))
-        .arg("-ldl");
-    run(c, Duration::from_secs(120)).expect_ok();
+    let exe = compile_c(
+        "tests/dlopen/dlopen_threads.c",
+        &format!("dlopen/dlopen_threads.{lane:?}"),
+        &["-pthread", "-ldl"],
+    );
 
     // Plain: the library is not preloaded, the program loads it.
     let mut p = plain(&exe);

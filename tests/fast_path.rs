@@ -17,7 +17,7 @@
 
 mod harness;
 
-use harness::{plain, run, scratch, Lane};
+use harness::{compile_c, plain, run, Lane};
 use std::path::Path;
 use std::time::Duration;
 
@@ -104,18 +104,12 @@ fn hit_paths(lane: Lane) {
 /// with `so` preloaded; returns the profile's text. One binary and profile per `lane`: the
 /// lanes' tests run in parallel.
 fn callgrind_of(prog: &str, cflags: &[&str], lane: &str, so: &Path) -> String {
-    let dir = scratch().join("fast_path");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join(format!("{prog}.{lane}"));
-    let mut c = plain("gcc");
-    c.arg("-O1")
-        .args(cflags)
-        .arg("-o")
-        .arg(&exe)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/capi/{prog}.c")));
-    run(c, Duration::from_secs(120)).expect_ok();
-
-    let out = dir.join(format!("callgrind-{prog}.{lane}.out"));
+    let exe = compile_c(
+        &format!("tests/capi/{prog}.c"),
+        &format!("fast_path/{prog}.{lane}"),
+        cflags,
+    );
+    let out = exe.with_file_name(format!("callgrind-{prog}.{lane}.out"));
     let mut v = plain("valgrind");
     v.args([
         "--tool=callgrind",

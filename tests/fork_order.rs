@@ -27,9 +27,8 @@
 
 mod harness;
 
-use harness::{plain, preloaded, run, scratch, Lane};
+use harness::{once, plain, preloaded, run, scratch, try_compile, Lane};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -44,51 +43,33 @@ const PROGRAMS: [&str; 6] = [
     "many_handlers",
 ];
 
-fn src(name: &str) -> PathBuf {
-    harness::root().join("tests/fork").join(name)
-}
-
 /// Compiles every program once (with `cc`); returns the directory holding them.
 fn built() -> &'static PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = DIR.get_or_init(|| {
+    once(&DIR, || {
         let dir = scratch().join("fork");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let cc = |args: &mut dyn FnMut(&mut Command)| -> Result<(), String> {
-            let mut c = plain("cc");
-            c.args(["-O1", "-pthread", "-Wall"]);
-            args(&mut c);
-            let r = run(c, Duration::from_secs(120));
-            if r.ok() {
-                Ok(())
-            } else {
-                Err(format!("compiling: {}", r.describe()))
-            }
-        };
-        cc(&mut |c| {
-            c.args(["-shared", "-fPIC", "-o"])
-                .arg(dir.join("libmany_handlers.so"))
-                .arg(src("many_handlers_lib.c"));
-        })?;
+        let lib_dir = format!("-L{}", dir.display());
+        let rpath = format!("-Wl,-rpath,{}", dir.display());
+        try_compile(
+            "cc",
+            "tests/fork/many_handlers_lib.c",
+            "fork/libmany_handlers.so",
+            &["-pthread", "-shared", "-fPIC"],
+        )?;
         for name in PROGRAMS {
-            cc(&mut |c| {
-                c.arg("-o")
-                    .arg(dir.join(name))
-                    .arg(src(&format!("{name}.c")));
-                if name == "many_handlers" {
-                    c.arg("-L")
-                        .arg(&dir)
-                        .arg("-lmany_handlers")
-                        .arg(format!("-Wl,-rpath,{}", dir.display()));
-                }
-            })?;
+            let mut flags = vec!["-pthread"];
+            if name == "many_handlers" {
+                flags.extend([lib_dir.as_str(), "-lmany_handlers", &rpath]);
+            }
+            try_compile(
+                "cc",
+                &format!("tests/fork/{name}.c"),
+                &format!("fork/{name}"),
+                &flags,
+            )?;
         }
         Ok(dir)
-    });
-    match r {
-        Ok(d) => d,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 /// Runs `name` under `lane` (None: plain glibc) and checks it exited 0 in time, saying so.

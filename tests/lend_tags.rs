@@ -9,6 +9,8 @@
 //! released heaps are this test's. (In the hardened lane a run with no tag or a wrong one
 //! aborts its `free` as an invalid free.)
 
+mod reuse;
+
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
@@ -44,16 +46,7 @@ fn runs_lent_by_a_released_heap_keep_its_tag_and_their_class() {
         ready_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         let before = lent();
-        let got: Vec<usize> = (0..N)
-            .map(|_| {
-                // SAFETY: a non-zero-sized layout.
-                let p = unsafe { A.alloc(carve) };
-                assert!(!p.is_null());
-                // SAFETY: a live block of `CARVE` bytes.
-                unsafe { p.write_bytes(0x5a, CARVE) };
-                p as usize
-            })
-            .collect();
+        let got = reuse::alloc_filled(&A, carve, N);
         let lent_here = lent() - before;
         for &p in &got {
             // SAFETY: a live block from this allocator.
@@ -69,16 +62,8 @@ fn runs_lent_by_a_released_heap_keep_its_tag_and_their_class() {
     });
     ready_rx.recv().unwrap();
     let kept = thread::spawn(move || {
-        let all: Vec<usize> = (0..FILLED)
-            .map(|_| {
-                // SAFETY: a non-zero-sized layout.
-                let p = unsafe { A.alloc(fill) };
-                assert!(!p.is_null());
-                // SAFETY: a live block of `FILL` bytes: its pages made resident.
-                unsafe { p.write_bytes(1, FILL) };
-                p as usize
-            })
-            .collect();
+        // Written whole: its pages made resident.
+        let all = reuse::alloc_filled(&A, fill, FILLED);
         let mut kept = Vec::new();
         for (i, p) in all.into_iter().enumerate() {
             if i % KEEP_EVERY == 0 {
@@ -109,20 +94,7 @@ fn runs_lent_by_a_released_heap_keep_its_tag_and_their_class() {
     // A later thread (A's heap's next owner, or any) allocates both classes again.
     thread::spawn(move || {
         for layout in [fill, carve] {
-            let v: Vec<usize> = (0..N)
-                .map(|_| {
-                    // SAFETY: a non-zero-sized layout.
-                    let p = unsafe { A.alloc(layout) };
-                    assert!(!p.is_null());
-                    // SAFETY: a live block of `layout.size()` bytes.
-                    unsafe { p.write_bytes(2, layout.size()) };
-                    p as usize
-                })
-                .collect();
-            for p in v {
-                // SAFETY: allocated above with `layout`, freed once.
-                unsafe { A.dealloc(p as *mut u8, layout) };
-            }
+            reuse::alloc_check_free(&A, layout, N);
         }
     })
     .join()

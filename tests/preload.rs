@@ -27,7 +27,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, scratch, test_dir, Lane};
+use harness::{once, plain, preloaded, root, run, test_dir, try_compile, Lane};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -47,21 +47,14 @@ struct CProgs {
 
 fn cprogs() -> &'static CProgs {
     static P: OnceLock<Result<CProgs, String>> = OnceLock::new();
-    let r = P.get_or_init(|| {
-        let dir = scratch().join("capi");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let build = |name: &str| -> Result<PathBuf, String> {
-            let src = root().join("tests/capi").join(format!("{name}.c"));
-            let exe = dir.join(name);
-            let mut c = plain("gcc");
-            c.args(["-O1", "-pthread", "-Wall", "-o"])
-                .arg(&exe)
-                .arg(&src);
-            let r = run(c, Duration::from_secs(120));
-            if !r.ok() {
-                return Err(format!("compiling {}: {}", src.display(), r.describe()));
-            }
-            Ok(exe)
+    once(&P, || {
+        let build = |name: &str| {
+            try_compile(
+                "gcc",
+                &format!("tests/capi/{name}.c"),
+                &format!("capi/{name}"),
+                &["-pthread"],
+            )
         };
         Ok(CProgs {
             conformance: build("conformance")?,
@@ -71,11 +64,7 @@ fn cprogs() -> &'static CProgs {
             memory_return: build("memory_return")?,
             background: build("background")?,
         })
-    });
-    match r {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
+    })
 }
 
 const CONFORMANCE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -505,7 +494,7 @@ fn guard(lane: Lane) {
         Lane::Scale => &SCALE,
         Lane::Fast => &FAST,
     };
-    let r = cell.get_or_init(|| {
+    once(cell, || {
         std::panic::catch_unwind(|| assert_interposes(lane)).map_err(|e| {
             e.downcast_ref::<String>()
                 .cloned()
@@ -513,9 +502,6 @@ fn guard(lane: Lane) {
                 .unwrap_or_else(|| "interposition check failed".into())
         })
     });
-    if let Err(e) = r {
-        panic!("{e}");
-    }
 }
 
 #[test]
@@ -534,7 +520,7 @@ fn preload_interposes_fast() {
 /// An interpreter that has CPython's regression-test package.
 fn python() -> PathBuf {
     static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = P.get_or_init(|| {
+    once(&P, || {
         let mut candidates: Vec<PathBuf> = Vec::new();
         if let Some(p) = std::env::var_os("HZ_PYTHON").filter(|v| !v.is_empty()) {
             candidates.push(PathBuf::from(p));
@@ -558,11 +544,8 @@ fn python() -> PathBuf {
             "no python3 with the `test` package found (tried {candidates:?}); \
              install the CPython test suite or set HZ_PYTHON"
         ))
-    });
-    match r {
-        Ok(p) => p.clone(),
-        Err(e) => panic!("{e}"),
-    }
+    })
+    .clone()
 }
 
 /// CPython regression tests (allocation-heavy: dict/list/set/json/re/unicode, plus threads

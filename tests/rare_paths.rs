@@ -9,7 +9,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, run, scratch, Lane};
+use harness::{once, plain, preloaded, run, try_compile, Lane};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -20,26 +20,22 @@ struct Progs {
 }
 
 fn progs() -> &'static Progs {
-    static P: OnceLock<Progs> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = scratch().join("rare_paths");
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let src = harness::root().join("tests/capi");
-        let prog = dir.join("rare_paths");
-        let mut c = plain("gcc");
-        c.args(["-O1", "-pthread", "-Wall", "-o"])
-            .arg(&prog)
-            .arg(src.join("rare_paths.c"))
-            .arg("-ldl");
-        run(c, Duration::from_secs(120)).expect_ok();
-        let shim = dir.join("rare_paths_shim.so");
-        let mut c = plain("gcc");
-        c.args(["-O1", "-shared", "-fPIC", "-Wall", "-o"])
-            .arg(&shim)
-            .arg(src.join("rare_paths_shim.c"))
-            .arg("-ldl");
-        run(c, Duration::from_secs(120)).expect_ok();
-        Progs { prog, shim }
+    static P: OnceLock<Result<Progs, String>> = OnceLock::new();
+    once(&P, || {
+        Ok(Progs {
+            prog: try_compile(
+                "gcc",
+                "tests/capi/rare_paths.c",
+                "rare_paths/rare_paths",
+                &["-pthread", "-ldl"],
+            )?,
+            shim: try_compile(
+                "gcc",
+                "tests/capi/rare_paths_shim.c",
+                "rare_paths/rare_paths_shim.so",
+                &["-shared", "-fPIC", "-ldl"],
+            )?,
+        })
     })
 }
 

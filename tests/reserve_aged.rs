@@ -12,20 +12,16 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, scratch, Lane};
+use harness::{compile_c, preloaded, run, Lane};
 use std::time::Duration;
 
 #[test]
 fn reserved_pages_given_back_are_purged() {
-    let dir = scratch().join("reserve_aged");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("reserve_aged");
-    let mut cc = plain("gcc");
-    cc.args(["-O1", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(root().join("tests/capi/reserve_aged.c"))
-        .arg("-ldl");
-    run(cc, Duration::from_secs(120)).expect_ok();
+    let exe = compile_c(
+        "tests/capi/reserve_aged.c",
+        "reserve_aged/reserve_aged",
+        &["-Werror", "-ldl"],
+    );
     let mut cmd = preloaded(&exe, Lane::Scale);
     cmd.env("HAKOZUNA_DECAY_MS", "0");
     let r = run(cmd, Duration::from_secs(60));

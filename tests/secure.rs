@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, scratch, Lane, Run};
+use harness::{once, plain, preloaded, root, run, try_compile, Lane, Run};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,17 +16,14 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn errors_prog() -> &'static PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = scratch().join("secure");
-        std::fs::create_dir_all(&dir).unwrap();
-        let exe = dir.join("errors");
-        let mut c = plain("gcc");
-        c.args(["-O1", "-Wall", "-Wno-use-after-free", "-pthread", "-o"])
-            .arg(&exe)
-            .arg(root().join("tests/secure/errors.c"));
-        run(c, TIMEOUT).expect_ok();
-        exe
+    static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&P, || {
+        try_compile(
+            "gcc",
+            "tests/secure/errors.c",
+            "secure/errors",
+            &["-Wno-use-after-free", "-pthread"],
+        )
     })
 }
 

@@ -9,19 +9,16 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, scratch, Lane};
+use harness::{compile_c, preloaded, run, Lane};
 use std::time::Duration;
 
 #[test]
 fn a_class_runs_on_across_its_runs() {
-    let dir = scratch().join("side_by_side");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("side_by_side");
-    let mut cc = plain("gcc");
-    cc.args(["-O1", "-Wall", "-o"])
-        .arg(&exe)
-        .arg(root().join("tests/capi/side_by_side.c"));
-    run(cc, Duration::from_secs(120)).expect_ok();
+    let exe = compile_c(
+        "tests/capi/side_by_side.c",
+        "side_by_side/side_by_side",
+        &[],
+    );
     let r = run(preloaded(&exe, Lane::Scale), Duration::from_secs(60));
     r.expect_ok().expect_stdout_contains("class 1000:");
 }

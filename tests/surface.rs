@@ -20,7 +20,7 @@
 
 mod harness;
 
-use harness::{plain, preloaded, root, run, scratch, test_dir, Lane, Run};
+use harness::{once, plain, preloaded, root, run, test_dir, try_compile, Lane, Run};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,48 +30,27 @@ use std::time::Duration;
 const MIB: u64 = 1 << 20;
 const T: Duration = Duration::from_secs(180);
 
-fn build(compiler: &str, src: &str, exe: &str, extra: &[&str]) -> Result<PathBuf, String> {
-    let dir = scratch().join("surface");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join(exe);
-    let mut c = plain(compiler);
-    c.args(["-O1", "-Wall", "-pthread", "-o"])
-        .arg(&out)
-        .arg(root().join(src))
-        .args(extra);
-    let r = run(c, Duration::from_secs(240));
-    if !r.ok() {
-        return Err(format!("compiling {src}: {}", r.describe()));
-    }
-    Ok(out)
-}
-
-fn once(
-    cell: &'static OnceLock<Result<PathBuf, String>>,
-    f: fn() -> Result<PathBuf, String>,
-) -> PathBuf {
-    match cell.get_or_init(f) {
-        Ok(p) => p.clone(),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn operators() -> PathBuf {
+fn operators() -> &'static PathBuf {
     static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     once(&P, || {
-        build(
+        try_compile(
             "g++",
             "tests/cxx/operators.cpp",
-            "operators",
-            &["-std=c++17", "-ldl"],
+            "surface/operators",
+            &["-pthread", "-std=c++17", "-ldl"],
         )
     })
 }
 
-fn introspect() -> PathBuf {
+fn introspect() -> &'static PathBuf {
     static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     once(&P, || {
-        build("gcc", "tests/capi/introspect.c", "introspect", &["-ldl"])
+        try_compile(
+            "gcc",
+            "tests/capi/introspect.c",
+            "surface/introspect",
+            &["-pthread", "-ldl"],
+        )
     })
 }
 

@@ -11,18 +11,11 @@
  * Exit 0 and "AFTER_MALLOC OK".
  */
 #include "common.h"
+#include "tier_handlers.h"
 
 enum { ROUNDS = 20, WORKERS = 2 };
 
-static atomic_int g_prepared, g_parented, g_prepared2;
-static volatile int g_child_handler_ran;
-
-static void prepare(void)
-{
-    if (!churn(1, 3))
-        FAIL("prepare: churn failed");
-    atomic_fetch_add(&g_prepared, 1);
-}
+static atomic_int g_prepared2;
 
 static void prepare2(void)
 {
@@ -31,27 +24,11 @@ static void prepare2(void)
     atomic_fetch_add(&g_prepared2, 1);
 }
 
-static void parent(void)
-{
-    if (!churn(2, 3))
-        FAIL("parent handler: churn failed");
-    atomic_fetch_add(&g_parented, 1);
-}
-
-static void child(void)
-{
-    if (!churn(3, 3)) {
-        say("child handler: churn failed\n");
-        _exit(5);
-    }
-    g_child_handler_ran = 1;
-}
-
 int main(void)
 {
-    unsigned char *keep = f_malloc(200000);
+    unsigned char *keep = f_malloc(KEEP_BYTES);
     CHECK(keep, "malloc");
-    memset(keep, 0x5a, 200000);
+    memset(keep, 0x5a, KEEP_BYTES);
     printf("after_malloc: allocated first\n");
     fflush(stdout);
     CHECK(pthread_atfork(prepare, parent, child) == 0, "pthread_atfork");
@@ -60,16 +37,7 @@ int main(void)
     for (int i = 0; i < ROUNDS; i++) {
         if (i == ROUNDS / 2)
             CHECK(pthread_atfork(prepare2, NULL, NULL) == 0, "second pthread_atfork");
-        pid_t pid = fork();
-        CHECK(pid >= 0, "fork: %s", strerror(errno));
-        if (pid == 0) {
-            if (!g_child_handler_ran)
-                _exit(6);
-            if (keep[0] != 0x5a || keep[199999] != 0x5a)
-                _exit(7);
-            _exit(child_work(100 + i));
-        }
-        expect_child_ok(pid, 10, "fork", i);
+        fork_round(keep, i);
     }
     stop_workers(w, WORKERS);
     CHECK(atomic_load(&g_prepared) == ROUNDS && atomic_load(&g_parented) == ROUNDS &&

@@ -13,52 +13,18 @@
  * Exit 0 and "BEFORE_MALLOC OK".
  */
 #include "common.h"
+#include "tier_handlers.h"
 
 enum { ROUNDS = 20 };
-
-static atomic_int g_prepared, g_parented;
-static volatile int g_child_handler_ran;
-
-static void prepare(void)
-{
-    if (!churn(1, 3))
-        FAIL("prepare: churn failed");
-    atomic_fetch_add(&g_prepared, 1);
-}
-
-static void parent(void)
-{
-    if (!churn(2, 3))
-        FAIL("parent handler: churn failed");
-    atomic_fetch_add(&g_parented, 1);
-}
-
-static void child(void)
-{
-    if (!churn(3, 3)) {
-        say("child handler: churn failed\n");
-        _exit(5);
-    }
-    g_child_handler_ran = 1;
-}
 
 int main(void)
 {
     CHECK(pthread_atfork(prepare, parent, child) == 0, "pthread_atfork");
-    unsigned char *keep = f_malloc(200000);
+    unsigned char *keep = f_malloc(KEEP_BYTES);
     CHECK(keep, "malloc");
-    memset(keep, 0x5a, 200000);
+    memset(keep, 0x5a, KEEP_BYTES);
     for (int i = 0; i < ROUNDS; i++) {
-        pid_t pid = fork();
-        CHECK(pid >= 0, "fork: %s", strerror(errno));
-        if (pid == 0) {
-            if (!g_child_handler_ran)
-                _exit(6);
-            if (keep[0] != 0x5a || keep[199999] != 0x5a)
-                _exit(7);
-            _exit(child_work(100 + i));
-        }
-        expect_child_ok(pid, 10, "fork", i);
+        fork_round(keep, i);
     }
     CHECK(atomic_load(&g_prepared) == ROUNDS && atomic_load(&g_parented) == ROUNDS,
           "handlers ran %d/%d times, expected %d", atomic_load(&g_prepared),

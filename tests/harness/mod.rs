@@ -1,6 +1,6 @@
 //! Shared by the integration tests that run programs under the preloaded libraries
-//! (`preload.rs`, `fork_order.rs`): where the libraries and scratch files are, and running a
-//! command with a deadline; and the calling thread's page faults, for tests that count them
+//! (`preload.rs`, `fork_order.rs`): where the libraries and scratch files are, building C test
+//! programs, and running a command with a deadline; and the calling thread's page faults, for tests that count them
 //! in-process (`carve_page.rs`, `resident_first.rs`).
 //!
 //! `HAKOZUNA_SO=/path/lib.so` replaces the scale-lane library (and the fast-lane one too
@@ -231,6 +231,52 @@ pub fn plain(prog: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new(prog);
     c.env_remove("LD_PRELOAD").env_remove("HZ_EXPECT_PRELOAD");
     c
+}
+
+/// Builds a test program from C or C++ source: every test builds its programs this one way,
+/// so the rules live in one place. The compiler runs on plain glibc (never under a library
+/// being tested), at `-O1 -Wall`, with a deadline, writing `out` (a path under [`scratch`];
+/// its folder is made). `src` is relative to the checkout; `flags` follow the source, so
+/// libraries (`-ldl`) link after it. A failed build is an `Err` with the compiler's output.
+pub fn try_compile(
+    compiler: &str,
+    src: &str,
+    out: &str,
+    flags: &[&str],
+) -> Result<PathBuf, String> {
+    let exe = scratch().join(out);
+    if let Some(dir) = exe.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let mut c = plain(compiler);
+    c.args(["-O1", "-Wall", "-o"])
+        .arg(&exe)
+        .arg(root().join(src))
+        .args(flags);
+    let r = run(c, Duration::from_secs(240));
+    if !r.ok() {
+        return Err(format!("compiling {src}: {}", r.describe()));
+    }
+    Ok(exe)
+}
+
+/// What several tests of a binary share (programs built from C, an interpreter found, a check
+/// passed), made once: every caller gets the first attempt's result, and when it failed every
+/// caller fails with its message (a panic inside `get_or_init` would leave the cell empty and
+/// try again for each test).
+pub fn once<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    make: impl FnOnce() -> Result<T, String>,
+) -> &'static T {
+    match cell.get_or_init(make) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`try_compile`] with `gcc`; panics with gcc's output when the build fails.
+pub fn compile_c(src: &str, out: &str, flags: &[&str]) -> PathBuf {
+    try_compile("gcc", src, out, flags).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A command that runs with the lane's library preloaded.

@@ -1,5 +1,5 @@
 //! Shared by the tests that check whether one heap's free objects reach another heap
-//! (`shared_pool.rs`, `stash_steal.rs`).
+//! (`shared_pool.rs`, `stash_steal.rs`, `medium_pool.rs`, `lend_tags.rs`).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashSet;

@@ -1006,3 +1006,51 @@ mod tests {
         }
     }
 }
+
+/// TEMPORARY probe (branch peak16k, reverted): calls `f(place, run)` for every free medium run
+/// in a heap's central lists (place 0), inboxes (1) and the shared pool (2). Only while no
+/// other thread is inside the allocator.
+///
+/// # Safety
+/// No other thread in the allocator.
+pub unsafe fn probe_medium_places(mut f: impl FnMut(u8, *mut u8)) {
+    use crate::ds::list::next;
+    let walk = |place: u8, mut p: *mut u8, f: &mut dyn FnMut(u8, *mut u8)| {
+        while !p.is_null() {
+            f(place, p);
+            // SAFETY: quiescent (caller contract): a free run on a list.
+            p = unsafe { next(p) };
+        }
+    };
+    for id in 0..published() {
+        let h = get(id);
+        // SAFETY: quiescent (caller contract).
+        let local = unsafe { &*h.local.get() };
+        for mi in 0..crate::page::size_class::MEDIUM_BINS {
+            walk(0, local.medium[mi].head, &mut f);
+            walk(1, h.shared.inbox[mi].probe_head(), &mut f);
+        }
+    }
+    pool::probe_medium_heads(|head| walk(2, head, &mut f));
+}
+
+/// TEMPORARY probe (branch peak16k, reverted): calls `f(heap id, segment)` for every run
+/// segment (medium) each heap holds, and whether its busy lock is free.
+///
+/// # Safety
+/// No other thread in the allocator.
+pub unsafe fn probe_heap_segs(mut f: impl FnMut(u32, u32)) {
+    for id in 0..published() {
+        let h = get(id);
+        // SAFETY: quiescent (caller contract).
+        let local = unsafe { &*h.local.get() };
+        for kind in 0..2 {
+            let mut s = local.seg_head[kind];
+            while s != 0 {
+                f(id, s - 1);
+                // SAFETY: quiescent.
+                s = unsafe { crate::page::arena::seg_meta(s - 1).get() }.next;
+            }
+        }
+    }
+}

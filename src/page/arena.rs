@@ -818,3 +818,211 @@ mod tests {
         assert_eq!(pooled_bytes(), (0, 9 * SEGMENT));
     }
 }
+
+/// TEMPORARY probe (branch peak16k, reverted): page states [`probe_pages`] counts.
+pub mod probe {
+    pub const FREE_CLEAN: u8 = 0;
+    pub const FREE_DIRTY: u8 = 1;
+    pub const FREE_AGED: u8 = 2;
+    pub const POOL_RESIDENT: u8 = 3;
+    pub const POOL_COLD: u8 = 4;
+    pub const MED_LIVE: u8 = 5;
+    /// Free medium run held somewhere not walked: thread bins (or in transit).
+    pub const MED_BINS: u8 = 6;
+    pub const SMALL_LIVE: u8 = 7;
+    pub const SMALL_FREE: u8 = 8;
+    pub const RESERVED: u8 = 9;
+    pub const SMALL_PINNED: u8 = 10;
+    pub const MED_CENTRAL: u8 = 11;
+    pub const MED_INBOX: u8 = 12;
+    pub const MED_POOL: u8 = 13;
+    pub const STATES: usize = 14;
+    /// `out` layout: `[state*2]` pages, `[state*2+1]` resident pages, then these.
+    pub const LIVE_OBJS: usize = 2 * STATES;
+    pub const LIVE_MIN_PAGES: usize = LIVE_OBJS + 1;
+    pub const LIVE_OUTSIDE: usize = LIVE_OBJS + 2;
+    pub const ARENA_PAGES: usize = LIVE_OBJS + 3;
+    /// Then per heap id (first 64): resident free (dirty or aged) pages in its segments.
+    pub const PER_HEAP: usize = LIVE_OBJS + 4;
+    pub const OUT: usize = PER_HEAP + 64;
+}
+
+/// TEMPORARY probe (branch peak16k, reverted): classifies every page of every segment handed
+/// out by state (see [`probe`]) and residency (`mincore`). `live` are the program's live
+/// blocks; `places(f)` calls `f(place, run)` for free medium runs of known places (0 central,
+/// 1 inbox, 2 pool).
+///
+/// # Safety
+/// No other thread inside the allocator meanwhile.
+pub unsafe fn probe_pages(
+    live: &[usize],
+    places: impl FnOnce(&mut dyn FnMut(u8, *mut u8)),
+    heap_segs: impl FnOnce(&mut dyn FnMut(u32, u32)),
+    out: &mut [u64; probe::OUT],
+) {
+    use crate::page::page_tag;
+    use crate::page::size_class as sc;
+    use probe::*;
+    let nseg = NEXT_SEG.load(Relaxed);
+    let npages = nseg * PAGES_PER_SEGMENT;
+    let base = BASE.load(Relaxed);
+    if npages == 0 {
+        return;
+    }
+    let Some(st) = os::map_rw(npages) else { return };
+    let Some(res) = os::map_rw(npages) else {
+        return;
+    };
+    // SAFETY: fresh mappings of `npages` bytes each.
+    let (st, res) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(st, npages),
+            core::slice::from_raw_parts_mut(res, npages),
+        )
+    };
+    // SAFETY: the arena range of the segments handed out; `res` has a byte per page.
+    unsafe {
+        libc::mincore(
+            base as *mut libc::c_void,
+            npages << PAGE_SHIFT,
+            res.as_mut_ptr(),
+        )
+    };
+    let mut pooled = 0usize;
+    {
+        let p = POOL.lock();
+        for (list, s) in [(p.resident, POOL_RESIDENT), (p.cold, POOL_COLD)] {
+            let mut l = list;
+            while l != 0 {
+                let idx = (l - 1) as usize;
+                st[idx * PAGES_PER_SEGMENT..(idx + 1) * PAGES_PER_SEGMENT].fill(s);
+                pooled += 1;
+                // SAFETY: pooled, under the pool lock.
+                l = unsafe { seg_meta(idx as u32).get() }.next;
+            }
+        }
+    }
+    let _ = pooled;
+    for idx in 0..nseg {
+        let first = idx * PAGES_PER_SEGMENT;
+        if st[first] == POOL_RESIDENT || st[first] == POOL_COLD {
+            continue;
+        }
+        // SAFETY: quiescent (caller contract).
+        let m = unsafe { seg_meta(idx as u32).get() };
+        let mut i = 0;
+        while i < PAGES_PER_SEGMENT {
+            let g = first + i;
+            if m.pages.get(i) {
+                let tag = tag_at(g << PAGE_SHIFT);
+                let bin = page_tag::bin_of(tag);
+                if bin >= sc::NUM_BINS {
+                    st[g] = RESERVED;
+                    i += 1;
+                } else if sc::is_small(bin) {
+                    st[g] = SMALL_FREE;
+                    i += 1;
+                } else {
+                    let n = sc::run_pages(bin).min(PAGES_PER_SEGMENT - i);
+                    st[g..g + n].fill(MED_BINS);
+                    i += n;
+                }
+            } else {
+                st[g] = if m.aged.get(i) {
+                    FREE_AGED
+                } else if m.dirty.get(i) {
+                    FREE_DIRTY
+                } else {
+                    FREE_CLEAN
+                };
+                i += 1;
+            }
+        }
+    }
+    for &p in live {
+        let off = p.wrapping_sub(base);
+        if off >= npages << PAGE_SHIFT {
+            out[LIVE_OUTSIDE] += 1;
+            continue;
+        }
+        out[LIVE_OBJS] += 1;
+        let g = off >> PAGE_SHIFT;
+        let bin = page_tag::bin_of(tag_at(g << PAGE_SHIFT));
+        let size = sc::bin_size(bin).max(1);
+        let last = (off + size - 1) >> PAGE_SHIFT;
+        out[LIVE_MIN_PAGES] += if last > g { 2 } else { 1 };
+        let to = if st[g] == MED_BINS {
+            MED_LIVE
+        } else {
+            SMALL_LIVE
+        };
+        let n = if st[g] == MED_BINS {
+            sc::run_pages(bin)
+        } else {
+            last - g + 1
+        };
+        st[g..(g + n).min(npages)].fill(to);
+    }
+    places(&mut |place, run| {
+        let off = (run as usize).wrapping_sub(base);
+        if off >= npages << PAGE_SHIFT {
+            return;
+        }
+        let g = off >> PAGE_SHIFT;
+        if st[g] != MED_BINS {
+            return;
+        }
+        let bin = page_tag::bin_of(tag_at(g << PAGE_SHIFT));
+        let n = sc::run_pages(bin);
+        st[g..(g + n).min(npages)].fill(MED_CENTRAL + place);
+    });
+    // Small runs with a live object: their other pages are pinned.
+    for idx in 0..nseg {
+        let first = idx * PAGES_PER_SEGMENT;
+        let mut i = 0;
+        while i < PAGES_PER_SEGMENT {
+            let g = first + i;
+            if st[g] == SMALL_FREE || st[g] == SMALL_LIVE {
+                let bin = page_tag::bin_of(tag_at(g << PAGE_SHIFT));
+                let n = sc::run_pages(bin).clamp(1, PAGES_PER_SEGMENT - i);
+                // Only from a run's first page: tags of a run's pages are alike, so take the
+                // segment's start bits.
+                // SAFETY: quiescent.
+                let m = unsafe { seg_meta(idx as u32).get() };
+                if m.starts.get(i) {
+                    if st[g..g + n].contains(&SMALL_LIVE) {
+                        for s in &mut st[g..g + n] {
+                            if *s == SMALL_FREE {
+                                *s = SMALL_PINNED;
+                            }
+                        }
+                    }
+                    i += n;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+    for g in 0..npages {
+        let s = st[g] as usize;
+        out[2 * s] += 1;
+        out[2 * s + 1] += (res[g] & 1) as u64;
+    }
+    out[ARENA_PAGES] = npages as u64;
+    heap_segs(&mut |id, seg| {
+        if id < 64 {
+            let first = seg as usize * PAGES_PER_SEGMENT;
+            for g in first..first + PAGES_PER_SEGMENT {
+                if (st[g] == FREE_DIRTY || st[g] == FREE_AGED) && res[g] & 1 != 0 {
+                    out[PER_HEAP + id as usize] += 1;
+                }
+            }
+        }
+    });
+    // SAFETY: our two mappings.
+    unsafe {
+        os::unmap(st.as_mut_ptr(), npages);
+        os::unmap(res.as_mut_ptr(), npages);
+    }
+}

@@ -221,10 +221,3 @@ mod tests {
         assert_eq!(seen.len(), addrs.len(), "an object was lost");
     }
 }
-
-impl MpscStack {
-    /// TEMPORARY probe (branch peak16k, reverted): the head, without taking it.
-    pub fn probe_head(&self) -> *mut u8 {
-        self.head.load(Acquire)
-    }
-}

@@ -238,15 +238,3 @@ mod tests {
         }
     }
 }
-
-impl<const N: usize> TransferCache<N> {
-    /// TEMPORARY probe (branch peak16k, reverted): each slot's chain head, without taking it.
-    pub fn probe_heads(&self, mut f: impl FnMut(*mut u8)) {
-        for s in self.slots.iter() {
-            let h = s.load(Acquire);
-            if !h.is_null() {
-                f(h);
-            }
-        }
-    }
-}

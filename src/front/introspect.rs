@@ -246,30 +246,3 @@ pub unsafe extern "C" fn hakozuna_stats_json(buf: *mut c_char, len: usize) -> us
 pub extern "C" fn hakozuna_stats_print() {
     report::print_text();
 }
-
-/// TEMPORARY probe (branch peak16k, reverted): classifies the arena's pages (see
-/// `arena::probe_pages`) given the program's `n` live block addresses; `out` has
-/// `arena::probe::OUT` words.
-///
-/// # Safety
-/// No other thread inside the allocator; `live` valid for `n` reads, `out` for `OUT` writes.
-#[no_mangle]
-pub unsafe extern "C" fn hakozuna_probe_pages(live: *const usize, n: usize, out: *mut u64) {
-    use crate::page::arena;
-    // SAFETY: caller contract.
-    let live = unsafe { core::slice::from_raw_parts(live, n) };
-    let mut o = [0u64; arena::probe::OUT];
-    // SAFETY: caller contract: quiescent.
-    unsafe {
-        arena::probe_pages(
-            live,
-            |f| registry::probe_medium_places(|pl, r| f(pl, r)),
-            |f| registry::probe_heap_segs(|id, sg| f(id, sg)),
-            &mut o,
-        )
-    };
-    for (i, x) in o.iter().enumerate() {
-        // SAFETY: caller contract.
-        unsafe { *out.add(i) = *x };
-    }
-}

@@ -286,13 +286,3 @@ mod tests {
         assert_eq!(age(600, 500), 0);
     }
 }
-
-/// TEMPORARY probe (branch peak16k, reverted): every parked chain head of a medium class.
-pub fn probe_medium_heads(mut f: impl FnMut(*mut u8)) {
-    let Some(pool) = get() else { return };
-    for (bin, class) in pool.classes.iter().enumerate() {
-        if !sc::is_small(bin) {
-            class.probe_heads(&mut f);
-        }
-    }
-}

@@ -181,12 +181,6 @@ pub const RELEASED_DECAY_MAX: u32 = 8;
 /// a process with many released heaps and no free pages pays a few failed probes per run that
 /// touches new pages.
 pub const LEND_PROBES: usize = 8;
-/// Run segments a heap remembers as the last ones its medium runs went back to: a heap past
-/// [`EXIT_TRIM_SEGMENTS`] (which skips the walk of every segment for resident free pages)
-/// carves a new medium run in their resident free pages first, before first fit from its hint
-/// segment touches new pages (`heap/segments.rs`, docs/ab.md "mt-remote 16–32,768: what the
-/// peak is made of").
-pub const RECENT_FREE_SEGS: usize = 4;
 /// Segments a heap may take from the arena during one owner's tenure and still be handed
 /// back warm at thread exit; a heap that took more (a thread that went through a burst) is
 /// given back at exit as `malloc_trim` gives back a heap, and stays "eager" while later exits

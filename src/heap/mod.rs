@@ -113,10 +113,6 @@ struct HeapLocal {
     seg_head: [u32; 2],
     /// Per kind, the segment most likely to have room (index + 1).
     seg_hint: [u32; 2],
-    /// The run segments this heap's medium runs last went back to (index + 1, newest first;
-    /// 0 = none): where a heap past its burst threshold looks for resident free pages
-    /// (`OwnedHeap::carve_run`). Only the heap's own segments: `release_segment` forgets one.
-    recent_free: [u32; crate::config::RECENT_FREE_SEGS],
     /// `stash-steal`: the heap id the next probe starts at (round robin).
     steal_next: u32,
     /// Objects the central lists held after the last full sweep: a released heap whose

@@ -81,19 +81,14 @@ impl OwnedHeap {
     /// newest segment while pages its earlier runs freed, a released heap's free pages and
     /// pooled segments waited, so heaps whose owners come and go grew by what those left
     /// (docs/ab.md, "Thread churn: released heaps' pages", "Thread churn: resident pages
-    /// before untouched ones"). A heap in a burst (its owner took more than
-    /// [`config::EXIT_TRIM_SEGMENTS`]) looks only in the segments its runs last went back to
-    /// ([`take_recent_resident_run`](Self::take_recent_resident_run)), then takes the
-    /// first-fit path: the resident search walks every run segment at each run, and the
-    /// heap is given back at its thread's exit anyway.
+    /// before untouched ones"). Not for a heap in a burst (its owner took more than
+    /// [`config::EXIT_TRIM_SEGMENTS`]): the resident search walks every run segment at each
+    /// run, and the heap is given back at its thread's exit anyway.
     pub(super) fn carve_run(&mut self, pages: usize, bin: usize, tag: u32) -> Option<*mut u8> {
         let calm = self.local().segs_taken <= config::EXIT_TRIM_SEGMENTS;
-        let mut run = if calm {
-            self.take_resident_run(pages)
-        } else {
-            self.take_recent_resident_run(pages)
-        };
+        let mut run = None;
         if calm {
+            run = self.take_resident_run(pages);
             // Only with `medium-adopt`, without which a heap takes every run in its lists for
             // its own.
             if run.is_none() && config::MEDIUM_ADOPT && registry::some_released() {
@@ -140,52 +135,6 @@ impl OwnedHeap {
             .stats
             .run_bytes_moved(pages << config::PAGE_SHIFT, true);
         Some(p)
-    }
-
-    /// Takes a run of `pages` resident free pages (dirty) from the segments this heap's medium
-    /// runs last went back to (`recent_free`), best fit within each, newest first: a heap past
-    /// [`config::EXIT_TRIM_SEGMENTS`] does not walk every segment for them
-    /// ([`take_resident_run`](Self::take_resident_run)), and its first fit from the hint
-    /// segment carved the untouched pages of its newest segment while the pages its runs
-    /// freed waited for decay: on mt-remote T=8 R=90 16–32768 those held 200–550 MiB of free
-    /// resident pages at a time (docs/ab.md). A segment left with no resident free page is
-    /// forgotten.
-    fn take_recent_resident_run(&mut self, pages: usize) -> Option<*mut u8> {
-        for i in 0..config::RECENT_FREE_SEGS {
-            let s = self.local().recent_free[i];
-            if s == 0 {
-                continue;
-            }
-            let found = {
-                // SAFETY: `recent_free` holds only this heap's run segments (`release_segment`
-                // forgets one), and we hold the owner's handle; the borrow ends here.
-                let m = unsafe { arena::seg_meta(s - 1).get() };
-                let free_resident = m.dirty.combine(&m.pages, |dirty, used| dirty & !used);
-                if free_resident.is_empty() {
-                    None
-                } else {
-                    // Clear bits: pages both free and resident.
-                    Some(
-                        m.dirty
-                            .combine(&m.pages, |dirty, used| !(dirty & !used))
-                            .best_fit(pages),
-                    )
-                }
-            };
-            match found {
-                None => self.local().recent_free[i] = 0,
-                Some(None) => {}
-                Some(Some((start, _))) => {
-                    // SAFETY: segment `s - 1` is ours (above); those pages are free.
-                    let p = unsafe { take_pages(s - 1, start, pages) };
-                    self.heap()
-                        .stats
-                        .run_bytes_moved(pages << config::PAGE_SHIFT, true);
-                    return Some(p);
-                }
-            }
-        }
-        None
     }
 
     /// The segment and first page of the shortest stretch `fit` finds among this heap's
@@ -348,9 +297,6 @@ impl OwnedHeap {
         if l.seg_hint[kind] == idx + 1 {
             l.seg_hint[kind] = l.seg_head[kind];
         }
-        for s in l.recent_free.iter_mut().filter(|s| **s == idx + 1) {
-            *s = 0;
-        }
         self.heap().stats.add(Ev::SegmentsReturned, 1);
         // SAFETY: unlinked above, empty (caller contract); ownership passes to the pool.
         let purged = unsafe { arena::give_back_segment(idx, resident) };
@@ -386,17 +332,6 @@ impl OwnedHeap {
         self.heap()
             .stats
             .run_bytes_moved(pages << config::PAGE_SHIFT, false);
-        let l = self.local();
-        if l.recent_free[0] != idx + 1 {
-            // Newest first; a segment already remembered moves to the front.
-            let at = l
-                .recent_free
-                .iter()
-                .position(|&s| s == idx + 1)
-                .unwrap_or(config::RECENT_FREE_SEGS - 1);
-            l.recent_free.copy_within(0..at, 1);
-            l.recent_free[0] = idx + 1;
-        }
         // The segment the heap carves from next stays, so a heap at the edge of needing one
         // does not give it back and take it again; during a trim, the trim gives it back
         // once purged.

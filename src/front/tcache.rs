@@ -2,7 +2,9 @@
 //! remote buffer (ring or bank by lane), and the slow paths that refill, overflow, flush and
 //! retire them. The malloc/free fast paths themselves are in `alloc`.
 
-use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
+use crate::config::{
+    self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, MEDIUM_ALONE_BINS, RING_FULL_BUDGET, RING_MISS_BUDGET,
+};
 use crate::ds::bin_set::BinSet;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
@@ -257,8 +259,11 @@ impl ThreadCache {
             unsafe { self.flush_remote(RING_MISS_BUDGET) };
         }
         if !sc::is_small(bin) {
-            // A freer's lowered limit (`shed`) ends with its first refill.
-            self.bins[bin].set_limit(sc::bin_limit(bin));
+            // A freer's lowered limit (`shed`) ends with its first refill; in the only heap
+            // owned the bin holds `MEDIUM_ALONE_BINS` limits.
+            let d = sc::bin_limit(bin);
+            let alone = !registry::others_own_heaps();
+            self.bins[bin].set_limit(if alone { MEDIUM_ALONE_BINS * d } else { d });
         } else {
             // A small limit that overflows without refills lowered (`overflow`) doubles back
             // towards its default with each refill: the thread allocates the class again.
@@ -292,9 +297,11 @@ impl ThreadCache {
                 g
             }
         } else {
-            // Medium: half a bin from the central list, a refill batch of new runs.
+            // Medium: the central list whole up to a bin limit, else half a bin from it; a
+            // refill batch of new runs.
             h.refill_medium(
                 bin,
+                limit,
                 (limit / 2).max(sc::refill_batch(bin)),
                 sc::refill_batch(bin),
             )
@@ -730,12 +737,15 @@ impl ThreadCache {
         true
     }
 
-    /// Gives bin `bin`'s growth back to the thread's budget.
+    /// Gives bin `bin`'s growth back to the thread's budget (a medium bin's limit in the only
+    /// heap owned, `MEDIUM_ALONE_BINS`, is not taken from it).
     fn shrink_to_default(&mut self, bin: usize) {
         let b = &mut self.bins[bin];
         let d = sc::bin_limit(bin);
         b.rest = null_mut();
-        if b.limit() > d {
+        if !sc::is_small(bin) {
+            b.set_limit(b.limit().min(d));
+        } else if b.limit() > d {
             self.grown -= (b.limit() - d) as usize * sc::bin_size(bin);
             b.set_limit(d);
         }

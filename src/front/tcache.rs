@@ -260,9 +260,9 @@ impl ThreadCache {
         }
         if !sc::is_small(bin) {
             // A freer's lowered limit (`shed`) ends with its first refill; in the only heap
-            // owned the bin holds `MEDIUM_ALONE_BINS` limits.
+            // owned a medium bin holds `MEDIUM_ALONE_BINS` limits.
             let d = sc::bin_limit(bin);
-            let alone = !registry::others_own_heaps();
+            let alone = sc::bin_size(bin) <= sc::MEDIUM_MAX && !registry::others_own_heaps();
             self.bins[bin].set_limit(if alone { MEDIUM_ALONE_BINS * d } else { d });
         } else {
             // A small limit that overflows without refills lowered (`overflow`) doubles back

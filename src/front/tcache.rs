@@ -297,11 +297,9 @@ impl ThreadCache {
                 g
             }
         } else {
-            // Medium: the central list whole up to a bin limit, else half a bin from it; a
-            // refill batch of new runs.
+            // Medium: half a bin from the central list, a refill batch of new runs.
             h.refill_medium(
                 bin,
-                limit,
                 (limit / 2).max(sc::refill_batch(bin)),
                 sc::refill_batch(bin),
             )

@@ -14,11 +14,11 @@ use crate::sys::{options, os};
 
 impl OwnedHeap {
     /// Medium refill: this class's inbox (whole; if it held runs, the other classes' inboxes
-    /// go back to the segments, [`return_inboxes`](Self::return_inboxes)), then central (whole
-    /// when it holds at most `whole` runs, else its first `want`), else a chain from the shared pool (other heaps' runs), else (the
+    /// go back to the segments, [`return_inboxes`](Self::return_inboxes)), then up to `want`
+    /// runs from central, else a chain from the shared pool (other heaps' runs), else (the
     /// other inboxes back to the segments first) from another heap's inbox
     /// ([`steal_inbox`](Self::steal_inbox)), else `carve` new runs.
-    pub fn refill_medium(&mut self, bin: usize, whole: u32, want: u32, carve: u32) -> LocalList {
+    pub fn refill_medium(&mut self, bin: usize, want: u32, carve: u32) -> LocalList {
         let h = self.heap();
         let mi = bin - SMALL_BINS;
         // SAFETY: the inbox and intake of `bin` are this heap's queues of free runs of `bin`.
@@ -34,11 +34,9 @@ impl OwnedHeap {
         let central = &mut l.medium[mi];
         if central.count > 0 {
             h.stats.add(Ev::MediumCentral, 1);
-            // Whole when it fits the bin: no walk over a page per run. (Whole only up to a
-            // refill of half a bin, the refill after each shed walked: a shed sends one run
-            // more than that, and the walk read runs shed long before, out of cache.)
+            // Whole when it is at most a refill: no walk over a page per run.
             // SAFETY: the central list is well formed with an exact count.
-            let got = unsafe { central.take_whole_or(whole.max(want), want) };
+            let got = unsafe { central.take_whole_or(want, want) };
             l.note_medium_low(mi);
             return got;
         }

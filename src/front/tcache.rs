@@ -1286,8 +1286,9 @@ impl ThreadCache {
     }
 
     /// `malloc_trim`: send this thread's buffered remote frees to their owners (whose trim or
-    /// decay can then sweep their runs) and give this thread's heap's free pages back to the
-    /// OS.
+    /// decay can then sweep their runs), cut its medium bins back to their default limits (the
+    /// only heap's hold [`MEDIUM_ALONE_BINS`] of them) and give this thread's heap's free
+    /// pages back to the OS.
     pub fn trim(&mut self) -> usize {
         if self.heap.is_none() {
             return 0;
@@ -1296,10 +1297,21 @@ impl ThreadCache {
             // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
-        // SAFETY: the heap is held (checked above); its owner is this thread.
+        // SAFETY: the heap is held (checked above); its owner is this thread. `shed` needs an
+        // ACTIVE cache and a bin of more than `d` objects (both tested).
         unsafe {
             self.owned().enter();
             self.unhold_by_page(None);
+            let active = self.state == ACTIVE;
+            for bin in SMALL_BINS..NUM_BINS {
+                let d = sc::bin_limit(bin);
+                if active && self.bins[bin].limit() > d {
+                    self.bins[bin].set_limit(d);
+                    if self.bins[bin].count() > d {
+                        self.shed(bin, d);
+                    }
+                }
+            }
             self.owned().leave();
         }
         match &mut self.heap {

@@ -537,6 +537,10 @@ impl ThreadCache {
                 // again, and lowered limits there cost 28 % more instructions (docs/ab.md).
                 self.bins[bin].set_limit((limit / 2).max(sc::refill_batch(bin)));
             }
+        } else if self.bins[bin].limit() > sc::bin_limit(bin) && registry::others_own_heaps() {
+            // A medium bin that took `MEDIUM_ALONE_BINS` limits while its heap was the only
+            // one owned: other threads own heaps now, and it sheds to its default limit.
+            self.bins[bin].set_limit(sc::bin_limit(bin));
         }
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {

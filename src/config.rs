@@ -152,6 +152,12 @@ pub const MEDIUM_CENTRAL_BYTES: usize = 16 << 20;
 /// class without allocating it (a queue's consumer): the runs go home in small batches
 /// instead of a bin limit's worth per class and thread.
 pub const MEDIUM_FREER_BYTES: usize = 32 << 10;
+/// Medium bin limits (classes up to 64 KiB), in default limits, while the thread's heap is the
+/// only one owned (set at each refill of the class): one thread's free runs of a class then
+/// wait in its bin instead of crossing to the heap's central list, whose refills walked runs
+/// shed long before (random-mixed 16–32768, docs/ab.md "Medium bins of the only heap"). 1
+/// keeps the default limits.
+pub const MEDIUM_ALONE_BINS: u32 = 4;
 /// A heap about to take a new segment first gives its medium central runs back to their
 /// segments when they hold more than this (`OwnedHeap::reclaim_runs`; at 1 MiB
 /// random-mixed 16–32768 re-carved and fragmented: 6.0 → 9.2 MiB peak).

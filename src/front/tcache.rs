@@ -2,7 +2,9 @@
 //! remote buffer (ring or bank by lane), and the slow paths that refill, overflow, flush and
 //! retire them. The malloc/free fast paths themselves are in `alloc`.
 
-use crate::config::{self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, RING_FULL_BUDGET, RING_MISS_BUDGET};
+use crate::config::{
+    self, ADOPT_CENTRAL_MAX, EPOCH_PERIOD, MEDIUM_ALONE_BINS, RING_FULL_BUDGET, RING_MISS_BUDGET,
+};
 use crate::ds::bin_set::BinSet;
 use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
@@ -257,8 +259,11 @@ impl ThreadCache {
             unsafe { self.flush_remote(RING_MISS_BUDGET) };
         }
         if !sc::is_small(bin) {
-            // A freer's lowered limit (`shed`) ends with its first refill.
-            self.bins[bin].set_limit(sc::bin_limit(bin));
+            // A freer's lowered limit (`shed`) ends with its first refill; in the only heap
+            // owned a medium bin holds `MEDIUM_ALONE_BINS` limits.
+            let d = sc::bin_limit(bin);
+            let alone = sc::bin_size(bin) <= sc::MEDIUM_MAX && !registry::others_own_heaps();
+            self.bins[bin].set_limit(if alone { MEDIUM_ALONE_BINS * d } else { d });
         } else {
             // A small limit that overflows without refills lowered (`overflow`) doubles back
             // towards its default with each refill: the thread allocates the class again.
@@ -532,6 +537,10 @@ impl ThreadCache {
                 // again, and lowered limits there cost 28 % more instructions (docs/ab.md).
                 self.bins[bin].set_limit((limit / 2).max(sc::refill_batch(bin)));
             }
+        } else if self.bins[bin].limit() > sc::bin_limit(bin) && registry::others_own_heaps() {
+            // A medium bin that took `MEDIUM_ALONE_BINS` limits while its heap was the only
+            // one owned: other threads own heaps now, and it sheds to its default limit.
+            self.bins[bin].set_limit(sc::bin_limit(bin));
         }
         // SAFETY: ACTIVE (caller contract); an overflowing bin holds more than half its limit.
         unsafe {
@@ -730,12 +739,15 @@ impl ThreadCache {
         true
     }
 
-    /// Gives bin `bin`'s growth back to the thread's budget.
+    /// Gives bin `bin`'s growth back to the thread's budget (a medium bin's limit in the only
+    /// heap owned, `MEDIUM_ALONE_BINS`, is not taken from it).
     fn shrink_to_default(&mut self, bin: usize) {
         let b = &mut self.bins[bin];
         let d = sc::bin_limit(bin);
         b.rest = null_mut();
-        if b.limit() > d {
+        if !sc::is_small(bin) {
+            b.set_limit(b.limit().min(d));
+        } else if b.limit() > d {
             self.grown -= (b.limit() - d) as usize * sc::bin_size(bin);
             b.set_limit(d);
         }
@@ -1278,8 +1290,9 @@ impl ThreadCache {
     }
 
     /// `malloc_trim`: send this thread's buffered remote frees to their owners (whose trim or
-    /// decay can then sweep their runs) and give this thread's heap's free pages back to the
-    /// OS.
+    /// decay can then sweep their runs), cut its medium bins back to their default limits (the
+    /// only heap's hold [`MEDIUM_ALONE_BINS`] of them) and give this thread's heap's free
+    /// pages back to the OS.
     pub fn trim(&mut self) -> usize {
         if self.heap.is_none() {
             return 0;
@@ -1288,10 +1301,21 @@ impl ThreadCache {
             // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
-        // SAFETY: the heap is held (checked above); its owner is this thread.
+        // SAFETY: the heap is held (checked above); its owner is this thread. `shed` needs an
+        // ACTIVE cache and a bin of more than `d` objects (both tested).
         unsafe {
             self.owned().enter();
             self.unhold_by_page(None);
+            let active = self.state == ACTIVE;
+            for bin in SMALL_BINS..NUM_BINS {
+                let d = sc::bin_limit(bin);
+                if active && self.bins[bin].limit() > d {
+                    self.bins[bin].set_limit(d);
+                    if self.bins[bin].count() > d {
+                        self.shed(bin, d);
+                    }
+                }
+            }
             self.owned().leave();
         }
         match &mut self.heap {

@@ -1,11 +1,14 @@
 //! Medium bins of the only heap (design.md §5, `config::MEDIUM_ALONE_BINS`): while one thread
 //! owns a heap, a medium bin holds four default limits, so freeing more runs of a class than a
 //! default bin holds does not overflow; `malloc_trim` cuts the bin back to its default limit
-//! and gives the rest back to the segments. Its own binary without the test harness, so that
-//! `main` is the only thread and owns the only heap.
+//! and gives the rest back to the segments; once another thread owns a heap, the bin's next
+//! overflow cuts it back to its default limit. Its own binary without the test harness, so
+//! that `main` is the only thread and owns the only heap until it starts a second one.
 
 use hakozuna::Hakozuna;
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::mpsc;
+use std::thread;
 
 #[global_allocator]
 static A: Hakozuna = Hakozuna;
@@ -43,5 +46,59 @@ fn main() {
         returned >= (N - 8) as u64,
         "malloc_trim gave back {returned} of the {N} runs freed"
     );
-    println!("medium_alone: ok ({returned} runs given back by malloc_trim)");
+    let after_trim = overflow_after_others_start(layout);
+    println!(
+        "medium_alone: ok ({returned} runs given back by malloc_trim; {after_trim} overflows \
+         once another thread owned a heap)"
+    );
+}
+
+/// The only heap's bin fills to 24 of its 32 runs; a second thread claims a heap and waits;
+/// 9 more frees overflow the bin, which, others owning heaps now, drops to its default limit
+/// (8) and keeps half of it; 5 more frees overflow it again. Had it kept its 32-run limit, the
+/// first overflow would have kept 16 and the 5 frees would fit. Returns the overflows counted.
+fn overflow_after_others_start(layout: Layout) -> u64 {
+    let mut blocks = Vec::with_capacity(N + 14);
+    for _ in 0..N + 14 {
+        // SAFETY: a non-zero-sized layout.
+        let p = unsafe { A.alloc(layout) };
+        assert!(!p.is_null());
+        blocks.push(p);
+    }
+    let free = |ps: &[*mut u8]| {
+        for &p in ps {
+            // SAFETY: allocated above with `layout`, freed once.
+            unsafe { A.dealloc(p, layout) };
+        }
+    };
+    let before = hakozuna::stats().events.bin_overflows;
+    free(&blocks[..N]);
+    assert_eq!(
+        hakozuna::stats().events.bin_overflows,
+        before,
+        "{N} frees overflowed the only heap's bin after a trim and new refills"
+    );
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let other = thread::spawn(move || {
+        // This thread's heap, owned until it exits.
+        let v = std::hint::black_box(vec![1u8; 64]);
+        ready_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        drop(v);
+    });
+    ready_rx.recv().unwrap();
+    free(&blocks[N..N + 9]);
+    let first = hakozuna::stats().events.bin_overflows - before;
+    free(&blocks[N + 9..]);
+    let both = hakozuna::stats().events.bin_overflows - before;
+    done_tx.send(()).unwrap();
+    other.join().unwrap();
+    assert_eq!(first, 1, "9 frees past 24 runs did not overflow the 32-run bin once");
+    assert_eq!(
+        both, 2,
+        "5 more frees did not overflow again: the bin kept the only heap's limit after \
+         another thread owned a heap"
+    );
+    both
 }

@@ -47,10 +47,56 @@ fn main() {
         "malloc_trim gave back {returned} of the {N} runs freed"
     );
     let after_trim = overflow_after_others_start(layout);
+    let parked = pool_after_trim();
     println!(
         "medium_alone: ok ({returned} runs given back by malloc_trim; {after_trim} overflows \
-         once another thread owned a heap)"
+         once another thread owned a heap; {parked} bytes in the shared pool after the last \
+         malloc_trim)"
     );
+}
+
+/// `malloc_trim` sends every shared-pool chain home (design.md §10), also what its cut of the
+/// only heap's bins sheds: `main`, alone, refills runs of 16 KiB (a default bin holds 16, the
+/// only heap's 64); a second thread allocates 48 of them and exits; `main`, alone again,
+/// frees them into its bin (adopted runs of a released heap, no overflow) and calls
+/// `malloc_trim`, whose cut of the bin to its default limit sheds 33 runs to the central
+/// list, which parks adopted runs past a bin limit in the shared pool. Returns the medium
+/// bytes left in the pool.
+fn pool_after_trim() -> u64 {
+    const M: usize = 48;
+    let layout = Layout::from_size_align(16 << 10, 16).unwrap();
+    // SAFETY: a non-zero-sized layout.
+    let first = unsafe { A.alloc(layout) } as usize;
+    let theirs = thread::spawn(move || {
+        (0..M)
+            .map(|_| {
+                // SAFETY: a non-zero-sized layout.
+                let p = unsafe { A.alloc(layout) };
+                assert!(!p.is_null());
+                p as usize
+            })
+            .collect::<Vec<usize>>()
+    })
+    .join()
+    .unwrap();
+    let before = hakozuna::stats().events.bin_overflows;
+    for &p in theirs.iter().chain([&first]) {
+        // SAFETY: allocated above with `layout`, freed once.
+        unsafe { A.dealloc(p as *mut u8, layout) };
+    }
+    assert_eq!(
+        hakozuna::stats().events.bin_overflows,
+        before,
+        "{M} adopted frees overflowed the only heap's bin"
+    );
+    // SAFETY: not called from inside an allocator call.
+    unsafe { hakozuna::alloc::trim() };
+    let parked = hakozuna::stats().shared_pool_medium_bytes;
+    assert_eq!(
+        parked, 0,
+        "malloc_trim left {parked} bytes of medium runs in the shared pool"
+    );
+    parked
 }
 
 /// The only heap's bin fills to 24 of its 32 runs; a second thread claims a heap and waits;

@@ -1289,10 +1289,34 @@ impl ThreadCache {
         unsafe { self.heap() }.id
     }
 
+    /// `malloc_trim`, before the shared pool's chains go home: cut this thread's medium bins
+    /// back to their default limits (the only heap's hold [`MEDIUM_ALONE_BINS`] of them). What
+    /// central parks in the pool of what they shed (adopted runs past a bin limit) then goes
+    /// home with the pool's other chains, where the heaps' trims return it.
+    pub fn cut_medium_bins(&mut self) {
+        if self.heap.is_none() || self.state != ACTIVE {
+            return;
+        }
+        // SAFETY: ACTIVE with the heap held (checked above); its owner is this thread. `shed`
+        // needs an ACTIVE cache and a bin of more than `d` objects (tested).
+        unsafe {
+            self.owned().enter();
+            for bin in SMALL_BINS..NUM_BINS {
+                let d = sc::bin_limit(bin);
+                if self.bins[bin].limit() > d {
+                    self.bins[bin].set_limit(d);
+                    if self.bins[bin].count() > d {
+                        self.shed(bin, d);
+                    }
+                }
+            }
+            self.owned().leave();
+        }
+    }
+
     /// `malloc_trim`: send this thread's buffered remote frees to their owners (whose trim or
-    /// decay can then sweep their runs), cut its medium bins back to their default limits (the
-    /// only heap's hold [`MEDIUM_ALONE_BINS`] of them) and give this thread's heap's free
-    /// pages back to the OS.
+    /// decay can then sweep their runs) and give this thread's heap's free pages back to the
+    /// OS.
     pub fn trim(&mut self) -> usize {
         if self.heap.is_none() {
             return 0;
@@ -1301,21 +1325,10 @@ impl ThreadCache {
             // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
-        // SAFETY: the heap is held (checked above); its owner is this thread. `shed` needs an
-        // ACTIVE cache and a bin of more than `d` objects (both tested).
+        // SAFETY: the heap is held (checked above); its owner is this thread.
         unsafe {
             self.owned().enter();
             self.unhold_by_page(None);
-            let active = self.state == ACTIVE;
-            for bin in SMALL_BINS..NUM_BINS {
-                let d = sc::bin_limit(bin);
-                if active && self.bins[bin].limit() > d {
-                    self.bins[bin].set_limit(d);
-                    if self.bins[bin].count() > d {
-                        self.shed(bin, d);
-                    }
-                }
-            }
             self.owned().leave();
         }
         match &mut self.heap {

@@ -140,7 +140,10 @@ fn overflow_after_others_start(layout: Layout) -> u64 {
     let both = hakozuna::stats().events.bin_overflows - before;
     done_tx.send(()).unwrap();
     other.join().unwrap();
-    assert_eq!(first, 1, "9 frees past 24 runs did not overflow the 32-run bin once");
+    assert_eq!(
+        first, 1,
+        "9 frees past 24 runs did not overflow the 32-run bin once"
+    );
     assert_eq!(
         both, 2,
         "5 more frees did not overflow again: the bin kept the only heap's limit after \

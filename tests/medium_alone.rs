@@ -19,6 +19,9 @@ const SIZE: usize = 32 << 10;
 const N: usize = 24;
 
 fn main() {
+    if std::env::var_os(FALLBACK_CHILD).is_some() {
+        return fallback_child();
+    }
     let layout = Layout::from_size_align(SIZE, 16).unwrap();
     let mut blocks = Vec::with_capacity(N);
     for _ in 0..N {
@@ -48,10 +51,73 @@ fn main() {
     );
     let after_trim = overflow_after_others_start(layout);
     let parked = pool_after_trim();
+    fallback_keeps_default_limits();
     println!(
         "medium_alone: ok ({returned} runs given back by malloc_trim; {after_trim} overflows \
          once another thread owned a heap; {parked} bytes in the shared pool after the last \
-         malloc_trim)"
+         malloc_trim; the fallback cache kept its default limits)"
+    );
+}
+
+/// Set in the child process [`fallback_keeps_default_limits`] runs.
+const FALLBACK_CHILD: &str = "MEDIUM_ALONE_FALLBACK_CHILD";
+
+/// The shared fallback cache serves threads without a heap of their own; its heap is not one a
+/// thread owns, and its medium bins keep their default limits even while one thread owns the
+/// only other heap. Runs this binary again with `HAKOZUNA_MAX_HEAPS=1`, so a second thread
+/// gets no heap ([`fallback_child`]).
+fn fallback_keeps_default_limits() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .env(FALLBACK_CHILD, "1")
+        .env("HAKOZUNA_MAX_HEAPS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fallback child failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With `HAKOZUNA_MAX_HEAPS=1` `main` owns the only heap, and a second thread allocates from
+/// the fallback cache: 48 runs of 16 KiB, freed (they go to the fallback heap's inbox), then 16
+/// more. A default bin holds 16 runs and a refill takes half a bin from central, so the 16
+/// take two refills from central; at four limits one refill took 32.
+fn fallback_child() {
+    const M: usize = 48;
+    let layout = Layout::from_size_align(16 << 10, 16).unwrap();
+    let refills = thread::spawn(move || {
+        let alloc = |n: usize| {
+            (0..n)
+                .map(|_| {
+                    // SAFETY: a non-zero-sized layout.
+                    let p = unsafe { A.alloc(layout) };
+                    assert!(!p.is_null());
+                    p
+                })
+                .collect::<Vec<*mut u8>>()
+        };
+        let free = |ps: Vec<*mut u8>| {
+            for p in ps {
+                // SAFETY: allocated with `layout`, freed once.
+                unsafe { A.dealloc(p, layout) };
+            }
+        };
+        free(alloc(M));
+        let before = hakozuna::stats().events.medium_refill_central;
+        let again = alloc(16);
+        let refills = hakozuna::stats().events.medium_refill_central - before;
+        free(again);
+        refills
+    })
+    .join()
+    .unwrap();
+    assert!(
+        refills >= 2,
+        "16 mallocs of the fallback cache took {refills} refill(s) from central: its bin held \
+         more than half a default limit"
     );
 }
 

@@ -45,6 +45,10 @@ pub struct ThreadCache {
     /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
     refills: u32,
     pub state: u32,
+    /// The shared fallback cache (`front::fallback`, set after `start`): its heap is no
+    /// thread's own and not counted as owned, so its medium bins keep their default limits
+    /// (`refill`; `MEDIUM_ALONE_BINS` is for a thread whose heap is the only one owned).
+    pub(super) fallback: bool,
     /// The owner's handle on this thread's heap: `Some` while ACTIVE, and while BUSY inside
     /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
@@ -234,6 +238,7 @@ impl ThreadCache {
         self.by_page_peak = [0; sc::STEP_BINS];
         self.adopt_range = 0;
         self.refills = 0;
+        self.fallback = false;
         self.state = ACTIVE;
     }
 
@@ -260,9 +265,12 @@ impl ThreadCache {
         }
         if !sc::is_small(bin) {
             // A freer's lowered limit (`shed`) ends with its first refill; in the only heap
-            // owned a medium bin holds `MEDIUM_ALONE_BINS` limits.
+            // owned a medium bin holds `MEDIUM_ALONE_BINS` limits (not the fallback cache's,
+            // whose heap `others_own_heaps` does not count).
             let d = sc::bin_limit(bin);
-            let alone = sc::bin_size(bin) <= sc::MEDIUM_MAX && !registry::others_own_heaps();
+            let alone = sc::bin_size(bin) <= sc::MEDIUM_MAX
+                && !self.fallback
+                && !registry::others_own_heaps();
             self.bins[bin].set_limit(if alone { MEDIUM_ALONE_BINS * d } else { d });
         } else {
             // A small limit that overflows without refills lowered (`overflow`) doubles back

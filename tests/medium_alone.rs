@@ -19,6 +19,9 @@ const SIZE: usize = 32 << 10;
 const N: usize = 24;
 
 fn main() {
+    if std::env::var_os(FALLBACK_CHILD).is_some() {
+        return fallback_child();
+    }
     let layout = Layout::from_size_align(SIZE, 16).unwrap();
     let mut blocks = Vec::with_capacity(N);
     for _ in 0..N {
@@ -47,10 +50,119 @@ fn main() {
         "malloc_trim gave back {returned} of the {N} runs freed"
     );
     let after_trim = overflow_after_others_start(layout);
+    let parked = pool_after_trim();
+    fallback_keeps_default_limits();
     println!(
         "medium_alone: ok ({returned} runs given back by malloc_trim; {after_trim} overflows \
-         once another thread owned a heap)"
+         once another thread owned a heap; {parked} bytes in the shared pool after the last \
+         malloc_trim; the fallback cache kept its default limits)"
     );
+}
+
+/// Set in the child process [`fallback_keeps_default_limits`] runs.
+const FALLBACK_CHILD: &str = "MEDIUM_ALONE_FALLBACK_CHILD";
+
+/// The shared fallback cache serves threads without a heap of their own; its heap is not one a
+/// thread owns, and its medium bins keep their default limits even while one thread owns the
+/// only other heap. Runs this binary again with `HAKOZUNA_MAX_HEAPS=1`, so a second thread
+/// gets no heap ([`fallback_child`]).
+fn fallback_keeps_default_limits() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .env(FALLBACK_CHILD, "1")
+        .env("HAKOZUNA_MAX_HEAPS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fallback child failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With `HAKOZUNA_MAX_HEAPS=1` `main` owns the only heap, and a second thread allocates from
+/// the fallback cache: 48 runs of 16 KiB, freed (they go to the fallback heap's inbox), then 16
+/// more. A default bin holds 16 runs and a refill takes half a bin from central, so the 16
+/// take two refills from central; at four limits one refill took 32.
+fn fallback_child() {
+    const M: usize = 48;
+    let layout = Layout::from_size_align(16 << 10, 16).unwrap();
+    let refills = thread::spawn(move || {
+        let alloc = |n: usize| {
+            (0..n)
+                .map(|_| {
+                    // SAFETY: a non-zero-sized layout.
+                    let p = unsafe { A.alloc(layout) };
+                    assert!(!p.is_null());
+                    p
+                })
+                .collect::<Vec<*mut u8>>()
+        };
+        let free = |ps: Vec<*mut u8>| {
+            for p in ps {
+                // SAFETY: allocated with `layout`, freed once.
+                unsafe { A.dealloc(p, layout) };
+            }
+        };
+        free(alloc(M));
+        let before = hakozuna::stats().events.medium_refill_central;
+        let again = alloc(16);
+        let refills = hakozuna::stats().events.medium_refill_central - before;
+        free(again);
+        refills
+    })
+    .join()
+    .unwrap();
+    assert!(
+        refills >= 2,
+        "16 mallocs of the fallback cache took {refills} refill(s) from central: its bin held \
+         more than half a default limit"
+    );
+}
+
+/// `malloc_trim` sends every shared-pool chain home (design.md §10), also what its cut of the
+/// only heap's bins sheds: `main`, alone, refills runs of 16 KiB (a default bin holds 16, the
+/// only heap's 64); a second thread allocates 48 of them and exits; `main`, alone again,
+/// frees them into its bin (adopted runs of a released heap, no overflow) and calls
+/// `malloc_trim`, whose cut of the bin to its default limit sheds 33 runs to the central
+/// list, which parks adopted runs past a bin limit in the shared pool. Returns the medium
+/// bytes left in the pool.
+fn pool_after_trim() -> u64 {
+    const M: usize = 48;
+    let layout = Layout::from_size_align(16 << 10, 16).unwrap();
+    // SAFETY: a non-zero-sized layout.
+    let first = unsafe { A.alloc(layout) } as usize;
+    let theirs = thread::spawn(move || {
+        (0..M)
+            .map(|_| {
+                // SAFETY: a non-zero-sized layout.
+                let p = unsafe { A.alloc(layout) };
+                assert!(!p.is_null());
+                p as usize
+            })
+            .collect::<Vec<usize>>()
+    })
+    .join()
+    .unwrap();
+    let before = hakozuna::stats().events.bin_overflows;
+    for &p in theirs.iter().chain([&first]) {
+        // SAFETY: allocated above with `layout`, freed once.
+        unsafe { A.dealloc(p as *mut u8, layout) };
+    }
+    assert_eq!(
+        hakozuna::stats().events.bin_overflows,
+        before,
+        "{M} adopted frees overflowed the only heap's bin"
+    );
+    // SAFETY: not called from inside an allocator call.
+    unsafe { hakozuna::alloc::trim() };
+    let parked = hakozuna::stats().shared_pool_medium_bytes;
+    assert_eq!(
+        parked, 0,
+        "malloc_trim left {parked} bytes of medium runs in the shared pool"
+    );
+    parked
 }
 
 /// The only heap's bin fills to 24 of its 32 runs; a second thread claims a heap and waits;
@@ -94,7 +206,10 @@ fn overflow_after_others_start(layout: Layout) -> u64 {
     let both = hakozuna::stats().events.bin_overflows - before;
     done_tx.send(()).unwrap();
     other.join().unwrap();
-    assert_eq!(first, 1, "9 frees past 24 runs did not overflow the 32-run bin once");
+    assert_eq!(
+        first, 1,
+        "9 frees past 24 runs did not overflow the 32-run bin once"
+    );
     assert_eq!(
         both, 2,
         "5 more frees did not overflow again: the bin kept the only heap's limit after \

@@ -443,15 +443,25 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
 /// home, sweeps this thread's heap, the heaps of other live threads that are not in a slow
 /// path at that moment, and every released heap (threads that exited), so whole small runs go
 /// back to their segments, and returns to the OS their free pages, the arena's segment pool
-/// and the large cache. Objects cached in threads' bins stay. True when anything was returned.
+/// and the large cache. Objects cached in threads' bins stay, except what this thread's medium
+/// bins hold past their default limits (`MEDIUM_ALONE_BINS`), cut first. True when anything
+/// was returned.
 ///
 /// # Safety
 /// Not called re-entrantly on a thread that is already inside an allocator call (for example
 /// from a signal handler that interrupted one): like glibc's, these functions are not
 /// async-signal-safe.
 pub unsafe fn trim() -> bool {
-    registry::trim_pool();
     let tc = tls::tcache();
+    // SAFETY: `tc` is live for the whole thread; when ACTIVE it is the thread's own, and no
+    // other reference to it is live (not called from inside the allocator). Before the pool's
+    // chains go home: what central parks of the runs the cut sheds goes with them.
+    unsafe {
+        if (*tc).state == ACTIVE {
+            (*tc).cut_medium_bins();
+        }
+    }
+    registry::trim_pool();
     // SAFETY: `tc` is live for the whole thread; when ACTIVE it is the thread's own, and no
     // other reference to it is live (not called from inside the allocator). A stand-in has
     // no heap to trim.

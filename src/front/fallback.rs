@@ -76,7 +76,10 @@ fn claim() -> Option<*mut ThreadCache> {
     };
     // SAFETY: `c` is the cache of the heap we now own, not referenced by anyone (a released
     // heap's cache was retired by its last owner, whose slot no longer names it).
-    unsafe { (*c).start(h) };
+    unsafe {
+        (*c).start(h);
+        (*c).fallback = true;
+    }
     Some(c)
 }
 

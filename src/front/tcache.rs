@@ -45,6 +45,10 @@ pub struct ThreadCache {
     /// Refills since activation, counted up to [`config::ADOPT_WARMUP`].
     refills: u32,
     pub state: u32,
+    /// The shared fallback cache (`front::fallback`, set after `start`): its heap is no
+    /// thread's own and not counted as owned, so its medium bins keep their default limits
+    /// (`refill`; `MEDIUM_ALONE_BINS` is for a thread whose heap is the only one owned).
+    pub(super) fallback: bool,
     /// The owner's handle on this thread's heap: `Some` while ACTIVE, and while BUSY inside
     /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
@@ -234,6 +238,7 @@ impl ThreadCache {
         self.by_page_peak = [0; sc::STEP_BINS];
         self.adopt_range = 0;
         self.refills = 0;
+        self.fallback = false;
         self.state = ACTIVE;
     }
 
@@ -260,9 +265,12 @@ impl ThreadCache {
         }
         if !sc::is_small(bin) {
             // A freer's lowered limit (`shed`) ends with its first refill; in the only heap
-            // owned a medium bin holds `MEDIUM_ALONE_BINS` limits.
+            // owned a medium bin holds `MEDIUM_ALONE_BINS` limits (not the fallback cache's,
+            // whose heap `others_own_heaps` does not count).
             let d = sc::bin_limit(bin);
-            let alone = sc::bin_size(bin) <= sc::MEDIUM_MAX && !registry::others_own_heaps();
+            let alone = sc::bin_size(bin) <= sc::MEDIUM_MAX
+                && !self.fallback
+                && !registry::others_own_heaps();
             self.bins[bin].set_limit(if alone { MEDIUM_ALONE_BINS * d } else { d });
         } else {
             // A small limit that overflows without refills lowered (`overflow`) doubles back
@@ -1289,10 +1297,34 @@ impl ThreadCache {
         unsafe { self.heap() }.id
     }
 
+    /// `malloc_trim`, before the shared pool's chains go home: cut this thread's medium bins
+    /// back to their default limits (the only heap's hold [`MEDIUM_ALONE_BINS`] of them). What
+    /// central parks in the pool of what they shed (adopted runs past a bin limit) then goes
+    /// home with the pool's other chains, where the heaps' trims return it.
+    pub fn cut_medium_bins(&mut self) {
+        if self.heap.is_none() || self.state != ACTIVE {
+            return;
+        }
+        // SAFETY: ACTIVE with the heap held (checked above); its owner is this thread. `shed`
+        // needs an ACTIVE cache and a bin of more than `d` objects (tested).
+        unsafe {
+            self.owned().enter();
+            for bin in SMALL_BINS..NUM_BINS {
+                let d = sc::bin_limit(bin);
+                if self.bins[bin].limit() > d {
+                    self.bins[bin].set_limit(d);
+                    if self.bins[bin].count() > d {
+                        self.shed(bin, d);
+                    }
+                }
+            }
+            self.owned().leave();
+        }
+    }
+
     /// `malloc_trim`: send this thread's buffered remote frees to their owners (whose trim or
-    /// decay can then sweep their runs), cut its medium bins back to their default limits (the
-    /// only heap's hold [`MEDIUM_ALONE_BINS`] of them) and give this thread's heap's free
-    /// pages back to the OS.
+    /// decay can then sweep their runs) and give this thread's heap's free pages back to the
+    /// OS.
     pub fn trim(&mut self) -> usize {
         if self.heap.is_none() {
             return 0;
@@ -1301,21 +1333,10 @@ impl ThreadCache {
             // SAFETY: `heap` is `Some` (checked above), as `flush_remote` needs.
             unsafe { self.flush_remote(u32::MAX) };
         }
-        // SAFETY: the heap is held (checked above); its owner is this thread. `shed` needs an
-        // ACTIVE cache and a bin of more than `d` objects (both tested).
+        // SAFETY: the heap is held (checked above); its owner is this thread.
         unsafe {
             self.owned().enter();
             self.unhold_by_page(None);
-            let active = self.state == ACTIVE;
-            for bin in SMALL_BINS..NUM_BINS {
-                let d = sc::bin_limit(bin);
-                if active && self.bins[bin].limit() > d {
-                    self.bins[bin].set_limit(d);
-                    if self.bins[bin].count() > d {
-                        self.shed(bin, d);
-                    }
-                }
-            }
             self.owned().leave();
         }
         match &mut self.heap {

@@ -166,6 +166,18 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // Interrupts at their default in the child, whatever the launcher left: a test run
+    // started in the background without job control ignores SIGINT and SIGQUIT, and CPython
+    // started so never raises KeyboardInterrupt (test_threading's interrupt_main tests).
+    // SAFETY: between fork and exec the closure only calls signal(2), which is
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let start = Instant::now();
     let mut child = cmd
         .spawn()

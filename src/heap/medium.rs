@@ -187,9 +187,15 @@ impl OwnedHeap {
     /// nobody takes from keeps the central cap's behaviour (the surplus past it goes back to the
     /// segments): parked anyway, a thread that freed 32 MiB of runs held the pool's share on top
     /// of the cap's 16 MiB (`tests/stats_api.rs`). The gate costs a clock read per medium shed
-    /// that finds the list past one bin limit.
+    /// that finds the list past one bin limit. Never during a trim: its drain of the queues
+    /// (the chains `malloc_trim` sent home from the pool among them) would park them again,
+    /// where they stayed resident after `malloc_trim` returned; they go back to their segments
+    /// with the rest of central.
     pub(super) fn park_own_surplus(&mut self, bin: usize) {
-        if !config::MEDIUM_POOL || !pool::taken_within(bin, os::now_ms(), options::decay_ms()) {
+        if !config::MEDIUM_POOL
+            || self.local().trimming
+            || !pool::taken_within(bin, os::now_ms(), options::decay_ms())
+        {
             return;
         }
         let h = self.heap();

@@ -124,7 +124,9 @@ struct HeapLocal {
     /// [`config::EXIT_TRIM_SEGMENTS`]: crate::config::EXIT_TRIM_SEGMENTS
     segs_taken: u32,
     /// Set while a trim runs: segments emptied meanwhile wait for its purge and then go to
-    /// the arena's pool purged, rather than resident (which would keep them an interval).
+    /// the arena's pool purged, rather than resident (which would keep them an interval), and
+    /// the medium central lists park none of the heap's own runs in the shared pool
+    /// (`park_own_surplus`).
     trimming: bool,
 }
 

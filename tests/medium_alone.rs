@@ -23,18 +23,9 @@ fn main() {
         return fallback_child();
     }
     let layout = Layout::from_size_align(SIZE, 16).unwrap();
-    let mut blocks = Vec::with_capacity(N);
-    for _ in 0..N {
-        // SAFETY: a non-zero-sized layout.
-        let p = unsafe { A.alloc(layout) };
-        assert!(!p.is_null());
-        blocks.push(p);
-    }
+    let blocks = alloc_n(layout, N);
     let before = hakozuna::stats().events;
-    for &p in &blocks {
-        // SAFETY: allocated above with `layout`, freed once.
-        unsafe { A.dealloc(p, layout) };
-    }
+    free_each(layout, &blocks);
     let freed = hakozuna::stats().events;
     assert_eq!(
         freed.bin_overflows, before.bin_overflows,
@@ -57,6 +48,26 @@ fn main() {
          once another thread owned a heap; {parked} bytes in the shared pool after the last \
          malloc_trim; the fallback cache kept its default limits)"
     );
+}
+
+/// `n` blocks of `layout` (not zero-sized), allocated in turn.
+fn alloc_n(layout: Layout, n: usize) -> Vec<*mut u8> {
+    (0..n)
+        .map(|_| {
+            // SAFETY: a non-zero-sized layout (caller contract).
+            let p = unsafe { A.alloc(layout) };
+            assert!(!p.is_null());
+            p
+        })
+        .collect()
+}
+
+/// Frees each of `ps`, blocks the caller allocated with `layout` and gives up here.
+fn free_each(layout: Layout, ps: &[*mut u8]) {
+    for &p in ps {
+        // SAFETY: allocated with `layout` and freed once (caller contract).
+        unsafe { A.dealloc(p, layout) };
+    }
 }
 
 /// Set in the child process [`fallback_keeps_default_limits`] runs.
@@ -89,27 +100,11 @@ fn fallback_child() {
     const M: usize = 48;
     let layout = Layout::from_size_align(16 << 10, 16).unwrap();
     let refills = thread::spawn(move || {
-        let alloc = |n: usize| {
-            (0..n)
-                .map(|_| {
-                    // SAFETY: a non-zero-sized layout.
-                    let p = unsafe { A.alloc(layout) };
-                    assert!(!p.is_null());
-                    p
-                })
-                .collect::<Vec<*mut u8>>()
-        };
-        let free = |ps: Vec<*mut u8>| {
-            for p in ps {
-                // SAFETY: allocated with `layout`, freed once.
-                unsafe { A.dealloc(p, layout) };
-            }
-        };
-        free(alloc(M));
+        free_each(layout, &alloc_n(layout, M));
         let before = hakozuna::stats().events.medium_refill_central;
-        let again = alloc(16);
+        let again = alloc_n(layout, 16);
         let refills = hakozuna::stats().events.medium_refill_central - before;
-        free(again);
+        free_each(layout, &again);
         refills
     })
     .join()
@@ -131,25 +126,19 @@ fn fallback_child() {
 fn pool_after_trim() -> u64 {
     const M: usize = 48;
     let layout = Layout::from_size_align(16 << 10, 16).unwrap();
-    // SAFETY: a non-zero-sized layout.
-    let first = unsafe { A.alloc(layout) } as usize;
+    let mut blocks = alloc_n(layout, 1);
+    // Addresses: raw pointers do not cross threads.
     let theirs = thread::spawn(move || {
-        (0..M)
-            .map(|_| {
-                // SAFETY: a non-zero-sized layout.
-                let p = unsafe { A.alloc(layout) };
-                assert!(!p.is_null());
-                p as usize
-            })
+        alloc_n(layout, M)
+            .into_iter()
+            .map(|p| p as usize)
             .collect::<Vec<usize>>()
     })
     .join()
     .unwrap();
+    blocks.splice(0..0, theirs.into_iter().map(|p| p as *mut u8));
     let before = hakozuna::stats().events.bin_overflows;
-    for &p in theirs.iter().chain([&first]) {
-        // SAFETY: allocated above with `layout`, freed once.
-        unsafe { A.dealloc(p as *mut u8, layout) };
-    }
+    free_each(layout, &blocks);
     assert_eq!(
         hakozuna::stats().events.bin_overflows,
         before,
@@ -170,21 +159,9 @@ fn pool_after_trim() -> u64 {
 /// (8) and keeps half of it; 5 more frees overflow it again. Had it kept its 32-run limit, the
 /// first overflow would have kept 16 and the 5 frees would fit. Returns the overflows counted.
 fn overflow_after_others_start(layout: Layout) -> u64 {
-    let mut blocks = Vec::with_capacity(N + 14);
-    for _ in 0..N + 14 {
-        // SAFETY: a non-zero-sized layout.
-        let p = unsafe { A.alloc(layout) };
-        assert!(!p.is_null());
-        blocks.push(p);
-    }
-    let free = |ps: &[*mut u8]| {
-        for &p in ps {
-            // SAFETY: allocated above with `layout`, freed once.
-            unsafe { A.dealloc(p, layout) };
-        }
-    };
+    let blocks = alloc_n(layout, N + 14);
     let before = hakozuna::stats().events.bin_overflows;
-    free(&blocks[..N]);
+    free_each(layout, &blocks[..N]);
     assert_eq!(
         hakozuna::stats().events.bin_overflows,
         before,
@@ -200,9 +177,9 @@ fn overflow_after_others_start(layout: Layout) -> u64 {
         drop(v);
     });
     ready_rx.recv().unwrap();
-    free(&blocks[N..N + 9]);
+    free_each(layout, &blocks[N..N + 9]);
     let first = hakozuna::stats().events.bin_overflows - before;
-    free(&blocks[N + 9..]);
+    free_each(layout, &blocks[N + 9..]);
     let both = hakozuna::stats().events.bin_overflows - before;
     done_tx.send(()).unwrap();
     other.join().unwrap();

@@ -176,6 +176,19 @@ pub fn arg_u32(args: &[String], i: usize, name: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("{name}: {v} is too large"))
 }
 
+/// CPU time the calling thread has used so far, in seconds (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// The timed span of a multi-threaded run, from the workers' own clocks: the earliest moment a
 /// worker left the start barrier to the latest moment one finished. The main thread's clock
 /// is not used: on an oversubscribed machine it can be descheduled just after the barrier

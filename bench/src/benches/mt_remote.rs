@@ -13,7 +13,10 @@
 //! Timing runs from the first thread leaving the start barrier until the last thread has
 //! finished its loop *and* drained its ring (after a barrier, so no producer is still
 //! pushing), read from the workers' own clocks ([`Span`]); the final free of each thread's
-//! own slots is neither timed nor counted. Ops = mallocs + frees, a remote free
+//! own slots is neither timed nor counted. `finish_spread_ms` is the time between the first
+//! and the last thread leaving its loop; `loop_cpu_ms_min`/`_max` the least and most CPU
+//! time a thread had used by then (equal work, so a wide finish spread with close CPU times
+//! is the scheduler's, not the allocator's). Ops = mallocs + frees, a remote free
 //! counted once, by the thread that frees it. ITERS is per thread.
 
 use crate::common::*;
@@ -137,6 +140,10 @@ struct Counts {
     fallbacks: u64,
     sink: u8,
     span: Option<Span>,
+    /// When this thread left its loop (before the barrier that ends the loops).
+    loop_end: Option<Instant>,
+    /// CPU seconds this thread had used when it left its loop.
+    loop_cpu: f64,
 }
 
 pub fn run(args: &[String]) -> Result<Report, String> {
@@ -208,6 +215,8 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                         c.mallocs += 1;
                     }
                 }
+                c.loop_end = Some(Instant::now());
+                c.loop_cpu = thread_cpu_secs();
                 bars[1].wait();
                 c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
                 c.span = Some(Span {
@@ -231,6 +240,8 @@ pub fn run(args: &[String]) -> Result<Report, String> {
 
     let mut tot = Counts::default();
     let mut spans = Vec::with_capacity(threads);
+    let mut loop_ends = Vec::with_capacity(threads);
+    let (mut cpu_min, mut cpu_max) = (f64::INFINITY, 0.0f64);
     for h in handles {
         let c = h
             .join()
@@ -242,8 +253,17 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         tot.fallbacks += c.fallbacks;
         tot.sink ^= c.sink;
         spans.extend(c.span);
+        loop_ends.extend(c.loop_end);
+        cpu_min = cpu_min.min(c.loop_cpu);
+        cpu_max = cpu_max.max(c.loop_cpu);
     }
     let secs = Span::covering(spans).ok_or("no thread ran")?.secs();
+    // How far apart the threads left their loops: a finished thread stops draining its ring
+    // while its producer may still fill it, so the peak in flight grows with this spread.
+    let finish_spread = match (loop_ends.iter().min(), loop_ends.iter().max()) {
+        (Some(a), Some(b)) => b.saturating_duration_since(*a).as_secs_f64(),
+        _ => 0.0,
+    };
     std::hint::black_box(tot.sink);
     debug_assert_eq!(tot.sends, tot.recv_frees);
 
@@ -284,6 +304,9 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 flight.peak() as f64 * sizes.mean() / (1 << 20) as f64
             ),
         )
+        .kv("finish_spread_ms", format!("{:.1}", finish_spread * 1e3))
+        .kv("loop_cpu_ms_min", format!("{:.1}", cpu_min * 1e3))
+        .kv("loop_cpu_ms_max", format!("{:.1}", cpu_max * 1e3))
         .kv("valid", u8::from(valid))
         .kv("malloc_from", malloc_provider());
     let mut human = format!(

@@ -108,6 +108,7 @@ VARIANTS=(
   "no-shared-pool|shared-pool|-shared-pool"
   "no-stash-steal|stash-steal|-stash-steal"
   "no-inbox-steal|inbox-steal|-inbox-steal"
+  "no-interleave|interleave|-interleave"
 )
 
 CONDS=$OUT/conditions.txt

@@ -63,6 +63,7 @@ events! {
     MediumSteal / medium_refill_steal = "medium refills from another heap's inbox",
     MediumCarve / medium_refill_new_runs = "medium refills from new runs",
     MediumLent / medium_runs_lent = "medium runs carved in a released heap's free pages",
+    Yields / cpu_yields = "CPU yields to other threads (more threads own heaps than there are CPUs)",
     BinOverflow / bin_overflows = "thread-bin overflows to central",
     BinTrims / bin_trims = "idle thread bins trimmed at an epoch",
     BinGrows / bin_grows = "thread-bin limits grown (a round trip: refills, then an overflow)",

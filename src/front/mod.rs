@@ -17,6 +17,7 @@ mod capi;
 mod cxx;
 mod fallback;
 mod hardened;
+mod interleave;
 #[cfg(feature = "capi")]
 mod introspect;
 pub mod lifecycle;

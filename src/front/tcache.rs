@@ -10,13 +10,14 @@ use crate::ds::list::{Chain, LocalList};
 use crate::ds::order;
 use crate::ds::page_set::PageSet;
 use crate::front::bin::Bin;
+use crate::front::interleave::Interleave;
 use crate::heap::send::{send, send_one};
 use crate::heap::{registry, Heap, OwnedHeap};
 use crate::page::size_class::{self as sc, NUM_BINS, SMALL_BINS};
 use crate::page::{arena, page_tag};
 use crate::remote::{Push, RemoteBuf, Sink};
 use crate::stats::{Counters, Ev, GLOBAL};
-use crate::sys::meta;
+use crate::sys::{meta, os};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
@@ -53,6 +54,8 @@ pub struct ThreadCache {
     /// `retire` until the handle is taken.
     heap: Option<OwnedHeap>,
     slow_calls: u32,
+    /// Allocator-dense running since this thread last yielded its CPU (`interleave`).
+    interleave: Interleave,
     /// [`registry::small_runs_taken`] at this thread's last look at its share
     /// (`share_surplus`).
     runs_seen: u32,
@@ -415,6 +418,14 @@ impl ThreadCache {
     /// ACTIVE, and the heap entered.
     unsafe fn tick(&mut self) {
         self.slow_calls += 1;
+        if config::INTERLEAVE
+            && self.interleave.due(os::cycles())
+            && registry::owned_heaps() > os::cpus()
+        {
+            os::yield_now();
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.heap().stats.add(Ev::Yields, 1) };
+        }
         if self.slow_calls.is_multiple_of(config::PRIVATE_CHECK_PERIOD) {
             // SAFETY: ACTIVE, and the heap entered (caller contract).
             unsafe { self.share_surplus() };

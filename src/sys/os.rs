@@ -216,14 +216,45 @@ pub fn futex_wake(word: &AtomicU32, n: i32) {
     set_errno(saved);
 }
 
-/// `sched_yield`: only the lock tests' spin-then-yield model uses it (the allocator sleeps
-/// on futexes instead).
-#[cfg(all(test, not(loom)))]
+/// `sched_yield`: the thread gives its CPU to another runnable thread, if any (the locks sleep
+/// on futexes instead; `front::interleave` and the lock tests' spin-then-yield model use it).
 pub fn yield_now() {
     // SAFETY: no preconditions.
     unsafe {
         libc::sched_yield();
     }
+}
+
+/// The time-stamp counter (`rdtsc`): cycles at a constant rate on the x86-64 CPUs this crate
+/// builds for, read without a system call.
+pub fn cycles() -> u64 {
+    // SAFETY: `rdtsc` has no preconditions on x86-64.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+}
+
+/// CPUs this process may run on (`sched_getaffinity` of the first caller, at least 1), read
+/// once: a later change of the affinity is not seen.
+pub fn cpus() -> usize {
+    static CPUS: AtomicU32 = AtomicU32::new(0);
+    let n = CPUS.load(core::sync::atomic::Ordering::Relaxed);
+    if n != 0 {
+        return n as usize;
+    }
+    // SAFETY: an all-zero `cpu_set_t` is valid, and the call fills at most its size.
+    let n = unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        if libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            libc::CPU_COUNT(&set).max(1) as u32
+        } else {
+            1
+        }
+    };
+    // Relaxed: every caller computes the same count; the cache only saves the system call.
+    CPUS.store(n, core::sync::atomic::Ordering::Relaxed);
+    n as usize
 }
 
 /// Milliseconds of CLOCK_MONOTONIC_COARSE (a vDSO read, no syscall).

@@ -94,7 +94,7 @@ pub const INTERLEAVE: bool = cfg!(feature = "interleave");
 /// `interleave`: time-stamp-counter cycles of allocator-dense running between two yields
 /// (about 0.4 ms at 2.6 GHz). 2^18 cost xmalloc-T4 a third of its speed (docs/ab.md).
 pub const INTERLEAVE_QUANTUM: u64 = 1 << 20;
-/// `interleave`: a gap between two slow-path calls this long (about 50 µs at 2.6 GHz) means the
+/// `interleave`: a gap between two refills this long (about 50 µs at 2.6 GHz) means the
 /// thread was descheduled or ran code of its own: its quantum starts again.
 pub const INTERLEAVE_GAP: u64 = 1 << 17;
 /// Event-only statistics.

@@ -7,9 +7,9 @@
 //! Allocators whose threads sleep on locks interleave finely by accident (tcmalloc's threads
 //! switched about 300 times each in a run where ours switched about 20). So a thread that has
 //! run a quantum of allocator-dense code ([`config::INTERLEAVE_QUANTUM`] cycles, counted at its
-//! slow-path calls) gives its CPU to another runnable thread, while more threads own heaps than
+//! refills, malloc's slow path) gives its CPU to another runnable thread, while more threads own heaps than
 //! the process may run on CPUs. Below that count, or with nothing else runnable, it costs one
-//! counter read per slow-path call. Measured in docs/ab.md ("Interleaving oversubscribed
+//! counter read per refill. Measured in docs/ab.md ("Interleaving oversubscribed
 //! threads").
 
 use crate::config;
@@ -20,13 +20,13 @@ use crate::config;
 pub struct Interleave {
     /// Cycles run since the quantum started.
     run: u64,
-    /// The counter at the last slow-path call.
+    /// The counter at the last refill.
     last: u64,
 }
 
 impl Interleave {
-    /// At a slow-path call at counter value `now`: whether the thread has run a whole quantum,
-    /// counting only the gaps between slow-path calls shorter than [`config::INTERLEAVE_GAP`]
+    /// At a refill at counter value `now`: whether the thread has run a whole quantum,
+    /// counting only the gaps between refills shorter than [`config::INTERLEAVE_GAP`]
     /// (a longer gap is time descheduled or spent outside the allocator, and starts the
     /// quantum again). True at most once per quantum.
     pub fn due(&mut self, now: u64) -> bool {

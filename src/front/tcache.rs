@@ -250,6 +250,16 @@ impl ThreadCache {
     /// # Safety
     /// ACTIVE, and `bin` is empty.
     pub unsafe fn refill(&mut self, bin: usize) -> *mut u8 {
+        // Before the heap is entered: a thread that yields holds no lock meanwhile (a decay
+        // pass or a trim may wait for this heap's `busy` lock).
+        if config::INTERLEAVE
+            && self.interleave.due(os::cycles())
+            && registry::owned_heaps() > os::cpus()
+        {
+            os::yield_now();
+            // SAFETY: ACTIVE (caller contract).
+            unsafe { self.heap().stats.add(Ev::Yields, 1) };
+        }
         // SAFETY: ACTIVE (caller contract): the cache holds its heap.
         unsafe { self.owned() }.enter();
         // SAFETY: ACTIVE (caller contract), and the heap entered just above.
@@ -418,14 +428,6 @@ impl ThreadCache {
     /// ACTIVE, and the heap entered.
     unsafe fn tick(&mut self) {
         self.slow_calls += 1;
-        if config::INTERLEAVE
-            && self.interleave.due(os::cycles())
-            && registry::owned_heaps() > os::cpus()
-        {
-            os::yield_now();
-            // SAFETY: ACTIVE (caller contract).
-            unsafe { self.heap().stats.add(Ev::Yields, 1) };
-        }
         if self.slow_calls.is_multiple_of(config::PRIVATE_CHECK_PERIOD) {
             // SAFETY: ACTIVE, and the heap entered (caller contract).
             unsafe { self.share_surplus() };

@@ -7,10 +7,10 @@
 //! Allocators whose threads sleep on locks interleave finely by accident (tcmalloc's threads
 //! switched about 300 times each in a run where ours switched about 20). So a thread that has
 //! run a quantum of allocator-dense code ([`config::INTERLEAVE_QUANTUM`] cycles, counted at its
-//! refills, malloc's slow path) gives its CPU to another runnable thread, while more threads own heaps than
-//! the process may run on CPUs. Below that count, or with nothing else runnable, it costs one
-//! counter read per refill. Measured in docs/ab.md ("Interleaving oversubscribed
-//! threads").
+//! refills, malloc's slow path) gives its CPU to another runnable thread, while more threads
+//! own heaps than the process may run on CPUs. Below that count it costs one counter read per
+//! refill; with nothing else runnable the yield returns at once. Measured in docs/ab.md
+//! ("Interleaving oversubscribed threads").
 
 use crate::config;
 

@@ -229,10 +229,7 @@ pub fn yield_now() {
 /// builds for, read without a system call.
 pub fn cycles() -> u64 {
     // SAFETY: `rdtsc` has no preconditions on x86-64.
-    #[allow(unused_unsafe)]
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// CPUs this process may run on (`sched_getaffinity` of the first caller, at least 1), read

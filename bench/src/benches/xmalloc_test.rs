@@ -15,18 +15,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-/// CPU seconds (user + system) the calling thread has used so far.
-fn thread_cpu_secs() -> f64 {
-    // SAFETY: getrusage writes only into the zeroed struct passed by pointer.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_THREAD is Linux's per-thread query.
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 pub const USAGE: &str = "usage: xmalloc-test T BATCHES BATCH MIN MAX\n\
 T/2 producer threads (>=1) each queue BATCHES batches of BATCH blocks; the other threads free them.";
 

@@ -1,6 +1,6 @@
 //! mt-remote, docs/benchmarks.md.
 //!
-//! `mt-remote T ITERS WS MIN MAX REMOTE_PCT RING`
+//! `mt-remote T ITERS WS MIN MAX REMOTE_PCT RING [END]`
 //!
 //! T threads (thread `i` seeded `0x12345678 + 977·i`), each with WS private slots and a
 //! single-producer/single-consumer bounded ring (capacity RING) to thread `(i+1) % T`.
@@ -18,15 +18,21 @@
 //! time a thread had used by then (equal work, so a wide finish spread with close CPU times
 //! is the scheduler's, not the allocator's). Ops = mallocs + frees, a remote free
 //! counted once, by the thread that frees it. ITERS is per thread.
+//!
+//! END says what a thread does between leaving its loop and the barrier: `stop` (the default,
+//! the seed's shape) waits at once, so its producer fills its ring until the producer ends
+//! too; `drain` keeps draining its ring until its producer has left its loop, as the hz3
+//! Windows bench's matched mode does, so what the peak holds in flight is the main phase's.
 
 use crate::common::*;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-pub const USAGE: &str = "usage: mt-remote T ITERS WS MIN MAX REMOTE_PCT RING\n\
-ITERS is per thread and accepts k/M/G suffixes. Valid only when the fallback rate < 0.1%.";
+pub const USAGE: &str = "usage: mt-remote T ITERS WS MIN MAX REMOTE_PCT RING [stop|drain]\n\
+ITERS is per thread and accepts k/M/G suffixes. Valid only when the fallback rate < 0.1%.\n\
+drain: a thread that has left its loop drains its ring until its producer has left its own.";
 
 /// Fallback rate at or above which a result is not valid (docs/benchmarks.md: 0.1 %).
 pub const FALLBACK_LIMIT: f64 = 0.001;
@@ -147,9 +153,14 @@ struct Counts {
 }
 
 pub fn run(args: &[String]) -> Result<Report, String> {
-    if args.len() != 7 {
-        return Err("expected 7 arguments".into());
+    if args.len() != 7 && args.len() != 8 {
+        return Err("expected 7 or 8 arguments".into());
     }
+    let drain_to_end = match args.get(7).map(String::as_str) {
+        None | Some("stop") => false,
+        Some("drain") => true,
+        Some(other) => return Err(format!("END must be stop or drain, not {other}")),
+    };
     let threads = arg_u32(args, 0, "T")? as usize;
     let iters = arg_count(args, 1, "ITERS")?;
     let ws = arg_u32(args, 2, "WS")?;
@@ -169,12 +180,16 @@ pub fn run(args: &[String]) -> Result<Report, String> {
     ]);
 
     let flight = Arc::new(InFlight::default());
+    // Set (Release) by thread `i` after its last push into ring `(i+1) % T`.
+    let loop_done: Arc<Vec<Padded<AtomicBool>>> =
+        Arc::new((0..threads).map(|_| Padded(AtomicBool::new(false))).collect());
 
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let rings = Arc::clone(&rings);
         let flight = Arc::clone(&flight);
         let bars = Arc::clone(&bars);
+        let loop_done = Arc::clone(&loop_done);
         let h = std::thread::Builder::new()
             .name(format!("mt-remote-{i}"))
             .spawn(move || {
@@ -217,6 +232,21 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                 }
                 c.loop_end = Some(Instant::now());
                 c.loop_cpu = thread_cpu_secs();
+                loop_done[i].0.store(true, Ordering::Release);
+                if drain_to_end {
+                    let producer = &loop_done[(i + threads - 1) % threads].0;
+                    // Acquire pairs with the producer's Release: once it reads true, the
+                    // drain below sees every push the producer made.
+                    while !producer.load(Ordering::Acquire) {
+                        let got = mine.drain(|p| sink ^= unsafe { free_touch(p) });
+                        c.recv_frees += got;
+                        pending -= got as i64;
+                        flight.publish(&mut pending);
+                        if got == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
                 bars[1].wait();
                 c.recv_frees += mine.drain(|p| sink ^= unsafe { free_touch(p) });
                 c.span = Some(Span {
@@ -290,6 +320,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         .kv("sizes", &range)
         .kv("remote_pct", pct)
         .kv("ring", ring_cap)
+        .kv("end", if drain_to_end { "drain" } else { "stop" })
         .kv("mallocs", tot.mallocs)
         .kv("frees", frees)
         .kv("remote_sends", tot.sends)
@@ -337,6 +368,35 @@ pub fn run(args: &[String]) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field<'a>(rep: &'a Report, k: &str) -> &'a str {
+        rep.extra
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no field {k}"))
+    }
+
+    #[test]
+    fn end_argument() {
+        let args = |end: Option<&str>| -> Vec<String> {
+            let mut v: Vec<String> = ["3", "3000", "32", "16", "256", "50", "4096"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            v.extend(end.map(str::to_string));
+            v
+        };
+        for (end, name) in [(None, "stop"), (Some("stop"), "stop"), (Some("drain"), "drain")] {
+            let rep = run(&args(end)).expect("runs");
+            assert_eq!(field(&rep, "end"), name);
+            // Every pointer sent was freed by its receiver (the final drain included).
+            let sends: u64 = field(&rep, "remote_sends").parse().unwrap();
+            let frees: u64 = field(&rep, "frees").parse().unwrap();
+            assert!(sends > 0 && frees >= sends, "{end:?}: {sends} sends, {frees} frees");
+        }
+        assert!(run(&args(Some("wait"))).is_err());
+    }
 
     #[test]
     fn ring_fills_and_drains() {

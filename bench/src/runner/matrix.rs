@@ -38,7 +38,7 @@ impl Row {
 pub const MATRICES: &[(&str, &str)] = &[
     ("quick", "a subset with reduced iteration counts: about one minute for ~6 allocators x 3 runs"),
     ("seed", "the docs/benchmarks.md seed rows at full size (ST 20M iterations, MT 2.5M per thread) plus larson/xmalloc/cache-scratch"),
-    ("memory", "RSS suite: burst then idle (1 GiB, 12 s), thread churn (300 generations), and peak RSS of the seed's memory-heavy mt-remote rows"),
+    ("memory", "RSS suite: burst then idle (1 GiB, 12 s), thread churn (300 generations), and peak RSS of the seed's memory-heavy mt-remote rows, as the seed ends them and with finished threads draining"),
     ("field", "the field's standard shapes (issue 18): large blocks, allocate-then-free loops, trees, producer/consumer, cross-thread churn, leak-and-churn; about 1 s each for hakozuna"),
     ("smoke", "tiny rows for tests: one of each program"),
 ];
@@ -96,6 +96,17 @@ fn mt(t: usize, r: u32, min: u32, max: u32, iters: u64, scale: f64) -> Row {
             "mt-remote T={t}, {r}% remote frees, sizes {min}-{max}, WS 400, ring {SEED_RING}"
         ),
     }
+}
+
+/// An mt-remote row whose threads, past their loop, drain their rings until their producers
+/// are done too (`END` = `drain`): the peak in flight is then the main phase's, not what the
+/// last threads push into the rings of finished ones.
+fn mt_drain(t: usize, r: u32, min: u32, max: u32, iters: u64, scale: f64) -> Row {
+    let mut row = mt(t, r, min, max, iters, scale);
+    row.name.push_str("-drain");
+    row.args.push("drain".into());
+    row.desc.push_str(", finished threads drain");
+    row
 }
 
 /// The rows with every mt-remote ring set to `ring` slots. A ring longer than the row's
@@ -335,6 +346,9 @@ pub fn matrix(name: &str, scale: f64) -> Result<Vec<Row>, String> {
             mt(32, 50, 16, 2048, 2_500_000, s),
             mt(32, 50, 16, 32768, 2_500_000, s),
             mt(8, 90, 16, 32768, 2_500_000, s),
+            mt_drain(32, 50, 16, 2048, 2_500_000, s),
+            mt_drain(32, 50, 16, 32768, 2_500_000, s),
+            mt_drain(8, 90, 16, 32768, 2_500_000, s),
         ],
         "field" => vec![
             large(1_000, 32, s),
@@ -449,8 +463,12 @@ mod tests {
                 "mt-remote 32 2500000 400 16 2048 50 65536",
                 "mt-remote 32 2500000 400 16 32768 50 65536",
                 "mt-remote 8 2500000 400 16 32768 90 65536",
+                "mt-remote 32 2500000 400 16 2048 50 65536 drain",
+                "mt-remote 32 2500000 400 16 32768 50 65536 drain",
+                "mt-remote 8 2500000 400 16 32768 90 65536 drain",
             ]
         );
+        assert_eq!(rows[5].name, "mt-T32-R50-16-2048-drain");
         assert!(rows[0].is_memory_program() && rows[1].is_memory_program());
         assert!(!rows[2].is_memory_program());
         let short = with_idle(matrix("memory", 0.1).unwrap(), 1.5);

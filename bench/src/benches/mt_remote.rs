@@ -112,8 +112,10 @@ impl Ring {
 /// Objects sent and not yet freed by their receiver, summed over all rings: the memory the
 /// benchmark itself holds beyond its working sets, which on an oversubscribed machine depends
 /// on how long receivers stay descheduled (and so differs between allocators and runs). Each
-/// thread publishes its net count every [`InFlight::EVERY`] iterations, so the peak is
-/// sampled, not exact: it can miss the sends of up to `EVERY` iterations per thread. Reported in objects
+/// thread publishes its net count every [`InFlight::EVERY`] iterations, and at once when it
+/// has freed [`InFlight::BATCH`] received objects, so the peak is sampled, not exact: it can
+/// miss the sends of up to `EVERY` iterations per thread, or count up to `BATCH` received
+/// objects per thread as still in flight. Reported in objects
 /// and in MiB of requested bytes (objects × mean size).
 #[derive(Default)]
 struct InFlight {
@@ -123,6 +125,9 @@ struct InFlight {
 
 impl InFlight {
     const EVERY: u64 = 256;
+    /// Receives past which a thread publishes at once: one drain can free thousands of
+    /// objects, and held back until the next `EVERY` they made the sum overstate the peak.
+    const BATCH: i64 = 256;
 
     fn publish(&self, pending: &mut i64) {
         if *pending != 0 {
@@ -207,7 +212,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
                     let got = mine.drain(|p| sink ^= unsafe { free_touch(p) });
                     c.recv_frees += got;
                     pending -= got as i64;
-                    if it % InFlight::EVERY == 0 {
+                    if it % InFlight::EVERY == 0 || pending <= -InFlight::BATCH {
                         flight.publish(&mut pending);
                     }
                     let r = rng.next_u32();

@@ -53,7 +53,11 @@ pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
 /// class parks other heaps' runs in the shared pool (or sends them home when its slots are
 /// full) instead of keeping them, and a medium refill takes from the pool before it carves.
 pub const MEDIUM_POOL: bool = MEDIUM_ADOPT && SHARED_POOL;
-/// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner.
+/// `shared-pool`: bin limits of a small class a heap's central list keeps for its owner while
+/// no other thread owns a heap. While others do, it keeps none: every chain goes to the pool
+/// (central keeps it only when the class's slots are full), since per-heap central lists at
+/// 32 threads held 130 MiB of free objects that only their descheduled owners could reuse
+/// (docs/ab.md, "Central lists that keep nothing").
 pub const SHARED_KEEP: u32 = 1;
 /// `shared-pool`: bytes of free small objects that only their thread reaches (its bins and
 /// its heap's central lists), all threads together, while more than one thread owns a heap.

@@ -1,6 +1,7 @@
 //! Central lists (design.md §7): a heap's owner-only store of free objects per bin, fed by its
 //! thread's bin overflows and drained remote queues, and drawn on by refills. A small class
-//! keeps [`SHARED_KEEP`] bin limits and parks the surplus in the shared pool; a medium class
+//! keeps [`SHARED_KEEP`] bin limits while its heap is the only one owned, none while other
+//! threads own heaps, and parks the surplus in the shared pool; a medium class
 //! keeps [`MEDIUM_CENTRAL_BYTES`] and gives surplus runs back to their segments; past one bin
 //! limit it keeps no other heap's runs ([`MEDIUM_POOL`]: they go to the shared pool), nor its
 //! own while other heaps take the class from the pool.
@@ -128,8 +129,9 @@ impl OwnedHeap {
     }
 
     /// One chain of at most a bin limit of small `bin` into central, or parked in the shared
-    /// pool when central already holds [`SHARED_KEEP`](config::SHARED_KEEP) bin limits with
-    /// it (a taker installs a parked chain as its bin, hence the bound). Its tail may be
+    /// pool when central would hold more than [`SHARED_KEEP`](config::SHARED_KEEP) bin
+    /// limits with it, or at all while other threads own heaps (a taker installs a parked
+    /// chain as its bin, hence the bound). Its tail may be
     /// unknown (null): it then joins central by [`LocalList::append`], which walks the shorter
     /// of the two.
     ///
@@ -141,7 +143,12 @@ impl OwnedHeap {
         let limit = sc::bin_limit(bin);
         let h = self.heap();
         let central = &mut self.local().small[bin].central;
-        let c = if config::SHARED_POOL && central.count + c.n > config::SHARED_KEEP * limit {
+        let keep = if super::registry::others_own_heaps() {
+            0
+        } else {
+            config::SHARED_KEEP
+        };
+        let c = if config::SHARED_POOL && central.count + c.n > keep * limit {
             // SAFETY: as the caller contract; `park` reads only the head and the count.
             match unsafe { pool::park(bin, c) } {
                 Ok(()) => {

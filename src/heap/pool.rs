@@ -1,6 +1,7 @@
 //! The shared pool: per class, whole chains of free objects that any heap may take
 //! (`shared-pool`). A heap's central list keeps at most [`SHARED_KEEP`] bin limits of a small
-//! class; a chain that would take it past that is parked here instead, and a refill that finds
+//! class while its heap is the only one owned, and nothing while other threads own heaps; a
+//! chain that would take it past that is parked here instead, and a refill that finds
 //! the heap's own sources empty (spill, stash, transfer cache, central) takes a chain from here
 //! before it carves a new page, keeping only part of a long one early in its owner's tenure
 //! ([`take_at_most`], `refill`'s slow start). With `medium-adopt`, a medium central list past

@@ -88,8 +88,8 @@ impl OwnedHeap {
     }
 
     /// Takes back the part of a thread bin a shed sends off, as a list whose tail is not
-    /// known: parked whole when central already holds its keep, installed whole in an empty
-    /// central list, and walked only to join a non-empty one (the shorter of the two) or to
+    /// known: parked whole when central already holds its keep (always while other threads own
+    /// heaps, but during a trim), installed whole in an empty central list, and walked only to join a non-empty one (the shorter of the two) or to
     /// cut one longer than a bin limit (a grown bin's) into pieces of one limit, each object
     /// once, unless no other thread owns a heap and central is empty.
     ///
@@ -142,12 +142,14 @@ impl OwnedHeap {
     unsafe fn put_small_piece(&mut self, bin: usize, c: Chain) {
         let limit = sc::bin_limit(bin);
         let h = self.heap();
-        let central = &mut self.local().small[bin].central;
-        let keep = if super::registry::others_own_heaps() {
+        // Not during a trim: its drain of the queues would park again what `malloc_trim` is
+        // about to sweep back to the segments (with `stash-max`, whose intake this reaches).
+        let keep = if super::registry::others_own_heaps() && !self.local().trimming {
             0
         } else {
             config::SHARED_KEEP
         };
+        let central = &mut self.local().small[bin].central;
         let c = if config::SHARED_POOL && central.count + c.n > keep * limit {
             // SAFETY: as the caller contract; `park` reads only the head and the count.
             match unsafe { pool::park(bin, c) } {
@@ -283,7 +285,7 @@ impl OwnedHeap {
 
     /// A released heap's small free objects, made available to every heap (released-heap
     /// decay and trim): for each small class, the owner stash and the spill join the central
-    /// list, and what it holds beyond [`SHARED_KEEP`] bin limits goes to the shared pool in
+    /// list, and what it holds beyond [`SHARED_KEEP`] + 1 bin limits goes to the shared pool in
     /// chains of one bin limit, as far as the pool has room. Without this a heap deep in the
     /// released queue would keep them until claimed, and `stash-steal` does not take classes
     /// below a cache line. Returns whether anything went to the pool.

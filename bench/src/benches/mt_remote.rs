@@ -186,8 +186,11 @@ pub fn run(args: &[String]) -> Result<Report, String> {
 
     let flight = Arc::new(InFlight::default());
     // Set (Release) by thread `i` after its last push into ring `(i+1) % T`.
-    let loop_done: Arc<Vec<Padded<AtomicBool>>> =
-        Arc::new((0..threads).map(|_| Padded(AtomicBool::new(false))).collect());
+    let loop_done: Arc<Vec<Padded<AtomicBool>>> = Arc::new(
+        (0..threads)
+            .map(|_| Padded(AtomicBool::new(false)))
+            .collect(),
+    );
 
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -329,6 +332,7 @@ pub fn run(args: &[String]) -> Result<Report, String> {
         .kv("mallocs", tot.mallocs)
         .kv("frees", frees)
         .kv("remote_sends", tot.sends)
+        .kv("received_frees", tot.recv_frees)
         .kv("fallbacks", tot.fallbacks)
         .kv("remote_ratio", format!("{remote_ratio:.6}"))
         .kv("fallback_rate", format!("{fallback_rate:.6}"))
@@ -392,13 +396,20 @@ mod tests {
             v.extend(end.map(str::to_string));
             v
         };
-        for (end, name) in [(None, "stop"), (Some("stop"), "stop"), (Some("drain"), "drain")] {
+        for (end, name) in [
+            (None, "stop"),
+            (Some("stop"), "stop"),
+            (Some("drain"), "drain"),
+        ] {
             let rep = run(&args(end)).expect("runs");
             assert_eq!(field(&rep, "end"), name);
             // Every pointer sent was freed by its receiver (the final drain included).
             let sends: u64 = field(&rep, "remote_sends").parse().unwrap();
-            let frees: u64 = field(&rep, "frees").parse().unwrap();
-            assert!(sends > 0 && frees >= sends, "{end:?}: {sends} sends, {frees} frees");
+            let received: u64 = field(&rep, "received_frees").parse().unwrap();
+            assert!(
+                sends > 0 && received == sends,
+                "{end:?}: {sends} sends, {received} received"
+            );
         }
         assert!(run(&args(Some("wait"))).is_err());
     }

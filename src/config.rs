@@ -32,8 +32,8 @@ pub const MEDIUM_ADOPT: bool = cfg!(feature = "medium-adopt");
 /// A free of another heap's small object (of at least [`ADOPT_MIN_SIZE`] bytes) goes into the
 /// freeing thread's own bin, once that thread has made [`ADOPT_WARMUP`] refills; the object
 /// keeps its owner's tag (medium-adopt for small objects). An overflowing bin sheds to central
-/// (which parks it in the shared pool while other threads own heaps) whole while the class is in demand and central holds at most [`ADOPT_CENTRAL_MAX`] bin
-/// limits; otherwise its adopted objects travel the remote ring/bank to their owners and the
+/// (which parks it in the shared pool while other threads own heaps) whole while the class is
+/// in demand and central holds at most [`ADOPT_CENTRAL_MAX`] bin limits; otherwise its adopted objects travel the remote ring/bank to their owners and the
 /// thread stops adopting until its next refill (docs/ab.md).
 pub const SMALL_ADOPT: bool = cfg!(feature = "small-adopt");
 /// `small-adopt`: the smallest class adopted, a cache line (smaller objects share lines).
@@ -46,8 +46,8 @@ pub const ADOPT_WARMUP: u32 = 64;
 /// objects shed from the bin go home instead of joining it.
 pub const ADOPT_CENTRAL_MAX: u32 = 4;
 /// Free small objects beyond [`SHARED_KEEP`] bin limits in a heap's central list (all of them
-/// while other threads own heaps) go to a pool every heap refills from before carving a new page (`heap::pool`; an extension beyond
-/// hz3, design.md §7).
+/// while other threads own heaps) go to a pool every heap refills from before carving a new
+/// page (`heap::pool`; an extension beyond hz3, design.md §7).
 pub const SHARED_POOL: bool = cfg!(feature = "shared-pool");
 /// With `medium-adopt` and `shared-pool`: a medium central list past one bin limit of its
 /// class parks other heaps' runs in the shared pool (or sends them home when its slots are

@@ -89,9 +89,10 @@ impl OwnedHeap {
 
     /// Takes back the part of a thread bin a shed sends off, as a list whose tail is not
     /// known: parked whole when central already holds its keep (always while other threads own
-    /// heaps, but during a trim), installed whole in an empty central list, and walked only to join a non-empty one (the shorter of the two) or to
-    /// cut one longer than a bin limit (a grown bin's) into pieces of one limit, each object
-    /// once, unless no other thread owns a heap and central is empty.
+    /// heaps, but during a trim), installed whole in an empty central list, and walked only to
+    /// join a non-empty one (the shorter of the two) or to cut one longer than a bin limit (a
+    /// grown bin's) into pieces of one limit, each object once, unless no other thread owns a
+    /// heap and central is empty.
     ///
     /// # Safety
     /// `list` is a well-formed null-terminated list of exactly `list.count` free objects of
